@@ -1,0 +1,190 @@
+package exporter
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// Namespace prefixes every metric of the service.
+const Namespace = "omnimemory"
+
+// DurationBuckets are the classic buckets of operation durations in seconds:
+// 1 ms, 2.5 ms and 5 ms for fast local tools, then the OpenTelemetry GenAI
+// semantic conventions' buckets for tool calls (gen_ai.client.operation.duration).
+var DurationBuckets = []float64{
+	0.001, 0.0025, 0.005,
+	0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+}
+
+// SavingsRatioBuckets are the buckets of tokens prevented / tokens original.
+var SavingsRatioBuckets = []float64{0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99}
+
+// OtherLabel replaces a tool_id label value once the label limit is reached.
+const OtherLabel = "other"
+
+// DefaultMaxToolIDLabels bounds the distinct tool_id label values.
+const DefaultMaxToolIDLabels = 100
+
+// Metrics are the Prometheus metrics of accepted operations and of the
+// ingest path. Build them with NewMetrics on a registry of the caller's.
+type Metrics struct {
+	operations      *prometheus.CounterVec
+	tokensOriginal  *prometheus.CounterVec
+	tokensActual    *prometheus.CounterVec
+	tokensPrevented *prometheus.CounterVec
+	tokensOverspent *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	savingsRatio    *prometheus.HistogramVec
+	price           prometheus.Gauge
+
+	batchSize      prometheus.Histogram
+	commitDuration prometheus.Histogram
+	queueDepth     prometheus.Gauge
+	queueCapacity  prometheus.Gauge
+	writeErrors    prometheus.Counter
+	shed           *prometheus.CounterVec
+
+	toolIDs *labelLimiter
+}
+
+// NewMetrics registers the metrics on reg. maxToolIDs bounds how many
+// distinct tool_id label values appear (the rest are counted under "other");
+// 0 means DefaultMaxToolIDLabels.
+func NewMetrics(reg prometheus.Registerer, pricePerThousand float64, maxToolIDs int) *Metrics {
+	f := promauto.With(reg)
+	toolLabels := []string{"tool_name", "operation_mode", "tool_id"}
+	modeLabels := []string{"tool_name", "operation_mode"}
+	if maxToolIDs <= 0 {
+		maxToolIDs = DefaultMaxToolIDLabels
+	}
+	m := &Metrics{
+		operations: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "tool_operations_total",
+			Help: "Tool operations accepted and stored.",
+		}, toolLabels),
+		tokensOriginal: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "tool_tokens_original_total",
+			Help: "Tokens the naive way would have sent (the baseline) for accepted operations.",
+		}, toolLabels),
+		tokensActual: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "tool_tokens_actual_total",
+			Help: "Tokens actually sent for accepted operations.",
+		}, toolLabels),
+		tokensPrevented: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "tool_tokens_prevented_total",
+			Help: "Tokens saved against the baseline; an operation that cost more than its baseline adds nothing here.",
+		}, toolLabels),
+		tokensOverspent: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "tool_tokens_overspent_total",
+			Help: "Tokens by which operations cost more than their baseline.",
+		}, toolLabels),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "tool_operation_duration_seconds",
+			Help:                            "Response time of tool operations as reported by the tool.",
+			Buckets:                         DurationBuckets,
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  160,
+			NativeHistogramMinResetDuration: 0,
+		}, modeLabels),
+		savingsRatio: f.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "tool_operation_savings_ratio",
+			Help:    "Tokens prevented divided by tokens original, per operation with a non-zero baseline (negative savings count as 0).",
+			Buckets: SavingsRatioBuckets,
+		}, modeLabels),
+		price: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "cost_per_1k_tokens_usd",
+			Help: "Configured price in US dollars per 1,000 tokens, to turn token counters into dollars.",
+		}),
+		batchSize: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "ingest", Name: "batch_size",
+			Help:    "Operations committed together by the writer in one store write.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
+		commitDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "ingest", Name: "commit_duration_seconds",
+			Help:                        "Time the store took to make one batch durable.",
+			Buckets:                     prometheus.ExponentialBuckets(0.0001, 2.5, 14),
+			NativeHistogramBucketFactor: 1.1,
+		}),
+		queueDepth: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "ingest", Name: "queue_depth",
+			Help: "Requests waiting for the writer.",
+		}),
+		queueCapacity: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "ingest", Name: "queue_capacity",
+			Help: "Bound of the writer's queue; past it requests are shed with 503.",
+		}),
+		writeErrors: f.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "ingest", Name: "write_errors_total",
+			Help: "Batches the store failed to commit (their requests were answered with an error).",
+		}),
+		shed: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "ingest", Name: "shed_operations_total",
+			Help: "Operations refused without being stored, by reason (queue_full, store_full, store_error, shutting_down).",
+		}, []string{"reason"}),
+		toolIDs: newLabelLimiter(maxToolIDs),
+	}
+	m.price.Set(pricePerThousand)
+	return m
+}
+
+// observeAccepted bumps the tool metrics for operations just made durable.
+func (m *Metrics) observeAccepted(ops []tsdb.Operation) {
+	for i := range ops {
+		op := &ops[i]
+		toolID := m.toolIDs.label(op.ToolID)
+		m.operations.WithLabelValues(op.ToolName, op.OperationMode, toolID).Inc()
+		m.tokensOriginal.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensOriginal))
+		m.tokensActual.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensActual))
+		if op.TokensPrevented >= 0 {
+			m.tokensPrevented.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensPrevented))
+		} else {
+			m.tokensOverspent.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(-float64(op.TokensPrevented))
+		}
+		m.duration.WithLabelValues(op.ToolName, op.OperationMode).Observe(op.ResponseTimeMs / 1000)
+		if op.TokensOriginal > 0 {
+			ratio := float64(max(op.TokensPrevented, 0)) / float64(op.TokensOriginal)
+			m.savingsRatio.WithLabelValues(op.ToolName, op.OperationMode).Observe(ratio)
+		}
+	}
+}
+
+// labelLimiter admits the first max distinct values of a label and maps
+// every later one to OtherLabel, so that a client inventing tool ids cannot
+// grow the exposition without bound.
+type labelLimiter struct {
+	mu   sync.RWMutex
+	max  int
+	seen map[string]struct{}
+}
+
+func newLabelLimiter(max int) *labelLimiter {
+	return &labelLimiter{max: max, seen: make(map[string]struct{}, max)}
+}
+
+func (l *labelLimiter) label(v string) string {
+	l.mu.RLock()
+	_, ok := l.seen[v]
+	n := len(l.seen)
+	l.mu.RUnlock()
+	if ok {
+		return v
+	}
+	if n >= l.max {
+		return OtherLabel
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.seen[v]; ok {
+		return v
+	}
+	if len(l.seen) >= l.max {
+		return OtherLabel
+	}
+	l.seen[v] = struct{}{}
+	return v
+}

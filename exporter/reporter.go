@@ -1,0 +1,302 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// TimeRange is a look-back window of the aggregate endpoints.
+type TimeRange struct {
+	Name     string
+	Duration time.Duration // 0 for "all": no lower bound
+	Step     tsdb.Step
+}
+
+// The time ranges of the contract.
+var (
+	Range1h  = TimeRange{"1h", time.Hour, tsdb.Hourly}
+	Range24h = TimeRange{"24h", 24 * time.Hour, tsdb.Hourly}
+	Range7d  = TimeRange{"7d", 7 * 24 * time.Hour, tsdb.Daily}
+	Range30d = TimeRange{"30d", 30 * 24 * time.Hour, tsdb.Daily}
+	RangeAll = TimeRange{"all", 0, tsdb.Daily}
+)
+
+// BreakdownRanges are the ranges /metrics/tool-breakdown takes;
+// SavingsRanges those /metrics/api-savings takes.
+var (
+	BreakdownRanges = []TimeRange{Range1h, Range24h, Range7d, Range30d}
+	SavingsRanges   = []TimeRange{Range1h, Range24h, Range7d, Range30d, RangeAll}
+)
+
+// ParseTimeRange finds name among allowed; ok is false when it is not there.
+func ParseTimeRange(name string, allowed []TimeRange) (TimeRange, bool) {
+	for _, r := range allowed {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return TimeRange{}, false
+}
+
+// RangeNames lists the names of ranges, comma-separated, for error messages.
+func RangeNames(ranges []TimeRange) string {
+	names := make([]string, len(ranges))
+	for i, r := range ranges {
+		names[i] = r.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// Reporter answers the aggregate endpoints from a store, priced.
+type Reporter struct {
+	store   tsdb.Store
+	pricing Pricing
+	now     func() time.Time
+}
+
+// NewReporter answers from store at pricing; now is the clock (time.Now when nil).
+func NewReporter(store tsdb.Store, pricing Pricing, now func() time.Time) *Reporter {
+	if now == nil {
+		now = time.Now
+	}
+	return &Reporter{store: store, pricing: pricing, now: now}
+}
+
+// ModeBreakdown is one mode of one tool in a ToolBreakdown.
+type ModeBreakdown struct {
+	Count             int64   `json:"count"`
+	TokensPrevented   int64   `json:"tokens_prevented"`
+	AvgResponseTimeMs float64 `json:"avg_response_time_ms"`
+}
+
+// ToolStats are one tool's figures in a ToolBreakdown.
+type ToolStats struct {
+	TotalOperations      int64                    `json:"total_operations"`
+	TotalTokensOriginal  int64                    `json:"total_tokens_original"`
+	TotalTokensActual    int64                    `json:"total_tokens_actual"`
+	TotalTokensPrevented int64                    `json:"total_tokens_prevented"`
+	AvgResponseTimeMs    float64                  `json:"avg_response_time_ms"`
+	ByMode               map[string]ModeBreakdown `json:"by_mode"`
+}
+
+// ToolBreakdown is the answer of GET /metrics/tool-breakdown.
+type ToolBreakdown struct {
+	Read                 ToolStats `json:"read"`
+	Search               ToolStats `json:"search"`
+	TotalTokensPrevented int64     `json:"total_tokens_prevented"`
+	TotalCostSaved       float64   `json:"total_cost_saved"`
+	TimePeriod           string    `json:"time_period"`
+}
+
+// window answers the store window of r ending now.
+func window(r TimeRange, toolID string, now time.Time) tsdb.Window {
+	w := tsdb.Window{ToolID: toolID, End: now}
+	if r.Duration > 0 {
+		start := now.Add(-r.Duration)
+		w.Start = &start
+	}
+	return w
+}
+
+// ToolBreakdown answers the per-tool, per-mode figures of r for toolID (all when empty).
+func (rep *Reporter) ToolBreakdown(ctx context.Context, r TimeRange, toolID string) (ToolBreakdown, error) {
+	now := rep.now().UTC()
+	rows, err := rep.store.Breakdown(ctx, window(r, toolID, now))
+	if err != nil {
+		return ToolBreakdown{}, fmt.Errorf("breakdown: %w", err)
+	}
+	type acc struct {
+		totals tsdb.Totals
+		modes  map[string]tsdb.Totals
+	}
+	tools := map[string]*acc{}
+	for _, name := range tsdb.ToolNames {
+		tools[name] = &acc{modes: map[string]tsdb.Totals{}}
+	}
+	var all tsdb.Totals
+	for _, row := range rows {
+		a, ok := tools[row.ToolName]
+		if !ok { // a tool name outside the contract: count it in the total only
+			all.Add(row.Totals)
+			continue
+		}
+		a.totals.Add(row.Totals)
+		m := a.modes[row.OperationMode]
+		m.Add(row.Totals)
+		a.modes[row.OperationMode] = m
+		all.Add(row.Totals)
+	}
+	stats := func(a *acc) ToolStats {
+		s := ToolStats{
+			TotalOperations:      a.totals.Count,
+			TotalTokensOriginal:  a.totals.TokensOriginal,
+			TotalTokensActual:    a.totals.TokensActual,
+			TotalTokensPrevented: a.totals.TokensPrevented,
+			AvgResponseTimeMs:    mean(a.totals.ResponseTimeSumMs, a.totals.Count),
+			ByMode:               make(map[string]ModeBreakdown, len(a.modes)),
+		}
+		for mode, t := range a.modes {
+			s.ByMode[mode] = ModeBreakdown{
+				Count:             t.Count,
+				TokensPrevented:   t.TokensPrevented,
+				AvgResponseTimeMs: mean(t.ResponseTimeSumMs, t.Count),
+			}
+		}
+		return s
+	}
+	return ToolBreakdown{
+		Read:                 stats(tools[tsdb.ToolRead]),
+		Search:               stats(tools[tsdb.ToolSearch]),
+		TotalTokensPrevented: all.TokensPrevented,
+		TotalCostSaved:       rep.pricing.Cost(all.TokensPrevented),
+		TimePeriod:           r.Name,
+	}, nil
+}
+
+// Savings are the figures of one tool or mode in APISavings.
+type Savings struct {
+	CostSaved       float64 `json:"cost_saved"`
+	TokensPrevented int64   `json:"tokens_prevented"`
+	Operations      int64   `json:"operations"`
+}
+
+// ToolSavings has both tools, always.
+type ToolSavings struct {
+	Read   Savings `json:"read"`
+	Search Savings `json:"search"`
+}
+
+// TrendPoint is one bucket of APISavings.Trends.
+type TrendPoint struct {
+	Timestamp       string  `json:"timestamp"`
+	TokensPrevented int64   `json:"tokens_prevented"`
+	CostSaved       float64 `json:"cost_saved"`
+	Operations      int64   `json:"operations"`
+}
+
+// APISavings is the answer of GET /metrics/api-savings.
+type APISavings struct {
+	APICostBaseline      float64            `json:"api_cost_baseline"`
+	APICostActual        float64            `json:"api_cost_actual"`
+	TotalCostSaved       float64            `json:"total_cost_saved"`
+	SavingsPercentage    float64            `json:"savings_percentage"`
+	TotalTokensProcessed int64              `json:"total_tokens_processed"`
+	TotalTokensPrevented int64              `json:"total_tokens_prevented"`
+	TotalOperations      int64              `json:"total_operations"`
+	BreakdownByTool      ToolSavings        `json:"breakdown_by_tool"`
+	BreakdownByMode      map[string]Savings `json:"breakdown_by_mode"`
+	Trends               []TrendPoint       `json:"trends"`
+	TimeRange            string             `json:"time_range"`
+	CalculatedAt         string             `json:"calculated_at"`
+}
+
+// APISavings answers the priced savings of r for toolID (all when empty),
+// with zero-filled trend buckets that sum to the totals.
+func (rep *Reporter) APISavings(ctx context.Context, r TimeRange, toolID string) (APISavings, error) {
+	now := rep.now().UTC()
+	w := window(r, toolID, now)
+	rows, err := rep.store.Breakdown(ctx, w)
+	if err != nil {
+		return APISavings{}, fmt.Errorf("savings breakdown: %w", err)
+	}
+	var all, read, search tsdb.Totals
+	modes := map[string]tsdb.Totals{}
+	for _, row := range rows {
+		all.Add(row.Totals)
+		switch row.ToolName {
+		case tsdb.ToolRead:
+			read.Add(row.Totals)
+		case tsdb.ToolSearch:
+			search.Add(row.Totals)
+		}
+		m := modes[row.OperationMode]
+		m.Add(row.Totals)
+		modes[row.OperationMode] = m
+	}
+	trends, err := rep.trends(ctx, r, w, now)
+	if err != nil {
+		return APISavings{}, err
+	}
+	out := APISavings{
+		APICostBaseline:      rep.pricing.Cost(all.TokensOriginal),
+		APICostActual:        rep.pricing.Cost(all.TokensActual),
+		TotalCostSaved:       rep.pricing.Cost(all.TokensPrevented),
+		SavingsPercentage:    percent(all.TokensPrevented, all.TokensOriginal),
+		TotalTokensProcessed: all.TokensOriginal,
+		TotalTokensPrevented: all.TokensPrevented,
+		TotalOperations:      all.Count,
+		BreakdownByTool:      ToolSavings{Read: rep.savings(read), Search: rep.savings(search)},
+		BreakdownByMode:      make(map[string]Savings, len(modes)),
+		Trends:               trends,
+		TimeRange:            r.Name,
+		CalculatedAt:         FormatTime(now),
+	}
+	for mode, t := range modes {
+		out.BreakdownByMode[mode] = rep.savings(t)
+	}
+	return out, nil
+}
+
+func (rep *Reporter) savings(t tsdb.Totals) Savings {
+	return Savings{CostSaved: rep.pricing.Cost(t.TokensPrevented), TokensPrevented: t.TokensPrevented, Operations: t.Count}
+}
+
+// trends answers every bucket from the one holding the window's start (for
+// "all": the first operation's) up to the one holding now, zero-filled. A
+// bucket that would start exactly at now holds no time of the window and is
+// left out, so a 24h range has 24 buckets when now falls on an hour.
+func (rep *Reporter) trends(ctx context.Context, r TimeRange, w tsdb.Window, now time.Time) ([]TrendPoint, error) {
+	var first time.Time
+	if w.Start != nil {
+		first = *w.Start
+	} else {
+		t, ok, err := rep.store.FirstOperationTime(ctx, w.ToolID)
+		if err != nil {
+			return nil, fmt.Errorf("first operation: %w", err)
+		}
+		if !ok || t.After(now) {
+			return []TrendPoint{}, nil
+		}
+		first = t
+	}
+	buckets, err := rep.store.Trend(ctx, w, r.Step)
+	if err != nil {
+		return nil, fmt.Errorf("trend: %w", err)
+	}
+	byStart := make(map[int64]tsdb.Totals, len(buckets))
+	for _, b := range buckets {
+		byStart[b.Start.UnixNano()] = b.Totals
+	}
+	out := []TrendPoint{}
+	last := r.Step.Truncate(now)
+	for t := r.Step.Truncate(first); !t.After(last); t = r.Step.Next(t) {
+		if t.Equal(now) && !t.Equal(first) {
+			// Only the instant now itself: fold it into the previous bucket.
+			if tot, ok := byStart[t.UnixNano()]; ok && len(out) > 0 {
+				p := &out[len(out)-1]
+				p.TokensPrevented += tot.TokensPrevented
+				p.Operations += tot.Count
+				p.CostSaved = rep.pricing.Cost(p.TokensPrevented)
+			}
+			break
+		}
+		tot := byStart[t.UnixNano()]
+		out = append(out, TrendPoint{
+			Timestamp:       FormatTime(t),
+			TokensPrevented: tot.TokensPrevented,
+			CostSaved:       rep.pricing.Cost(tot.TokensPrevented),
+			Operations:      tot.Count,
+		})
+	}
+	return out, nil
+}
+
+// FormatTime formats t as RFC 3339 in UTC with a Z, with as many fractional
+// digits as it needs.
+func FormatTime(t time.Time) string {
+	return t.UTC().Format(time.RFC3339Nano)
+}

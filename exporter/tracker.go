@@ -1,0 +1,192 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// Errors Track returns besides a store's own.
+var (
+	// ErrOverloaded: the writer's queue is full; the request was not stored
+	// and may be retried after a short wait.
+	ErrOverloaded = errors.New("ingest queue full")
+	// ErrClosed: the tracker is shutting down and takes nothing new.
+	ErrClosed = errors.New("tracker closed")
+)
+
+// TrackerOptions tune the writer. Zero values take the defaults.
+type TrackerOptions struct {
+	// QueueSize bounds the requests waiting for the writer (default 4096).
+	QueueSize int
+	// MaxBatch bounds the operations committed in one store write (default 5000).
+	MaxBatch int
+	// WriteTimeout bounds one store write (default 30s).
+	WriteTimeout time.Duration
+}
+
+func (o TrackerOptions) withDefaults() TrackerOptions {
+	if o.QueueSize <= 0 {
+		o.QueueSize = 4096
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 5000
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	return o
+}
+
+// Tracker is the ingest path: it hands operations to a single writer
+// goroutine that commits every request waiting at that moment in one store
+// write (group commit), so that concurrent requests share one transaction and
+// one fsync. Track returns only once its operations are durable.
+type Tracker struct {
+	store   tsdb.Store
+	metrics *Metrics
+	opts    TrackerOptions
+	logger  *slog.Logger
+
+	mu     sync.RWMutex // guards closed and sends on queue against Close
+	closed bool
+	queue  chan *writeRequest
+	done   chan struct{}
+}
+
+type writeRequest struct {
+	ops    []tsdb.Operation
+	result chan error
+}
+
+// NewTracker starts the writer. Close stops it.
+func NewTracker(store tsdb.Store, metrics *Metrics, opts TrackerOptions, logger *slog.Logger) *Tracker {
+	opts = opts.withDefaults()
+	t := &Tracker{
+		store:   store,
+		metrics: metrics,
+		opts:    opts,
+		logger:  logger.With("component", "tracker"),
+		queue:   make(chan *writeRequest, opts.QueueSize),
+		done:    make(chan struct{}),
+	}
+	metrics.queueCapacity.Set(float64(opts.QueueSize))
+	go t.run()
+	return t
+}
+
+// Track stores ops (all or none) and answers once they are durable. It
+// answers ErrOverloaded at once when the queue is full, ErrClosed after
+// Close, or the store's error. It waits for the commit even when ctx ends
+// first, so that an answer never hides an operation that was stored.
+func (t *Tracker) Track(ctx context.Context, ops ...tsdb.Operation) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	req := &writeRequest{ops: ops, result: make(chan error, 1)}
+	t.mu.RLock()
+	if t.closed {
+		t.mu.RUnlock()
+		t.metrics.shed.WithLabelValues("shutting_down").Add(float64(len(ops)))
+		return ErrClosed
+	}
+	select {
+	case t.queue <- req:
+		t.metrics.queueDepth.Set(float64(len(t.queue)))
+	default:
+		t.mu.RUnlock()
+		t.metrics.shed.WithLabelValues("queue_full").Add(float64(len(ops)))
+		return ErrOverloaded
+	}
+	t.mu.RUnlock()
+	_ = ctx // the commit is bounded by WriteTimeout, not by the caller
+	return <-req.result
+}
+
+// Close stops taking requests, commits every request already queued, and
+// waits for the writer to finish or ctx to end.
+func (t *Tracker) Close(ctx context.Context) error {
+	t.mu.Lock()
+	if !t.closed {
+		t.closed = true
+		close(t.queue)
+	}
+	t.mu.Unlock()
+	select {
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("tracker: waiting for queued writes: %w", ctx.Err())
+	}
+}
+
+// run is the single writer: it takes the first waiting request, gathers
+// every other one already queued (up to MaxBatch operations), and commits
+// them together.
+func (t *Tracker) run() {
+	defer close(t.done)
+	var batch []*writeRequest
+	var ops []tsdb.Operation
+	var carry *writeRequest
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-t.queue; !ok {
+				return
+			}
+		}
+		batch = append(batch[:0], first)
+		ops = append(ops[:0], first.ops...)
+	gather:
+		for len(ops) < t.opts.MaxBatch {
+			select {
+			case req, ok := <-t.queue:
+				if !ok {
+					break gather
+				}
+				if len(ops)+len(req.ops) > t.opts.MaxBatch {
+					carry = req
+					break gather
+				}
+				batch = append(batch, req)
+				ops = append(ops, req.ops...)
+			default:
+				break gather
+			}
+		}
+		t.metrics.queueDepth.Set(float64(len(t.queue)))
+		err := t.commit(ops)
+		for _, req := range batch {
+			req.result <- err
+		}
+		clear(batch)
+	}
+}
+
+func (t *Tracker) commit(ops []tsdb.Operation) error {
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.WriteTimeout)
+	defer cancel()
+	start := time.Now()
+	err := t.store.WriteOperations(ctx, ops)
+	t.metrics.commitDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		t.metrics.writeErrors.Inc()
+		reason := "store_error"
+		if errors.Is(err, tsdb.ErrBacklogFull) {
+			reason = "store_full"
+		}
+		t.metrics.shed.WithLabelValues(reason).Add(float64(len(ops)))
+		t.logger.Error("store write failed", "operations", len(ops), "err", err)
+		return fmt.Errorf("storing %d operations: %w", len(ops), err)
+	}
+	t.metrics.batchSize.Observe(float64(len(ops)))
+	t.metrics.observeAccepted(ops)
+	return nil
+}

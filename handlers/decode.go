@@ -1,0 +1,282 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// MaxBodyBytes bounds every request body (1 MiB); larger bodies get 413.
+const MaxBodyBytes = 1 << 20
+
+// maxParameterDepth bounds the nesting of an operation's parameters object.
+const maxParameterDepth = 32
+
+// readBody reads the whole body, already capped by the body-limit middleware.
+func readBody(r *http.Request) ([]byte, error) {
+	data, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, errTooLarge
+	}
+	if err != nil {
+		return nil, badRequest("Could not read the request body: " + err.Error())
+	}
+	return data, nil
+}
+
+var errTooLarge = &httpError{status: http.StatusRequestEntityTooLarge, detail: fmt.Sprintf("Request body too large: at most %d bytes", MaxBodyBytes)}
+
+// object is a JSON object body whose fields are checked one by one, so that
+// every bad field is reported at once, as FastAPI does.
+type object struct {
+	fields map[string]json.RawMessage
+	loc    []any // location prefix of errors: ["body"] or ["body", "operations", 3]
+	errs   []FieldError
+}
+
+// decodeObject parses data as a JSON object. A body that is not JSON, or not
+// an object, is a 422.
+func decodeObject(data []byte) (*object, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) || bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+			return nil, &validationError{errs: []FieldError{{
+				Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type",
+			}}}
+		}
+		return nil, &validationError{errs: []FieldError{{
+			Loc: []any{"body", 0}, Msg: "JSON decode error: " + err.Error(), Type: "json_invalid",
+		}}}
+	}
+	if fields == nil { // the body was the literal null
+		return nil, &validationError{errs: []FieldError{{
+			Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type",
+		}}}
+	}
+	return &object{fields: fields, loc: []any{"body"}}, nil
+}
+
+func (o *object) fail(name, msg, typ string) {
+	loc := append(append([]any{}, o.loc...), name)
+	o.errs = append(o.errs, FieldError{Loc: loc, Msg: msg, Type: typ})
+}
+
+// err answers the collected field errors, nil when there are none.
+func (o *object) err() error {
+	if len(o.errs) == 0 {
+		return nil
+	}
+	return &validationError{errs: o.errs}
+}
+
+// raw answers the field's JSON, nil when absent or null; required fields
+// that are absent or null are reported.
+func (o *object) raw(name string, required bool) json.RawMessage {
+	v, ok := o.fields[name]
+	if !ok || string(v) == "null" {
+		if required {
+			o.fail(name, "Field required", "missing")
+		}
+		return nil
+	}
+	return v
+}
+
+// str decodes a string field; maxLen (in characters) 0 means unbounded;
+// nonEmpty rejects "".
+func (o *object) str(name string, required, nonEmpty bool, maxLen int) *string {
+	v := o.raw(name, required)
+	if v == nil {
+		return nil
+	}
+	if v[0] != '"' {
+		o.fail(name, "Input should be a valid string", "string_type")
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		o.fail(name, "Input should be a valid string", "string_type")
+		return nil
+	}
+	if nonEmpty && s == "" {
+		o.fail(name, "String should have at least 1 character", "string_too_short")
+		return nil
+	}
+	if maxLen > 0 && utf8.RuneCountInString(s) > maxLen {
+		o.fail(name, fmt.Sprintf("String should have at most %d characters", maxLen), "string_too_long")
+		return nil
+	}
+	return &s
+}
+
+// enum decodes a string field that must be one of allowed.
+func (o *object) enum(name string, required bool, allowed []string) *string {
+	s := o.str(name, required, false, 0)
+	if s == nil {
+		return nil
+	}
+	for _, a := range allowed {
+		if *s == a {
+			return s
+		}
+	}
+	o.fail(name, "Input should be "+quoteList(allowed), "enum")
+	return nil
+}
+
+// quoteList renders 'a', 'b' or 'c' as pydantic does.
+func quoteList(allowed []string) string {
+	q := make([]string, len(allowed))
+	for i, a := range allowed {
+		q[i] = "'" + a + "'"
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+// integer decodes a field that must be a JSON integer literal (5000, not
+// "5000", 5000.0 or 5e3) within [min, MaxInt64].
+func (o *object) integer(name string, required bool, min int64) *int64 {
+	v := o.raw(name, required)
+	if v == nil {
+		return nil
+	}
+	s := string(v)
+	if !isJSONNumber(s) {
+		o.fail(name, "Input should be a valid integer", "int_type")
+		return nil
+	}
+	if strings.ContainsAny(s, ".eE") {
+		o.fail(name, "Input should be a valid integer, got a number with a fractional part or exponent", "int_from_float")
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		if strings.HasPrefix(s, "-") {
+			o.fail(name, fmt.Sprintf("Input should be greater than or equal to %d", min), "greater_than_equal")
+		} else {
+			o.fail(name, fmt.Sprintf("Input should be less than or equal to %d", int64(math.MaxInt64)), "less_than_equal")
+		}
+		return nil
+	}
+	if n < min {
+		o.fail(name, fmt.Sprintf("Input should be greater than or equal to %d", min), "greater_than_equal")
+		return nil
+	}
+	return &n
+}
+
+// number decodes a field that must be a finite JSON number >= min.
+func (o *object) number(name string, required bool, min float64) *float64 {
+	v := o.raw(name, required)
+	if v == nil {
+		return nil
+	}
+	s := string(v)
+	if !isJSONNumber(s) {
+		o.fail(name, "Input should be a valid number", "float_type")
+		return nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		o.fail(name, "Input should be a finite number", "finite_number")
+		return nil
+	}
+	if f < min {
+		o.fail(name, fmt.Sprintf("Input should be greater than or equal to %g", min), "greater_than_equal")
+		return nil
+	}
+	return &f
+}
+
+// jsonObject decodes a field that must be a JSON object (or null/absent:
+// nil), compacted, nested at most maxParameterDepth deep.
+func (o *object) jsonObject(name string) json.RawMessage {
+	v := o.raw(name, false)
+	if v == nil {
+		return nil
+	}
+	if v[0] != '{' {
+		o.fail(name, "Input should be a valid dictionary", "dict_type")
+		return nil
+	}
+	if depth(v) > maxParameterDepth {
+		o.fail(name, fmt.Sprintf("Input should be nested at most %d levels deep", maxParameterDepth), "too_deep")
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, v); err != nil {
+		o.fail(name, "Input should be a valid dictionary", "dict_type")
+		return nil
+	}
+	return buf.Bytes()
+}
+
+// uuidField decodes a string field holding a UUID in the 36-character
+// hyphenated form; a string of another form is reported through bad (the
+// contract answers it with 400 once no 422 applies).
+func (o *object) uuidField(name string, required bool) (id *uuid.UUID, bad bool) {
+	s := o.str(name, required, false, 0)
+	if s == nil {
+		return nil, false
+	}
+	u, ok := parseUUID(*s)
+	if !ok {
+		return nil, true
+	}
+	return &u, false
+}
+
+// parseUUID accepts only the canonical 8-4-4-4-12 form, in any case.
+func parseUUID(s string) (uuid.UUID, bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return uuid.UUID{}, false
+	}
+	u, err := uuid.Parse(s)
+	return u, err == nil
+}
+
+// isJSONNumber reports whether s is a JSON number literal (the raw value of
+// a field: strings, booleans, arrays and objects are not).
+func isJSONNumber(s string) bool {
+	return s != "" && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))
+}
+
+// depth answers the deepest nesting of arrays and objects in a JSON value.
+func depth(v []byte) int {
+	d, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range v {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			if c == '\\' {
+				escaped = true
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			d++
+			deepest = max(deepest, d)
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return deepest
+}

@@ -1,0 +1,286 @@
+package handlers
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/exporter"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// MaxClockSkew is how far ahead of the server's clock a created_at may be
+// and still be taken (as now).
+const MaxClockSkew = 5 * time.Minute
+
+// maxToolIDLength bounds tool_id, in characters.
+const maxToolIDLength = 100
+
+const invalidSessionID = "Invalid session_id format: must be a valid UUID"
+
+// decodeOperation validates one operation object. It answers a
+// validationError listing every bad field, or, when the fields are fine but
+// session_id is not a UUID, the contract's 400.
+func decodeOperation(o *object, now time.Time) (tsdb.Operation, error) {
+	sessionID, badSession := o.uuidField("session_id", true)
+	toolName := o.enum("tool_name", true, tsdb.ToolNames)
+	mode := o.enum("operation_mode", true, tsdb.OperationModes)
+	params := o.jsonObject("parameters")
+	filePath := o.str("file_path", false, false, 0)
+	original := o.integer("tokens_original", true, 0)
+	actual := o.integer("tokens_actual", true, 0)
+	prevented := o.integer("tokens_prevented", false, math64Min)
+	responseTime := o.number("response_time_ms", true, 0)
+	toolID := o.str("tool_id", true, true, maxToolIDLength)
+	createdAt := o.timestamp("created_at", now)
+
+	var tokensPrevented int64
+	if original != nil && actual != nil {
+		diff := *original - *actual // both >= 0: cannot overflow
+		tokensPrevented = max(diff, 0)
+		if prevented != nil {
+			if *prevented != diff && *prevented != max(diff, 0) {
+				o.fail("tokens_prevented", fmt.Sprintf(
+					"Value error, tokens_prevented must equal tokens_original - tokens_actual (%d) or max(0, tokens_original - tokens_actual)", diff),
+					"value_error")
+			}
+			tokensPrevented = *prevented
+		}
+	}
+	if err := o.err(); err != nil {
+		return tsdb.Operation{}, err
+	}
+	if badSession {
+		return tsdb.Operation{}, badRequest(invalidSessionID)
+	}
+	if params == nil {
+		params = json.RawMessage("{}")
+	}
+	return tsdb.Operation{
+		ID:              uuid.New(),
+		SessionID:       *sessionID,
+		ToolName:        *toolName,
+		OperationMode:   *mode,
+		Parameters:      params,
+		FilePath:        filePath,
+		TokensOriginal:  *original,
+		TokensActual:    *actual,
+		TokensPrevented: tokensPrevented,
+		ResponseTimeMs:  *responseTime,
+		ToolID:          *toolID,
+		CreatedAt:       createdAt,
+	}, nil
+}
+
+const math64Min = -1 << 63
+
+// timestamp decodes an optional RFC 3339 time with an offset; absent or
+// null is now, up to MaxClockSkew ahead is now, further ahead is an error.
+func (o *object) timestamp(name string, now time.Time) time.Time {
+	s := o.str(name, false, false, 0)
+	if s == nil {
+		return now
+	}
+	t, err := time.Parse(time.RFC3339Nano, *s)
+	if err != nil {
+		o.fail(name, "Input should be a valid RFC 3339 datetime with a time zone offset", "datetime_parsing")
+		return now
+	}
+	t = t.UTC().Truncate(time.Microsecond)
+	if t.Year() < 1970 {
+		o.fail(name, "Input should be a datetime in or after 1970", "datetime_too_old")
+		return now
+	}
+	if t.After(now) {
+		if t.Sub(now) > MaxClockSkew {
+			o.fail(name, fmt.Sprintf("Input should not be more than %s ahead of the server's clock", MaxClockSkew), "datetime_future")
+		}
+		return now
+	}
+	return t
+}
+
+// operationJSON is an operation as the API answers it.
+type operationJSON struct {
+	ID              string          `json:"id"`
+	SessionID       string          `json:"session_id"`
+	ToolName        string          `json:"tool_name"`
+	OperationMode   string          `json:"operation_mode"`
+	Parameters      json.RawMessage `json:"parameters"`
+	FilePath        *string         `json:"file_path"`
+	TokensOriginal  int64           `json:"tokens_original"`
+	TokensActual    int64           `json:"tokens_actual"`
+	TokensPrevented int64           `json:"tokens_prevented"`
+	ResponseTimeMs  float64         `json:"response_time_ms"`
+	ToolID          string          `json:"tool_id"`
+	CreatedAt       string          `json:"created_at"`
+}
+
+func toOperationJSON(op tsdb.Operation) operationJSON {
+	params := op.Parameters
+	if len(params) == 0 {
+		params = json.RawMessage("{}")
+	}
+	return operationJSON{
+		ID:              op.ID.String(),
+		SessionID:       op.SessionID.String(),
+		ToolName:        op.ToolName,
+		OperationMode:   op.OperationMode,
+		Parameters:      params,
+		FilePath:        op.FilePath,
+		TokensOriginal:  op.TokensOriginal,
+		TokensActual:    op.TokensActual,
+		TokensPrevented: op.TokensPrevented,
+		ResponseTimeMs:  op.ResponseTimeMs,
+		ToolID:          op.ToolID,
+		CreatedAt:       exporter.FormatTime(op.CreatedAt),
+	}
+}
+
+// trackOperation serves POST /track/tool-operation.
+func (a *api) trackOperation(w http.ResponseWriter, r *http.Request) {
+	data, err := readBody(r)
+	if err != nil {
+		writeError(w, a.logger, err)
+		return
+	}
+	o, err := decodeObject(data)
+	if err != nil {
+		writeError(w, a.logger, err)
+		return
+	}
+	op, err := decodeOperation(o, a.now().UTC().Truncate(time.Microsecond))
+	if err != nil {
+		writeError(w, a.logger, err)
+		return
+	}
+	if err := a.tracker.Track(r.Context(), op); err != nil {
+		writeError(w, a.logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "success", "operation_id": op.ID.String()})
+}
+
+// queryOperations serves GET /metrics/tool-operations.
+func (a *api) queryOperations(w http.ResponseWriter, r *http.Request) {
+	f, err := parseOperationFilter(r.URL.Query())
+	if err != nil {
+		writeError(w, a.logger, err)
+		return
+	}
+	page, err := a.store.QueryOperations(r.Context(), f)
+	if err != nil {
+		writeError(w, a.logger, err)
+		return
+	}
+	ops := make([]operationJSON, len(page.Operations))
+	for i, op := range page.Operations {
+		ops[i] = toOperationJSON(op)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"operations": ops, "total": page.Total, "limit": f.Limit, "offset": f.Offset,
+	})
+}
+
+// parseOperationFilter reads the query endpoint's parameters. Paging errors
+// (422) are reported before filter errors (400), as the original service
+// validated its query parameters before its own checks. An empty value is
+// the same as an absent one.
+func parseOperationFilter(q url.Values) (tsdb.OperationFilter, error) {
+	f := tsdb.OperationFilter{Limit: 100}
+	var errs []FieldError
+	intParam := func(name string, min, max int, into *int) {
+		s := q.Get(name)
+		if s == "" {
+			return
+		}
+		n, err := strconv.Atoi(s)
+		switch {
+		case err != nil:
+			errs = append(errs, FieldError{Loc: []any{"query", name}, Msg: "Input should be a valid integer, unable to parse string as an integer", Type: "int_parsing"})
+		case n < min:
+			errs = append(errs, FieldError{Loc: []any{"query", name}, Msg: fmt.Sprintf("Input should be greater than or equal to %d", min), Type: "greater_than_equal"})
+		case n > max:
+			errs = append(errs, FieldError{Loc: []any{"query", name}, Msg: fmt.Sprintf("Input should be less than or equal to %d", max), Type: "less_than_equal"})
+		default:
+			*into = n
+		}
+	}
+	intParam("limit", 1, 1000, &f.Limit)
+	intParam("offset", 0, 1<<31-1, &f.Offset)
+	if len(errs) > 0 {
+		return f, &validationError{errs: errs}
+	}
+	if s := q.Get("session_id"); s != "" {
+		id, ok := parseUUID(s)
+		if !ok {
+			return f, badRequest(invalidSessionID)
+		}
+		f.SessionID = &id
+	}
+	if s := q.Get("tool_name"); s != "" {
+		if !tsdb.ValidToolName(s) {
+			return f, badRequest("Invalid tool_name: must be one of " + strings.Join(tsdb.ToolNames, ", "))
+		}
+		f.ToolName = s
+	}
+	if s := q.Get("operation_mode"); s != "" {
+		if !tsdb.ValidOperationMode(s) {
+			return f, badRequest("Invalid operation_mode: must be one of " + strings.Join(tsdb.OperationModes, ", "))
+		}
+		f.OperationMode = s
+	}
+	f.ToolID = q.Get("tool_id")
+	for _, d := range []struct {
+		name string
+		into **time.Time
+	}{{"start_date", &f.Start}, {"end_date", &f.End}} {
+		s := q.Get(d.name)
+		if s == "" {
+			continue
+		}
+		t, ok := ParseISOTime(s)
+		if !ok {
+			return f, badRequest(fmt.Sprintf("Invalid %s format: must be an ISO 8601 date or datetime (e.g. 2025-01-14 or 2025-01-14T10:30:00Z)", d.name))
+		}
+		*d.into = &t
+	}
+	return f, nil
+}
+
+// isoLayouts are the ISO 8601 forms a date filter takes; those without an
+// offset are UTC.
+var isoLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02T15:04:05Z0700",
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04",
+	"2006-01-02",
+}
+
+// ParseISOTime parses an ISO 8601 date or date-time: with Z, an offset, or
+// none (UTC); a date alone is its 00:00 UTC; a space may stand for the T. A
+// '+' of an offset that arrived unencoded in a query string (and so became a
+// space) is restored.
+func ParseISOTime(s string) (time.Time, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) > 10 && s[10] == ' ' {
+		s = s[:10] + "T" + s[11:]
+	}
+	if i := strings.LastIndexByte(s, ' '); i > 10 {
+		s = s[:i] + "+" + s[i+1:]
+	}
+	for _, layout := range isoLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}

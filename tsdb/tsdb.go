@@ -1,0 +1,250 @@
+// Package tsdb defines the Store that keeps tool operations and sessions, and
+// the types it speaks. The embedded store (tsdb/sqlite) and the InfluxDB store
+// (tsdb/influx) implement it; tsdb/storetest is the conformance suite both pass.
+//
+// The package imports nothing of this module: exporter and handlers speak its
+// types, so a store never depends on how an answer is priced or served.
+package tsdb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Tool names a client may report.
+const (
+	ToolRead   = "read"
+	ToolSearch = "search"
+)
+
+// ToolNames lists the tool names in the order answers present them.
+var ToolNames = []string{ToolRead, ToolSearch}
+
+// OperationModes lists the operation modes of the contract. Any tool may pair
+// with any mode.
+var OperationModes = []string{"full", "overview", "symbol", "references", "semantic", "tri_index"}
+
+// ValidToolName reports whether s is a tool name of the contract.
+func ValidToolName(s string) bool { return contains(ToolNames, s) }
+
+// ValidOperationMode reports whether s is an operation mode of the contract.
+func ValidOperationMode(s string) bool { return contains(OperationModes, s) }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Errors a Store returns. Callers test them with errors.Is.
+var (
+	// ErrNotFound: the session asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable: the store cannot be reached right now; the caller may
+	// retry. Wrapped errors carry the cause.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrBacklogFull: the store's local backlog of writes not yet delivered
+	// has reached its bound; nothing of the write was stored, and the caller
+	// may retry later.
+	ErrBacklogFull = errors.New("store backlog full")
+)
+
+// Operation is one tool call as reported by a client and accepted by the
+// service. Every field is already validated; the store keeps it as given.
+type Operation struct {
+	ID              uuid.UUID
+	SessionID       uuid.UUID
+	ToolName        string
+	OperationMode   string
+	Parameters      json.RawMessage // a JSON object, compact; never null ("{}" when absent)
+	FilePath        *string         // nil when absent
+	TokensOriginal  int64
+	TokensActual    int64
+	TokensPrevented int64 // may be negative: the tool cost more than its baseline
+	ResponseTimeMs  float64
+	ToolID          string
+	CreatedAt       time.Time // UTC, microsecond precision (the service truncates)
+}
+
+// OperationFilter selects operations. Zero values mean "no filter".
+// Start and End are inclusive.
+type OperationFilter struct {
+	SessionID     *uuid.UUID
+	ToolName      string
+	OperationMode string
+	ToolID        string
+	Start         *time.Time
+	End           *time.Time
+	Limit         int // > 0
+	Offset        int // >= 0
+}
+
+// OperationPage is one page of operations, newest first (ties broken by id,
+// descending), and the number of all operations matching the filter.
+type OperationPage struct {
+	Operations []Operation
+	Total      int64
+}
+
+// Window selects operations for an aggregate: those of ToolID (all when
+// empty) with Start <= created_at <= End. A nil Start has no lower bound.
+type Window struct {
+	ToolID string
+	Start  *time.Time
+	End    time.Time
+}
+
+// Totals are the sums over a set of operations.
+type Totals struct {
+	Count             int64
+	TokensOriginal    int64
+	TokensActual      int64
+	TokensPrevented   int64
+	ResponseTimeSumMs float64
+}
+
+// Add adds o to t.
+func (t *Totals) Add(o Totals) {
+	t.Count += o.Count
+	t.TokensOriginal += o.TokensOriginal
+	t.TokensActual += o.TokensActual
+	t.TokensPrevented += o.TokensPrevented
+	t.ResponseTimeSumMs += o.ResponseTimeSumMs
+}
+
+// ModeTotals are the totals of one (tool name, operation mode) pair.
+type ModeTotals struct {
+	ToolName      string
+	OperationMode string
+	Totals
+}
+
+// Step is the width of a trend bucket.
+type Step int
+
+// Trend bucket widths. Buckets are aligned to UTC hour or day starts.
+const (
+	Hourly Step = iota
+	Daily
+)
+
+// Truncate returns the start of the bucket that holds t (UTC).
+func (s Step) Truncate(t time.Time) time.Time {
+	t = t.UTC()
+	if s == Daily {
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	}
+	return t.Truncate(time.Hour)
+}
+
+// Next returns the start of the bucket after the one starting at t.
+func (s Step) Next(t time.Time) time.Time {
+	if s == Daily {
+		return t.AddDate(0, 0, 1)
+	}
+	return t.Add(time.Hour)
+}
+
+// Bucket is the totals of the operations whose created_at falls in
+// [Start, next bucket start), restricted to the window asked for.
+type Bucket struct {
+	Start time.Time // UTC, aligned to the step
+	Totals
+}
+
+// Session is a client's working session (Phase 1 of the contract).
+type Session struct {
+	SessionID     uuid.UUID
+	ToolID        string
+	ToolVersion   *string
+	ProcessID     *int64
+	InstanceID    *string
+	ProjectID     *string
+	WorkspacePath *string
+	StartedAt     time.Time
+	EndedAt       *time.Time
+	LastActivity  time.Time
+}
+
+// SessionStats are a session and the totals of its operations.
+type SessionStats struct {
+	Session
+	TotalOperations   int64
+	TokensSaved       int64 // sum of tokens_prevented
+	TotalCompressions int64 // its read operations
+	TotalEmbeddings   int64 // its search operations
+}
+
+// SessionMatch says which open session get_or_create may reuse: the newest
+// not-ended one with InstanceID when given; failing that (or when no
+// InstanceID is given), the newest not-ended one with ToolID and ProcessID,
+// when ProcessID is given.
+type SessionMatch struct {
+	ToolID     string
+	InstanceID *string
+	ProcessID  *int64
+}
+
+// Store keeps operations and sessions. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// WriteOperations stores ops durably, in one batch where the store can:
+	// when it returns nil, every operation survives a crash. It creates each
+	// operation's session when missing (tool_id from the operation, started
+	// and last active at its created_at, no process id) and otherwise moves
+	// the session's last_activity forward to the newest created_at; it never
+	// reopens an ended session. On error, none of ops may be visible.
+	WriteOperations(ctx context.Context, ops []Operation) error
+
+	// QueryOperations answers one page of operations matching f.
+	QueryOperations(ctx context.Context, f OperationFilter) (OperationPage, error)
+
+	// Breakdown answers the totals of every (tool name, mode) pair with at
+	// least one operation in w, in no particular order.
+	Breakdown(ctx context.Context, w Window) ([]ModeTotals, error)
+
+	// Trend answers the totals per step bucket of the operations in w,
+	// oldest first, only for buckets that hold at least one operation.
+	Trend(ctx context.Context, w Window, step Step) ([]Bucket, error)
+
+	// FirstOperationTime answers the created_at of the oldest operation of
+	// toolID (all tools when empty); ok is false when there is none.
+	FirstOperationTime(ctx context.Context, toolID string) (t time.Time, ok bool, err error)
+
+	// CreateSession stores a new session.
+	CreateSession(ctx context.Context, s Session) error
+
+	// FindOpenSession answers the session that m selects (see SessionMatch),
+	// or ErrNotFound.
+	FindOpenSession(ctx context.Context, m SessionMatch) (Session, error)
+
+	// TouchSession sets the session's last_activity to at (when later than
+	// the one stored) and answers it; ErrNotFound when it does not exist.
+	// It never reopens an ended session.
+	TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (Session, error)
+
+	// EndSession marks the session ended at `at` and answers it with its
+	// totals; a session already ended is answered unchanged. ErrNotFound when
+	// it does not exist.
+	EndSession(ctx context.Context, id uuid.UUID, at time.Time) (SessionStats, error)
+
+	// GetSession answers the session and its totals, or ErrNotFound.
+	GetSession(ctx context.Context, id uuid.UUID) (SessionStats, error)
+
+	// ActiveSessions answers the sessions not ended whose last_activity is at
+	// or after since, of toolID (all when empty), newest activity first.
+	ActiveSessions(ctx context.Context, toolID string, since time.Time) ([]SessionStats, error)
+
+	// Ping answers nil when the store can serve reads and writes.
+	Ping(ctx context.Context) error
+
+	// Close releases the store. Writes that returned nil stay durable.
+	Close() error
+}
