@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
@@ -132,12 +133,18 @@ func NewMetrics(reg prometheus.Registerer, pricePerThousand float64, maxToolIDs 
 	return m
 }
 
-// observeAccepted bumps the tool metrics for operations just made durable.
-func (m *Metrics) observeAccepted(ops []tsdb.Operation) {
+// observeAccepted bumps the tool metrics for operations just made durable;
+// the operation counter and the duration histogram carry the trace id of the
+// request that sent them as an exemplar, when it was sampled.
+func (m *Metrics) observeAccepted(ops []tsdb.Operation, span trace.SpanContext) {
+	var exemplar prometheus.Labels
+	if span.IsSampled() {
+		exemplar = prometheus.Labels{"trace_id": span.TraceID().String()}
+	}
 	for i := range ops {
 		op := &ops[i]
 		toolID := m.toolIDs.label(op.ToolID)
-		m.operations.WithLabelValues(op.ToolName, op.OperationMode, toolID).Inc()
+		addWithExemplar(m.operations.WithLabelValues(op.ToolName, op.OperationMode, toolID), 1, exemplar)
 		m.tokensOriginal.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensOriginal))
 		m.tokensActual.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensActual))
 		if op.TokensPrevented >= 0 {
@@ -145,12 +152,28 @@ func (m *Metrics) observeAccepted(ops []tsdb.Operation) {
 		} else {
 			m.tokensOverspent.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(-float64(op.TokensPrevented))
 		}
-		m.duration.WithLabelValues(op.ToolName, op.OperationMode).Observe(op.ResponseTimeMs / 1000)
+		observeWithExemplar(m.duration.WithLabelValues(op.ToolName, op.OperationMode), op.ResponseTimeMs/1000, exemplar)
 		if op.TokensOriginal > 0 {
 			ratio := float64(max(op.TokensPrevented, 0)) / float64(op.TokensOriginal)
 			m.savingsRatio.WithLabelValues(op.ToolName, op.OperationMode).Observe(ratio)
 		}
 	}
+}
+
+func addWithExemplar(c prometheus.Counter, v float64, exemplar prometheus.Labels) {
+	if ea, ok := c.(prometheus.ExemplarAdder); ok && exemplar != nil {
+		ea.AddWithExemplar(v, exemplar)
+		return
+	}
+	c.Add(v)
+}
+
+func observeWithExemplar(o prometheus.Observer, v float64, exemplar prometheus.Labels) {
+	if eo, ok := o.(prometheus.ExemplarObserver); ok && exemplar != nil {
+		eo.ObserveWithExemplar(v, exemplar)
+		return
+	}
+	o.Observe(v)
 }
 
 // labelLimiter admits the first max distinct values of a label and maps

@@ -8,6 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -28,6 +32,9 @@ type TrackerOptions struct {
 	MaxBatch int
 	// WriteTimeout bounds one store write (default 30s).
 	WriteTimeout time.Duration
+	// TracerProvider makes the commit spans, linked to the spans of the
+	// requests they commit (no-op when nil).
+	TracerProvider trace.TracerProvider
 }
 
 func (o TrackerOptions) withDefaults() TrackerOptions {
@@ -39,6 +46,9 @@ func (o TrackerOptions) withDefaults() TrackerOptions {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 30 * time.Second
+	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = noop.NewTracerProvider()
 	}
 	return o
 }
@@ -52,6 +62,7 @@ type Tracker struct {
 	metrics *Metrics
 	opts    TrackerOptions
 	logger  *slog.Logger
+	tracer  trace.Tracer
 
 	mu     sync.RWMutex // guards closed and sends on queue against Close
 	closed bool
@@ -61,6 +72,7 @@ type Tracker struct {
 
 type writeRequest struct {
 	ops    []tsdb.Operation
+	span   trace.SpanContext // of the request, for links and exemplars
 	result chan error
 }
 
@@ -72,6 +84,7 @@ func NewTracker(store tsdb.Store, metrics *Metrics, opts TrackerOptions, logger 
 		metrics: metrics,
 		opts:    opts,
 		logger:  logger.With("component", "tracker"),
+		tracer:  opts.TracerProvider.Tracer("github.com/omnimemory/omnimemory-metrics/exporter"),
 		queue:   make(chan *writeRequest, opts.QueueSize),
 		done:    make(chan struct{}),
 	}
@@ -88,7 +101,7 @@ func (t *Tracker) Track(ctx context.Context, ops ...tsdb.Operation) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	req := &writeRequest{ops: ops, result: make(chan error, 1)}
+	req := &writeRequest{ops: ops, span: trace.SpanContextFromContext(ctx), result: make(chan error, 1)}
 	t.mu.RLock()
 	if t.closed {
 		t.mu.RUnlock()
@@ -162,7 +175,7 @@ func (t *Tracker) run() {
 			}
 		}
 		t.metrics.queueDepth.Set(float64(len(t.queue)))
-		err := t.commit(ops)
+		err := t.commit(batch, ops)
 		for _, req := range batch {
 			req.result <- err
 		}
@@ -170,8 +183,19 @@ func (t *Tracker) run() {
 	}
 }
 
-func (t *Tracker) commit(ops []tsdb.Operation) error {
-	ctx, cancel := context.WithTimeout(context.Background(), t.opts.WriteTimeout)
+// commit writes ops, the operations of batch, in one store write, under a
+// span linked to every request's span.
+func (t *Tracker) commit(batch []*writeRequest, ops []tsdb.Operation) error {
+	links := make([]trace.Link, 0, len(batch))
+	for _, req := range batch {
+		if req.span.IsValid() {
+			links = append(links, trace.Link{SpanContext: req.span})
+		}
+	}
+	ctx, span := t.tracer.Start(context.Background(), "ingest.commit", trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("omnimemory.batch.size", len(ops)), attribute.Int("omnimemory.batch.requests", len(batch))))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, t.opts.WriteTimeout)
 	defer cancel()
 	start := time.Now()
 	err := t.store.WriteOperations(ctx, ops)
@@ -187,6 +211,8 @@ func (t *Tracker) commit(ops []tsdb.Operation) error {
 		return fmt.Errorf("storing %d operations: %w", len(ops), err)
 	}
 	t.metrics.batchSize.Observe(float64(len(ops)))
-	t.metrics.observeAccepted(ops)
+	for _, req := range batch {
+		t.metrics.observeAccepted(req.ops, req.span)
+	}
 	return nil
 }

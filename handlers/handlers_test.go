@@ -18,9 +18,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/handlers"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
 
@@ -51,6 +53,7 @@ type serviceOpts struct {
 	path    string
 	origins []string
 	clock   *clock
+	tp      trace.TracerProvider
 }
 
 func newService(t *testing.T, o serviceOpts) *service {
@@ -70,12 +73,16 @@ func newService(t *testing.T, o serviceOpts) *service {
 		t.Fatalf("open store: %v", err)
 	}
 	reg := prometheus.NewRegistry()
+	var served tsdb.Store = store
+	if o.tp != nil {
+		served = tsdb.Traced(store, "sqlite", o.tp)
+	}
 	metrics := exporter.NewMetrics(reg, 0.015, 0)
-	tracker := exporter.NewTracker(store, metrics, exporter.TrackerOptions{}, logger)
-	reporter := exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: 0.015}, o.clock.now)
+	tracker := exporter.NewTracker(served, metrics, exporter.TrackerOptions{TracerProvider: o.tp}, logger)
+	reporter := exporter.NewReporter(served, exporter.Pricing{PerThousandUSD: 0.015}, o.clock.now)
 	h := handlers.New(handlers.Options{
-		Store: store, Tracker: tracker, Reporter: reporter, Gatherer: reg, Registerer: reg,
-		CORSOrigins: o.origins, Logger: logger, Now: o.clock.now,
+		Store: served, Tracker: tracker, Reporter: reporter, Gatherer: reg, Registerer: reg,
+		CORSOrigins: o.origins, Logger: logger, Now: o.clock.now, TracerProvider: o.tp,
 	})
 	s := &service{t: t, path: o.path, store: store, tracker: tracker, reg: reg, srv: httptest.NewServer(h), clock: o.clock}
 	t.Cleanup(s.close)

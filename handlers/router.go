@@ -13,6 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -33,6 +37,8 @@ type Options struct {
 	Now func() time.Time
 	// ReadyTimeout bounds the store check of /ready (default 2s).
 	ReadyTimeout time.Duration
+	// TracerProvider makes a span for every request (no-op when nil).
+	TracerProvider trace.TracerProvider
 }
 
 type api struct {
@@ -53,6 +59,9 @@ func New(opts Options) http.Handler {
 	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Second
+	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = noop.NewTracerProvider()
 	}
 	logger := opts.Logger.With("component", "http")
 	a := &api{
@@ -87,7 +96,8 @@ func New(opts Options) http.Handler {
 	r.MethodNotAllowedHandler = inst.wrap("unmatched", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"detail": "Method Not Allowed"})
 	}))
-	return recoverer(logger, cors(opts.CORSOrigins, limitBody(r)))
+	return otelhttp.NewHandler(recoverer(logger, cors(opts.CORSOrigins, limitBody(r))), "http.request",
+		otelhttp.WithTracerProvider(opts.TracerProvider))
 }
 
 // health serves GET /health: the process serves.
@@ -208,8 +218,26 @@ func newInstrumentation(reg prometheus.Registerer) *instrumentation {
 	}
 }
 
+// wrap counts and times h under route, names the request's span after the
+// route, and attaches the trace id to the observations as an exemplar.
 func (i *instrumentation) wrap(route string, h http.Handler) http.Handler {
 	labels := prometheus.Labels{"route": route}
+	exemplar := promhttp.WithExemplarFromContext(traceExemplar)
+	named := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		span := trace.SpanFromContext(r.Context())
+		span.SetName(r.Method + " " + route)
+		span.SetAttributes(attribute.String("http.route", route))
+		h.ServeHTTP(w, r)
+	})
 	return promhttp.InstrumentHandlerCounter(i.requests.MustCurryWith(labels),
-		promhttp.InstrumentHandlerDuration(i.duration.MustCurryWith(labels), h))
+		promhttp.InstrumentHandlerDuration(i.duration.MustCurryWith(labels), named, exemplar), exemplar)
+}
+
+// traceExemplar answers the exemplar labels of a sampled request's trace.
+func traceExemplar(ctx context.Context) prometheus.Labels {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsSampled() {
+		return nil
+	}
+	return prometheus.Labels{"trace_id": sc.TraceID().String()}
 }

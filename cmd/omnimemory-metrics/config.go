@@ -1,0 +1,219 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting of the service, read once and validated before
+// any connection opens.
+type config struct {
+	Listen         string
+	DBType         string
+	SQLitePath     string
+	InfluxURL      string
+	InfluxToken    string
+	InfluxOrg      string
+	InfluxBucket   string
+	OutboxDir      string
+	OutboxMaxBytes int64
+	WriteTimeout   time.Duration
+	CostPer1K      float64
+	CORSOrigins    []string
+	LogLevel       slog.Level
+	QueueSize      int
+}
+
+// setting is one configuration value: an environment variable, the flag of
+// the same meaning, its default, and how to check and store it.
+type setting struct {
+	env, flag, def, usage string
+	secret                bool
+	apply                 func(c *config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{env: "OMNIMEMORY_LISTEN", flag: "listen", def: ":8003", usage: "address to serve on", apply: func(c *config, v string) error {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return errors.New("must be host:port or :port")
+			}
+			c.Listen = v
+			return nil
+		}},
+		{env: "OMNIMEMORY_DB_TYPE", flag: "db-type", def: "sqlite", usage: "store: sqlite (embedded) or influxdb", apply: func(c *config, v string) error {
+			if v != "sqlite" && v != "influxdb" {
+				return errors.New("must be sqlite or influxdb")
+			}
+			c.DBType = v
+			return nil
+		}},
+		{env: "SQLITE_DB_PATH", flag: "sqlite-db-path", def: "~/.omnimemory/metrics.db", usage: "the embedded store's file (folder created if missing)", apply: func(c *config, v string) error {
+			p, err := expandHome(v)
+			if err != nil {
+				return err
+			}
+			c.SQLitePath = p
+			return nil
+		}},
+		{env: "INFLUXDB_URL", flag: "influxdb-url", def: "http://localhost:8086", usage: "InfluxDB 2.x, Cloud, or 1.8+ URL", apply: func(c *config, v string) error {
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return errors.New("must be an http:// or https:// URL")
+			}
+			c.InfluxURL = strings.TrimRight(v, "/")
+			return nil
+		}},
+		{env: "INFLUXDB_TOKEN", flag: "influxdb-token", usage: "InfluxDB API token (1.8: user:password, or empty)", secret: true, apply: func(c *config, v string) error {
+			c.InfluxToken = v
+			return nil
+		}},
+		{env: "INFLUXDB_ORG", flag: "influxdb-org", usage: "InfluxDB organisation (1.8: empty)", apply: func(c *config, v string) error {
+			c.InfluxOrg = v
+			return nil
+		}},
+		{env: "INFLUXDB_BUCKET", flag: "influxdb-bucket", def: "omnimemory", usage: "InfluxDB bucket (1.8: database/retention-policy)", apply: func(c *config, v string) error {
+			if strings.TrimSpace(v) == "" {
+				return errors.New("must not be empty")
+			}
+			c.InfluxBucket = v
+			return nil
+		}},
+		{env: "OMNIMEMORY_OUTBOX_DIR", flag: "outbox-dir", def: "~/.omnimemory/outbox", usage: "folder of the durable outbox of writes InfluxDB has not yet taken", apply: func(c *config, v string) error {
+			p, err := expandHome(v)
+			if err != nil {
+				return err
+			}
+			c.OutboxDir = p
+			return nil
+		}},
+		{env: "OMNIMEMORY_OUTBOX_MAX_BYTES", flag: "outbox-max-bytes", def: "1073741824", usage: "bound of the outbox on disk; past it POSTs answer 503", apply: func(c *config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1<<20 {
+				return errors.New("must be a whole number of bytes, at least 1048576")
+			}
+			c.OutboxMaxBytes = n
+			return nil
+		}},
+		{env: "OMNIMEMORY_WRITE_TIMEOUT", flag: "write-timeout", def: "5s", usage: "longest a POST waits for the store before its write is kept in the outbox (InfluxDB) or fails", apply: func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return errors.New("must be a positive duration such as 5s")
+			}
+			c.WriteTimeout = d
+			return nil
+		}},
+		{env: "OMNIMEMORY_COST_PER_1K_TOKENS", flag: "cost-per-1k-tokens", def: "0.015", usage: "USD per 1,000 tokens for every cost figure", apply: func(c *config, v string) error {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+				return errors.New("must be a non-negative number")
+			}
+			c.CostPer1K = f
+			return nil
+		}},
+		{env: "OMNIMEMORY_CORS_ORIGINS", flag: "cors-origins", def: "*", usage: "comma-separated origins allowed to call from a browser (* for any)", apply: func(c *config, v string) error {
+			c.CORSOrigins = nil
+			for _, o := range strings.Split(v, ",") {
+				o = strings.TrimSpace(o)
+				if o == "" {
+					continue
+				}
+				if o != "*" {
+					if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
+						return fmt.Errorf("origin %q must be * or scheme://host[:port]", o)
+					}
+				}
+				c.CORSOrigins = append(c.CORSOrigins, o)
+			}
+			return nil
+		}},
+		{env: "OMNIMEMORY_QUEUE_SIZE", flag: "queue-size", def: "4096", usage: "requests that may wait for the writer; past it POSTs answer 503", apply: func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return errors.New("must be a whole number of at least 1")
+			}
+			c.QueueSize = n
+			return nil
+		}},
+		{env: "OMNIMEMORY_LOG_LEVEL", flag: "log-level", def: "info", usage: "debug, info, warn or error", apply: func(c *config, v string) error {
+			return c.LogLevel.UnmarshalText([]byte(v))
+		}},
+	}
+}
+
+// loadConfig reads args (without the program name) and the environment
+// (getenv): a flag wins over its variable, which wins over the default. The
+// error names the setting and never echoes a secret.
+func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (config, error) {
+	all := settings()
+	fs := flag.NewFlagSet("omnimemory-metrics", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	values := make([]*string, len(all))
+	for i, s := range all {
+		values[i] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var c config
+	for i, s := range all {
+		v, source := s.def, ""
+		if e, ok := lookup(getenv, s.env); ok {
+			v, source = e, s.env
+		}
+		if set[s.flag] {
+			v, source = *values[i], "--"+s.flag
+		}
+		if err := s.apply(&c, v); err != nil {
+			if source == "" {
+				source = s.env
+			}
+			if s.secret {
+				return config{}, fmt.Errorf("invalid %s: %v", source, err)
+			}
+			return config{}, fmt.Errorf("invalid %s=%q: %v", source, v, err)
+		}
+	}
+	return c, nil
+}
+
+// lookup treats an empty variable as unset: the default applies (for the
+// InfluxDB token and org the default is empty anyway).
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	if v == "" {
+		return "", false
+	}
+	return v, true
+}
+
+// expandHome replaces a leading ~ with the user's home folder.
+func expandHome(p string) (string, error) {
+	if strings.TrimSpace(p) == "" {
+		return "", errors.New("must not be empty")
+	}
+	if p != "~" && !strings.HasPrefix(p, "~/") {
+		return p, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot find the home folder for %q: %v", p, err)
+	}
+	return filepath.Join(home, strings.TrimPrefix(p, "~")), nil
+}

@@ -1,0 +1,146 @@
+// Command omnimemory-metrics serves the omnimemory-metrics API: it stores AI
+// coding tools' operations in a time-series store (embedded SQLite or
+// InfluxDB), answers savings queries, and exposes Prometheus metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/omnimemory/omnimemory-metrics/exporter"
+	"github.com/omnimemory/omnimemory-metrics/handlers"
+	"github.com/omnimemory/omnimemory-metrics/internal/tracing"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
+	stop()
+	os.Exit(code)
+}
+
+// run serves until ctx ends and answers the exit code: 0 after a clean
+// shutdown, 2 for a bad setting, 1 for any other failure. When ready is not
+// nil it receives the address served on, once the listener is open.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) int {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "omnimemory-metrics: %v\n", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := serve(ctx, cfg, getenv, logger, ready); err != nil {
+		logger.Error("omnimemory-metrics stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve wires tracing, the store, the tracker and the HTTP server, serves
+// until ctx ends, then shuts down in order: stop accepting and finish
+// in-flight requests, commit what the writer holds, close the store, flush
+// the traces.
+func serve(ctx context.Context, cfg config, getenv func(string) string, logger *slog.Logger, ready chan<- string) (err error) {
+	tp, stopTracing, err := tracing.Setup(ctx, getenv, version, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = errors.Join(err, stopTracing(flushCtx))
+	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	raw, err := openStore(ctx, cfg, reg, logger)
+	if err != nil {
+		return err
+	}
+	store := tsdb.Traced(raw, cfg.DBType, tp)
+	metrics := exporter.NewMetrics(reg, cfg.CostPer1K, 0)
+	tracker := exporter.NewTracker(store, metrics, exporter.TrackerOptions{
+		QueueSize: cfg.QueueSize, WriteTimeout: max(cfg.WriteTimeout*2, 30*time.Second), TracerProvider: tp,
+	}, logger)
+	reporter := exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: cfg.CostPer1K}, nil)
+	handler := handlers.New(handlers.Options{
+		Store: store, Tracker: tracker, Reporter: reporter, TracerProvider: tp,
+		Gatherer: reg, Registerer: reg, CORSOrigins: cfg.CORSOrigins, Logger: logger,
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	defer func() {
+		// Shutdown order: the server is already stopped; commit what the
+		// writer holds, then close the store.
+		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = errors.Join(err, tracker.Close(closeCtx), store.Close())
+	}()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "store", cfg.DBType, "cost_per_1k_tokens", cfg.CostPer1K, "version", version)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("finishing in-flight requests: %w", err)
+	}
+	return nil
+}
+
+// openStore opens the configured store.
+func openStore(ctx context.Context, cfg config, reg prometheus.Registerer, logger *slog.Logger) (tsdb.Store, error) {
+	switch cfg.DBType {
+	case "influxdb":
+		return openInflux(ctx, cfg, reg, logger)
+	default:
+		s, err := sqlite.Open(ctx, cfg.SQLitePath, logger)
+		if err != nil {
+			return nil, fmt.Errorf("opening the embedded store %s: %w", cfg.SQLitePath, err)
+		}
+		return s, nil
+	}
+}

@@ -1,0 +1,111 @@
+package tsdb
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Traced wraps s so that every call is a span of tp named "store.<Method>",
+// with the store's name ("sqlite", "influxdb") as the db.system.name
+// attribute and any error recorded on the span.
+func Traced(s Store, system string, tp trace.TracerProvider) Store {
+	return &tracedStore{next: s, system: system, tracer: tp.Tracer("github.com/omnimemory/omnimemory-metrics/tsdb")}
+}
+
+type tracedStore struct {
+	next   Store
+	system string
+	tracer trace.Tracer
+}
+
+func (t *tracedStore) start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	attrs = append(attrs, attribute.String("db.system.name", t.system))
+	return t.tracer.Start(ctx, "store."+name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+}
+
+func end(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+func (t *tracedStore) WriteOperations(ctx context.Context, ops []Operation) (err error) {
+	ctx, span := t.start(ctx, "WriteOperations", attribute.Int("omnimemory.batch.size", len(ops)))
+	defer func() { end(span, err) }()
+	return t.next.WriteOperations(ctx, ops)
+}
+
+func (t *tracedStore) QueryOperations(ctx context.Context, f OperationFilter) (p OperationPage, err error) {
+	ctx, span := t.start(ctx, "QueryOperations", attribute.Int("omnimemory.limit", f.Limit), attribute.Int("omnimemory.offset", f.Offset))
+	defer func() { end(span, err) }()
+	return t.next.QueryOperations(ctx, f)
+}
+
+func (t *tracedStore) Breakdown(ctx context.Context, w Window) (m []ModeTotals, err error) {
+	ctx, span := t.start(ctx, "Breakdown")
+	defer func() { end(span, err) }()
+	return t.next.Breakdown(ctx, w)
+}
+
+func (t *tracedStore) Trend(ctx context.Context, w Window, step Step) (b []Bucket, err error) {
+	ctx, span := t.start(ctx, "Trend")
+	defer func() { end(span, err) }()
+	return t.next.Trend(ctx, w, step)
+}
+
+func (t *tracedStore) FirstOperationTime(ctx context.Context, toolID string) (ts time.Time, ok bool, err error) {
+	ctx, span := t.start(ctx, "FirstOperationTime")
+	defer func() { end(span, err) }()
+	return t.next.FirstOperationTime(ctx, toolID)
+}
+
+func (t *tracedStore) CreateSession(ctx context.Context, s Session) (err error) {
+	ctx, span := t.start(ctx, "CreateSession")
+	defer func() { end(span, err) }()
+	return t.next.CreateSession(ctx, s)
+}
+
+func (t *tracedStore) FindOpenSession(ctx context.Context, m SessionMatch) (s Session, err error) {
+	ctx, span := t.start(ctx, "FindOpenSession")
+	defer func() { end(span, err) }()
+	return t.next.FindOpenSession(ctx, m)
+}
+
+func (t *tracedStore) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (s Session, err error) {
+	ctx, span := t.start(ctx, "TouchSession")
+	defer func() { end(span, err) }()
+	return t.next.TouchSession(ctx, id, at)
+}
+
+func (t *tracedStore) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (s SessionStats, err error) {
+	ctx, span := t.start(ctx, "EndSession")
+	defer func() { end(span, err) }()
+	return t.next.EndSession(ctx, id, at)
+}
+
+func (t *tracedStore) GetSession(ctx context.Context, id uuid.UUID) (s SessionStats, err error) {
+	ctx, span := t.start(ctx, "GetSession")
+	defer func() { end(span, err) }()
+	return t.next.GetSession(ctx, id)
+}
+
+func (t *tracedStore) ActiveSessions(ctx context.Context, toolID string, since time.Time) (s []SessionStats, err error) {
+	ctx, span := t.start(ctx, "ActiveSessions")
+	defer func() { end(span, err) }()
+	return t.next.ActiveSessions(ctx, toolID, since)
+}
+
+func (t *tracedStore) Ping(ctx context.Context) (err error) {
+	ctx, span := t.start(ctx, "Ping")
+	defer func() { end(span, err) }()
+	return t.next.Ping(ctx)
+}
+
+func (t *tracedStore) Close() error { return t.next.Close() }
