@@ -15,7 +15,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// MaxBodyBytes bounds every request body (1 MiB); larger bodies get 413.
+// MaxBodyBytes bounds every request body (1 MiB) but a batch's; larger
+// bodies get 413.
 const MaxBodyBytes = 1 << 20
 
 // maxParameterDepth bounds the nesting of an operation's parameters object.
@@ -26,7 +27,7 @@ func readBody(r *http.Request) ([]byte, error) {
 	data, err := io.ReadAll(r.Body)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return nil, errTooLarge
+		return nil, errTooLarge(mbe.Limit)
 	}
 	if err != nil {
 		return nil, badRequest("Could not read the request body: " + err.Error())
@@ -34,7 +35,10 @@ func readBody(r *http.Request) ([]byte, error) {
 	return data, nil
 }
 
-var errTooLarge = &httpError{status: http.StatusRequestEntityTooLarge, detail: fmt.Sprintf("Request body too large: at most %d bytes", MaxBodyBytes)}
+// errTooLarge answers a body over the limit of its route.
+func errTooLarge(limit int64) error {
+	return &httpError{status: http.StatusRequestEntityTooLarge, detail: fmt.Sprintf("Request body too large: at most %d bytes", limit)}
+}
 
 // object is a JSON object body whose fields are checked one by one, so that
 // every bad field is reported at once, as FastAPI does.

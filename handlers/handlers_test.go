@@ -54,6 +54,8 @@ type serviceOpts struct {
 	origins []string
 	clock   *clock
 	tp      trace.TracerProvider
+	token   string
+	public  bool
 }
 
 func newService(t *testing.T, o serviceOpts) *service {
@@ -83,6 +85,7 @@ func newService(t *testing.T, o serviceOpts) *service {
 	h := handlers.New(handlers.Options{
 		Store: served, Tracker: tracker, Reporter: reporter, Gatherer: reg, Registerer: reg,
 		CORSOrigins: o.origins, Logger: logger, Now: o.clock.now, TracerProvider: o.tp,
+		APIToken: o.token, MetricsPublic: o.public,
 	})
 	s := &service{t: t, path: o.path, store: store, tracker: tracker, reg: reg, srv: httptest.NewServer(h), clock: o.clock}
 	t.Cleanup(s.close)

@@ -39,6 +39,11 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// TracerProvider makes a span for every request (no-op when nil).
 	TracerProvider trace.TracerProvider
+	// APIToken, when set, is required as "Authorization: Bearer <token>" on
+	// every endpoint but /health, /ready and CORS preflight, and on /metrics
+	// unless MetricsPublic.
+	APIToken      string
+	MetricsPublic bool
 }
 
 type api struct {
@@ -74,6 +79,7 @@ func New(opts Options) http.Handler {
 		r.Handle(path, inst.wrap(path, h)).Methods(method)
 	}
 	route(http.MethodPost, "/track/tool-operation", a.trackOperation)
+	route(http.MethodPost, "/track/tool-operations", a.trackOperations)
 	route(http.MethodGet, "/metrics/tool-operations", a.queryOperations)
 	route(http.MethodGet, "/metrics/tool-breakdown", a.toolBreakdown)
 	route(http.MethodGet, "/metrics/api-savings", a.apiSavings)
@@ -96,7 +102,7 @@ func New(opts Options) http.Handler {
 	r.MethodNotAllowedHandler = inst.wrap("unmatched", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"detail": "Method Not Allowed"})
 	}))
-	return otelhttp.NewHandler(recoverer(logger, cors(opts.CORSOrigins, limitBody(r))), "http.request",
+	return otelhttp.NewHandler(recoverer(logger, cors(opts.CORSOrigins, limitBody(requireToken(opts.APIToken, opts.MetricsPublic, r)))), "http.request",
 		otelhttp.WithTracerProvider(opts.TracerProvider))
 }
 
@@ -117,16 +123,21 @@ func (a *api) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// limitBody answers 413 to a body declared larger than MaxBodyBytes before
-// anything else, and caps every body so that a larger undeclared one fails
-// while it is read.
+// limitBody answers 413 to a body declared larger than its route's limit
+// (MaxBodyBytes; MaxBatchBodyBytes for the batch endpoint) before anything
+// else, and caps every body so that a larger undeclared one fails while it
+// is read.
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > MaxBodyBytes {
-			writeError(w, nil, errTooLarge)
+		limit := int64(MaxBodyBytes)
+		if r.URL.Path == "/track/tool-operations" {
+			limit = MaxBatchBodyBytes
+		}
+		if r.ContentLength > limit {
+			writeError(w, nil, errTooLarge(limit))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
 }

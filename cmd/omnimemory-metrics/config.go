@@ -33,6 +33,9 @@ type config struct {
 	CORSOrigins    []string
 	LogLevel       slog.Level
 	QueueSize      int
+	APIToken       string
+	MetricsPublic  bool
+	MaxToolIDs     int
 }
 
 // setting is one configuration value: an environment variable, the flag of
@@ -144,6 +147,29 @@ func settings() []setting {
 				return errors.New("must be a whole number of at least 1")
 			}
 			c.QueueSize = n
+			return nil
+		}},
+		{env: "OMNIMEMORY_API_TOKEN", flag: "api-token", usage: "when set, required as Authorization: Bearer <token> on every endpoint but /health and /ready", secret: true, apply: func(c *config, v string) error {
+			if strings.ContainsAny(v, " \t\r\n") {
+				return errors.New("must not contain white space")
+			}
+			c.APIToken = v
+			return nil
+		}},
+		{env: "OMNIMEMORY_METRICS_PUBLIC", flag: "metrics-public", def: "false", usage: "serve /metrics without the API token", apply: func(c *config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			c.MetricsPublic = b
+			return nil
+		}},
+		{env: "OMNIMEMORY_MAX_TOOL_ID_LABELS", flag: "max-tool-id-labels", def: "100", usage: "distinct tool_id values that become Prometheus labels; the rest count as tool_id=\"other\"", apply: func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return errors.New("must be a whole number of at least 1")
+			}
+			c.MaxToolIDs = n
 			return nil
 		}},
 		{env: "OMNIMEMORY_LOG_LEVEL", flag: "log-level", def: "info", usage: "debug, info, warn or error", apply: func(c *config, v string) error {

@@ -81,7 +81,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, logger *
 		return err
 	}
 	store := tsdb.Traced(raw, cfg.DBType, tp)
-	metrics := exporter.NewMetrics(reg, cfg.CostPer1K, 0)
+	metrics := exporter.NewMetrics(reg, cfg.CostPer1K, cfg.MaxToolIDs)
 	tracker := exporter.NewTracker(store, metrics, exporter.TrackerOptions{
 		QueueSize: cfg.QueueSize, WriteTimeout: max(cfg.WriteTimeout*2, 30*time.Second), TracerProvider: tp,
 	}, logger)
@@ -89,6 +89,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, logger *
 	handler := handlers.New(handlers.Options{
 		Store: store, Tracker: tracker, Reporter: reporter, TracerProvider: tp,
 		Gatherer: reg, Registerer: reg, CORSOrigins: cfg.CORSOrigins, Logger: logger,
+		APIToken: cfg.APIToken, MetricsPublic: cfg.MetricsPublic,
 	})
 	srv := &http.Server{
 		Handler:           handler,

@@ -1,0 +1,104 @@
+package handlers
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// MaxBatchOperations bounds the operations of one POST /track/tool-operations.
+const MaxBatchOperations = 5000
+
+// MaxBatchBodyBytes bounds the body of POST /track/tool-operations (16 MiB:
+// 5,000 operations with generous parameters).
+const MaxBatchBodyBytes = 16 << 20
+
+// trackOperations serves POST /track/tool-operations: up to
+// MaxBatchOperations operations in {"operations":[...]}, validated as a
+// whole. If any item is invalid nothing is stored and the 422 names every bad
+// item by index and field; otherwise all are stored in one commit and the
+// ids are answered in order.
+func (a *api) trackOperations(w http.ResponseWriter, r *http.Request) {
+	data, err := readBody(r)
+	if err != nil {
+		writeError(w, a.logger, err)
+		return
+	}
+	ops, err := decodeBatch(data, a.now().UTC().Truncate(time.Microsecond))
+	if err != nil {
+		writeError(w, a.logger, err)
+		return
+	}
+	if err := a.tracker.Track(r.Context(), ops...); err != nil {
+		writeError(w, a.logger, err)
+		return
+	}
+	ids := make([]string, len(ops))
+	for i, op := range ops {
+		ids[i] = op.ID.String()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "count": len(ids), "operation_ids": ids})
+}
+
+// decodeBatch validates a batch body; every item error is reported with its
+// location ["body", "operations", index, field].
+func decodeBatch(data []byte, now time.Time) ([]tsdb.Operation, error) {
+	body, err := decodeObject(data)
+	if err != nil {
+		return nil, err
+	}
+	items := body.array("operations", 1, MaxBatchOperations)
+	if err := body.err(); err != nil {
+		return nil, err
+	}
+	ops := make([]tsdb.Operation, 0, len(items))
+	var errs []FieldError
+	for i, raw := range items {
+		loc := []any{"body", "operations", i}
+		item, err := decodeObject(raw)
+		if err != nil {
+			errs = append(errs, FieldError{Loc: loc, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"})
+			continue
+		}
+		item.loc = loc
+		op, err := decodeOperation(item, now)
+		if err != nil {
+			if ve, ok := err.(*validationError); ok {
+				errs = append(errs, ve.errs...)
+			} else {
+				errs = append(errs, FieldError{Loc: append(loc, "session_id"), Msg: invalidSessionID, Type: "uuid_parsing"})
+			}
+			continue
+		}
+		ops = append(ops, op)
+	}
+	if len(errs) > 0 {
+		return nil, &validationError{errs: errs}
+	}
+	return ops, nil
+}
+
+// array decodes a field that must be a JSON array of min..max items.
+func (o *object) array(name string, min, max int) []json.RawMessage {
+	v := o.raw(name, true)
+	if v == nil {
+		return nil
+	}
+	var items []json.RawMessage
+	if v[0] != '[' || json.Unmarshal(v, &items) != nil {
+		o.fail(name, "Input should be a valid list", "list_type")
+		return nil
+	}
+	if len(items) < min {
+		o.fail(name, fmt.Sprintf("List should have at least %d item after validation, not %d", min, len(items)), "too_short")
+		return nil
+	}
+	if len(items) > max {
+		o.fail(name, fmt.Sprintf("List should have at most %d items after validation, not %d", max, len(items)), "too_long")
+		return nil
+	}
+	return items
+}
