@@ -62,8 +62,12 @@ func decodeOperation(o *object, now time.Time) (tsdb.Operation, error) {
 	if params == nil {
 		params = json.RawMessage("{}")
 	}
+	id, err := uuid.NewV7() // time-ordered: appends to the stores' id indexes
+	if err != nil {
+		id = uuid.New()
+	}
 	return tsdb.Operation{
-		ID:              uuid.New(),
+		ID:              id,
 		SessionID:       *sessionID,
 		ToolName:        *toolName,
 		OperationMode:   *mode,

@@ -135,6 +135,14 @@ const (
 	Daily
 )
 
+// String names the step.
+func (s Step) String() string {
+	if s == Daily {
+		return "daily"
+	}
+	return "hourly"
+}
+
 // Truncate returns the start of the bucket that holds t (UTC).
 func (s Step) Truncate(t time.Time) time.Time {
 	t = t.UTC()
@@ -183,9 +191,10 @@ type SessionStats struct {
 }
 
 // SessionMatch says which open session get_or_create may reuse: the newest
-// not-ended one with InstanceID when given; failing that (or when no
-// InstanceID is given), the newest not-ended one with ToolID and ProcessID,
-// when ProcessID is given.
+// not-ended one with InstanceID when given (whatever its tool); failing that
+// (or when no InstanceID is given), the newest not-ended one with ToolID and
+// ProcessID, when ProcessID is given. Newest means latest started_at, then
+// latest last_activity, then highest id.
 type SessionMatch struct {
 	ToolID     string
 	InstanceID *string
@@ -207,11 +216,13 @@ type Store interface {
 	QueryOperations(ctx context.Context, f OperationFilter) (OperationPage, error)
 
 	// Breakdown answers the totals of every (tool name, mode) pair with at
-	// least one operation in w, in no particular order.
+	// least one operation in w, in no particular order (an empty, non-nil
+	// slice when there is none).
 	Breakdown(ctx context.Context, w Window) ([]ModeTotals, error)
 
 	// Trend answers the totals per step bucket of the operations in w,
-	// oldest first, only for buckets that hold at least one operation.
+	// oldest first, only for buckets that hold at least one operation (an
+	// empty, non-nil slice when there is none).
 	Trend(ctx context.Context, w Window, step Step) ([]Bucket, error)
 
 	// FirstOperationTime answers the created_at of the oldest operation of
@@ -227,7 +238,7 @@ type Store interface {
 
 	// TouchSession sets the session's last_activity to at (when later than
 	// the one stored) and answers it; ErrNotFound when it does not exist.
-	// It never reopens an ended session.
+	// It never reopens an ended session (its last_activity still moves).
 	TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (Session, error)
 
 	// EndSession marks the session ended at `at` and answers it with its

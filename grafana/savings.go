@@ -1,0 +1,210 @@
+package grafana
+
+import (
+	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// The tool metrics of the contract, and the selector of the clients picked
+// in the dashboard's tool_id variable.
+const (
+	opsTotal         = "omnimemory_tool_operations_total"
+	originalTotal    = "omnimemory_tool_tokens_original_total"
+	preventedTotal   = "omnimemory_tool_tokens_prevented_total"
+	overspentTotal   = "omnimemory_tool_tokens_overspent_total"
+	durationSeconds  = "omnimemory_tool_operation_duration_seconds"
+	savingsRatioHist = "omnimemory_tool_operation_savings_ratio"
+
+	byClient = `{tool_id=~"$tool_id"}`
+)
+
+// Legends of the usual breakdowns.
+const (
+	legendToolMode = "{{tool_name}} / {{operation_mode}}"
+	legendClient   = "{{tool_id}}"
+)
+
+// TokenSavings is the "OmniMemory — Token savings" dashboard (Prometheus):
+// tokens and dollars saved by tool, mode and client, savings ratios, and
+// operation rate and latency.
+func TokenSavings() *dashboard.DashboardBuilder {
+	return newDashboard("omnimemory-token-savings", "OmniMemory — Token savings",
+		"Tokens and dollars that OmniMemory's tools saved, by tool, mode and client, from the service's Prometheus metrics.",
+		"now-24h").
+		WithVariable(datasourceVariable(PrometheusVariable, "Prometheus", "prometheus", PrometheusUID, "Prometheus")).
+		WithVariable(multiQueryVariable("tool_id", "Client",
+			"The clients (tool_id) to include. Tool metrics count at most 100 clients by name; the rest are under \"other\".",
+			prometheusDS(), "label_values("+opsTotal+", tool_id)").
+			AllValue(".*")).
+		WithRow(row("Overview")).
+		WithPanel(tokensSavedStat()).
+		WithPanel(dollarsSavedStat()).
+		WithPanel(savingsRatioStat()).
+		WithPanel(operationsStat()).
+		WithRow(row("Tokens and dollars saved")).
+		WithPanel(tokensSavedByToolMode()).
+		WithPanel(tokensSavedByClient()).
+		WithPanel(dollarsSavedByToolMode()).
+		WithPanel(dollarsSavedByClient()).
+		WithPanel(tokensSavedPerClientBars()).
+		WithPanel(dollarsSavedPerClientBars()).
+		WithRow(row("Savings ratio")).
+		WithPanel(savingsRatioByToolMode()).
+		WithPanel(savingsRatioByClient()).
+		WithPanel(perOperationSavingsRatio()).
+		WithPanel(tokensOverspentByToolMode()).
+		WithRow(row("Operations and latency")).
+		WithPanel(operationRateByToolMode()).
+		WithPanel(operationRateByClient()).
+		WithPanel(operationLatency()).
+		WithPanel(operationLatencyP95ByToolMode())
+}
+
+func tokensSavedStat() *stat.PanelBuilder {
+	return statPanel(prometheusDS(), "Tokens saved",
+		"Tokens the tools did not send, over the dashboard's time range (tokens_original − tokens_actual; operations that cost more than their baseline add nothing here).",
+		unitShort).
+		WithTarget(promInstant(sumBy(increase(preventedTotal, byClient)), "tokens saved"))
+}
+
+func dollarsSavedStat() *stat.PanelBuilder {
+	return statPanel(prometheusDS(), "Dollars saved",
+		"Tokens saved over the time range, priced at the service's configured cost per 1,000 tokens (omnimemory_cost_per_1k_tokens_usd).",
+		unitUSD).
+		Decimals(4).
+		WithTarget(promInstant(dollars(sumBy(increase(preventedTotal, byClient))), "USD saved"))
+}
+
+func savingsRatioStat() *stat.PanelBuilder {
+	return statPanel(prometheusDS(), "Savings ratio",
+		"Tokens saved divided by baseline tokens (tokens_original) over the time range: the share of the baseline the tools avoided sending.",
+		unitPercent).
+		Decimals(1).
+		WithTarget(promInstant(ratio(sumBy(increase(preventedTotal, byClient)), sumBy(increase(originalTotal, byClient))), "savings ratio"))
+}
+
+func operationsStat() *stat.PanelBuilder {
+	return statPanel(prometheusDS(), "Operations",
+		"Tool operations accepted over the time range.",
+		unitShort).
+		Decimals(0).
+		WithTarget(promInstant(sumBy(increase(opsTotal, byClient)), "operations"))
+}
+
+func tokensSavedByToolMode() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Tokens saved by tool and mode",
+		"Tokens saved per second, by tool (read, search) and operation mode.",
+		unitShort).
+		AxisLabel("tokens/s").
+		WithTarget(promRange(sumBy(rate(preventedTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
+}
+
+func tokensSavedByClient() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Tokens saved by client",
+		"Tokens saved per second, by client (tool_id).",
+		unitShort).
+		AxisLabel("tokens/s").
+		WithTarget(promRange(sumBy(rate(preventedTotal, byClient), "tool_id"), legendClient))
+}
+
+func dollarsSavedByToolMode() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Dollars saved per hour by tool and mode",
+		"The rate of tokens saved, priced at the configured cost per 1,000 tokens, as US dollars per hour.",
+		unitUSD).
+		AxisLabel("USD/hour").
+		WithTarget(promRange(dollars(sumBy(rate(preventedTotal, byClient), "tool_name", "operation_mode")+" * 3600"), legendToolMode))
+}
+
+func dollarsSavedByClient() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Dollars saved per hour by client",
+		"The rate of tokens saved by each client (tool_id), as US dollars per hour.",
+		unitUSD).
+		AxisLabel("USD/hour").
+		WithTarget(promRange(dollars(sumBy(rate(preventedTotal, byClient), "tool_id")+" * 3600"), legendClient))
+}
+
+func tokensSavedPerClientBars() *bargauge.PanelBuilder {
+	return barGaugePanel(prometheusDS(), "Tokens saved per client",
+		"Tokens saved by each client (tool_id) over the dashboard's time range, largest first.",
+		unitShort).
+		WithTarget(promInstant("sort_desc("+sumBy(increase(preventedTotal, byClient), "tool_id")+")", legendClient))
+}
+
+func dollarsSavedPerClientBars() *bargauge.PanelBuilder {
+	return barGaugePanel(prometheusDS(), "Dollars saved per client",
+		"Dollars saved by each client (tool_id) over the dashboard's time range, largest first.",
+		unitUSD).
+		Decimals(4).
+		WithTarget(promInstant("sort_desc("+dollars(sumBy(increase(preventedTotal, byClient), "tool_id"))+")", legendClient))
+}
+
+func savingsRatioByToolMode() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Savings ratio by tool and mode",
+		"Tokens saved / baseline tokens, over each $__rate_interval, by tool and mode.",
+		unitPercent).
+		Min(0).
+		Max(1).
+		WithTarget(promRange(ratio(
+			sumBy(rate(preventedTotal, byClient), "tool_name", "operation_mode"),
+			sumBy(rate(originalTotal, byClient), "tool_name", "operation_mode")), legendToolMode))
+}
+
+func savingsRatioByClient() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Savings ratio by client",
+		"Tokens saved / baseline tokens, over each $__rate_interval, by client (tool_id).",
+		unitPercent).
+		Min(0).
+		Max(1).
+		WithTarget(promRange(ratio(
+			sumBy(rate(preventedTotal, byClient), "tool_id"),
+			sumBy(rate(originalTotal, byClient), "tool_id")), legendClient))
+}
+
+func perOperationSavingsRatio() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Per-operation savings ratio (median)",
+		"Median of each operation's own savings ratio (prevented / original), by tool and mode, from the omnimemory_tool_operation_savings_ratio histogram. Histograms carry no client label: this panel ignores the Client filter.",
+		unitPercent).
+		Min(0).
+		Max(1).
+		WithTarget(promRange(quantile(0.5, savingsRatioHist, "", "tool_name", "operation_mode"), legendToolMode))
+}
+
+func tokensOverspentByToolMode() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Tokens overspent by tool and mode",
+		"Tokens per second by which operations cost more than their baseline (negative tokens_prevented), by tool and mode. Ideally zero.",
+		unitShort).
+		AxisLabel("tokens/s").
+		WithTarget(promRange(sumBy(rate(overspentTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
+}
+
+func operationRateByToolMode() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Operation rate by tool and mode",
+		"Tool operations accepted per second, by tool and mode.",
+		unitOps).
+		WithTarget(promRange(sumBy(rate(opsTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
+}
+
+func operationRateByClient() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Operation rate by client",
+		"Tool operations accepted per second, by client (tool_id).",
+		unitOps).
+		WithTarget(promRange(sumBy(rate(opsTotal, byClient), "tool_id"), legendClient))
+}
+
+func operationLatency() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Operation latency",
+		"p50, p95 and p99 of the tools' reported response_time_ms, from the omnimemory_tool_operation_duration_seconds histogram, all tools and modes. Histograms carry no client label: this panel ignores the Client filter.",
+		unitSeconds).
+		WithTarget(promRange(quantile(0.5, durationSeconds, ""), "p50")).
+		WithTarget(promRange(quantile(0.95, durationSeconds, ""), "p95")).
+		WithTarget(promRange(quantile(0.99, durationSeconds, ""), "p99"))
+}
+
+func operationLatencyP95ByToolMode() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Operation latency p95 by tool and mode",
+		"95th percentile of the reported response time, by tool and mode. Ignores the Client filter (histograms carry no client label).",
+		unitSeconds).
+		WithTarget(promRange(quantile(0.95, durationSeconds, "", "tool_name", "operation_mode"), legendToolMode))
+}

@@ -1,0 +1,446 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+const (
+	usPerHour = int64(time.Hour / time.Microsecond)
+	usPerDay  = 24 * usPerHour
+
+	// insertChunk is how many operations one multi-row INSERT carries:
+	// fewer statement executions per batch, well below SQLite's limit of
+	// 32766 bound parameters (12 per row).
+	insertChunk = 64
+	opColumns   = 12
+)
+
+const opColumnList = `id, session_id, tool_name, operation_mode, parameters, file_path,
+	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at`
+
+// insertOpsSQL returns an INSERT of n operations.
+func insertOpsSQL(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO tool_operations (" + opColumnList + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+	}
+	return b.String()
+}
+
+var insertChunkSQL = insertOpsSQL(insertChunk)
+
+// upsertRollupSQL adds a batch's sums for one key to a rollup table
+// (op_rollup_hourly with column hour, or op_rollup_daily with column day).
+func upsertRollupSQL(table, col string) string {
+	return `INSERT INTO ` + table + `
+	(` + col + `, tool_id, tool_name, operation_mode, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum)
+VALUES (?,?,?,?,?,?,?,?,?)
+ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET
+	count             = count + excluded.count,
+	tokens_original   = tokens_original + excluded.tokens_original,
+	tokens_actual     = tokens_actual + excluded.tokens_actual,
+	tokens_prevented  = tokens_prevented + excluded.tokens_prevented,
+	response_time_sum = response_time_sum + excluded.response_time_sum`
+}
+
+var (
+	upsertHourlySQL = upsertRollupSQL("op_rollup_hourly", "hour")
+	upsertDailySQL  = upsertRollupSQL("op_rollup_daily", "day")
+)
+
+// upsertSessionSQL creates a missing session the way tsdb.Store documents
+// (tool_id of its first operation, started and last active at it, no process
+// id) or moves last_activity forward; ended_at is never touched, so an ended
+// session stays ended. The running totals grow either way.
+const upsertSessionSQL = `INSERT INTO tool_sessions
+	(session_id, tool_id, started_at, last_activity, total_operations, tokens_saved, total_compressions, total_embeddings)
+VALUES (?,?,?,?,?,?,?,?)
+ON CONFLICT (session_id) DO UPDATE SET
+	last_activity      = max(last_activity, excluded.last_activity),
+	total_operations   = total_operations + excluded.total_operations,
+	tokens_saved       = tokens_saved + excluded.tokens_saved,
+	total_compressions = total_compressions + excluded.total_compressions,
+	total_embeddings   = total_embeddings + excluded.total_embeddings`
+
+type rollupKey struct {
+	start                      int64 // hour or day start, unix microseconds
+	toolID, toolName, modeName string
+}
+
+// rollupAgg sums a batch per rollup key, remembering first-seen order.
+type rollupAgg struct {
+	m     map[rollupKey]*tsdb.Totals
+	order []rollupKey
+}
+
+func (r *rollupAgg) add(k rollupKey, t tsdb.Totals) {
+	if r.m == nil {
+		r.m = make(map[rollupKey]*tsdb.Totals)
+	}
+	cur := r.m[k]
+	if cur == nil {
+		cur = new(tsdb.Totals)
+		r.m[k] = cur
+		r.order = append(r.order, k)
+	}
+	cur.Add(t)
+}
+
+type sessionAgg struct {
+	toolID      string
+	first, last int64
+	ops, saved  int64
+	reads       int64
+	searches    int64
+}
+
+// WriteOperations stores ops, their hourly and daily rollups and their sessions in one
+// transaction on the writer connection: all of it is durable (synchronous=FULL)
+// when it returns nil, and none of it is visible when it fails.
+func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+
+	// Aggregate in Go first: one upsert per distinct rollup key and session.
+	var hourly, daily rollupAgg
+	sessions := make(map[uuid.UUID]*sessionAgg)
+	sessionOrder := make([]uuid.UUID, 0, 4)
+	for i := range ops {
+		op := &ops[i]
+		at := op.CreatedAt.UnixMicro()
+		t := tsdb.Totals{Count: 1, TokensOriginal: op.TokensOriginal, TokensActual: op.TokensActual,
+			TokensPrevented: op.TokensPrevented, ResponseTimeSumMs: op.ResponseTimeMs}
+		hourly.add(rollupKey{floorTo(at, usPerHour), op.ToolID, op.ToolName, op.OperationMode}, t)
+		daily.add(rollupKey{floorTo(at, usPerDay), op.ToolID, op.ToolName, op.OperationMode}, t)
+
+		sa := sessions[op.SessionID]
+		if sa == nil {
+			sa = &sessionAgg{toolID: op.ToolID, first: at, last: at}
+			sessions[op.SessionID] = sa
+			sessionOrder = append(sessionOrder, op.SessionID)
+		}
+		if at < sa.first {
+			sa.first, sa.toolID = at, op.ToolID
+		}
+		sa.last = max(sa.last, at)
+		sa.ops++
+		sa.saved += op.TokensPrevented
+		switch op.ToolName {
+		case tsdb.ToolRead:
+			sa.reads++
+		case tsdb.ToolSearch:
+			sa.searches++
+		}
+	}
+
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap("begin write", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+
+	args := make([]any, 0, insertChunk*opColumns)
+	if len(ops) >= insertChunk {
+		stmt, err := tx.PrepareContext(ctx, insertChunkSQL)
+		if err != nil {
+			return s.wrap("prepare insert", err)
+		}
+		defer stmt.Close()
+		for len(ops) >= insertChunk {
+			args = appendOpArgs(args[:0], ops[:insertChunk])
+			if _, err := stmt.ExecContext(ctx, args...); err != nil {
+				return s.wrap("insert operations", err)
+			}
+			ops = ops[insertChunk:]
+		}
+	}
+	if len(ops) > 0 {
+		args = appendOpArgs(args[:0], ops)
+		if _, err := tx.ExecContext(ctx, insertOpsSQL(len(ops)), args...); err != nil {
+			return s.wrap("insert operations", err)
+		}
+	}
+
+	for _, r := range []struct {
+		query string
+		agg   *rollupAgg
+	}{{upsertHourlySQL, &hourly}, {upsertDailySQL, &daily}} {
+		stmt, err := tx.PrepareContext(ctx, r.query)
+		if err != nil {
+			return s.wrap("prepare rollup upsert", err)
+		}
+		defer stmt.Close()
+		for _, k := range r.agg.order {
+			t := r.agg.m[k]
+			if _, err := stmt.ExecContext(ctx, k.start, k.toolID, k.toolName, k.modeName, t.Count,
+				t.TokensOriginal, t.TokensActual, t.TokensPrevented, t.ResponseTimeSumMs); err != nil {
+				return s.wrap("upsert rollup", err)
+			}
+		}
+	}
+
+	sstmt, err := tx.PrepareContext(ctx, upsertSessionSQL)
+	if err != nil {
+		return s.wrap("prepare session upsert", err)
+	}
+	defer sstmt.Close()
+	for _, id := range sessionOrder {
+		sa := sessions[id]
+		if _, err := sstmt.ExecContext(ctx, id.String(), sa.toolID, sa.first, sa.last,
+			sa.ops, sa.saved, sa.reads, sa.searches); err != nil {
+			return s.wrap("upsert session", err)
+		}
+	}
+
+	if err := tx.Commit(); err != nil {
+		return s.wrap("commit write", err)
+	}
+	return nil
+}
+
+func appendOpArgs(args []any, ops []tsdb.Operation) []any {
+	for i := range ops {
+		op := &ops[i]
+		params := string(op.Parameters)
+		if params == "" {
+			params = "{}"
+		}
+		var file any
+		if op.FilePath != nil {
+			file = *op.FilePath
+		}
+		args = append(args, op.ID.String(), op.SessionID.String(), op.ToolName, op.OperationMode,
+			params, file, op.TokensOriginal, op.TokensActual, op.TokensPrevented,
+			op.ResponseTimeMs, op.ToolID, op.CreatedAt.UnixMicro())
+	}
+	return args
+}
+
+// floorTo rounds v down to a multiple of step (also for negative v).
+func floorTo(v, step int64) int64 {
+	r := v % step
+	if r < 0 {
+		r += step
+	}
+	return v - r
+}
+
+// QueryOperations answers one page of the operations matching f, newest
+// first (ties by id, descending), and the count of all matches. The count and
+// the page come from one read transaction, so they agree.
+func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
+	if s.closed.Load() {
+		return tsdb.OperationPage{}, errClosed
+	}
+	if f.Limit <= 0 {
+		return tsdb.OperationPage{}, fmt.Errorf("query operations: limit %d must be positive", f.Limit)
+	}
+	if f.Offset < 0 {
+		return tsdb.OperationPage{}, fmt.Errorf("query operations: offset %d must not be negative", f.Offset)
+	}
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return tsdb.OperationPage{}, s.wrap("begin read", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+
+	var page tsdb.OperationPage
+	if page.Total, err = s.countOperations(ctx, tx, f); err != nil {
+		return tsdb.OperationPage{}, s.wrap("count operations", err)
+	}
+	if int64(f.Offset) >= page.Total {
+		page.Operations = []tsdb.Operation{}
+		return page, nil
+	}
+
+	// Choosing the index. tool_name and operation_mode have a handful of
+	// values each; when the matches are dense in the time range, walking an
+	// index already in (created_at, id) order (the session's, the tool id's
+	// or the time index) and stopping after offset+limit matches beats
+	// reading every match through the (tool_name, operation_mode) or
+	// operation_mode index and sorting them. A unary + keeps the planner off
+	// those two indexes.
+	walkTime := f.SessionID != nil
+	if !walkTime && (f.ToolName != "" || f.OperationMode != "") {
+		inRange := f
+		inRange.ToolName, inRange.OperationMode = "", ""
+		n, err := s.countOperations(ctx, tx, inRange)
+		if err != nil {
+			return tsdb.OperationPage{}, s.wrap("count operations", err)
+		}
+		walkTime = page.Total*denseMatches >= n
+	}
+	cond, args := operationWhere(f, walkTime)
+	rows, err := tx.QueryContext(ctx, "SELECT "+opColumnList+" FROM tool_operations"+cond+
+		" ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?", append(args, f.Limit, f.Offset)...)
+	if err != nil {
+		return tsdb.OperationPage{}, s.wrap("query operations", err)
+	}
+	defer rows.Close()
+	page.Operations = make([]tsdb.Operation, 0, min(int64(f.Limit), page.Total-int64(f.Offset)))
+	for rows.Next() {
+		op, err := scanOperation(rows)
+		if err != nil {
+			return tsdb.OperationPage{}, s.wrap("read operation", err)
+		}
+		page.Operations = append(page.Operations, op)
+	}
+	if err := rows.Err(); err != nil {
+		return tsdb.OperationPage{}, s.wrap("query operations", err)
+	}
+	return page, nil
+}
+
+// denseMatches: when at least 1 in denseMatches operations of the time range
+// matches the tool name and mode filters, a page walks the time order.
+const denseMatches = 50
+
+// operationWhere is the WHERE clause of f; plusLowCard writes tool_name and
+// operation_mode as +column, which SQLite then matches without their indexes.
+func operationWhere(f tsdb.OperationFilter, plusLowCard bool) (string, []any) {
+	var where []string
+	var args []any
+	lowCard := ""
+	if plusLowCard {
+		lowCard = "+"
+	}
+	if f.SessionID != nil {
+		where, args = append(where, "session_id = ?"), append(args, f.SessionID.String())
+	}
+	if f.ToolName != "" {
+		where, args = append(where, lowCard+"tool_name = ?"), append(args, f.ToolName)
+	}
+	if f.OperationMode != "" {
+		where, args = append(where, lowCard+"operation_mode = ?"), append(args, f.OperationMode)
+	}
+	if f.ToolID != "" {
+		where, args = append(where, "tool_id = ?"), append(args, f.ToolID)
+	}
+	if f.Start != nil {
+		where, args = append(where, "created_at >= ?"), append(args, f.Start.UnixMicro())
+	}
+	if f.End != nil {
+		where, args = append(where, "created_at <= ?"), append(args, f.End.UnixMicro())
+	}
+	if len(where) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(where, " AND "), args
+}
+
+// countOperations answers how many operations match f. A session's
+// operations are counted through the session index (a session holds few),
+// all operations with count(*); any other filter is counted from the rollups for the whole days and hours
+// of its time range and from raw rows only at the edges, so that the total of
+// an unfiltered list of millions of operations costs no full index scan.
+func (s *Store) countOperations(ctx context.Context, tx *sql.Tx, f tsdb.OperationFilter) (int64, error) {
+	var n int64
+	if f.SessionID != nil || f == (tsdb.OperationFilter{Limit: f.Limit, Offset: f.Offset}) {
+		// No filter at all: SQLite counts a b-tree's entries from its
+		// pages without decoding them, which beats summing rollups.
+		cond, args := operationWhere(f, false)
+		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM tool_operations"+cond, args...).Scan(&n)
+		return n, err
+	}
+	w := tsdb.Window{Start: f.Start, End: farFuture}
+	if f.End != nil {
+		w.End = *f.End
+	}
+	parts := planWindow(w, true)
+	if len(parts) == 0 {
+		return 0, nil
+	}
+	q, qargs := aggregateSQL(parts, aggFilter{toolID: f.ToolID, toolName: f.ToolName, mode: f.OperationMode}, 0)
+	rows, err := tx.QueryContext(ctx, q, qargs...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	for rows.Next() { // one row per (tool, mode) pair
+		var (
+			tool, mode string
+			c, o, a, p int64
+			r          float64
+		)
+		if err := rows.Scan(&tool, &mode, &c, &o, &a, &p, &r); err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, rows.Err()
+}
+
+// farFuture stands for "no upper bound" in a time range: far beyond any
+// operation, far from int64 overflow in unix microseconds.
+var farFuture = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+func scanOperation(rows *sql.Rows) (tsdb.Operation, error) {
+	var (
+		op          tsdb.Operation
+		id, session string
+		params      string
+		file        sql.NullString
+		createdAt   int64
+	)
+	if err := rows.Scan(&id, &session, &op.ToolName, &op.OperationMode, &params, &file,
+		&op.TokensOriginal, &op.TokensActual, &op.TokensPrevented, &op.ResponseTimeMs,
+		&op.ToolID, &createdAt); err != nil {
+		return op, err
+	}
+	var err error
+	if op.ID, err = uuid.Parse(id); err != nil {
+		return op, fmt.Errorf("operation id %q: %w", id, err)
+	}
+	if op.SessionID, err = uuid.Parse(session); err != nil {
+		return op, fmt.Errorf("operation %s session id %q: %w", id, session, err)
+	}
+	op.Parameters = json.RawMessage(params)
+	if file.Valid {
+		op.FilePath = &file.String
+	}
+	op.CreatedAt = fromMicros(createdAt)
+	return op, nil
+}
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// FirstOperationTime answers the created_at of the oldest operation of toolID
+// (all tools when empty); an index answers it without a scan.
+func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
+	if s.closed.Load() {
+		return time.Time{}, false, errClosed
+	}
+	q, args := `SELECT min(created_at) FROM tool_operations`, []any(nil)
+	if toolID != "" {
+		q, args = q+` WHERE tool_id = ?`, []any{toolID}
+	}
+	var first sql.NullInt64
+	if err := s.reader.QueryRowContext(ctx, q, args...).Scan(&first); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return time.Time{}, false, nil
+		}
+		return time.Time{}, false, s.wrap("first operation time", err)
+	}
+	if !first.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromMicros(first.Int64), true, nil
+}

@@ -1,0 +1,166 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migrations is the ordered list of schema changes; migrations[i] brings the
+// database to version i+1. Append only: a released migration never changes,
+// because databases in the field already ran it.
+//
+// Times are INTEGER unix microseconds (UTC), the precision the service keeps.
+var migrations = []string{
+	// 1: operations, sessions, hourly rollups.
+	`
+CREATE TABLE tool_operations (
+	id               TEXT    NOT NULL PRIMARY KEY, -- lower-case hyphenated UUID
+	session_id       TEXT    NOT NULL,
+	tool_name        TEXT    NOT NULL,
+	operation_mode   TEXT    NOT NULL,
+	parameters       TEXT    NOT NULL DEFAULT '{}', -- JSON object as sent
+	file_path        TEXT,
+	tokens_original  INTEGER NOT NULL,
+	tokens_actual    INTEGER NOT NULL,
+	tokens_prevented INTEGER NOT NULL,
+	response_time_ms REAL    NOT NULL,
+	tool_id          TEXT    NOT NULL,
+	created_at       INTEGER NOT NULL -- unix microseconds, UTC
+);
+
+-- The specification asks for indexes on session_id, tool_name,
+-- operation_mode, created_at, (session_id, created_at) and
+-- (tool_name, operation_mode). Single-column indexes whose column leads a
+-- composite below are left out, since the composite serves every lookup the
+-- single column would (and each index costs every insert):
+--   session_id -> idx_ops_session_time (session_id, created_at, id)
+--   tool_name  -> idx_ops_tool_mode    (tool_name, operation_mode)
+--   created_at -> idx_ops_time         (created_at, id)
+-- The trailing id columns let "ORDER BY created_at DESC, id DESC" (the paging
+-- order) walk an index instead of sorting.
+CREATE INDEX idx_ops_time         ON tool_operations (created_at, id);
+CREATE INDEX idx_ops_session_time ON tool_operations (session_id, created_at, id);
+CREATE INDEX idx_ops_tool_mode    ON tool_operations (tool_name, operation_mode);
+CREATE INDEX idx_ops_mode         ON tool_operations (operation_mode);
+-- tool_id filters (list, partial hours of aggregates, first operation time).
+CREATE INDEX idx_ops_toolid_time  ON tool_operations (tool_id, created_at, id);
+
+CREATE TABLE tool_sessions (
+	session_id         TEXT    NOT NULL PRIMARY KEY, -- lower-case hyphenated UUID
+	tool_id            TEXT    NOT NULL,
+	tool_version       TEXT,
+	process_id         INTEGER,
+	instance_id        TEXT,
+	project_id         TEXT,
+	workspace_path     TEXT,
+	started_at         INTEGER NOT NULL, -- unix microseconds, UTC
+	ended_at           INTEGER,
+	last_activity      INTEGER NOT NULL,
+	-- Running totals of the session's operations, kept in the transaction
+	-- that stores the operations (a per-session rollup).
+	total_operations   INTEGER NOT NULL DEFAULT 0,
+	tokens_saved       INTEGER NOT NULL DEFAULT 0,
+	total_compressions INTEGER NOT NULL DEFAULT 0,
+	total_embeddings   INTEGER NOT NULL DEFAULT 0
+);
+
+-- get_or_create and /sessions/active only ever look at open sessions.
+CREATE INDEX idx_sessions_instance ON tool_sessions (instance_id, started_at) WHERE ended_at IS NULL;
+CREATE INDEX idx_sessions_process  ON tool_sessions (tool_id, process_id, started_at) WHERE ended_at IS NULL;
+CREATE INDEX idx_sessions_activity ON tool_sessions (last_activity) WHERE ended_at IS NULL;
+
+-- One row per (UTC hour, tool_id, tool_name, operation_mode) that holds at
+-- least one operation, upserted in the same transaction as the raw rows, so
+-- aggregates over whole hours read O(hours) rows instead of O(operations).
+CREATE TABLE op_rollup_hourly (
+	hour              INTEGER NOT NULL, -- unix microseconds of the UTC hour start
+	tool_id           TEXT    NOT NULL,
+	tool_name         TEXT    NOT NULL,
+	operation_mode    TEXT    NOT NULL,
+	count             INTEGER NOT NULL,
+	tokens_original   INTEGER NOT NULL,
+	tokens_actual     INTEGER NOT NULL,
+	tokens_prevented  INTEGER NOT NULL,
+	response_time_sum REAL    NOT NULL,
+	PRIMARY KEY (hour, tool_id, tool_name, operation_mode)
+) WITHOUT ROWID;
+
+CREATE INDEX idx_rollup_toolid_hour ON op_rollup_hourly (tool_id, hour);
+
+-- The same per UTC day, kept alongside: a 30-day breakdown or daily trend
+-- reads about 30 day rows per key, plus hour rows for partial days.
+CREATE TABLE op_rollup_daily (
+	day               INTEGER NOT NULL, -- unix microseconds of the UTC day start
+	tool_id           TEXT    NOT NULL,
+	tool_name         TEXT    NOT NULL,
+	operation_mode    TEXT    NOT NULL,
+	count             INTEGER NOT NULL,
+	tokens_original   INTEGER NOT NULL,
+	tokens_actual     INTEGER NOT NULL,
+	tokens_prevented  INTEGER NOT NULL,
+	response_time_sum REAL    NOT NULL,
+	PRIMARY KEY (day, tool_id, tool_name, operation_mode)
+) WITHOUT ROWID;
+
+CREATE INDEX idx_rollup_toolid_day ON op_rollup_daily (tool_id, day);
+`,
+}
+
+// migrate brings the database to version len(migrations). Each missing migration runs
+// in its own write transaction together with its schema_migrations row, so a
+// crash leaves the database at a whole version. A database newer than the
+// code is refused rather than misread.
+func migrate(ctx context.Context, db *sql.DB) (from, to int, err error) {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	applied_at TEXT NOT NULL
+)`); err != nil {
+		return 0, 0, fmt.Errorf("create schema_migrations: %w", err)
+	}
+	from = -1
+	for {
+		before, after, err := migrateOne(ctx, db)
+		if err != nil {
+			return from, before, err
+		}
+		if from < 0 {
+			from = before
+		}
+		if after == before {
+			return from, after, nil
+		}
+	}
+}
+
+// migrateOne applies the next missing migration, if any. It reads the
+// current version inside the (immediate) write transaction, so two processes
+// opening the same file never apply a migration twice.
+func migrateOne(ctx context.Context, db *sql.DB) (before, after int, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("begin migration: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&before); err != nil {
+		return 0, 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if before > len(migrations) {
+		return before, before, fmt.Errorf("%w: database schema version %d is newer than this program supports (%d); upgrade omnimemory-metrics or use another database file", ErrSchemaTooNew, before, len(migrations))
+	}
+	if before == len(migrations) {
+		return before, before, nil
+	}
+	if _, err := tx.ExecContext(ctx, migrations[before]); err != nil {
+		return before, before, fmt.Errorf("apply schema migration %d: %w", before+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+		before+1, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+		return before, before, fmt.Errorf("record schema migration %d: %w", before+1, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return before, before, fmt.Errorf("commit schema migration %d: %w", before+1, err)
+	}
+	return before, before + 1, nil
+}

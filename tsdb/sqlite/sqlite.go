@@ -1,0 +1,241 @@
+// Package sqlite is the embedded tsdb.Store: one SQLite file (modernc.org/sqlite,
+// pure Go, no cgo) in WAL mode, the service's zero-set-up default.
+//
+// One writer connection takes every write in a BEGIN IMMEDIATE transaction, so
+// writers queue in Go instead of failing with SQLITE_BUSY; a pool of read-only
+// connections serves queries in parallel with it (WAL readers see the last
+// committed state and never block the writer). synchronous=FULL makes every
+// acknowledged commit survive power loss.
+//
+// Breakdowns, trends and list totals read rollup rows, hourly and daily,
+// maintained in the same transaction as the raw operations: daily rows for
+// the whole days of a window, hourly rows for the whole hours of its partial
+// days, and raw rows (through the created_at indexes) only for its partial
+// first and last hour. Their cost grows with the number of days and hours in
+// the window, not with the number of operations.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// ErrSchemaTooNew is returned by Open for a database written by a newer
+// version of this program, whose schema this code does not know.
+var ErrSchemaTooNew = errors.New("database schema is newer than this program")
+
+// busyTimeoutMs bounds how long a connection waits for a lock held by
+// another process on the same file (within this process the single writer
+// connection already serialises writes).
+const busyTimeoutMs = 10000
+
+// Store is the SQLite implementation of tsdb.Store. It is safe for
+// concurrent use.
+type Store struct {
+	writer *sql.DB // exactly one connection; BEGIN IMMEDIATE
+	reader *sql.DB // read-only pool
+	path   string
+	logger *slog.Logger
+	closed atomic.Bool
+}
+
+var _ tsdb.Store = (*Store)(nil)
+
+// Open opens (creating when missing) the database file at path, applies the
+// schema migrations it lacks and returns the store. A path beginning with
+// "~/" is taken relative to the user's home directory; the file's folder is
+// created (mode 0700) when missing. Open refuses, with ErrSchemaTooNew, a file
+// whose schema is newer than this code. A nil logger discards logs.
+func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "sqlite")
+
+	abs, err := expandPath(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("create database folder: %w", err)
+	}
+
+	writer, err := sql.Open("sqlite", dsn(abs,
+		"_txlock=immediate",
+		"_pragma=busy_timeout("+fmt.Sprint(busyTimeoutMs)+")",
+		"_pragma=journal_mode(WAL)",
+		"_pragma=synchronous(FULL)",
+		"_pragma=cache_size(-65536)", // 64 MiB: index pages of a large table stay hot
+		"_pragma=temp_store(MEMORY)",
+	))
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", abs, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+
+	// The writer connects first: it switches the file to WAL and creates the
+	// schema before any reader looks at it.
+	from, to, err := migrate(ctx, writer)
+	if err != nil {
+		writer.Close()
+		return nil, mapErr(fmt.Errorf("open %s: %w", abs, err))
+	}
+
+	readers := max(4, runtime.GOMAXPROCS(0))
+	reader, err := sql.Open("sqlite", dsn(abs,
+		"_pragma=busy_timeout("+fmt.Sprint(busyTimeoutMs)+")",
+		"_pragma=cache_size(-16384)",
+		"_pragma=query_only(1)",
+		"_pragma=temp_store(MEMORY)",
+	))
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open %s: %w", abs, err)
+	}
+	reader.SetMaxOpenConns(readers)
+	reader.SetMaxIdleConns(readers)
+	reader.SetConnMaxLifetime(0)
+	reader.SetConnMaxIdleTime(0)
+	if err := reader.PingContext(ctx); err != nil {
+		reader.Close()
+		writer.Close()
+		return nil, mapErr(fmt.Errorf("open %s for reading: %w", abs, err))
+	}
+
+	s := &Store{writer: writer, reader: reader, path: abs, logger: logger}
+	if from != to {
+		logger.Info("schema migrated", "path", abs, "from_version", from, "to_version", to)
+	}
+	logger.Info("store opened", "path", abs, "schema_version", to, "readers", readers)
+	return s, nil
+}
+
+// expandPath resolves "~/" and makes path absolute.
+func expandPath(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("sqlite: empty database path")
+	}
+	if path == "~" || strings.HasPrefix(path, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("sqlite: expand %q: %w", path, err)
+		}
+		path = filepath.Join(home, strings.TrimPrefix(path, "~"))
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: resolve %q: %w", path, err)
+	}
+	return abs, nil
+}
+
+// dsn builds a file: URI for the modernc driver. Escaping the path keeps
+// '?', '#' and '%' in folder names from being read as URI syntax.
+func dsn(path string, params ...string) string {
+	u := url.URL{Path: filepath.ToSlash(path)}
+	return "file:" + u.EscapedPath() + "?" + strings.Join(params, "&")
+}
+
+// Path returns the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+// Ping answers nil when both the writer connection and a reader connection
+// answer a query.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	var one int
+	if err := s.writer.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return s.wrap("ping writer", err)
+	}
+	if err := s.reader.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&one); err != nil {
+		return s.wrap("ping reader", err)
+	}
+	return nil
+}
+
+// Close checkpoints the write-ahead log into the database file and closes
+// both connection pools. Writes that returned nil were durable before Close
+// and stay so whatever Close answers. Close is idempotent.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	var errs []error
+	if err := s.reader.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close readers: %w", err))
+	}
+	// With the readers gone, TRUNCATE can fold the whole log into the file
+	// and leave a zero-length -wal behind.
+	if _, err := s.writer.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		errs = append(errs, fmt.Errorf("checkpoint: %w", err))
+	}
+	if err := s.writer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close writer: %w", err))
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		s.logger.Warn("store closed with errors", "path", s.path, "err", err)
+	} else {
+		s.logger.Info("store closed", "path", s.path)
+	}
+	return err
+}
+
+// errClosed is answered by every call on a closed store.
+var errClosed = fmt.Errorf("%w: sqlite store is closed", tsdb.ErrUnavailable)
+
+// wrap adds what failed to err and marks faults of the store (closed, I/O,
+// disk full, locked) with tsdb.ErrUnavailable so callers can tell them from
+// bad requests.
+func (s *Store) wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if s.closed.Load() && !errors.Is(err, tsdb.ErrUnavailable) {
+		return fmt.Errorf("%w: %s: sqlite store is closed: %w", tsdb.ErrUnavailable, what, err)
+	}
+	return mapErr(fmt.Errorf("%s: %w", what, err))
+}
+
+// mapErr marks err with tsdb.ErrUnavailable when it is a fault of the store
+// rather than of the request.
+func mapErr(err error) error {
+	if err == nil || errors.Is(err, tsdb.ErrUnavailable) || errors.Is(err, tsdb.ErrNotFound) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+		return fmt.Errorf("%w: %w", tsdb.ErrUnavailable, err)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+			sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PROTOCOL,
+			sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM:
+			return fmt.Errorf("%w: %w", tsdb.ErrUnavailable, err)
+		}
+	}
+	return err
+}

@@ -1,0 +1,566 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func openTemp(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "metrics.db"), testLogger(t))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) tsdb.Store { return openTemp(t) })
+}
+
+var day0 = time.Date(2025, 1, 14, 0, 0, 0, 0, time.UTC)
+
+// genOps makes n operations spread over span from start, across a few
+// sessions, tools, modes and tool ids.
+func genOps(r *rand.Rand, n int, start time.Time, span time.Duration) []tsdb.Operation {
+	sessions := make([]uuid.UUID, 8)
+	for i := range sessions {
+		sessions[i] = uuid.Must(uuid.NewRandomFromReader(r))
+	}
+	toolIDs := []string{"claude-code", "cursor", "windsurf"}
+	ops := make([]tsdb.Operation, n)
+	for i := range ops {
+		orig, act := r.Int63n(10000), r.Int63n(10000)
+		fp := fmt.Sprintf("/src/file%d.go", r.Intn(100))
+		ops[i] = tsdb.Operation{
+			ID:              uuid.Must(uuid.NewRandomFromReader(r)),
+			SessionID:       sessions[r.Intn(len(sessions))],
+			ToolName:        tsdb.ToolNames[r.Intn(len(tsdb.ToolNames))],
+			OperationMode:   tsdb.OperationModes[r.Intn(len(tsdb.OperationModes))],
+			Parameters:      json.RawMessage(`{"file_path":"` + fp + `"}`),
+			FilePath:        &fp,
+			TokensOriginal:  orig,
+			TokensActual:    act,
+			TokensPrevented: orig - act,
+			ResponseTimeMs:  float64(r.Intn(100000)) / 16,
+			ToolID:          toolIDs[r.Intn(len(toolIDs))],
+			CreatedAt:       start.Add(time.Duration(r.Int63n(int64(span/time.Microsecond))) * time.Microsecond),
+		}
+	}
+	return ops
+}
+
+func TestRestartKeepsEverything(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sub", "dir", "metrics.db") // folders created by Open
+	s, err := Open(ctx, path, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewSource(1))
+	ops := genOps(r, 2000, day0, 72*time.Hour)
+	for i := 0; i < len(ops); i += 500 {
+		if err := s.WriteOperations(ctx, ops[i:i+500]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sess := tsdb.Session{SessionID: uuid.New(), ToolID: "cursor", ProcessID: new(int64), StartedAt: day0, LastActivity: day0}
+	if err := s.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EndSession(ctx, sess.SessionID, day0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func(s *Store) string {
+		t.Helper()
+		var b strings.Builder
+		page, err := s.QueryOperations(ctx, tsdb.OperationFilter{Limit: 1000, Offset: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		js := func(v any) string {
+			out, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(out)
+		}
+		fmt.Fprintf(&b, "total=%d page=%s\n", page.Total, js(page.Operations))
+		end := day0.Add(100 * time.Hour)
+		bd, err := s.Breakdown(ctx, tsdb.Window{Start: ptr(day0.Add(90 * time.Minute)), End: end})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "breakdown=%s\n", js(bd))
+		tr, err := s.Trend(ctx, tsdb.Window{End: end}, tsdb.Hourly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "trend=%v\n", tr)
+		for _, id := range []uuid.UUID{sess.SessionID, ops[0].SessionID} {
+			st, err := s.GetSession(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "session=%s\n", js(st))
+		}
+		var hourly, daily int
+		if err := s.reader.QueryRow(`SELECT (SELECT count(*) FROM op_rollup_hourly), (SELECT count(*) FROM op_rollup_daily)`).Scan(&hourly, &daily); err != nil {
+			t.Fatal(err)
+		}
+		if hourly == 0 || daily == 0 {
+			t.Fatalf("rollup rows: %d hourly, %d daily", hourly, daily)
+		}
+		fmt.Fprintf(&b, "rollups=%d/%d\n", hourly, daily)
+		return b.String()
+	}
+	before := snapshot(s)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Ping(ctx); !errors.Is(err, tsdb.ErrUnavailable) {
+		t.Errorf("Ping after Close = %v, want ErrUnavailable", err)
+	}
+	if err := s.WriteOperations(ctx, ops[:1]); !errors.Is(err, tsdb.ErrUnavailable) {
+		t.Errorf("WriteOperations after Close = %v, want ErrUnavailable", err)
+	}
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() != 0 {
+		t.Errorf("after Close the WAL holds %d bytes, want a checkpointed (empty) log", fi.Size())
+	}
+
+	s2, err := Open(ctx, path, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if after := snapshot(s2); after != before {
+		t.Errorf("after restart:\n%s\nbefore:\n%s", after, before)
+	}
+	checkRollupsMatchRaw(t, s2)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestOpenExpandsHome(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	s, err := Open(context.Background(), "~/.omnimemory/metrics.db", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := filepath.Join(home, ".omnimemory", "metrics.db")
+	if s.Path() != want {
+		t.Errorf("Path() = %q, want %q", s.Path(), want)
+	}
+	fi, err := os.Stat(filepath.Dir(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("folder mode %v, want 0700", fi.Mode().Perm())
+	}
+}
+
+func TestOpenOddPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a ?b#c%20d", "metrics.db")
+	s, err := Open(context.Background(), path, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("database not at %q: %v", path, err)
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "metrics.db")
+	versions := func() []int {
+		t.Helper()
+		s, err := Open(ctx, path, testLogger(t))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		defer s.Close()
+		rows, err := s.reader.Query(`SELECT version FROM schema_migrations ORDER BY version`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var vs []int
+		for rows.Next() {
+			var v int
+			if err := rows.Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			vs = append(vs, v)
+		}
+		return vs
+	}
+	first := versions()
+	if len(first) != len(migrations) || first[len(first)-1] != len(migrations) {
+		t.Fatalf("schema_migrations = %v, want 1..%d", first, len(migrations))
+	}
+	if second := versions(); fmt.Sprint(second) != fmt.Sprint(first) {
+		t.Fatalf("second Open changed schema_migrations: %v -> %v", first, second)
+	}
+
+	// A newer program wrote version n+1: this one must refuse the file.
+	s, err := Open(ctx, path, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.writer.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'future')`, len(migrations)+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = Open(ctx, path, testLogger(t))
+	if !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("Open of a newer schema: err = %v, want ErrSchemaTooNew", err)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("version %d", len(migrations)+1)) {
+		t.Errorf("error %q does not name the version", err)
+	}
+}
+
+func TestMigrationAppliesMissing(t *testing.T) {
+	// A database at version 0 (only schema_migrations) gets every migration.
+	saved := migrations
+	t.Cleanup(func() { migrations = saved })
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "metrics.db")
+	migrations = saved[:1]
+	s, err := Open(ctx, path, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	migrations = append(saved[:1:1], `CREATE TABLE extra (x INTEGER)`)
+	s, err = Open(ctx, path, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n int
+	if err := s.reader.QueryRow(`SELECT count(*) FROM extra`).Scan(&n); err != nil {
+		t.Fatalf("migration 2 not applied: %v", err)
+	}
+	if err := s.reader.QueryRow(`SELECT max(version) FROM schema_migrations`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("schema version %d (%v), want 2", n, err)
+	}
+}
+
+// TestConcurrentWritesAndReads hammers the store from many goroutines: no
+// write or read may fail (in particular with SQLITE_BUSY), and every
+// operation must be counted once.
+func TestConcurrentWritesAndReads(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	const writers, batches, perBatch = 16, 20, 25
+	var wg sync.WaitGroup
+	errc := make(chan error, writers*batches+1000)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewSource(int64(w)))
+			for range batches {
+				if err := s.WriteOperations(ctx, genOps(r, perBatch, day0, 48*time.Hour)); err != nil {
+					errc <- fmt.Errorf("write: %w", err)
+				}
+			}
+		}()
+	}
+	// Session calls go through the writer too.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 50 {
+			id := uuid.New()
+			if err := s.CreateSession(ctx, tsdb.Session{SessionID: id, ToolID: "t", StartedAt: day0, LastActivity: day0}); err != nil {
+				errc <- err
+			}
+			if _, err := s.TouchSession(ctx, id, day0.Add(time.Duration(i)*time.Second)); err != nil {
+				errc <- err
+			}
+		}
+	}()
+	stop := make(chan struct{})
+	var rg sync.WaitGroup
+	for range 8 {
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				end := day0.Add(48 * time.Hour)
+				if _, err := s.Breakdown(ctx, tsdb.Window{Start: ptr(day0.Add(7 * time.Minute)), End: end}); err != nil {
+					errc <- fmt.Errorf("breakdown: %w", err)
+				}
+				if _, err := s.Trend(ctx, tsdb.Window{End: end}, tsdb.Hourly); err != nil {
+					errc <- fmt.Errorf("trend: %w", err)
+				}
+				if _, err := s.QueryOperations(ctx, tsdb.OperationFilter{Limit: 50, ToolID: "cursor"}); err != nil {
+					errc <- fmt.Errorf("query: %w", err)
+				}
+				if _, err := s.ActiveSessions(ctx, "", day0); err != nil {
+					errc <- fmt.Errorf("active sessions: %w", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	rg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	page, err := s.QueryOperations(ctx, tsdb.OperationFilter{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Total != writers*batches*perBatch {
+		t.Errorf("Total %d, want %d", page.Total, writers*batches*perBatch)
+	}
+	checkRollupsMatchRaw(t, s)
+}
+
+// checkRollupsMatchRaw compares the rollup table row by row with a GROUP BY
+// over the raw operations.
+func checkRollupsMatchRaw(t *testing.T, s *Store) {
+	t.Helper()
+	read := func(q string) map[string]string {
+		rows, err := s.reader.Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		m := map[string]string{}
+		for rows.Next() {
+			var (
+				hour, n, o, a, p int64
+				toolID, tool, md string
+				rt               float64
+			)
+			if err := rows.Scan(&hour, &toolID, &tool, &md, &n, &o, &a, &p, &rt); err != nil {
+				t.Fatal(err)
+			}
+			m[fmt.Sprint(hour, toolID, tool, md)] = fmt.Sprintf("n=%d o=%d a=%d p=%d rt=%.6f", n, o, a, p, rt)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		table, col string
+		width      int64
+	}{{"op_rollup_hourly", "hour", usPerHour}, {"op_rollup_daily", "day", usPerDay}} {
+		rollup := read(`SELECT ` + tc.col + `, tool_id, tool_name, operation_mode, count, tokens_original,
+			tokens_actual, tokens_prevented, response_time_sum FROM ` + tc.table)
+		raw := read(fmt.Sprintf(`SELECT created_at / %[1]d * %[1]d, tool_id, tool_name, operation_mode, count(*),
+			sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms)
+			FROM tool_operations GROUP BY 1, 2, 3, 4`, tc.width))
+		if len(rollup) != len(raw) {
+			t.Errorf("%s: %d rows, raw GROUP BY has %d", tc.table, len(rollup), len(raw))
+		}
+		for k, v := range raw {
+			if rollup[k] != v {
+				t.Errorf("%s %s = %q, raw %q", tc.table, k, rollup[k], v)
+			}
+		}
+	}
+}
+
+func TestRollupsMatchRaw(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	r := rand.New(rand.NewSource(7))
+	ops := genOps(r, 5000, day0, 10*24*time.Hour)
+	for i := 0; i < len(ops); {
+		n := 1 + r.Intn(700)
+		if err := s.WriteOperations(ctx, ops[i:min(i+n, len(ops))]); err != nil {
+			t.Fatal(err)
+		}
+		i += n
+	}
+	checkRollupsMatchRaw(t, s)
+}
+
+func TestFailedBatchLeavesNothing(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	r := rand.New(rand.NewSource(8))
+	ops := genOps(r, 150, day0, time.Hour)
+	if err := s.WriteOperations(ctx, ops[:1]); err != nil {
+		t.Fatal(err)
+	}
+	// ops[0] again (duplicate id) at the end of a batch: the whole batch fails.
+	bad := append(append([]tsdb.Operation{}, ops[1:]...), ops[0])
+	if err := s.WriteOperations(ctx, bad); err == nil {
+		t.Fatal("WriteOperations with a duplicate id succeeded")
+	} else if errors.Is(err, tsdb.ErrUnavailable) {
+		t.Errorf("a constraint violation is not unavailability: %v", err)
+	}
+	page, err := s.QueryOperations(ctx, tsdb.OperationFilter{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Total != 1 {
+		t.Errorf("Total %d after the failed batch, want 1", page.Total)
+	}
+	st, err := s.GetSession(ctx, ops[0].SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TotalOperations != 1 {
+		t.Errorf("session counts %d operations, want 1", st.TotalOperations)
+	}
+	checkRollupsMatchRaw(t, s)
+}
+
+func TestPlanWindow(t *testing.T) {
+	h := func(d, hh, mm int) int64 {
+		return day0.AddDate(0, 0, d).Add(time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute).UnixMicro()
+	}
+	tm := func(us int64) *time.Time { return ptr(time.UnixMicro(us).UTC()) }
+	raw := func(lo, hi int64) part { return part{src: fromRaw, lo: lo, hi: hi} }
+	hours := func(lo, hi int64) part { return part{src: fromHourly, lo: lo, hi: hi} }
+	days := func(lo, hi int64) part { return part{src: fromDaily, lo: lo, hi: hi} }
+	for _, tc := range []struct {
+		name     string
+		start    *time.Time
+		end      int64
+		useDaily bool
+		want     []part
+	}{
+		{"unaligned", tm(h(0, 10, 17)), h(0, 13, 5), true,
+			[]part{raw(h(0, 10, 17), h(0, 11, 0)-1), hours(h(0, 11, 0), h(0, 13, 0)), raw(h(0, 13, 0), h(0, 13, 5))}},
+		{"aligned", tm(h(0, 10, 0)), h(0, 13, 0) - 1, true, []part{hours(h(0, 10, 0), h(0, 13, 0))}},
+		{"aligned end", tm(h(0, 10, 0)), h(0, 13, 0), true, []part{hours(h(0, 10, 0), h(0, 13, 0)), raw(h(0, 13, 0), h(0, 13, 0))}},
+		{"inside an hour", tm(h(0, 10, 10)), h(0, 10, 50), true, []part{raw(h(0, 10, 10), h(0, 10, 50))}},
+		{"across one hour boundary", tm(h(0, 10, 30)), h(0, 11, 30), true, []part{raw(h(0, 10, 30), h(0, 11, 30))}},
+		{"30 days", tm(h(0, 10, 17)), h(30, 13, 5), true, []part{
+			raw(h(0, 10, 17), h(0, 11, 0)-1), hours(h(0, 11, 0), h(1, 0, 0)), days(h(1, 0, 0), h(30, 0, 0)),
+			hours(h(30, 0, 0), h(30, 13, 0)), raw(h(30, 13, 0), h(30, 13, 5))}},
+		{"30 days, hourly", tm(h(0, 10, 17)), h(30, 13, 5), false, []part{
+			raw(h(0, 10, 17), h(0, 11, 0)-1), hours(h(0, 11, 0), h(30, 13, 0)), raw(h(30, 13, 0), h(30, 13, 5))}},
+		{"whole days", tm(h(0, 0, 0)), h(2, 0, 0) - 1, true, []part{days(h(0, 0, 0), h(2, 0, 0))}},
+		{"no start", nil, h(3, 11, 30), true, []part{{src: fromDaily, hi: h(3, 0, 0), noLower: true},
+			hours(h(3, 0, 0), h(3, 11, 0)), raw(h(3, 11, 0), h(3, 11, 30))}},
+		{"no start, hourly", nil, h(3, 11, 30), false, []part{{src: fromHourly, hi: h(3, 11, 0), noLower: true}, raw(h(3, 11, 0), h(3, 11, 30))}},
+		{"empty", tm(h(0, 11, 0)), h(0, 10, 0), true, nil},
+	} {
+		got := planWindow(tsdb.Window{Start: tc.start, End: time.UnixMicro(tc.end).UTC()}, tc.useDaily)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s:\ngot  %v\nwant %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestAggregatesUseIndexes checks the query plans of aggregates: no full
+// scan, and raw rows always found through a created_at range.
+func TestAggregatesUseIndexes(t *testing.T) {
+	s := openTemp(t)
+	for _, f := range []aggFilter{{}, {toolID: "cursor"}, {toolName: tsdb.ToolRead}, {toolName: tsdb.ToolRead, mode: "full"},
+		{toolID: "cursor", mode: "semantic"}} {
+		for _, start := range []*time.Time{nil, ptr(day0.Add(17 * time.Minute))} {
+			w := tsdb.Window{ToolID: f.toolID, Start: start, End: day0.Add(30*24*time.Hour + 5*time.Minute)}
+			for _, width := range []int64{0, usPerHour, usPerDay} {
+				q, args := aggregateSQL(planWindow(w, width != usPerHour), f, width)
+				rows, err := s.reader.Query("EXPLAIN QUERY PLAN "+q, args...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var plan []string
+				for rows.Next() {
+					var id, parent, unused int
+					var detail string
+					if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+						t.Fatal(err)
+					}
+					plan = append(plan, detail)
+				}
+				rows.Close()
+				for _, d := range plan {
+					bad := strings.HasPrefix(d, "SCAN ") && !strings.Contains(d, "SUBQUERY") && !strings.Contains(d, "(subquery") ||
+						strings.Contains(d, "tool_operations") && !strings.Contains(d, "created_at>")
+					if bad {
+						t.Errorf("filter %+v start %v width %d: %q in plan:\n%s", f, start != nil, width, d, strings.Join(plan, "\n"))
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestListUsesTimeOrder checks that a page of a dense tool-name filter walks
+// an index in time order instead of sorting every match.
+func TestListUsesTimeOrder(t *testing.T) {
+	s := openTemp(t)
+	for _, f := range []tsdb.OperationFilter{
+		{ToolName: tsdb.ToolRead},
+		{ToolName: tsdb.ToolRead, OperationMode: "full", Start: ptr(day0), End: ptr(day0.Add(time.Hour))},
+		{OperationMode: "full", ToolID: "cursor"},
+		{ToolName: tsdb.ToolSearch, SessionID: ptr(uuid.New())},
+	} {
+		cond, args := operationWhere(f, true)
+		rows, err := s.reader.Query("EXPLAIN QUERY PLAN SELECT "+opColumnList+" FROM tool_operations"+cond+
+			" ORDER BY created_at DESC, id DESC LIMIT 100", args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		joined := strings.Join(plan, "\n")
+		if strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "idx_ops_tool_mode") || strings.Contains(joined, "idx_ops_mode") {
+			t.Errorf("filter %+v: plan\n%s", f, joined)
+		}
+	}
+}
