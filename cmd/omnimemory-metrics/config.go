@@ -29,6 +29,7 @@ type config struct {
 	OutboxDir      string
 	OutboxMaxBytes int64
 	WriteTimeout   time.Duration
+	QueryTimeout   time.Duration
 	CostPer1K      float64
 	CORSOrigins    []string
 	LogLevel       slog.Level
@@ -115,6 +116,14 @@ func settings() []setting {
 				return errors.New("must be a positive duration such as 5s")
 			}
 			c.WriteTimeout = d
+			return nil
+		}},
+		{env: "OMNIMEMORY_QUERY_TIMEOUT", flag: "query-timeout", def: "30s", usage: "longest one InfluxDB query may take before the request answers 503", apply: func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return errors.New("must be a positive duration such as 30s")
+			}
+			c.QueryTimeout = d
 			return nil
 		}},
 		{env: "OMNIMEMORY_COST_PER_1K_TOKENS", flag: "cost-per-1k-tokens", def: "0.015", usage: "USD per 1,000 tokens for every cost figure", apply: func(c *config, v string) error {

@@ -1,0 +1,99 @@
+package influx
+
+import (
+	"errors"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures Open. Zero durations and sizes take the defaults below.
+type Config struct {
+	// URL is InfluxDB's base URL, e.g. http://localhost:8086. Required.
+	URL string
+	// Token is the API token; for InfluxDB 1.8 "user:password", or empty
+	// without authentication. Never logged.
+	Token string
+	// Org is the organisation; empty for InfluxDB 1.8.
+	Org string
+	// Bucket is the bucket; for InfluxDB 1.8 "database/retention-policy".
+	// Required.
+	Bucket string
+
+	// OutboxDir is the folder of the local durable outbox that holds what
+	// InfluxDB has not yet taken. Required; one Store per folder.
+	OutboxDir string
+	// OutboxMaxBytes bounds the outbox; at the bound WriteOperations fails
+	// with ErrBacklogFull. Default 1 GiB.
+	OutboxMaxBytes int64
+	// DeadLetterPath receives batches InfluxDB rejected as invalid (400,
+	// 422), as line protocol preceded by a comment line. Default: the
+	// outbox folder's path + ".rejected.lp".
+	DeadLetterPath string
+
+	// WriteTimeout bounds how long a write call waits for InfluxDB once its
+	// batch is durable in the outbox; past it the call returns nil and the
+	// drainer delivers later. Default 5 s.
+	WriteTimeout time.Duration
+	// RequestTimeout bounds one write request of the drainer. Default 10 s.
+	RequestTimeout time.Duration
+	// QueryTimeout bounds every query. Default 30 s.
+	QueryTimeout time.Duration
+	// DialTimeout bounds connecting to InfluxDB. Default 5 s.
+	DialTimeout time.Duration
+
+	// MaxBatchBytes bounds the body of one write request; larger outbox
+	// records are split into several. Default 4 MiB.
+	MaxBatchBytes int
+	// RetryMin and RetryMax bound the drainer's exponential backoff
+	// (Retry-After, when InfluxDB sends it, is honoured up to RetryMax).
+	// Defaults 100 ms and 30 s.
+	RetryMin, RetryMax time.Duration
+	// SlotKeys bounds the table of recently used (series, microsecond)
+	// keys that keeps point keys unique. Default 65536.
+	SlotKeys int
+
+	// Registerer receives the store's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() error {
+	if c.URL == "" {
+		return errors.New("influx: URL is required")
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("influx: URL must be an http(s) URL with a host")
+	}
+	if c.Bucket == "" {
+		return errors.New("influx: Bucket is required")
+	}
+	if c.OutboxDir == "" {
+		return errors.New("influx: OutboxDir is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.WriteTimeout, 5*time.Second)
+	def(&c.RequestTimeout, 10*time.Second)
+	def(&c.QueryTimeout, 30*time.Second)
+	def(&c.DialTimeout, 5*time.Second)
+	def(&c.RetryMin, 100*time.Millisecond)
+	def(&c.RetryMax, 30*time.Second)
+	if c.OutboxMaxBytes <= 0 {
+		c.OutboxMaxBytes = 1 << 30
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = 4 << 20
+	}
+	if c.SlotKeys <= 0 {
+		c.SlotKeys = 1 << 16
+	}
+	if c.DeadLetterPath == "" {
+		c.DeadLetterPath = c.OutboxDir + ".rejected.lp"
+	}
+	return nil
+}

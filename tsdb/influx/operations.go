@@ -1,0 +1,331 @@
+package influx
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// sumFields are the fields Breakdown and Trend add up; countField is counted
+// (every operation has it).
+var sumFields = []string{"tokens_original", "tokens_actual", "tokens_prevented", "response_time_ms"}
+
+const countField = "tokens_original"
+
+// fieldPred answers the Flux predicate `r._field == a or r._field == b`.
+func fieldPred(fields ...string) string {
+	p := ""
+	for i, f := range fields {
+		if i > 0 {
+			p += " or "
+		}
+		p += `r._field == "` + f + `"`
+	}
+	if len(fields) > 1 {
+		p = "(" + p + ")"
+	}
+	return p
+}
+
+// opsSource answers from |> range |> filter for operations in [lo, hi) with
+// the tag predicates given and the field predicate, all in one filter so
+// that the storage engine applies it (pushdown on 1.8 and 2.x).
+func (s *Store) opsSource(lo, hi time.Time, fields string, tags ...string) string {
+	return `from(bucket: ` + s.bucket + `)
+  |> ` + fluxRange(lo, hi) + `
+  |> filter(fn: (r) => ` + pred(append([]string{`r._measurement == "` + measOperation + `"`}, append(tags, fields)...)...) + `)`
+}
+
+func toolIDPred(toolID string) string {
+	if toolID == "" {
+		return ""
+	}
+	return eq("tool_id", tagValue(toolID))
+}
+
+// QueryOperations answers one page of operations, newest created_at first,
+// ties by id descending, and the number of all matches, in two queries:
+// the count and the page's keys (sorted and cut in Flux on the id field
+// alone, point times truncated to the microsecond, i.e. created_at), then
+// the page's points pivoted into operations.
+func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
+	page := tsdb.OperationPage{Operations: []tsdb.Operation{}}
+	lo, hi, ok := timeRange(f.Start, f.End)
+	if !ok {
+		return page, nil
+	}
+	var tags []string
+	if f.SessionID != nil {
+		tags = append(tags, eq("session_id", f.SessionID.String()))
+	}
+	if f.ToolName != "" {
+		tags = append(tags, eq("tool_name", f.ToolName))
+	}
+	if f.OperationMode != "" {
+		tags = append(tags, eq("operation_mode", f.OperationMode))
+	}
+	if f.ToolID != "" {
+		tags = append(tags, toolIDPred(f.ToolID))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	// Phase 1: the total, and the page's keys (created_at, id) from the id
+	// field alone: one field sorted, not every field pivoted.
+	total := s.opsSource(lo, hi, `r._field == "id"`, tags...) + `
+  |> group()
+  |> count()
+  |> yield(name: "total")`
+	keys := s.opsSource(lo, hi, `r._field == "id"`, tags...) + `
+  |> group()
+  |> truncateTimeColumn(unit: 1us)
+  |> sort(columns: ["_time", "_value"], desc: true)
+  |> limit(n: ` + strconv.Itoa(limit) + `, offset: ` + strconv.Itoa(max(f.Offset, 0)) + `)
+  |> keep(columns: ["_time", "_value"])
+  |> yield(name: "keys")`
+	want := map[string]bool{}
+	var first, last time.Time
+	err := s.queryEach(ctx, "query operations", func(r row) error {
+		switch r.result {
+		case "total":
+			page.Total += r.int("_value")
+		case "keys":
+			t := r.time("_time")
+			if len(want) == 0 || t.Before(first) {
+				first = t
+			}
+			if len(want) == 0 || t.After(last) {
+				last = t
+			}
+			want[r.str("_value")] = true
+		}
+		return nil
+	}, total, keys)
+	if err != nil || len(want) == 0 {
+		return page, err
+	}
+	// Phase 2: the page's operations in full. Every match strictly inside
+	// [first, last] is on the page (the page is a run of the sorted
+	// matches), so this reads the page plus at most the ties at its two
+	// ends, which the id set drops.
+	q := s.opsSource(first, last.Add(time.Microsecond), "", tags...) + `
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> map(fn: (r) => ({r with has_file_path: exists r.file_path}))`
+	err = s.query(ctx, "query operations page", q, func(r row) error {
+		if !want[r.str("id")] {
+			return nil
+		}
+		op, err := rowOperation(r)
+		if err != nil {
+			return err
+		}
+		page.Operations = append(page.Operations, op)
+		return nil
+	})
+	if err != nil {
+		return tsdb.OperationPage{}, err
+	}
+	slices.SortFunc(page.Operations, func(a, b tsdb.Operation) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID.String(), a.ID.String())
+	})
+	return page, nil
+}
+
+func rowOperation(r row) (tsdb.Operation, error) {
+	op := tsdb.Operation{
+		ToolName:        r.str("tool_name"),
+		OperationMode:   r.str("operation_mode"),
+		Parameters:      json.RawMessage(r.str("parameters")),
+		TokensOriginal:  r.int("tokens_original"),
+		TokensActual:    r.int("tokens_actual"),
+		TokensPrevented: r.int("tokens_prevented"),
+		ResponseTimeMs:  r.float("response_time_ms"),
+		ToolID:          decodeTag(r.str("tool_id")),
+		CreatedAt:       r.time("_time").Truncate(time.Microsecond),
+	}
+	var err error
+	if op.ID, err = uuid.Parse(r.str("id")); err != nil {
+		return op, fmt.Errorf("influx: operation id %q: %w", r.str("id"), err)
+	}
+	if op.SessionID, err = uuid.Parse(r.str("session_id")); err != nil {
+		return op, fmt.Errorf("influx: session id %q: %w", r.str("session_id"), err)
+	}
+	// CSV answers cannot tell null from "": has_file_path can.
+	if has, _ := r.values["has_file_path"].(bool); has {
+		fp := decodeTag(r.str("file_path"))
+		op.FilePath = &fp
+	}
+	if len(op.Parameters) == 0 {
+		op.Parameters = json.RawMessage("{}")
+	}
+	return op, nil
+}
+
+// Breakdown answers the totals per (tool name, mode) in w: one grouped sum
+// over the four fields and one grouped count, both pushdown shapes
+// (range |> filter |> group |> sum/count).
+func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals, error) {
+	out := []tsdb.ModeTotals{}
+	lo, hi, ok := timeRange(w.Start, &w.End)
+	if !ok {
+		return out, nil
+	}
+	tid := toolIDPred(w.ToolID)
+	sums := s.opsSource(lo, hi, fieldPred(sumFields...), tid) + `
+  |> group(columns: ["tool_name", "operation_mode", "_field"])
+  |> sum()
+  |> yield(name: "sum")`
+	counts := s.opsSource(lo, hi, fieldPred(countField), tid) + `
+  |> group(columns: ["tool_name", "operation_mode"])
+  |> count()
+  |> yield(name: "count")`
+	type key struct{ tool, mode string }
+	m := map[key]*tsdb.Totals{}
+	err := s.queryEach(ctx, "breakdown", func(r row) error {
+		k := key{r.str("tool_name"), r.str("operation_mode")}
+		t := m[k]
+		if t == nil {
+			t = new(tsdb.Totals)
+			m[k] = t
+		}
+		addField(t, r)
+		return nil
+	}, sums, counts)
+	if err != nil {
+		return nil, err
+	}
+	for k, t := range m {
+		if t.Count > 0 {
+			out = append(out, tsdb.ModeTotals{ToolName: k.tool, OperationMode: k.mode, Totals: *t})
+		}
+	}
+	return out, nil
+}
+
+// addField adds one aggregate row (result "sum" per field, or "count") to t.
+func addField(t *tsdb.Totals, r row) {
+	if r.result == "count" {
+		t.Count += r.int("_value")
+		return
+	}
+	switch r.str("_field") {
+	case "tokens_original":
+		t.TokensOriginal += r.int("_value")
+	case "tokens_actual":
+		t.TokensActual += r.int("_value")
+	case "tokens_prevented":
+		t.TokensPrevented += r.int("_value")
+	case "response_time_ms":
+		t.ResponseTimeSumMs += r.float("_value")
+	}
+}
+
+// Trend answers the totals per UTC hour or day bucket of w, with
+// aggregateWindow (windows aligned to the epoch, hence to UTC hours and
+// days). A window's _start is the bucket start, or the range start for the
+// first, partial bucket, so the bucket is Truncate(_start). The range is
+// exactly the window, so only operations in it count.
+func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
+	out := []tsdb.Bucket{}
+	lo, hi, ok := timeRange(w.Start, &w.End)
+	if !ok {
+		return out, nil
+	}
+	every := "1h"
+	if step == tsdb.Daily {
+		every = "1d"
+	}
+	sums, counts := s.trendQueries(lo, hi, every, toolIDPred(w.ToolID), s.perSeries.Load())
+	m := map[time.Time]*tsdb.Totals{}
+	err := s.queryEach(ctx, "trend", func(r row) error {
+		k := step.Truncate(r.time("_time"))
+		t := m[k]
+		if t == nil {
+			t = new(tsdb.Totals)
+			m[k] = t
+		}
+		addField(t, r)
+		return nil
+	}, sums, counts)
+	if err != nil {
+		return nil, err
+	}
+	for k, t := range m {
+		if t.Count > 0 {
+			out = append(out, tsdb.Bucket{Start: k, Totals: *t})
+		}
+	}
+	slices.SortFunc(out, func(a, b tsdb.Bucket) int { return a.Start.Compare(b.Start) })
+	return out, nil
+}
+
+// FirstOperationTime answers the oldest created_at (of toolID when given):
+// the first point of every series, then the earliest of those.
+func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
+	q := s.opsSource(minTime, maxTime, `r._field == "id"`, toolIDPred(toolID)) + `
+  |> first()
+  |> group()
+  |> keep(columns: ["_time"])
+  |> sort(columns: ["_time"])
+  |> limit(n: 1)`
+	var first time.Time
+	found := false
+	err := s.query(ctx, "first operation time", q, func(r row) error {
+		t := r.time("_time")
+		if !found || t.Before(first) {
+			first, found = t, true
+		}
+		return nil
+	})
+	if err != nil || !found {
+		return time.Time{}, false, err
+	}
+	return first.Truncate(time.Microsecond), true, nil
+}
+
+// trendQueries answers the two Flux queries of Trend (sums, counts) in one
+// of two shapes, both valid on Flux 0.65 and 2.x, with the same answer:
+//
+//   - grouped (InfluxDB 1.x): range |> filter |> group(columns: ["_field"])
+//     |> aggregateWindow. 1.8 pushes range, filter and group into storage
+//     (ReadGroup) and windows a handful of tables: about 4 times faster on
+//     1.8 than per series, where windowing every series' table dominates.
+//   - per series (InfluxDB 2.x): range |> filter |> aggregateWindow, the
+//     shape 2.x pushes down whole (ReadWindowAggregate: storage sums each
+//     series per window), then the per-series sums are added up per window.
+//
+// The store picks per series once the server says it is 2.x (the
+// X-Influxdb-Version header of a write or ping answer).
+func (s *Store) trendQueries(lo, hi time.Time, every, tid string, perSeries bool) (sums, counts string) {
+	sum := s.opsSource(lo, hi, fieldPred(sumFields...), tid)
+	cnt := s.opsSource(lo, hi, fieldPred(countField), tid)
+	win := func(fn string) string {
+		return "\n  |> aggregateWindow(every: " + every + ", fn: " + fn + `, createEmpty: false, timeSrc: "_start")`
+	}
+	if perSeries {
+		return sum + win("sum") + `
+  |> group(columns: ["_field", "_time"])
+  |> sum()
+  |> yield(name: "sum")`, cnt + win("count") + `
+  |> group(columns: ["_time"])
+  |> sum()
+  |> yield(name: "count")`
+	}
+	return sum + `
+  |> group(columns: ["_field"])` + win("sum") + `
+  |> yield(name: "sum")`, cnt + `
+  |> group()` + win("count") + `
+  |> yield(name: "count")`
+}

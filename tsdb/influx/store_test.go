@@ -1,0 +1,52 @@
+package influx_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(testinflux.RunMain(m)) }
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// config answers a Config for a fresh database on srv and a fresh outbox.
+func config(t testing.TB, srv *testinflux.Server) influx.Config {
+	return influx.Config{
+		URL:          srv.URL,
+		Bucket:       srv.NewBucket(t),
+		OutboxDir:    t.TempDir() + "/outbox",
+		WriteTimeout: 5 * time.Second,
+		RetryMin:     20 * time.Millisecond,
+		RetryMax:     500 * time.Millisecond,
+	}
+}
+
+func open(t testing.TB, cfg influx.Config) *influx.Store {
+	t.Helper()
+	s, err := influx.Open(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	srv := testinflux.Shared(t)
+	storetest.Run(t, func(t *testing.T) tsdb.Store {
+		return open(t, config(t, srv))
+	})
+}
