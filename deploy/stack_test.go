@@ -3,7 +3,6 @@ package deploy_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,20 +77,10 @@ func TestStack(t *testing.T) {
 		"INFLUXDB_BUCKET":       bucket,
 		"OMNIMEMORY_OUTBOX_DIR": filepath.Join(dir, "outbox"),
 	})
-	targets := []string{lite.addr}
-	var exited *exitedError
-	switch {
-	case err == nil:
-		targets = append(targets, flux.addr)
-	case errors.As(err, &exited) && strings.Contains(exited.output, influxStubError):
-		// Until the InfluxDB store is wired into the binary, its metrics
-		// cannot exist: the dashboards' queries of them may be empty.
-		t.Logf("InfluxDB replica not run: the binary says %q", influxStubError)
-		flux = nil
-		allowInfluxStoreEmpty(t)
-	default:
+	if err != nil {
 		t.Fatal(err)
 	}
+	targets := []string{lite.addr, flux.addr}
 
 	// Phase A: the five operations, before Prometheus first scrapes.
 	for _, op := range sampleOps {
@@ -133,11 +121,7 @@ func TestStack(t *testing.T) {
 	for _, op := range sampleOps {
 		lite.track(t, op, sampleTool, http.StatusOK)
 	}
-	overspent := lite
-	if flux != nil {
-		overspent = flux
-	}
-	overspent.track(t, map[string]any{"tool_name": "read", "operation_mode": "references", "tokens_original": 1000,
+	flux.track(t, map[string]any{"tool_name": "read", "operation_mode": "references", "tokens_original": 1000,
 		"tokens_actual": 1200, "tokens_prevented": -200, "response_time_ms": 8}, "cursor", http.StatusOK)
 	lite.track(t, map[string]any{"tool_name": "write", "operation_mode": "full", "tokens_original": 1,
 		"tokens_actual": 1, "response_time_ms": 1}, sampleTool, http.StatusUnprocessableEntity)
@@ -198,22 +182,6 @@ func TestStack(t *testing.T) {
 		}
 		checkDashboardQueries(t, prom)
 	})
-}
-
-// influxStubError is what the binary answers to OMNIMEMORY_DB_TYPE=influxdb
-// while cmd/omnimemory-metrics/influx.go is a placeholder. Any other failure
-// of the InfluxDB replica fails the test.
-const influxStubError = "influxdb store not built yet"
-
-// allowInfluxStoreEmpty lets the dashboards' queries of the InfluxDB
-// store's own metrics be empty for the rest of t.
-func allowInfluxStoreEmpty(t *testing.T) {
-	saved := allowedEmpty
-	allowedEmpty = append(allowedEmpty[:len(allowedEmpty):len(allowedEmpty)], allowance{
-		regexp.MustCompile(`omnimemory_store_`),
-		"no InfluxDB replica ran (" + influxStubError + "); the SQLite store exports no omnimemory_store_* metrics",
-	})
-	t.Cleanup(func() { allowedEmpty = saved })
 }
 
 // near reports whether got equals want to nine significant digits; a NaN
