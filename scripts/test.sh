@@ -33,4 +33,13 @@ race=(-race)
 echo "== go test ${race[*]}"
 go test "${race[@]}" -count=1 -timeout 30m ./... "$@"
 
+# Fuzz targets: each runs for a bounded time on top of its committed seed
+# corpus (handlers/testdata/fuzz); a crasher fails the run and is written
+# there as a new seed.
+fuzztime="${OMNIMEMORY_FUZZTIME:-15s}"
+for target in FuzzDecodeOperation FuzzDecodeBatch FuzzOperationFilter FuzzHandlers; do
+	echo "== fuzz $target for $fuzztime"
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" ./handlers/
+done
+
 echo "== all tests passed in $((SECONDS - start))s"
