@@ -138,6 +138,10 @@ func openStore(ctx context.Context, cfg config, reg prometheus.Registerer, logge
 	case "influxdb":
 		return openInflux(ctx, cfg, reg, logger)
 	default:
+		if fi, err := os.Stat(cfg.SQLitePath + "-wal"); err == nil && fi.Size() > 0 {
+			logger.Warn("the embedded store was not closed cleanly: recovering committed writes from its write-ahead log (a torn tail is discarded)",
+				"component", "sqlite", "path", cfg.SQLitePath, "wal_bytes", fi.Size())
+		}
 		s, err := sqlite.Open(ctx, cfg.SQLitePath, logger)
 		if err != nil {
 			return nil, fmt.Errorf("opening the embedded store %s: %w", cfg.SQLitePath, err)

@@ -231,14 +231,20 @@ func TestExpositionPassesPromtoolCheckMetrics(t *testing.T) {
 	}
 }
 
-// TestSIGTERMLosesNoAcknowledgedOperation runs the real binary, keeps it
-// busy with concurrent POSTs, sends SIGTERM, and checks that every operation
-// answered 200 is in the store file afterwards.
-func TestSIGTERMLosesNoAcknowledgedOperation(t *testing.T) {
-	dbPath := filepath.Join(t.TempDir(), "metrics.db")
+// child is the real service binary (this test binary running main) in a
+// process of its own.
+type child struct {
+	cmd  *exec.Cmd
+	base string
+	log  *syncBuffer
+}
+
+// startChild runs the service with the extra environment vars and waits
+// until it says where it serves.
+func startChild(t *testing.T, vars ...string) *child {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "OMNIMEMORY_TEST_RUN_MAIN=1", "OMNIMEMORY_TEST_ARGS=--listen 127.0.0.1:0",
-		"SQLITE_DB_PATH="+dbPath)
+	cmd.Env = append(append(os.Environ(), "OMNIMEMORY_TEST_RUN_MAIN=1", "OMNIMEMORY_TEST_ARGS=--listen 127.0.0.1:0"), vars...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -246,26 +252,31 @@ func TestSIGTERMLosesNoAcknowledgedOperation(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := &child{cmd: cmd, log: &syncBuffer{}}
 	addrRe := regexp.MustCompile(`addr=(\S+)`)
 	lines := bufio.NewScanner(stderr)
-	var base string
 	for lines.Scan() {
+		c.log.Write([]byte(lines.Text() + "\n"))
 		if m := addrRe.FindStringSubmatch(lines.Text()); m != nil {
-			base = "http://" + m[1]
+			c.base = "http://" + m[1]
 			break
 		}
 	}
-	if base == "" {
-		t.Fatal("the service never said where it serves")
+	if c.base == "" {
+		t.Fatalf("the service never said where it serves: %s", c.log.String())
 	}
-	var logTail syncBuffer
-	go func() { _, _ = io.Copy(&logTail, stderr) }()
+	go func() { _, _ = io.Copy(c.log, stderr) }()
+	return c
+}
 
+// load posts operations from 16 connections until stop is closed and
+// answers the ids acknowledged with 200.
+func load(base string, stop <-chan struct{}) func() []string {
 	var (
 		mu    sync.Mutex
 		acked []string
 		wg    sync.WaitGroup
-		stop  = make(chan struct{})
 	)
 	client := &http.Client{Timeout: 10 * time.Second}
 	for w := 0; w < 16; w++ {
@@ -280,7 +291,8 @@ func TestSIGTERMLosesNoAcknowledgedOperation(t *testing.T) {
 				}
 				id, code, err := postOperation(client, base, 1000+w*100000+i)
 				if err != nil {
-					continue // refused once the listener closed
+					time.Sleep(time.Millisecond) // refused once the service is gone
+					continue
 				}
 				if code == 200 {
 					mu.Lock()
@@ -290,23 +302,53 @@ func TestSIGTERMLosesNoAcknowledgedOperation(t *testing.T) {
 			}
 		}(w)
 	}
+	return func() []string {
+		wg.Wait()
+		return acked
+	}
+}
+
+// storedIDs answers the ids of every operation the service at base holds.
+func storedIDs(t *testing.T, base string) map[string]int {
+	t.Helper()
+	ids := map[string]int{}
+	for offset := 0; ; offset += 1000 {
+		_, _, page := getJSON(t, fmt.Sprintf("%s/metrics/tool-operations?limit=1000&offset=%d", base, offset))
+		ops := page.(map[string]any)["operations"].([]any)
+		for _, o := range ops {
+			ids[o.(map[string]any)["id"].(string)]++
+		}
+		if len(ops) < 1000 {
+			return ids
+		}
+	}
+}
+
+// TestSIGTERMLosesNoAcknowledgedOperation runs the real binary, keeps it
+// busy with concurrent POSTs, sends SIGTERM, and checks that every operation
+// answered 200 is in the store file afterwards.
+func TestSIGTERMLosesNoAcknowledgedOperation(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "metrics.db")
+	c := startChild(t, "SQLITE_DB_PATH="+dbPath)
+	stop := make(chan struct{})
+	wait := load(c.base, stop)
 	time.Sleep(500 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
+	go func() { waitErr <- c.cmd.Wait() }()
 	select {
 	case err := <-waitErr:
 		if err != nil {
-			t.Errorf("service exited with %v: %s", err, logTail.String())
+			t.Errorf("service exited with %v: %s", err, c.log.String())
 		}
 	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
+		_ = c.cmd.Process.Kill()
 		t.Fatal("service did not stop within 60s of SIGTERM")
 	}
 	close(stop)
-	wg.Wait()
+	acked := wait()
 	if len(acked) == 0 {
 		t.Fatal("no operation was acknowledged before SIGTERM")
 	}

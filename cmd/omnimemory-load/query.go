@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // the driver the service's embedded store uses
+)
+
+// queryCase is one range of one aggregate endpoint.
+type queryCase struct {
+	Endpoint string `json:"endpoint"` // tool-breakdown or api-savings
+	Range    string `json:"range"`
+}
+
+func (q queryCase) String() string { return q.Endpoint + " " + q.Range }
+
+// queryCases is every range of both aggregate endpoints.
+var queryCases = []queryCase{
+	{"tool-breakdown", "1h"}, {"tool-breakdown", "24h"}, {"tool-breakdown", "7d"}, {"tool-breakdown", "30d"},
+	{"api-savings", "1h"}, {"api-savings", "24h"}, {"api-savings", "7d"}, {"api-savings", "30d"}, {"api-savings", "all"},
+}
+
+// rangeDuration answers the window of a time_range; "all" answers 0.
+func rangeDuration(r string) time.Duration {
+	switch r {
+	case "1h":
+		return time.Hour
+	case "24h":
+		return 24 * time.Hour
+	case "7d":
+		return 7 * 24 * time.Hour
+	case "30d":
+		return 30 * 24 * time.Hour
+	}
+	return 0
+}
+
+// queryResult is the latency of one query case.
+type queryResult struct {
+	queryCase
+	Latency    latencyStats `json:"latency"`
+	Errors     int          `json:"errors"`
+	FirstError string       `json:"first_error,omitempty"`
+	Capped     bool         `json:"capped"` // the time budget ended it before its request count
+}
+
+// querySpec bounds the query phase: each case runs requests sequentially
+// (one connection, so each figure is the latency of one request alone)
+// until requests were sent or budget passed.
+type querySpec struct {
+	requests int
+	budget   time.Duration
+	progress io.Writer
+	label    string
+}
+
+// runQueries times every case against the service at base.
+func runQueries(ctx context.Context, base string, s querySpec) ([]queryResult, error) {
+	c := newClient(1, 90*time.Second)
+	defer c.CloseIdleConnections()
+	bar := newBarUnit(s.progress, int64(len(queryCases)*s.requests), s.label, "req")
+	defer func() { _ = bar.Finish(); fmt.Fprintln(s.progress) }()
+	var out []queryResult
+	for _, qc := range queryCases {
+		u := base + "/metrics/" + qc.Endpoint + "?" + url.Values{"time_range": {qc.Range}}.Encode()
+		res := queryResult{queryCase: qc}
+		var lat []time.Duration
+		start := time.Now()
+		for i := 0; i < s.requests; i++ {
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			if i > 0 && time.Since(start) > s.budget {
+				res.Capped = true
+				_ = bar.Add(s.requests - i)
+				break
+			}
+			t0 := time.Now()
+			_, err := do(ctx, c, http.MethodGet, u, "", nil, http.StatusOK)
+			d := time.Since(t0)
+			_ = bar.Add(1)
+			if err != nil {
+				if ctx.Err() != nil {
+					return out, ctx.Err()
+				}
+				res.Errors++
+				if res.FirstError == "" {
+					res.FirstError = err.Error()
+				}
+				if res.Errors >= 5 {
+					_ = bar.Add(s.requests - i - 1)
+					break
+				}
+				continue
+			}
+			lat = append(lat, d)
+		}
+		res.Latency = summarize(lat)
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// rawResult is the latency of the plain SQL over the raw rows for one window.
+type rawResult struct {
+	Range   string       `json:"range"`
+	Latency latencyStats `json:"latency"`
+	Rows    int64        `json:"operations"` // operations in the window
+	Capped  bool         `json:"capped"`
+}
+
+// rawSQL is the aggregate a store without rollups runs: every raw row of the
+// window, grouped.
+const rawSQL = `SELECT tool_name, operation_mode, count(*), sum(tokens_original), sum(tokens_actual),
+	sum(tokens_prevented), sum(response_time_ms)
+FROM tool_operations WHERE created_at BETWEEN ? AND ? GROUP BY tool_name, operation_mode`
+
+// runRawSQL opens the service's SQLite file read-only and times rawSQL over
+// the windows of the query cases (1h, 24h, 7d, 30d, all).
+func runRawSQL(ctx context.Context, path string, s querySpec) ([]rawResult, error) {
+	u := url.URL{Path: filepath.ToSlash(path)}
+	db, err := sql.Open("sqlite", "file:"+u.EscapedPath()+"?mode=ro&_pragma=busy_timeout(5000)&_pragma=cache_size(-16384)&_pragma=query_only(1)")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	windows := []string{"1h", "24h", "7d", "30d", "all"}
+	bar := newBarUnit(s.progress, int64(len(windows)*s.requests), s.label, "queries")
+	defer func() { _ = bar.Finish(); fmt.Fprintln(s.progress) }()
+	var out []rawResult
+	for _, w := range windows {
+		res := rawResult{Range: w}
+		var lat []time.Duration
+		start := time.Now()
+		for i := 0; i < s.requests; i++ {
+			if i > 0 && time.Since(start) > s.budget {
+				res.Capped = true
+				_ = bar.Add(s.requests - i)
+				break
+			}
+			now := time.Now()
+			from := int64(0)
+			if d := rangeDuration(w); d > 0 {
+				from = now.Add(-d).UnixMicro()
+			}
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			t0 := time.Now()
+			n, err := rawQuery(qctx, db, from, now.UnixMicro())
+			d := time.Since(t0)
+			cancel()
+			if err != nil {
+				return out, fmt.Errorf("raw SQL %s: %w", w, err)
+			}
+			_ = bar.Add(1)
+			res.Rows = n
+			lat = append(lat, d)
+		}
+		res.Latency = summarize(lat)
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// rawQuery runs rawSQL and reads every row as a handler would; it answers
+// the operations counted.
+func rawQuery(ctx context.Context, db *sql.DB, from, to int64) (int64, error) {
+	rows, err := db.QueryContext(ctx, rawSQL, from, to)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var total int64
+	for rows.Next() {
+		var (
+			tool, mode      string
+			n, o, a, p      int64
+			responseTimeSum float64
+		)
+		if err := rows.Scan(&tool, &mode, &n, &o, &a, &p, &responseTimeSum); err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, rows.Err()
+}
