@@ -809,8 +809,8 @@ func TestConcurrentPostsAreEachStoredOnce(t *testing.T) {
 	}
 }
 
-// metricVec answers a collector that gathers the named family from reg, for
-// testutil.ToFloat64 (which needs exactly one series).
+// metricVec answers a collector that sums the named counter or gauge family
+// of reg over its series, for testutil.ToFloat64 (which needs exactly one).
 func metricVec(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
 	t.Helper()
 	return gatherer{reg: reg, name: name}
@@ -831,7 +831,7 @@ func (g gatherer) Collect(ch chan<- prometheus.Metric) {
 		}
 		var sum float64
 		for _, m := range f.GetMetric() {
-			sum += m.GetCounter().GetValue()
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(g.name, "sum", nil, nil), prometheus.CounterValue, sum)
 	}

@@ -27,6 +27,7 @@ type benchConfig struct {
 	SeedTimeout      time.Duration `json:"seed_timeout_ns"`
 	Requests         int           `json:"requests"`
 	QueryBudget      time.Duration `json:"query_budget_ns"`
+	QueryTimeout     time.Duration `json:"query_timeout_ns"`
 	RawBudget        time.Duration `json:"raw_budget_ns"`
 	Stores           []string      `json:"stores"`
 	Seed             uint64        `json:"seed"`
@@ -42,14 +43,15 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.SetOutput(stderr)
 	fs.Int64Var(&c.Ops, "ops", 2_000_000, "operations seeded through the batch endpoint per store (the batch phase), spread over the last 30 days; the queries run over them")
 	fs.IntVar(&c.Connections, "connections", 32, "connections of the single-operation phase")
-	fs.DurationVar(&c.Duration, "duration", 15*time.Second, "time bound of each single-operation phase")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "time bound of each single-operation phase")
 	fs.Int64Var(&c.SingleOps, "single-ops", 2_000_000, "count bound of each single-operation phase")
 	fs.IntVar(&c.Batch, "batch", 5000, "operations per batch request (at most 5000)")
 	fs.IntVar(&c.BatchConnections, "batch-connections", 4, "connections of the batch phases")
 	fs.DurationVar(&c.SeedTimeout, "seed-timeout", 6*time.Minute, "time bound of each batch phase (seeding and line protocol)")
 	fs.IntVar(&c.Requests, "requests", 100, "requests per range of each aggregate endpoint")
-	fs.DurationVar(&c.QueryBudget, "query-budget", 15*time.Second, "time bound per range and endpoint of the query phase (slow stores are capped)")
-	fs.DurationVar(&c.RawBudget, "raw-budget", 10*time.Second, "time bound per window of the raw-SQL reference")
+	fs.DurationVar(&c.QueryBudget, "query-budget", 10*time.Second, "time bound per range and endpoint of the query phase (slow stores are capped)")
+	fs.DurationVar(&c.QueryTimeout, "query-timeout", 30*time.Second, "time bound of one query request (the service's own InfluxDB query timeout is 30s)")
+	fs.DurationVar(&c.RawBudget, "raw-budget", 5*time.Second, "time bound per window of the raw-SQL reference")
 	fs.StringVar(&stores, "stores", "sqlite,influxdb", "stores to benchmark: sqlite, influxdb or both")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the generated operations")
 	fs.StringVar(&c.JSONPath, "json", "", "also write the results as JSON to this file")
@@ -89,8 +91,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 		return c, usagef("--seed-timeout must be positive and at most 2h")
 	case c.Requests < 1 || c.Requests > 100_000:
 		return c, usagef("--requests must be 1..100000")
-	case c.QueryBudget <= 0 || c.RawBudget <= 0:
-		return c, usagef("--query-budget and --raw-budget must be positive")
+	case c.QueryBudget <= 0 || c.RawBudget <= 0 || c.QueryTimeout <= 0 || c.QueryTimeout > 10*time.Minute:
+		return c, usagef("--query-budget, --query-timeout and --raw-budget must be positive (--query-timeout at most 10m)")
 	}
 	return c, nil
 }
@@ -406,7 +408,7 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 
 	// c) queries.
 	step("queries on %s: %d requests per range, at most %s each", label, cfg.Requests, cfg.QueryBudget)
-	sr.Queries, err = runQueries(ctx, base, querySpec{requests: cfg.Requests, budget: cfg.QueryBudget, progress: progress, label: label + " queries"})
+	sr.Queries, err = runQueries(ctx, base, querySpec{requests: cfg.Requests, budget: cfg.QueryBudget, timeout: cfg.QueryTimeout, progress: progress, label: label + " queries"})
 	sr.RSS.QueryKB = rss.Mark()
 	if err != nil {
 		return fail(err)

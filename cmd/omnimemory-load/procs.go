@@ -178,12 +178,26 @@ func buildService(ctx context.Context, root, dir string) (string, error) {
 	out := filepath.Join(dir, "omnimemory-metrics")
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/omnimemory-metrics")
-	cmd.Dir = root
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/omnimemory-metrics: %w: %s", err, b)
+	build := func(flags ...string) error {
+		args := append(append([]string{"build"}, flags...), "-o", out, "./cmd/omnimemory-metrics")
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Dir = root
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/omnimemory-metrics: %w: %s", err, b)
+		}
+		return nil
+	}
+	// Stamp the VCS revision when git can tell it (the table names the
+	// commit measured); build without it otherwise.
+	if err := build("-buildvcs=auto"); err != nil {
+		if ctx.Err() != nil {
+			return "", err
+		}
+		if err := build("-buildvcs=false"); err != nil {
+			return "", err
+		}
 	}
 	return out, nil
 }

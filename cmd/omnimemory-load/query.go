@@ -57,13 +57,18 @@ type queryResult struct {
 type querySpec struct {
 	requests int
 	budget   time.Duration
+	timeout  time.Duration // of one request; 0: 90s
 	progress io.Writer
 	label    string
 }
 
 // runQueries times every case against the service at base.
 func runQueries(ctx context.Context, base string, s querySpec) ([]queryResult, error) {
-	c := newClient(1, 90*time.Second)
+	timeout := s.timeout
+	if timeout <= 0 {
+		timeout = 90 * time.Second
+	}
+	c := newClient(1, timeout)
 	defer c.CloseIdleConnections()
 	bar := newBarUnit(s.progress, int64(len(queryCases)*s.requests), s.label, "req")
 	defer func() { _ = bar.Finish(); fmt.Fprintln(s.progress) }()
