@@ -135,6 +135,10 @@ func (s *Store) submit(ctx context.Context, lp []byte) error {
 	case err := <-w.ch:
 		return err
 	case <-timer.C:
+		// InfluxDB is slower than the write deadline: until the drainer
+		// delivers again, later callers return as soon as their data is
+		// durable, so that no request waits behind a stalled one.
+		s.degraded.Store(true)
 	case <-ctx.Done(): // durable already: the caller's data will land
 	case <-s.stop:
 	}
