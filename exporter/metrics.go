@@ -143,6 +143,9 @@ func (m *Metrics) observeAccepted(ops []tsdb.Operation, span trace.SpanContext) 
 	}
 	for i := range ops {
 		op := &ops[i]
+		if op.Duplicate {
+			continue // stored before: counted then
+		}
 		toolID := m.toolIDs.label(op.ToolID)
 		addWithExemplar(m.operations.WithLabelValues(op.ToolName, op.OperationMode, toolID), 1, exemplar)
 		m.tokensOriginal.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensOriginal))

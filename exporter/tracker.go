@@ -93,7 +93,8 @@ func NewTracker(store tsdb.Store, metrics *Metrics, opts TrackerOptions, logger 
 	return t
 }
 
-// Track stores ops (all or none) and answers once they are durable. It
+// Track stores ops (all or none) and answers once they are durable; ops that
+// the store already held (a client's retry) come back marked Duplicate. It
 // answers ErrOverloaded at once when the queue is full, ErrClosed after
 // Close, or the store's error. It waits for the commit even when ctx ends
 // first, so that an answer never hides an operation that was stored.
@@ -211,7 +212,12 @@ func (t *Tracker) commit(batch []*writeRequest, ops []tsdb.Operation) error {
 		return fmt.Errorf("storing %d operations: %w", len(ops), err)
 	}
 	t.metrics.batchSize.Observe(float64(len(ops)))
+	// The store marked retries Duplicate in ops; hand the marks back to each
+	// request (their ops are consecutive in ops) and count only new ones.
+	i := 0
 	for _, req := range batch {
+		copy(req.ops, ops[i:i+len(req.ops)])
+		i += len(req.ops)
 		t.metrics.observeAccepted(req.ops, req.span)
 	}
 	return nil

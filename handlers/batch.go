@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -27,7 +28,11 @@ func (a *api) trackOperations(w http.ResponseWriter, r *http.Request) {
 		writeError(w, a.logger, err)
 		return
 	}
-	ops, err := decodeBatch(data, a.now().UTC().Truncate(time.Microsecond))
+	key, keyErr := idempotencyKey(r)
+	ops, err := decodeBatch(data, a.now().UTC().Truncate(time.Microsecond), key)
+	if err == nil {
+		err = keyErr
+	}
 	if err != nil {
 		writeError(w, a.logger, err)
 		return
@@ -37,15 +42,21 @@ func (a *api) trackOperations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ids := make([]string, len(ops))
+	replayed := true
 	for i, op := range ops {
 		ids[i] = op.ID.String()
+		replayed = replayed && op.Duplicate
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "count": len(ids), "operation_ids": ids})
 }
 
 // decodeBatch validates a batch body; every item error is reported with its
-// location ["body", "operations", index, field].
-func decodeBatch(data []byte, now time.Time) ([]tsdb.Operation, error) {
+// location ["body", "operations", index, field]. With an idempotency key,
+// item i's key is the batch's key and i.
+func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, error) {
 	body, err := decodeObject(data)
 	if err != nil {
 		return nil, err
@@ -64,9 +75,14 @@ func decodeBatch(data []byte, now time.Time) ([]tsdb.Operation, error) {
 			continue
 		}
 		item.loc = loc
-		op, err := decodeOperation(item, now)
+		itemKey := ""
+		if key != "" {
+			itemKey = fmt.Sprintf("%s#%d", key, i)
+		}
+		op, err := decodeOperation(item, now, itemKey)
 		if err != nil {
-			if ve, ok := err.(*validationError); ok {
+			var ve *validationError
+			if errors.As(err, &ve) {
 				errs = append(errs, ve.errs...)
 			} else {
 				errs = append(errs, FieldError{Loc: append(loc, "session_id"), Msg: invalidSessionID, Type: "uuid_parsing"})

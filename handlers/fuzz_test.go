@@ -97,7 +97,7 @@ func FuzzDecodeOperation(f *testing.F) {
 			checkRejection(t, err)
 			return
 		}
-		op, err := decodeOperation(o, fuzzNow)
+		op, err := decodeOperation(o, fuzzNow, "")
 		if err != nil {
 			checkRejection(t, err)
 			return
@@ -115,7 +115,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ops, err := decodeBatch(data, fuzzNow)
+		ops, err := decodeBatch(data, fuzzNow, "")
 		if err != nil {
 			checkRejection(t, err)
 			return

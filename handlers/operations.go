@@ -24,11 +24,42 @@ const maxToolIDLength = 100
 
 const invalidSessionID = "Invalid session_id format: must be a valid UUID"
 
+// idempotencyNamespace derives an operation's id from a client's
+// Idempotency-Key (UUIDv5), so that a retry gets the same id.
+var idempotencyNamespace = uuid.MustParse("6f6d6e69-6d65-5d6f-8279-6d6574726963")
+
+// maxIdempotencyKeyLength bounds the Idempotency-Key header.
+const maxIdempotencyKeyLength = 255
+
+// idempotencyKey reads the Idempotency-Key header: "" when absent, a 422
+// when it is not 1 to 255 visible ASCII characters.
+func idempotencyKey(r *http.Request) (string, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return "", nil
+	}
+	ok := len(key) <= maxIdempotencyKeyLength
+	for i := 0; ok && i < len(key); i++ {
+		ok = key[i] > ' ' && key[i] < 0x7f
+	}
+	if !ok {
+		return "", &validationError{errs: []FieldError{{Loc: []any{"header", "idempotency-key"},
+			Msg: fmt.Sprintf("Idempotency-Key should be 1 to %d visible ASCII characters", maxIdempotencyKeyLength), Type: "string_pattern_mismatch"}}}
+	}
+	return key, nil
+}
+
 // decodeOperation validates one operation object. It answers a
 // validationError listing every bad field, or, when the fields are fine but
-// session_id is not a UUID, the contract's 400.
-func decodeOperation(o *object, now time.Time) (tsdb.Operation, error) {
+// session_id is not a UUID, the contract's 400. The operation's id is the
+// client's operation_id when given; else, with an idempotency key, derived
+// from the key and the session; else new.
+func decodeOperation(o *object, now time.Time, key string) (tsdb.Operation, error) {
 	sessionID, badSession := o.uuidField("session_id", true)
+	clientID, badClientID := o.uuidField("operation_id", false)
+	if badClientID {
+		o.fail("operation_id", "Input should be a valid UUID in the 8-4-4-4-12 form", "uuid_parsing")
+	}
 	toolName := o.enum("tool_name", true, tsdb.ToolNames)
 	mode := o.enum("operation_mode", true, tsdb.OperationModes)
 	params := o.jsonObject("parameters")
@@ -62,12 +93,23 @@ func decodeOperation(o *object, now time.Time) (tsdb.Operation, error) {
 	if params == nil {
 		params = json.RawMessage("{}")
 	}
-	id, err := uuid.NewV7() // time-ordered: appends to the stores' id indexes
-	if err != nil {
-		id = uuid.New()
+	var id uuid.UUID
+	keyed := true
+	switch {
+	case clientID != nil:
+		id = *clientID
+	case key != "":
+		id = uuid.NewSHA1(idempotencyNamespace, []byte(sessionID.String()+"\n"+key))
+	default:
+		keyed = false
+		var err error
+		if id, err = uuid.NewV7(); err != nil { // time-ordered: appends to the stores' id indexes
+			id = uuid.New()
+		}
 	}
 	return tsdb.Operation{
 		ID:              id,
+		Keyed:           keyed,
 		SessionID:       *sessionID,
 		ToolName:        *toolName,
 		OperationMode:   *mode,
@@ -159,14 +201,22 @@ func (a *api) trackOperation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, a.logger, err)
 		return
 	}
-	op, err := decodeOperation(o, a.now().UTC().Truncate(time.Microsecond))
+	key, keyErr := idempotencyKey(r)
+	op, err := decodeOperation(o, a.now().UTC().Truncate(time.Microsecond), key)
+	if err == nil {
+		err = keyErr
+	}
 	if err != nil {
 		writeError(w, a.logger, err)
 		return
 	}
-	if err := a.tracker.Track(r.Context(), op); err != nil {
+	ops := []tsdb.Operation{op}
+	if err := a.tracker.Track(r.Context(), ops...); err != nil {
 		writeError(w, a.logger, err)
 		return
+	}
+	if ops[0].Duplicate {
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success", "operation_id": op.ID.String()})
 }

@@ -23,10 +23,15 @@ import (
 // queue fills up behind it.
 type gatedStore struct {
 	tsdb.Store
-	gate chan struct{}
+	entered chan struct{} // a write is waiting at the gate
+	gate    chan struct{}
 }
 
 func (g gatedStore) WriteOperations(ctx context.Context, ops []tsdb.Operation) error {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
 	<-g.gate
 	return g.Store.WriteOperations(ctx, ops)
 }
@@ -41,7 +46,9 @@ func TestOverloadIsSaidWith503AndRetryAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	gated := gatedStore{Store: store, gate: make(chan struct{})}
+	gated := gatedStore{Store: store, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	var once sync.Once
+	open := func() { once.Do(func() { close(gated.gate) }) }
 	reg := prometheus.NewRegistry()
 	tracker := exporter.NewTracker(gated, exporter.NewMetrics(reg, 0.015, 0), exporter.TrackerOptions{QueueSize: 4}, logger)
 	srv := httptest.NewServer(handlers.New(handlers.Options{
@@ -49,17 +56,23 @@ func TestOverloadIsSaidWith503AndRetryAfter(t *testing.T) {
 		Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger,
 	}))
 	defer srv.Close()
+	defer open() // before the server closes, whatever happens
 	s := &service{t: t, srv: srv, reg: reg}
 
-	// One request is held by the store, four wait in the queue.
+	// One request is held by the store, then four wait in the queue.
 	var wg sync.WaitGroup
 	statuses := make(chan int, 5)
-	for i := 0; i < 5; i++ {
+	post := func() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			statuses <- s.do("POST", "/track/tool-operation", op(nil)).status
 		}()
+	}
+	post()
+	<-gated.entered
+	for i := 0; i < 4; i++ {
+		post()
 	}
 	waitFor(t, func() bool { return testutil.ToFloat64(metricVec(t, reg, "omnimemory_ingest_queue_depth")) == 4 })
 	shed := 0
@@ -74,7 +87,7 @@ func TestOverloadIsSaidWith503AndRetryAfter(t *testing.T) {
 	if got := testutil.ToFloat64(metricVec(t, reg, "omnimemory_ingest_shed_operations_total")); got != float64(shed) {
 		t.Errorf("shed counter %v, want %d", got, shed)
 	}
-	close(gated.gate)
+	open()
 	wg.Wait()
 	close(statuses)
 	for code := range statuses {

@@ -71,6 +71,14 @@ type Operation struct {
 	ResponseTimeMs  float64
 	ToolID          string
 	CreatedAt       time.Time // UTC, microsecond precision (the service truncates)
+
+	// Keyed: the ID came from the client (its operation_id, or derived from
+	// its Idempotency-Key), so a retry carries the same ID and must be
+	// stored once.
+	Keyed bool
+	// Duplicate is set by WriteOperations on an operation whose ID was
+	// already stored: a retry, which it did not store again.
+	Duplicate bool
 }
 
 // OperationFilter selects operations. Zero values mean "no filter".
@@ -209,7 +217,10 @@ type Store interface {
 	// operation's session when missing (tool_id from the operation, started
 	// and last active at its created_at, no process id) and otherwise moves
 	// the session's last_activity forward to the newest created_at; it never
-	// reopens an ended session. On error, none of ops may be visible.
+	// reopens an ended session. An operation whose ID is already stored (a
+	// client's retry; for stores that cannot look every ID up cheaply, at
+	// least every Keyed one) is not stored again and gets Duplicate set. On
+	// error, none of ops may be visible.
 	WriteOperations(ctx context.Context, ops []Operation) error
 
 	// QueryOperations answers one page of operations matching f.
