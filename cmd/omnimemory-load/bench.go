@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"debug/buildinfo"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -103,6 +105,10 @@ type machine struct {
 	Cores    int    `json:"cores"`
 	MemoryKB int64  `json:"memory_kb"`
 	OS       string `json:"os"`
+	// LoadBefore and LoadAfter are the 1-minute load averages when the run
+	// started and ended: other work on the machine shows there.
+	LoadBefore string `json:"load_before"`
+	LoadAfter  string `json:"load_after"`
 }
 
 func readMachine() machine {
@@ -113,7 +119,20 @@ func readMachine() machine {
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		m.MemoryKB, _ = statusKB(string(b), "MemTotal")
 	}
+	m.LoadBefore = loadAverage()
 	return m
+}
+
+// loadAverage answers the 1-minute load average of /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return ""
 }
 
 // cpuModel answers the first "model name" of a /proc/cpuinfo text.
@@ -240,7 +259,7 @@ func runBench(ctx context.Context, cfg benchConfig, progress io.Writer) (_ *benc
 		defer c.CloseIdleConnections()
 		return runLoad(ctx, loadSpec{
 			name: name, conns: cfg.Connections, maxRequests: cfg.SingleOps, maxTime: cfg.Duration,
-			opsPerReq: 1, maxErrors: 1000, progress: progress,
+			opsPerReq: 1, maxErrors: 1000, progress: progress, spinner: true,
 			send: singleSender(c, base, bodies),
 		})
 	}
@@ -268,6 +287,7 @@ func runBench(ctx context.Context, cfg benchConfig, progress io.Writer) (_ *benc
 		}
 	}
 	res.Seconds = time.Since(started).Seconds()
+	res.Machine.LoadAfter = loadAverage()
 	return res, nil
 }
 
@@ -382,7 +402,13 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	// (InfluxDB: the outbox may still hold some).
 	want := s.Operations + bt.Operations
 	drainStart := time.Now()
-	sr.Visible, err = waitVisible(ctx, base, want, 5*time.Minute)
+	if infl != nil {
+		// Counted in influxd itself: the service's all-time answer may take
+		// longer than the drain.
+		sr.Visible, err = waitInfluxCount(ctx, infl, "omnimemory", want, 5*time.Minute)
+	} else {
+		sr.Visible, err = waitVisible(ctx, base, want, 5*time.Minute)
+	}
 	sr.DrainSeconds = time.Since(drainStart).Seconds()
 	if err != nil {
 		return fail(err)
@@ -428,6 +454,72 @@ func storeLabel(store string) string {
 		return "InfluxDB"
 	}
 	return "embedded"
+}
+
+// waitInfluxCount polls InfluxQL's count of tool_operation points in db
+// until it reaches want (or more), at most timeout; it answers the last count.
+func waitInfluxCount(ctx context.Context, s *influxServer, db string, want int64, timeout time.Duration) (int64, error) {
+	c := newClient(1, time.Minute)
+	defer c.CloseIdleConnections()
+	u := s.URL + "/query?" + url.Values{"db": {db}, "q": {`SELECT count("tokens_actual") FROM "tool_operation"`}}.Encode()
+	deadline := time.Now().Add(timeout)
+	var got int64
+	for {
+		b, err := do(ctx, c, http.MethodGet, u, "", nil, http.StatusOK)
+		if err == nil {
+			got, err = influxCount(b)
+			if err == nil && got >= want {
+				return got, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return got, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return got, fmt.Errorf("after %s InfluxDB holds %d of %d acknowledged operations (last error: %v)", timeout, got, want, err)
+		}
+		select {
+		case <-ctx.Done():
+			return got, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// influxCount reads the count of an InfluxQL count() answer; no series
+// (nothing written yet) is 0.
+func influxCount(body []byte) (int64, error) {
+	var v struct {
+		Results []struct {
+			Error  string `json:"error"`
+			Series []struct {
+				Values [][]any `json:"values"`
+			} `json:"series"`
+		} `json:"results"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return 0, err
+	}
+	if len(v.Results) == 0 {
+		return 0, fmt.Errorf("no result in %.200s", body)
+	}
+	if v.Results[0].Error != "" {
+		return 0, errors.New(v.Results[0].Error)
+	}
+	if len(v.Results[0].Series) == 0 || len(v.Results[0].Series[0].Values) == 0 {
+		return 0, nil
+	}
+	row := v.Results[0].Series[0].Values[0]
+	if len(row) < 2 {
+		return 0, fmt.Errorf("unexpected row in %.200s", body)
+	}
+	n, ok := row[1].(json.Number)
+	if !ok {
+		return 0, fmt.Errorf("unexpected count in %.200s", body)
+	}
+	return n.Int64()
 }
 
 // waitVisible polls api-savings?time_range=all until it counts want

@@ -47,7 +47,7 @@ func ingestCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		defer c.CloseIdleConnections()
 		res = runLoad(ctx, loadSpec{
 			name: "single ops", conns: *conns, maxRequests: *ops, maxTime: *duration, opsPerReq: 1,
-			maxErrors: 1000, progress: stderr, send: singleSender(c, base, singleBodies(*seed, 4096)),
+			maxErrors: 1000, progress: stderr, spinner: *ops > 1_000_000, send: singleSender(c, base, singleBodies(*seed, 4096)),
 		})
 	} else {
 		n := *batch

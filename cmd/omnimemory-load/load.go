@@ -135,6 +135,7 @@ type loadSpec struct {
 	maxTime     time.Duration
 	opsPerReq   int
 	maxErrors   int64 // the phase stops after this many failed requests
+	spinner     bool  // bounded by time in practice: a spinner with count and rate, not a bar
 	progress    io.Writer
 	// send sends request seq; it answers the operations it stored.
 	send func(ctx context.Context, worker int, seq int64) (int, error)
@@ -143,10 +144,9 @@ type loadSpec struct {
 // runLoad runs one phase with a progress bar (operations done; a spinner
 // when the phase is bounded by time rather than count).
 func runLoad(ctx context.Context, s loadSpec) ingestResult {
-	total := s.maxRequests * int64(s.opsPerReq)
-	barMax := total
-	if s.maxTime > 0 && s.maxTime < time.Hour && s.maxRequests > 1e6/int64(max(s.opsPerReq, 1)) {
-		barMax = -1 // bounded by time in practice: a spinner with count and rate
+	barMax := s.maxRequests * int64(s.opsPerReq)
+	if s.spinner {
+		barMax = -1
 	}
 	bar := newBar(s.progress, barMax, s.name)
 	res := ingestResult{Name: s.name, Connections: s.conns, BatchSize: s.opsPerReq}
@@ -208,7 +208,11 @@ func runLoad(ctx context.Context, s loadSpec) ingestResult {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	_ = bar.Finish()
+	if s.spinner || next.Load() >= s.maxRequests && ctx.Err() == nil {
+		_ = bar.Finish()
+	} else {
+		_ = bar.Exit() // stopped short: leave the bar where it stopped
+	}
 	fmt.Fprintln(s.progress)
 
 	res.Requests, res.Operations, res.Errors, res.FirstError = reqs.Load(), ops.Load(), errs.Load(), firstErr

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -47,8 +49,15 @@ type queryResult struct {
 	queryCase
 	Latency    latencyStats `json:"latency"`
 	Errors     int          `json:"errors"`
+	TimedOut   int          `json:"timed_out"` // errors that were the request timeout
 	FirstError string       `json:"first_error,omitempty"`
 	Capped     bool         `json:"capped"` // the time budget ended it before its request count
+}
+
+// isTimeout reports whether err is a request that ran out of time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // querySpec bounds the query phase: each case runs requests sequentially
@@ -96,6 +105,9 @@ func runQueries(ctx context.Context, base string, s querySpec) ([]queryResult, e
 					return out, ctx.Err()
 				}
 				res.Errors++
+				if isTimeout(err) {
+					res.TimedOut++
+				}
 				if res.FirstError == "" {
 					res.FirstError = err.Error()
 				}

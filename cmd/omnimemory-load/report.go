@@ -70,6 +70,8 @@ func (c check) String() string {
 		margin = "n/a"
 	case c.AtMost && c.Met:
 		margin = strconv.FormatFloat((1-c.Value/c.Target)*100, 'f', 0, 64) + " % under"
+	case c.AtMost && c.Value < 2*c.Target:
+		margin = "+" + strconv.FormatFloat((c.Value/c.Target-1)*100, 'f', 0, 64) + " % over"
 	case c.AtMost:
 		margin = strconv.FormatFloat(c.Value/c.Target, 'f', 1, 64) + "× the ceiling"
 	default:
@@ -192,7 +194,11 @@ func buildRows(res *benchResults) []row {
 		for _, q := range s.Queries {
 			r := row{Phase: "c) query", Store: storeLabel(s.Store), Figure: q.String() + ": p50 · p95"}
 			if q.Latency.Count == 0 {
-				r.Value = "no answer (" + strconv.Itoa(q.Errors) + " errors: " + q.FirstError + ")"
+				if q.TimedOut == q.Errors {
+					r.Value = "no answer within " + cfg.QueryTimeout.String() + " (" + strconv.Itoa(q.Errors) + " req timed out)"
+				} else {
+					r.Value = "no answer (" + strconv.Itoa(q.Errors) + " failed: " + truncate(q.FirstError, 120) + ")"
+				}
 				r.Target = "p95 ≤ " + strconv.Itoa(targetQueryP95Ms) + " ms"
 				r.Result = "missed (no answer)"
 				r.Checks = []check{{Name: q.String() + " p95", Target: targetQueryP95Ms, AtMost: true}}
@@ -263,7 +269,11 @@ func renderMarkdown(w io.Writer, res *benchResults) error {
 		fmt.Fprintf(&b, "- Note: the query target is set for %s operations; this run seeded %s\n", thousands(targetQueryAtOps), thousands(cfg.Ops))
 	}
 	if res.Seconds > 0 {
-		fmt.Fprintf(&b, "- Took %s\n", (time.Duration(res.Seconds) * time.Second).Round(time.Second))
+		fmt.Fprintf(&b, "- Took %s", (time.Duration(res.Seconds) * time.Second).Round(time.Second))
+		if res.Machine.LoadBefore != "" {
+			fmt.Fprintf(&b, "; 1-minute load average %s before, %s after (%d cores)", res.Machine.LoadBefore, res.Machine.LoadAfter, res.Machine.Cores)
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("\n| phase | store | figure | value | reference | target | result |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range res.Rows {
@@ -286,6 +296,13 @@ func renderMarkdown(w io.Writer, res *benchResults) error {
 	fmt.Fprintf(&b, "\nTargets: %d met, %d missed.\n", met, missed)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 func dash(s string) string {
