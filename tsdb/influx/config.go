@@ -54,9 +54,27 @@ type Config struct {
 	// keys that keeps point keys unique. Default 65536.
 	SlotKeys int
 
+	// CacheTTL is how long the hourly rollup cache (see cache.go) trusts a
+	// closed hour it read, and the first operation's time, before reading
+	// them again: writes of other replicas sharing the database, or of any
+	// other writer, appear in answers within it (this store's own writes
+	// appear at once). Default 5 minutes; CacheNoExpiry (any negative
+	// value) trusts them until this store's own writes drop them.
+	CacheTTL time.Duration
+	// CacheMaxRows bounds the hourly rollup cache: rows of (hour, tool_id,
+	// tool_name, operation_mode) totals, an hour without operations counting
+	// one; about 80 bytes each. Default 262144 (a year of hours at 30 keys,
+	// about 20 MB); past it the least recently used hours are dropped. A
+	// negative value turns the cache off: every aggregate reads raw points.
+	CacheMaxRows int
+
 	// Registerer receives the store's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 }
+
+// CacheNoExpiry, as Config.CacheTTL, keeps cached hours until this store's
+// own writes drop them.
+const CacheNoExpiry time.Duration = -1
 
 func (c *Config) setDefaults() error {
 	if c.URL == "" {
@@ -91,6 +109,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.SlotKeys <= 0 {
 		c.SlotKeys = 1 << 16
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = 5 * time.Minute
+	}
+	if c.CacheMaxRows == 0 {
+		c.CacheMaxRows = 1 << 18
 	}
 	if c.DeadLetterPath == "" {
 		c.DeadLetterPath = c.OutboxDir + ".rejected.lp"

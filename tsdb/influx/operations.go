@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,10 +53,13 @@ func toolIDPred(toolID string) string {
 }
 
 // QueryOperations answers one page of operations, newest created_at first,
-// ties by id descending, and the number of all matches, in two queries:
-// the count and the page's keys (sorted and cut in Flux on the id field
-// alone, point times truncated to the microsecond, i.e. created_at), then
-// the page's points pivoted into operations.
+// ties by id descending, and the number of all matches, in two steps: the
+// count and the page's keys (sorted and cut in Flux on the id field alone,
+// point times truncated to the microsecond, i.e. created_at), then the
+// page's points pivoted into operations. With the hourly cache and no
+// session filter, the count comes from the cached hourly counts and the
+// keys are searched only in the newest hours that hold offset+limit
+// matches (the whole range again if they turn out to hold fewer).
 func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
 	page := tsdb.OperationPage{Operations: []tsdb.Operation{}}
 	lo, hi, ok := timeRange(f.Start, f.End)
@@ -85,16 +89,18 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
   |> group()
   |> count()
   |> yield(name: "total")`
-	keys := s.opsSource(lo, hi, `r._field == "id"`, tags...) + `
+	keys := func(from time.Time) string {
+		return s.opsSource(from, hi, `r._field == "id"`, tags...) + `
   |> group()
   |> truncateTimeColumn(unit: 1us)
   |> sort(columns: ["_time", "_value"], desc: true)
   |> limit(n: ` + strconv.Itoa(limit) + `, offset: ` + strconv.Itoa(max(f.Offset, 0)) + `)
   |> keep(columns: ["_time", "_value"])
   |> yield(name: "keys")`
+	}
 	want := map[string]bool{}
 	var first, last time.Time
-	err := s.queryEach(ctx, "query operations", func(r row) error {
+	collect := func(r row) error {
 		switch r.result {
 		case "total":
 			page.Total += r.int("_value")
@@ -109,7 +115,29 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 			want[r.str("_value")] = true
 		}
 		return nil
-	}, total, keys)
+	}
+	var err error
+	if s.cache != nil && f.SessionID == nil {
+		// The total from the hourly counts, and the page's keys searched
+		// only in the newest hours that hold offset+limit matches: a first
+		// page sorts about a page of points, not the whole range.
+		var from time.Time
+		if page.Total, from, err = s.countFrom(ctx, lo, hi, f, max(f.Offset, 0)+limit); err != nil {
+			return page, err
+		}
+		if int64(max(f.Offset, 0)) >= page.Total {
+			return page, nil
+		}
+		err = s.query(ctx, "query operations keys", keys(from), collect)
+		if err == nil && len(want) < limit && from.After(lo) {
+			// Fewer matches than counted (another writer's points, not yet
+			// in the cached counts): search the whole range.
+			clear(want)
+			err = s.query(ctx, "query operations keys", keys(lo), collect)
+		}
+	} else {
+		err = s.queryEach(ctx, "query operations", collect, total, keys(lo))
+	}
 	if err != nil || len(want) == 0 {
 		return page, err
 	}
@@ -141,6 +169,38 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 		return strings.Compare(b.ID.String(), a.ID.String())
 	})
 	return page, nil
+}
+
+// countFrom answers how many operations match f (but its session filter)
+// in [lo, hi), from the hourly counts (see hourRows), and the start of the
+// newest span of hours that holds at least need of them (lo when there are
+// fewer).
+func (s *Store) countFrom(ctx context.Context, lo, hi time.Time, f tsdb.OperationFilter, need int) (int64, time.Time, error) {
+	rows, err := s.hourRows(ctx, lo, hi, f.ToolID)
+	if err != nil {
+		return 0, lo, err
+	}
+	perHour := map[int64]int64{}
+	var total int64
+	for _, r := range rows {
+		if f.ToolName != "" && r.key.toolName != f.ToolName || f.OperationMode != "" && r.key.mode != f.OperationMode {
+			continue
+		}
+		perHour[r.hour] += r.Count
+		total += r.Count
+	}
+	hours := slices.Collect(maps.Keys(perHour))
+	slices.Sort(hours)
+	var acc int64
+	for i := len(hours) - 1; i >= 0; i-- {
+		if acc += perHour[hours[i]]; acc >= int64(need) {
+			if t := time.Unix(hours[i], 0); t.After(lo) {
+				return total, t, nil
+			}
+			break
+		}
+	}
+	return total, lo, nil
 }
 
 func rowOperation(r row) (tsdb.Operation, error) {
@@ -180,6 +240,27 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
 	out := []tsdb.ModeTotals{}
 	lo, hi, ok := timeRange(w.Start, &w.End)
 	if !ok {
+		return out, nil
+	}
+	if s.cache != nil {
+		rows, err := s.hourRows(ctx, lo, hi, w.ToolID)
+		if err != nil {
+			return nil, err
+		}
+		type key struct{ tool, mode string }
+		m := map[key]*tsdb.Totals{}
+		for _, r := range rows {
+			k := key{r.key.toolName, r.key.mode}
+			if m[k] == nil {
+				m[k] = new(tsdb.Totals)
+			}
+			m[k].Add(r.Totals)
+		}
+		for k, t := range m {
+			if t.Count > 0 {
+				out = append(out, tsdb.ModeTotals{ToolName: k.tool, OperationMode: k.mode, Totals: *t})
+			}
+		}
 		return out, nil
 	}
 	tid := toolIDPred(w.ToolID)
@@ -243,6 +324,27 @@ func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsd
 	if !ok {
 		return out, nil
 	}
+	if s.cache != nil {
+		rows, err := s.hourRows(ctx, lo, hi, w.ToolID)
+		if err != nil {
+			return nil, err
+		}
+		m := map[time.Time]*tsdb.Totals{}
+		for _, r := range rows {
+			k := step.Truncate(time.Unix(r.hour, 0))
+			if m[k] == nil {
+				m[k] = new(tsdb.Totals)
+			}
+			m[k].Add(r.Totals)
+		}
+		for k, t := range m {
+			if t.Count > 0 {
+				out = append(out, tsdb.Bucket{Start: k, Totals: *t})
+			}
+		}
+		slices.SortFunc(out, func(a, b tsdb.Bucket) int { return a.Start.Compare(b.Start) })
+		return out, nil
+	}
 	every := "1h"
 	if step == tsdb.Daily {
 		every = "1d"
@@ -271,9 +373,30 @@ func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsd
 	return out, nil
 }
 
-// FirstOperationTime answers the oldest created_at (of toolID when given):
-// the first point of every series, then the earliest of those.
+// FirstOperationTime answers the oldest created_at (of toolID when given),
+// from the cache when it holds a fresh answer (see cache.go).
 func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
+	if s.cache == nil {
+		return s.firstOperationTime(ctx, toolID)
+	}
+	if e, hit := s.cache.peekFirst(toolID, time.Now()); hit {
+		return e.t, e.ok, nil
+	}
+	return s.readFirst(ctx, toolID)
+}
+
+// readFirst reads the first operation time and caches it.
+func (s *Store) readFirst(ctx context.Context, toolID string) (time.Time, bool, error) {
+	fl := s.cache.beginFirst()
+	started := time.Now()
+	t, ok, err := s.firstOperationTime(ctx, toolID)
+	s.cache.putFirst(toolID, firstEntry{t: t, ok: ok, fetched: started}, fl, err == nil)
+	return t, ok, err
+}
+
+// firstOperationTime reads the oldest created_at: the first point of every
+// series, then the earliest of those.
+func (s *Store) firstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
 	q := s.opsSource(minTime, maxTime, `r._field == "id"`, toolIDPred(toolID)) + `
   |> first()
   |> group()

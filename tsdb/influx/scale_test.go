@@ -13,6 +13,7 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
 )
 
 // BenchmarkQueries times every query over operations spread over 30 days
@@ -55,31 +56,94 @@ func BenchmarkQueries(b *testing.B) {
 		}
 	}
 	b.Logf("wrote %d operations in %v", n, time.Since(start))
+	// The same database through a store without the hourly cache, and
+	// through fresh stores (a cold cache) for the first call.
+	ncfg := cfg
+	ncfg.OutboxDir = b.TempDir() + "/uncached"
+	ncfg.CacheMaxRows = -1
+	nc := open(b, ncfg)
+	fresh := func() *influx.Store {
+		c := cfg
+		c.OutboxDir = b.TempDir() + "/cold"
+		st, err := influx.Open(ctx, c, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st
+	}
 	from := end.AddDate(0, 0, -30)
 	day := end.AddDate(0, 0, -1)
 	for _, q := range []struct {
-		name string
-		f    func() error
+		name   string
+		cached bool // compare cold and warm cache with no cache
+		f      func(s *influx.Store) error
 	}{
-		{"Breakdown30d", func() error { _, err := s.Breakdown(ctx, tsdb.Window{Start: &from, End: end}); return err }},
-		{"Breakdown24h", func() error { _, err := s.Breakdown(ctx, tsdb.Window{Start: &day, End: end}); return err }},
-		{"Trend30dDaily", func() error { _, err := s.Trend(ctx, tsdb.Window{Start: &from, End: end}, tsdb.Daily); return err }},
-		{"Trend24hHourly", func() error { _, err := s.Trend(ctx, tsdb.Window{Start: &day, End: end}, tsdb.Hourly); return err }},
-		{"QueryOperationsFirstPage", func() error {
+		{"Breakdown30d", true, func(s *influx.Store) error {
+			_, err := s.Breakdown(ctx, tsdb.Window{Start: &from, End: end})
+			return err
+		}},
+		{"Breakdown24h", true, func(s *influx.Store) error {
+			_, err := s.Breakdown(ctx, tsdb.Window{Start: &day, End: end})
+			return err
+		}},
+		{"BreakdownAll", true, func(s *influx.Store) error { _, err := s.Breakdown(ctx, tsdb.Window{End: end}); return err }},
+		{"Trend30dDaily", true, func(s *influx.Store) error {
+			_, err := s.Trend(ctx, tsdb.Window{Start: &from, End: end}, tsdb.Daily)
+			return err
+		}},
+		{"Trend30dHourly", true, func(s *influx.Store) error {
+			_, err := s.Trend(ctx, tsdb.Window{Start: &from, End: end}, tsdb.Hourly)
+			return err
+		}},
+		{"Trend24hHourly", true, func(s *influx.Store) error {
+			_, err := s.Trend(ctx, tsdb.Window{Start: &day, End: end}, tsdb.Hourly)
+			return err
+		}},
+		{"QueryOperationsFirstPage", true, func(s *influx.Store) error {
 			_, err := s.QueryOperations(ctx, tsdb.OperationFilter{Limit: 100})
 			return err
 		}},
-		{"QueryOperationsSession", func() error {
+		{"QueryOperationsFirstPage30dRead", true, func(s *influx.Store) error {
+			_, err := s.QueryOperations(ctx, tsdb.OperationFilter{Start: &from, End: &end, ToolName: tsdb.ToolRead, Limit: 100})
+			return err
+		}},
+		{"QueryOperationsSession", false, func(s *influx.Store) error {
 			_, err := s.QueryOperations(ctx, tsdb.OperationFilter{SessionID: &sessions[0], Limit: 100})
 			return err
 		}},
-		{"FirstOperationTime", func() error { _, _, err := s.FirstOperationTime(ctx, ""); return err }},
-		{"GetSession", func() error { _, err := s.GetSession(ctx, sessions[0]); return err }},
-		{"ActiveSessions30d", func() error { _, err := s.ActiveSessions(ctx, "", from); return err }},
+		{"FirstOperationTime", true, func(s *influx.Store) error { _, _, err := s.FirstOperationTime(ctx, ""); return err }},
+		{"GetSession", false, func(s *influx.Store) error { _, err := s.GetSession(ctx, sessions[0]); return err }},
+		{"ActiveSessions30d", false, func(s *influx.Store) error { _, err := s.ActiveSessions(ctx, "", from); return err }},
 	} {
-		b.Run(q.name, func(b *testing.B) {
+		b.Run(q.name+"/uncached", func(b *testing.B) {
 			for b.Loop() {
-				if err := q.f(); err != nil {
+				if err := q.f(nc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		if !q.cached {
+			continue
+		}
+		b.Run(q.name+"/cold", func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				st := fresh()
+				b.StartTimer()
+				if err := q.f(st); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				st.Close()
+				b.StartTimer()
+			}
+		})
+		if err := q.f(s); err != nil { // fills the cache
+			b.Fatal(err)
+		}
+		b.Run(q.name+"/warm", func(b *testing.B) {
+			for b.Loop() {
+				if err := q.f(s); err != nil {
 					b.Fatal(err)
 				}
 			}

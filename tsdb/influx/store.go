@@ -13,6 +13,9 @@
 // drainer goroutine (see writer.go): a write survives InfluxDB outages and
 // process crashes once it returned nil, and is delivered exactly once.
 // Queries are Flux that runs on Flux 0.65 (InfluxDB 1.8) and on 2.x.
+// Aggregates and list totals come from an hourly rollup cache of closed
+// hours (see cache.go), so that warm answers cost O(hours), not
+// O(operations), on 1.8 too, where Flux cannot push aggregates down.
 package influx
 
 import (
@@ -25,6 +28,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +57,11 @@ type Store struct {
 	slots    *slots
 	metrics  *metrics
 
+	// ledger holds the ids of keyed operations taken, so that a client's
+	// retry is stored once; keyedMu makes its check and record one step.
+	ledger  *ledger
+	keyedMu sync.Mutex
+
 	tokenBase uint64
 	tokenSeq  atomic.Uint64
 	waitMu    sync.Mutex
@@ -65,6 +74,10 @@ type Store struct {
 	drainDone chan struct{}
 	closed    atomic.Bool
 	closeOnce sync.Once
+
+	// cache holds the totals of closed hours (nil when turned off).
+	cache       *hourCache
+	refreshDone chan struct{}
 
 	// degraded: the drainer's last attempt failed in a retryable way.
 	degraded atomic.Bool
@@ -97,6 +110,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("influx: %w", err)
 	}
+	led, err := openLedger(filepath.Join(cfg.OutboxDir, "idempotency.ledger"), ledgerMax, ledgerTTL, time.Now())
+	if err != nil {
+		ob.Close()
+		return nil, err
+	}
 	transport := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -116,6 +134,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	_, _ = rand.Read(seed[:])
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
+		ledger:    led,
 		cfg:       cfg,
 		log:       logger,
 		client:    client,
@@ -135,6 +154,15 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	s.metrics = newMetrics(cfg.Registerer,
 		func() float64 { return float64(ob.Len()) },
 		func() float64 { return float64(ob.Bytes()) })
+	if cfg.CacheMaxRows > 0 {
+		s.cache = newHourCache(cfg.CacheTTL, cfg.CacheMaxRows)
+		s.refreshDone = make(chan struct{})
+		if cfg.CacheTTL > 0 {
+			go s.refreshLoop()
+		} else {
+			close(s.refreshDone)
+		}
+	}
 	if n := ob.Len(); n > 0 {
 		logger.Info("outbox holds undelivered batches from an earlier run", "records", n, "bytes", ob.Bytes())
 	}
@@ -151,22 +179,32 @@ func (s *Store) Close() error {
 		close(s.stop)
 		s.cancel()
 		<-s.drainDone
-		err = s.ob.Close()
+		if s.refreshDone != nil {
+			<-s.refreshDone
+		}
+		err = errors.Join(s.ob.Close(), s.ledger.Close())
 		s.client.Close()
 		s.httpc.CloseIdleConnections()
 	})
 	return err
 }
 
-// Stats are the outbox figures, for tests and diagnostics.
+// Stats are the outbox and cache figures, for tests and diagnostics.
 type Stats struct {
 	OutboxRecords int
 	OutboxBytes   int64
+	// CacheHours and CacheRows: closed hours held by the hourly rollup
+	// cache, and their rows (see Config.CacheMaxRows).
+	CacheHours, CacheRows int
 }
 
-// Stats answers the outbox's current depth.
+// Stats answers the outbox's current depth and the cache's size.
 func (s *Store) Stats() Stats {
-	return Stats{OutboxRecords: s.ob.Len(), OutboxBytes: s.ob.Bytes()}
+	st := Stats{OutboxRecords: s.ob.Len(), OutboxBytes: s.ob.Bytes()}
+	if s.cache != nil {
+		st.CacheHours, st.CacheRows = s.cache.stats()
+	}
+	return st
 }
 
 // Ping answers nil when InfluxDB answers and the bucket can be queried.
@@ -228,13 +266,36 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 	if len(ops) == 0 {
 		return nil
 	}
+	keyed := false
+	for i := range ops {
+		keyed = keyed || ops[i].Keyed
+	}
+	if keyed {
+		// A keyed operation the ledger knows is a client's retry: skip it.
+		s.keyedMu.Lock()
+		defer s.keyedMu.Unlock()
+		s.ledger.markDuplicates(ops)
+	}
 	var w lineWriter
 	w.b = make([]byte, 0, 400*len(ops))
 	for i := range ops {
+		if ops[i].Duplicate {
+			continue
+		}
 		off, dup := s.slots.assign(&ops[i])
 		w.writeOperation(&ops[i], off, dup)
 	}
-	return s.submit(ctx, w.b)
+	if err := s.submit(ctx, w.b); err != nil {
+		return err
+	}
+	if keyed {
+		// The operations are durable already; a ledger that cannot record
+		// them only weakens the detection of their retries.
+		if err := s.ledger.add(ops, time.Now()); err != nil {
+			s.log.Warn("idempotency ledger not updated", "err", err)
+		}
+	}
+	return nil
 }
 
 // row is one record of a query answer.

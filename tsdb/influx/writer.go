@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -236,6 +238,10 @@ func (s *Store) drain() {
 		entries = entries[:n]
 
 		done, retryAfter, results := s.deliver(entries)
+		if done > 0 && s.cache != nil {
+			// Before any caller hears of it: its next read sees the write.
+			s.invalidateDelivered(entries[:done])
+		}
 		if done > 0 {
 			if err := s.ob.Ack(entries[done-1].Seq); err != nil {
 				// Not acknowledged: delivered again later, harmlessly.
@@ -265,6 +271,21 @@ func (s *Store) drain() {
 		if !pause(wait) {
 			return
 		}
+	}
+}
+
+// invalidateDelivered drops the cached hours that delivered operations
+// fall in (see cache.go).
+func (s *Store) invalidateDelivered(entries []outbox.Entry) {
+	hours := map[int64]struct{}{}
+	var minTime time.Time
+	for _, e := range entries {
+		if _, lp, err := decodeRecord(e.Data); err == nil {
+			deliveredHours(lp, hours, &minTime)
+		}
+	}
+	if len(hours) > 0 {
+		s.cache.invalidate(slices.Collect(maps.Keys(hours)), minTime)
 	}
 }
 

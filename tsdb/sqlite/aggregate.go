@@ -12,9 +12,10 @@ import (
 type source int
 
 const (
-	fromRaw    source = iota // tool_operations, through the created_at indexes
-	fromHourly               // op_rollup_hourly
-	fromDaily                // op_rollup_daily
+	fromRaw       source = iota // tool_operations, through the created_at indexes
+	fromHourly                  // op_rollup_hourly
+	fromDaily                   // op_rollup_daily
+	fromHourlyAll               // op_rollup_hourly_all: hourly, all keys together
 )
 
 // part is a piece of a window. For raw rows it is the inclusive range
@@ -111,23 +112,30 @@ func aggregateSQL(parts []part, f aggFilter, bucketWidth int64) (string, []any) 
 	if bucketWidth > 0 {
 		key = "b"
 	}
+	allKeys := bucketWidth == usPerHour && f == (aggFilter{})
 	for _, p := range parts {
+		if allKeys && p.src == fromHourly {
+			p.src = fromHourlyAll
+		}
 		var table, timeCol, sums string
 		switch p.src {
 		case fromRaw:
 			table, timeCol = "tool_operations", "created_at"
 			sums = "count(*) AS c, sum(tokens_original) AS o, sum(tokens_actual) AS a, sum(tokens_prevented) AS p, sum(response_time_ms) AS r"
-		case fromHourly, fromDaily:
+		case fromHourly, fromDaily, fromHourlyAll:
 			table, timeCol = "op_rollup_hourly", "hour"
-			if p.src == fromDaily {
+			switch p.src {
+			case fromDaily:
 				table, timeCol = "op_rollup_daily", "day"
+			case fromHourlyAll:
+				table = "op_rollup_hourly_all"
 			}
 			sums = "sum(count) AS c, sum(tokens_original) AS o, sum(tokens_actual) AS a, sum(tokens_prevented) AS p, sum(response_time_sum) AS r"
 		}
 		var q strings.Builder
 		q.WriteString("SELECT ")
 		switch {
-		case bucketWidth > 0 && (p.src == fromHourly && bucketWidth == usPerHour || p.src == fromDaily && bucketWidth == usPerDay):
+		case bucketWidth > 0 && ((p.src == fromHourly || p.src == fromHourlyAll) && bucketWidth == usPerHour || p.src == fromDaily && bucketWidth == usPerDay):
 			// Rollup rows are their own buckets; grouping by the key's leading
 			// column follows the primary key, with no sort.
 			q.WriteString(timeCol + " AS b")

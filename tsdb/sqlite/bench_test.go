@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +33,7 @@ func BenchmarkWriteOperations(b *testing.B) {
 	for _, bc := range []struct {
 		size int
 		v7   bool
-	}{{1, false}, {100, false}, {1000, false}, {1000, true}} {
+	}{{1, false}, {100, false}, {1000, false}, {1000, true}, {5000, false}, {5000, true}} {
 		size := bc.size
 		name := fmt.Sprintf("batch=%d", size)
 		if bc.v7 {
@@ -184,4 +188,109 @@ func BenchmarkBreakdown30d(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkAggregatesAtScale seeds OMNIMEMORY_SQLITE_SCALE operations
+// (default 2,000,000; skipped with -short) over 30 days in time order,
+// through WriteOperations batches of 5000 as the service writes them, then
+// times every aggregate the API asks for over windows of 1h, 24h, 7d, 30d
+// and no lower bound, each ending at a different instant of the last hour,
+// and reports p50 and p95 in milliseconds, e.g.
+//
+//	go test -run '^$' -bench AggregatesAtScale -benchtime 40x ./tsdb/sqlite/
+func BenchmarkAggregatesAtScale(b *testing.B) {
+	if testing.Short() {
+		b.Skip("seeds millions of operations")
+	}
+	n, _ := strconv.Atoi(os.Getenv("OMNIMEMORY_SQLITE_SCALE"))
+	if n <= 0 {
+		n = 2_000_000
+	}
+	s := openBench(b)
+	ctx := context.Background()
+	r := rand.New(rand.NewSource(3))
+	const batch = 5000
+	span := 30 * 24 * time.Hour
+	end := day0.Add(span)
+	start := time.Now()
+	for i := 0; i < n; i += batch {
+		slice := span / time.Duration(n) * batch
+		from := day0.Add(span / time.Duration(n) * time.Duration(i))
+		ops := genOps(r, min(batch, n-i), from, slice)
+		slices.SortFunc(ops, func(a, b tsdb.Operation) int { return a.CreatedAt.Compare(b.CreatedAt) })
+		for j := range ops {
+			ops[j].ID = uuid.Must(uuid.NewV7())
+		}
+		if err := s.WriteOperations(ctx, ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("seeded %d operations in %v (%.0f ops/s)", n, time.Since(start), float64(n)/time.Since(start).Seconds())
+
+	// now: a different instant of the data's last hour on every call.
+	now := func(i int) time.Time {
+		return end.Add(-time.Duration(int64(i)*7919%3600_000_000) * time.Microsecond)
+	}
+	for _, rg := range []struct {
+		name string
+		d    time.Duration // 0: no lower bound
+	}{{"1h", time.Hour}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"30d", 30 * 24 * time.Hour}, {"all", 0}} {
+		window := func(i int, toolID string) tsdb.Window {
+			w := tsdb.Window{ToolID: toolID, End: now(i)}
+			if rg.d > 0 {
+				w.Start = ptr(w.End.Add(-rg.d))
+			}
+			return w
+		}
+		for _, q := range []struct {
+			name string
+			f    func(i int) error
+		}{
+			{"Breakdown", func(i int) error { _, err := s.Breakdown(ctx, window(i, "")); return err }},
+			{"BreakdownToolID", func(i int) error { _, err := s.Breakdown(ctx, window(i, "cursor")); return err }},
+			{"TrendHourly", func(i int) error { _, err := s.Trend(ctx, window(i, ""), tsdb.Hourly); return err }},
+			{"TrendDaily", func(i int) error { _, err := s.Trend(ctx, window(i, ""), tsdb.Daily); return err }},
+			{"ListFirstPage", func(i int) error {
+				w := window(i, "")
+				_, err := s.QueryOperations(ctx, tsdb.OperationFilter{Start: w.Start, End: &w.End, Limit: 100})
+				return err
+			}},
+		} {
+			b.Run(q.name+"/"+rg.name, func(b *testing.B) { timeCalls(b, q.f) })
+		}
+	}
+	for _, id := range []string{"", "cursor"} {
+		b.Run("FirstOperationTime/"+id, func(b *testing.B) {
+			timeCalls(b, func(int) error { _, _, err := s.FirstOperationTime(ctx, id); return err })
+		})
+	}
+	// The process's resident memory: the store's page caches, at most
+	// writerCacheKiB + readers × readerCacheKiB, are in it.
+	if status, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
+				b.Log(strings.Join(strings.Fields(line), " "))
+			}
+		}
+	}
+}
+
+// timeCalls runs f b.N times and reports the p50 and p95 of its latency.
+func timeCalls(b *testing.B, f func(i int) error) {
+	var took []time.Duration
+	i := 0
+	for b.Loop() {
+		t0 := time.Now()
+		if err := f(i); err != nil {
+			b.Fatal(err)
+		}
+		took = append(took, time.Since(t0))
+		i++
+	}
+	slices.Sort(took)
+	pct := func(p float64) float64 {
+		return float64(took[min(len(took)-1, int(p*float64(len(took))))]) / 1e6
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.95), "p95-ms")
 }

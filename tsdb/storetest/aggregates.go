@@ -361,13 +361,59 @@ func testRandomized(t *testing.T, s tsdb.Store) {
 		}
 		windows = append(windows, w)
 	}
-	for _, w := range windows {
-		checkBreakdown(t, s, w, bruteBreakdown(ops, w))
-		checkTrend(t, s, w, tsdb.Hourly, bruteTrend(ops, w, tsdb.Hourly))
-		checkTrend(t, s, w, tsdb.Daily, bruteTrend(ops, w, tsdb.Daily))
-		if t.Failed() {
-			t.Fatalf("seed %d: stopping at the first window that differs", seed)
+	checkAll := func(phase string, windows []tsdb.Window) {
+		t.Helper()
+		for _, w := range windows {
+			checkBreakdown(t, s, w, bruteBreakdown(ops, w))
+			checkTrend(t, s, w, tsdb.Hourly, bruteTrend(ops, w, tsdb.Hourly))
+			checkTrend(t, s, w, tsdb.Daily, bruteTrend(ops, w, tsdb.Daily))
+			if t.Failed() {
+				t.Fatalf("seed %d, %s: stopping at the first window that differs", seed, phase)
+			}
 		}
+	}
+	checkAll("first pass", windows)
+	// Asked again: a store that caches aggregates answers from its cache.
+	checkAll("second pass", windows[:50])
+
+	// Late data into hours already asked about (long closed), at instants
+	// that hold operations already, and before the first operation: every
+	// later answer must count it.
+	late := make([]tsdb.Operation, 0, 300)
+	for len(late) < cap(late) {
+		var ts time.Time
+		switch p := r.Intn(100); {
+		case p < 30:
+			ts = ops[r.Intn(len(ops))].CreatedAt
+		case p < 35:
+			ts = from.Add(-time.Duration(1+r.Int63n(int64(48*time.Hour/time.Microsecond))) * time.Microsecond)
+		default:
+			ts = randTime()
+		}
+		orig, act := r.Int63n(20000), r.Int63n(20000)
+		late = append(late, g.mk(opSpec{
+			session: sessPool[r.Intn(len(sessPool))],
+			tool:    tsdb.ToolNames[r.Intn(len(tsdb.ToolNames))],
+			mode:    tsdb.OperationModes[r.Intn(len(tsdb.OperationModes))],
+			toolID:  toolIDs[r.Intn(len(toolIDs))],
+			at:      ts, orig: orig, act: act, rt: float64(r.Intn(40000)) / 8,
+		}))
+	}
+	for i := 0; i < len(late); {
+		n := 1 + r.Intn(100)
+		write(t, s, late[i:min(i+n, len(late))]...)
+		i += n
+	}
+	ops = append(ops, late...)
+	checkAll("after late writes", windows)
+	want := ops[0].CreatedAt
+	for _, op := range ops {
+		if op.CreatedAt.Before(want) {
+			want = op.CreatedAt
+		}
+	}
+	if got, ok, err := s.FirstOperationTime(t.Context(), ""); err != nil || !ok || !got.Equal(want) {
+		t.Errorf("after late writes: FirstOperationTime = %v, %v, %v; want %v", got, ok, err, want)
 	}
 }
 

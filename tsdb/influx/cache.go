@@ -1,0 +1,402 @@
+package influx
+
+import (
+	"bytes"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// The hourly rollup cache. Flux on InfluxDB 1.8 cannot push an aggregate
+// down to storage: every Breakdown or Trend reads every point of its window,
+// so a 30-day answer costs O(operations). The store therefore keeps, per
+// CLOSED UTC hour, the totals of each (tool_id, tool_name, operation_mode)
+// key, read once with one Flux query per missing span of hours
+// (aggregateWindow every 1h, grouped by the tags), and answers aggregates
+// from it: whole closed hours from the cache, the open hour and the partial
+// hours at a window's edges from raw points, always.
+//
+// Freshness:
+//   - Writes of this store: when the drainer delivers a record to InfluxDB it
+//     drops the cached hours its operations fall in, before the writer's
+//     caller is told, so a write is in the next answer; deliveries delayed in
+//     the outbox drop them when they land. A fill that was reading an hour
+//     while a delivery dropped it does not store that hour.
+//   - Writes of other replicas sharing the database, or any other writer:
+//     an entry is trusted for Config.CacheTTL after its read started (default
+//     5 minutes), then read again. A background refresher renews entries that
+//     are in use before they expire, so answers stay fast.
+//   - An hour counts as closed cacheGrace after its end, so that writes in
+//     flight at the turn of the hour (other replicas' group commits, clock
+//     skew) land before it is first cached.
+//
+// Memory is bounded by Config.CacheMaxRows rows (an hour with no operation
+// counts as one row; a row is about 50 bytes plus map overhead, so the
+// default of 262,144 rows, a year of hours at 30 keys each, is about 20 MB);
+// past it the least recently used hours are evicted. A query whose closed
+// hours could not fit reads raw points instead.
+
+// cacheGrace is how long after its end an hour becomes cacheable.
+const cacheGrace = time.Minute
+
+// hourSecs is an hour in seconds; cached hours are keyed by the unix time
+// (seconds) of their start.
+const hourSecs = 3600
+
+// fillChunkHours bounds the hours one fill query reads, so that a cold
+// 30-day read is a few queries of bounded cost, each stored as it completes
+// (a later chunk timing out keeps the earlier ones).
+const fillChunkHours = 24
+
+// hourKey is a rollup key; tool_id as stored in its tag (see tagValue).
+type hourKey struct{ toolID, toolName, mode string }
+
+// hourRow is the totals of one key in one hour.
+type hourRow struct {
+	hour int64 // unix seconds of the hour start
+	key  *hourKey
+	tsdb.Totals
+}
+
+type hourEntry struct {
+	rows    []hourRow
+	fetched time.Time // when the read that produced it started
+	used    uint64    // LRU tick of the last lookup
+	reused  bool      // looked up since fetched: worth refreshing
+}
+
+// fill is a read of hours [lo, hi) in flight; deliveries that drop one of
+// its hours meanwhile mark it dirty, and the fill does not store it.
+type fill struct {
+	lo, hi int64
+	dirty  map[int64]bool
+}
+
+type hourCache struct {
+	ttl     time.Duration // <= 0: never expires
+	maxRows int
+
+	mu      sync.Mutex
+	hours   map[int64]*hourEntry
+	rows    int // rows held, an empty hour counting one
+	tick    uint64
+	fills   map[*fill]struct{}
+	keys    map[hourKey]*hourKey // interned keys
+	flights map[[2]int64]chan struct{}
+
+	// The first operation's time per tool id ("" all), with the same
+	// freshness rules, and its reads in flight.
+	first        map[string]firstEntry
+	firstFlights map[*firstFlight]struct{}
+}
+
+// firstFlight is a read of a first-operation time in flight: deliveries
+// meanwhile note their earliest point time in it.
+type firstFlight struct{ delivered time.Time }
+
+type firstEntry struct {
+	t       time.Time
+	ok      bool
+	fetched time.Time
+}
+
+func newHourCache(ttl time.Duration, maxRows int) *hourCache {
+	return &hourCache{
+		ttl: ttl, maxRows: maxRows,
+		hours:   map[int64]*hourEntry{},
+		fills:   map[*fill]struct{}{},
+		keys:    map[hourKey]*hourKey{},
+		flights: map[[2]int64]chan struct{}{},
+		first:   map[string]firstEntry{},
+
+		firstFlights: map[*firstFlight]struct{}{},
+	}
+}
+
+func (c *hourCache) fresh(fetched, now time.Time) bool {
+	return c.ttl <= 0 || now.Sub(fetched) < c.ttl
+}
+
+// lookup appends the cached rows of every fresh hour in [lo, hi) to out and
+// answers the hours missing (or expired), ascending.
+func (c *hourCache) lookup(lo, hi int64, now time.Time, out []hourRow) ([]hourRow, []int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick++
+	var missing []int64
+	for h := lo; h < hi; h += hourSecs {
+		e := c.hours[h]
+		if e == nil || !c.fresh(e.fetched, now) {
+			missing = append(missing, h)
+			continue
+		}
+		e.used, e.reused = c.tick, true
+		out = append(out, e.rows...)
+	}
+	return out, missing
+}
+
+func (c *hourCache) beginFill(lo, hi int64) *fill {
+	f := &fill{lo: lo, hi: hi}
+	c.mu.Lock()
+	c.fills[f] = struct{}{}
+	c.mu.Unlock()
+	return f
+}
+
+// endFill stores the rows read for f's hours (an hour without rows is stored
+// empty), except the hours dropped while it ran, and forgets f.
+func (c *hourCache) endFill(f *fill, rows []hourRow, fetched time.Time, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.fills, f)
+	if !ok {
+		return
+	}
+	byHour := map[int64][]hourRow{}
+	for _, r := range rows {
+		r.key = c.intern(*r.key)
+		byHour[r.hour] = append(byHour[r.hour], r)
+	}
+	c.tick++
+	for h := f.lo; h < f.hi; h += hourSecs {
+		if f.dirty[h] {
+			continue
+		}
+		if old := c.hours[h]; old != nil {
+			c.rows -= max(1, len(old.rows))
+		}
+		rs := byHour[h]
+		c.hours[h] = &hourEntry{rows: rs, fetched: fetched, used: c.tick}
+		c.rows += max(1, len(rs))
+	}
+	c.evict()
+}
+
+// intern answers the shared copy of k: rows of every hour point at one key.
+func (c *hourCache) intern(k hourKey) *hourKey {
+	if p := c.keys[k]; p != nil {
+		return p
+	}
+	p := &k
+	c.keys[k] = p
+	return p
+}
+
+// evict drops least recently used hours until the rows fit in 90% of
+// maxRows. Called with mu held.
+func (c *hourCache) evict() {
+	if c.rows <= c.maxRows {
+		return
+	}
+	type hu struct {
+		h    int64
+		used uint64
+	}
+	all := make([]hu, 0, len(c.hours))
+	for h, e := range c.hours {
+		all = append(all, hu{h, e.used})
+	}
+	slices.SortFunc(all, func(a, b hu) int {
+		if a.used != b.used {
+			if a.used < b.used {
+				return -1
+			}
+			return 1
+		}
+		return int(a.h - b.h)
+	})
+	for _, x := range all {
+		if c.rows <= c.maxRows*9/10 {
+			break
+		}
+		c.rows -= max(1, len(c.hours[x.h].rows))
+		delete(c.hours, x.h)
+	}
+	if len(c.hours) == 0 || len(c.keys) > c.maxRows {
+		c.keys = map[hourKey]*hourKey{}
+		for _, e := range c.hours {
+			for i := range e.rows {
+				e.rows[i].key = c.intern(*e.rows[i].key)
+			}
+		}
+	}
+}
+
+// invalidate drops the given hours (unix seconds of their starts) and marks
+// them dirty in every fill in flight; minTime is the earliest point time
+// delivered, which drops first-operation times it would precede.
+func (c *hourCache) invalidate(hours []int64, minTime time.Time) {
+	if len(hours) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range hours {
+		if e := c.hours[h]; e != nil {
+			c.rows -= max(1, len(e.rows))
+			delete(c.hours, h)
+		}
+		for f := range c.fills {
+			if h >= f.lo && h < f.hi {
+				if f.dirty == nil {
+					f.dirty = map[int64]bool{}
+				}
+				f.dirty[h] = true
+			}
+		}
+	}
+	for id, e := range c.first {
+		if !e.ok || !minTime.After(e.t) {
+			delete(c.first, id)
+		}
+	}
+	for fl := range c.firstFlights {
+		if fl.delivered.IsZero() || minTime.Before(fl.delivered) {
+			fl.delivered = minTime
+		}
+	}
+}
+
+// flight makes concurrent fills of the same span wait for one another:
+// leader is true for the caller that reads; the others wait on ch and look
+// the span up again.
+func (c *hourCache) flight(lo, hi int64) (ch chan struct{}, leader bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := [2]int64{lo, hi}
+	if ch := c.flights[k]; ch != nil {
+		return ch, false
+	}
+	ch = make(chan struct{})
+	c.flights[k] = ch
+	return ch, true
+}
+
+func (c *hourCache) land(lo, hi int64, ch chan struct{}) {
+	c.mu.Lock()
+	delete(c.flights, [2]int64{lo, hi})
+	c.mu.Unlock()
+	close(ch)
+}
+
+// peekFirst answers a fresh cached first-operation time.
+func (c *hourCache) peekFirst(toolID string, now time.Time) (firstEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, hit := c.first[toolID]
+	return e, hit && c.fresh(e.fetched, now)
+}
+
+// beginFirst registers a read of a first-operation time, to be passed to
+// putFirst.
+func (c *hourCache) beginFirst() *firstFlight {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fl := &firstFlight{}
+	c.firstFlights[fl] = struct{}{}
+	return fl
+}
+
+// putFirst stores what the read fl found, unless a delivery meanwhile
+// brought a point at or before it (then the answer may be stale).
+func (c *hourCache) putFirst(toolID string, e firstEntry, fl *firstFlight, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.firstFlights, fl)
+	if !ok || !fl.delivered.IsZero() && (!e.ok || !fl.delivered.After(e.t)) {
+		return
+	}
+	if len(c.first) >= 1024 { // tool ids are few; never unbounded
+		clear(c.first)
+	}
+	c.first[toolID] = e
+}
+
+// stale answers spans of hours that were looked up since they were fetched
+// and are older than half the TTL, oldest first, for the refresher.
+func (c *hourCache) stale(now time.Time, limit int) []int64 {
+	if c.ttl <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var hs []int64
+	for h, e := range c.hours {
+		if e.reused && now.Sub(e.fetched) >= c.ttl/2 {
+			hs = append(hs, h)
+		}
+	}
+	slices.Sort(hs)
+	if len(hs) > limit {
+		hs = hs[:limit]
+	}
+	return hs
+}
+
+// staleFirst answers the tool ids whose cached first-operation time is older
+// than half the TTL.
+func (c *hourCache) staleFirst(now time.Time) []string {
+	if c.ttl <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []string
+	for id, e := range c.first {
+		if now.Sub(e.fetched) >= c.ttl/2 {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Stats of the cache, for tests and diagnostics.
+func (c *hourCache) stats() (hours, rows int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.hours), c.rows
+}
+
+// deliveredHours answers the UTC hours (unix seconds of their starts) of the
+// operation points in line protocol lp, and the earliest point time. Every
+// point this store writes ends with its timestamp in nanoseconds.
+func deliveredHours(lp []byte, into map[int64]struct{}, minTime *time.Time) {
+	prefix := []byte(measOperation)
+	for len(lp) > 0 {
+		line := lp
+		if i := bytes.IndexByte(lp, '\n'); i >= 0 {
+			line, lp = lp[:i], lp[i+1:]
+		} else {
+			lp = nil
+		}
+		if !bytes.HasPrefix(line, prefix) || len(line) <= len(prefix) || (line[len(prefix)] != ',' && line[len(prefix)] != ' ') {
+			continue
+		}
+		sp := bytes.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		ns, err := strconv.ParseInt(string(line[sp+1:]), 10, 64)
+		if err != nil {
+			continue
+		}
+		t := time.Unix(0, ns).UTC()
+		into[floorDiv(t.Unix(), hourSecs)*hourSecs] = struct{}{}
+		if minTime.IsZero() || t.Before(*minTime) {
+			*minTime = t
+		}
+	}
+}
+
+// floorDiv divides rounding towards minus infinity.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}

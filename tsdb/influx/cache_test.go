@@ -1,0 +1,300 @@
+package influx_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
+)
+
+// randomOps answers n operations at random instants of [from, to).
+func randomOps(r *rand.Rand, n int, from, to time.Time) []tsdb.Operation {
+	span := int64(to.Sub(from) / time.Microsecond)
+	sessions := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
+	ops := make([]tsdb.Operation, n)
+	for i := range ops {
+		ops[i] = tsdb.Operation{
+			ID: uuid.New(), SessionID: sessions[r.Intn(len(sessions))], ToolName: tsdb.ToolNames[r.Intn(2)],
+			OperationMode: tsdb.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
+			TokensOriginal: r.Int63n(1000), TokensActual: r.Int63n(1000), TokensPrevented: r.Int63n(1000) - 300,
+			ResponseTimeMs: float64(r.Intn(4000)) / 8, ToolID: []string{"a", "b", "c"}[r.Intn(3)],
+			CreatedAt: from.Add(time.Duration(r.Int63n(span)) * time.Microsecond),
+		}
+	}
+	return ops
+}
+
+// answers is everything the aggregates and lists of a store say about w.
+func answers(t *testing.T, s tsdb.Store, w tsdb.Window) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	bd, err := s.Breakdown(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(bd, func(a, b tsdb.ModeTotals) int {
+		return strings.Compare(a.ToolName+"/"+a.OperationMode, b.ToolName+"/"+b.OperationMode)
+	})
+	fmt.Fprintf(&b, "breakdown %v\n", bd)
+	for _, step := range []tsdb.Step{tsdb.Hourly, tsdb.Daily} {
+		tr, err := s.Trend(ctx, w, step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "trend %v %v\n", step, tr)
+	}
+	for _, f := range []tsdb.OperationFilter{
+		{Limit: 50},
+		{Limit: 20, Offset: 130},
+		{Limit: 30, ToolName: tsdb.ToolSearch, OperationMode: "semantic"},
+		{Limit: 40, Offset: 10, ToolID: w.ToolID},
+	} {
+		f.Start, f.End = w.Start, &w.End
+		page, err := s.QueryOperations(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, len(page.Operations))
+		for i, op := range page.Operations {
+			ids[i] = op.ID.String()
+		}
+		fmt.Fprintf(&b, "list total=%d %v\n", page.Total, ids)
+	}
+	first, ok, err := s.FirstOperationTime(ctx, w.ToolID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "first %v %v\n", first, ok)
+	return b.String()
+}
+
+// TestCacheAnswersEqualUncached: a store with the hourly cache and one
+// without, on the same database, answer the same, around the current time
+// (the open hour and the edges read raw) and after writes into the current
+// hour and into closed hours already cached.
+func TestCacheAnswersEqualUncached(t *testing.T) {
+	srv := testinflux.Shared(t)
+	cfg := config(t, srv)
+	cached := open(t, cfg)
+	ncfg := cfg
+	ncfg.OutboxDir = t.TempDir() + "/outbox2"
+	ncfg.CacheMaxRows = -1
+	uncached := open(t, ncfg)
+
+	r := rand.New(rand.NewSource(5))
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	writeOK(t, cached, randomOps(r, 1500, now.Add(-50*time.Hour), now))
+	writeOK(t, cached, randomOps(r, 200, now.Add(-9*24*time.Hour), now.Add(-8*24*time.Hour)))
+
+	check := func(phase string) {
+		t.Helper()
+		end := time.Now().UTC()
+		for _, w := range []tsdb.Window{
+			{Start: ptr(end.Add(-time.Hour)), End: end},
+			{Start: ptr(end.Add(-24 * time.Hour)), End: end},
+			{Start: ptr(end.Add(-7 * 24 * time.Hour)), End: end, ToolID: "b"},
+			{Start: ptr(end.Add(-30 * 24 * time.Hour)), End: end},
+			{End: end},
+			{End: end, ToolID: "c"},
+		} {
+			got, want := answers(t, cached, w), answers(t, uncached, w)
+			if got != want {
+				t.Fatalf("%s: window %v..%v %q: cached store answers\n%s\nuncached\n%s", phase, w.Start, w.End, w.ToolID, got, want)
+			}
+		}
+	}
+	check("cold")
+	if st := cached.Stats(); st.CacheHours < 24*8 {
+		t.Fatalf("after the first answers the cache holds %d hours, want the closed hours since the first operation", st.CacheHours)
+	}
+	check("warm")
+	now = time.Now().UTC().Truncate(time.Microsecond)
+	writeOK(t, cached, randomOps(r, 100, now.Add(-time.Minute), now))                     // the open hour
+	writeOK(t, cached, randomOps(r, 100, now.Add(-30*time.Hour), now.Add(-20*time.Hour))) // cached hours
+	writeOK(t, cached, randomOps(r, 10, now.Add(-12*24*time.Hour), now.Add(-11*24*time.Hour)))
+	check("after late writes")
+}
+
+// TestCacheDropsHoursOnDelivery: writes into closed, cached hours appear in
+// the next answer, also when the outbox delivers them after an outage.
+func TestCacheDropsHoursOnDelivery(t *testing.T) {
+	srv := testinflux.Start(t)
+	cfg := config(t, srv)
+	cfg.WriteTimeout = time.Second
+	cfg.CacheTTL = influx.CacheNoExpiry // only deliveries may drop hours
+	s := open(t, cfg)
+	ctx := context.Background()
+	hour := time.Date(2025, 5, 6, 7, 0, 0, 0, time.UTC)
+	w := tsdb.Window{Start: ptr(hour.Add(-2 * time.Hour)), End: hour.Add(3 * time.Hour)}
+	count := func() int64 {
+		t.Helper()
+		bd, err := s.Breakdown(ctx, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, m := range bd {
+			n += m.Count
+		}
+		tr, err := s.Trend(ctx, w, tsdb.Hourly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m int64
+		for _, b := range tr {
+			m += b.Count
+		}
+		if m != n {
+			t.Fatalf("trend counts %d, breakdown %d", m, n)
+		}
+		return n
+	}
+	sess := uuid.New()
+	writeOK(t, s, mkOps(10, sess, hour.Add(10*time.Minute)))
+	if n := count(); n != 10 {
+		t.Fatalf("count %d, want 10", n)
+	}
+	if st := s.Stats(); st.CacheHours == 0 {
+		t.Fatal("nothing cached")
+	}
+	writeOK(t, s, mkOps(5, sess, hour.Add(20*time.Minute)))
+	if n := count(); n != 15 {
+		t.Fatalf("after a write into a cached hour: count %d, want 15", n)
+	}
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	writeOK(t, s, mkOps(7, sess, hour.Add(30*time.Minute))) // into the outbox
+	if n := s.Stats().OutboxRecords; n == 0 {
+		t.Fatal("the write during the outage is not in the outbox")
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitDrained(t, s, 30*time.Second)
+	if n := count(); n != 22 {
+		t.Fatalf("after a delayed delivery: count %d, want 22", n)
+	}
+}
+
+// writeDirect writes line protocol to InfluxDB past the store, as another
+// replica would.
+func writeDirect(t *testing.T, srv *testinflux.Server, bucket, lp string) {
+	t.Helper()
+	u := srv.URL + "/api/v2/write?precision=ns&bucket=" + url.QueryEscape(bucket)
+	resp, err := http.Post(u, "text/plain", strings.NewReader(lp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("direct write: %s %s", resp.Status, body)
+	}
+}
+
+// TestCacheTTL: a write made to InfluxDB past this store (another
+// replica's) is in the answers once the TTL has run out after it; with
+// CacheNoExpiry it is not.
+func TestCacheTTL(t *testing.T) {
+	srv := testinflux.Shared(t)
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"ttl", 1500 * time.Millisecond}, {"no expiry", influx.CacheNoExpiry}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config(t, srv)
+			cfg.CacheTTL = tc.ttl
+			s := open(t, cfg)
+			ctx := context.Background()
+			hour := time.Date(2025, 5, 6, 7, 0, 0, 0, time.UTC)
+			w := tsdb.Window{Start: ptr(hour.Add(-time.Hour)), End: hour.Add(2 * time.Hour)}
+			count := func() int64 {
+				t.Helper()
+				bd, err := s.Breakdown(ctx, w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var n int64
+				for _, m := range bd {
+					n += m.Count
+				}
+				return n
+			}
+			writeOK(t, s, mkOps(10, uuid.New(), hour.Add(10*time.Minute)))
+			filled := time.Now()
+			if n := count(); n != 10 {
+				t.Fatalf("count %d, want 10", n)
+			}
+			other := uuid.New()
+			writeDirect(t, srv, cfg.Bucket, fmt.Sprintf(
+				"tool_operation,operation_mode=full,session_id=%s,tool_id=other-replica,tool_name=read id=\"%s\",parameters=\"{}\",response_time_ms=1.5,tokens_actual=1i,tokens_original=2i,tokens_prevented=1i %d\n",
+				other, uuid.New(), hour.Add(75*time.Minute).UnixNano()))
+			written := time.Now()
+			n := count()
+			if tc.ttl > 0 && time.Since(filled) < tc.ttl/2 && n != 10 {
+				// Not a rule (the answer may be fresher than the TTL), but
+				// here nothing could have read the hour again yet.
+				t.Errorf("right after the direct write: count %d, want the cached 10", n)
+			}
+			if tc.ttl < 0 {
+				time.Sleep(2 * time.Second)
+				if n := count(); n != 10 {
+					t.Errorf("without expiry: count %d after 2s, want the cached 10", n)
+				}
+				return
+			}
+			time.Sleep(time.Until(written.Add(tc.ttl)))
+			if n := count(); n != 11 {
+				t.Errorf("%v after the direct write (TTL %v): count %d, want 11", time.Since(written), tc.ttl, n)
+			}
+		})
+	}
+}
+
+// TestCacheBoundedRows: the cache never holds more rows than CacheMaxRows.
+func TestCacheBoundedRows(t *testing.T) {
+	srv := testinflux.Shared(t)
+	cfg := config(t, srv)
+	cfg.CacheMaxRows = 100
+	s := open(t, cfg)
+	r := rand.New(rand.NewSource(9))
+	from := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
+	ops := randomOps(r, 2000, from, from.Add(10*24*time.Hour))
+	writeOK(t, s, ops)
+	ncfg := config(t, srv)
+	ncfg.Bucket = cfg.Bucket
+	ncfg.CacheMaxRows = -1
+	ref := open(t, ncfg)
+	for d := 0; d < 10; d++ {
+		w := tsdb.Window{Start: ptr(from.AddDate(0, 0, d).Add(17 * time.Minute)), End: from.AddDate(0, 0, d+1)}
+		got, want := answers(t, s, w), answers(t, ref, w)
+		if got != want {
+			t.Fatalf("day %d: cached\n%s\nuncached\n%s", d, got, want)
+		}
+		if st := s.Stats(); st.CacheRows > cfg.CacheMaxRows {
+			t.Fatalf("cache holds %d rows, bound %d", st.CacheRows, cfg.CacheMaxRows)
+		}
+	}
+	if !reflect.DeepEqual(answers(t, s, tsdb.Window{End: from.AddDate(0, 0, 11)}), answers(t, ref, tsdb.Window{End: from.AddDate(0, 0, 11)})) {
+		t.Error("whole range: cached and uncached differ")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
