@@ -30,6 +30,7 @@ type config struct {
 	OutboxMaxBytes int64
 	WriteTimeout   time.Duration
 	QueryTimeout   time.Duration
+	CacheTTL       time.Duration
 	CostPer1K      float64
 	CORSOrigins    []string
 	LogLevel       slog.Level
@@ -124,6 +125,14 @@ func settings() []setting {
 				return errors.New("must be a positive duration such as 30s")
 			}
 			c.QueryTimeout = d
+			return nil
+		}},
+		{env: "OMNIMEMORY_INFLUX_CACHE_TTL", flag: "influx-cache-ttl", def: "5m", usage: "how long cached hourly InfluxDB aggregates are trusted before they are re-read (writes through this replica refresh them at once; 0: never re-read, for a single replica)", apply: func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return errors.New("must be a duration such as 5m, or 0")
+			}
+			c.CacheTTL = d
 			return nil
 		}},
 		{env: "OMNIMEMORY_COST_PER_1K_TOKENS", flag: "cost-per-1k-tokens", def: "0.015", usage: "USD per 1,000 tokens for every cost figure", apply: func(c *config, v string) error {

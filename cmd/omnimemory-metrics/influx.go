@@ -14,7 +14,12 @@ import (
 // openInflux opens the InfluxDB store. It does not need InfluxDB to be up:
 // writes wait in the outbox and /ready says 503 until it answers.
 func openInflux(ctx context.Context, cfg config, reg prometheus.Registerer, logger *slog.Logger) (tsdb.Store, error) {
+	ttl := cfg.CacheTTL
+	if ttl == 0 {
+		ttl = influx.CacheNoExpiry
+	}
 	s, err := influx.Open(ctx, influx.Config{
+		CacheTTL:       ttl,
 		URL:            cfg.InfluxURL,
 		Token:          cfg.InfluxToken,
 		Org:            cfg.InfluxOrg,
