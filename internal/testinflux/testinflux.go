@@ -35,6 +35,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/testtools"
 )
 
 // EnvBinary names the environment variable that may point at influxd.
@@ -42,7 +44,7 @@ const EnvBinary = "OMNIMEMORY_INFLUXD"
 
 // ErrNoBinary: no influxd binary was found. Start skips (or fails under CI)
 // on it; StartServer returns it wrapped.
-var ErrNoBinary = errors.New("influxd binary not found")
+var ErrNoBinary = testtools.ErrMissing
 
 // startTimeout bounds how long a start waits for /ping.
 const startTimeout = 60 * time.Second
@@ -65,43 +67,10 @@ type Server struct {
 	done chan struct{} // closed when cmd exits
 }
 
-// Binary answers the path of the influxd to run, or an error wrapping
-// ErrNoBinary naming where it looked.
+// Binary answers the path of the influxd to run ($OMNIMEMORY_INFLUXD, else
+// <module root>/.tools/bin/influxd), or an error wrapping ErrNoBinary.
 func Binary() (string, error) {
-	if p := os.Getenv(EnvBinary); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%w: $%s=%s: %v", ErrNoBinary, EnvBinary, p, err)
-		}
-		return p, nil
-	}
-	root, err := moduleRoot()
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNoBinary, err)
-	}
-	p := filepath.Join(root, ".tools", "bin", "influxd")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%w at %s (run scripts/provision.sh, or set $%s)", ErrNoBinary, p, EnvBinary)
-	}
-	return p, nil
-}
-
-// moduleRoot walks up from the working directory (a test runs in its
-// package's folder) to the folder holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
+	return testtools.Find("influxd")
 }
 
 // Start starts a server for t and stops it when t ends. Without a binary it
@@ -122,10 +91,7 @@ func Start(t testing.TB) *Server {
 
 func skipOrFatal(t testing.TB, err error) {
 	t.Helper()
-	if errors.Is(err, ErrNoBinary) && os.Getenv("CI") != "true" {
-		t.Skipf("testinflux: %v; run scripts/provision.sh to run this test", err)
-	}
-	t.Fatalf("testinflux: %v", err)
+	testtools.SkipOrFatal(t, fmt.Errorf("testinflux: %w", err))
 }
 
 // StartServer starts influxd in a new temporary directory and waits until it
