@@ -36,6 +36,17 @@ func percent(part, whole int64) float64 {
 	return round(float64(part)/float64(whole)*100, 2)
 }
 
+// relative answers (cur - prev) / |prev| * 100 to two decimals, nil when
+// prev is 0 (no change can be said relative to nothing). Dividing by the
+// magnitude keeps the sign of the change: from -100 to -50 is +50 %.
+func relative(cur, prev float64) *float64 {
+	if prev == 0 {
+		return nil
+	}
+	r := round((cur-prev)/math.Abs(prev)*100, 2)
+	return &r
+}
+
 // mean answers sum/n, 0 when n is 0.
 func mean(sum float64, n int64) float64 {
 	if n == 0 {

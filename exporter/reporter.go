@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -178,8 +179,8 @@ type TrendPoint struct {
 	Operations      int64   `json:"operations"`
 }
 
-// APISavings is the answer of GET /metrics/api-savings.
-type APISavings struct {
+// PeriodSavings are the priced figures of one period of APISavings.
+type PeriodSavings struct {
 	APICostBaseline      float64            `json:"api_cost_baseline"`
 	APICostActual        float64            `json:"api_cost_actual"`
 	TotalCostSaved       float64            `json:"total_cost_saved"`
@@ -189,19 +190,109 @@ type APISavings struct {
 	TotalOperations      int64              `json:"total_operations"`
 	BreakdownByTool      ToolSavings        `json:"breakdown_by_tool"`
 	BreakdownByMode      map[string]Savings `json:"breakdown_by_mode"`
-	Trends               []TrendPoint       `json:"trends"`
-	TimeRange            string             `json:"time_range"`
-	CalculatedAt         string             `json:"calculated_at"`
 }
+
+// APISavings is the answer of GET /metrics/api-savings. PreviousPeriod and
+// Change are set only when the answer is compared (see CompareAPISavings).
+type APISavings struct {
+	PeriodSavings
+	Trends         []TrendPoint    `json:"trends"`
+	TimeRange      string          `json:"time_range"`
+	CalculatedAt   string          `json:"calculated_at"`
+	PreviousPeriod *PreviousPeriod `json:"previous_period,omitempty"`
+	Change         *SavingsChange  `json:"change,omitempty"`
+}
+
+// PreviousPeriod is the period of the same length that ends where the
+// current one starts: [Start, End), End being the current period's start.
+type PreviousPeriod struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+	PeriodSavings
+}
+
+// Change is how a figure moved from the previous period to the current one:
+// Absolute = current - previous, Percent = Absolute / previous * 100 to two
+// decimals, nil (JSON null) when previous is 0.
+type Change[T float64 | int64] struct {
+	Absolute T        `json:"absolute"`
+	Percent  *float64 `json:"percent"`
+}
+
+// SavingsChange is the Change of every total of APISavings. Money changes
+// are rounded as money is; the savings percentage's Absolute is in
+// percentage points, to two decimals.
+type SavingsChange struct {
+	APICostBaseline      Change[float64] `json:"api_cost_baseline"`
+	APICostActual        Change[float64] `json:"api_cost_actual"`
+	TotalCostSaved       Change[float64] `json:"total_cost_saved"`
+	SavingsPercentage    Change[float64] `json:"savings_percentage"`
+	TotalTokensProcessed Change[int64]   `json:"total_tokens_processed"`
+	TotalTokensPrevented Change[int64]   `json:"total_tokens_prevented"`
+	TotalOperations      Change[int64]   `json:"total_operations"`
+}
+
+// ErrUnboundedRange: a comparison was asked of a range without a lower
+// bound ("all"), which has no previous period.
+var ErrUnboundedRange = errors.New("time range has no lower bound")
 
 // APISavings answers the priced savings of r for toolID (all when empty),
 // with zero-filled trend buckets that sum to the totals.
 func (rep *Reporter) APISavings(ctx context.Context, r TimeRange, toolID string) (APISavings, error) {
-	now := rep.now().UTC()
+	return rep.apiSavings(ctx, r, toolID, rep.now().UTC(), false)
+}
+
+// CompareAPISavings answers APISavings with the figures of the previous
+// period of the same length, [now - 2*range, now - range), and the change of
+// every total from it. Now is taken to the microsecond, the stores'
+// precision, so that the boundary falls on an instant an operation can have
+// and every operation counts in exactly one period. A range without a lower
+// bound ("all") is ErrUnboundedRange.
+func (rep *Reporter) CompareAPISavings(ctx context.Context, r TimeRange, toolID string) (APISavings, error) {
+	if r.Duration <= 0 {
+		return APISavings{}, fmt.Errorf("compare %s: %w", r.Name, ErrUnboundedRange)
+	}
+	return rep.apiSavings(ctx, r, toolID, rep.now().UTC().Truncate(time.Microsecond), true)
+}
+
+// apiSavings answers the savings of r ending at now, compared with the
+// previous period when compare is set.
+func (rep *Reporter) apiSavings(ctx context.Context, r TimeRange, toolID string, now time.Time, compare bool) (APISavings, error) {
 	w := window(r, toolID, now)
+	current, err := rep.periodSavings(ctx, w)
+	if err != nil {
+		return APISavings{}, err
+	}
+	trends, err := rep.trends(ctx, r, w, now)
+	if err != nil {
+		return APISavings{}, err
+	}
+	out := APISavings{
+		PeriodSavings: current,
+		Trends:        trends,
+		TimeRange:     r.Name,
+		CalculatedAt:  FormatTime(now),
+	}
+	if !compare {
+		return out, nil
+	}
+	// The store's windows are inclusive: the previous one ends a
+	// microsecond before the current one starts.
+	start, end := now.Add(-2*r.Duration), *w.Start
+	previous, err := rep.periodSavings(ctx, tsdb.Window{ToolID: toolID, Start: &start, End: end.Add(-time.Microsecond)})
+	if err != nil {
+		return APISavings{}, fmt.Errorf("previous period: %w", err)
+	}
+	out.PreviousPeriod = &PreviousPeriod{Start: FormatTime(start), End: FormatTime(end), PeriodSavings: previous}
+	out.Change = savingsChange(current, previous)
+	return out, nil
+}
+
+// periodSavings answers the priced totals and breakdowns of the operations in w.
+func (rep *Reporter) periodSavings(ctx context.Context, w tsdb.Window) (PeriodSavings, error) {
 	rows, err := rep.store.Breakdown(ctx, w)
 	if err != nil {
-		return APISavings{}, fmt.Errorf("savings breakdown: %w", err)
+		return PeriodSavings{}, fmt.Errorf("savings breakdown: %w", err)
 	}
 	var all, read, search tsdb.Totals
 	modes := map[string]tsdb.Totals{}
@@ -217,11 +308,7 @@ func (rep *Reporter) APISavings(ctx context.Context, r TimeRange, toolID string)
 		m.Add(row.Totals)
 		modes[row.OperationMode] = m
 	}
-	trends, err := rep.trends(ctx, r, w, now)
-	if err != nil {
-		return APISavings{}, err
-	}
-	out := APISavings{
+	out := PeriodSavings{
 		APICostBaseline:      rep.pricing.Cost(all.TokensOriginal),
 		APICostActual:        rep.pricing.Cost(all.TokensActual),
 		TotalCostSaved:       rep.pricing.Cost(all.TokensPrevented),
@@ -231,14 +318,33 @@ func (rep *Reporter) APISavings(ctx context.Context, r TimeRange, toolID string)
 		TotalOperations:      all.Count,
 		BreakdownByTool:      ToolSavings{Read: rep.savings(read), Search: rep.savings(search)},
 		BreakdownByMode:      make(map[string]Savings, len(modes)),
-		Trends:               trends,
-		TimeRange:            r.Name,
-		CalculatedAt:         FormatTime(now),
 	}
 	for mode, t := range modes {
 		out.BreakdownByMode[mode] = rep.savings(t)
 	}
 	return out, nil
+}
+
+// savingsChange answers how every total moved from prev to cur.
+func savingsChange(cur, prev PeriodSavings) *SavingsChange {
+	money := func(c, p float64) Change[float64] {
+		return Change[float64]{Absolute: round(c-p, 9), Percent: relative(c, p)}
+	}
+	count := func(c, p int64) Change[int64] {
+		return Change[int64]{Absolute: c - p, Percent: relative(float64(c), float64(p))}
+	}
+	return &SavingsChange{
+		APICostBaseline: money(cur.APICostBaseline, prev.APICostBaseline),
+		APICostActual:   money(cur.APICostActual, prev.APICostActual),
+		TotalCostSaved:  money(cur.TotalCostSaved, prev.TotalCostSaved),
+		SavingsPercentage: Change[float64]{
+			Absolute: round(cur.SavingsPercentage-prev.SavingsPercentage, 2),
+			Percent:  relative(cur.SavingsPercentage, prev.SavingsPercentage),
+		},
+		TotalTokensProcessed: count(cur.TotalTokensProcessed, prev.TotalTokensProcessed),
+		TotalTokensPrevented: count(cur.TotalTokensPrevented, prev.TotalTokensPrevented),
+		TotalOperations:      count(cur.TotalOperations, prev.TotalOperations),
+	}
 }
 
 func (rep *Reporter) savings(t tsdb.Totals) Savings {

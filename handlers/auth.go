@@ -8,8 +8,9 @@ import (
 )
 
 // requireToken answers 401 to a request without "Authorization: Bearer
-// <token>", except for /health, /ready, CORS preflight and, when
-// metricsPublic, /metrics. An empty token turns the check off. Tokens are
+// <token>", except for /health, /ready, CORS preflight, the documents that
+// hold no data (/openapi.json, the built-in page at / and its assets under
+// /ui/) and, when metricsPublic, /metrics. An empty token turns the check off. Tokens are
 // compared in constant time (over their SHA-256, so that the length of the
 // token leaks nothing either).
 func requireToken(token string, metricsPublic bool, next http.Handler) http.Handler {
@@ -20,6 +21,7 @@ func requireToken(token string, metricsPublic bool, next http.Handler) http.Hand
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodOptions, r.URL.Path == "/health", r.URL.Path == "/ready",
+			r.URL.Path == "/openapi.json", r.URL.Path == "/", strings.HasPrefix(r.URL.Path, "/ui/"),
 			metricsPublic && r.URL.Path == "/metrics":
 			next.ServeHTTP(w, r)
 			return

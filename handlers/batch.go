@@ -61,19 +61,36 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 	if err != nil {
 		return nil, err
 	}
-	items := body.array("operations", 1, MaxBatchOperations)
+	// One pass decodes every item into its fields; an item that is not an
+	// object fails that pass, and the items are then taken one by one so
+	// that the 422 names each bad one.
+	var items []map[string]json.RawMessage
+	if v := body.raw("operations", false); v != nil && v[0] == '[' && json.Unmarshal(v, &items) == nil {
+		if len(items) < 1 || len(items) > MaxBatchOperations {
+			items = nil
+			body.array("operations", 1, MaxBatchOperations) // reports the length
+		}
+	} else {
+		raws := body.array("operations", 1, MaxBatchOperations)
+		items = make([]map[string]json.RawMessage, len(raws))
+		for i, raw := range raws {
+			if item, err := decodeObject(raw); err == nil {
+				items[i] = item.fields
+			}
+		}
+	}
 	if err := body.err(); err != nil {
 		return nil, err
 	}
 	ops := make([]tsdb.Operation, 0, len(items))
 	var errs []FieldError
-	for i, raw := range items {
+	for i, fields := range items {
 		loc := []any{"body", "operations", i}
-		item, err := decodeObject(raw)
-		if err != nil {
+		if fields == nil { // not an object (null included)
 			errs = append(errs, FieldError{Loc: loc, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"})
 			continue
 		}
+		item := &object{fields: fields}
 		item.loc = loc
 		itemKey := ""
 		if key != "" {

@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
 // MaxBodyBytes bounds every request body (1 MiB) but a batch's; larger
@@ -20,7 +22,7 @@ import (
 const MaxBodyBytes = 1 << 20
 
 // maxParameterDepth bounds the nesting of an operation's parameters object.
-const maxParameterDepth = 32
+const maxParameterDepth = tsdb.MaxParameterDepth
 
 // readBody reads the whole body, already capped by the body-limit middleware.
 func readBody(r *http.Request) ([]byte, error) {
@@ -104,12 +106,14 @@ func (o *object) str(name string, required, nonEmpty bool, maxLen int) *string {
 	if v == nil {
 		return nil
 	}
-	if v[0] != '"' {
+	if v[0] != '"' || len(v) < 2 {
 		o.fail(name, "Input should be a valid string", "string_type")
 		return nil
 	}
 	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
+	if inner := v[1 : len(v)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		s = string(inner) // no escapes: the text between the quotes is the string
+	} else if err := json.Unmarshal(v, &s); err != nil {
 		o.fail(name, "Input should be a valid string", "string_type")
 		return nil
 	}
@@ -245,13 +249,7 @@ func (o *object) uuidField(name string, required bool) (id *uuid.UUID, bad bool)
 }
 
 // parseUUID accepts only the canonical 8-4-4-4-12 form, in any case.
-func parseUUID(s string) (uuid.UUID, bool) {
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return uuid.UUID{}, false
-	}
-	u, err := uuid.Parse(s)
-	return u, err == nil
-}
+func parseUUID(s string) (uuid.UUID, bool) { return tsdb.ParseUUID(s) }
 
 // isJSONNumber reports whether s is a JSON number literal (the raw value of
 // a field: strings, booleans, arrays and objects are not).
@@ -260,27 +258,4 @@ func isJSONNumber(s string) bool {
 }
 
 // depth answers the deepest nesting of arrays and objects in a JSON value.
-func depth(v []byte) int {
-	d, deepest := 0, 0
-	inString, escaped := false, false
-	for _, c := range v {
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			if c == '\\' {
-				escaped = true
-			} else if c == '"' {
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			d++
-			deepest = max(deepest, d)
-		case c == '}' || c == ']':
-			d--
-		}
-	}
-	return deepest
-}
+func depth(v []byte) int { return tsdb.JSONDepth(v) }

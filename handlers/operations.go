@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -17,10 +18,10 @@ import (
 
 // MaxClockSkew is how far ahead of the server's clock a created_at may be
 // and still be taken (as now).
-const MaxClockSkew = 5 * time.Minute
+const MaxClockSkew = tsdb.MaxClockSkew
 
 // maxToolIDLength bounds tool_id, in characters.
-const maxToolIDLength = 100
+const maxToolIDLength = tsdb.MaxToolIDLength
 
 const invalidSessionID = "Invalid session_id format: must be a valid UUID"
 
@@ -74,9 +75,9 @@ func decodeOperation(o *object, now time.Time, key string) (tsdb.Operation, erro
 	var tokensPrevented int64
 	if original != nil && actual != nil {
 		diff := *original - *actual // both >= 0: cannot overflow
-		tokensPrevented = max(diff, 0)
+		tokensPrevented = tsdb.DefaultTokensPrevented(*original, *actual)
 		if prevented != nil {
-			if *prevented != diff && *prevented != max(diff, 0) {
+			if !tsdb.ValidTokensPrevented(*original, *actual, *prevented) {
 				o.fail("tokens_prevented", fmt.Sprintf(
 					"Value error, tokens_prevented must equal tokens_original - tokens_actual (%d) or max(0, tokens_original - tokens_actual)", diff),
 					"value_error")
@@ -138,16 +139,12 @@ func (o *object) timestamp(name string, now time.Time) time.Time {
 		o.fail(name, "Input should be a valid RFC 3339 datetime with a time zone offset", "datetime_parsing")
 		return now
 	}
-	t = t.UTC().Truncate(time.Microsecond)
-	if t.Year() < 1970 {
+	t, err = tsdb.CheckCreatedAt(t, now)
+	switch {
+	case errors.Is(err, tsdb.ErrCreatedAtTooOld):
 		o.fail(name, "Input should be a datetime in or after 1970", "datetime_too_old")
-		return now
-	}
-	if t.After(now) {
-		if t.Sub(now) > MaxClockSkew {
-			o.fail(name, fmt.Sprintf("Input should not be more than %s ahead of the server's clock", MaxClockSkew), "datetime_future")
-		}
-		return now
+	case errors.Is(err, tsdb.ErrCreatedAtFuture):
+		o.fail(name, fmt.Sprintf("Input should not be more than %s ahead of the server's clock", MaxClockSkew), "datetime_future")
 	}
 	return t
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/ui"
 )
 
 // Options are what the HTTP layer serves from.
@@ -40,8 +41,9 @@ type Options struct {
 	// TracerProvider makes a span for every request (no-op when nil).
 	TracerProvider trace.TracerProvider
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
-	// every endpoint but /health, /ready and CORS preflight, and on /metrics
-	// unless MetricsPublic.
+	// every endpoint but /health, /ready, CORS preflight and the documents
+	// without data (/openapi.json, the page at / and its assets under /ui/),
+	// and on /metrics unless MetricsPublic.
 	APIToken      string
 	MetricsPublic bool
 }
@@ -81,6 +83,7 @@ func New(opts Options) http.Handler {
 	route(http.MethodPost, "/track/tool-operation", a.trackOperation)
 	route(http.MethodPost, "/track/tool-operations", a.trackOperations)
 	route(http.MethodGet, "/metrics/tool-operations", a.queryOperations)
+	route(http.MethodGet, "/metrics/tool-operations/export", newOperationExport(a).serve)
 	route(http.MethodGet, "/metrics/tool-breakdown", a.toolBreakdown)
 	route(http.MethodGet, "/metrics/api-savings", a.apiSavings)
 	route(http.MethodPost, "/sessions/start", a.startSession)
@@ -91,6 +94,10 @@ func New(opts Options) http.Handler {
 	route(http.MethodGet, "/sessions/{id}", a.getSession)
 	route(http.MethodGet, "/health", a.health)
 	route(http.MethodGet, "/ready", a.ready)
+	route(http.MethodGet, "/openapi.json", openAPI)
+	page := ui.New() // the built-in page; any other path under /ui/ is a 404
+	route(http.MethodGet, "/", page.ServeHTTP)
+	route(http.MethodGet, ui.AssetPrefix+"{asset}", page.ServeHTTP)
 	r.Handle("/metrics", inst.wrap("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
@@ -102,8 +109,16 @@ func New(opts Options) http.Handler {
 	r.MethodNotAllowedHandler = inst.wrap("unmatched", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"detail": "Method Not Allowed"})
 	}))
-	return otelhttp.NewHandler(recoverer(logger, cors(opts.CORSOrigins, limitBody(requireToken(opts.APIToken, opts.MetricsPublic, r)))), "http.request",
-		otelhttp.WithTracerProvider(opts.TracerProvider))
+	return routed{Handler: otelhttp.NewHandler(recoverer(logger, cors(opts.CORSOrigins, limitBody(requireToken(opts.APIToken, opts.MetricsPublic, r)))), "http.request",
+		otelhttp.WithTracerProvider(opts.TracerProvider)), router: r}
+}
+
+// routed is the handler New answers, with the router it dispatches to, so
+// that tests can list the routes (and check the OpenAPI document names
+// exactly them).
+type routed struct {
+	http.Handler
+	router *mux.Router
 }
 
 // health serves GET /health: the process serves.

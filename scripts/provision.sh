@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # provision.sh installs the pinned test tools (influxd, prometheus, promtool)
-# into <repo>/.tools/bin, only when missing or of another version. Each tool has
+# into <repo>/.tools/bin, only when missing or of another version, and
+# Debian's chromium (/usr/bin/chromium, for the browser test of the built-in
+# page) when it is missing. Each tool has
 # a stamp file (.tools/stamps/<tool>) holding the version it was built from,
 # since `go install` leaves no usable version string in these binaries.
 #
@@ -32,40 +34,93 @@ installed() {
 	[[ -x "$BIN/$1" && -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]
 }
 
-# install VERSION PKG NAME...: go install PKG@VERSION into a temporary GOBIN,
-# then move every NAME into $BIN and stamp it.
+# install VERSION LDFLAGS PKG NAME...: go install PKG@VERSION (linked with
+# LDFLAGS) into a temporary GOBIN, then move every NAME into $BIN and stamp
+# it with VERSION and LDFLAGS.
 install() {
-	local version="$1" pkg="$2"
-	shift 2
+	local version="$1" ldflags="$2" pkg="$3"
+	shift 3
 	local tmp
 	tmp="$(mktemp -d "$TOOLS/.install.XXXXXX")"
 	CLEANUP+=("$tmp")
-	(cd "$tmp" && GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install "$pkg@$version")
+	(cd "$tmp" && GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install -ldflags="$ldflags" "$pkg@$version")
 	local name
 	for name in "$@"; do
 		[[ -x "$tmp/$name" ]] || { echo "provision: $pkg@$version built no $name" >&2; return 1; }
 		rm -f "$STAMPS/$name"
 		mv -f "$tmp/$name" "$BIN/$name" # same filesystem: an atomic rename
-		printf '%s\n' "$version" >"$STAMPS/$name.tmp"
+		printf '%s\n' "$(stamp "$version" "$ldflags")" >"$STAMPS/$name.tmp"
 		mv -f "$STAMPS/$name.tmp" "$STAMPS/$name"
 	done
 	rm -rf "$tmp"
 }
 
-# tool NAME VERSION PKG: install NAME unless present at VERSION; one line out.
+# stamp VERSION LDFLAGS: what a stamp file holds.
+stamp() { if [[ -n "$2" ]]; then printf '%s %s' "$1" "$2"; else printf '%s' "$1"; fi; }
+
+# tool NAME VERSION PKG [LDFLAGS]: install NAME unless present at VERSION
+# (and LDFLAGS); one line out.
 tool() {
-	local name="$1" version="$2" pkg="$3"
-	if installed "$name" "$version"; then
+	local name="$1" version="$2" pkg="$3" ldflags="${4:-}"
+	if installed "$name" "$(stamp "$version" "$ldflags")"; then
 		echo "$name $version: present ($BIN/$name)"
 		return
 	fi
 	local start=$SECONDS
-	install "$version" "$pkg" "$name"
+	install "$version" "$ldflags" "$pkg" "$name"
 	echo "$name $version: installed in $((SECONDS - start))s ($BIN/$name)"
 }
 
 command -v go >/dev/null || { echo "provision: go is not on PATH" >&2; exit 1; }
 
-tool influxd "$INFLUXD_VERSION" github.com/influxdata/influxdb/cmd/influxd
+# influxd with its version set, as release builds have it: its answers carry
+# X-Influxdb-Version, from which the store picks InfluxQL (1.x) or Flux (2.x)
+# for its aggregates.
+tool influxd "$INFLUXD_VERSION" github.com/influxdata/influxdb/cmd/influxd "-X main.version=${INFLUXD_VERSION#v}"
 tool promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool
 tool prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus
+
+# provision_chromium: Debian's chromium package, installed with apt-get when
+# /usr/bin/chromium is missing, as root or through passwordless sudo;
+# otherwise one line says how, and the browser test skips (fails under
+# CI=true). $OMNIMEMORY_CHROMIUM names another browser and is only checked.
+provision_chromium() {
+	if [[ -n "${OMNIMEMORY_CHROMIUM:-}" ]]; then
+		if [[ -x "$OMNIMEMORY_CHROMIUM" ]]; then
+			echo "chromium: present (\$OMNIMEMORY_CHROMIUM=$OMNIMEMORY_CHROMIUM)"
+		else
+			echo "provision: \$OMNIMEMORY_CHROMIUM=$OMNIMEMORY_CHROMIUM is not an executable; the browser test will not run" >&2
+		fi
+		return
+	fi
+	local path=/usr/bin/chromium
+	if [[ -x "$path" ]]; then
+		echo "chromium: present ($path)"
+		return
+	fi
+	local sudo=()
+	if [[ "$(id -u)" != 0 ]]; then
+		if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+			sudo=(sudo -n)
+		else
+			echo "provision: chromium is missing and installing it needs root: run 'apt-get install -y --no-install-recommends chromium' as root (or set OMNIMEMORY_CHROMIUM to a Chromium binary); until then the browser test skips (fails under CI=true)" >&2
+			return
+		fi
+	fi
+	command -v apt-get >/dev/null || {
+		echo "provision: chromium is missing and there is no apt-get: install Chromium and set OMNIMEMORY_CHROMIUM to its binary" >&2
+		return
+	}
+	local start=$SECONDS
+	local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0)
+	# The package lists may be missing or old on a new machine: update them
+	# only when the install fails without.
+	if ! "${apt[@]}" install -y --no-install-recommends chromium >/dev/null 2>&1; then
+		"${apt[@]}" update
+		"${apt[@]}" install -y --no-install-recommends chromium >/dev/null
+	fi
+	[[ -x "$path" ]] || { echo "provision: apt-get installed chromium but there is no $path" >&2; return 1; }
+	echo "chromium: installed in $((SECONDS - start))s ($path)"
+}
+
+provision_chromium

@@ -37,7 +37,7 @@ go test "${race[@]}" -count=1 -timeout 30m ./... "$@"
 # corpus (handlers/testdata/fuzz); a crasher fails the run and is written
 # there as a new seed.
 fuzztime="${OMNIMEMORY_FUZZTIME:-15s}"
-for target in FuzzDecodeOperation FuzzDecodeBatch FuzzOperationFilter FuzzHandlers; do
+for target in FuzzDecodeOperation FuzzDecodeBatch FuzzDecodeBatchSameAsOneByOne FuzzOperationFilter FuzzHandlers; do
 	echo "== fuzz $target for $fuzztime"
 	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" ./handlers/
 done

@@ -48,6 +48,21 @@ func (t *tracedStore) QueryOperations(ctx context.Context, f OperationFilter) (p
 	return t.next.QueryOperations(ctx, f)
 }
 
+// ExportOperations is one span for the whole export, with the number of
+// operations handed to fn.
+func (t *tracedStore) ExportOperations(ctx context.Context, f OperationFilter, fn func(*Operation) error) (err error) {
+	ctx, span := t.start(ctx, "ExportOperations")
+	n := 0
+	defer func() {
+		span.SetAttributes(attribute.Int("omnimemory.export.operations", n))
+		end(span, err)
+	}()
+	return t.next.ExportOperations(ctx, f, func(op *Operation) error {
+		n++
+		return fn(op)
+	})
+}
+
 func (t *tracedStore) Breakdown(ctx context.Context, w Window) (m []ModeTotals, err error) {
 	ctx, span := t.start(ctx, "Breakdown")
 	defer func() { end(span, err) }()

@@ -226,6 +226,14 @@ type Store interface {
 	// QueryOperations answers one page of operations matching f.
 	QueryOperations(ctx context.Context, f OperationFilter) (OperationPage, error)
 
+	// ExportOperations hands fn every operation matching f (its Limit and
+	// Offset are ignored), oldest first: created_at ascending, ties by id
+	// ascending. It holds a bounded number of operations at a time however
+	// many match, so that exporting millions costs constant memory. fn may
+	// not keep op after it returns. ExportOperations stops at the first
+	// error of fn and answers it unwrapped, and stops when ctx ends.
+	ExportOperations(ctx context.Context, f OperationFilter, fn func(op *Operation) error) error
+
 	// Breakdown answers the totals of every (tool name, mode) pair with at
 	// least one operation in w, in no particular order (an empty, non-nil
 	// slice when there is none).

@@ -33,6 +33,7 @@ type benchConfig struct {
 	RawBudget        time.Duration `json:"raw_budget_ns"`
 	Stores           []string      `json:"stores"`
 	Seed             uint64        `json:"seed"`
+	Scatter          bool          `json:"scatter"`
 	JSONPath         string        `json:"-"`
 	ServiceBin       string        `json:"-"`
 	Keep             bool          `json:"-"`
@@ -56,6 +57,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.DurationVar(&c.RawBudget, "raw-budget", 5*time.Second, "time bound per window of the raw-SQL reference")
 	fs.StringVar(&stores, "stores", "sqlite,influxdb", "stores to benchmark: sqlite, influxdb or both")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the generated operations")
+	fs.BoolVar(&c.Scatter, "scatter", false, "batch phase: spread every batch over the whole 30 days (the worst case for the stores' time indexes) instead of sending the 30 days in time order, oldest first, as live traffic and an import do")
 	fs.StringVar(&c.JSONPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&c.ServiceBin, "service-bin", "", "use this omnimemory-metrics binary instead of building one")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the temporary folder (databases, logs)")
@@ -384,6 +386,9 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	end := time.Now()
 	gen := newGenerator(cfg.Seed, end, 30*24*time.Hour)
 	nBatches := (cfg.Ops + int64(cfg.Batch) - 1) / int64(cfg.Batch)
+	if !cfg.Scatter {
+		gen.slices = nBatches
+	}
 	sizeOf := func(seq int64) int { return int(min(int64(cfg.Batch), cfg.Ops-seq*int64(cfg.Batch))) }
 	buildJSON := func(b []byte, seq int64, n int) []byte { return gen.appendBatchJSON(b, cfg.Seed, seq, n) }
 	step("batch ingest on %s: %s operations over 30 days, %d per request, %d connections", label, thousands(cfg.Ops), cfg.Batch, cfg.BatchConnections)

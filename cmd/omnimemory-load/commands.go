@@ -21,6 +21,7 @@ func ingestCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	batch := fs.Int("batch", 0, "operations per request to POST /track/tool-operations (1..5000); 0: one per request to POST /track/tool-operation")
 	duration := fs.Duration("duration", 10*time.Minute, "time bound")
 	spread := fs.Duration("spread", 30*24*time.Hour, "batches: created_at is uniform over this span before now")
+	scatter := fs.Bool("scatter", false, "batches: spread every batch over the whole span instead of sending the span in time order, oldest first")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the generated operations")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,6 +55,9 @@ func ingestCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		c := newClient(*conns, 2*time.Minute)
 		defer c.CloseIdleConnections()
 		gen := newGenerator(*seed, time.Now(), *spread)
+		if !*scatter {
+			gen.slices = (*ops + int64(n) - 1) / int64(n)
+		}
 		sizeOf := func(seq int64) int { return int(min(int64(n), *ops-seq*int64(n))) }
 		build := func(b []byte, seq int64, k int) []byte { return gen.appendBatchJSON(b, *seed, seq, k) }
 		res = runLoad(ctx, loadSpec{

@@ -58,6 +58,11 @@ type generator struct {
 	sessions [][]string // per client
 	span     time.Duration
 	end      time.Time // created_at is uniform in [end-span, end); zero end: no created_at
+	// slices, when > 0, orders batches in time: batch i's created_at is
+	// uniform in the i-th of slices equal parts of the span (the oldest
+	// first), as operations arrive live and as an import reads them; 0
+	// scatters every batch over the whole span.
+	slices int64
 }
 
 func newGenerator(seed uint64, end time.Time, span time.Duration) *generator {
@@ -97,8 +102,8 @@ func uuidString(r *rand.Rand) string {
 	return string(s[:])
 }
 
-// next draws one operation.
-func (g *generator) next(r *rand.Rand) op {
+// next draws one operation of batch i.
+func (g *generator) next(r *rand.Rand, i int64) op {
 	c := r.IntN(len(clients))
 	o := op{SessionID: g.sessions[c][r.IntN(sessionsPerClient)], ToolID: clients[c]}
 	if r.IntN(100) < 70 {
@@ -128,7 +133,12 @@ func (g *generator) next(r *rand.Rand) op {
 		o.TokensActual = o.TokensOriginal + r.Int64N(500)
 	}
 	if !g.end.IsZero() {
-		o.CreatedAt = g.end.Add(-g.span).UnixMicro() + r.Int64N(g.span.Microseconds())
+		from, width := g.end.Add(-g.span).UnixMicro(), g.span.Microseconds()
+		if g.slices > 0 {
+			i %= g.slices
+			from, width = from+width*i/g.slices, width*(i+1)/g.slices-width*i/g.slices
+		}
+		o.CreatedAt = from + r.Int64N(max(width, 1))
 	}
 	return o
 }
@@ -181,7 +191,7 @@ func (g *generator) appendBatchJSON(b []byte, seed uint64, i int64, n int) []byt
 		if k > 0 {
 			b = append(b, ',')
 		}
-		o := g.next(r)
+		o := g.next(r, i)
 		b = o.appendJSON(b)
 	}
 	return append(b, "]}\n"...)
@@ -235,7 +245,7 @@ func (g *generator) appendBatchLines(b []byte, seed uint64, i int64, n int) []by
 	r := batchRand(seed, i)
 	ids := rand.New(rand.NewPCG(seed, uint64(i)^0xfeed))
 	for k := range n {
-		o := g.next(r)
+		o := g.next(r, i)
 		b = o.appendLine(b, uuidString(ids), int64(k%1000))
 	}
 	return b

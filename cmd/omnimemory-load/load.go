@@ -275,7 +275,7 @@ func singleBodies(seed uint64, n int) [][]byte {
 	r := batchRand(seed, -1)
 	out := make([][]byte, n)
 	for i := range out {
-		o := g.next(r)
+		o := g.next(r, 0)
 		out[i] = o.appendJSON(nil)
 	}
 	return out

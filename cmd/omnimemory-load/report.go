@@ -263,8 +263,8 @@ func renderMarkdown(w io.Writer, res *benchResults) error {
 	if res.Command != "" {
 		fmt.Fprintf(&b, "- Command: `%s`\n", strings.TrimSpace(res.Command))
 	}
-	fmt.Fprintf(&b, "- Sizes: single ops %d connections for %s each; %s operations seeded in batches of %d on %d connections, created_at uniform over the last 30 days; %d requests per query range (at most %s each)\n",
-		cfg.Connections, cfg.Duration, thousands(cfg.Ops), cfg.Batch, cfg.BatchConnections, cfg.Requests, cfg.QueryBudget)
+	fmt.Fprintf(&b, "- Sizes: single ops %d connections for %s each; %s operations seeded in batches of %d on %d connections, created_at over the last 30 days %s; %d requests per query range (at most %s each)\n",
+		cfg.Connections, cfg.Duration, thousands(cfg.Ops), cfg.Batch, cfg.BatchConnections, seedOrder(cfg.Scatter), cfg.Requests, cfg.QueryBudget)
 	if cfg.Ops != targetQueryAtOps {
 		fmt.Fprintf(&b, "- Note: the query target is set for %s operations; this run seeded %s\n", thousands(targetQueryAtOps), thousands(cfg.Ops))
 	}
@@ -310,4 +310,12 @@ func dash(s string) string {
 		return "—"
 	}
 	return s
+}
+
+// seedOrder says how the batch phase spread created_at.
+func seedOrder(scatter bool) string {
+	if scatter {
+		return "(every batch scattered over all 30 days: --scatter)"
+	}
+	return "(in time order, oldest first, each batch a 1/n slice, as live traffic and an import send them)"
 }

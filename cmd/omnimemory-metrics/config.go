@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -200,41 +201,57 @@ func settings() []setting {
 // (getenv): a flag wins over its variable, which wins over the default. The
 // error names the setting and never echoes a secret.
 func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (config, error) {
-	all := settings()
 	fs := flag.NewFlagSet("omnimemory-metrics", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
-	values := make([]*string, len(all))
-	for i, s := range all {
-		values[i] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
-	}
+	resolve := settingFlags(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var c config
-	for i, s := range all {
-		v, source := s.def, ""
-		if e, ok := lookup(getenv, s.env); ok {
-			v, source = e, s.env
-		}
-		if set[s.flag] {
-			v, source = *values[i], "--"+s.flag
-		}
-		if err := s.apply(&c, v); err != nil {
-			if source == "" {
-				source = s.env
-			}
-			if s.secret {
-				return config{}, fmt.Errorf("invalid %s: %v", source, err)
-			}
-			return config{}, fmt.Errorf("invalid %s=%q: %v", source, v, err)
+	return resolve()
+}
+
+// settingFlags defines on fs the flag of each setting named in only (of
+// every setting when only is empty), and answers the function that reads
+// those settings once fs is parsed; settings not named keep their zero
+// value. Subcommands use it to take the settings they share with serving.
+func settingFlags(fs *flag.FlagSet, getenv func(string) string, only ...string) func() (config, error) {
+	var all []setting
+	for _, s := range settings() {
+		if len(only) == 0 || slices.Contains(only, s.flag) {
+			all = append(all, s)
 		}
 	}
-	return c, nil
+	values := make([]*string, len(all))
+	for i, s := range all {
+		values[i] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	}
+	return func() (config, error) {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		var c config
+		for i, s := range all {
+			v, source := s.def, ""
+			if e, ok := lookup(getenv, s.env); ok {
+				v, source = e, s.env
+			}
+			if set[s.flag] {
+				v, source = *values[i], "--"+s.flag
+			}
+			if err := s.apply(&c, v); err != nil {
+				if source == "" {
+					source = s.env
+				}
+				if s.secret {
+					return config{}, fmt.Errorf("invalid %s: %v", source, err)
+				}
+				return config{}, fmt.Errorf("invalid %s=%q: %v", source, v, err)
+			}
+		}
+		return c, nil
+	}
 }
 
 // lookup treats an empty variable as unset: the default applies (for the

@@ -56,14 +56,15 @@ func postJSON(t *testing.T, url string, body any) (int, http.Header, map[string]
 }
 
 // scrub removes what differs between two services by nature: generated
-// operation ids, the time of calculation, and when each service was told to
-// end a session (only whether it ended is compared).
+// operation ids, the time of calculation and the bounds of the previous
+// period that follow from it, and when each service was told to end a
+// session (only whether it ended is compared).
 func scrub(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		out := map[string]any{}
 		for k, val := range x {
-			if k == "id" || k == "calculated_at" {
+			if k == "id" || k == "calculated_at" || k == "start" || k == "end" {
 				continue
 			}
 			if k == "ended_at" {
@@ -149,6 +150,9 @@ func TestInfluxAnswersAsTheEmbeddedStoreDoes(t *testing.T) {
 	}
 	for _, r := range []string{"1h", "24h", "7d", "30d", "all"} {
 		paths = append(paths, "/metrics/api-savings?time_range="+r, "/metrics/api-savings?time_range="+r+"&tool_id=claude-code")
+	}
+	for _, r := range []string{"1h", "24h", "7d", "30d"} {
+		paths = append(paths, "/metrics/api-savings?compare=previous&time_range="+r, "/metrics/api-savings?compare=previous&time_range="+r+"&tool_id=claude-code")
 	}
 	for _, path := range paths {
 		var a, b any

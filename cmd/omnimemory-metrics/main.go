@@ -39,8 +39,12 @@ func main() {
 
 // run serves until ctx ends and answers the exit code: 0 after a clean
 // shutdown, 2 for a bad setting, 1 for any other failure. When ready is not
-// nil it receives the address served on, once the listener is open.
+// nil it receives the address served on, once the listener is open. When
+// args name a subcommand (see commands.go), run runs it instead.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) int {
+	if code, ok := runCommand(ctx, args, getenv, os.Stdout, stderr); ok {
+		return code
+	}
 	cfg, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

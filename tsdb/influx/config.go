@@ -40,6 +40,9 @@ type Config struct {
 	RequestTimeout time.Duration
 	// QueryTimeout bounds every query. Default 30 s.
 	QueryTimeout time.Duration
+	// FluxOnly reads the hourly totals with Flux on InfluxDB 1.x too,
+	// instead of InfluxQL (see influxql.go): for tests that compare both.
+	FluxOnly bool
 	// DialTimeout bounds connecting to InfluxDB. Default 5 s.
 	DialTimeout time.Duration
 
@@ -67,6 +70,11 @@ type Config struct {
 	// about 20 MB); past it the least recently used hours are dropped. A
 	// negative value turns the cache off: every aggregate reads raw points.
 	CacheMaxRows int
+
+	// ExportPageSize bounds the operations one query of ExportOperations
+	// reads (see export.go), and so the memory an export holds. Default
+	// 5000.
+	ExportPageSize int
 
 	// Registerer receives the store's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
@@ -115,6 +123,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.CacheMaxRows == 0 {
 		c.CacheMaxRows = 1 << 18
+	}
+	if c.ExportPageSize <= 0 {
+		c.ExportPageSize = 5000
 	}
 	if c.DeadLetterPath == "" {
 		c.DeadLetterPath = c.OutboxDir + ".rejected.lp"

@@ -40,7 +40,11 @@ func (s *Store) hourQueries(lo, hi time.Time, tid string, perSeries bool) (sums,
 
 // readHours runs hourQueries and answers one row per (hour, key) with
 // operations.
-func (s *Store) readHours(ctx context.Context, name string, lo, hi time.Time, tid string) ([]hourRow, error) {
+func (s *Store) readHours(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]hourRow, error) {
+	if s.v1.Load() && !s.cfg.FluxOnly {
+		return s.readHoursQL(ctx, name, lo, hi, toolID)
+	}
+	tid := toolIDPred(toolID)
 	type rk struct {
 		hour int64
 		key  hourKey
@@ -94,9 +98,8 @@ func (s *Store) hourRows(ctx context.Context, lo, hi time.Time, toolID string) (
 	closed := floorDiv(now.Add(-cacheGrace).Unix(), hourSecs) * hourSecs
 	hStart := ceilDiv(lo.UnixNano(), int64(time.Hour)) * hourSecs
 	hEnd := min(floorDiv(hi.UnixNano(), int64(time.Hour))*hourSecs, closed)
-	tid := toolIDPred(toolID)
 	if hStart >= hEnd || int((hEnd-hStart)/hourSecs) > s.cache.maxRows/2 {
-		return s.readHours(ctx, "hours raw", lo, hi, tid)
+		return s.readHours(ctx, "hours raw", lo, hi, toolID)
 	}
 
 	var (
@@ -118,7 +121,7 @@ func (s *Store) hourRows(ctx context.Context, lo, hi time.Time, toolID string) (
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			add(s.readHours(ctx, "hours raw edge", a, b, tid))
+			add(s.readHours(ctx, "hours raw edge", a, b, toolID))
 		}()
 	}
 	if t := time.Unix(hStart, 0); lo.Before(t) {

@@ -138,12 +138,19 @@ func TestTimeRange(t *testing.T) {
 func TestNoteVersion(t *testing.T) {
 	s := &Store{}
 	for _, tc := range []struct {
-		v    string
-		want bool
-	}{{"1.8.3", false}, {"unknown", false}, {"v2.7.4", true}, {"2.0.0-beta", true}, {"v1.11.8", false}, {"3.0.1", true}} {
+		v        string
+		want, v1 bool
+	}{{"1.8.3", false, true}, {"unknown", false, false}, {"v2.7.4", true, false}, {"2.0.0-beta", true, false}, {"v1.11.8", false, true}, {"3.0.1", true, false}} {
 		s.noteVersion(http.Header{"X-Influxdb-Version": {tc.v}})
 		if got := s.perSeries.Load(); got != tc.want {
 			t.Errorf("version %q: per series %v, want %v", tc.v, got, tc.want)
 		}
+		if got := s.v1.Load(); got != tc.v1 {
+			t.Errorf("version %q: InfluxQL %v, want %v", tc.v, got, tc.v1)
+		}
+	}
+	s.noteVersion(http.Header{"X-Influxdb-Version": {"1.8.3"}})
+	if src := s.opsSource(time.Unix(0, 0), time.Unix(1, 0), ""); !strings.Contains(src, "stop: 1970-01-01T00:00:00.999999999Z") {
+		t.Errorf("1.x: range stop not 1 ns early:\n%s", src)
 	}
 }

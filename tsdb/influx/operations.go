@@ -40,6 +40,11 @@ func fieldPred(fields ...string) string {
 // the tag predicates given and the field predicate, all in one filter so
 // that the storage engine applies it (pushdown on 1.8 and 2.x).
 func (s *Store) opsSource(lo, hi time.Time, fields string, tags ...string) string {
+	if s.v1.Load() {
+		// InfluxDB 1.8 takes a point at exactly the stop into the range;
+		// point times are whole nanoseconds, so stop 1 ns earlier there.
+		hi = hi.Add(-time.Nanosecond)
+	}
 	return `from(bucket: ` + s.bucket + `)
   |> ` + fluxRange(lo, hi) + `
   |> filter(fn: (r) => ` + pred(append([]string{`r._measurement == "` + measOperation + `"`}, append(tags, fields)...)...) + `)`
@@ -66,19 +71,7 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 	if !ok {
 		return page, nil
 	}
-	var tags []string
-	if f.SessionID != nil {
-		tags = append(tags, eq("session_id", f.SessionID.String()))
-	}
-	if f.ToolName != "" {
-		tags = append(tags, eq("tool_name", f.ToolName))
-	}
-	if f.OperationMode != "" {
-		tags = append(tags, eq("operation_mode", f.OperationMode))
-	}
-	if f.ToolID != "" {
-		tags = append(tags, toolIDPred(f.ToolID))
-	}
+	tags := operationTags(f)
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
@@ -145,9 +138,7 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 	// [first, last] is on the page (the page is a run of the sorted
 	// matches), so this reads the page plus at most the ties at its two
 	// ends, which the id set drops.
-	q := s.opsSource(first, last.Add(time.Microsecond), "", tags...) + `
-  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
-  |> map(fn: (r) => ({r with has_file_path: exists r.file_path}))`
+	q := s.operationsSource(first, last.Add(time.Microsecond), tags)
 	err = s.query(ctx, "query operations page", q, func(r row) error {
 		if !want[r.str("id")] {
 			return nil
@@ -202,6 +193,38 @@ func (s *Store) countFrom(ctx context.Context, lo, hi time.Time, f tsdb.Operatio
 	}
 	return total, lo, nil
 }
+
+// operationTags answers the tag predicates of f's filters (not its time
+// range).
+func operationTags(f tsdb.OperationFilter) []string {
+	var tags []string
+	if f.SessionID != nil {
+		tags = append(tags, eq("session_id", f.SessionID.String()))
+	}
+	if f.ToolName != "" {
+		tags = append(tags, eq("tool_name", f.ToolName))
+	}
+	if f.OperationMode != "" {
+		tags = append(tags, eq("operation_mode", f.OperationMode))
+	}
+	if f.ToolID != "" {
+		tags = append(tags, toolIDPred(f.ToolID))
+	}
+	return tags
+}
+
+// operationsSource answers the operations with point times in [lo, hi)
+// that match tags, one row per operation, in no particular order, for
+// rowOperation.
+func (s *Store) operationsSource(lo, hi time.Time, tags []string) string {
+	return s.opsSource(lo, hi, "", tags...) + pivotOperations
+}
+
+// pivotOperations turns the points of operations (every field of all of
+// them) into one row per operation, every field a column, for rowOperation.
+const pivotOperations = `
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> map(fn: (r) => ({r with has_file_path: exists r.file_path}))`
 
 func rowOperation(r row) (tsdb.Operation, error) {
 	op := tsdb.Operation{

@@ -83,6 +83,11 @@ type Store struct {
 	degraded atomic.Bool
 	// perSeries: the server is InfluxDB 2.x (see trendQueries).
 	perSeries atomic.Bool
+	// v1: the server said it is InfluxDB 1.x: hourly totals are read with
+	// InfluxQL (see influxql.go) unless FluxOnly, and a Flux range's stop
+	// is moved 1 ns earlier, since 1.8 takes a point at exactly the stop
+	// into the range (see opsSource).
+	v1 atomic.Bool
 
 	logMu       sync.Mutex
 	lastErrKind string
@@ -257,6 +262,7 @@ func (s *Store) noteVersion(h http.Header) {
 	major, _, _ := strings.Cut(v, ".")
 	n, err := strconv.Atoi(major)
 	s.perSeries.Store(err == nil && n >= 2)
+	s.v1.Store(err == nil && n == 1)
 }
 
 // WriteOperations encodes ops with unique point keys and submits them (see

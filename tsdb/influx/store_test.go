@@ -50,3 +50,15 @@ func TestConformance(t *testing.T) {
 		return open(t, config(t, srv))
 	})
 }
+
+// TestAggregatesFluxOnly: on InfluxDB 1.x the store reads hourly totals
+// with InfluxQL; the same aggregate cases hold with Flux alone, the path of
+// 2.x.
+func TestAggregatesFluxOnly(t *testing.T) {
+	srv := testinflux.Shared(t)
+	storetest.RunAggregates(t, func(t *testing.T) tsdb.Store {
+		cfg := config(t, srv)
+		cfg.FluxOnly = true
+		return open(t, cfg)
+	})
+}

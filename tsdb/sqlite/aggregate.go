@@ -20,11 +20,14 @@ const (
 
 // part is a piece of a window. For raw rows it is the inclusive range
 // [lo, hi] of created_at; for a rollup, the rows whose hour or day start s
-// has lo <= s < hi (no lower bound when noLower).
+// has lo <= s < hi (no lower bound when noLower). A negated part (raw rows
+// only) is subtracted: an hour's rollup row less the raw rows of the hour
+// outside the window.
 type part struct {
 	src     source
 	lo, hi  int64
 	noLower bool
+	negated bool
 }
 
 // planWindow splits w into whole UTC days (when useDaily), whole UTC hours
@@ -46,7 +49,7 @@ func planWindow(w tsdb.Window, useDaily bool) []part {
 		hEnd := floorTo(end+1, usPerHour)
 		parts := []part{{src: fromHourly, hi: hEnd, noLower: true}}
 		if hEnd <= end {
-			parts = append(parts, part{src: fromRaw, lo: hEnd, hi: end})
+			parts = append(parts, edgeHour(hEnd, hEnd, end, true)...)
 		}
 		return parts
 	}
@@ -71,20 +74,55 @@ func planWindow(w tsdb.Window, useDaily bool) []part {
 	return planHours(start, end)
 }
 
-// planHours splits [start, end] (start <= end) into whole hours and raw
-// edges.
+// planHours splits [start, end] (start <= end) into whole hours and the
+// partial hours at its edges (see edgeHour).
 func planHours(start, end int64) []part {
-	hStart, hEnd := ceilTo(start, usPerHour), floorTo(end+1, usPerHour)
-	if hStart >= hEnd { // no whole hour inside: less than two hours of raw rows
-		return []part{{src: fromRaw, lo: start, hi: end}}
+	first, last := floorTo(start, usPerHour), floorTo(end, usPerHour)
+	if first == last {
+		return edgeHour(first, start, end, true)
 	}
 	var parts []part
-	if start < hStart {
-		parts = append(parts, part{src: fromRaw, lo: start, hi: hStart - 1})
+	wholeFrom, wholeTo := first, last // whole hours: wholeFrom <= h < wholeTo
+	if start > first {
+		parts = append(parts, edgeHour(first, start, first+usPerHour-1, false)...)
+		wholeFrom += usPerHour
 	}
-	parts = append(parts, part{src: fromHourly, lo: hStart, hi: hEnd})
-	if hEnd <= end {
-		parts = append(parts, part{src: fromRaw, lo: hEnd, hi: end})
+	lastWhole := end == last+usPerHour-1
+	if lastWhole {
+		wholeTo += usPerHour
+	}
+	if wholeFrom < wholeTo {
+		parts = append(parts, part{src: fromHourly, lo: wholeFrom, hi: wholeTo})
+	}
+	if !lastWhole {
+		parts = append(parts, edgeHour(last, last, end, true)...)
+	}
+	return parts
+}
+
+// edgeHour reads the operations of the hour starting at h that lie in
+// [lo, hi] (a part of that hour) either as raw rows or as the hour's rollup
+// row less the raw rows of the hour outside [lo, hi], whichever spans less
+// time. A trailing edge ends the window, whose end is "now" for every
+// aggregate the service answers: the time after it holds no operations (or
+// the rare one sent with a future created_at), so it costs nothing. Either
+// way an edge reads at most half an hour of raw rows, and the hour holding
+// now, where live traffic lands, none.
+func edgeHour(h, lo, hi int64, trailing bool) []part {
+	before, after := lo-h, h+usPerHour-1-hi
+	cost := before
+	if !trailing {
+		cost += after
+	}
+	if cost >= hi-lo+1 {
+		return []part{{src: fromRaw, lo: lo, hi: hi}}
+	}
+	parts := []part{{src: fromHourly, lo: h, hi: h + usPerHour}}
+	if before > 0 {
+		parts = append(parts, part{src: fromRaw, lo: h, hi: lo - 1, negated: true})
+	}
+	if after > 0 {
+		parts = append(parts, part{src: fromRaw, lo: hi + 1, hi: h + usPerHour - 1, negated: true})
 	}
 	return parts
 }
@@ -122,6 +160,9 @@ func aggregateSQL(parts []part, f aggFilter, bucketWidth int64) (string, []any) 
 		case fromRaw:
 			table, timeCol = "tool_operations", "created_at"
 			sums = "count(*) AS c, sum(tokens_original) AS o, sum(tokens_actual) AS a, sum(tokens_prevented) AS p, sum(response_time_ms) AS r"
+			if p.negated {
+				sums = "-count(*) AS c, -sum(tokens_original) AS o, -sum(tokens_actual) AS a, -sum(tokens_prevented) AS p, -sum(response_time_ms) AS r"
+			}
 		case fromHourly, fromDaily, fromHourlyAll:
 			table, timeCol = "op_rollup_hourly", "hour"
 			switch p.src {
@@ -177,7 +218,10 @@ func aggregateSQL(parts []part, f aggFilter, bucketWidth int64) (string, []any) 
 		sels = append(sels, q.String())
 	}
 	q := "SELECT " + key + ", sum(c), sum(o), sum(a), sum(p), sum(r) FROM (" +
-		strings.Join(sels, " UNION ALL ") + ") GROUP BY " + key
+		strings.Join(sels, " UNION ALL ") + ") GROUP BY " + key +
+		// A key whose rollup rows the negated parts cancel held no
+		// operation inside the window.
+		" HAVING sum(c) <> 0"
 	if bucketWidth > 0 {
 		q += " ORDER BY b"
 	}

@@ -206,6 +206,10 @@ func BenchmarkAggregatesAtScale(b *testing.B) {
 	if n <= 0 {
 		n = 2_000_000
 	}
+	// OMNIMEMORY_SQLITE_ORDER=scattered: every batch spreads over the whole
+	// 30 days (as omnimemory-load seeds), so rows of one hour are far apart
+	// in the table; otherwise batches arrive in time order, as live traffic.
+	scattered := os.Getenv("OMNIMEMORY_SQLITE_ORDER") == "scattered"
 	s := openBench(b)
 	ctx := context.Background()
 	r := rand.New(rand.NewSource(3))
@@ -216,6 +220,9 @@ func BenchmarkAggregatesAtScale(b *testing.B) {
 	for i := 0; i < n; i += batch {
 		slice := span / time.Duration(n) * batch
 		from := day0.Add(span / time.Duration(n) * time.Duration(i))
+		if scattered {
+			from, slice = day0, span
+		}
 		ops := genOps(r, min(batch, n-i), from, slice)
 		slices.SortFunc(ops, func(a, b tsdb.Operation) int { return a.CreatedAt.Compare(b.CreatedAt) })
 		for j := range ops {

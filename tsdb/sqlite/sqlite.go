@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,11 +70,15 @@ const checkpointEvery = 200 * time.Millisecond
 // concurrent use.
 type Store struct {
 	writer *sql.DB // exactly one connection; BEGIN IMMEDIATE
-	reader *sql.DB // read-only pool
-	ckpt   *sql.DB // one connection: background WAL checkpoints
-	path   string
-	logger *slog.Logger
-	closed atomic.Bool
+	// stmts are WriteOperations' statements, prepared by its first call
+	// (outside any transaction: the writer's one connection is free then).
+	stmtsMu sync.Mutex
+	stmts   *writeStmts
+	reader  *sql.DB // read-only pool
+	ckpt    *sql.DB // one connection: background WAL checkpoints
+	path    string
+	logger  *slog.Logger
+	closed  atomic.Bool
 
 	ckptWake chan struct{} // a commit happened (buffered 1)
 	ckptStop chan struct{}
@@ -275,6 +280,11 @@ func (s *Store) Close() error {
 	}
 	// With the readers gone, TRUNCATE can fold the whole log into the file
 	// and leave a zero-length -wal behind.
+	s.stmtsMu.Lock()
+	if s.stmts != nil {
+		s.stmts.close()
+	}
+	s.stmtsMu.Unlock()
 	if _, err := s.writer.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 		errs = append(errs, fmt.Errorf("checkpoint: %w", err))
 	}

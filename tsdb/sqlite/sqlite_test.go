@@ -478,6 +478,7 @@ func TestPlanWindow(t *testing.T) {
 	}
 	tm := func(us int64) *time.Time { return ptr(time.UnixMicro(us).UTC()) }
 	raw := func(lo, hi int64) part { return part{src: fromRaw, lo: lo, hi: hi} }
+	less := func(lo, hi int64) part { return part{src: fromRaw, lo: lo, hi: hi, negated: true} }
 	hours := func(lo, hi int64) part { return part{src: fromHourly, lo: lo, hi: hi} }
 	days := func(lo, hi int64) part { return part{src: fromDaily, lo: lo, hi: hi} }
 	for _, tc := range []struct {
@@ -487,21 +488,37 @@ func TestPlanWindow(t *testing.T) {
 		useDaily bool
 		want     []part
 	}{
-		{"unaligned", tm(h(0, 10, 17)), h(0, 13, 5), true,
-			[]part{raw(h(0, 10, 17), h(0, 11, 0)-1), hours(h(0, 11, 0), h(0, 13, 0)), raw(h(0, 13, 0), h(0, 13, 5))}},
+		// Edges: an hour's rollup row less the raw rows of its part outside
+		// the window, when that part is shorter; after the end (now), none.
+		{"unaligned", tm(h(0, 10, 17)), h(0, 13, 5), true, []part{
+			hours(h(0, 10, 0), h(0, 11, 0)), less(h(0, 10, 0), h(0, 10, 17)-1),
+			hours(h(0, 11, 0), h(0, 13, 0)),
+			hours(h(0, 13, 0), h(0, 14, 0)), less(h(0, 13, 5)+1, h(0, 14, 0)-1)}},
+		{"long leading edge read raw", tm(h(0, 10, 47)), h(0, 13, 5), true, []part{
+			raw(h(0, 10, 47), h(0, 11, 0)-1),
+			hours(h(0, 11, 0), h(0, 13, 0)),
+			hours(h(0, 13, 0), h(0, 14, 0)), less(h(0, 13, 5)+1, h(0, 14, 0)-1)}},
 		{"aligned", tm(h(0, 10, 0)), h(0, 13, 0) - 1, true, []part{hours(h(0, 10, 0), h(0, 13, 0))}},
-		{"aligned end", tm(h(0, 10, 0)), h(0, 13, 0), true, []part{hours(h(0, 10, 0), h(0, 13, 0)), raw(h(0, 13, 0), h(0, 13, 0))}},
-		{"inside an hour", tm(h(0, 10, 10)), h(0, 10, 50), true, []part{raw(h(0, 10, 10), h(0, 10, 50))}},
-		{"across one hour boundary", tm(h(0, 10, 30)), h(0, 11, 30), true, []part{raw(h(0, 10, 30), h(0, 11, 30))}},
+		{"aligned end", tm(h(0, 10, 0)), h(0, 13, 0), true, []part{hours(h(0, 10, 0), h(0, 13, 0)),
+			hours(h(0, 13, 0), h(0, 14, 0)), less(h(0, 13, 0)+1, h(0, 14, 0)-1)}},
+		{"inside an hour", tm(h(0, 10, 10)), h(0, 10, 50), true, []part{hours(h(0, 10, 0), h(0, 11, 0)),
+			less(h(0, 10, 0), h(0, 10, 10)-1), less(h(0, 10, 50)+1, h(0, 11, 0)-1)}},
+		{"inside an hour, late start", tm(h(0, 10, 40)), h(0, 10, 50), true, []part{raw(h(0, 10, 40), h(0, 10, 50))}},
+		{"across one hour boundary", tm(h(0, 10, 30)), h(0, 11, 30), true, []part{raw(h(0, 10, 30), h(0, 11, 0)-1),
+			hours(h(0, 11, 0), h(0, 12, 0)), less(h(0, 11, 30)+1, h(0, 12, 0)-1)}},
 		{"30 days", tm(h(0, 10, 17)), h(30, 13, 5), true, []part{
-			raw(h(0, 10, 17), h(0, 11, 0)-1), hours(h(0, 11, 0), h(1, 0, 0)), days(h(1, 0, 0), h(30, 0, 0)),
-			hours(h(30, 0, 0), h(30, 13, 0)), raw(h(30, 13, 0), h(30, 13, 5))}},
+			hours(h(0, 10, 0), h(0, 11, 0)), less(h(0, 10, 0), h(0, 10, 17)-1),
+			hours(h(0, 11, 0), h(1, 0, 0)), days(h(1, 0, 0), h(30, 0, 0)), hours(h(30, 0, 0), h(30, 13, 0)),
+			hours(h(30, 13, 0), h(30, 14, 0)), less(h(30, 13, 5)+1, h(30, 14, 0)-1)}},
 		{"30 days, hourly", tm(h(0, 10, 17)), h(30, 13, 5), false, []part{
-			raw(h(0, 10, 17), h(0, 11, 0)-1), hours(h(0, 11, 0), h(30, 13, 0)), raw(h(30, 13, 0), h(30, 13, 5))}},
+			hours(h(0, 10, 0), h(0, 11, 0)), less(h(0, 10, 0), h(0, 10, 17)-1),
+			hours(h(0, 11, 0), h(30, 13, 0)),
+			hours(h(30, 13, 0), h(30, 14, 0)), less(h(30, 13, 5)+1, h(30, 14, 0)-1)}},
 		{"whole days", tm(h(0, 0, 0)), h(2, 0, 0) - 1, true, []part{days(h(0, 0, 0), h(2, 0, 0))}},
 		{"no start", nil, h(3, 11, 30), true, []part{{src: fromDaily, hi: h(3, 0, 0), noLower: true},
-			hours(h(3, 0, 0), h(3, 11, 0)), raw(h(3, 11, 0), h(3, 11, 30))}},
-		{"no start, hourly", nil, h(3, 11, 30), false, []part{{src: fromHourly, hi: h(3, 11, 0), noLower: true}, raw(h(3, 11, 0), h(3, 11, 30))}},
+			hours(h(3, 0, 0), h(3, 11, 0)), hours(h(3, 11, 0), h(3, 12, 0)), less(h(3, 11, 30)+1, h(3, 12, 0)-1)}},
+		{"no start, hourly", nil, h(3, 11, 30), false, []part{{src: fromHourly, hi: h(3, 11, 0), noLower: true},
+			hours(h(3, 11, 0), h(3, 12, 0)), less(h(3, 11, 30)+1, h(3, 12, 0)-1)}},
 		{"empty", tm(h(0, 11, 0)), h(0, 10, 0), true, nil},
 	} {
 		got := planWindow(tsdb.Window{Start: tc.start, End: time.UnixMicro(tc.end).UTC()}, tc.useDaily)

@@ -44,6 +44,10 @@ func Run(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 		{"Operations/OffsetPastEnd", testOffsetPastEnd},
 		{"Operations/IdenticalTimestampsAllKept", testIdenticalTimestamps},
 		{"Operations/KeyedRetryStoredOnce", testKeyedRetry},
+		{"Export/MatchesQueryOldestFirst", testExportMatchesQuery},
+		{"Export/TiesByIDAcrossPages", testExportTies},
+		{"Export/StopsAtCallbackError", testExportCallbackError},
+		{"Export/StopsWhenCancelled", testExportCancelled},
 		{"Breakdown/HandComputed", testBreakdownHand},
 		{"Breakdown/WindowEdges", testBreakdownEdges},
 		{"Breakdown/EmptyWindow", testBreakdownEmpty},
@@ -63,6 +67,26 @@ func Run(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 		{"Sessions/Active", testActiveSessions},
 	}
 	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+// RunAggregates runs only the aggregate cases of Run: for a store that
+// can read its aggregates more than one way.
+func RunAggregates(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
+	t.Helper()
+	for _, tc := range []struct {
+		name string
+		fn   func(t *testing.T, s tsdb.Store)
+	}{
+		{"Breakdown/HandComputed", testBreakdownHand},
+		{"Breakdown/WindowEdges", testBreakdownEdges},
+		{"Trend/Hourly", testTrendHourly},
+		{"Trend/Daily", testTrendDaily},
+		{"Aggregates/RandomizedEquivalence", testRandomized},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))
 		})

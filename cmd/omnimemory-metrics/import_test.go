@@ -1,0 +1,536 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/exporter"
+	"github.com/omnimemory/omnimemory-metrics/internal/importer"
+	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
+)
+
+// legacyOps is the number of valid operations of the generated databases.
+const legacyOps = 3000
+
+// runImportCmd runs `omnimemory-metrics import args...` in this process.
+func runImportCmd(t *testing.T, vars map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code, ok := runCommand(context.Background(), append([]string{"import"}, args...), env(vars), &out, &errOut)
+	if !ok {
+		t.Fatal("import is not a command")
+	}
+	return code, out.String(), errOut.String()
+}
+
+// wantSummary checks the import's output against what db must give.
+func wantSummary(t *testing.T, out string, db *legacyDB) {
+	t.Helper()
+	first, _, _ := strings.Cut(out, "\n")
+	opsTaken := int64(len(db.ops))
+	sessSkipped := int64(0)
+	for _, n := range db.sessSkipped {
+		sessSkipped += n
+	}
+	want := fmt.Sprintf("imported %s of %s operations (%s skipped) and %s of %s sessions (%s created, 0 merged, %s skipped)",
+		thousands(opsTaken), thousands(db.opRows), thousands(db.skippedTotal()),
+		thousands(int64(len(db.sessions))), thousands(db.sessRows), thousands(int64(len(db.sessions))), thousands(sessSkipped))
+	if !strings.HasPrefix(first, want) {
+		t.Errorf("summary line\n%s\nwant it to start with\n%s", first, want)
+	}
+	for _, part := range []struct {
+		title  string
+		counts map[string]int64
+	}{{"skipped operations by reason:", db.skipped}, {"skipped sessions by reason:", db.sessSkipped}} {
+		got := skippedSection(out, part.title)
+		if !reflect.DeepEqual(got, part.counts) {
+			t.Errorf("%s\n got %v\nwant %v", part.title, got, part.counts)
+		}
+	}
+}
+
+// skippedSection reads the counts by reason under title in an import's
+// output (nil when it is not there).
+func skippedSection(out, title string) map[string]int64 {
+	_, section, ok := strings.Cut(out, title+"\n")
+	if !ok {
+		return nil
+	}
+	got := map[string]int64{}
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "  ") {
+			break
+		}
+		var reason, n string
+		fmt.Sscan(line, &reason, &n)
+		var v int64
+		fmt.Sscan(strings.ReplaceAll(n, ",", ""), &v)
+		got[reason] = v
+	}
+	return got
+}
+
+// checkImported checks every figure of the store against db: each
+// operation field by field, the aggregate answers of every range (as the
+// API gives them, through exporter.Reporter), and the sessions.
+func checkImported(t *testing.T, store tsdb.Store, db *legacyDB) {
+	t.Helper()
+	ctx := context.Background()
+	want := map[uuid.UUID]tsdb.Operation{}
+	for _, op := range db.ops {
+		want[op.ID] = op
+	}
+	got := map[uuid.UUID]tsdb.Operation{}
+	for offset := 0; ; offset += 1000 {
+		page, err := store.QueryOperations(ctx, tsdb.OperationFilter{Limit: 1000, Offset: offset})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Total != int64(len(db.ops)) {
+			t.Fatalf("%d operations stored, want %d", page.Total, len(db.ops))
+		}
+		for _, op := range page.Operations {
+			if _, dup := got[op.ID]; dup {
+				t.Errorf("operation %s stored twice", op.ID)
+			}
+			got[op.ID] = op
+		}
+		if len(page.Operations) < 1000 {
+			break
+		}
+	}
+	bad := 0
+	for id, w := range want {
+		g, ok := got[id]
+		if !ok {
+			t.Errorf("operation %s missing", id)
+			continue
+		}
+		if g.SessionID != w.SessionID || g.ToolName != w.ToolName || g.OperationMode != w.OperationMode ||
+			string(g.Parameters) != string(w.Parameters) || !reflect.DeepEqual(g.FilePath, w.FilePath) ||
+			g.TokensOriginal != w.TokensOriginal || g.TokensActual != w.TokensActual || g.TokensPrevented != w.TokensPrevented ||
+			g.ResponseTimeMs != w.ResponseTimeMs || g.ToolID != w.ToolID || !g.CreatedAt.Equal(w.CreatedAt) {
+			if bad++; bad <= 5 {
+				t.Errorf("operation %s\n got %+v\nwant %+v", id, g, w)
+			}
+		}
+	}
+
+	pricing := exporter.Pricing{PerThousandUSD: 0.015}
+	rep := exporter.NewReporter(store, pricing, func() time.Time { return db.now })
+	for _, r := range exporter.SavingsRanges {
+		for _, toolID := range []string{"", "cursor"} {
+			var start *time.Time
+			if r.Duration > 0 {
+				s := db.now.Add(-r.Duration)
+				start = &s
+			}
+			all, byTool, byMode := db.want(start, db.now, toolID)
+			name := r.Name + "/" + toolID
+			sv, err := rep.APISavings(ctx, r, toolID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pct := 0.0
+			if all.TokensOriginal > 0 {
+				pct = math.Round(float64(all.TokensPrevented)/float64(all.TokensOriginal)*100*100) / 100
+			}
+			if sv.TotalOperations != all.Count || sv.TotalTokensProcessed != all.TokensOriginal || sv.TotalTokensPrevented != all.TokensPrevented ||
+				sv.APICostBaseline != pricing.Cost(all.TokensOriginal) || sv.APICostActual != pricing.Cost(all.TokensActual) ||
+				sv.TotalCostSaved != pricing.Cost(all.TokensPrevented) || sv.SavingsPercentage != pct {
+				t.Errorf("%s: savings %+v, want totals %+v", name, sv, all)
+			}
+			if all.Count == 0 {
+				t.Errorf("%s: no operations in the window: the test data do not cover it", name)
+			}
+			for tool, s := range map[string]exporter.Savings{"read": sv.BreakdownByTool.Read, "search": sv.BreakdownByTool.Search} {
+				w := byTool[tool]
+				if s.Operations != w.Count || s.TokensPrevented != w.TokensPrevented || s.CostSaved != pricing.Cost(w.TokensPrevented) {
+					t.Errorf("%s: %s %+v, want %+v", name, tool, s, w)
+				}
+			}
+			if len(sv.BreakdownByMode) != len(byMode) {
+				t.Errorf("%s: modes %v, want %v", name, sv.BreakdownByMode, byMode)
+			}
+			for mode, w := range byMode {
+				if s := sv.BreakdownByMode[mode]; s.Operations != w.Count || s.TokensPrevented != w.TokensPrevented {
+					t.Errorf("%s: mode %s %+v, want %+v", name, mode, s, w)
+				}
+			}
+			var trendOps, trendPrevented int64
+			for _, p := range sv.Trends {
+				trendOps += p.Operations
+				trendPrevented += p.TokensPrevented
+			}
+			if trendOps != all.Count || trendPrevented != all.TokensPrevented {
+				t.Errorf("%s: trend sums to %d / %d, want %d / %d", name, trendOps, trendPrevented, all.Count, all.TokensPrevented)
+			}
+			bd, err := rep.ToolBreakdown(ctx, r, toolID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for tool, s := range map[string]exporter.ToolStats{"read": bd.Read, "search": bd.Search} {
+				w := byTool[tool]
+				if s.TotalOperations != w.Count || s.TotalTokensOriginal != w.TokensOriginal || s.TotalTokensActual != w.TokensActual ||
+					s.TotalTokensPrevented != w.TokensPrevented || math.Abs(s.AvgResponseTimeMs*float64(w.Count)-w.ResponseTimeSumMs) > 1e-3 {
+					t.Errorf("%s: breakdown %s %+v, want %+v", name, tool, s, w)
+				}
+			}
+		}
+	}
+
+	perSession := map[uuid.UUID]int64{}
+	for _, op := range db.ops {
+		perSession[op.SessionID]++
+	}
+	for _, w := range db.sessions {
+		g, err := store.GetSession(ctx, w.SessionID)
+		if err != nil {
+			t.Errorf("session %s: %v", w.SessionID, err)
+			continue
+		}
+		ended := (g.EndedAt == nil) == (w.EndedAt == nil) && (g.EndedAt == nil || g.EndedAt.Equal(*w.EndedAt))
+		if !ended || !g.StartedAt.Equal(w.StartedAt) || !g.LastActivity.Equal(w.LastActivity) || g.ToolID != w.ToolID ||
+			!reflect.DeepEqual(g.ToolVersion, w.ToolVersion) || !reflect.DeepEqual(g.ProcessID, w.ProcessID) ||
+			!reflect.DeepEqual(g.InstanceID, w.InstanceID) || !reflect.DeepEqual(g.ProjectID, w.ProjectID) ||
+			g.TotalOperations != perSession[w.SessionID] {
+			t.Errorf("session %s\n got %+v (ended %v)\nwant %+v (ended %v), %d operations", w.SessionID, g.Session, g.EndedAt, w, w.EndedAt, perSession[w.SessionID])
+		}
+	}
+}
+
+// skippedLogCounts counts the lines of a skipped-rows log by table and
+// reason.
+func skippedLogCounts(t *testing.T, path string) map[string]map[string]int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]map[string]int64{}
+	lines := bufio.NewScanner(f)
+	lines.Buffer(nil, 1<<20)
+	for lines.Scan() {
+		var l struct {
+			Table, Reason string
+			Rowid         int64
+			Details       []string
+		}
+		if err := json.Unmarshal(lines.Bytes(), &l); err != nil {
+			t.Fatalf("skipped-rows log line %q: %v", lines.Text(), err)
+		}
+		if l.Rowid <= 0 || len(l.Details) == 0 {
+			t.Errorf("skipped-rows log line without rowid or details: %s", lines.Text())
+		}
+		if out[l.Table] == nil {
+			out[l.Table] = map[string]int64{}
+		}
+		out[l.Table][l.Reason]++
+	}
+	return out
+}
+
+func openSQLite(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestImportIntoTheEmbeddedStore imports a database of the original
+// service, bad rows of every kind included, and checks every figure: the
+// operations one by one, the savings and breakdowns of every range, the
+// sessions, the skip counts in the summary and in the skipped-rows log. A
+// second run finds nothing left to do; a dry run counts the same without
+// writing.
+func TestImportIntoTheEmbeddedStore(t *testing.T) {
+	dir := t.TempDir()
+	db := buildLegacyDB(t, dir, legacyOps)
+	dst := filepath.Join(dir, "store", "metrics.db")
+	vars := map[string]string{"SQLITE_DB_PATH": dst}
+	skippedLog := filepath.Join(dir, "skipped.jsonl")
+
+	dryLog := filepath.Join(dir, "dry.jsonl")
+	code, out, errOut := runImportCmd(t, vars, "--from", db.path, "--dry-run", "--skipped-log", dryLog)
+	if code != 0 {
+		t.Fatalf("dry run: exit %d: %s%s", code, out, errOut)
+	}
+	if !strings.HasPrefix(out, "dry run: would import ") {
+		t.Errorf("dry run summary: %s", out)
+	}
+	wantSummary(t, strings.Replace(out, "dry run: would import", "imported", 1), db)
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("the dry run created the store (%v)", err)
+	}
+
+	start := time.Now()
+	code, out, errOut = runImportCmd(t, vars, "--from", db.path, "--skipped-log", skippedLog, "--quiet")
+	elapsed := time.Since(start)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	if errOut != "" {
+		t.Errorf("unexpected standard error: %s", errOut)
+	}
+	wantSummary(t, out, db)
+	t.Logf("%d source rows imported in %v (%.0f rows/s):\n%s", db.opRows+db.sessRows, elapsed.Round(time.Millisecond),
+		float64(db.opRows+db.sessRows)/elapsed.Seconds(), out)
+	logged := skippedLogCounts(t, skippedLog)
+	if !reflect.DeepEqual(logged["tool_operations"], db.skipped) || !reflect.DeepEqual(logged["tool_sessions"], db.sessSkipped) {
+		t.Errorf("skipped-rows log counts %v, want operations %v and sessions %v", logged, db.skipped, db.sessSkipped)
+	}
+	if dry := skippedLogCounts(t, dryLog); !reflect.DeepEqual(dry, logged) {
+		t.Errorf("the dry run logged %v, the import %v", dry, logged)
+	}
+	checkpoint := defaultCheckpoint(config{SQLitePath: dst}, db.path, "sqlite:"+dst)
+	if !strings.Contains(out, "checkpoint: "+checkpoint) {
+		t.Errorf("summary does not name the checkpoint %s:\n%s", checkpoint, out)
+	}
+
+	// Run again: nothing left; the summary still gives the whole import.
+	code, again, errOut := runImportCmd(t, vars, "--from", db.path, "--skipped-log", skippedLog, "--quiet")
+	if code != 0 {
+		t.Fatalf("second run: exit %d: %s%s", code, again, errOut)
+	}
+	wantSummary(t, again, db)
+	if !strings.Contains(again, "; 0 rows in ") {
+		t.Errorf("the second run took rows again:\n%s", again)
+	}
+	if logged2 := skippedLogCounts(t, skippedLog); !reflect.DeepEqual(logged2, logged) {
+		t.Errorf("the second run changed the skipped-rows log: %v", logged2)
+	}
+
+	checkImported(t, openSQLite(t, dst), db)
+}
+
+// TestImportContinuesAfterAnInterruption interrupts the import right after
+// a batch was committed and before its checkpoint, in each table, then
+// runs it again: every row is stored once, and the final summary is the
+// one an uninterrupted import gives.
+func TestImportContinuesAfterAnInterruption(t *testing.T) {
+	dir := t.TempDir()
+	db := buildLegacyDB(t, dir, legacyOps)
+	dst := filepath.Join(dir, "metrics.db")
+	vars := map[string]string{"SQLITE_DB_PATH": dst}
+	skippedLog := filepath.Join(dir, "skipped.jsonl")
+	args := []string{"--from", db.path, "--batch-size", "100", "--skipped-log", skippedLog, "--quiet"}
+	crash := errors.New("crash after a commit")
+	for _, stop := range []struct {
+		phase string
+		batch int
+	}{{importer.PhaseSessions, 1}, {importer.PhaseOperations, 4}, {importer.PhaseOperations, 9}} {
+		importAfterBatch = func(phase string, batch int) error {
+			if phase == stop.phase && batch == stop.batch {
+				return crash
+			}
+			return nil
+		}
+		code, out, errOut := runImportCmd(t, vars, args...)
+		importAfterBatch = nil
+		if code != 1 || !strings.Contains(errOut, "run the same command again to continue") {
+			t.Fatalf("interrupted in %s batch %d: exit %d: %s%s", stop.phase, stop.batch, code, out, errOut)
+		}
+	}
+	code, out, errOut := runImportCmd(t, vars, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	wantSummary(t, out, db)
+	logged := skippedLogCounts(t, skippedLog)
+	if !reflect.DeepEqual(logged["tool_operations"], db.skipped) || !reflect.DeepEqual(logged["tool_sessions"], db.sessSkipped) {
+		t.Errorf("skipped-rows log counts %v, want operations %v and sessions %v", logged, db.skipped, db.sessSkipped)
+	}
+	checkImported(t, openSQLite(t, dst), db)
+}
+
+// TestImportKilledAtAnyPoint runs the import as a child process and kills
+// it with SIGKILL at growing delays until a run completes: every source row
+// ends up stored exactly once, and the summary is that of an uninterrupted
+// import.
+func TestImportKilledAtAnyPoint(t *testing.T) {
+	dir := t.TempDir()
+	db := buildLegacyDB(t, dir, legacyOps)
+	dst := filepath.Join(dir, "metrics.db")
+	checkpoint := filepath.Join(dir, "checkpoint.json")
+	skippedLog := filepath.Join(dir, "skipped.jsonl")
+	args := "import --from " + db.path + " --batch-size 25 --checkpoint " + checkpoint + " --skipped-log " + skippedLog
+	if strings.ContainsAny(dir, " \t") {
+		t.Skip("the child's arguments are split at spaces")
+	}
+	var out bytes.Buffer
+	kills, midway := 0, 0
+	for attempt := 0; ; attempt++ {
+		if attempt == 40 {
+			t.Fatalf("the import never completed in %d attempts", attempt)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "OMNIMEMORY_TEST_RUN_MAIN=1", "OMNIMEMORY_TEST_ARGS="+args, "SQLITE_DB_PATH="+dst)
+		out.Reset()
+		var errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		delay := time.Duration(150+attempt*attempt*40) * time.Millisecond
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("attempt %d: %v\n%s%s", attempt, err, out.String(), errOut.String())
+			}
+			t.Logf("completed on attempt %d after %d kills (%d while operations were being imported)", attempt+1, kills, midway)
+		case <-time.After(delay):
+			_ = cmd.Process.Kill()
+			<-done
+			kills++
+			if data, err := os.ReadFile(checkpoint); err == nil && bytes.Contains(data, []byte(`"operations"`)) {
+				var cp struct {
+					Operations struct {
+						DoneRowid int64 `json:"done_rowid"`
+					}
+				}
+				if json.Unmarshal(data, &cp) == nil && cp.Operations.DoneRowid > 0 {
+					midway++
+				}
+			}
+			continue
+		}
+		break
+	}
+	if midway < 2 {
+		t.Errorf("only %d of %d kills hit the import of operations", midway, kills)
+	}
+	wantSummary(t, out.String(), db)
+	if !strings.Contains(out.String(), "(the counts include the earlier runs it records)") && kills > 0 {
+		t.Errorf("the summary does not say it resumed:\n%s", out.String())
+	}
+	logged := skippedLogCounts(t, skippedLog)
+	if !reflect.DeepEqual(logged["tool_operations"], db.skipped) || !reflect.DeepEqual(logged["tool_sessions"], db.sessSkipped) {
+		t.Errorf("skipped-rows log counts %v, want operations %v and sessions %v", logged, db.skipped, db.sessSkipped)
+	}
+	checkImported(t, openSQLite(t, dst), db)
+}
+
+// TestImportIntoInfluxDB imports into a real InfluxDB and checks the same
+// figures; a second import with a new checkpoint finds every operation
+// stored already.
+func TestImportIntoInfluxDB(t *testing.T) {
+	srv := testinflux.Start(t)
+	dir := t.TempDir()
+	db := buildLegacyDB(t, dir, legacyOps)
+	outbox := filepath.Join(dir, "outbox")
+	vars := influxVars(srv, srv.NewBucket(t), outbox)
+	start := time.Now()
+	code, out, errOut := runImportCmd(t, vars, "--from", db.path, "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	elapsed := time.Since(start)
+	wantSummary(t, out, db)
+	t.Logf("%d source rows imported into InfluxDB in %v (%.0f rows/s)", db.opRows+db.sessRows, elapsed.Round(time.Millisecond),
+		float64(db.opRows+db.sessRows)/elapsed.Seconds())
+	if want := filepath.Join(dir, "import-"); !strings.Contains(out, "checkpoint: "+want) {
+		t.Errorf("the checkpoint is not beside the outbox (%s*):\n%s", want, out)
+	}
+
+	// The same rows again under a new checkpoint: InfluxDB keeps each
+	// operation once.
+	code, again, errOut := runImportCmd(t, vars, "--from", db.path, "--quiet", "--checkpoint", filepath.Join(dir, "again.json"))
+	if code != 0 {
+		t.Fatalf("second import: exit %d: %s%s", code, again, errOut)
+	}
+	want := fmt.Sprintf("imported 0 of %s operations (%s skipped) and %d of %d sessions (0 created, %d merged",
+		thousands(db.opRows), thousands(db.opRows), len(db.sessions), db.sessRows, len(db.sessions))
+	dups := skippedSection(again, "skipped operations by reason:")[importer.ReasonDuplicateID]
+	if !strings.HasPrefix(again, want) || dups != int64(len(db.ops))+db.skipped[importer.ReasonDuplicateID] {
+		t.Errorf("second import:\n%s\nwant %q and every valid row a duplicate", again, want)
+	}
+
+	store, err := influx.Open(context.Background(), influx.Config{URL: srv.URL, Bucket: vars["INFLUXDB_BUCKET"],
+		OutboxDir: filepath.Join(dir, "check-outbox"), CacheTTL: influx.CacheNoExpiry}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	checkImported(t, store, db)
+
+	// The report read straight from InfluxDB is the report of the same
+	// rows imported into the embedded store.
+	onSQLite := map[string]string{"SQLITE_DB_PATH": filepath.Join(dir, "metrics.db")}
+	if code, out, errOut := runImportCmd(t, onSQLite, "--from", db.path, "--quiet"); code != 0 {
+		t.Fatalf("import into SQLite: exit %d: %s%s", code, out, errOut)
+	}
+	fixReportClock(t, db.now)
+	for _, r := range []string{"24h", "30d", "all"} {
+		code, fromInflux, errOut := runReportCmd(t, vars, "--range", r)
+		if code != 0 {
+			t.Fatalf("report %s from InfluxDB: exit %d: %s", r, code, errOut)
+		}
+		_, fromSQLite, _ := runReportCmd(t, onSQLite, "--range", r)
+		if fromInflux != fromSQLite {
+			t.Errorf("report %s: InfluxDB and SQLite differ:\n%s\n---\n%s", r, fromInflux, fromSQLite)
+		}
+	}
+}
+
+// TestImportCommandLine: bad flags exit 2 with one line; a missing or
+// foreign source file exits 1.
+func TestImportCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"SQLITE_DB_PATH": filepath.Join(dir, "m.db")}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "--from is required"},
+		{[]string{"--from", "x.db", "--batch-size", "0"}, 2, "--batch-size"},
+		{[]string{"--from", "x.db", "--source-time-zone", "Mars/Olympus"}, 2, "--source-time-zone"},
+		{[]string{"--from", "x.db", "--db-type", "postgres"}, 2, "--db-type"},
+		{[]string{"--from", "x.db", "extra"}, 2, "unexpected argument"},
+		{[]string{"--nope"}, 2, "nope"},
+		{[]string{"--from", filepath.Join(dir, "missing.db")}, 1, "missing.db"},
+		{[]string{"--from", filepath.Join(dir, "m.db"), "--dry-run"}, 1, "m.db"},
+	} {
+		code, out, errOut := runImportCmd(t, vars, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("import %v: exit %d, %q%q; want %d and %q", tc.args, code, out, errOut, tc.code, tc.want)
+		}
+	}
+	// A database without the original tables, and this service's own
+	// store, are refused by name.
+	foreign := filepath.Join(dir, "foreign.db")
+	if err := os.WriteFile(foreign, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	own := filepath.Join(dir, "own.db")
+	openSQLite(t, own).Close()
+	for path, want := range map[string]string{foreign: "no tool_operations table", own: "a store of omnimemory-metrics itself"} {
+		code, _, errOut := runImportCmd(t, vars, "--from", path)
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("import of %s: exit %d, %s; want 1 and %q", filepath.Base(path), code, errOut, want)
+		}
+	}
+}

@@ -1,0 +1,630 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/omnimemory/omnimemory-metrics/exporter"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// reportSettings are the settings the report takes when it reads the store
+// itself (without --url).
+var reportSettings = []string{
+	"db-type", "sqlite-db-path", "influxdb-url", "influxdb-token", "influxdb-org", "influxdb-bucket",
+	"query-timeout", "influx-cache-ttl", "cost-per-1k-tokens",
+}
+
+// reportClock is the report's clock when it reads the store itself (tests
+// fix it).
+var reportClock = time.Now
+
+// runReport serves `omnimemory-metrics report`: 0 when the report was
+// printed, 1 when the service or the store could not answer, 2 for bad
+// flags.
+func runReport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	const name = "report"
+	fs := commandFlags(name, "[--range 1h|24h|7d|30d|all] [--tool-id X] [--url http://host:8003 [--token T]] [--format table|json|markdown]",
+		"print the savings of a time range: totals, by tool, by mode and a trend; from a running service (--url) "+
+			"or straight from the configured store", stderr)
+	rangeName := fs.String("range", "24h", "time range: "+exporter.RangeNames(exporter.SavingsRanges))
+	toolID := fs.String("tool-id", "", "only the operations of this tool_id")
+	base := fs.String("url", "", "ask the service at this URL instead of reading the store")
+	token := fs.String("token", "", "API token for --url (default: $OMNIMEMORY_API_TOKEN)")
+	timeout := fs.Duration("timeout", 10*time.Second, "longest the report waits for the service or the store")
+	format := fs.String("format", "table", "table, json or markdown")
+	resolve := settingFlags(fs, getenv, reportSettings...)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, name, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	rng, ok := exporter.ParseTimeRange(*rangeName, exporter.SavingsRanges)
+	if !ok {
+		return usageError(stderr, name, fmt.Errorf("--range=%q: must be one of %s", *rangeName, exporter.RangeNames(exporter.SavingsRanges)))
+	}
+	render, ok := reportFormats[*format]
+	if !ok {
+		return usageError(stderr, name, fmt.Errorf("--format=%q: must be table, json or markdown", *format))
+	}
+	if *timeout <= 0 {
+		return usageError(stderr, name, fmt.Errorf("--timeout=%s: must be positive", *timeout))
+	}
+	cfg, err := resolve()
+	if err != nil {
+		return usageError(stderr, name, err)
+	}
+	if *base != "" {
+		u, err := url.Parse(*base)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usageError(stderr, name, fmt.Errorf("--url=%q: must be an http:// or https:// URL", *base))
+		}
+	}
+	if *token == "" {
+		*token = getenv("OMNIMEMORY_API_TOKEN")
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	var data reportData
+	if *base != "" {
+		client := &http.Client{Timeout: *timeout}
+		data, err = fetchFromService(ctx, client, strings.TrimRight(*base, "/"), *token, rng, *toolID)
+	} else {
+		data, err = fetchFromConfiguredStore(ctx, cfg, rng, *toolID, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "omnimemory-metrics report: %v\n", err)
+		return 1
+	}
+	out, err := render(buildReport(data))
+	if err != nil {
+		fmt.Fprintf(stderr, "omnimemory-metrics report: %v\n", err)
+		return 1
+	}
+	if _, err := stdout.Write(out); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// reportData are the answers a report is made of, exactly as the service's
+// /metrics/api-savings and /metrics/tool-breakdown give them.
+type reportData struct {
+	rng     exporter.TimeRange
+	toolID  string
+	savings exporter.APISavings
+	// breakdown is nil when it cannot be had for the range: the service
+	// answers /metrics/tool-breakdown for 1h to 30d, so for "all" only
+	// when every operation lies within the last 30 days.
+	breakdown *exporter.ToolBreakdown
+}
+
+// fetchFromService asks the service at base.
+func fetchFromService(ctx context.Context, client *http.Client, base, token string, rng exporter.TimeRange, toolID string) (reportData, error) {
+	data := reportData{rng: rng, toolID: toolID}
+	query := func(r exporter.TimeRange) string {
+		q := url.Values{"time_range": {r.Name}}
+		if toolID != "" {
+			q.Set("tool_id", toolID)
+		}
+		return "?" + q.Encode()
+	}
+	if err := getService(ctx, client, base+"/metrics/api-savings"+query(rng), token, &data.savings); err != nil {
+		return data, err
+	}
+	bdRange := rng
+	if rng.Duration == 0 {
+		bdRange = exporter.Range30d
+	}
+	var bd exporter.ToolBreakdown
+	if err := getService(ctx, client, base+"/metrics/tool-breakdown"+query(bdRange), token, &bd); err != nil {
+		return data, err
+	}
+	if rng.Duration > 0 || coversAll(bd, data.savings) {
+		data.breakdown = &bd
+	}
+	return data, nil
+}
+
+// coversAll reports whether a 30-day breakdown holds every operation of an
+// "all" answer: the same count, tokens processed and tokens prevented.
+func coversAll(bd exporter.ToolBreakdown, s exporter.APISavings) bool {
+	return bd.Read.TotalOperations+bd.Search.TotalOperations == s.TotalOperations &&
+		bd.Read.TotalTokensOriginal+bd.Search.TotalTokensOriginal == s.TotalTokensProcessed &&
+		bd.TotalTokensPrevented == s.TotalTokensPrevented
+}
+
+// getService GETs url into v; an answer other than 200 is an error naming
+// its status and detail.
+func getService(ctx context.Context, client *http.Client, url, token string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("asking the service: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s: %w", req.URL.Path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Detail any `json:"detail"`
+		}
+		detail := strings.TrimSpace(string(body))
+		if json.Unmarshal(body, &e) == nil && e.Detail != nil {
+			detail = fmt.Sprint(e.Detail)
+		}
+		return fmt.Errorf("%s answered %s: %.200s", req.URL.Path, resp.Status, detail)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("the answer of %s is not what this version expects: %w", req.URL.Path, err)
+	}
+	return nil
+}
+
+// fetchFromConfiguredStore opens the configured store and answers as the
+// service would. The embedded store is opened as a second user of its file,
+// which SQLite allows while the service runs on it; the report only reads.
+// InfluxDB is opened with a private, temporary outbox, so that it never
+// competes with a running service's.
+func fetchFromConfiguredStore(ctx context.Context, cfg config, rng exporter.TimeRange, toolID string, stderr io.Writer) (reportData, error) {
+	switch cfg.DBType {
+	case "influxdb":
+		dir, err := os.MkdirTemp("", "omnimemory-report-")
+		if err != nil {
+			return reportData{}, err
+		}
+		defer os.RemoveAll(dir)
+		cfg.OutboxDir, cfg.OutboxMaxBytes, cfg.WriteTimeout = dir, 1<<20, 5*time.Second
+	default:
+		if _, err := os.Stat(cfg.SQLitePath); err != nil {
+			return reportData{}, fmt.Errorf("no embedded store at %s (SQLITE_DB_PATH); give --sqlite-db-path, or --url of a running service: %w", cfg.SQLitePath, err)
+		}
+	}
+	store, err := openStore(ctx, cfg, prometheus.NewRegistry(), commandLogger(stderr))
+	if err != nil {
+		return reportData{}, err
+	}
+	rep := exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: cfg.CostPer1K}, reportClock)
+	data, err := fetchFromStore(ctx, rep, rng, toolID)
+	return data, errors.Join(err, store.Close())
+}
+
+// fetchFromStore answers with rep what the service answers. For "all" the
+// breakdown covers all time: a store can give it, unlike the service.
+func fetchFromStore(ctx context.Context, rep *exporter.Reporter, rng exporter.TimeRange, toolID string) (reportData, error) {
+	data := reportData{rng: rng, toolID: toolID}
+	var err error
+	if data.savings, err = rep.APISavings(ctx, rng, toolID); err != nil {
+		return data, err
+	}
+	bd, err := rep.ToolBreakdown(ctx, rng, toolID)
+	if err != nil {
+		return data, err
+	}
+	data.breakdown = &bd
+	return data, nil
+}
+
+// report is what the report shows, in every format; fields the answers do
+// not give (see reportData.breakdown) are nil.
+type report struct {
+	TimeRange    string       `json:"time_range"`
+	ToolID       *string      `json:"tool_id"`
+	WindowStart  *string      `json:"window_start"`
+	CalculatedAt string       `json:"calculated_at"`
+	Totals       reportTotals `json:"totals"`
+	ByTool       []reportTool `json:"by_tool"`
+	ByMode       []reportMode `json:"by_mode"`
+	Trend        reportTrend  `json:"trend"`
+	step         tsdb.Step    // of the trend
+	rng          exporter.TimeRange
+}
+
+type reportTotals struct {
+	Operations        int64   `json:"operations"`
+	TokensOriginal    int64   `json:"tokens_original"`
+	TokensActual      *int64  `json:"tokens_actual"`
+	TokensPrevented   int64   `json:"tokens_prevented"`
+	CostBaseline      float64 `json:"cost_baseline"`
+	CostActual        float64 `json:"cost_actual"`
+	CostSaved         float64 `json:"cost_saved"`
+	SavingsPercentage float64 `json:"savings_percentage"`
+}
+
+type reportTool struct {
+	Tool              string   `json:"tool"`
+	Operations        int64    `json:"operations"`
+	TokensOriginal    *int64   `json:"tokens_original"`
+	TokensActual      *int64   `json:"tokens_actual"`
+	TokensPrevented   int64    `json:"tokens_prevented"`
+	CostSaved         float64  `json:"cost_saved"`
+	SavingsPercentage *float64 `json:"savings_percentage"`
+	AvgResponseTimeMs *float64 `json:"avg_response_time_ms"`
+}
+
+type reportMode struct {
+	Mode              string   `json:"mode"`
+	Operations        int64    `json:"operations"`
+	TokensPrevented   int64    `json:"tokens_prevented"`
+	CostSaved         float64  `json:"cost_saved"`
+	AvgResponseTimeMs *float64 `json:"avg_response_time_ms"`
+}
+
+type reportTrend struct {
+	Step   string                `json:"step"`
+	Points []exporter.TrendPoint `json:"points"`
+}
+
+// buildReport turns the answers into the report.
+func buildReport(d reportData) report {
+	s, bd := d.savings, d.breakdown
+	r := report{
+		TimeRange:    d.rng.Name,
+		CalculatedAt: s.CalculatedAt,
+		step:         d.rng.Step,
+		rng:          d.rng,
+		Totals: reportTotals{
+			Operations:        s.TotalOperations,
+			TokensOriginal:    s.TotalTokensProcessed,
+			TokensPrevented:   s.TotalTokensPrevented,
+			CostBaseline:      s.APICostBaseline,
+			CostActual:        s.APICostActual,
+			CostSaved:         s.TotalCostSaved,
+			SavingsPercentage: s.SavingsPercentage,
+		},
+		Trend: reportTrend{Step: d.rng.Step.String(), Points: s.Trends},
+	}
+	if r.Trend.Points == nil {
+		r.Trend.Points = []exporter.TrendPoint{}
+	}
+	if d.toolID != "" {
+		r.ToolID = &d.toolID
+	}
+	if now, err := time.Parse(time.RFC3339Nano, s.CalculatedAt); err == nil && d.rng.Duration > 0 {
+		start := exporter.FormatTime(now.Add(-d.rng.Duration))
+		r.WindowStart = &start
+	}
+	if bd != nil {
+		actual := bd.Read.TotalTokensActual + bd.Search.TotalTokensActual
+		r.Totals.TokensActual = &actual
+	}
+	for _, tool := range tsdb.ToolNames {
+		sv := s.BreakdownByTool.Read
+		if tool == tsdb.ToolSearch {
+			sv = s.BreakdownByTool.Search
+		}
+		row := reportTool{Tool: tool, Operations: sv.Operations, TokensPrevented: sv.TokensPrevented, CostSaved: sv.CostSaved}
+		if bd != nil {
+			ts := bd.Read
+			if tool == tsdb.ToolSearch {
+				ts = bd.Search
+			}
+			orig, actual, avg := ts.TotalTokensOriginal, ts.TotalTokensActual, ts.AvgResponseTimeMs
+			pct := percentOf(ts.TotalTokensPrevented, orig)
+			row.TokensOriginal, row.TokensActual, row.SavingsPercentage, row.AvgResponseTimeMs = &orig, &actual, &pct, &avg
+		}
+		r.ByTool = append(r.ByTool, row)
+	}
+	r.ByMode = []reportMode{}
+	for _, mode := range modeOrder(s.BreakdownByMode) {
+		sv := s.BreakdownByMode[mode]
+		row := reportMode{Mode: mode, Operations: sv.Operations, TokensPrevented: sv.TokensPrevented, CostSaved: sv.CostSaved}
+		if bd != nil {
+			row.AvgResponseTimeMs = modeMean(bd, mode)
+		}
+		r.ByMode = append(r.ByMode, row)
+	}
+	return r
+}
+
+// modeOrder lists the modes of m: the contract's in its order, then any
+// other sorted.
+func modeOrder(m map[string]exporter.Savings) []string {
+	var out, other []string
+	for _, mode := range tsdb.OperationModes {
+		if _, ok := m[mode]; ok {
+			out = append(out, mode)
+		}
+	}
+	for mode := range m {
+		if !tsdb.ValidOperationMode(mode) {
+			other = append(other, mode)
+		}
+	}
+	slices.Sort(other)
+	return append(out, other...)
+}
+
+// modeMean is the mean response time of a mode over both tools: the
+// mean the service answers when one tool has the mode (the usual case).
+func modeMean(bd *exporter.ToolBreakdown, mode string) *float64 {
+	var found []exporter.ModeBreakdown
+	for _, ts := range []exporter.ToolStats{bd.Read, bd.Search} {
+		if m, ok := ts.ByMode[mode]; ok && m.Count > 0 {
+			found = append(found, m)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil
+	case 1:
+		v := found[0].AvgResponseTimeMs
+		return &v
+	}
+	var sum float64
+	var n int64
+	for _, m := range found {
+		sum += m.AvgResponseTimeMs * float64(m.Count)
+		n += m.Count
+	}
+	v := math.Round(sum/float64(n)*1e9) / 1e9
+	return &v
+}
+
+// percentOf is part/whole*100 to two decimals, 0 when whole is 0, as the
+// service computes savings_percentage.
+func percentOf(part, whole int64) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return math.Round(float64(part)/float64(whole)*100*100) / 100
+}
+
+var reportFormats = map[string]func(report) ([]byte, error){
+	"table":    func(r report) ([]byte, error) { return renderText(r, false), nil },
+	"markdown": func(r report) ([]byte, error) { return renderText(r, true), nil },
+	"json": func(r report) ([]byte, error) {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		err := enc.Encode(r)
+		return b.Bytes(), err
+	},
+}
+
+// renderText renders the report as terminal tables or as Markdown.
+func renderText(r report, md bool) []byte {
+	var b bytes.Buffer
+	title := "last " + r.TimeRange
+	if r.rng.Duration == 0 {
+		title = "all time"
+	}
+	tools := "all tools"
+	if r.ToolID != nil {
+		tools = "tool_id " + strconv.Quote(*r.ToolID)
+	}
+	heading := func(s string) {
+		if md {
+			fmt.Fprintf(&b, "\n## %s\n\n", s)
+		} else {
+			fmt.Fprintf(&b, "\n%s\n", s)
+		}
+	}
+	if md {
+		fmt.Fprintf(&b, "# Savings report: %s, %s\n\n", title, tools)
+	} else {
+		fmt.Fprintf(&b, "Savings report: %s, %s\n", title, tools)
+	}
+	if r.WindowStart != nil {
+		fmt.Fprintf(&b, "%s to %s\n", *r.WindowStart, r.CalculatedAt)
+	} else {
+		fmt.Fprintf(&b, "up to %s\n", r.CalculatedAt)
+	}
+
+	t := r.Totals
+	heading("Totals")
+	writeTable(&b, md, []string{"figure", "value"}, "lr", [][]string{
+		{"operations", thousands(t.Operations)},
+		{"tokens original", thousands(t.TokensOriginal)},
+		{"tokens actual", optInt(t.TokensActual)},
+		{"tokens prevented", thousands(t.TokensPrevented)},
+		{"cost baseline", money(t.CostBaseline)},
+		{"cost actual", money(t.CostActual)},
+		{"cost saved", money(t.CostSaved)},
+		{"savings", pct(t.SavingsPercentage)},
+	}, false)
+
+	heading("By tool")
+	var rows [][]string
+	for _, row := range r.ByTool {
+		rows = append(rows, []string{row.Tool, thousands(row.Operations), optInt(row.TokensOriginal), optInt(row.TokensActual),
+			thousands(row.TokensPrevented), money(row.CostSaved), optPct(row.SavingsPercentage), optMs(row.AvgResponseTimeMs)})
+	}
+	writeTable(&b, md, []string{"tool", "operations", "tokens original", "tokens actual", "tokens prevented", "cost saved", "savings", "avg ms"},
+		"lrrrrrrr", rows, true)
+
+	heading("By mode")
+	rows = nil
+	for _, row := range r.ByMode {
+		rows = append(rows, []string{row.Mode, thousands(row.Operations), thousands(row.TokensPrevented), money(row.CostSaved), optMs(row.AvgResponseTimeMs)})
+	}
+	if len(rows) == 0 {
+		rows = [][]string{{"(none)", "0", "0", money(0), "n/a"}}
+	}
+	writeTable(&b, md, []string{"mode", "operations", "tokens prevented", "cost saved", "avg ms"}, "lrrrr", rows, true)
+
+	heading("Trend of tokens prevented, " + r.Trend.Step)
+	line, caption := sparkline(r.Trend.Points, r.step)
+	switch {
+	case md && line != "":
+		fmt.Fprintf(&b, "`%s`\n\n%s\n", line, caption)
+	case line != "":
+		fmt.Fprintf(&b, "  %s\n  %s\n", line, caption)
+	case md:
+		fmt.Fprintf(&b, "%s\n", caption)
+	default:
+		fmt.Fprintf(&b, "  %s\n", caption)
+	}
+	return b.Bytes()
+}
+
+// writeTable writes rows under header, aligned by align ('l' or 'r' per
+// column): as Markdown, or as indented columns (with the header when
+// showHeader).
+func writeTable(b *bytes.Buffer, md bool, header []string, align string, rows [][]string, showHeader bool) {
+	if md {
+		b.WriteString("| " + strings.Join(header, " | ") + " |\n|")
+		for i := range header {
+			if align[i] == 'r' {
+				b.WriteString("---:|")
+			} else {
+				b.WriteString("---|")
+			}
+		}
+		b.WriteByte('\n')
+		for _, row := range rows {
+			b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+		}
+		return
+	}
+	width := make([]int, len(header))
+	all := rows
+	if showHeader {
+		all = append([][]string{header}, rows...)
+	}
+	for _, row := range all {
+		for i, c := range row {
+			width[i] = max(width[i], utf8.RuneCountInString(c))
+		}
+	}
+	for _, row := range all {
+		var line strings.Builder
+		line.WriteString(" ")
+		for i, c := range row {
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
+			line.WriteString(" ")
+			if i > 0 {
+				line.WriteString(" ")
+			}
+			if align[i] == 'r' {
+				line.WriteString(pad + c)
+			} else {
+				line.WriteString(c + pad)
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+}
+
+// sparkBars are the levels of a sparkline, lowest first.
+var sparkBars = []rune("▁▂▃▄▅▆▇█")
+
+// maxSparkWidth bounds the sparkline: longer trends are drawn with several
+// buckets per character.
+const maxSparkWidth = 60
+
+// sparkline draws the tokens prevented of points, and a caption of its
+// span and peak.
+func sparkline(points []exporter.TrendPoint, step tsdb.Step) (line, caption string) {
+	if len(points) == 0 {
+		return "", "no operations"
+	}
+	per := (len(points) + maxSparkWidth - 1) / maxSparkWidth
+	var vals []int64
+	for i := 0; i < len(points); i += per {
+		var sum int64
+		for _, p := range points[i:min(i+per, len(points))] {
+			sum += p.TokensPrevented
+		}
+		vals = append(vals, sum)
+	}
+	lo, hi := min(slices.Min(vals), 0), slices.Max(vals)
+	var sb strings.Builder
+	for _, v := range vals {
+		level := 0
+		if hi > lo {
+			level = int(math.Round(float64(v-lo) / float64(hi-lo) * float64(len(sparkBars)-1)))
+		}
+		sb.WriteRune(sparkBars[level])
+	}
+	peak := points[0]
+	for _, p := range points[1:] {
+		if p.TokensPrevented > peak.TokensPrevented {
+			peak = p
+		}
+	}
+	unit := "hour"
+	if step == tsdb.Daily {
+		unit = "day"
+	}
+	span := fmt.Sprintf("%d %ss from %s to %s", len(points), unit, points[0].Timestamp, points[len(points)-1].Timestamp)
+	if per > 1 {
+		span += fmt.Sprintf(" (starts), %d per mark", per)
+	} else {
+		span += " (starts)"
+	}
+	return sb.String(), fmt.Sprintf("%s; peak %s tokens in the %s from %s", span, thousands(peak.TokensPrevented), unit, peak.Timestamp)
+}
+
+// money formats US dollars with every decimal the service answers (at
+// least two), never rounded to cents.
+func money(v float64) string {
+	sign := ""
+	if v < 0 {
+		sign, v = "-", -v
+	}
+	s := strconv.FormatFloat(v, 'f', -1, 64)
+	whole, frac, _ := strings.Cut(s, ".")
+	for len(frac) < 2 {
+		frac += "0"
+	}
+	n, err := strconv.ParseInt(whole, 10, 64)
+	if err == nil {
+		whole = thousands(n)
+	}
+	return sign + "$" + whole + "." + frac
+}
+
+func pct(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) + " %" }
+
+func optPct(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return pct(*v)
+}
+
+func optInt(v *int64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return thousands(*v)
+}
+
+func optMs(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return strconv.FormatFloat(*v, 'f', 2, 64)
+}

@@ -1,0 +1,204 @@
+package influx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// InfluxDB 1.x runs Flux (0.65 in 1.8) without pushing aggregates down into
+// its storage engine: an hourly sum over a window reads every point of it
+// through the Flux engine, about 5 times slower than the same sums in
+// InfluxQL, which 1.x aggregates inside the engine. On 1.x, then, the
+// hourly totals that back every aggregate (the cache's fills and the raw
+// edges of a window) are read with InfluxQL through /query; 2.x keeps Flux,
+// where it is pushed down. The server's version comes from its
+// X-Influxdb-Version header (see noteVersion).
+
+// maxQLBody bounds the answer of one InfluxQL query: hours × keys rows.
+const maxQLBody = 64 << 20
+
+// readHoursQL answers what readHours answers, from one InfluxQL query.
+func (s *Store) readHoursQL(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]hourRow, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	q := fmt.Sprintf(`SELECT sum(%s), sum(%s), sum(%s), sum(%s), count(%s) FROM %s WHERE time >= %d AND time < %d`,
+		qlIdent(sumFields[0]), qlIdent(sumFields[1]), qlIdent(sumFields[2]), qlIdent(sumFields[3]), qlIdent(countField),
+		qlIdent(measOperation), lo.UnixNano(), hi.UnixNano())
+	if toolID != "" {
+		q += ` AND "tool_id" = ` + qlString(tagValue(toolID))
+	}
+	q += ` GROUP BY time(1h), "tool_id", "tool_name", "operation_mode" fill(none)`
+
+	start := time.Now()
+	var rows []hourRow
+	defer func() { s.log.Debug("influxql query", "query", name, "rows", len(rows), "took", time.Since(start)) }()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	series, err := s.influxQL(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	for _, sr := range series {
+		key := &hourKey{sr.Tags["tool_id"], sr.Tags["tool_name"], sr.Tags["operation_mode"]}
+		for _, v := range sr.Values {
+			if len(v) != 6 {
+				return nil, fmt.Errorf("influx: influxql: %d columns in a row, want 6", len(v))
+			}
+			var r hourRow
+			var t, rt json.Number
+			if err := errors.Join(num(v[0], &t), num(v[1], &r.TokensOriginal), num(v[2], &r.TokensActual),
+				num(v[3], &r.TokensPrevented), num(v[4], &rt), num(v[5], &r.Count)); err != nil {
+				return nil, fmt.Errorf("influx: influxql: %w", err)
+			}
+			ns, err := t.Int64()
+			if err != nil {
+				return nil, fmt.Errorf("influx: influxql: time %q", t)
+			}
+			if r.ResponseTimeSumMs, err = rt.Float64(); err != nil {
+				return nil, fmt.Errorf("influx: influxql: response time sum %q", rt)
+			}
+			if r.Count == 0 {
+				continue
+			}
+			r.hour = floorDiv(ns, int64(time.Second)) / hourSecs * hourSecs
+			r.key = key
+			rows = append(rows, r)
+		}
+	}
+	return rows, nil
+}
+
+// num decodes a JSON number of an InfluxQL row into an int64 or keeps it
+// as a json.Number; null (no points) is zero.
+func num(v any, dst any) error {
+	n, ok := v.(json.Number)
+	if v == nil {
+		n, ok = "0", true
+	}
+	if !ok {
+		return fmt.Errorf("value %v is not a number", v)
+	}
+	switch d := dst.(type) {
+	case *json.Number:
+		*d = n
+	case *int64:
+		i, err := n.Int64()
+		if err != nil {
+			f, ferr := n.Float64() // sums of integer fields come back as integers; be lenient
+			if ferr != nil || f != float64(int64(f)) {
+				return fmt.Errorf("value %s is not an integer", n)
+			}
+			i = int64(f)
+		}
+		*d = i
+	}
+	return nil
+}
+
+type qlSeries struct {
+	Tags   map[string]string `json:"tags"`
+	Values [][]any           `json:"values"`
+	// Partial: the server cut the series (max-row-limit).
+	Partial bool `json:"partial"`
+}
+
+// influxQL runs one read statement on the store's database and retention
+// policy and answers its series.
+func (s *Store) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
+	db, rp, _ := strings.Cut(s.cfg.Bucket, "/")
+	params := url.Values{"db": {db}, "q": {q}, "epoch": {"ns"}}
+	if rp != "" {
+		params.Set("rp", rp)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.cfg.URL, "/")+"/query?"+params.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("influx: influxql: %w", err)
+	}
+	if s.cfg.Token != "" {
+		req.Header.Set("Authorization", "Token "+s.cfg.Token)
+	}
+	resp, err := s.httpc.Do(req)
+	if err != nil {
+		return nil, s.qlErr(ctx, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxQLBody+1))
+	if err != nil {
+		return nil, s.qlErr(ctx, err)
+	}
+	if len(body) > maxQLBody {
+		return nil, fmt.Errorf("influx: influxql: answer larger than %d bytes", maxQLBody)
+	}
+	var out struct {
+		Results []struct {
+			Series []qlSeries `json:"series"`
+			Error  string     `json:"error"`
+		} `json:"results"`
+		Error string `json:"error"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	decodeErr := dec.Decode(&out)
+	if resp.StatusCode/100 != 2 {
+		msg := out.Error
+		if msg == "" {
+			msg = strings.TrimSpace(string(body[:min(len(body), 512)]))
+		}
+		err := fmt.Errorf("HTTP %d: %s", resp.StatusCode, msg)
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			return nil, fmt.Errorf("%w: influxdb influxql query: %s", tsdb.ErrUnavailable, redact(err.Error(), s.cfg.Token))
+		}
+		return nil, fmt.Errorf("influx: influxql: %s", redact(err.Error(), s.cfg.Token))
+	}
+	if decodeErr != nil {
+		return nil, fmt.Errorf("influx: influxql: decode answer: %w", decodeErr)
+	}
+	if out.Error != "" {
+		return nil, fmt.Errorf("influx: influxql: %s", out.Error)
+	}
+	var series []qlSeries
+	for _, r := range out.Results {
+		if r.Error != "" {
+			return nil, fmt.Errorf("influx: influxql: %s", r.Error)
+		}
+		for _, sr := range r.Series {
+			if sr.Partial {
+				return nil, errors.New("influx: influxql: the server answered a partial series (raise max-row-limit)")
+			}
+		}
+		series = append(series, r.Series...)
+	}
+	return series, nil
+}
+
+// qlErr marks failures to reach InfluxDB (no answer, timeouts) as
+// tsdb.ErrUnavailable, as queryErr does for Flux.
+func (s *Store) qlErr(ctx context.Context, err error) error {
+	msg := redact(err.Error(), s.cfg.Token)
+	var ne net.Error
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) {
+		return fmt.Errorf("%w: influxdb influxql query: %s", tsdb.ErrUnavailable, msg)
+	}
+	return fmt.Errorf("influx: influxql: %s", msg)
+}
+
+// qlIdent quotes an InfluxQL identifier.
+func qlIdent(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// qlString quotes an InfluxQL string literal.
+func qlString(s string) string {
+	return `'` + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + `'`
+}
