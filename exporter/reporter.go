@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -259,13 +260,47 @@ func (rep *Reporter) CompareAPISavings(ctx context.Context, r TimeRange, toolID 
 // previous period when compare is set.
 func (rep *Reporter) apiSavings(ctx context.Context, r TimeRange, toolID string, now time.Time, compare bool) (APISavings, error) {
 	w := window(r, toolID, now)
-	current, err := rep.periodSavings(ctx, w)
-	if err != nil {
-		return APISavings{}, err
+	// The store reads of the answer are independent: they run at once, so
+	// that the answer takes as long as the slowest, not their sum.
+	var (
+		current, previous PeriodSavings
+		trends            []TrendPoint
+		start, end        time.Time
+		errs              [3]error
+		wg                sync.WaitGroup
+	)
+	run := func(i int, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f()
+		}()
 	}
-	trends, err := rep.trends(ctx, r, w, now)
-	if err != nil {
-		return APISavings{}, err
+	run(0, func() (err error) {
+		current, err = rep.periodSavings(ctx, w)
+		return err
+	})
+	run(1, func() (err error) {
+		trends, err = rep.trends(ctx, r, w, now)
+		return err
+	})
+	if compare {
+		// The store's windows are inclusive: the previous one ends a
+		// microsecond before the current one starts.
+		start, end = now.Add(-2*r.Duration), *w.Start
+		run(2, func() (err error) {
+			previous, err = rep.periodSavings(ctx, tsdb.Window{ToolID: toolID, Start: &start, End: end.Add(-time.Microsecond)})
+			if err != nil {
+				err = fmt.Errorf("previous period: %w", err)
+			}
+			return err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return APISavings{}, err
+		}
 	}
 	out := APISavings{
 		PeriodSavings: current,
@@ -273,18 +308,10 @@ func (rep *Reporter) apiSavings(ctx context.Context, r TimeRange, toolID string,
 		TimeRange:     r.Name,
 		CalculatedAt:  FormatTime(now),
 	}
-	if !compare {
-		return out, nil
+	if compare {
+		out.PreviousPeriod = &PreviousPeriod{Start: FormatTime(start), End: FormatTime(end), PeriodSavings: previous}
+		out.Change = savingsChange(current, previous)
 	}
-	// The store's windows are inclusive: the previous one ends a
-	// microsecond before the current one starts.
-	start, end := now.Add(-2*r.Duration), *w.Start
-	previous, err := rep.periodSavings(ctx, tsdb.Window{ToolID: toolID, Start: &start, End: end.Add(-time.Microsecond)})
-	if err != nil {
-		return APISavings{}, fmt.Errorf("previous period: %w", err)
-	}
-	out.PreviousPeriod = &PreviousPeriod{Start: FormatTime(start), End: FormatTime(end), PeriodSavings: previous}
-	out.Change = savingsChange(current, previous)
 	return out, nil
 }
 

@@ -41,6 +41,13 @@ func (s *Store) hourQueries(lo, hi time.Time, tid string, perSeries bool) (sums,
 // readHours runs hourQueries and answers one row per (hour, key) with
 // operations.
 func (s *Store) readHours(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]hourRow, error) {
+	if !s.versionKnown.Load() && !s.cfg.FluxOnly {
+		// Which query language suits the server is known from the version
+		// its answers carry: ask /ping once (it answers fast, or not).
+		pctx, cancel := context.WithTimeout(ctx, min(s.cfg.QueryTimeout, 2*time.Second))
+		_ = s.ping(pctx)
+		cancel()
+	}
 	if s.v1.Load() && !s.cfg.FluxOnly {
 		return s.readHoursQL(ctx, name, lo, hi, toolID)
 	}
@@ -99,7 +106,7 @@ func (s *Store) hourRows(ctx context.Context, lo, hi time.Time, toolID string) (
 	hStart := ceilDiv(lo.UnixNano(), int64(time.Hour)) * hourSecs
 	hEnd := min(floorDiv(hi.UnixNano(), int64(time.Hour))*hourSecs, closed)
 	if hStart >= hEnd || int((hEnd-hStart)/hourSecs) > s.cache.maxRows/2 {
-		return s.readHours(ctx, "hours raw", lo, hi, toolID)
+		return s.readEdge(ctx, lo, hi, toolID) // no whole closed hour inside
 	}
 
 	var (
@@ -121,7 +128,7 @@ func (s *Store) hourRows(ctx context.Context, lo, hi time.Time, toolID string) (
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			add(s.readHours(ctx, "hours raw edge", a, b, toolID))
+			add(s.readEdge(ctx, a, b, toolID))
 		}()
 	}
 	if t := time.Unix(hStart, 0); lo.Before(t) {
@@ -288,4 +295,47 @@ func (s *Store) refreshLoop() {
 // ceilDiv divides rounding towards plus infinity.
 func ceilDiv(a, b int64) int64 {
 	return -floorDiv(-a, b)
+}
+
+// edgeKey names a raw read of a window edge.
+type edgeKey struct {
+	lo, hi int64 // unix nanoseconds
+	toolID string
+}
+
+type edgeFlight struct {
+	done chan struct{}
+	rows []hourRow
+	err  error
+}
+
+// readEdge reads the raw hourly totals of [lo, hi), sharing a read of the
+// same edge already in flight: the breakdown and the trend of one answer
+// ask for the same edges at the same time. Edges end at a request's now, to
+// the microsecond, so reads of different requests are not shared.
+func (s *Store) readEdge(ctx context.Context, lo, hi time.Time, toolID string) ([]hourRow, error) {
+	k := edgeKey{lo.UnixNano(), hi.UnixNano(), toolID}
+	s.edgeMu.Lock()
+	if f := s.edges[k]; f != nil {
+		s.edgeMu.Unlock()
+		select {
+		case <-f.done:
+			return slices.Clone(f.rows), f.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if s.edges == nil {
+		s.edges = map[edgeKey]*edgeFlight{}
+	}
+	f := &edgeFlight{done: make(chan struct{})}
+	s.edges[k] = f
+	s.edgeMu.Unlock()
+
+	f.rows, f.err = s.readHours(ctx, "hours raw edge", lo, hi, toolID)
+	s.edgeMu.Lock()
+	delete(s.edges, k)
+	s.edgeMu.Unlock()
+	close(f.done)
+	return slices.Clone(f.rows), f.err
 }

@@ -78,6 +78,9 @@ type Store struct {
 	// cache holds the totals of closed hours (nil when turned off).
 	cache       *hourCache
 	refreshDone chan struct{}
+	// edges are the raw reads of window edges in flight (see readEdge).
+	edgeMu sync.Mutex
+	edges  map[edgeKey]*edgeFlight
 
 	// degraded: the drainer's last attempt failed in a retryable way.
 	degraded atomic.Bool
@@ -88,6 +91,8 @@ type Store struct {
 	// is moved 1 ns earlier, since 1.8 takes a point at exactly the stop
 	// into the range (see opsSource).
 	v1 atomic.Bool
+	// versionKnown: an answer carried X-Influxdb-Version.
+	versionKnown atomic.Bool
 
 	logMu       sync.Mutex
 	lastErrKind string
@@ -259,6 +264,7 @@ func (s *Store) noteVersion(h http.Header) {
 	if v == "" {
 		return
 	}
+	s.versionKnown.Store(true)
 	major, _, _ := strings.Cut(v, ".")
 	n, err := strconv.Atoi(major)
 	s.perSeries.Store(err == nil && n >= 2)
