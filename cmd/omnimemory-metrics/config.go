@@ -168,7 +168,7 @@ func settings() []setting {
 			c.QueueSize = n
 			return nil
 		}},
-		{env: "OMNIMEMORY_API_TOKEN", flag: "api-token", usage: "when set, required as Authorization: Bearer <token> on every endpoint but /health and /ready", secret: true, apply: func(c *config, v string) error {
+		{env: "OMNIMEMORY_API_TOKEN", flag: "api-token", usage: "when set, required as Authorization: Bearer <token> on every endpoint but /health, /ready, /openapi.json and the page at / (and /ui/)", secret: true, apply: func(c *config, v string) error {
 			if strings.ContainsAny(v, " \t\r\n") {
 				return errors.New("must not contain white space")
 			}
