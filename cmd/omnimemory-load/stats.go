@@ -4,8 +4,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/textfmt"
 )
 
 // percentile answers the p-th percentile (0 < p <= 100) of sorted by the
@@ -59,24 +60,7 @@ func fmtMs(v float64) string {
 }
 
 // thousands formats n with comma separators: 1234567 -> "1,234,567".
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	if neg {
-		s = s[1:]
-	}
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+func thousands(n int64) string { return textfmt.Thousands(n) }
 
 // fmtRate formats operations per second.
 func fmtRate(v float64) string { return thousands(int64(math.Round(v))) + " ops/s" }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -89,6 +90,22 @@ func commandFlags(name, args, summary string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// parseCommand parses a subcommand's arguments, which take no positional
+// ones. When it answers false the command ends with the exit code it
+// answers: 0 after -h, 2 for a bad command line (reported).
+func parseCommand(fs *flag.FlagSet, args []string, stderr io.Writer, name string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, name, fmt.Errorf("unexpected argument %q", fs.Arg(0))), false
+	}
+	return 0, true
 }
 
 // usageError reports a bad command line: one line, exit code 2.

@@ -5,17 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/importer"
+	"github.com/omnimemory/omnimemory-metrics/internal/textfmt"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
 )
@@ -51,14 +50,8 @@ func runImport(ctx context.Context, args []string, getenv func(string) string, s
 	quiet := fs.Bool("quiet", false, "no progress bar (there is none either when standard error is not a terminal)")
 	zone := fs.String("source-time-zone", "UTC", "time zone of source times written without an offset (an IANA name or Local)")
 	resolve := settingFlags(fs, getenv, storeSettings...)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, name, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	if code, ok := parseCommand(fs, args, stderr, name); !ok {
+		return code
 	}
 	if *from == "" {
 		return usageError(stderr, name, errors.New("--from is required: the original service's SQLite file"))
@@ -206,25 +199,8 @@ func printImportSummary(w io.Writer, s importer.Summary, source, dest string) {
 	}
 }
 
-// thousands formats n with comma separators.
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	if neg {
-		s = s[1:]
-	}
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+// thousands formats n with comma separators: 1234567 -> "1,234,567".
+func thousands(n int64) string { return textfmt.Thousands(n) }
 
 // barProgress draws the import's progress on a terminal: rows done of the
 // total, rate, elapsed and remaining time, one bar per table.

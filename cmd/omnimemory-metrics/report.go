@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -50,14 +49,8 @@ func runReport(ctx context.Context, args []string, getenv func(string) string, s
 	timeout := fs.Duration("timeout", 10*time.Second, "longest the report waits for the service or the store")
 	format := fs.String("format", "table", "table, json or markdown")
 	resolve := settingFlags(fs, getenv, reportSettings...)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, name, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	if code, ok := parseCommand(fs, args, stderr, name); !ok {
+		return code
 	}
 	rng, ok := exporter.ParseTimeRange(*rangeName, exporter.SavingsRanges)
 	if !ok {
