@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testtools"
+	"github.com/omnimemory/omnimemory-metrics/internal/tools"
 )
 
 // influxServer is an influxd 1.8 this tool started: loopback only, Flux on,
@@ -20,47 +20,10 @@ type influxServer struct {
 	URL string
 }
 
-// influxConfig is a complete influxd 1.8 configuration (as internal/testinflux
-// writes it): loopback only, no reporting, no self-monitoring, Flux on.
-const influxConfig = `reporting-disabled = true
-bind-address = "127.0.0.1:%d"
-
-[meta]
-  dir = %q
-  logging-enabled = false
-
-[data]
-  dir = %q
-  wal-dir = %q
-  query-log-enabled = false
-  trace-logging-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:%d"
-  auth-enabled = false
-  log-enabled = false
-  suppress-write-log = true
-  flux-enabled = true
-  flux-log-enabled = false
-  pprof-enabled = false
-
-[continuous_queries]
-  enabled = false
-  log-enabled = false
-
-[logging]
-  level = "warn"
-  suppress-logo = true
-`
-
 // startInfluxd starts .tools/bin/influxd (or $OMNIMEMORY_INFLUXD) with its
 // data under dir and waits until it answers /ping.
 func startInfluxd(ctx context.Context, dir string) (*influxServer, error) {
-	bin, err := testtools.Find("influxd")
+	bin, err := tools.Find("influxd")
 	if err != nil {
 		return nil, fmt.Errorf("%w (run scripts/provision.sh, or bench with --stores sqlite)", err)
 	}
@@ -68,17 +31,16 @@ func startInfluxd(ctx context.Context, dir string) (*influxServer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	httpPort, err := freePort()
+	httpPort, err := tools.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	rpcPort, err := freePort()
+	rpcPort, err := tools.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "influxdb.conf")
-	text := fmt.Sprintf(influxConfig, rpcPort, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpPort)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(tools.InfluxdConfig(dir, rpcPort, httpPort)), 0o600); err != nil {
 		return nil, err
 	}
 	c, err := startChild("influxd", bin, []string{"run", "-config", conf}, cleanEnv("INFLUXDB_CONFIG_PATH="+conf), dir, filepath.Join(dir, "influxd.log"))

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/tools"
 )
 
 // child is a process this tool started, in a process group of its own so
@@ -145,32 +145,16 @@ func (c *child) waitHTTP(ctx context.Context, url string, want int, timeout time
 }
 
 // freePort answers a free TCP port on 127.0.0.1.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return tools.FreePort() }
 
-// moduleRoot walks up from the working directory to the folder holding
-// this module's go.mod.
+// moduleRoot answers the folder of this module's go.mod, above the working
+// directory: the bench builds the service from it.
 func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
+	root, err := tools.ModuleRoot()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("run omnimemory-load bench inside the omnimemory-metrics module: %w", err)
 	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/omnimemory/omnimemory-metrics") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run omnimemory-load bench inside the omnimemory-metrics module (no go.mod found above the working directory)")
-		}
-		dir = parent
-	}
+	return root, nil
 }
 
 // buildService builds the service binary into dir.

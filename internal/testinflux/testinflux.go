@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,6 +36,7 @@ import (
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/testtools"
+	"github.com/omnimemory/omnimemory-metrics/internal/tools"
 )
 
 // EnvBinary names the environment variable that may point at influxd.
@@ -123,11 +123,11 @@ func StartServer() (*Server, error) {
 }
 
 func newServer(bin, dir string) (*Server, error) {
-	httpPort, err := freePort()
+	httpPort, err := tools.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	rpcPort, err := freePort()
+	rpcPort, err := tools.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -138,63 +138,11 @@ func newServer(bin, dir string) (*Server, error) {
 		config: filepath.Join(dir, "influxdb.conf"),
 		logf:   filepath.Join(dir, "influxd.log"),
 	}
-	conf := fmt.Sprintf(configTemplate,
-		rpcPort,
-		filepath.Join(dir, "meta"),
-		filepath.Join(dir, "data"),
-		filepath.Join(dir, "wal"),
-		httpPort,
-	)
+	conf := tools.InfluxdConfig(dir, rpcPort, httpPort)
 	if err := os.WriteFile(s.config, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// configTemplate is a complete influxd 1.8 configuration: loopback only, no
-// reporting, no self-monitoring, quiet logs, Flux on.
-const configTemplate = `reporting-disabled = true
-bind-address = "127.0.0.1:%d"
-
-[meta]
-  dir = %q
-  logging-enabled = false
-
-[data]
-  dir = %q
-  wal-dir = %q
-  query-log-enabled = false
-  trace-logging-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:%d"
-  auth-enabled = false
-  log-enabled = false
-  suppress-write-log = true
-  flux-enabled = true
-  flux-log-enabled = false
-  pprof-enabled = false
-
-[continuous_queries]
-  enabled = false
-  log-enabled = false
-
-[logging]
-  level = "warn"
-  suppress-logo = true
-`
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Restart starts the server again after Stop, on the same ports and data. On

@@ -9,35 +9,21 @@ package testtools
 
 import (
 	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/tools"
 )
 
 // ErrMissing: the tool is not installed.
-var ErrMissing = errors.New("tool not installed")
+var ErrMissing = tools.ErrMissing
 
 // Find answers the path of the named tool: $OMNIMEMORY_<NAME> when set, else
 // <module root>/.tools/bin/<name>.
-func Find(name string) (string, error) {
-	if p := os.Getenv("OMNIMEMORY_" + strings.ToUpper(name)); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%w: $OMNIMEMORY_%s=%s: %v", ErrMissing, strings.ToUpper(name), p, err)
-		}
-		return p, nil
-	}
-	root, err := ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(root, ".tools", "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%w: no %s at %s", ErrMissing, name, p)
-	}
-	return p, nil
-}
+func Find(name string) (string, error) { return tools.Find(name) }
+
+// ModuleRoot answers the folder holding the module's go.mod.
+func ModuleRoot() (string, error) { return tools.ModuleRoot() }
 
 // Require answers the path of the named tool, or skips t when it is missing
 // (fails it under CI=true).
@@ -57,23 +43,4 @@ func SkipOrFatal(t testing.TB, err error) {
 		t.Skipf("%v; run scripts/provision.sh (or scripts/test.sh) to run this test", err)
 	}
 	t.Fatalf("%v", err)
-}
-
-// ModuleRoot answers the folder holding go.mod, searching up from the
-// working directory (a test runs in its package's folder).
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
