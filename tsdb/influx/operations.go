@@ -260,31 +260,20 @@ func rowOperation(r row) (tsdb.Operation, error) {
 // over the four fields and one grouped count, both pushdown shapes
 // (range |> filter |> group |> sum/count).
 func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals, error) {
-	out := []tsdb.ModeTotals{}
 	lo, hi, ok := timeRange(w.Start, &w.End)
 	if !ok {
-		return out, nil
+		return []tsdb.ModeTotals{}, nil
 	}
 	if s.cache != nil {
 		rows, err := s.hourRows(ctx, lo, hi, w.ToolID)
 		if err != nil {
 			return nil, err
 		}
-		type key struct{ tool, mode string }
-		m := map[key]*tsdb.Totals{}
+		m := totalsBy[modeKey]{}
 		for _, r := range rows {
-			k := key{r.key.toolName, r.key.mode}
-			if m[k] == nil {
-				m[k] = new(tsdb.Totals)
-			}
-			m[k].Add(r.Totals)
+			m.at(modeKey{r.key.toolName, r.key.mode}).Add(r.Totals)
 		}
-		for k, t := range m {
-			if t.Count > 0 {
-				out = append(out, tsdb.ModeTotals{ToolName: k.tool, OperationMode: k.mode, Totals: *t})
-			}
-		}
-		return out, nil
+		return modeTotals(m), nil
 	}
 	tid := toolIDPred(w.ToolID)
 	sums := s.opsSource(lo, hi, fieldPred(sumFields...), tid) + `
@@ -295,27 +284,54 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
   |> group(columns: ["tool_name", "operation_mode"])
   |> count()
   |> yield(name: "count")`
-	type key struct{ tool, mode string }
-	m := map[key]*tsdb.Totals{}
+	m := totalsBy[modeKey]{}
 	err := s.queryEach(ctx, "breakdown", func(r row) error {
-		k := key{r.str("tool_name"), r.str("operation_mode")}
-		t := m[k]
-		if t == nil {
-			t = new(tsdb.Totals)
-			m[k] = t
-		}
-		addField(t, r)
+		addField(m.at(modeKey{r.str("tool_name"), r.str("operation_mode")}), r)
 		return nil
 	}, sums, counts)
 	if err != nil {
 		return nil, err
 	}
+	return modeTotals(m), nil
+}
+
+// modeKey is a (tool name, mode) pair of Breakdown.
+type modeKey struct{ tool, mode string }
+
+// totalsBy sums totals per key.
+type totalsBy[K comparable] map[K]*tsdb.Totals
+
+// at answers the totals of k, zero when first asked.
+func (m totalsBy[K]) at(k K) *tsdb.Totals {
+	t := m[k]
+	if t == nil {
+		t = new(tsdb.Totals)
+		m[k] = t
+	}
+	return t
+}
+
+// modeTotals answers Breakdown's rows: the pairs with operations.
+func modeTotals(m totalsBy[modeKey]) []tsdb.ModeTotals {
+	out := []tsdb.ModeTotals{}
 	for k, t := range m {
 		if t.Count > 0 {
 			out = append(out, tsdb.ModeTotals{ToolName: k.tool, OperationMode: k.mode, Totals: *t})
 		}
 	}
-	return out, nil
+	return out
+}
+
+// buckets answers Trend's rows: the buckets with operations, oldest first.
+func buckets(m totalsBy[time.Time]) []tsdb.Bucket {
+	out := []tsdb.Bucket{}
+	for k, t := range m {
+		if t.Count > 0 {
+			out = append(out, tsdb.Bucket{Start: k, Totals: *t})
+		}
+	}
+	slices.SortFunc(out, func(a, b tsdb.Bucket) int { return a.Start.Compare(b.Start) })
+	return out
 }
 
 // addField adds one aggregate row (result "sum" per field, or "count") to t.
@@ -342,58 +358,35 @@ func addField(t *tsdb.Totals, r row) {
 // first, partial bucket, so the bucket is Truncate(_start). The range is
 // exactly the window, so only operations in it count.
 func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
-	out := []tsdb.Bucket{}
 	lo, hi, ok := timeRange(w.Start, &w.End)
 	if !ok {
-		return out, nil
+		return []tsdb.Bucket{}, nil
 	}
 	if s.cache != nil {
 		rows, err := s.hourRows(ctx, lo, hi, w.ToolID)
 		if err != nil {
 			return nil, err
 		}
-		m := map[time.Time]*tsdb.Totals{}
+		m := totalsBy[time.Time]{}
 		for _, r := range rows {
-			k := step.Truncate(time.Unix(r.hour, 0))
-			if m[k] == nil {
-				m[k] = new(tsdb.Totals)
-			}
-			m[k].Add(r.Totals)
+			m.at(step.Truncate(time.Unix(r.hour, 0))).Add(r.Totals)
 		}
-		for k, t := range m {
-			if t.Count > 0 {
-				out = append(out, tsdb.Bucket{Start: k, Totals: *t})
-			}
-		}
-		slices.SortFunc(out, func(a, b tsdb.Bucket) int { return a.Start.Compare(b.Start) })
-		return out, nil
+		return buckets(m), nil
 	}
 	every := "1h"
 	if step == tsdb.Daily {
 		every = "1d"
 	}
 	sums, counts := s.trendQueries(lo, hi, every, toolIDPred(w.ToolID), s.perSeries.Load())
-	m := map[time.Time]*tsdb.Totals{}
+	m := totalsBy[time.Time]{}
 	err := s.queryEach(ctx, "trend", func(r row) error {
-		k := step.Truncate(r.time("_time"))
-		t := m[k]
-		if t == nil {
-			t = new(tsdb.Totals)
-			m[k] = t
-		}
-		addField(t, r)
+		addField(m.at(step.Truncate(r.time("_time"))), r)
 		return nil
 	}, sums, counts)
 	if err != nil {
 		return nil, err
 	}
-	for k, t := range m {
-		if t.Count > 0 {
-			out = append(out, tsdb.Bucket{Start: k, Totals: *t})
-		}
-	}
-	slices.SortFunc(out, func(a, b tsdb.Bucket) int { return a.Start.Compare(b.Start) })
-	return out, nil
+	return buckets(m), nil
 }
 
 // FirstOperationTime answers the oldest created_at (of toolID when given),
