@@ -41,11 +41,14 @@ func (s *Store) hourQueries(lo, hi time.Time, tid string, perSeries bool) (sums,
 // readHours runs hourQueries and answers one row per (hour, key) with
 // operations.
 func (s *Store) readHours(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]hourRow, error) {
-	if !s.versionKnown.Load() && !s.cfg.FluxOnly {
+	if !s.versionKnown.Load() && !s.cfg.FluxOnly && s.versionAsked.CompareAndSwap(false, true) {
 		// Which query language suits the server is known from the version
-		// its answers carry: ask /ping once (it answers fast, or not).
+		// its answers carry: ask /ping once (it answers fast, or not; a
+		// server that does not answer is asked again by a later read).
 		pctx, cancel := context.WithTimeout(ctx, min(s.cfg.QueryTimeout, 2*time.Second))
-		_ = s.ping(pctx)
+		if err := s.ping(pctx); err != nil {
+			s.versionAsked.Store(false)
+		}
 		cancel()
 	}
 	if s.v1.Load() && !s.cfg.FluxOnly {

@@ -1,6 +1,7 @@
 package influx
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -147,7 +148,7 @@ func (s *Store) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
 		} `json:"results"`
 		Error string `json:"error"`
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	decodeErr := dec.Decode(&out)
 	if resp.StatusCode/100 != 2 {

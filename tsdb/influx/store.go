@@ -91,8 +91,9 @@ type Store struct {
 	// is moved 1 ns earlier, since 1.8 takes a point at exactly the stop
 	// into the range (see opsSource).
 	v1 atomic.Bool
-	// versionKnown: an answer carried X-Influxdb-Version.
-	versionKnown atomic.Bool
+	// versionKnown: an answer carried X-Influxdb-Version; versionAsked: a
+	// /ping answered (with or without it), so readHours asks no more.
+	versionKnown, versionAsked atomic.Bool
 
 	logMu       sync.Mutex
 	lastErrKind string
