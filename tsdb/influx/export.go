@@ -36,6 +36,7 @@ import (
 // when its window is read after it was written. fn runs between queries,
 // never inside one, so a slow fn does not count against QueryTimeout.
 func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn func(*tsdb.Operation) error) error {
+	s.learnVersion(ctx)
 	var fnErr error
 	err := s.export(ctx, f, func(op *tsdb.Operation) error {
 		if err := ctx.Err(); err != nil {
@@ -231,15 +232,19 @@ func (s *Store) exportBounds(ctx context.Context, lo, hi int64, tags []string) (
 	return first, last, haveFirst && haveLast, err
 }
 
-// exportSource is opsSource for [lo, hi) (unix microseconds) with the
-// stop enforced by a filter of its own: InfluxDB 1.8 takes a point at
-// exactly the stop of a range into it, and a window's stop is the next
-// window's start, where an operation whose point time is its created_at
-// (offset 0) lies. The filter costs about as much as the read, so only
-// queries that cannot drop such a point themselves use it.
+// exportSource is opsSource for [lo, hi) (unix microseconds). InfluxDB 1.8
+// takes a point at exactly the stop of a range into it, and a window's stop
+// is the next window's start, where an operation whose point time is its
+// created_at (offset 0) lies: opsSource moves the stop of 1.x back, but only
+// once the server's version is known; until then a filter of its own
+// enforces the stop (it costs about as much as the read).
 func (s *Store) exportSource(lo, hi int64, fields string, tags []string) string {
 	stop := time.UnixMicro(hi)
-	return s.opsSource(time.UnixMicro(lo), stop, fields, tags...) + `
+	src := s.opsSource(time.UnixMicro(lo), stop, fields, tags...)
+	if s.versionKnown.Load() {
+		return src
+	}
+	return src + `
   |> filter(fn: (r) => r._time < ` + fluxTime(stop) + `)`
 }
 

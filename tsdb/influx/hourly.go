@@ -41,16 +41,7 @@ func (s *Store) hourQueries(lo, hi time.Time, tid string, perSeries bool) (sums,
 // readHours runs hourQueries and answers one row per (hour, key) with
 // operations.
 func (s *Store) readHours(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]hourRow, error) {
-	if !s.versionKnown.Load() && !s.cfg.FluxOnly && s.versionAsked.CompareAndSwap(false, true) {
-		// Which query language suits the server is known from the version
-		// its answers carry: ask /ping once (it answers fast, or not; a
-		// server that does not answer is asked again by a later read).
-		pctx, cancel := context.WithTimeout(ctx, min(s.cfg.QueryTimeout, 2*time.Second))
-		if err := s.ping(pctx); err != nil {
-			s.versionAsked.Store(false)
-		}
-		cancel()
-	}
+	s.learnVersion(ctx)
 	if s.v1.Load() && !s.cfg.FluxOnly {
 		return s.readHoursQL(ctx, name, lo, hi, toolID)
 	}
@@ -341,4 +332,19 @@ func (s *Store) readEdge(ctx context.Context, lo, hi time.Time, toolID string) (
 	s.edgeMu.Unlock()
 	close(f.done)
 	return slices.Clone(f.rows), f.err
+}
+
+// learnVersion asks /ping for the server's version, once, unless an answer
+// carried it already: reads depend on it (InfluxQL on 1.x, and the stop of a
+// Flux range, see opsSource). A /ping that fails is asked again by a later
+// read; one answered without a version is not.
+func (s *Store) learnVersion(ctx context.Context) {
+	if s.versionKnown.Load() || !s.versionAsked.CompareAndSwap(false, true) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(s.cfg.QueryTimeout, 2*time.Second))
+	defer cancel()
+	if err := s.ping(ctx); err != nil {
+		s.versionAsked.Store(false)
+	}
 }

@@ -66,6 +66,7 @@ func toolIDPred(toolID string) string {
 // keys are searched only in the newest hours that hold offset+limit
 // matches (the whole range again if they turn out to hold fewer).
 func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
+	s.learnVersion(ctx)
 	page := tsdb.OperationPage{Operations: []tsdb.Operation{}}
 	lo, hi, ok := timeRange(f.Start, f.End)
 	if !ok {
