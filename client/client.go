@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 )
 
 // DefaultTimeout bounds one HTTP attempt when WithTimeout is not given.
@@ -291,7 +293,7 @@ func (c *Client) attempt(ctx context.Context, cl call) (hdr http.Header, unsent 
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if cl.key != "" {
-		req.Header.Set("Idempotency-Key", cl.key)
+		req.Header.Set(api.HeaderIdempotencyKey, cl.key)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -366,12 +368,12 @@ func (c *Client) get(ctx context.Context, path string, query url.Values, class r
 // Health calls GET /health: nil while the service serves. It is a probe, so
 // it is never retried.
 func (c *Client) Health(ctx context.Context) error {
-	return c.get(ctx, "/health", nil, retryNever, nil)
+	return c.get(ctx, api.PathHealth, nil, retryNever, nil)
 }
 
 // Ready calls GET /ready: nil when the service's store answers, else the
 // *APIError (503, with the service's detail). It is a probe, so it is never
 // retried.
 func (c *Client) Ready(ctx context.Context) error {
-	return c.get(ctx, "/ready", nil, retryNever, nil)
+	return c.get(ctx, api.PathReady, nil, retryNever, nil)
 }

@@ -9,9 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 )
 
 // ErrTimeout is wrapped by the error of an attempt that got no answer
@@ -36,26 +37,6 @@ type APIError struct {
 	// RetryAfter is the pause the service asked for (429, 503), 0 when none.
 	RetryAfter time.Duration
 }
-
-// FieldError is one item of a 422 answer, shaped as FastAPI gives it.
-type FieldError struct {
-	// Loc locates the error: strings for names, ints for list indexes, as
-	// ["body", "tool_name"] or ["body", "operations", 3, "tokens_actual"].
-	Loc  []any
-	Msg  string
-	Type string
-}
-
-// Field answers Loc joined with dots, as "body.operations.3.tool_name".
-func (f FieldError) Field() string {
-	parts := make([]string, len(f.Loc))
-	for i, p := range f.Loc {
-		parts[i] = fmt.Sprint(p)
-	}
-	return strings.Join(parts, ".")
-}
-
-func (f FieldError) String() string { return f.Field() + ": " + f.Msg }
 
 // Error answers "POST /track/tool-operation: 422 Unprocessable Entity: body.tool_name: ...".
 func (e *APIError) Error() string {
@@ -117,7 +98,7 @@ const maxDetailBytes = 512
 // newAPIError reads an answer outside 2xx.
 func newAPIError(method, path string, resp *http.Response, body []byte) *APIError {
 	e := &APIError{Method: method, Path: path, StatusCode: resp.StatusCode,
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+		RetryAfter: api.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var payload struct {
 		Detail json.RawMessage `json:"detail"`
 	}
@@ -168,23 +149,4 @@ func locPart(raw json.RawMessage) any {
 		return s
 	}
 	return string(raw)
-}
-
-// parseRetryAfter reads a Retry-After header: seconds, or an HTTP date; 0
-// when absent or unreadable.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

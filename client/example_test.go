@@ -173,10 +173,11 @@ func ExampleAPIError() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	prevented := int64(5) // neither 10-20 nor max(0, 10-20)
 	_, err = c.TrackOperation(ctx, client.Operation{
 		SessionID: uuid.New(), ToolID: "example-errors",
 		ToolName: "write", OperationMode: client.ModeFull, TokensOriginal: 10, TokensActual: 20, ResponseTimeMs: 1,
-		TokensPrevented: new(int64(5)),
+		TokensPrevented: &prevented,
 	})
 	var apiErr *client.APIError
 	if errors.As(err, &apiErr) {

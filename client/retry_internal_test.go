@@ -36,25 +36,6 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2025, 1, 14, 10, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Duration{
-		"":                              0,
-		"1":                             time.Second,
-		" 120 ":                         2 * time.Minute,
-		"0":                             0,
-		"-5":                            0,
-		"soon":                          0,
-		"Tue, 14 Jan 2025 10:00:30 GMT": 30 * time.Second,
-		"Tue, 14 Jan 2025 09:00:00 GMT": 0,
-		"99999999999":                   24 * time.Hour,
-	} {
-		if got := parseRetryAfter(in, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 // TestRetryClasses: which failures each kind of call retries.
 func TestRetryClasses(t *testing.T) {
 	network := &netError{errors.New("connection reset by peer")}

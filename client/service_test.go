@@ -1,30 +1,31 @@
 package client_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/omnimemory/omnimemory-metrics/client"
-	"github.com/omnimemory/omnimemory-metrics/exporter"
-	"github.com/omnimemory/omnimemory-metrics/handlers"
-	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
 
 // exampleURL is the service the Example functions call, started by TestMain.
 var exampleURL string
+
+// serviceBinary is the service, built by TestMain from the repository that
+// holds this module.
+var serviceBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
@@ -34,6 +35,10 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
+		if serviceBinary, err = buildService(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		svc, err := startService(filepath.Join(dir, "metrics.db"), "")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -49,38 +54,105 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// service is the real omnimemory-metrics HTTP stack on a SQLite file.
-type service struct {
-	URL     string
-	srv     *httptest.Server
-	tracker *exporter.Tracker
-	store   *sqlite.Store
-}
+// serverModule is the module of the service, whose repository holds this
+// one.
+const serverModule = "module github.com/omnimemory/omnimemory-metrics\n"
 
-// startService assembles the service as its main does: the SQLite store,
-// the tracker and the reporter at 0.015 USD per 1,000 tokens, behind the
-// real router; token, when set, is required as a bearer token.
-func startService(path, token string) (*service, error) {
-	logger := slog.New(slog.DiscardHandler)
-	store, err := sqlite.Open(context.Background(), path, logger)
+// buildService builds ./cmd/omnimemory-metrics of the repository above this
+// module into dir. This module cannot import the service's packages (that
+// would pull the service's dependencies into every tool that imports the
+// client), so its tests run the service as a program, as a tool meets it.
+func buildService(dir string) (string, error) {
+	root, err := filepath.Abs("..")
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return "", err
 	}
-	reg := prometheus.NewRegistry()
-	tracker := exporter.NewTracker(store, exporter.NewMetrics(reg, 0.015, 0), exporter.TrackerOptions{}, logger)
-	reporter := exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: 0.015}, nil)
-	h := handlers.New(handlers.Options{
-		Store: store, Tracker: tracker, Reporter: reporter, Gatherer: reg, Registerer: reg,
-		CORSOrigins: []string{"*"}, Logger: logger, APIToken: token,
-	})
-	srv := httptest.NewServer(h)
-	return &service{URL: srv.URL, srv: srv, tracker: tracker, store: store}, nil
+	if b, err := os.ReadFile(filepath.Join(root, "go.mod")); err != nil || !strings.Contains(string(b), serverModule) {
+		return "", fmt.Errorf("the client's tests run the service built from the repository around this module, and %s holds no %s", root, strings.TrimSpace(serverModule))
+	}
+	bin := filepath.Join(dir, "omnimemory-metrics")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/omnimemory-metrics")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the service: %v: %s", err, out)
+	}
+	return bin, nil
 }
 
-// close stops the server, drains the writer and closes the store.
+// service is the real omnimemory-metrics, run as a program on a SQLite file.
+type service struct {
+	URL  string
+	cmd  *exec.Cmd
+	done chan error
+	log  *bytes.Buffer
+}
+
+// startService runs the service on a free loopback port, storing in the
+// SQLite file at path, at 0.015 USD per 1,000 tokens (the default); token,
+// when set, is required as a bearer token.
+func startService(path, token string) (*service, error) {
+	cmd := exec.Command(serviceBinary, "--listen", "127.0.0.1:0", "--sqlite-db-path", path)
+	for _, kv := range os.Environ() { // no setting of the caller's leaks in
+		if !strings.HasPrefix(kv, "OMNIMEMORY_") && !strings.HasPrefix(kv, "INFLUXDB_") &&
+			!strings.HasPrefix(kv, "SQLITE_") && !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "OTEL_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if token != "" {
+		cmd.Env = append(cmd.Env, "OMNIMEMORY_API_TOKEN="+token)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the service: %w", err)
+	}
+	s := &service{cmd: cmd, done: make(chan error, 1), log: &bytes.Buffer{}}
+	addr := make(chan string, 1)
+	go func() {
+		// The service logs the address it serves on ("msg=serving
+		// addr=127.0.0.1:PORT"); the rest is kept for error messages.
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.log.WriteString(line + "\n")
+			if _, rest, ok := strings.Cut(line, "msg=serving addr="); ok {
+				a, _, _ := strings.Cut(rest, " ")
+				select {
+				case addr <- a:
+				default:
+				}
+			}
+		}
+		s.done <- cmd.Wait()
+	}()
+	select {
+	case a := <-addr:
+		s.URL = "http://" + a
+		return s, nil
+	case err := <-s.done:
+		return nil, fmt.Errorf("the service exited at start (%v): %s", err, s.log)
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("the service did not start within 30s: %s", s.log)
+	}
+}
+
+// close stops the service as an operator would (SIGTERM: it drains its
+// writer and closes the store) and fails when it does not exit cleanly.
 func (s *service) close() error {
-	s.srv.Close()
-	return errors.Join(s.tracker.Close(context.Background()), s.store.Close())
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			return fmt.Errorf("the service exited with %v: %s", err, s.log)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		return fmt.Errorf("the service did not stop within 30s of SIGTERM: %s", s.log)
+	}
 }
 
 // newService starts a service of its own for one test.

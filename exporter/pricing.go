@@ -1,8 +1,11 @@
-// Package exporter is the ingest and reporting core of omnimemory-metrics:
-// the Tracker hands validated operations to one writer that commits them in
-// batches (group commit) and bumps the Prometheus metrics of what was
-// accepted; the Reporter turns store aggregates into the priced answers of
-// the REST API.
+// Package exporter is the service layer of omnimemory-metrics: the business
+// rules between the HTTP layer (handlers) and the stores (tsdb). The Tracker
+// hands validated operations to one writer that commits them in batches
+// (group commit) and bumps the Prometheus metrics of what was accepted; the
+// Reporter turns store aggregates into the priced answers of the REST API;
+// Sessions opens, reuses and ends the tools' sessions; Operations lists and
+// exports stored operations within its bounds. Service holds them all over
+// one store.
 package exporter
 
 import "math"

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/exporter"
@@ -78,20 +80,20 @@ func periodOperations(now time.Time, d time.Duration) []tsdb.Operation {
 
 func TestCompareAPISavingsFiguresAndBoundaries(t *testing.T) {
 	for _, r := range []exporter.TimeRange{exporter.Range1h, exporter.Range24h, exporter.Range7d, exporter.Range30d} {
-		t.Run(r.Name, func(t *testing.T) {
+		t.Run(string(r.Name), func(t *testing.T) {
 			rep := newReporter(t, compareNow, periodOperations(compareNow, r.Duration)...)
 			got, err := rep.CompareAPISavings(context.Background(), r, "claude-code")
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantCurrent := exporter.PeriodSavings{
+			wantCurrent := api.PeriodSavings{
 				APICostBaseline: 0.9, APICostActual: 0.1575, TotalCostSaved: 0.7425, SavingsPercentage: 82.5,
 				TotalTokensProcessed: 60000, TotalTokensPrevented: 49500, TotalOperations: 3,
-				BreakdownByTool: exporter.ToolSavings{
-					Read:   exporter.Savings{CostSaved: 0.0675, TokensPrevented: 4500, Operations: 2},
-					Search: exporter.Savings{CostSaved: 0.675, TokensPrevented: 45000, Operations: 1},
+				BreakdownByTool: api.ToolSavings{
+					Read:   api.Savings{CostSaved: 0.0675, TokensPrevented: 4500, Operations: 2},
+					Search: api.Savings{CostSaved: 0.675, TokensPrevented: 45000, Operations: 1},
 				},
-				BreakdownByMode: map[string]exporter.Savings{
+				BreakdownByMode: map[string]api.Savings{
 					"full":     {CostSaved: 0, TokensPrevented: 0, Operations: 1},
 					"overview": {CostSaved: 0.0675, TokensPrevented: 4500, Operations: 1},
 					"semantic": {CostSaved: 0.675, TokensPrevented: 45000, Operations: 1},
@@ -100,17 +102,17 @@ func TestCompareAPISavingsFiguresAndBoundaries(t *testing.T) {
 			if !reflect.DeepEqual(got.PeriodSavings, wantCurrent) {
 				t.Errorf("current period\n got %+v\nwant %+v", got.PeriodSavings, wantCurrent)
 			}
-			wantPrevious := exporter.PreviousPeriod{
-				Start: exporter.FormatTime(compareNow.Add(-2 * r.Duration)),
-				End:   exporter.FormatTime(compareNow.Add(-r.Duration)),
-				PeriodSavings: exporter.PeriodSavings{
+			wantPrevious := api.PreviousPeriod{
+				Start: compareNow.Add(-2 * r.Duration),
+				End:   compareNow.Add(-r.Duration),
+				PeriodSavings: api.PeriodSavings{
 					APICostBaseline: 0.57, APICostActual: 0.057, TotalCostSaved: 0.513, SavingsPercentage: 90,
 					TotalTokensProcessed: 38000, TotalTokensPrevented: 34200, TotalOperations: 2,
-					BreakdownByTool: exporter.ToolSavings{
-						Read:   exporter.Savings{CostSaved: 0.108, TokensPrevented: 7200, Operations: 1},
-						Search: exporter.Savings{CostSaved: 0.405, TokensPrevented: 27000, Operations: 1},
+					BreakdownByTool: api.ToolSavings{
+						Read:   api.Savings{CostSaved: 0.108, TokensPrevented: 7200, Operations: 1},
+						Search: api.Savings{CostSaved: 0.405, TokensPrevented: 27000, Operations: 1},
 					},
-					BreakdownByMode: map[string]exporter.Savings{
+					BreakdownByMode: map[string]api.Savings{
 						"symbol":    {CostSaved: 0.108, TokensPrevented: 7200, Operations: 1},
 						"tri_index": {CostSaved: 0.405, TokensPrevented: 27000, Operations: 1},
 					},
@@ -119,19 +121,19 @@ func TestCompareAPISavingsFiguresAndBoundaries(t *testing.T) {
 			if got.PreviousPeriod == nil || !reflect.DeepEqual(*got.PreviousPeriod, wantPrevious) {
 				t.Errorf("previous period\n got %+v\nwant %+v", got.PreviousPeriod, wantPrevious)
 			}
-			wantChange := exporter.SavingsChange{
-				APICostBaseline:      exporter.Change[float64]{Absolute: 0.33, Percent: pct(57.89)},
-				APICostActual:        exporter.Change[float64]{Absolute: 0.1005, Percent: pct(176.32)},
-				TotalCostSaved:       exporter.Change[float64]{Absolute: 0.2295, Percent: pct(44.74)},
-				SavingsPercentage:    exporter.Change[float64]{Absolute: -7.5, Percent: pct(-8.33)},
-				TotalTokensProcessed: exporter.Change[int64]{Absolute: 22000, Percent: pct(57.89)},
-				TotalTokensPrevented: exporter.Change[int64]{Absolute: 15300, Percent: pct(44.74)},
-				TotalOperations:      exporter.Change[int64]{Absolute: 1, Percent: pct(50)},
+			wantChange := api.SavingsChange{
+				APICostBaseline:      api.Change[float64]{Absolute: 0.33, Percent: pct(57.89)},
+				APICostActual:        api.Change[float64]{Absolute: 0.1005, Percent: pct(176.32)},
+				TotalCostSaved:       api.Change[float64]{Absolute: 0.2295, Percent: pct(44.74)},
+				SavingsPercentage:    api.Change[float64]{Absolute: -7.5, Percent: pct(-8.33)},
+				TotalTokensProcessed: api.Change[int64]{Absolute: 22000, Percent: pct(57.89)},
+				TotalTokensPrevented: api.Change[int64]{Absolute: 15300, Percent: pct(44.74)},
+				TotalOperations:      api.Change[int64]{Absolute: 1, Percent: pct(50)},
 			}
 			if got.Change == nil || !reflect.DeepEqual(*got.Change, wantChange) {
 				t.Errorf("change\n got %s\nwant %s", jsonOf(t, got.Change), jsonOf(t, wantChange))
 			}
-			if got.TimeRange != r.Name || got.CalculatedAt != "2025-01-14T12:30:00Z" {
+			if got.TimeRange != r.Name || api.FormatTime(got.CalculatedAt) != "2025-01-14T12:30:00Z" {
 				t.Errorf("time_range %q, calculated_at %q", got.TimeRange, got.CalculatedAt)
 			}
 
@@ -200,19 +202,19 @@ func TestCompareAPISavingsWithAnEmptyPreviousPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := exporter.SavingsChange{
-		APICostBaseline:      exporter.Change[float64]{Absolute: 0.075},
-		APICostActual:        exporter.Change[float64]{Absolute: 0.0075},
-		TotalCostSaved:       exporter.Change[float64]{Absolute: 0.0675},
-		SavingsPercentage:    exporter.Change[float64]{Absolute: 90},
-		TotalTokensProcessed: exporter.Change[int64]{Absolute: 5000},
-		TotalTokensPrevented: exporter.Change[int64]{Absolute: 4500},
-		TotalOperations:      exporter.Change[int64]{Absolute: 1},
+	want := api.SavingsChange{
+		APICostBaseline:      api.Change[float64]{Absolute: 0.075},
+		APICostActual:        api.Change[float64]{Absolute: 0.0075},
+		TotalCostSaved:       api.Change[float64]{Absolute: 0.0675},
+		SavingsPercentage:    api.Change[float64]{Absolute: 90},
+		TotalTokensProcessed: api.Change[int64]{Absolute: 5000},
+		TotalTokensPrevented: api.Change[int64]{Absolute: 4500},
+		TotalOperations:      api.Change[int64]{Absolute: 1},
 	}
 	if !reflect.DeepEqual(*got.Change, want) {
 		t.Errorf("change\n got %s\nwant %s", jsonOf(t, got.Change), jsonOf(t, want))
 	}
-	empty := exporter.PeriodSavings{BreakdownByMode: map[string]exporter.Savings{}}
+	empty := api.PeriodSavings{BreakdownByMode: map[string]api.Savings{}}
 	if !reflect.DeepEqual(got.PreviousPeriod.PeriodSavings, empty) {
 		t.Errorf("previous period %+v, want zeros", got.PreviousPeriod.PeriodSavings)
 	}
@@ -222,7 +224,7 @@ func TestCompareAPISavingsWithAnEmptyPreviousPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(*got.Change, exporter.SavingsChange{}) {
+	if !reflect.DeepEqual(*got.Change, api.SavingsChange{}) {
 		t.Errorf("change of nothing: %s", jsonOf(t, got.Change))
 	}
 }
@@ -244,7 +246,7 @@ func TestCompareAPISavingsSplitsAtTheMicrosecond(t *testing.T) {
 	if got.TotalTokensProcessed != 100 || got.PreviousPeriod.TotalTokensProcessed != 11 {
 		t.Errorf("current %d, previous %d tokens; want 100 and 11", got.TotalTokensProcessed, got.PreviousPeriod.TotalTokensProcessed)
 	}
-	if got.PreviousPeriod.End != "2025-01-14T11:30:00Z" || got.CalculatedAt != "2025-01-14T12:30:00Z" {
+	if api.FormatTime(got.PreviousPeriod.End) != "2025-01-14T11:30:00Z" || api.FormatTime(got.CalculatedAt) != "2025-01-14T12:30:00Z" {
 		t.Errorf("end %s, calculated_at %s", got.PreviousPeriod.End, got.CalculatedAt)
 	}
 }
@@ -261,7 +263,7 @@ func TestCompareAPISavingsNegativeTotals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := exporter.Change[int64]{Absolute: -100, Percent: pct(-100)}
+	want := api.Change[int64]{Absolute: -100, Percent: pct(-100)}
 	if !reflect.DeepEqual(got.Change.TotalTokensPrevented, want) {
 		t.Errorf("prevented change %s, want %s", jsonOf(t, got.Change.TotalTokensPrevented), jsonOf(t, want))
 	}

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -28,7 +29,8 @@ var (
 type TrackerOptions struct {
 	// QueueSize bounds the requests waiting for the writer (default 4096).
 	QueueSize int
-	// MaxBatch bounds the operations committed in one store write (default 5000).
+	// MaxBatch bounds the operations committed in one store write (default
+	// api.MaxBatchOperations: a whole batch request fits in one).
 	MaxBatch int
 	// WriteTimeout bounds one store write (default 30s).
 	WriteTimeout time.Duration
@@ -42,7 +44,7 @@ func (o TrackerOptions) withDefaults() TrackerOptions {
 		o.QueueSize = 4096
 	}
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = 5000
+		o.MaxBatch = api.MaxBatchOperations
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 30 * time.Second
@@ -58,7 +60,7 @@ func (o TrackerOptions) withDefaults() TrackerOptions {
 // write (group commit), so that concurrent requests share one transaction and
 // one fsync. Track returns only once its operations are durable.
 type Tracker struct {
-	store   tsdb.Store
+	store   tsdb.OperationWriter
 	metrics *Metrics
 	opts    TrackerOptions
 	logger  *slog.Logger
@@ -77,7 +79,7 @@ type writeRequest struct {
 }
 
 // NewTracker starts the writer. Close stops it.
-func NewTracker(store tsdb.Store, metrics *Metrics, opts TrackerOptions, logger *slog.Logger) *Tracker {
+func NewTracker(store tsdb.OperationWriter, metrics *Metrics, opts TrackerOptions, logger *slog.Logger) *Tracker {
 	opts = opts.withDefaults()
 	t := &Tracker{
 		store:   store,

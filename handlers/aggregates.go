@@ -3,15 +3,19 @@ package handlers
 import (
 	"net/http"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 )
 
-// timeRange reads time_range (default 24h) among allowed; anything else is
-// a 400 naming the allowed values.
+// reportRoutes serve the aggregate endpoints.
+type reportRoutes struct{ svc Reports }
+
+// timeRange reads time_range (exporter.DefaultRange when absent) among
+// allowed; anything else is a 400 naming the allowed values.
 func timeRange(r *http.Request, allowed []exporter.TimeRange) (exporter.TimeRange, error) {
 	name := r.URL.Query().Get("time_range")
 	if name == "" {
-		name = exporter.Range24h.Name
+		return exporter.DefaultRange, nil
 	}
 	tr, ok := exporter.ParseTimeRange(name, allowed)
 	if !ok {
@@ -21,65 +25,32 @@ func timeRange(r *http.Request, allowed []exporter.TimeRange) (exporter.TimeRang
 }
 
 // toolBreakdown serves GET /metrics/tool-breakdown.
-func (a *api) toolBreakdown(w http.ResponseWriter, r *http.Request) {
+func (h reportRoutes) toolBreakdown(_ http.ResponseWriter, r *http.Request) (any, error) {
 	tr, err := timeRange(r, exporter.BreakdownRanges)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	out, err := a.reporter.ToolBreakdown(r.Context(), tr, r.URL.Query().Get("tool_id"))
-	if err != nil {
-		writeError(w, a.logger, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	return h.svc.ToolBreakdown(r.Context(), tr, r.URL.Query().Get("tool_id"))
 }
 
 // apiSavings serves GET /metrics/api-savings; with compare=previous (a
 // bounded time_range only) it adds the previous period and the change from
 // it.
-func (a *api) apiSavings(w http.ResponseWriter, r *http.Request) {
+func (h reportRoutes) apiSavings(_ http.ResponseWriter, r *http.Request) (any, error) {
 	tr, err := timeRange(r, exporter.SavingsRanges)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	compare, err := comparison(r, tr)
-	if err != nil {
-		writeError(w, a.logger, err)
-		return
-	}
-	savings := a.reporter.APISavings
-	if compare {
-		savings = a.reporter.CompareAPISavings
-	}
-	out, err := savings(r.Context(), tr, r.URL.Query().Get("tool_id"))
-	if err != nil {
-		writeError(w, a.logger, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// comparison reads compare: absent or empty is no comparison; "previous"
-// asks for one, which needs a range with a lower bound; anything else is a
-// 400.
-func comparison(r *http.Request, tr exporter.TimeRange) (bool, error) {
+	savings := h.svc.APISavings
 	switch r.URL.Query().Get("compare") {
 	case "":
-		return false, nil
-	case "previous":
-	default:
-		return false, badRequest("Invalid compare: must be previous")
-	}
-	if tr.Duration <= 0 {
-		var bounded []exporter.TimeRange
-		for _, b := range exporter.SavingsRanges {
-			if b.Duration > 0 {
-				bounded = append(bounded, b)
-			}
+	case api.ComparePrevious:
+		if tr.Duration <= 0 {
+			return nil, badRequest("compare=previous needs a bounded time_range: one of " + exporter.RangeNames(exporter.BoundedSavingsRanges))
 		}
-		return false, badRequest("compare=previous needs a bounded time_range: one of " + exporter.RangeNames(bounded))
+		savings = h.svc.CompareAPISavings
+	default:
+		return nil, badRequest("Invalid compare: must be " + api.ComparePrevious)
 	}
-	return true, nil
+	return savings(r.Context(), tr, r.URL.Query().Get("tool_id"))
 }

@@ -4,54 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
-
-// MaxBatchOperations bounds the operations of one POST /track/tool-operations.
-const MaxBatchOperations = 5000
-
-// MaxBatchBodyBytes bounds the body of POST /track/tool-operations (16 MiB:
-// 5,000 operations with generous parameters).
-const MaxBatchBodyBytes = 16 << 20
-
-// trackOperations serves POST /track/tool-operations: up to
-// MaxBatchOperations operations in {"operations":[...]}, validated as a
-// whole. If any item is invalid nothing is stored and the 422 names every bad
-// item by index and field; otherwise all are stored in one commit and the
-// ids are answered in order.
-func (a *api) trackOperations(w http.ResponseWriter, r *http.Request) {
-	data, err := readBody(r)
-	if err != nil {
-		writeError(w, a.logger, err)
-		return
-	}
-	key, keyErr := idempotencyKey(r)
-	ops, err := decodeBatch(data, a.now().UTC().Truncate(time.Microsecond), key)
-	if err == nil {
-		err = keyErr
-	}
-	if err != nil {
-		writeError(w, a.logger, err)
-		return
-	}
-	if err := a.tracker.Track(r.Context(), ops...); err != nil {
-		writeError(w, a.logger, err)
-		return
-	}
-	ids := make([]string, len(ops))
-	replayed := true
-	for i, op := range ops {
-		ids[i] = op.ID.String()
-		replayed = replayed && op.Duplicate
-	}
-	if replayed {
-		w.Header().Set("Idempotent-Replayed", "true")
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "count": len(ids), "operation_ids": ids})
-}
 
 // decodeBatch validates a batch body; every item error is reported with its
 // location ["body", "operations", index, field]. With an idempotency key,
@@ -66,12 +23,12 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 	// that the 422 names each bad one.
 	var items []map[string]json.RawMessage
 	if v := body.raw("operations", false); v != nil && v[0] == '[' && json.Unmarshal(v, &items) == nil {
-		if len(items) < 1 || len(items) > MaxBatchOperations {
+		if len(items) < 1 || len(items) > api.MaxBatchOperations {
 			items = nil
-			body.array("operations", 1, MaxBatchOperations) // reports the length
+			body.array("operations", 1, api.MaxBatchOperations) // reports the length
 		}
 	} else {
-		raws := body.array("operations", 1, MaxBatchOperations)
+		raws := body.array("operations", 1, api.MaxBatchOperations)
 		items = make([]map[string]json.RawMessage, len(raws))
 		for i, raw := range raws {
 			if item, err := decodeObject(raw); err == nil {
@@ -83,11 +40,11 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 		return nil, err
 	}
 	ops := make([]tsdb.Operation, 0, len(items))
-	var errs []FieldError
+	var errs []api.FieldError
 	for i, fields := range items {
 		loc := []any{"body", "operations", i}
 		if fields == nil { // not an object (null included)
-			errs = append(errs, FieldError{Loc: loc, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"})
+			errs = append(errs, api.FieldError{Loc: loc, Msg: notAnObjectMsg, Type: "model_attributes_type"})
 			continue
 		}
 		item := &object{fields: fields}
@@ -102,7 +59,7 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 			if errors.As(err, &ve) {
 				errs = append(errs, ve.errs...)
 			} else {
-				errs = append(errs, FieldError{Loc: append(loc, "session_id"), Msg: invalidSessionID, Type: "uuid_parsing"})
+				errs = append(errs, api.FieldError{Loc: append(loc, "session_id"), Msg: invalidSessionID, Type: "uuid_parsing"})
 			}
 			continue
 		}

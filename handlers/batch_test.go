@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/omnimemory/omnimemory-metrics/handlers"
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 )
 
 func TestBatchStoresAllInOrder(t *testing.T) {
 	s := newService(t, serviceOpts{})
 	var items []any
-	for i := 0; i < handlers.MaxBatchOperations; i++ {
+	for i := 0; i < api.MaxBatchOperations; i++ {
 		items = append(items, op(map[string]any{"tokens_original": 1000 + i, "tokens_actual": 0, "tokens_prevented": nil}))
 	}
 	got := s.mustDo("POST", "/track/tool-operations", map[string]any{"operations": items}, 200)
@@ -86,7 +86,7 @@ func TestBatchWithABadItemStoresNothing(t *testing.T) {
 		}
 	}
 	var tooMany []any
-	for i := 0; i <= handlers.MaxBatchOperations; i++ {
+	for i := 0; i <= api.MaxBatchOperations; i++ {
 		tooMany = append(tooMany, map[string]any{})
 	}
 	if r := s.do("POST", "/track/tool-operations", map[string]any{"operations": tooMany}); r.status != 422 {

@@ -5,50 +5,31 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
-
-// MaxBodyBytes bounds every request body (1 MiB) but a batch's; larger
-// bodies get 413.
-const MaxBodyBytes = 1 << 20
-
-// maxParameterDepth bounds the nesting of an operation's parameters object.
-const maxParameterDepth = tsdb.MaxParameterDepth
-
-// readBody reads the whole body, already capped by the body-limit middleware.
-func readBody(r *http.Request) ([]byte, error) {
-	data, err := io.ReadAll(r.Body)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return nil, errTooLarge(mbe.Limit)
-	}
-	if err != nil {
-		return nil, badRequest("Could not read the request body: " + err.Error())
-	}
-	return data, nil
-}
-
-// errTooLarge answers a body over the limit of its route.
-func errTooLarge(limit int64) error {
-	return &httpError{status: http.StatusRequestEntityTooLarge, detail: fmt.Sprintf("Request body too large: at most %d bytes", limit)}
-}
 
 // object is a JSON object body whose fields are checked one by one, so that
 // every bad field is reported at once, as FastAPI does.
 type object struct {
 	fields map[string]json.RawMessage
 	loc    []any // location prefix of errors: ["body"] or ["body", "operations", 3]
-	errs   []FieldError
+	errs   []api.FieldError
 }
+
+// notAnObject answers the 422 of a body that is JSON but not an object.
+func notAnObject() error {
+	return fieldError(notAnObjectMsg, "model_attributes_type", "body")
+}
+
+const notAnObjectMsg = "Input should be a valid dictionary or object to extract fields from"
 
 // decodeObject parses data as a JSON object. A body that is not JSON, or not
 // an object, is a 422.
@@ -57,25 +38,19 @@ func decodeObject(data []byte) (*object, error) {
 	if err := json.Unmarshal(data, &fields); err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) || bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
-			return nil, &validationError{errs: []FieldError{{
-				Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type",
-			}}}
+			return nil, notAnObject()
 		}
-		return nil, &validationError{errs: []FieldError{{
-			Loc: []any{"body", 0}, Msg: "JSON decode error: " + err.Error(), Type: "json_invalid",
-		}}}
+		return nil, fieldError("JSON decode error: "+err.Error(), "json_invalid", "body", 0)
 	}
 	if fields == nil { // the body was the literal null
-		return nil, &validationError{errs: []FieldError{{
-			Loc: []any{"body"}, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type",
-		}}}
+		return nil, notAnObject()
 	}
 	return &object{fields: fields, loc: []any{"body"}}, nil
 }
 
 func (o *object) fail(name, msg, typ string) {
 	loc := append(append([]any{}, o.loc...), name)
-	o.errs = append(o.errs, FieldError{Loc: loc, Msg: msg, Type: typ})
+	o.errs = append(o.errs, api.FieldError{Loc: loc, Msg: msg, Type: typ})
 }
 
 // err answers the collected field errors, nil when there are none.
@@ -211,7 +186,7 @@ func (o *object) number(name string, required bool, min float64) *float64 {
 }
 
 // jsonObject decodes a field that must be a JSON object (or null/absent:
-// nil), compacted, nested at most maxParameterDepth deep.
+// nil), compacted, nested at most tsdb.MaxParameterDepth deep.
 func (o *object) jsonObject(name string) json.RawMessage {
 	v := o.raw(name, false)
 	if v == nil {
@@ -221,8 +196,8 @@ func (o *object) jsonObject(name string) json.RawMessage {
 		o.fail(name, "Input should be a valid dictionary", "dict_type")
 		return nil
 	}
-	if depth(v) > maxParameterDepth {
-		o.fail(name, fmt.Sprintf("Input should be nested at most %d levels deep", maxParameterDepth), "too_deep")
+	if tsdb.JSONDepth(v) > tsdb.MaxParameterDepth {
+		o.fail(name, fmt.Sprintf("Input should be nested at most %d levels deep", tsdb.MaxParameterDepth), "too_deep")
 		return nil
 	}
 	var buf bytes.Buffer
@@ -241,21 +216,15 @@ func (o *object) uuidField(name string, required bool) (id *uuid.UUID, bad bool)
 	if s == nil {
 		return nil, false
 	}
-	u, ok := parseUUID(*s)
+	u, ok := api.ParseUUID(*s)
 	if !ok {
 		return nil, true
 	}
 	return &u, false
 }
 
-// parseUUID accepts only the canonical 8-4-4-4-12 form, in any case.
-func parseUUID(s string) (uuid.UUID, bool) { return tsdb.ParseUUID(s) }
-
 // isJSONNumber reports whether s is a JSON number literal (the raw value of
 // a field: strings, booleans, arrays and objects are not).
 func isJSONNumber(s string) bool {
 	return s != "" && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))
 }
-
-// depth answers the deepest nesting of arrays and objects in a JSON value.
-func depth(v []byte) int { return tsdb.JSONDepth(v) }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 )
 
 // batchBody answers a POST /track/tool-operations body of n operations
@@ -30,7 +32,7 @@ func batchBody(n int) []byte {
 // BenchmarkDecodeBatch measures validating a 5,000-operation batch body;
 // ops/s is the figure to read.
 func BenchmarkDecodeBatch(b *testing.B) {
-	body := batchBody(MaxBatchOperations)
+	body := batchBody(api.MaxBatchOperations)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
@@ -38,5 +40,5 @@ func BenchmarkDecodeBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.N*MaxBatchOperations)/b.Elapsed().Seconds(), "ops/s")
+	b.ReportMetric(float64(b.N*api.MaxBatchOperations)/b.Elapsed().Seconds(), "ops/s")
 }

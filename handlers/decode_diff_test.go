@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -20,17 +22,17 @@ func decodeBatchOneByOne(data []byte, now time.Time, key string) ([]tsdb.Operati
 	if err != nil {
 		return nil, err
 	}
-	raws := body.array("operations", 1, MaxBatchOperations)
+	raws := body.array("operations", 1, api.MaxBatchOperations)
 	if err := body.err(); err != nil {
 		return nil, err
 	}
 	var ops []tsdb.Operation
-	var errs []FieldError
+	var errs []api.FieldError
 	for i, raw := range raws {
 		loc := []any{"body", "operations", i}
 		item, err := decodeObject(raw)
 		if err != nil {
-			errs = append(errs, FieldError{Loc: loc, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"})
+			errs = append(errs, api.FieldError{Loc: loc, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"})
 			continue
 		}
 		item.loc = loc
@@ -40,7 +42,7 @@ func decodeBatchOneByOne(data []byte, now time.Time, key string) ([]tsdb.Operati
 			if errors.As(err, &ve) {
 				errs = append(errs, ve.errs...)
 			} else {
-				errs = append(errs, FieldError{Loc: append(loc, "session_id"), Msg: invalidSessionID, Type: "uuid_parsing"})
+				errs = append(errs, api.FieldError{Loc: append(loc, "session_id"), Msg: invalidSessionID, Type: "uuid_parsing"})
 			}
 			continue
 		}
@@ -92,7 +94,7 @@ func TestDecodeBatchSameAsOneByOne(t *testing.T) {
 		`{"operations":[` + strings.Replace(validOp, `"tool_name"`, `"Tool_Name"`, 1) + `]}`,
 		`{"Operations":[` + validOp + `]}`,
 		`{"operations":[` + validOp + `],"operations":[` + bad + `]}`,
-		string(batchBody(MaxBatchOperations + 1)),
+		string(batchBody(api.MaxBatchOperations + 1)),
 		string(batchBody(50)),
 	} {
 		checkSameAsOneByOne(t, []byte(body))

@@ -1,31 +1,28 @@
-// Package handlers is the HTTP face of omnimemory-metrics: gorilla/mux
-// routes, request decoding and validation with the contract's error shapes,
-// JSON answers, CORS, body limits and per-route instrumentation.
 package handlers
 
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
-// FieldError is one item of a 422 answer, shaped as FastAPI gives it.
-type FieldError struct {
-	Loc  []any  `json:"loc"`
-	Msg  string `json:"msg"`
-	Type string `json:"type"`
-}
-
-// validationError is a 422 with one or more FieldErrors.
-type validationError struct{ errs []FieldError }
+// validationError is a 422 with one or more field errors.
+type validationError struct{ errs []api.FieldError }
 
 func (e *validationError) Error() string { return "validation failed: " + e.errs[0].Msg }
+
+// fieldError answers a 422 of one field error at loc.
+func fieldError(msg, typ string, loc ...any) error {
+	return &validationError{errs: []api.FieldError{{Loc: loc, Msg: msg, Type: typ}}}
+}
 
 // httpError is an answer with a status and a plain detail.
 type httpError struct {
@@ -40,6 +37,37 @@ func badRequest(detail string) error {
 	return &httpError{status: http.StatusBadRequest, detail: detail}
 }
 
+// sessionNotFound turns tsdb.ErrNotFound into the contract's 404 for the
+// session id.
+func sessionNotFound(err error, id fmt.Stringer) error {
+	if errors.Is(err, tsdb.ErrNotFound) {
+		return &httpError{status: http.StatusNotFound, detail: fmt.Sprintf("Session %s not found", id)}
+	}
+	return err
+}
+
+// retryAfterStore is how long a client should wait after a store fault or a
+// full queue before trying again.
+const retryAfterStore = 1 * time.Second
+
+// endpoint is one route: it answers the value to send as 200 JSON, or the
+// error to send through writeError. A nil value with a nil error means the
+// endpoint wrote its answer itself (the export's stream).
+type endpoint func(w http.ResponseWriter, r *http.Request) (any, error)
+
+// serve turns e into a handler; logger takes the faults writeError logs.
+func serve(logger *slog.Logger, e endpoint) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := e(w, r)
+		switch {
+		case err != nil:
+			writeError(w, logger, err)
+		case v != nil:
+			writeJSON(w, http.StatusOK, v)
+		}
+	}
+}
+
 // writeJSON answers v with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -49,38 +77,41 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// retryAfterStore is how long a client should wait after a store fault or a
-// full queue before trying again.
-const retryAfterStore = 1 * time.Second
+// writeDetail answers status with a plain detail, and a Retry-After when
+// retryAfter is positive.
+func writeDetail(w http.ResponseWriter, status int, detail string, retryAfter time.Duration) {
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter.Seconds())))
+	}
+	writeJSON(w, status, api.Detail{Detail: detail})
+}
 
 // writeError is the one place that maps errors to HTTP answers: contract
-// errors carry their status; store and ingest faults become 503 (retry
-// later) or 500, with a detail that names the fault and no stack trace.
+// errors carry their status; ingest and store faults become 503 (retry
+// later, with Retry-After) or 500, with a detail that names the fault and
+// no stack trace.
 func writeError(w http.ResponseWriter, logger *slog.Logger, err error) {
 	var ve *validationError
 	var he *httpError
 	switch {
 	case errors.As(err, &ve):
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": ve.errs})
+		writeJSON(w, http.StatusUnprocessableEntity, api.ValidationError{Detail: ve.errs})
 	case errors.As(err, &he):
-		if he.retryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(he.retryAfter.Seconds())))
-		}
-		writeJSON(w, he.status, map[string]string{"detail": he.detail})
+		writeDetail(w, he.status, he.detail, he.retryAfter)
 	case errors.Is(err, tsdb.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, map[string]string{"detail": "Not Found"})
+		writeDetail(w, http.StatusNotFound, "Not Found", 0)
 	case errors.Is(err, exporter.ErrOverloaded), errors.Is(err, tsdb.ErrBacklogFull):
-		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfterStore.Seconds())))
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"detail": "Service overloaded: " + err.Error() + "; retry later"})
+		writeDetail(w, http.StatusServiceUnavailable, "Service overloaded: "+err.Error()+"; retry later", retryAfterStore)
 	case errors.Is(err, exporter.ErrClosed):
-		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfterStore.Seconds())))
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"detail": "Service is shutting down; retry later"})
+		writeDetail(w, http.StatusServiceUnavailable, "Service is shutting down; retry later", retryAfterStore)
+	case errors.Is(err, exporter.ErrExportsBusy):
+		writeDetail(w, http.StatusServiceUnavailable, fmt.Sprintf("Too many exports in progress (at most %d); retry later",
+			exporter.MaxConcurrentExports), exporter.ExportRetryAfter)
 	case errors.Is(err, tsdb.ErrUnavailable):
 		logger.Error("store unavailable", "err", err)
-		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfterStore.Seconds())))
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"detail": "Store unavailable: " + err.Error()})
+		writeDetail(w, http.StatusServiceUnavailable, "Store unavailable: "+err.Error(), retryAfterStore)
 	default:
 		logger.Error("store error", "err", err)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"detail": "Store error: " + err.Error()})
+		writeDetail(w, http.StatusInternalServerError, "Store error: "+err.Error(), 0)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/omnimemory/omnimemory-metrics/exporter"
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -26,12 +26,6 @@ const (
 	// (the server's WriteTimeout) this far ahead, so a long export is not
 	// cut by it while a stalled client still is.
 	exportWriteWindow = time.Minute
-	// maxConcurrentExports bounds the exports served at once: each holds a
-	// store reader for as long as its client takes.
-	maxConcurrentExports = 2
-	// retryAfterExport is the Retry-After of an export refused because as
-	// many run already.
-	retryAfterExport = 5 * time.Second
 )
 
 // exportColumns are the CSV header: the fields of the query endpoint's
@@ -43,75 +37,52 @@ var exportColumns = []string{
 
 // exportFormats maps the format parameter to the answer's content type.
 var exportFormats = map[string]string{
-	"csv":    "text/csv; charset=utf-8",
-	"ndjson": "application/x-ndjson",
+	api.FormatCSV:    "text/csv; charset=utf-8",
+	api.FormatNDJSON: "application/x-ndjson",
 }
 
-// operationExport serves GET /metrics/tool-operations/export: every
-// operation matching the query endpoint's filters, oldest first, streamed
-// as CSV or NDJSON in constant memory.
-type operationExport struct {
-	a     *api
-	slots chan struct{}
-}
-
-func newOperationExport(a *api) *operationExport {
-	return &operationExport{a: a, slots: make(chan struct{}, maxConcurrentExports)}
-}
-
-// serve checks the parameters (format first, then the query endpoint's
-// filters, with its messages; limit and offset are ignored), then streams.
-// Nothing is sent before the store hands the first operation (or ends
-// without one), so a store that fails at once gets the usual error answer.
-// A store that fails later aborts the answer (the client sees a broken
-// transfer, never a file that looks whole) and is logged.
-func (e *operationExport) serve(w http.ResponseWriter, r *http.Request) {
-	a := e.a
+// export serves GET /metrics/tool-operations/export: every operation
+// matching the query endpoint's filters, oldest first, streamed as CSV or
+// NDJSON in constant memory. It checks the parameters (format first, then
+// the query endpoint's filters, with its messages; limit and offset are
+// ignored), then streams. Nothing is sent before the store hands the first
+// operation (or ends without one), so a store that fails at once (or a
+// service already running as many exports as it allows) gets the usual
+// error answer. A store that fails later aborts the answer (the client sees
+// a broken transfer, never a file that looks whole) and is logged.
+func (h operationRoutes) export(w http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	format := q.Get("format")
 	if format == "" {
-		format = "csv"
+		format = api.FormatCSV
 	}
 	contentType, ok := exportFormats[format]
 	if !ok {
-		writeError(w, a.logger, badRequest("Invalid format: must be one of csv, ndjson"))
-		return
+		return nil, badRequest("Invalid format: must be one of " + api.FormatCSV + ", " + api.FormatNDJSON)
 	}
 	q.Del("limit")
 	q.Del("offset")
 	f, err := parseOperationFilter(q)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	f.Limit, f.Offset = 0, 0
-	select {
-	case e.slots <- struct{}{}:
-		defer func() { <-e.slots }()
-	default:
-		writeError(w, a.logger, &httpError{status: http.StatusServiceUnavailable, retryAfter: retryAfterExport,
-			detail: "Too many exports in progress (at most " + strconv.Itoa(maxConcurrentExports) + "); retry later"})
-		return
-	}
-
 	out := newExportWriter(w, format, contentType)
-	err = a.store.ExportOperations(r.Context(), f, out.write)
+	err = h.svc.ExportOperations(r.Context(), f, out.write)
 	if err == nil {
 		err = out.finish()
 	}
 	if err == nil {
-		return
+		return nil, nil
 	}
 	var we *exportWriteError
 	gone := errors.As(err, &we) || r.Context().Err() != nil
 	switch {
 	case !out.started && !gone:
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	case gone:
-		a.logger.Debug("export ended by the client", "format", format, "operations", out.rows, "err", err)
+		h.logger.Debug("export ended by the client", "format", format, "operations", out.rows, "err", err)
 	default:
-		a.logger.Error("export failed after the answer started; aborting it", "format", format, "operations", out.rows, "err", err)
+		h.logger.Error("export failed after the answer started; aborting it", "format", format, "operations", out.rows, "err", err)
 	}
 	// The status and part of the body went out (or the client left, and
 	// an implicit empty 200 must not follow): only a broken transfer tells
@@ -158,7 +129,7 @@ func (e *exportWriter) start() error {
 	_ = e.rc.SetWriteDeadline(time.Now().Add(exportWriteWindow)) // unsupported: the server's own timeout holds
 	e.w.WriteHeader(http.StatusOK)
 	e.buf = bufio.NewWriterSize(e.w, exportBufferBytes)
-	if e.format == "ndjson" {
+	if e.format == api.FormatNDJSON {
 		e.json = json.NewEncoder(e.buf)
 		e.json.SetEscapeHTML(false) // as writeJSON: the objects are byte-identical
 		return nil
@@ -177,7 +148,7 @@ func (e *exportWriter) write(op *tsdb.Operation) error {
 	}
 	var err error
 	if e.json != nil {
-		err = e.json.Encode(toOperationJSON(*op))
+		err = e.json.Encode(toAPIOperation(op))
 	} else {
 		err = e.csv.Write(e.csvRecord(op))
 	}
@@ -216,7 +187,7 @@ func (e *exportWriter) csvRecord(op *tsdb.Operation) []string {
 	rec[8] = strconv.FormatInt(op.TokensPrevented, 10)
 	rec[9] = string(e.num)
 	rec[10] = op.ToolID
-	rec[11] = exporter.FormatTime(op.CreatedAt)
+	rec[11] = api.FormatTime(op.CreatedAt)
 	return rec
 }
 

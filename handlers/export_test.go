@@ -25,8 +25,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -119,8 +120,8 @@ func seedExportOperations(t *testing.T, s *service) {
 			file = &f
 		}
 		ops = append(ops, tsdb.Operation{
-			ID: uuid.Must(uuid.NewRandom()), SessionID: sessions[i%2], ToolName: tsdb.ToolNames[i%2],
-			OperationMode: tsdb.OperationModes[i%len(tsdb.OperationModes)], Parameters: json.RawMessage(fmt.Sprintf(`{"i":%d,"s":"x,y"}`, i)),
+			ID: uuid.Must(uuid.NewRandom()), SessionID: sessions[i%2], ToolName: api.ToolNames[i%2],
+			OperationMode: api.OperationModes[i%len(api.OperationModes)], Parameters: json.RawMessage(fmt.Sprintf(`{"i":%d,"s":"x,y"}`, i)),
 			FilePath: file, TokensOriginal: int64(1000 + i), TokensActual: int64(i), TokensPrevented: 1000,
 			ResponseTimeMs: float64(i) / 8, ToolID: []string{"claude-code", "cursor", "windsurf"}[i%3], CreatedAt: at,
 		})
@@ -370,17 +371,13 @@ func newScriptedServerTimeout(t *testing.T, store *scriptedStore, writeTimeout t
 	}
 	store.Store = db
 	store.done = make(chan error, 16)
-	reg := prometheus.NewRegistry()
-	tracker := exporter.NewTracker(store, exporter.NewMetrics(reg, 0.015, 0), exporter.TrackerOptions{}, logger)
-	srv := httptest.NewUnstartedServer(handlers.New(handlers.Options{
-		Store: store, Tracker: tracker, Reporter: exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: 0.015}, nil),
-		Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger,
-	}))
+	h, svc := newStack(store, exporter.Options{Logger: logger}, handlers.Options{})
+	srv := httptest.NewUnstartedServer(h)
 	srv.Config.WriteTimeout = writeTimeout
 	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
-		_ = tracker.Close(context.Background())
+		_ = svc.Close(context.Background())
 		_ = db.Close()
 	})
 	return srv
@@ -588,8 +585,8 @@ func seedBulk(tb testing.TB, store tsdb.Store, n int, start time.Time, span time
 	for i := range n {
 		file := fmt.Sprintf("src/module_%d/file_%d.go", i%50, i)
 		ops = append(ops, tsdb.Operation{
-			ID: uuid.Must(uuid.NewV7()), SessionID: session, ToolName: tsdb.ToolNames[i%2],
-			OperationMode: tsdb.OperationModes[i%len(tsdb.OperationModes)], Parameters: json.RawMessage(`{"compress":true,"level":3}`),
+			ID: uuid.Must(uuid.NewV7()), SessionID: session, ToolName: api.ToolNames[i%2],
+			OperationMode: api.OperationModes[i%len(api.OperationModes)], Parameters: json.RawMessage(`{"compress":true,"level":3}`),
 			FilePath: &file, TokensOriginal: 5000, TokensActual: 500, TokensPrevented: 4500, ResponseTimeMs: 12.5,
 			ToolID: "claude-code", CreatedAt: start.Add(time.Duration(int64(span) / int64(n) * int64(i))).Truncate(time.Microsecond),
 		})
@@ -700,15 +697,11 @@ func exportServerForBench(b *testing.B, n int) *httptest.Server {
 		b.Fatal(err)
 	}
 	seedBulk(b, store, n, time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC), 30*24*time.Hour)
-	reg := prometheus.NewRegistry()
-	tracker := exporter.NewTracker(store, exporter.NewMetrics(reg, 0.015, 0), exporter.TrackerOptions{}, logger)
-	srv := httptest.NewServer(handlers.New(handlers.Options{
-		Store: store, Tracker: tracker, Reporter: exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: 0.015}, nil),
-		Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger,
-	}))
+	h, svc := newStack(store, exporter.Options{Logger: logger}, handlers.Options{})
+	srv := httptest.NewServer(h)
 	b.Cleanup(func() {
 		srv.Close()
-		_ = tracker.Close(context.Background())
+		_ = svc.Close(context.Background())
 		_ = store.Close()
 	})
 	return srv

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -38,13 +40,13 @@ const validOp = `{"session_id":"123e4567-e89b-12d3-a456-426614174000","tool_name
 func checkOperation(t *testing.T, op tsdb.Operation) {
 	t.Helper()
 	switch {
-	case !tsdb.ValidToolName(op.ToolName), !tsdb.ValidOperationMode(op.OperationMode):
+	case !api.ValidToolName(op.ToolName), !api.ValidOperationMode(op.OperationMode):
 		t.Fatalf("accepted tool %q mode %q", op.ToolName, op.OperationMode)
 	case op.TokensOriginal < 0, op.TokensActual < 0, op.ResponseTimeMs < 0:
 		t.Fatalf("accepted negative figures: %+v", op)
 	case op.TokensPrevented != op.TokensOriginal-op.TokensActual && op.TokensPrevented != max(0, op.TokensOriginal-op.TokensActual):
 		t.Fatalf("accepted inconsistent tokens_prevented: %+v", op)
-	case op.ToolID == "" || len([]rune(op.ToolID)) > maxToolIDLength:
+	case op.ToolID == "" || len([]rune(op.ToolID)) > api.MaxToolIDLength:
 		t.Fatalf("accepted tool_id %q", op.ToolID)
 	case op.CreatedAt.After(fuzzNow), op.CreatedAt.Year() < 1970:
 		t.Fatalf("accepted created_at %v", op.CreatedAt)
@@ -120,7 +122,7 @@ func FuzzDecodeBatch(f *testing.F) {
 			checkRejection(t, err)
 			return
 		}
-		if len(ops) == 0 || len(ops) > MaxBatchOperations {
+		if len(ops) == 0 || len(ops) > api.MaxBatchOperations {
 			t.Fatalf("accepted a batch of %d", len(ops))
 		}
 		for _, op := range ops {
@@ -150,7 +152,7 @@ func FuzzOperationFilter(f *testing.F) {
 		if fl.Limit < 1 || fl.Limit > 1000 || fl.Offset < 0 {
 			t.Fatalf("accepted paging %d/%d", fl.Limit, fl.Offset)
 		}
-		if fl.ToolName != "" && !tsdb.ValidToolName(fl.ToolName) || fl.OperationMode != "" && !tsdb.ValidOperationMode(fl.OperationMode) {
+		if fl.ToolName != "" && !api.ValidToolName(fl.ToolName) || fl.OperationMode != "" && !api.ValidOperationMode(fl.OperationMode) {
 			t.Fatalf("accepted filter %+v", fl)
 		}
 	})
@@ -174,12 +176,9 @@ func FuzzHandlers(f *testing.F) {
 	store := &recordingStore{}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	tracker := exporter.NewTracker(store, exporter.NewMetrics(reg, 0.015, 0), exporter.TrackerOptions{}, logger)
-	f.Cleanup(func() { _ = tracker.Close(context.Background()) })
-	h := New(Options{
-		Store: store, Tracker: tracker, Reporter: exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: 0.015}, nil),
-		Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger,
-	})
+	svc := exporter.New(store, exporter.Options{Pricing: exporter.Pricing{PerThousandUSD: 0.015}, Registerer: reg, Logger: logger})
+	f.Cleanup(func() { _ = svc.Close(context.Background()) })
+	h := New(svc, Options{Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger})
 	f.Fuzz(func(t *testing.T, route uint8, body []byte, rawQuery string) {
 		rt := routes[int(route)%len(routes)]
 		req := httptest.NewRequest(rt.method, rt.path, bytes.NewReader(body))

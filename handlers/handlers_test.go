@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/handlers"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -40,13 +41,42 @@ func (c *clock) set(t time.Time) { c.t.Store(&t) }
 
 // service is the whole HTTP stack on a real SQLite file.
 type service struct {
-	t       *testing.T
-	path    string
-	store   *sqlite.Store
-	tracker *exporter.Tracker
-	reg     *prometheus.Registry
-	srv     *httptest.Server
-	clock   *clock
+	t     *testing.T
+	path  string
+	store *sqlite.Store
+	svc   *exporter.Service
+	reg   *prometheus.Registry
+	srv   *httptest.Server
+	clock *clock
+}
+
+// newStack wires the service layer over store and the HTTP layer over it,
+// as main does, at 0.015 USD per 1,000 tokens; o sets the rest (its
+// Registerer and Logger are filled in when nil).
+func newStack(store tsdb.Store, o exporter.Options, ho handlers.Options) (http.Handler, *exporter.Service) {
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if ho.Registerer == nil {
+		ho.Registerer = o.Registerer
+	}
+	if ho.Gatherer == nil {
+		ho.Gatherer = o.Registerer.(prometheus.Gatherer)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if ho.Logger == nil {
+		ho.Logger = o.Logger
+	}
+	if ho.CORSOrigins == nil {
+		ho.CORSOrigins = []string{"*"}
+	}
+	if o.Pricing == (exporter.Pricing{}) {
+		o.Pricing = exporter.Pricing{PerThousandUSD: 0.015}
+	}
+	svc := exporter.New(store, o)
+	return handlers.New(svc, ho), svc
 }
 
 type serviceOpts struct {
@@ -79,15 +109,9 @@ func newService(t *testing.T, o serviceOpts) *service {
 	if o.tp != nil {
 		served = tsdb.Traced(store, "sqlite", o.tp)
 	}
-	metrics := exporter.NewMetrics(reg, 0.015, 0)
-	tracker := exporter.NewTracker(served, metrics, exporter.TrackerOptions{TracerProvider: o.tp}, logger)
-	reporter := exporter.NewReporter(served, exporter.Pricing{PerThousandUSD: 0.015}, o.clock.now)
-	h := handlers.New(handlers.Options{
-		Store: served, Tracker: tracker, Reporter: reporter, Gatherer: reg, Registerer: reg,
-		CORSOrigins: o.origins, Logger: logger, Now: o.clock.now, TracerProvider: o.tp,
-		APIToken: o.token, MetricsPublic: o.public,
-	})
-	s := &service{t: t, path: o.path, store: store, tracker: tracker, reg: reg, srv: httptest.NewServer(h), clock: o.clock}
+	h, svc := newStack(served, exporter.Options{Registerer: reg, TracerProvider: o.tp, Now: o.clock.now, Logger: logger},
+		handlers.Options{CORSOrigins: o.origins, TracerProvider: o.tp, APIToken: o.token, MetricsPublic: o.public})
+	s := &service{t: t, path: o.path, store: store, svc: svc, reg: reg, srv: httptest.NewServer(h), clock: o.clock}
 	t.Cleanup(s.close)
 	return s
 }
@@ -99,8 +123,8 @@ func (s *service) close() {
 		return
 	}
 	s.srv.Close()
-	if err := s.tracker.Close(context.Background()); err != nil {
-		s.t.Errorf("close tracker: %v", err)
+	if err := s.svc.Close(context.Background()); err != nil {
+		s.t.Errorf("close service: %v", err)
 	}
 	if err := s.store.Close(); err != nil {
 		s.t.Errorf("close store: %v", err)
@@ -716,7 +740,7 @@ func TestTrackAcceptsWhatClientsSend(t *testing.T) {
 
 func TestBodyLimit(t *testing.T) {
 	s := newService(t, serviceOpts{})
-	big := op(map[string]any{"parameters": map[string]any{"blob": strings.Repeat("x", handlers.MaxBodyBytes)}})
+	big := op(map[string]any{"parameters": map[string]any{"blob": strings.Repeat("x", api.MaxBodyBytes)}})
 	for _, path := range []string{"/track/tool-operation", "/sessions/start", "/sessions/get_or_create"} {
 		r := s.do("POST", path, big)
 		if r.status != 413 {
@@ -725,7 +749,7 @@ func TestBodyLimit(t *testing.T) {
 		assertDetail(t, r)
 	}
 	// Checked first: a body too large is 413 even on a GET.
-	r := s.do("GET", "/metrics/tool-operations?limit=0", strings.Repeat("x", handlers.MaxBodyBytes+1))
+	r := s.do("GET", "/metrics/tool-operations?limit=0", strings.Repeat("x", api.MaxBodyBytes+1))
 	if r.status != 413 {
 		t.Errorf("GET with a huge body: status %d, want 413", r.status)
 	}

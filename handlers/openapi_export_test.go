@@ -1,7 +1,7 @@
 package handlers
 
 import (
-	"net/http"
+	"log/slog"
 
 	"github.com/gorilla/mux"
 )
@@ -9,5 +9,8 @@ import (
 // OpenAPIDocument is the embedded document, for the external tests.
 var OpenAPIDocument = openAPIDocument
 
-// RouterOf answers the router that h, a handler New answered, dispatches to.
-func RouterOf(h http.Handler) *mux.Router { return h.(routed).router }
+// Router answers the router New dispatches to, for svc (which may be nil:
+// walking the routes calls none of them).
+func Router(svc Service, o Options) *mux.Router {
+	return newRouter(svc, o, slog.New(slog.DiscardHandler))
+}

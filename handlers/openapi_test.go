@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -26,7 +27,6 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/handlers"
-	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
 func init() {
@@ -223,7 +223,7 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 	s := newService(t, serviceOpts{})
 	guarded := newService(t, serviceOpts{token: token})
 	closing := newService(t, serviceOpts{}) // its writer is closed: POSTs answer 503
-	if err := closing.tracker.Close(context.Background()); err != nil {
+	if err := closing.svc.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	gone := newService(t, serviceOpts{}) // its store is closed: 503 (or 500)
@@ -240,8 +240,8 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 	s.mustDo("POST", "/sessions/"+ended+"/end", nil, 200)
 	const unknown = "9b2d6a0e-4a4f-4d7e-9a39-2f0c3a8c9d11"
 	bearer := []string{"Authorization", "Bearer " + token}
-	big := op(map[string]any{"parameters": map[string]any{"blob": strings.Repeat("x", handlers.MaxBodyBytes)}})
-	hugeBatch := map[string]any{"operations": []any{op(map[string]any{"parameters": map[string]any{"blob": strings.Repeat("x", handlers.MaxBatchBodyBytes)}})}}
+	big := op(map[string]any{"parameters": map[string]any{"blob": strings.Repeat("x", api.MaxBodyBytes)}})
+	hugeBatch := map[string]any{"operations": []any{op(map[string]any{"parameters": map[string]any{"blob": strings.Repeat("x", api.MaxBatchBodyBytes)}})}}
 	ok, badRequest, unauthorized, notFound, tooLarge, invalid, unavailable := []int{200}, []int{400}, []int{401}, []int{404}, []int{413}, []int{422}, []int{503}
 	storeFault := []int{500, 503}
 	since := url.QueryEscape(time.Now().Add(-time.Hour).UTC().Format("2006-01-02T15:04:05+00:00"))
@@ -313,7 +313,7 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		{name: "query bad tool", svc: s, method: "GET", path: "/metrics/tool-operations?tool_name=write", status: badRequest, invalid: true},
 		{name: "query bad date", svc: s, method: "GET", path: "/metrics/tool-operations?start_date=yesterday", status: badRequest, invalid: true},
 		{name: "query impossible date", svc: s, method: "GET", path: "/metrics/tool-operations?end_date=2025-13-01", status: badRequest},
-		{name: "query with a huge body", svc: s, method: "GET", path: "/metrics/tool-operations", body: strings.Repeat("x", handlers.MaxBodyBytes+1), status: tooLarge},
+		{name: "query with a huge body", svc: s, method: "GET", path: "/metrics/tool-operations", body: strings.Repeat("x", api.MaxBodyBytes+1), status: tooLarge},
 		{name: "query without token", svc: guarded, method: "GET", path: "/metrics/tool-operations", status: unauthorized},
 		{name: "query store gone", svc: gone, method: "GET", path: "/metrics/tool-operations", status: storeFault},
 
@@ -402,7 +402,7 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		{name: "metrics with token", svc: guarded, method: "GET", path: "/metrics", headers: bearer, status: ok},
 		{name: "openapi", svc: s, method: "GET", path: "/openapi.json", status: ok},
 		{name: "openapi public", svc: guarded, method: "GET", path: "/openapi.json", status: ok},
-		{name: "openapi with a huge body", svc: s, method: "GET", path: "/openapi.json", body: strings.Repeat("x", handlers.MaxBodyBytes+1), status: tooLarge},
+		{name: "openapi with a huge body", svc: s, method: "GET", path: "/openapi.json", body: strings.Repeat("x", api.MaxBodyBytes+1), status: tooLarge},
 
 		// The page
 		{name: "page", svc: s, method: "GET", path: "/", status: ok},
@@ -482,7 +482,7 @@ func checkNDJSONExport(t *testing.T, doc *openapi3.T, r response) {
 	}
 	schema := doc.Components.Schemas["Operation"].Value
 	sc := bufio.NewScanner(bytes.NewReader(r.body))
-	sc.Buffer(nil, handlers.MaxBatchBodyBytes)
+	sc.Buffer(nil, api.MaxBatchBodyBytes)
 	lines := 0
 	var last time.Time
 	for sc.Scan() {
@@ -510,9 +510,8 @@ func checkNDJSONExport(t *testing.T, doc *openapi3.T, r response) {
 // the document a route it serves.
 func TestOpenAPIDocumentNamesExactlyTheRoutes(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	h := handlers.New(handlers.Options{Gatherer: reg, Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	served := map[string]bool{}
-	err := handlers.RouterOf(h).Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+	err := handlers.Router(nil, handlers.Options{Gatherer: reg, Registerer: reg}).Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
 		path, err := route.GetPathTemplate()
 		if err != nil {
 			return err
@@ -572,7 +571,7 @@ func TestOpenAPIDocumentEnumsAndBoundsMatchTheCode(t *testing.T) {
 	names := func(ranges []exporter.TimeRange) []string {
 		out := make([]string, len(ranges))
 		for i, r := range ranges {
-			out[i] = r.Name
+			out[i] = string(r.Name)
 		}
 		return out
 	}
@@ -584,12 +583,12 @@ func TestOpenAPIDocumentEnumsAndBoundsMatchTheCode(t *testing.T) {
 		what      string
 		got, want []string
 	}{
-		{"OperationRequest.tool_name", enum(prop("OperationRequest", "tool_name")), tsdb.ToolNames},
-		{"OperationRequest.operation_mode", enum(prop("OperationRequest", "operation_mode")), tsdb.OperationModes},
-		{"Operation.tool_name", enum(prop("Operation", "tool_name")), tsdb.ToolNames},
-		{"Operation.operation_mode", enum(prop("Operation", "operation_mode")), tsdb.OperationModes},
-		{"tool_name filter", enum(param("FilterToolName")), tsdb.ToolNames},
-		{"operation_mode filter", enum(param("FilterOperationMode")), tsdb.OperationModes},
+		{"OperationRequest.tool_name", enum(prop("OperationRequest", "tool_name")), api.ToolNames},
+		{"OperationRequest.operation_mode", enum(prop("OperationRequest", "operation_mode")), api.OperationModes},
+		{"Operation.tool_name", enum(prop("Operation", "tool_name")), api.ToolNames},
+		{"Operation.operation_mode", enum(prop("Operation", "operation_mode")), api.OperationModes},
+		{"tool_name filter", enum(param("FilterToolName")), api.ToolNames},
+		{"operation_mode filter", enum(param("FilterOperationMode")), api.OperationModes},
 		{"breakdown time_range", enum(param("BreakdownTimeRange")), names(exporter.BreakdownRanges)},
 		{"savings time_range", enum(param("SavingsTimeRange")), names(exporter.SavingsRanges)},
 		{"APISavings.time_range", enum(prop("APISavings", "time_range")), names(exporter.SavingsRanges)},
@@ -599,7 +598,7 @@ func TestOpenAPIDocumentEnumsAndBoundsMatchTheCode(t *testing.T) {
 			t.Errorf("%s: the document lists %v, the code %v", c.what, c.got, c.want)
 		}
 	}
-	if got := prop("BatchRequest", "operations").MaxItems; got == nil || *got != handlers.MaxBatchOperations {
-		t.Errorf("BatchRequest.operations maxItems %v, want %d", got, handlers.MaxBatchOperations)
+	if got := prop("BatchRequest", "operations").MaxItems; got == nil || *got != api.MaxBatchOperations {
+		t.Errorf("BatchRequest.operations maxItems %v, want %d", got, api.MaxBatchOperations)
 	}
 }

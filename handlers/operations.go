@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -12,16 +13,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/omnimemory/omnimemory-metrics/exporter"
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
-
-// MaxClockSkew is how far ahead of the server's clock a created_at may be
-// and still be taken (as now).
-const MaxClockSkew = tsdb.MaxClockSkew
-
-// maxToolIDLength bounds tool_id, in characters.
-const maxToolIDLength = tsdb.MaxToolIDLength
 
 const invalidSessionID = "Invalid session_id format: must be a valid UUID"
 
@@ -29,23 +23,20 @@ const invalidSessionID = "Invalid session_id format: must be a valid UUID"
 // Idempotency-Key (UUIDv5), so that a retry gets the same id.
 var idempotencyNamespace = uuid.MustParse("6f6d6e69-6d65-5d6f-8279-6d6574726963")
 
-// maxIdempotencyKeyLength bounds the Idempotency-Key header.
-const maxIdempotencyKeyLength = 255
-
 // idempotencyKey reads the Idempotency-Key header: "" when absent, a 422
 // when it is not 1 to 255 visible ASCII characters.
 func idempotencyKey(r *http.Request) (string, error) {
-	key := r.Header.Get("Idempotency-Key")
+	key := r.Header.Get(api.HeaderIdempotencyKey)
 	if key == "" {
 		return "", nil
 	}
-	ok := len(key) <= maxIdempotencyKeyLength
+	ok := len(key) <= api.MaxIdempotencyKeyLength
 	for i := 0; ok && i < len(key); i++ {
 		ok = key[i] > ' ' && key[i] < 0x7f
 	}
 	if !ok {
-		return "", &validationError{errs: []FieldError{{Loc: []any{"header", "idempotency-key"},
-			Msg: fmt.Sprintf("Idempotency-Key should be 1 to %d visible ASCII characters", maxIdempotencyKeyLength), Type: "string_pattern_mismatch"}}}
+		return "", fieldError(fmt.Sprintf("Idempotency-Key should be 1 to %d visible ASCII characters", api.MaxIdempotencyKeyLength),
+			"string_pattern_mismatch", "header", "idempotency-key")
 	}
 	return key, nil
 }
@@ -61,15 +52,15 @@ func decodeOperation(o *object, now time.Time, key string) (tsdb.Operation, erro
 	if badClientID {
 		o.fail("operation_id", "Input should be a valid UUID in the 8-4-4-4-12 form", "uuid_parsing")
 	}
-	toolName := o.enum("tool_name", true, tsdb.ToolNames)
-	mode := o.enum("operation_mode", true, tsdb.OperationModes)
+	toolName := o.enum("tool_name", true, api.ToolNames)
+	mode := o.enum("operation_mode", true, api.OperationModes)
 	params := o.jsonObject("parameters")
 	filePath := o.str("file_path", false, false, 0)
 	original := o.integer("tokens_original", true, 0)
 	actual := o.integer("tokens_actual", true, 0)
 	prevented := o.integer("tokens_prevented", false, math64Min)
 	responseTime := o.number("response_time_ms", true, 0)
-	toolID := o.str("tool_id", true, true, maxToolIDLength)
+	toolID := o.str("tool_id", true, true, api.MaxToolIDLength)
 	createdAt := o.timestamp("created_at", now)
 
 	var tokensPrevented int64
@@ -144,35 +135,20 @@ func (o *object) timestamp(name string, now time.Time) time.Time {
 	case errors.Is(err, tsdb.ErrCreatedAtTooOld):
 		o.fail(name, "Input should be a datetime in or after 1970", "datetime_too_old")
 	case errors.Is(err, tsdb.ErrCreatedAtFuture):
-		o.fail(name, fmt.Sprintf("Input should not be more than %s ahead of the server's clock", MaxClockSkew), "datetime_future")
+		o.fail(name, fmt.Sprintf("Input should not be more than %s ahead of the server's clock", api.MaxClockSkew), "datetime_future")
 	}
 	return t
 }
 
-// operationJSON is an operation as the API answers it.
-type operationJSON struct {
-	ID              string          `json:"id"`
-	SessionID       string          `json:"session_id"`
-	ToolName        string          `json:"tool_name"`
-	OperationMode   string          `json:"operation_mode"`
-	Parameters      json.RawMessage `json:"parameters"`
-	FilePath        *string         `json:"file_path"`
-	TokensOriginal  int64           `json:"tokens_original"`
-	TokensActual    int64           `json:"tokens_actual"`
-	TokensPrevented int64           `json:"tokens_prevented"`
-	ResponseTimeMs  float64         `json:"response_time_ms"`
-	ToolID          string          `json:"tool_id"`
-	CreatedAt       string          `json:"created_at"`
-}
-
-func toOperationJSON(op tsdb.Operation) operationJSON {
+// toAPIOperation answers op as the API answers it.
+func toAPIOperation(op *tsdb.Operation) api.Operation {
 	params := op.Parameters
 	if len(params) == 0 {
 		params = json.RawMessage("{}")
 	}
-	return operationJSON{
-		ID:              op.ID.String(),
-		SessionID:       op.SessionID.String(),
+	return api.Operation{
+		ID:              op.ID,
+		SessionID:       op.SessionID,
 		ToolName:        op.ToolName,
 		OperationMode:   op.OperationMode,
 		Parameters:      params,
@@ -182,61 +158,101 @@ func toOperationJSON(op tsdb.Operation) operationJSON {
 		TokensPrevented: op.TokensPrevented,
 		ResponseTimeMs:  op.ResponseTimeMs,
 		ToolID:          op.ToolID,
-		CreatedAt:       exporter.FormatTime(op.CreatedAt),
+		CreatedAt:       op.CreatedAt.UTC(),
 	}
 }
 
+// ingestRoutes serve the POSTs of operations.
+type ingestRoutes struct {
+	svc   Ingester
+	clock Clock
+}
+
+// now answers the clock at the stores' precision.
+func (h ingestRoutes) now() time.Time { return h.clock.Now().UTC().Truncate(time.Microsecond) }
+
 // trackOperation serves POST /track/tool-operation.
-func (a *api) trackOperation(w http.ResponseWriter, r *http.Request) {
+func (h ingestRoutes) trackOperation(w http.ResponseWriter, r *http.Request) (any, error) {
 	data, err := readBody(r)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
 	o, err := decodeObject(data)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
 	key, keyErr := idempotencyKey(r)
-	op, err := decodeOperation(o, a.now().UTC().Truncate(time.Microsecond), key)
+	op, err := decodeOperation(o, h.now(), key)
 	if err == nil {
 		err = keyErr
 	}
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
 	ops := []tsdb.Operation{op}
-	if err := a.tracker.Track(r.Context(), ops...); err != nil {
-		writeError(w, a.logger, err)
-		return
+	if err := h.svc.Track(r.Context(), ops...); err != nil {
+		return nil, err
 	}
 	if ops[0].Duplicate {
-		w.Header().Set("Idempotent-Replayed", "true")
+		w.Header().Set(api.HeaderIdempotentReplayed, "true")
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "success", "operation_id": op.ID.String()})
+	return api.TrackResponse{Status: api.StatusSuccess, OperationID: op.ID}, nil
 }
 
-// queryOperations serves GET /metrics/tool-operations.
-func (a *api) queryOperations(w http.ResponseWriter, r *http.Request) {
+// trackOperations serves POST /track/tool-operations: up to
+// api.MaxBatchOperations operations in {"operations":[...]}, validated as a
+// whole. If any item is invalid nothing is stored and the 422 names every bad
+// item by index and field; otherwise all are stored in one commit and the
+// ids are answered in order.
+func (h ingestRoutes) trackOperations(w http.ResponseWriter, r *http.Request) (any, error) {
+	data, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	key, keyErr := idempotencyKey(r)
+	ops, err := decodeBatch(data, h.now(), key)
+	if err == nil {
+		err = keyErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := h.svc.Track(r.Context(), ops...); err != nil {
+		return nil, err
+	}
+	ids := make([]uuid.UUID, len(ops))
+	replayed := true
+	for i, op := range ops {
+		ids[i] = op.ID
+		replayed = replayed && op.Duplicate
+	}
+	if replayed {
+		w.Header().Set(api.HeaderIdempotentReplayed, "true")
+	}
+	return api.BatchResponse{Status: api.StatusSuccess, Count: len(ids), OperationIDs: ids}, nil
+}
+
+// operationRoutes serve the reads of operations.
+type operationRoutes struct {
+	svc    OperationReader
+	logger *slog.Logger
+}
+
+// query serves GET /metrics/tool-operations.
+func (h operationRoutes) query(_ http.ResponseWriter, r *http.Request) (any, error) {
 	f, err := parseOperationFilter(r.URL.Query())
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	page, err := a.store.QueryOperations(r.Context(), f)
+	page, err := h.svc.QueryOperations(r.Context(), f)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	ops := make([]operationJSON, len(page.Operations))
-	for i, op := range page.Operations {
-		ops[i] = toOperationJSON(op)
+	ops := make([]api.Operation, len(page.Operations))
+	for i := range page.Operations {
+		ops[i] = toAPIOperation(&page.Operations[i])
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"operations": ops, "total": page.Total, "limit": f.Limit, "offset": f.Offset,
-	})
+	return api.OperationPage{Operations: ops, Total: page.Total, Limit: f.Limit, Offset: f.Offset}, nil
 }
 
 // parseOperationFilter reads the query endpoint's parameters. Paging errors
@@ -244,8 +260,8 @@ func (a *api) queryOperations(w http.ResponseWriter, r *http.Request) {
 // validated its query parameters before its own checks. An empty value is
 // the same as an absent one.
 func parseOperationFilter(q url.Values) (tsdb.OperationFilter, error) {
-	f := tsdb.OperationFilter{Limit: 100}
-	var errs []FieldError
+	f := tsdb.OperationFilter{Limit: api.DefaultLimit}
+	var errs []api.FieldError
 	intParam := func(name string, min, max int, into *int) {
 		s := q.Get(name)
 		if s == "" {
@@ -254,36 +270,36 @@ func parseOperationFilter(q url.Values) (tsdb.OperationFilter, error) {
 		n, err := strconv.Atoi(s)
 		switch {
 		case err != nil:
-			errs = append(errs, FieldError{Loc: []any{"query", name}, Msg: "Input should be a valid integer, unable to parse string as an integer", Type: "int_parsing"})
+			errs = append(errs, api.FieldError{Loc: []any{"query", name}, Msg: "Input should be a valid integer, unable to parse string as an integer", Type: "int_parsing"})
 		case n < min:
-			errs = append(errs, FieldError{Loc: []any{"query", name}, Msg: fmt.Sprintf("Input should be greater than or equal to %d", min), Type: "greater_than_equal"})
+			errs = append(errs, api.FieldError{Loc: []any{"query", name}, Msg: fmt.Sprintf("Input should be greater than or equal to %d", min), Type: "greater_than_equal"})
 		case n > max:
-			errs = append(errs, FieldError{Loc: []any{"query", name}, Msg: fmt.Sprintf("Input should be less than or equal to %d", max), Type: "less_than_equal"})
+			errs = append(errs, api.FieldError{Loc: []any{"query", name}, Msg: fmt.Sprintf("Input should be less than or equal to %d", max), Type: "less_than_equal"})
 		default:
 			*into = n
 		}
 	}
-	intParam("limit", 1, 1000, &f.Limit)
+	intParam("limit", 1, api.MaxLimit, &f.Limit)
 	intParam("offset", 0, 1<<31-1, &f.Offset)
 	if len(errs) > 0 {
 		return f, &validationError{errs: errs}
 	}
 	if s := q.Get("session_id"); s != "" {
-		id, ok := parseUUID(s)
+		id, ok := api.ParseUUID(s)
 		if !ok {
 			return f, badRequest(invalidSessionID)
 		}
 		f.SessionID = &id
 	}
 	if s := q.Get("tool_name"); s != "" {
-		if !tsdb.ValidToolName(s) {
-			return f, badRequest("Invalid tool_name: must be one of " + strings.Join(tsdb.ToolNames, ", "))
+		if !api.ValidToolName(s) {
+			return f, badRequest("Invalid tool_name: must be one of " + strings.Join(api.ToolNames, ", "))
 		}
 		f.ToolName = s
 	}
 	if s := q.Get("operation_mode"); s != "" {
-		if !tsdb.ValidOperationMode(s) {
-			return f, badRequest("Invalid operation_mode: must be one of " + strings.Join(tsdb.OperationModes, ", "))
+		if !api.ValidOperationMode(s) {
+			return f, badRequest("Invalid operation_mode: must be one of " + strings.Join(api.OperationModes, ", "))
 		}
 		f.OperationMode = s
 	}

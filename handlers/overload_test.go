@@ -50,11 +50,8 @@ func TestOverloadIsSaidWith503AndRetryAfter(t *testing.T) {
 	var once sync.Once
 	open := func() { once.Do(func() { close(gated.gate) }) }
 	reg := prometheus.NewRegistry()
-	tracker := exporter.NewTracker(gated, exporter.NewMetrics(reg, 0.015, 0), exporter.TrackerOptions{QueueSize: 4}, logger)
-	srv := httptest.NewServer(handlers.New(handlers.Options{
-		Store: store, Tracker: tracker, Reporter: exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: 0.015}, nil),
-		Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger,
-	}))
+	h, svc := newStack(gated, exporter.Options{Registerer: reg, Logger: logger, Tracker: exporter.TrackerOptions{QueueSize: 4}}, handlers.Options{})
+	srv := httptest.NewServer(h)
 	defer srv.Close()
 	defer open() // before the server closes, whatever happens
 	s := &service{t: t, srv: srv, reg: reg}
@@ -102,7 +99,7 @@ func TestOverloadIsSaidWith503AndRetryAfter(t *testing.T) {
 	if page.Total != 5 {
 		t.Errorf("%d operations stored, want the 5 accepted", page.Total)
 	}
-	if err := tracker.Close(context.Background()); err != nil {
+	if err := svc.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r := s.do("POST", "/track/tool-operation", op(nil))

@@ -1,14 +1,18 @@
+// Package handlers is the HTTP face of omnimemory-metrics and nothing else:
+// gorilla/mux routes, request decoding and validation with the contract's
+// error shapes, the service layer called through small interfaces, JSON
+// answers, one place that maps errors to statuses, CORS, bearer tokens,
+// body limits and per-route instrumentation.
 package handlers
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -18,26 +22,68 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/ui"
 )
 
-// Options are what the HTTP layer serves from.
+// The parts of the service layer the routes call, each as small as its
+// routes need (*exporter.Service has them all).
+type (
+	// Ingester stores operations: POST /track/tool-operation(s).
+	Ingester interface {
+		Track(ctx context.Context, ops ...tsdb.Operation) error
+	}
+	// OperationReader lists and exports operations: GET
+	// /metrics/tool-operations(/export).
+	OperationReader interface {
+		QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error)
+		ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn func(*tsdb.Operation) error) error
+	}
+	// Reports answers the aggregate endpoints.
+	Reports interface {
+		ToolBreakdown(ctx context.Context, r exporter.TimeRange, toolID string) (api.ToolBreakdown, error)
+		APISavings(ctx context.Context, r exporter.TimeRange, toolID string) (api.APISavings, error)
+		CompareAPISavings(ctx context.Context, r exporter.TimeRange, toolID string) (api.APISavings, error)
+	}
+	// SessionKeeper keeps sessions: /sessions/...
+	SessionKeeper interface {
+		StartSession(ctx context.Context, req exporter.SessionRequest) (tsdb.Session, error)
+		GetOrCreateSession(ctx context.Context, req exporter.SessionRequest) (tsdb.Session, bool, error)
+		Heartbeat(ctx context.Context, id uuid.UUID) (tsdb.Session, error)
+		EndSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error)
+		GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error)
+		ActiveSessions(ctx context.Context, toolID string) ([]tsdb.SessionStats, error)
+	}
+	// Readiness tells whether the service can serve: GET /ready.
+	Readiness interface {
+		Ready(ctx context.Context) error
+	}
+	// Clock is the service's clock, which operations' created_at is checked
+	// against while they are decoded.
+	Clock interface {
+		Now() time.Time
+	}
+	// Service is every part together: what New serves.
+	Service interface {
+		Ingester
+		OperationReader
+		Reports
+		SessionKeeper
+		Readiness
+		Clock
+	}
+)
+
+// Options are how the HTTP layer serves.
 type Options struct {
-	Store    tsdb.Store
-	Tracker  *exporter.Tracker
-	Reporter *exporter.Reporter
 	// Gatherer is exposed at /metrics; Registerer takes the HTTP metrics.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	// CORSOrigins are the origins a browser may call from; "*" allows all.
 	CORSOrigins []string
 	Logger      *slog.Logger
-	// Now is the clock (time.Now when nil).
-	Now func() time.Time
-	// ReadyTimeout bounds the store check of /ready (default 2s).
-	ReadyTimeout time.Duration
 	// TracerProvider makes a span for every request (no-op when nil).
 	TracerProvider trace.TracerProvider
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
@@ -48,113 +94,82 @@ type Options struct {
 	MetricsPublic bool
 }
 
-type api struct {
-	store     tsdb.Store
-	tracker   *exporter.Tracker
-	reporter  *exporter.Reporter
-	logger    *slog.Logger
-	now       func() time.Time
-	readyWait time.Duration
-	sessionMu sync.Mutex
+// New answers the service's HTTP handler: every route of the contract behind
+// tracing, panic recovery, CORS, the body limit and the bearer token.
+func New(svc Service, o Options) http.Handler {
+	if o.TracerProvider == nil {
+		o.TracerProvider = noop.NewTracerProvider()
+	}
+	logger := o.Logger.With("component", "http")
+	h := newRouter(svc, o, logger)
+	return otelhttp.NewHandler(recoverer(logger, cors(o.CORSOrigins, limitBody(requireToken(o.APIToken, o.MetricsPublic, h)))),
+		"http.request", otelhttp.WithTracerProvider(o.TracerProvider))
 }
 
-// New answers the service's HTTP handler: every route of the contract behind
-// panic recovery, CORS, the body limit and per-route instrumentation.
-func New(opts Options) http.Handler {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.ReadyTimeout <= 0 {
-		opts.ReadyTimeout = 2 * time.Second
-	}
-	if opts.TracerProvider == nil {
-		opts.TracerProvider = noop.NewTracerProvider()
-	}
-	logger := opts.Logger.With("component", "http")
-	a := &api{
-		store: opts.Store, tracker: opts.Tracker, reporter: opts.Reporter,
-		logger: logger, now: opts.Now, readyWait: opts.ReadyTimeout,
-	}
-	inst := newInstrumentation(opts.Registerer)
+// newRouter answers the router of every route, each instrumented by its
+// template.
+func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
+	inst := newInstrumentation(o.Registerer)
 	r := mux.NewRouter()
-	route := func(method, path string, h http.HandlerFunc) {
+	handle := func(method, path string, h http.Handler) {
 		r.Handle(path, inst.wrap(path, h)).Methods(method)
 	}
-	route(http.MethodPost, "/track/tool-operation", a.trackOperation)
-	route(http.MethodPost, "/track/tool-operations", a.trackOperations)
-	route(http.MethodGet, "/metrics/tool-operations", a.queryOperations)
-	route(http.MethodGet, "/metrics/tool-operations/export", newOperationExport(a).serve)
-	route(http.MethodGet, "/metrics/tool-breakdown", a.toolBreakdown)
-	route(http.MethodGet, "/metrics/api-savings", a.apiSavings)
-	route(http.MethodPost, "/sessions/start", a.startSession)
-	route(http.MethodPost, "/sessions/get_or_create", a.getOrCreateSession)
-	route(http.MethodGet, "/sessions/active", a.activeSessions)
-	route(http.MethodPost, "/sessions/{id}/heartbeat", a.heartbeat)
-	route(http.MethodPost, "/sessions/{id}/end", a.endSession)
-	route(http.MethodGet, "/sessions/{id}", a.getSession)
-	route(http.MethodGet, "/health", a.health)
-	route(http.MethodGet, "/ready", a.ready)
-	route(http.MethodGet, "/openapi.json", openAPI)
+	ingest := ingestRoutes{svc: svc, clock: svc}
+	ops := operationRoutes{svc: svc, logger: logger}
+	reports := reportRoutes{svc: svc}
+	sessions := sessionRoutes{svc: svc}
+	for _, rt := range []struct {
+		method, path string
+		e            endpoint
+	}{
+		{http.MethodPost, api.PathTrackOperation, ingest.trackOperation},
+		{http.MethodPost, api.PathTrackOperations, ingest.trackOperations},
+		{http.MethodGet, api.PathOperations, ops.query},
+		{http.MethodGet, api.PathOperationsExport, ops.export},
+		{http.MethodGet, api.PathToolBreakdown, reports.toolBreakdown},
+		{http.MethodGet, api.PathAPISavings, reports.apiSavings},
+		{http.MethodPost, api.PathSessionStart, sessions.start},
+		{http.MethodPost, api.PathSessionGetOrCreate, sessions.getOrCreate},
+		{http.MethodGet, api.PathSessionsActive, sessions.active},
+		{http.MethodPost, api.PathSessionHeartbeat, sessions.heartbeat},
+		{http.MethodPost, api.PathSessionEnd, sessions.end},
+		{http.MethodGet, api.PathSession, sessions.get},
+		{http.MethodGet, api.PathHealth, health},
+		{http.MethodGet, api.PathReady, ready(svc)},
+	} {
+		handle(rt.method, rt.path, serve(logger, rt.e))
+	}
+	handle(http.MethodGet, api.PathOpenAPI, http.HandlerFunc(openAPI))
 	page := ui.New() // the built-in page; any other path under /ui/ is a 404
-	route(http.MethodGet, "/", page.ServeHTTP)
-	route(http.MethodGet, ui.AssetPrefix+"{asset}", page.ServeHTTP)
-	r.Handle("/metrics", inst.wrap("/metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+	handle(http.MethodGet, "/", page)
+	handle(http.MethodGet, ui.AssetPrefix+"{asset}", page)
+	handle(http.MethodGet, api.PathMetrics, promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		Timeout:           10 * time.Second,
-	}))).Methods(http.MethodGet)
+	}))
 	r.NotFoundHandler = inst.wrap("unmatched", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"detail": "Not Found"})
+		writeDetail(w, http.StatusNotFound, "Not Found", 0)
 	}))
 	r.MethodNotAllowedHandler = inst.wrap("unmatched", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"detail": "Method Not Allowed"})
+		writeDetail(w, http.StatusMethodNotAllowed, "Method Not Allowed", 0)
 	}))
-	return routed{Handler: otelhttp.NewHandler(recoverer(logger, cors(opts.CORSOrigins, limitBody(requireToken(opts.APIToken, opts.MetricsPublic, r)))), "http.request",
-		otelhttp.WithTracerProvider(opts.TracerProvider)), router: r}
-}
-
-// routed is the handler New answers, with the router it dispatches to, so
-// that tests can list the routes (and check the OpenAPI document names
-// exactly them).
-type routed struct {
-	http.Handler
-	router *mux.Router
+	return r
 }
 
 // health serves GET /health: the process serves.
-func (a *api) health(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "healthy"})
+func health(http.ResponseWriter, *http.Request) (any, error) {
+	return api.Health{Status: api.StatusHealthy}, nil
 }
 
 // ready serves GET /ready: 200 when the store answers, else 503.
-func (a *api) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), a.readyWait)
-	defer cancel()
-	if err := a.store.Ping(ctx); err != nil {
-		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfterStore.Seconds())))
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"detail": "Store not ready: " + err.Error()})
-		return
+func ready(svc Readiness) endpoint {
+	return func(_ http.ResponseWriter, r *http.Request) (any, error) {
+		if err := svc.Ready(r.Context()); err != nil {
+			return nil, &httpError{status: http.StatusServiceUnavailable, detail: "Store not ready: " + err.Error(), retryAfter: retryAfterStore}
+		}
+		return api.Ready{Status: api.StatusReady}, nil
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-// limitBody answers 413 to a body declared larger than its route's limit
-// (MaxBodyBytes; MaxBatchBodyBytes for the batch endpoint) before anything
-// else, and caps every body so that a larger undeclared one fails while it
-// is read.
-func limitBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		limit := int64(MaxBodyBytes)
-		if r.URL.Path == "/track/tool-operations" {
-			limit = MaxBatchBodyBytes
-		}
-		if r.ContentLength > limit {
-			writeError(w, nil, errTooLarge(limit))
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		next.ServeHTTP(w, r)
-	})
 }
 
 // recoverer turns a panic into a 500 with a detail and no stack trace in the
@@ -167,7 +182,7 @@ func recoverer(logger *slog.Logger, next http.Handler) http.Handler {
 					panic(v)
 				}
 				logger.Error("panic serving request", "path", r.URL.Path, "panic", v)
-				writeJSON(w, http.StatusInternalServerError, map[string]string{"detail": "Internal server error"})
+				writeDetail(w, http.StatusInternalServerError, "Internal server error", 0)
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -212,7 +227,7 @@ func cors(origins []string, next http.Handler) http.Handler {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
 			reqHeaders := r.Header.Get("Access-Control-Request-Headers")
 			if reqHeaders == "" {
-				reqHeaders = "Content-Type, Authorization, Idempotency-Key"
+				reqHeaders = "Content-Type, Authorization, " + api.HeaderIdempotencyKey
 			}
 			h.Set("Access-Control-Allow-Headers", reqHeaders)
 			h.Set("Access-Control-Max-Age", "600")

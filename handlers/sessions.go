@@ -1,245 +1,162 @@
 package handlers
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
-// ActiveWindow is how recent a session's activity must be for it to be listed
-// as active.
-const ActiveWindow = 30 * time.Minute
+// sessionRoutes serve /sessions/...
+type sessionRoutes struct{ svc SessionKeeper }
 
-// sessionJSON is a session as the API answers it.
-type sessionJSON struct {
-	SessionID         string  `json:"session_id"`
-	ToolID            string  `json:"tool_id"`
-	ToolVersion       *string `json:"tool_version"`
-	ProcessID         *int64  `json:"process_id"`
-	InstanceID        *string `json:"instance_id"`
-	ProjectID         *string `json:"project_id"`
-	StartedAt         string  `json:"started_at"`
-	EndedAt           *string `json:"ended_at"`
-	LastActivity      string  `json:"last_activity"`
-	TotalOperations   int64   `json:"total_operations"`
-	TokensSaved       int64   `json:"tokens_saved"`
-	TotalCompressions int64   `json:"total_compressions"`
-	TotalEmbeddings   int64   `json:"total_embeddings"`
-}
-
-func toSessionJSON(s tsdb.SessionStats) sessionJSON {
-	out := sessionJSON{
-		SessionID:         s.SessionID.String(),
+// toAPISession answers s as the API answers it.
+func toAPISession(s tsdb.SessionStats) api.Session {
+	out := api.Session{
+		SessionID:         s.SessionID,
 		ToolID:            s.ToolID,
 		ToolVersion:       s.ToolVersion,
 		ProcessID:         s.ProcessID,
 		InstanceID:        s.InstanceID,
 		ProjectID:         s.ProjectID,
-		StartedAt:         exporter.FormatTime(s.StartedAt),
-		LastActivity:      exporter.FormatTime(s.LastActivity),
+		StartedAt:         s.StartedAt.UTC(),
+		LastActivity:      s.LastActivity.UTC(),
 		TotalOperations:   s.TotalOperations,
 		TokensSaved:       s.TokensSaved,
 		TotalCompressions: s.TotalCompressions,
 		TotalEmbeddings:   s.TotalEmbeddings,
 	}
 	if s.EndedAt != nil {
-		ended := exporter.FormatTime(*s.EndedAt)
+		ended := s.EndedAt.UTC()
 		out.EndedAt = &ended
 	}
 	return out
 }
 
-// sessionRequest is the body of /sessions/start and /sessions/get_or_create.
-type sessionRequest struct {
-	toolID, toolVersion, projectID, workspacePath, instanceID *string
-	processID                                                 *int64
-}
-
-func decodeSessionRequest(r *http.Request) (sessionRequest, error) {
+// decodeSessionRequest reads the body of /sessions/start and
+// /sessions/get_or_create.
+func decodeSessionRequest(r *http.Request) (exporter.SessionRequest, error) {
 	data, err := readBody(r)
 	if err != nil {
-		return sessionRequest{}, err
+		return exporter.SessionRequest{}, err
 	}
 	o, err := decodeObject(data)
 	if err != nil {
-		return sessionRequest{}, err
+		return exporter.SessionRequest{}, err
 	}
-	req := sessionRequest{
-		toolID:        o.str("tool_id", true, true, maxToolIDLength),
-		toolVersion:   o.str("tool_version", false, false, 0),
-		processID:     o.integer("process_id", false, math64Min),
-		projectID:     o.str("project_id", false, false, 0),
-		workspacePath: o.str("workspace_path", false, false, 0),
-		instanceID:    o.str("instance_id", false, false, 0),
+	toolID := o.str("tool_id", true, true, api.MaxToolIDLength)
+	req := exporter.SessionRequest{
+		ToolVersion:   o.str("tool_version", false, false, 0),
+		ProcessID:     o.integer("process_id", false, math64Min),
+		ProjectID:     o.str("project_id", false, false, 0),
+		WorkspacePath: o.str("workspace_path", false, false, 0),
+		InstanceID:    o.str("instance_id", false, false, 0),
 	}
-	return req, o.err()
+	if err := o.err(); err != nil {
+		return req, err
+	}
+	req.ToolID = *toolID
+	return req, nil
 }
 
-func (a *api) newSession(req sessionRequest) tsdb.Session {
-	now := a.now().UTC().Truncate(time.Microsecond)
-	return tsdb.Session{
-		SessionID:     uuid.New(),
-		ToolID:        *req.toolID,
-		ToolVersion:   req.toolVersion,
-		ProcessID:     req.processID,
-		InstanceID:    req.instanceID,
-		ProjectID:     req.projectID,
-		WorkspacePath: req.workspacePath,
-		StartedAt:     now,
-		LastActivity:  now,
-	}
-}
-
-// startSession serves POST /sessions/start.
-func (a *api) startSession(w http.ResponseWriter, r *http.Request) {
+// start serves POST /sessions/start.
+func (h sessionRoutes) start(_ http.ResponseWriter, r *http.Request) (any, error) {
 	req, err := decodeSessionRequest(r)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	req.instanceID = nil // start takes no instance id; get_or_create does
-	s := a.newSession(req)
-	if err := a.store.CreateSession(r.Context(), s); err != nil {
-		writeError(w, a.logger, err)
-		return
+	s, err := h.svc.StartSession(r.Context(), req)
+	if err != nil {
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"session_id": s.SessionID.String(), "tool_id": s.ToolID, "tool_version": s.ToolVersion, "status": "started",
-	})
+	return api.SessionStarted{SessionID: s.SessionID, ToolID: s.ToolID, ToolVersion: s.ToolVersion, Status: api.StatusStarted}, nil
 }
 
-// getOrCreateSession serves POST /sessions/get_or_create. Calls are
-// serialised so that two concurrent calls for one instance share a session.
-func (a *api) getOrCreateSession(w http.ResponseWriter, r *http.Request) {
+// getOrCreate serves POST /sessions/get_or_create.
+func (h sessionRoutes) getOrCreate(_ http.ResponseWriter, r *http.Request) (any, error) {
 	req, err := decodeSessionRequest(r)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	a.sessionMu.Lock()
-	defer a.sessionMu.Unlock()
-	found, err := a.store.FindOpenSession(r.Context(), tsdb.SessionMatch{
-		ToolID: *req.toolID, InstanceID: req.instanceID, ProcessID: req.processID,
-	})
-	switch {
-	case err == nil:
-		now := a.now().UTC().Truncate(time.Microsecond)
-		if _, err := a.store.TouchSession(r.Context(), found.SessionID, now); err != nil {
-			writeError(w, a.logger, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"session_id": found.SessionID.String(), "tool_id": found.ToolID, "status": "existing",
-			"message": "Reusing existing session",
-		})
-		return
-	case !errors.Is(err, tsdb.ErrNotFound):
-		writeError(w, a.logger, err)
-		return
+	s, created, err := h.svc.GetOrCreateSession(r.Context(), req)
+	if err != nil {
+		return nil, err
 	}
-	s := a.newSession(req)
-	if err := a.store.CreateSession(r.Context(), s); err != nil {
-		writeError(w, a.logger, err)
-		return
+	if created {
+		return api.SessionGetOrCreate{SessionID: s.SessionID, ToolID: s.ToolID, Status: api.StatusCreated, Message: "Created new session"}, nil
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"session_id": s.SessionID.String(), "tool_id": s.ToolID, "status": "created",
-		"message": "Created new session",
-	})
+	return api.SessionGetOrCreate{SessionID: s.SessionID, ToolID: s.ToolID, Status: api.StatusExisting, Message: "Reusing existing session"}, nil
 }
 
 // sessionID reads the {id} path variable: 400 when malformed.
 func sessionID(r *http.Request) (uuid.UUID, error) {
-	id, ok := parseUUID(mux.Vars(r)["id"])
+	id, ok := api.ParseUUID(mux.Vars(r)["id"])
 	if !ok {
-		return id, badRequest("Invalid session_id format: must be a valid UUID")
+		return id, badRequest(invalidSessionID)
 	}
 	return id, nil
 }
 
-// notFound turns ErrNotFound into the contract's 404 for session id.
-func notFound(err error, id uuid.UUID) error {
-	if errors.Is(err, tsdb.ErrNotFound) {
-		return &httpError{status: http.StatusNotFound, detail: fmt.Sprintf("Session %s not found", id)}
-	}
-	return err
-}
-
 // heartbeat serves POST /sessions/{id}/heartbeat.
-func (a *api) heartbeat(w http.ResponseWriter, r *http.Request) {
+func (h sessionRoutes) heartbeat(_ http.ResponseWriter, r *http.Request) (any, error) {
 	id, err := sessionID(r)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	s, err := a.store.TouchSession(r.Context(), id, a.now().UTC().Truncate(time.Microsecond))
+	s, err := h.svc.Heartbeat(r.Context(), id)
 	if err != nil {
-		writeError(w, a.logger, notFound(err, id))
-		return
+		return nil, sessionNotFound(err, id)
 	}
-	status := "active"
+	status := api.StatusActive
 	if s.EndedAt != nil {
-		status = "ended"
+		status = api.StatusEnded
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"session_id": id.String(), "status": status, "last_activity": exporter.FormatTime(s.LastActivity),
-	})
+	return api.Heartbeat{SessionID: id, Status: status, LastActivity: s.LastActivity.UTC()}, nil
 }
 
-// endSession serves POST /sessions/{id}/end.
-func (a *api) endSession(w http.ResponseWriter, r *http.Request) {
+// end serves POST /sessions/{id}/end.
+func (h sessionRoutes) end(_ http.ResponseWriter, r *http.Request) (any, error) {
 	id, err := sessionID(r)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	s, err := a.store.EndSession(r.Context(), id, a.now().UTC().Truncate(time.Microsecond))
+	s, err := h.svc.EndSession(r.Context(), id)
 	if err != nil {
-		writeError(w, a.logger, notFound(err, id))
-		return
+		return nil, sessionNotFound(err, id)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"session_id": id.String(), "status": "ended", "summary": toSessionJSON(s),
-	})
+	return api.SessionEnded{SessionID: id, Status: api.StatusEnded, Summary: toAPISession(s)}, nil
 }
 
-// getSession serves GET /sessions/{id}.
-func (a *api) getSession(w http.ResponseWriter, r *http.Request) {
+// get serves GET /sessions/{id}.
+func (h sessionRoutes) get(_ http.ResponseWriter, r *http.Request) (any, error) {
 	id, err := sessionID(r)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	s, err := a.store.GetSession(r.Context(), id)
+	s, err := h.svc.GetSession(r.Context(), id)
 	if err != nil {
-		writeError(w, a.logger, notFound(err, id))
-		return
+		return nil, sessionNotFound(err, id)
 	}
-	writeJSON(w, http.StatusOK, toSessionJSON(s))
+	return toAPISession(s), nil
 }
 
-// activeSessions serves GET /sessions/active.
-func (a *api) activeSessions(w http.ResponseWriter, r *http.Request) {
+// active serves GET /sessions/active.
+func (h sessionRoutes) active(_ http.ResponseWriter, r *http.Request) (any, error) {
 	toolID := r.URL.Query().Get("tool_id")
-	list, err := a.store.ActiveSessions(r.Context(), toolID, a.now().UTC().Add(-ActiveWindow))
+	list, err := h.svc.ActiveSessions(r.Context(), toolID)
 	if err != nil {
-		writeError(w, a.logger, err)
-		return
+		return nil, err
 	}
-	out := make([]sessionJSON, len(list))
+	out := api.ActiveSessions{Sessions: make([]api.Session, len(list)), Count: len(list)}
 	for i, s := range list {
-		out[i] = toSessionJSON(s)
+		out.Sessions[i] = toAPISession(s)
 	}
-	var echo any
 	if toolID != "" {
-		echo = toolID
+		out.ToolID = &toolID
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"active_sessions": out, "count": len(out), "tool_id": echo})
+	return out, nil
 }

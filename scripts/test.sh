@@ -25,13 +25,18 @@ if [[ -n "$unformatted" ]]; then
 	echo "gofmt would rewrite:"; echo "$unformatted"; exit 1
 fi
 
+# The repository holds two modules: the service (.) and the Go client
+# (client/, a module of its own so that tool authors import nothing of the
+# service's).
+modules=(. client)
+
 echo "== go vet"
-go vet ./...
+for m in "${modules[@]}"; do (cd "$m" && go vet ./...); done
 
 race=(-race)
 [[ "${OMNIMEMORY_TEST_RACE:-1}" == "0" ]] && race=()
 echo "== go test ${race[*]}"
-go test "${race[@]}" -count=1 -timeout 30m ./... "$@"
+for m in "${modules[@]}"; do (cd "$m" && go test "${race[@]}" -count=1 -timeout 30m ./... "$@"); done
 
 # Fuzz targets: each runs for a bounded time on top of its committed seed
 # corpus (handlers/testdata/fuzz); a crasher fails the run and is written

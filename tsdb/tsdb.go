@@ -1,9 +1,15 @@
-// Package tsdb defines the Store that keeps tool operations and sessions, and
-// the types it speaks. The embedded store (tsdb/sqlite) and the InfluxDB store
-// (tsdb/influx) implement it; tsdb/storetest is the conformance suite both pass.
+// Package tsdb defines the stores that keep tool operations and sessions: the
+// domain types they speak, the small interfaces each part of the service
+// needs of a store (and Store, all of them together), the validation rules
+// every path into a store applies, and the window planner that splits an
+// aggregate's window into rollup and raw reads. The embedded store
+// (tsdb/sqlite) and the InfluxDB store (tsdb/influx) implement Store;
+// tsdb/storetest is the conformance suite both pass.
 //
-// The package imports nothing of this module: exporter and handlers speak its
-// types, so a store never depends on how an answer is priced or served.
+// The package imports nothing of this module but the wire package
+// client/api (the contract's names and bounds): the service layer and the
+// HTTP layer speak its types, so a store never depends on how an answer is
+// priced or served.
 package tsdb
 
 import (
@@ -14,34 +20,6 @@ import (
 
 	"github.com/google/uuid"
 )
-
-// Tool names a client may report.
-const (
-	ToolRead   = "read"
-	ToolSearch = "search"
-)
-
-// ToolNames lists the tool names in the order answers present them.
-var ToolNames = []string{ToolRead, ToolSearch}
-
-// OperationModes lists the operation modes of the contract. Any tool may pair
-// with any mode.
-var OperationModes = []string{"full", "overview", "symbol", "references", "semantic", "tri_index"}
-
-// ValidToolName reports whether s is a tool name of the contract.
-func ValidToolName(s string) bool { return contains(ToolNames, s) }
-
-// ValidOperationMode reports whether s is an operation mode of the contract.
-func ValidOperationMode(s string) bool { return contains(OperationModes, s) }
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
 
 // Errors a Store returns. Callers test them with errors.Is.
 var (
@@ -209,9 +187,8 @@ type SessionMatch struct {
 	ProcessID  *int64
 }
 
-// Store keeps operations and sessions. Implementations are safe for
-// concurrent use.
-type Store interface {
+// OperationWriter stores operations: the ingest path's need of a store.
+type OperationWriter interface {
 	// WriteOperations stores ops durably, in one batch where the store can:
 	// when it returns nil, every operation survives a crash. It creates each
 	// operation's session when missing (tool_id from the operation, started
@@ -222,7 +199,10 @@ type Store interface {
 	// least every Keyed one) is not stored again and gets Duplicate set. On
 	// error, none of ops may be visible.
 	WriteOperations(ctx context.Context, ops []Operation) error
+}
 
+// OperationReader lists and exports stored operations.
+type OperationReader interface {
 	// QueryOperations answers one page of operations matching f.
 	QueryOperations(ctx context.Context, f OperationFilter) (OperationPage, error)
 
@@ -233,7 +213,10 @@ type Store interface {
 	// not keep op after it returns. ExportOperations stops at the first
 	// error of fn and answers it unwrapped, and stops when ctx ends.
 	ExportOperations(ctx context.Context, f OperationFilter, fn func(op *Operation) error) error
+}
 
+// Aggregator sums operations over windows: the reports' need of a store.
+type Aggregator interface {
 	// Breakdown answers the totals of every (tool name, mode) pair with at
 	// least one operation in w, in no particular order (an empty, non-nil
 	// slice when there is none).
@@ -247,7 +230,10 @@ type Store interface {
 	// FirstOperationTime answers the created_at of the oldest operation of
 	// toolID (all tools when empty); ok is false when there is none.
 	FirstOperationTime(ctx context.Context, toolID string) (t time.Time, ok bool, err error)
+}
 
+// SessionStore keeps sessions (Phase 1 of the contract).
+type SessionStore interface {
 	// CreateSession stores a new session.
 	CreateSession(ctx context.Context, s Session) error
 
@@ -271,9 +257,23 @@ type Store interface {
 	// ActiveSessions answers the sessions not ended whose last_activity is at
 	// or after since, of toolID (all when empty), newest activity first.
 	ActiveSessions(ctx context.Context, toolID string, since time.Time) ([]SessionStats, error)
+}
 
+// Pinger tells whether a store can serve.
+type Pinger interface {
 	// Ping answers nil when the store can serve reads and writes.
 	Ping(ctx context.Context) error
+}
+
+// Store is every part of a store together: what tsdb/sqlite and tsdb/influx
+// implement and tsdb/storetest checks. Implementations are safe for
+// concurrent use.
+type Store interface {
+	OperationWriter
+	OperationReader
+	Aggregator
+	SessionStore
+	Pinger
 
 	// Close releases the store. Writes that returned nil stay durable.
 	Close() error

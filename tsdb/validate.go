@@ -5,7 +5,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 )
 
 // The rules of this file are what the API accepts of an operation's fields
@@ -13,20 +13,13 @@ import (
 // requests and the import of the original service's database to its rows, so
 // that no path stores an operation the other would refuse.
 
-// MaxToolIDLength bounds tool_id, in characters.
-const MaxToolIDLength = 100
-
 // MaxParameterDepth bounds the nesting of an operation's parameters object.
 const MaxParameterDepth = 32
 
-// MaxClockSkew is how far ahead of the clock a created_at may be and still be
-// taken (as now).
-const MaxClockSkew = 5 * time.Minute
-
 // ValidToolID reports whether s is a tool_id the API accepts: not empty and
-// at most MaxToolIDLength characters.
+// at most api.MaxToolIDLength characters.
 func ValidToolID(s string) bool {
-	return s != "" && utf8.RuneCountInString(s) <= MaxToolIDLength
+	return s != "" && utf8.RuneCountInString(s) <= api.MaxToolIDLength
 }
 
 // DefaultTokensPrevented is tokens_prevented when a client leaves it out:
@@ -42,16 +35,6 @@ func DefaultTokensPrevented(original, actual int64) int64 {
 func ValidTokensPrevented(original, actual, prevented int64) bool {
 	diff := original - actual // both >= 0: cannot overflow
 	return prevented == diff || prevented == max(diff, 0)
-}
-
-// ParseUUID accepts a UUID in the canonical 36-character hyphenated form,
-// in any case, and nothing else.
-func ParseUUID(s string) (uuid.UUID, bool) {
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return uuid.UUID{}, false
-	}
-	u, err := uuid.Parse(s)
-	return u, err == nil
 }
 
 // JSONDepth answers the deepest nesting of arrays and objects in a JSON
@@ -85,13 +68,13 @@ func JSONDepth(v []byte) int {
 var (
 	// ErrCreatedAtTooOld: the time is before 1970.
 	ErrCreatedAtTooOld = errors.New("created_at is before 1970")
-	// ErrCreatedAtFuture: the time is more than MaxClockSkew ahead of now.
+	// ErrCreatedAtFuture: the time is more than api.MaxClockSkew ahead of now.
 	ErrCreatedAtFuture = errors.New("created_at is too far ahead of the clock")
 )
 
 // CheckCreatedAt answers the created_at to store for a client's t at the
 // clock's now: t in UTC, truncated to the microsecond; now when t is ahead
-// of now by at most MaxClockSkew (clock skew). A time before 1970 is
+// of now by at most api.MaxClockSkew (clock skew). A time before 1970 is
 // ErrCreatedAtTooOld, one further ahead ErrCreatedAtFuture.
 func CheckCreatedAt(t, now time.Time) (time.Time, error) {
 	t = t.UTC().Truncate(time.Microsecond)
@@ -99,7 +82,7 @@ func CheckCreatedAt(t, now time.Time) (time.Time, error) {
 		return now, ErrCreatedAtTooOld
 	}
 	if t.After(now) {
-		if t.Sub(now) > MaxClockSkew {
+		if t.Sub(now) > api.MaxClockSkew {
 			return now, ErrCreatedAtFuture
 		}
 		return now, nil

@@ -68,16 +68,14 @@ func newService(t *testing.T, token string) *service {
 	}
 	store := &outageStore{Store: db}
 	reg := prometheus.NewRegistry()
-	tracker := exporter.NewTracker(store, exporter.NewMetrics(reg, 0.015, 0), exporter.TrackerOptions{}, logger)
-	reporter := exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: 0.015}, nil)
-	srv := httptest.NewServer(handlers.New(handlers.Options{
-		Store: store, Tracker: tracker, Reporter: reporter, Gatherer: reg, Registerer: reg,
-		CORSOrigins: []string{"*"}, Logger: logger, APIToken: token,
+	svc := exporter.New(store, exporter.Options{Pricing: exporter.Pricing{PerThousandUSD: 0.015}, Registerer: reg, Logger: logger})
+	srv := httptest.NewServer(handlers.New(svc, handlers.Options{
+		Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger, APIToken: token,
 	}))
 	t.Cleanup(func() {
 		srv.Close()
-		if err := tracker.Close(context.Background()); err != nil {
-			t.Errorf("close tracker: %v", err)
+		if err := svc.Close(context.Background()); err != nil {
+			t.Errorf("close service: %v", err)
 		}
 		if err := db.Close(); err != nil {
 			t.Errorf("close store: %v", err)

@@ -15,7 +15,7 @@ import (
 // Without one, the binary serves.
 type command struct {
 	name, args, summary string
-	run                 func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int
+	run                 func(ctx context.Context, args []string, p proc) int
 }
 
 func commands() []command {
@@ -28,7 +28,7 @@ func commands() []command {
 // runCommand runs the subcommand that args name; ok is false when they name
 // none, and the binary serves. help, -h and --help list the subcommands and
 // the flags of serving; `help <command>` shows a command's flags.
-func runCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int, ok bool) {
+func runCommand(ctx context.Context, args []string, p proc) (code int, ok bool) {
 	if len(args) == 0 {
 		return 0, false
 	}
@@ -37,22 +37,24 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		if len(args) > 1 && args[0] == "help" {
 			for _, c := range commands() {
 				if c.name == args[1] {
-					return c.run(ctx, []string{"-h"}, getenv, stdout, stdout), true
+					help := p
+					help.stderr = p.stdout
+					return c.run(ctx, []string{"-h"}, help), true
 				}
 			}
-			fmt.Fprintf(stderr, "omnimemory-metrics: unknown command %q\n", args[1])
+			fmt.Fprintf(p.stderr, "omnimemory-metrics: unknown command %q\n", args[1])
 			return 2, true
 		}
-		usage(stdout, getenv)
+		usage(p.stdout, p.getenv)
 		return 0, true
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], getenv, stdout, stderr), true
+			return c.run(ctx, args[1:], p), true
 		}
 	}
 	if !strings.HasPrefix(args[0], "-") {
-		fmt.Fprintf(stderr, "omnimemory-metrics: unknown command %q (run omnimemory-metrics help)\n", args[0])
+		fmt.Fprintf(p.stderr, "omnimemory-metrics: unknown command %q (run omnimemory-metrics help)\n", args[0])
 		return 2, true
 	}
 	return 0, false

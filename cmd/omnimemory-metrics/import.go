@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/importer"
+	"github.com/omnimemory/omnimemory-metrics/exporter/importer"
 	"github.com/omnimemory/omnimemory-metrics/internal/textfmt"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
@@ -26,10 +26,6 @@ var storeSettings = []string{
 	"outbox-dir", "outbox-max-bytes", "write-timeout", "query-timeout", "influx-cache-ttl",
 }
 
-// importAfterBatch, when set (by tests), is handed to the importer as its
-// AfterBatch hook.
-var importAfterBatch func(phase string, batch int) error
-
 // outboxDrainWait bounds how long the import waits, at its end, for
 // InfluxDB to take what its outbox still holds.
 const outboxDrainWait = 60 * time.Second
@@ -37,7 +33,8 @@ const outboxDrainWait = 60 * time.Second
 // runImport serves `omnimemory-metrics import`: 0 when every row was
 // imported or skipped, 1 on a failure or an interruption (run it again to
 // continue), 2 for bad flags.
-func runImport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func runImport(ctx context.Context, args []string, p proc) int {
+	getenv, stdout, stderr := p.getenv, p.stdout, p.stderr
 	const name = "import"
 	fs := commandFlags(name, "--from FILE [flags]",
 		"copy the operations and sessions of the original service's SQLite file into the configured store; "+
@@ -78,7 +75,7 @@ func runImport(ctx context.Context, args []string, getenv func(string) string, s
 
 	opts := importer.Options{
 		Source: source, Destination: dest, Checkpoint: *checkpointPath, SkippedLog: *skippedLog,
-		BatchSize: *batchSize, DryRun: *dryRun, Location: loc, AfterBatch: importAfterBatch,
+		BatchSize: *batchSize, DryRun: *dryRun, Location: loc, Now: p.now,
 	}
 	if !*quiet && isTerminal(stderr) {
 		opts.Progress = &barProgress{w: stderr}

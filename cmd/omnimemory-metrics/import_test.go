@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,12 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/omnimemory/omnimemory-metrics/exporter/importer/legacytest"
 
-	"github.com/omnimemory/omnimemory-metrics/exporter"
-	"github.com/omnimemory/omnimemory-metrics/internal/importer"
+	"github.com/omnimemory/omnimemory-metrics/exporter/importer"
 	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
-	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
@@ -33,7 +29,7 @@ const legacyOps = 3000
 func runImportCmd(t *testing.T, vars map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code, ok := runCommand(context.Background(), append([]string{"import"}, args...), env(vars), &out, &errOut)
+	code, ok := runCommand(context.Background(), append([]string{"import"}, args...), testProc(vars, &out, &errOut, nil))
 	if !ok {
 		t.Fatal("import is not a command")
 	}
@@ -41,24 +37,24 @@ func runImportCmd(t *testing.T, vars map[string]string, args ...string) (code in
 }
 
 // wantSummary checks the import's output against what db must give.
-func wantSummary(t *testing.T, out string, db *legacyDB) {
+func wantSummary(t *testing.T, out string, db *legacytest.DB) {
 	t.Helper()
 	first, _, _ := strings.Cut(out, "\n")
-	opsTaken := int64(len(db.ops))
+	opsTaken := int64(len(db.Ops))
 	sessSkipped := int64(0)
-	for _, n := range db.sessSkipped {
+	for _, n := range db.SessSkipped {
 		sessSkipped += n
 	}
 	want := fmt.Sprintf("imported %s of %s operations (%s skipped) and %s of %s sessions (%s created, 0 merged, %s skipped)",
-		thousands(opsTaken), thousands(db.opRows), thousands(db.skippedTotal()),
-		thousands(int64(len(db.sessions))), thousands(db.sessRows), thousands(int64(len(db.sessions))), thousands(sessSkipped))
+		thousands(opsTaken), thousands(db.OpRows), thousands(db.SkippedTotal()),
+		thousands(int64(len(db.Sessions))), thousands(db.SessRows), thousands(int64(len(db.Sessions))), thousands(sessSkipped))
 	if !strings.HasPrefix(first, want) {
 		t.Errorf("summary line\n%s\nwant it to start with\n%s", first, want)
 	}
 	for _, part := range []struct {
 		title  string
 		counts map[string]int64
-	}{{"skipped operations by reason:", db.skipped}, {"skipped sessions by reason:", db.sessSkipped}} {
+	}{{"skipped operations by reason:", db.Skipped}, {"skipped sessions by reason:", db.SessSkipped}} {
 		got := skippedSection(out, part.title)
 		if !reflect.DeepEqual(got, part.counts) {
 			t.Errorf("%s\n got %v\nwant %v", part.title, got, part.counts)
@@ -85,135 +81,6 @@ func skippedSection(out, title string) map[string]int64 {
 		got[reason] = v
 	}
 	return got
-}
-
-// checkImported checks every figure of the store against db: each
-// operation field by field, the aggregate answers of every range (as the
-// API gives them, through exporter.Reporter), and the sessions.
-func checkImported(t *testing.T, store tsdb.Store, db *legacyDB) {
-	t.Helper()
-	ctx := context.Background()
-	want := map[uuid.UUID]tsdb.Operation{}
-	for _, op := range db.ops {
-		want[op.ID] = op
-	}
-	got := map[uuid.UUID]tsdb.Operation{}
-	for offset := 0; ; offset += 1000 {
-		page, err := store.QueryOperations(ctx, tsdb.OperationFilter{Limit: 1000, Offset: offset})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if page.Total != int64(len(db.ops)) {
-			t.Fatalf("%d operations stored, want %d", page.Total, len(db.ops))
-		}
-		for _, op := range page.Operations {
-			if _, dup := got[op.ID]; dup {
-				t.Errorf("operation %s stored twice", op.ID)
-			}
-			got[op.ID] = op
-		}
-		if len(page.Operations) < 1000 {
-			break
-		}
-	}
-	bad := 0
-	for id, w := range want {
-		g, ok := got[id]
-		if !ok {
-			t.Errorf("operation %s missing", id)
-			continue
-		}
-		if g.SessionID != w.SessionID || g.ToolName != w.ToolName || g.OperationMode != w.OperationMode ||
-			string(g.Parameters) != string(w.Parameters) || !reflect.DeepEqual(g.FilePath, w.FilePath) ||
-			g.TokensOriginal != w.TokensOriginal || g.TokensActual != w.TokensActual || g.TokensPrevented != w.TokensPrevented ||
-			g.ResponseTimeMs != w.ResponseTimeMs || g.ToolID != w.ToolID || !g.CreatedAt.Equal(w.CreatedAt) {
-			if bad++; bad <= 5 {
-				t.Errorf("operation %s\n got %+v\nwant %+v", id, g, w)
-			}
-		}
-	}
-
-	pricing := exporter.Pricing{PerThousandUSD: 0.015}
-	rep := exporter.NewReporter(store, pricing, func() time.Time { return db.now })
-	for _, r := range exporter.SavingsRanges {
-		for _, toolID := range []string{"", "cursor"} {
-			var start *time.Time
-			if r.Duration > 0 {
-				s := db.now.Add(-r.Duration)
-				start = &s
-			}
-			all, byTool, byMode := db.want(start, db.now, toolID)
-			name := r.Name + "/" + toolID
-			sv, err := rep.APISavings(ctx, r, toolID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pct := 0.0
-			if all.TokensOriginal > 0 {
-				pct = math.Round(float64(all.TokensPrevented)/float64(all.TokensOriginal)*100*100) / 100
-			}
-			if sv.TotalOperations != all.Count || sv.TotalTokensProcessed != all.TokensOriginal || sv.TotalTokensPrevented != all.TokensPrevented ||
-				sv.APICostBaseline != pricing.Cost(all.TokensOriginal) || sv.APICostActual != pricing.Cost(all.TokensActual) ||
-				sv.TotalCostSaved != pricing.Cost(all.TokensPrevented) || sv.SavingsPercentage != pct {
-				t.Errorf("%s: savings %+v, want totals %+v", name, sv, all)
-			}
-			if all.Count == 0 {
-				t.Errorf("%s: no operations in the window: the test data do not cover it", name)
-			}
-			for tool, s := range map[string]exporter.Savings{"read": sv.BreakdownByTool.Read, "search": sv.BreakdownByTool.Search} {
-				w := byTool[tool]
-				if s.Operations != w.Count || s.TokensPrevented != w.TokensPrevented || s.CostSaved != pricing.Cost(w.TokensPrevented) {
-					t.Errorf("%s: %s %+v, want %+v", name, tool, s, w)
-				}
-			}
-			if len(sv.BreakdownByMode) != len(byMode) {
-				t.Errorf("%s: modes %v, want %v", name, sv.BreakdownByMode, byMode)
-			}
-			for mode, w := range byMode {
-				if s := sv.BreakdownByMode[mode]; s.Operations != w.Count || s.TokensPrevented != w.TokensPrevented {
-					t.Errorf("%s: mode %s %+v, want %+v", name, mode, s, w)
-				}
-			}
-			var trendOps, trendPrevented int64
-			for _, p := range sv.Trends {
-				trendOps += p.Operations
-				trendPrevented += p.TokensPrevented
-			}
-			if trendOps != all.Count || trendPrevented != all.TokensPrevented {
-				t.Errorf("%s: trend sums to %d / %d, want %d / %d", name, trendOps, trendPrevented, all.Count, all.TokensPrevented)
-			}
-			bd, err := rep.ToolBreakdown(ctx, r, toolID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for tool, s := range map[string]exporter.ToolStats{"read": bd.Read, "search": bd.Search} {
-				w := byTool[tool]
-				if s.TotalOperations != w.Count || s.TotalTokensOriginal != w.TokensOriginal || s.TotalTokensActual != w.TokensActual ||
-					s.TotalTokensPrevented != w.TokensPrevented || math.Abs(s.AvgResponseTimeMs*float64(w.Count)-w.ResponseTimeSumMs) > 1e-3 {
-					t.Errorf("%s: breakdown %s %+v, want %+v", name, tool, s, w)
-				}
-			}
-		}
-	}
-
-	perSession := map[uuid.UUID]int64{}
-	for _, op := range db.ops {
-		perSession[op.SessionID]++
-	}
-	for _, w := range db.sessions {
-		g, err := store.GetSession(ctx, w.SessionID)
-		if err != nil {
-			t.Errorf("session %s: %v", w.SessionID, err)
-			continue
-		}
-		ended := (g.EndedAt == nil) == (w.EndedAt == nil) && (g.EndedAt == nil || g.EndedAt.Equal(*w.EndedAt))
-		if !ended || !g.StartedAt.Equal(w.StartedAt) || !g.LastActivity.Equal(w.LastActivity) || g.ToolID != w.ToolID ||
-			!reflect.DeepEqual(g.ToolVersion, w.ToolVersion) || !reflect.DeepEqual(g.ProcessID, w.ProcessID) ||
-			!reflect.DeepEqual(g.InstanceID, w.InstanceID) || !reflect.DeepEqual(g.ProjectID, w.ProjectID) ||
-			g.TotalOperations != perSession[w.SessionID] {
-			t.Errorf("session %s\n got %+v (ended %v)\nwant %+v (ended %v), %d operations", w.SessionID, g.Session, g.EndedAt, w, w.EndedAt, perSession[w.SessionID])
-		}
-	}
 }
 
 // skippedLogCounts counts the lines of a skipped-rows log by table and
@@ -266,13 +133,13 @@ func openSQLite(t *testing.T, path string) *sqlite.Store {
 // writing.
 func TestImportIntoTheEmbeddedStore(t *testing.T) {
 	dir := t.TempDir()
-	db := buildLegacyDB(t, dir, legacyOps)
+	db := legacytest.Build(t, dir, legacyOps)
 	dst := filepath.Join(dir, "store", "metrics.db")
 	vars := map[string]string{"SQLITE_DB_PATH": dst}
 	skippedLog := filepath.Join(dir, "skipped.jsonl")
 
 	dryLog := filepath.Join(dir, "dry.jsonl")
-	code, out, errOut := runImportCmd(t, vars, "--from", db.path, "--dry-run", "--skipped-log", dryLog)
+	code, out, errOut := runImportCmd(t, vars, "--from", db.Path, "--dry-run", "--skipped-log", dryLog)
 	if code != 0 {
 		t.Fatalf("dry run: exit %d: %s%s", code, out, errOut)
 	}
@@ -285,7 +152,7 @@ func TestImportIntoTheEmbeddedStore(t *testing.T) {
 	}
 
 	start := time.Now()
-	code, out, errOut = runImportCmd(t, vars, "--from", db.path, "--skipped-log", skippedLog, "--quiet")
+	code, out, errOut = runImportCmd(t, vars, "--from", db.Path, "--skipped-log", skippedLog, "--quiet")
 	elapsed := time.Since(start)
 	if code != 0 {
 		t.Fatalf("exit %d: %s%s", code, out, errOut)
@@ -294,22 +161,22 @@ func TestImportIntoTheEmbeddedStore(t *testing.T) {
 		t.Errorf("unexpected standard error: %s", errOut)
 	}
 	wantSummary(t, out, db)
-	t.Logf("%d source rows imported in %v (%.0f rows/s):\n%s", db.opRows+db.sessRows, elapsed.Round(time.Millisecond),
-		float64(db.opRows+db.sessRows)/elapsed.Seconds(), out)
+	t.Logf("%d source rows imported in %v (%.0f rows/s):\n%s", db.OpRows+db.SessRows, elapsed.Round(time.Millisecond),
+		float64(db.OpRows+db.SessRows)/elapsed.Seconds(), out)
 	logged := skippedLogCounts(t, skippedLog)
-	if !reflect.DeepEqual(logged["tool_operations"], db.skipped) || !reflect.DeepEqual(logged["tool_sessions"], db.sessSkipped) {
-		t.Errorf("skipped-rows log counts %v, want operations %v and sessions %v", logged, db.skipped, db.sessSkipped)
+	if !reflect.DeepEqual(logged["tool_operations"], db.Skipped) || !reflect.DeepEqual(logged["tool_sessions"], db.SessSkipped) {
+		t.Errorf("skipped-rows log counts %v, want operations %v and sessions %v", logged, db.Skipped, db.SessSkipped)
 	}
 	if dry := skippedLogCounts(t, dryLog); !reflect.DeepEqual(dry, logged) {
 		t.Errorf("the dry run logged %v, the import %v", dry, logged)
 	}
-	checkpoint := defaultCheckpoint(config{SQLitePath: dst}, db.path, "sqlite:"+dst)
+	checkpoint := defaultCheckpoint(config{SQLitePath: dst}, db.Path, "sqlite:"+dst)
 	if !strings.Contains(out, "checkpoint: "+checkpoint) {
 		t.Errorf("summary does not name the checkpoint %s:\n%s", checkpoint, out)
 	}
 
 	// Run again: nothing left; the summary still gives the whole import.
-	code, again, errOut := runImportCmd(t, vars, "--from", db.path, "--skipped-log", skippedLog, "--quiet")
+	code, again, errOut := runImportCmd(t, vars, "--from", db.Path, "--skipped-log", skippedLog, "--quiet")
 	if code != 0 {
 		t.Fatalf("second run: exit %d: %s%s", code, again, errOut)
 	}
@@ -321,47 +188,7 @@ func TestImportIntoTheEmbeddedStore(t *testing.T) {
 		t.Errorf("the second run changed the skipped-rows log: %v", logged2)
 	}
 
-	checkImported(t, openSQLite(t, dst), db)
-}
-
-// TestImportContinuesAfterAnInterruption interrupts the import right after
-// a batch was committed and before its checkpoint, in each table, then
-// runs it again: every row is stored once, and the final summary is the
-// one an uninterrupted import gives.
-func TestImportContinuesAfterAnInterruption(t *testing.T) {
-	dir := t.TempDir()
-	db := buildLegacyDB(t, dir, legacyOps)
-	dst := filepath.Join(dir, "metrics.db")
-	vars := map[string]string{"SQLITE_DB_PATH": dst}
-	skippedLog := filepath.Join(dir, "skipped.jsonl")
-	args := []string{"--from", db.path, "--batch-size", "100", "--skipped-log", skippedLog, "--quiet"}
-	crash := errors.New("crash after a commit")
-	for _, stop := range []struct {
-		phase string
-		batch int
-	}{{importer.PhaseSessions, 1}, {importer.PhaseOperations, 4}, {importer.PhaseOperations, 9}} {
-		importAfterBatch = func(phase string, batch int) error {
-			if phase == stop.phase && batch == stop.batch {
-				return crash
-			}
-			return nil
-		}
-		code, out, errOut := runImportCmd(t, vars, args...)
-		importAfterBatch = nil
-		if code != 1 || !strings.Contains(errOut, "run the same command again to continue") {
-			t.Fatalf("interrupted in %s batch %d: exit %d: %s%s", stop.phase, stop.batch, code, out, errOut)
-		}
-	}
-	code, out, errOut := runImportCmd(t, vars, args...)
-	if code != 0 {
-		t.Fatalf("exit %d: %s%s", code, out, errOut)
-	}
-	wantSummary(t, out, db)
-	logged := skippedLogCounts(t, skippedLog)
-	if !reflect.DeepEqual(logged["tool_operations"], db.skipped) || !reflect.DeepEqual(logged["tool_sessions"], db.sessSkipped) {
-		t.Errorf("skipped-rows log counts %v, want operations %v and sessions %v", logged, db.skipped, db.sessSkipped)
-	}
-	checkImported(t, openSQLite(t, dst), db)
+	db.Check(t, openSQLite(t, dst))
 }
 
 // TestImportKilledAtAnyPoint runs the import as a child process and kills
@@ -370,11 +197,11 @@ func TestImportContinuesAfterAnInterruption(t *testing.T) {
 // import.
 func TestImportKilledAtAnyPoint(t *testing.T) {
 	dir := t.TempDir()
-	db := buildLegacyDB(t, dir, legacyOps)
+	db := legacytest.Build(t, dir, legacyOps)
 	dst := filepath.Join(dir, "metrics.db")
 	checkpoint := filepath.Join(dir, "checkpoint.json")
 	skippedLog := filepath.Join(dir, "skipped.jsonl")
-	args := "import --from " + db.path + " --batch-size 25 --checkpoint " + checkpoint + " --skipped-log " + skippedLog
+	args := "import --from " + db.Path + " --batch-size 25 --checkpoint " + checkpoint + " --skipped-log " + skippedLog
 	if strings.ContainsAny(dir, " \t") {
 		t.Skip("the child's arguments are split at spaces")
 	}
@@ -427,10 +254,10 @@ func TestImportKilledAtAnyPoint(t *testing.T) {
 		t.Errorf("the summary does not say it resumed:\n%s", out.String())
 	}
 	logged := skippedLogCounts(t, skippedLog)
-	if !reflect.DeepEqual(logged["tool_operations"], db.skipped) || !reflect.DeepEqual(logged["tool_sessions"], db.sessSkipped) {
-		t.Errorf("skipped-rows log counts %v, want operations %v and sessions %v", logged, db.skipped, db.sessSkipped)
+	if !reflect.DeepEqual(logged["tool_operations"], db.Skipped) || !reflect.DeepEqual(logged["tool_sessions"], db.SessSkipped) {
+		t.Errorf("skipped-rows log counts %v, want operations %v and sessions %v", logged, db.Skipped, db.SessSkipped)
 	}
-	checkImported(t, openSQLite(t, dst), db)
+	db.Check(t, openSQLite(t, dst))
 }
 
 // TestImportIntoInfluxDB imports into a real InfluxDB and checks the same
@@ -439,32 +266,32 @@ func TestImportKilledAtAnyPoint(t *testing.T) {
 func TestImportIntoInfluxDB(t *testing.T) {
 	srv := testinflux.Start(t)
 	dir := t.TempDir()
-	db := buildLegacyDB(t, dir, legacyOps)
+	db := legacytest.Build(t, dir, legacyOps)
 	outbox := filepath.Join(dir, "outbox")
 	vars := influxVars(srv, srv.NewBucket(t), outbox)
 	start := time.Now()
-	code, out, errOut := runImportCmd(t, vars, "--from", db.path, "--quiet")
+	code, out, errOut := runImportCmd(t, vars, "--from", db.Path, "--quiet")
 	if code != 0 {
 		t.Fatalf("exit %d: %s%s", code, out, errOut)
 	}
 	elapsed := time.Since(start)
 	wantSummary(t, out, db)
-	t.Logf("%d source rows imported into InfluxDB in %v (%.0f rows/s)", db.opRows+db.sessRows, elapsed.Round(time.Millisecond),
-		float64(db.opRows+db.sessRows)/elapsed.Seconds())
+	t.Logf("%d source rows imported into InfluxDB in %v (%.0f rows/s)", db.OpRows+db.SessRows, elapsed.Round(time.Millisecond),
+		float64(db.OpRows+db.SessRows)/elapsed.Seconds())
 	if want := filepath.Join(dir, "import-"); !strings.Contains(out, "checkpoint: "+want) {
 		t.Errorf("the checkpoint is not beside the outbox (%s*):\n%s", want, out)
 	}
 
 	// The same rows again under a new checkpoint: InfluxDB keeps each
 	// operation once.
-	code, again, errOut := runImportCmd(t, vars, "--from", db.path, "--quiet", "--checkpoint", filepath.Join(dir, "again.json"))
+	code, again, errOut := runImportCmd(t, vars, "--from", db.Path, "--quiet", "--checkpoint", filepath.Join(dir, "again.json"))
 	if code != 0 {
 		t.Fatalf("second import: exit %d: %s%s", code, again, errOut)
 	}
 	want := fmt.Sprintf("imported 0 of %s operations (%s skipped) and %d of %d sessions (0 created, %d merged",
-		thousands(db.opRows), thousands(db.opRows), len(db.sessions), db.sessRows, len(db.sessions))
+		thousands(db.OpRows), thousands(db.OpRows), len(db.Sessions), db.SessRows, len(db.Sessions))
 	dups := skippedSection(again, "skipped operations by reason:")[importer.ReasonDuplicateID]
-	if !strings.HasPrefix(again, want) || dups != int64(len(db.ops))+db.skipped[importer.ReasonDuplicateID] {
+	if !strings.HasPrefix(again, want) || dups != int64(len(db.Ops))+db.Skipped[importer.ReasonDuplicateID] {
 		t.Errorf("second import:\n%s\nwant %q and every valid row a duplicate", again, want)
 	}
 
@@ -474,15 +301,15 @@ func TestImportIntoInfluxDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	checkImported(t, store, db)
+	db.Check(t, store)
 
 	// The report read straight from InfluxDB is the report of the same
 	// rows imported into the embedded store.
 	onSQLite := map[string]string{"SQLITE_DB_PATH": filepath.Join(dir, "metrics.db")}
-	if code, out, errOut := runImportCmd(t, onSQLite, "--from", db.path, "--quiet"); code != 0 {
+	if code, out, errOut := runImportCmd(t, onSQLite, "--from", db.Path, "--quiet"); code != 0 {
 		t.Fatalf("import into SQLite: exit %d: %s%s", code, out, errOut)
 	}
-	fixReportClock(t, db.now)
+	fixReportClock(t, db.Now)
 	for _, r := range []string{"24h", "30d", "all"} {
 		code, fromInflux, errOut := runReportCmd(t, vars, "--range", r)
 		if code != 0 {

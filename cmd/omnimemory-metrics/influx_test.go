@@ -206,7 +206,7 @@ func TestInfluxOutageLosesNothing(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan int, 1)
 	var stderr syncBuffer
-	go func() { done <- run(ctx, args, env(vars), &stderr, ready) }()
+	go func() { done <- run(ctx, args, testProc(vars, io.Discard, &stderr, nil), ready) }()
 	base := "http://" + <-ready
 
 	if code, _ := post(base, 10, "up"); code != 200 {

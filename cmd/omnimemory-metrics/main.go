@@ -32,29 +32,38 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
+	code := run(ctx, os.Args[1:], proc{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr, now: time.Now}, nil)
 	stop()
 	os.Exit(code)
+}
+
+// proc is what a run of the program takes from its process: the
+// environment, the standard streams and the clock. main passes the real
+// ones; tests pass their own.
+type proc struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+	now            func() time.Time
 }
 
 // run serves until ctx ends and answers the exit code: 0 after a clean
 // shutdown, 2 for a bad setting, 1 for any other failure. When ready is not
 // nil it receives the address served on, once the listener is open. When
 // args name a subcommand (see commands.go), run runs it instead.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) int {
-	if code, ok := runCommand(ctx, args, getenv, os.Stdout, stderr); ok {
+func run(ctx context.Context, args []string, p proc, ready chan<- string) int {
+	if code, ok := runCommand(ctx, args, p); ok {
 		return code
 	}
-	cfg, err := loadConfig(args, getenv, stderr)
+	cfg, err := loadConfig(args, p.getenv, p.stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "omnimemory-metrics: %v\n", err)
+		fmt.Fprintf(p.stderr, "omnimemory-metrics: %v\n", err)
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if err := serve(ctx, cfg, getenv, logger, ready); err != nil {
+	logger := slog.New(slog.NewTextHandler(p.stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := serve(ctx, cfg, p, logger, ready); err != nil {
 		logger.Error("omnimemory-metrics stopped", "err", err)
 		return 1
 	}
@@ -65,8 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // until ctx ends, then shuts down in order: stop accepting and finish
 // in-flight requests, commit what the writer holds, close the store, flush
 // the traces.
-func serve(ctx context.Context, cfg config, getenv func(string) string, logger *slog.Logger, ready chan<- string) (err error) {
-	tp, stopTracing, err := tracing.Setup(ctx, getenv, version, logger)
+func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready chan<- string) (err error) {
+	tp, stopTracing, err := tracing.Setup(ctx, p.getenv, version, logger)
 	if err != nil {
 		return err
 	}
@@ -85,14 +94,17 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, logger *
 		return err
 	}
 	store := tsdb.Traced(raw, cfg.DBType, tp)
-	metrics := exporter.NewMetrics(reg, cfg.CostPer1K, cfg.MaxToolIDs)
-	tracker := exporter.NewTracker(store, metrics, exporter.TrackerOptions{
-		QueueSize: cfg.QueueSize, WriteTimeout: max(cfg.WriteTimeout*2, 30*time.Second), TracerProvider: tp,
-	}, logger)
-	reporter := exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: cfg.CostPer1K}, nil)
-	handler := handlers.New(handlers.Options{
-		Store: store, Tracker: tracker, Reporter: reporter, TracerProvider: tp,
-		Gatherer: reg, Registerer: reg, CORSOrigins: cfg.CORSOrigins, Logger: logger,
+	svc := exporter.New(store, exporter.Options{
+		Pricing:         exporter.Pricing{PerThousandUSD: cfg.CostPer1K},
+		MaxToolIDLabels: cfg.MaxToolIDs,
+		Tracker:         exporter.TrackerOptions{QueueSize: cfg.QueueSize, WriteTimeout: max(cfg.WriteTimeout*2, 30*time.Second)},
+		Registerer:      reg,
+		TracerProvider:  tp,
+		Now:             p.now,
+		Logger:          logger,
+	})
+	handler := handlers.New(svc, handlers.Options{
+		TracerProvider: tp, Gatherer: reg, Registerer: reg, CORSOrigins: cfg.CORSOrigins, Logger: logger,
 		APIToken: cfg.APIToken, MetricsPublic: cfg.MetricsPublic,
 	})
 	srv := &http.Server{
@@ -109,7 +121,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, logger *
 		// writer holds, then close the store.
 		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		err = errors.Join(err, tracker.Close(closeCtx), store.Close())
+		err = errors.Join(err, svc.Close(closeCtx), store.Close())
 	}()
 
 	ln, err := net.Listen("tcp", cfg.Listen)

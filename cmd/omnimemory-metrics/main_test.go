@@ -42,6 +42,15 @@ func env(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
 }
 
+// testProc is a process with the environment vars, the given streams and
+// the clock now (the real clock when nil).
+func testProc(vars map[string]string, stdout, stderr io.Writer, now func() time.Time) proc {
+	if now == nil {
+		now = time.Now
+	}
+	return proc{getenv: env(vars), stdout: stdout, stderr: stderr, now: now}
+}
+
 func TestConfigDefaults(t *testing.T) {
 	c, err := loadConfig(nil, env(nil), io.Discard)
 	if err != nil {
@@ -105,7 +114,7 @@ func TestBadSettingStopsStartupWithOneLine(t *testing.T) {
 			for k, v := range tc.vars {
 				vars[k] = v
 			}
-			code := run(context.Background(), tc.args, env(vars), &stderr, nil)
+			code := run(context.Background(), tc.args, testProc(vars, io.Discard, &stderr, nil), nil)
 			if code != 2 {
 				t.Errorf("exit code %d, want 2", code)
 			}
@@ -131,7 +140,7 @@ func startInProcess(t *testing.T, args []string, vars map[string]string) string 
 	ready := make(chan string, 1)
 	done := make(chan int, 1)
 	var stderr syncBuffer
-	go func() { done <- run(ctx, args, env(vars), &stderr, ready) }()
+	go func() { done <- run(ctx, args, testProc(vars, io.Discard, &stderr, nil), ready) }()
 	select {
 	case addr := <-ready:
 		t.Cleanup(func() {

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -16,6 +14,10 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/omnimemory/omnimemory-metrics/client"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,14 +32,11 @@ var reportSettings = []string{
 	"query-timeout", "influx-cache-ttl", "cost-per-1k-tokens",
 }
 
-// reportClock is the report's clock when it reads the store itself (tests
-// fix it).
-var reportClock = time.Now
-
 // runReport serves `omnimemory-metrics report`: 0 when the report was
 // printed, 1 when the service or the store could not answer, 2 for bad
 // flags.
-func runReport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func runReport(ctx context.Context, args []string, p proc) int {
+	getenv, stdout, stderr := p.getenv, p.stdout, p.stderr
 	const name = "report"
 	fs := commandFlags(name, "[--range 1h|24h|7d|30d|all] [--tool-id X] [--url http://host:8003 [--token T]] [--format table|json|markdown]",
 		"print the savings of a time range: totals, by tool, by mode and a trend; from a running service (--url) "+
@@ -67,24 +66,31 @@ func runReport(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return usageError(stderr, name, err)
 	}
-	if *base != "" {
-		u, err := url.Parse(*base)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return usageError(stderr, name, fmt.Errorf("--url=%q: must be an http:// or https:// URL", *base))
-		}
-	}
 	if *token == "" {
 		*token = getenv("OMNIMEMORY_API_TOKEN")
+	}
+	var svc *client.Client
+	if *base != "" {
+		u, err := url.Parse(*base)
+		if err == nil && (u.Scheme != "http" && u.Scheme != "https" || u.Host == "") {
+			err = errors.New("must be an http:// or https:// URL")
+		}
+		if err == nil {
+			svc, err = client.New(*base, client.WithToken(*token), client.WithTimeout(*timeout),
+				client.WithUserAgent("omnimemory-metrics-report/"+version))
+		}
+		if err != nil {
+			return usageError(stderr, name, fmt.Errorf("--url=%q: %v", *base, err))
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	var data reportData
-	if *base != "" {
-		client := &http.Client{Timeout: *timeout}
-		data, err = fetchFromService(ctx, client, strings.TrimRight(*base, "/"), *token, rng, *toolID)
+	if svc != nil {
+		data, err = fetchFromService(ctx, svc, rng, *toolID)
 	} else {
-		data, err = fetchFromConfiguredStore(ctx, cfg, rng, *toolID, stderr)
+		data, err = fetchFromConfiguredStore(ctx, cfg, rng, *toolID, p)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "omnimemory-metrics report: %v\n", err)
@@ -106,82 +112,41 @@ func runReport(ctx context.Context, args []string, getenv func(string) string, s
 type reportData struct {
 	rng     exporter.TimeRange
 	toolID  string
-	savings exporter.APISavings
+	savings api.APISavings
 	// breakdown is nil when it cannot be had for the range: the service
 	// answers /metrics/tool-breakdown for 1h to 30d, so for "all" only
 	// when every operation lies within the last 30 days.
-	breakdown *exporter.ToolBreakdown
+	breakdown *api.ToolBreakdown
 }
 
-// fetchFromService asks the service at base.
-func fetchFromService(ctx context.Context, client *http.Client, base, token string, rng exporter.TimeRange, toolID string) (reportData, error) {
+// fetchFromService asks the service through the Go client.
+func fetchFromService(ctx context.Context, svc *client.Client, rng exporter.TimeRange, toolID string) (reportData, error) {
 	data := reportData{rng: rng, toolID: toolID}
-	query := func(r exporter.TimeRange) string {
-		q := url.Values{"time_range": {r.Name}}
-		if toolID != "" {
-			q.Set("tool_id", toolID)
-		}
-		return "?" + q.Encode()
+	savings, err := svc.APISavings(ctx, client.SavingsQuery{TimeRange: rng.Name, ToolID: toolID})
+	if err != nil {
+		return data, fmt.Errorf("asking the service: %w", err)
 	}
-	if err := getService(ctx, client, base+"/metrics/api-savings"+query(rng), token, &data.savings); err != nil {
-		return data, err
-	}
+	data.savings = *savings
 	bdRange := rng
 	if rng.Duration == 0 {
 		bdRange = exporter.Range30d
 	}
-	var bd exporter.ToolBreakdown
-	if err := getService(ctx, client, base+"/metrics/tool-breakdown"+query(bdRange), token, &bd); err != nil {
-		return data, err
+	bd, err := svc.ToolBreakdown(ctx, client.BreakdownQuery{TimeRange: bdRange.Name, ToolID: toolID})
+	if err != nil {
+		return data, fmt.Errorf("asking the service: %w", err)
 	}
-	if rng.Duration > 0 || coversAll(bd, data.savings) {
-		data.breakdown = &bd
+	if rng.Duration > 0 || coversAll(*bd, data.savings) {
+		data.breakdown = bd
 	}
 	return data, nil
 }
 
 // coversAll reports whether a 30-day breakdown holds every operation of an
 // "all" answer: the same count, tokens processed and tokens prevented.
-func coversAll(bd exporter.ToolBreakdown, s exporter.APISavings) bool {
+func coversAll(bd api.ToolBreakdown, s api.APISavings) bool {
 	return bd.Read.TotalOperations+bd.Search.TotalOperations == s.TotalOperations &&
 		bd.Read.TotalTokensOriginal+bd.Search.TotalTokensOriginal == s.TotalTokensProcessed &&
 		bd.TotalTokensPrevented == s.TotalTokensPrevented
-}
-
-// getService GETs url into v; an answer other than 200 is an error naming
-// its status and detail.
-func getService(ctx context.Context, client *http.Client, url, token string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("asking the service: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("reading the answer of %s: %w", req.URL.Path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Detail any `json:"detail"`
-		}
-		detail := strings.TrimSpace(string(body))
-		if json.Unmarshal(body, &e) == nil && e.Detail != nil {
-			detail = fmt.Sprint(e.Detail)
-		}
-		return fmt.Errorf("%s answered %s: %.200s", req.URL.Path, resp.Status, detail)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("the answer of %s is not what this version expects: %w", req.URL.Path, err)
-	}
-	return nil
 }
 
 // fetchFromConfiguredStore opens the configured store and answers as the
@@ -189,7 +154,7 @@ func getService(ctx context.Context, client *http.Client, url, token string, v a
 // which SQLite allows while the service runs on it; the report only reads.
 // InfluxDB is opened with a private, temporary outbox, so that it never
 // competes with a running service's.
-func fetchFromConfiguredStore(ctx context.Context, cfg config, rng exporter.TimeRange, toolID string, stderr io.Writer) (reportData, error) {
+func fetchFromConfiguredStore(ctx context.Context, cfg config, rng exporter.TimeRange, toolID string, p proc) (reportData, error) {
 	switch cfg.DBType {
 	case "influxdb":
 		dir, err := os.MkdirTemp("", "omnimemory-report-")
@@ -203,11 +168,11 @@ func fetchFromConfiguredStore(ctx context.Context, cfg config, rng exporter.Time
 			return reportData{}, fmt.Errorf("no embedded store at %s (SQLITE_DB_PATH); give --sqlite-db-path, or --url of a running service: %w", cfg.SQLitePath, err)
 		}
 	}
-	store, err := openStore(ctx, cfg, prometheus.NewRegistry(), commandLogger(stderr))
+	store, err := openStore(ctx, cfg, prometheus.NewRegistry(), commandLogger(p.stderr))
 	if err != nil {
 		return reportData{}, err
 	}
-	rep := exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: cfg.CostPer1K}, reportClock)
+	rep := exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: cfg.CostPer1K}, p.now)
 	data, err := fetchFromStore(ctx, rep, rng, toolID)
 	return data, errors.Join(err, store.Close())
 }
@@ -274,16 +239,16 @@ type reportMode struct {
 }
 
 type reportTrend struct {
-	Step   string                `json:"step"`
-	Points []exporter.TrendPoint `json:"points"`
+	Step   string           `json:"step"`
+	Points []api.TrendPoint `json:"points"`
 }
 
 // buildReport turns the answers into the report.
 func buildReport(d reportData) report {
 	s, bd := d.savings, d.breakdown
 	r := report{
-		TimeRange:    d.rng.Name,
-		CalculatedAt: s.CalculatedAt,
+		TimeRange:    string(d.rng.Name),
+		CalculatedAt: api.FormatTime(s.CalculatedAt),
 		step:         d.rng.Step,
 		rng:          d.rng,
 		Totals: reportTotals{
@@ -298,28 +263,28 @@ func buildReport(d reportData) report {
 		Trend: reportTrend{Step: d.rng.Step.String(), Points: s.Trends},
 	}
 	if r.Trend.Points == nil {
-		r.Trend.Points = []exporter.TrendPoint{}
+		r.Trend.Points = []api.TrendPoint{}
 	}
 	if d.toolID != "" {
 		r.ToolID = &d.toolID
 	}
-	if now, err := time.Parse(time.RFC3339Nano, s.CalculatedAt); err == nil && d.rng.Duration > 0 {
-		start := exporter.FormatTime(now.Add(-d.rng.Duration))
+	if d.rng.Duration > 0 {
+		start := api.FormatTime(s.CalculatedAt.Add(-d.rng.Duration))
 		r.WindowStart = &start
 	}
 	if bd != nil {
 		actual := bd.Read.TotalTokensActual + bd.Search.TotalTokensActual
 		r.Totals.TokensActual = &actual
 	}
-	for _, tool := range tsdb.ToolNames {
+	for _, tool := range api.ToolNames {
 		sv := s.BreakdownByTool.Read
-		if tool == tsdb.ToolSearch {
+		if tool == api.ToolSearch {
 			sv = s.BreakdownByTool.Search
 		}
 		row := reportTool{Tool: tool, Operations: sv.Operations, TokensPrevented: sv.TokensPrevented, CostSaved: sv.CostSaved}
 		if bd != nil {
 			ts := bd.Read
-			if tool == tsdb.ToolSearch {
+			if tool == api.ToolSearch {
 				ts = bd.Search
 			}
 			orig, actual, avg := ts.TotalTokensOriginal, ts.TotalTokensActual, ts.AvgResponseTimeMs
@@ -342,15 +307,15 @@ func buildReport(d reportData) report {
 
 // modeOrder lists the modes of m: the contract's in its order, then any
 // other sorted.
-func modeOrder(m map[string]exporter.Savings) []string {
+func modeOrder(m map[string]api.Savings) []string {
 	var out, other []string
-	for _, mode := range tsdb.OperationModes {
+	for _, mode := range api.OperationModes {
 		if _, ok := m[mode]; ok {
 			out = append(out, mode)
 		}
 	}
 	for mode := range m {
-		if !tsdb.ValidOperationMode(mode) {
+		if !api.ValidOperationMode(mode) {
 			other = append(other, mode)
 		}
 	}
@@ -360,9 +325,9 @@ func modeOrder(m map[string]exporter.Savings) []string {
 
 // modeMean is the mean response time of a mode over both tools: the
 // mean the service answers when one tool has the mode (the usual case).
-func modeMean(bd *exporter.ToolBreakdown, mode string) *float64 {
-	var found []exporter.ModeBreakdown
-	for _, ts := range []exporter.ToolStats{bd.Read, bd.Search} {
+func modeMean(bd *api.ToolBreakdown, mode string) *float64 {
+	var found []api.ModeBreakdown
+	for _, ts := range []api.ToolStats{bd.Read, bd.Search} {
 		if m, ok := ts.ByMode[mode]; ok && m.Count > 0 {
 			found = append(found, m)
 		}
@@ -539,7 +504,7 @@ const maxSparkWidth = 60
 
 // sparkline draws the tokens prevented of points, and a caption of its
 // span and peak.
-func sparkline(points []exporter.TrendPoint, step tsdb.Step) (line, caption string) {
+func sparkline(points []api.TrendPoint, step tsdb.Step) (line, caption string) {
 	if len(points) == 0 {
 		return "", "no operations"
 	}
@@ -571,13 +536,13 @@ func sparkline(points []exporter.TrendPoint, step tsdb.Step) (line, caption stri
 	if step == tsdb.Daily {
 		unit = "day"
 	}
-	span := fmt.Sprintf("%d %ss from %s to %s", len(points), unit, points[0].Timestamp, points[len(points)-1].Timestamp)
+	span := fmt.Sprintf("%d %ss from %s to %s", len(points), unit, api.FormatTime(points[0].Timestamp), api.FormatTime(points[len(points)-1].Timestamp))
 	if per > 1 {
 		span += fmt.Sprintf(" (starts), %d per mark", per)
 	} else {
 		span += " (starts)"
 	}
-	return sb.String(), fmt.Sprintf("%s; peak %s tokens in the %s from %s", span, thousands(peak.TokensPrevented), unit, peak.Timestamp)
+	return sb.String(), fmt.Sprintf("%s; peak %s tokens in the %s from %s", span, thousands(peak.TokensPrevented), unit, api.FormatTime(peak.Timestamp))
 }
 
 // money formats US dollars with every decimal the service answers (at

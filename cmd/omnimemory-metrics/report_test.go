@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/exporter/importer/legacytest"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -29,18 +33,22 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 func runReportCmd(t *testing.T, vars map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code, ok := runCommand(context.Background(), append([]string{"report"}, args...), env(vars), &out, &errOut)
+	code, ok := runCommand(context.Background(), append([]string{"report"}, args...), testProc(vars, &out, &errOut, reportNow))
 	if !ok {
 		t.Fatal("report is not a command")
 	}
 	return code, out.String(), errOut.String()
 }
 
-// fixReportClock sets the clock of reports read from the store.
+// reportNow is the clock runReportCmd hands the report (the real one when
+// nil).
+var reportNow func() time.Time
+
+// fixReportClock sets the clock of the reports a test runs.
 func fixReportClock(t *testing.T, now time.Time) {
 	t.Helper()
-	reportClock = func() time.Time { return now }
-	t.Cleanup(func() { reportClock = time.Now })
+	reportNow = func() time.Time { return now }
+	t.Cleanup(func() { reportNow = nil })
 }
 
 // reportService serves the API over store in this process, wired as serve
@@ -50,14 +58,13 @@ func reportService(t *testing.T, store tsdb.Store, now time.Time) string {
 	clock := func() time.Time { return now }
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.DiscardHandler)
-	tracker := exporter.NewTracker(store, exporter.NewMetrics(reg, 0.015, 100), exporter.TrackerOptions{}, logger)
-	srv := httptest.NewServer(handlers.New(handlers.Options{
-		Store: store, Tracker: tracker, Reporter: exporter.NewReporter(store, exporter.Pricing{PerThousandUSD: 0.015}, clock),
-		Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger, Now: clock,
+	svc := exporter.New(store, exporter.Options{Pricing: exporter.Pricing{PerThousandUSD: 0.015}, Registerer: reg, Now: clock, Logger: logger})
+	srv := httptest.NewServer(handlers.New(svc, handlers.Options{
+		Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger,
 	}))
 	t.Cleanup(func() {
 		srv.Close()
-		_ = tracker.Close(context.Background())
+		_ = svc.Close(context.Background())
 	})
 	return srv.URL
 }
@@ -74,7 +81,7 @@ func sampleOperations() []tsdb.Operation {
 		op := tsdb.Operation{ID: uuid.NewSHA1(session, []byte{byte(i)}), SessionID: session, ToolName: tool, OperationMode: mode,
 			Parameters: json.RawMessage(`{"compress":true}`), TokensOriginal: orig, TokensActual: actual, TokensPrevented: orig - actual,
 			ResponseTimeMs: rt, ToolID: "claude-code", CreatedAt: sampleNow.Add(-time.Duration(50-10*i) * time.Minute)}
-		if tool == tsdb.ToolRead {
+		if tool == api.ToolRead {
 			fp := "src/main.py"
 			op.FilePath = &fp
 		}
@@ -104,11 +111,11 @@ func TestReportOfTheSpecSample(t *testing.T) {
 	vars := map[string]string{"SQLITE_DB_PATH": path}
 	for _, format := range []string{"table", "markdown", "json"} {
 		for _, r := range exporter.SavingsRanges {
-			code, fromFile, errOut := runReportCmd(t, vars, "--range", r.Name, "--format", format)
+			code, fromFile, errOut := runReportCmd(t, vars, "--range", string(r.Name), "--format", format)
 			if code != 0 {
 				t.Fatalf("%s %s from the file: exit %d: %s", format, r.Name, code, errOut)
 			}
-			code, fromService, errOut := runReportCmd(t, vars, "--range", r.Name, "--format", format, "--url", base)
+			code, fromService, errOut := runReportCmd(t, vars, "--range", string(r.Name), "--format", format, "--url", base)
 			if code != 0 {
 				t.Fatalf("%s %s from the service: exit %d: %s", format, r.Name, code, errOut)
 			}
@@ -164,19 +171,19 @@ func TestReportOfTheSpecSample(t *testing.T) {
 // out what only that answer gives, while the store gives all of it.
 func TestReportFromTheServiceIsTheReportFromTheFile(t *testing.T) {
 	dir := t.TempDir()
-	db := buildLegacyDB(t, dir, legacyOps)
+	db := legacytest.Build(t, dir, legacyOps)
 	path := filepath.Join(dir, "metrics.db")
 	vars := map[string]string{"SQLITE_DB_PATH": path}
-	if code, out, errOut := runImportCmd(t, vars, "--from", db.path, "--quiet"); code != 0 {
+	if code, out, errOut := runImportCmd(t, vars, "--from", db.Path, "--quiet"); code != 0 {
 		t.Fatalf("import: exit %d: %s%s", code, out, errOut)
 	}
 	store := openSQLite(t, path)
-	fixReportClock(t, db.now)
-	base := reportService(t, store, db.now)
+	fixReportClock(t, db.Now)
+	base := reportService(t, store, db.Now)
 	for _, format := range []string{"table", "markdown", "json"} {
 		for _, r := range exporter.SavingsRanges {
 			for _, tool := range []string{"", "cursor", "nobody"} {
-				args := []string{"--range", r.Name, "--format", format, "--tool-id", tool}
+				args := []string{"--range", string(r.Name), "--format", format, "--tool-id", tool}
 				code, fromFile, errOut := runReportCmd(t, vars, args...)
 				if code != 0 {
 					t.Fatalf("%v from the file: exit %d: %s", args, code, errOut)
@@ -185,7 +192,7 @@ func TestReportFromTheServiceIsTheReportFromTheFile(t *testing.T) {
 				if code != 0 {
 					t.Fatalf("%v from the service: exit %d: %s", args, code, errOut)
 				}
-				if r.Name == "all" && db.hasOlder(tool, db.now.Add(-exporter.Range30d.Duration)) {
+				if r.Name == "all" && db.HasOlder(tool, db.Now.Add(-exporter.Range30d.Duration)) {
 					missing := "n/a"
 					if format == "json" {
 						missing = `"tokens_actual": null`
@@ -321,15 +328,15 @@ func TestReportCommandLine(t *testing.T) {
 		t.Errorf("the report created the store it did not find (%v)", err)
 	}
 	var out bytes.Buffer
-	if code, _ := runCommand(context.Background(), []string{"help"}, env(nil), &out, &out); code != 0 ||
+	if code, _ := runCommand(context.Background(), []string{"help"}, testProc(nil, &out, &out, nil)); code != 0 ||
 		!strings.Contains(out.String(), "omnimemory-metrics import") || !strings.Contains(out.String(), "omnimemory-metrics report") {
 		t.Errorf("help: exit %d\n%s", code, out.String())
 	}
 	out.Reset()
-	if code, _ := runCommand(context.Background(), []string{"help", "report"}, env(nil), &out, &out); code != 0 || !strings.Contains(out.String(), "-tool-id") {
+	if code, _ := runCommand(context.Background(), []string{"help", "report"}, testProc(nil, &out, &out, nil)); code != 0 || !strings.Contains(out.String(), "-tool-id") {
 		t.Errorf("help report: exit %d\n%s", code, out.String())
 	}
-	if code, ok := runCommand(context.Background(), []string{"imprt"}, env(nil), &out, &out); !ok || code != 2 {
+	if code, ok := runCommand(context.Background(), []string{"imprt"}, testProc(nil, &out, &out, nil)); !ok || code != 2 {
 		t.Errorf("an unknown command: exit %d (%v)", code, ok)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
@@ -28,8 +30,8 @@ func randomOps(r *rand.Rand, n int, from, to time.Time) []tsdb.Operation {
 	ops := make([]tsdb.Operation, n)
 	for i := range ops {
 		ops[i] = tsdb.Operation{
-			ID: uuid.New(), SessionID: sessions[r.Intn(len(sessions))], ToolName: tsdb.ToolNames[r.Intn(2)],
-			OperationMode: tsdb.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
+			ID: uuid.New(), SessionID: sessions[r.Intn(len(sessions))], ToolName: api.ToolNames[r.Intn(2)],
+			OperationMode: api.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
 			TokensOriginal: r.Int63n(1000), TokensActual: r.Int63n(1000), TokensPrevented: r.Int63n(1000) - 300,
 			ResponseTimeMs: float64(r.Intn(4000)) / 8, ToolID: []string{"a", "b", "c"}[r.Intn(3)],
 			CreatedAt: from.Add(time.Duration(r.Int63n(span)) * time.Microsecond),
@@ -61,7 +63,7 @@ func answers(t *testing.T, s tsdb.Store, w tsdb.Window) string {
 	for _, f := range []tsdb.OperationFilter{
 		{Limit: 50},
 		{Limit: 20, Offset: 130},
-		{Limit: 30, ToolName: tsdb.ToolSearch, OperationMode: "semantic"},
+		{Limit: 30, ToolName: api.ToolSearch, OperationMode: "semantic"},
 		{Limit: 40, Offset: 10, ToolID: w.ToolID},
 	} {
 		f.Start, f.End = w.Start, &w.End

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
@@ -31,7 +33,7 @@ func mkOps(n int, sess uuid.UUID, start time.Time) []tsdb.Operation {
 	ops := make([]tsdb.Operation, n)
 	for i := range ops {
 		ops[i] = tsdb.Operation{
-			ID: uuid.New(), SessionID: sess, ToolName: tsdb.ToolRead, OperationMode: "full",
+			ID: uuid.New(), SessionID: sess, ToolName: api.ToolRead, OperationMode: "full",
 			Parameters: json.RawMessage(`{"i":` + fmt.Sprint(i) + `}`), TokensOriginal: int64(100 + i),
 			TokensActual: 10, TokensPrevented: int64(90 + i), ResponseTimeMs: 1.5, ToolID: "claude-code",
 			CreatedAt: start.Add(time.Duration(i) * time.Second),
@@ -369,13 +371,13 @@ func TestHostileStrings(t *testing.T) {
 		fp := h
 		params, _ := json.Marshal(map[string]string{"q": h})
 		ops = append(ops, tsdb.Operation{
-			ID: uuid.New(), SessionID: uuid.New(), ToolName: tsdb.ToolSearch, OperationMode: "semantic",
+			ID: uuid.New(), SessionID: uuid.New(), ToolName: api.ToolSearch, OperationMode: "semantic",
 			Parameters: params, FilePath: &fp, TokensOriginal: 10, TokensActual: 1, TokensPrevented: 9,
 			ResponseTimeMs: 0.25, ToolID: h, CreatedAt: t0.Add(time.Duration(i) * time.Minute),
 		})
 	}
 	empty := ""
-	ops = append(ops, tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: tsdb.ToolRead, OperationMode: "full",
+	ops = append(ops, tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: api.ToolRead, OperationMode: "full",
 		Parameters: json.RawMessage(`{}`), FilePath: &empty, ToolID: "plain", CreatedAt: t0.Add(time.Hour)})
 	writeOK(t, s, ops)
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
@@ -104,7 +106,7 @@ func TestExportReadsBoundedPages(t *testing.T) {
 	var ops []tsdb.Operation
 	add := func(at time.Time, i int) {
 		ops = append(ops, tsdb.Operation{
-			ID: uuid.Must(uuid.NewRandom()), SessionID: session, ToolName: tsdb.ToolNames[i%2], OperationMode: "full",
+			ID: uuid.Must(uuid.NewRandom()), SessionID: session, ToolName: api.ToolNames[i%2], OperationMode: "full",
 			Parameters: []byte(fmt.Sprintf(`{"n":%d}`, i)), TokensOriginal: int64(i), ToolID: "claude-code",
 			TokensPrevented: int64(i), ResponseTimeMs: 1, CreatedAt: at,
 		})
@@ -201,8 +203,8 @@ func BenchmarkExportOperations(b *testing.B) {
 		ops := make([]tsdb.Operation, 0, batch)
 		for j := 0; j < batch && i+j < n; j++ {
 			ops = append(ops, tsdb.Operation{
-				ID: uuid.New(), SessionID: sessions[r.Intn(len(sessions))], ToolName: tsdb.ToolNames[r.Intn(2)],
-				OperationMode: tsdb.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{"q":"x"}`),
+				ID: uuid.New(), SessionID: sessions[r.Intn(len(sessions))], ToolName: api.ToolNames[r.Intn(2)],
+				OperationMode: api.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{"q":"x"}`),
 				TokensOriginal: r.Int63n(10000), TokensActual: r.Int63n(3000), TokensPrevented: r.Int63n(7000),
 				ResponseTimeMs: float64(r.Intn(4000)) / 8, ToolID: []string{"claude-code", "cursor", "windsurf"}[r.Intn(3)],
 				CreatedAt: end.Add(-time.Duration(r.Int63n(span)) * time.Microsecond),

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
@@ -27,7 +29,7 @@ func TestAggregatesUseInfluxQLOnTheTestServer(t *testing.T) {
 		return s
 	}
 	end := time.Now().UTC()
-	op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: tsdb.ToolRead, OperationMode: "full",
+	op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: api.ToolRead, OperationMode: "full",
 		TokensOriginal: 100, TokensActual: 10, TokensPrevented: 90, ResponseTimeMs: 1, ToolID: "t",
 		CreatedAt: end.Add(-time.Minute).Truncate(time.Microsecond)}
 	if err := open().WriteOperations(context.Background(), []tsdb.Operation{op}); err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
@@ -44,8 +46,8 @@ func BenchmarkQueries(b *testing.B) {
 		ops := make([]tsdb.Operation, 0, batch)
 		for j := 0; j < batch && i+j < n; j++ {
 			ops = append(ops, tsdb.Operation{
-				ID: uuid.New(), SessionID: sessions[r.Intn(len(sessions))], ToolName: tsdb.ToolNames[r.Intn(2)],
-				OperationMode: tsdb.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{"q":"x"}`),
+				ID: uuid.New(), SessionID: sessions[r.Intn(len(sessions))], ToolName: api.ToolNames[r.Intn(2)],
+				OperationMode: api.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{"q":"x"}`),
 				TokensOriginal: r.Int63n(10000), TokensActual: r.Int63n(3000), TokensPrevented: r.Int63n(7000),
 				ResponseTimeMs: float64(r.Intn(4000)) / 8, ToolID: []string{"claude-code", "cursor", "windsurf"}[r.Intn(3)],
 				CreatedAt: end.Add(-time.Duration(r.Int63n(span)) * time.Microsecond),
@@ -104,7 +106,7 @@ func BenchmarkQueries(b *testing.B) {
 			return err
 		}},
 		{"QueryOperationsFirstPage30dRead", true, func(s *influx.Store) error {
-			_, err := s.QueryOperations(ctx, tsdb.OperationFilter{Start: &from, End: &end, ToolName: tsdb.ToolRead, Limit: 100})
+			_, err := s.QueryOperations(ctx, tsdb.OperationFilter{Start: &from, End: &end, ToolName: api.ToolRead, Limit: 100})
 			return err
 		}},
 		{"QueryOperationsSession", false, func(s *influx.Store) error {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -125,9 +127,9 @@ ops |> sum() |> yield(name: "sum")`
 			n := r.int("_value")
 			a.stats.TotalOperations += n
 			switch r.str("tool_name") {
-			case tsdb.ToolRead:
+			case api.ToolRead:
 				a.stats.TotalCompressions += n
-			case tsdb.ToolSearch:
+			case api.ToolSearch:
 				a.stats.TotalEmbeddings += n
 			}
 		case "sum":

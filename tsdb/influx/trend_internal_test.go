@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
@@ -28,8 +30,8 @@ func TestTrendShapesAgree(t *testing.T) {
 	var ops []tsdb.Operation
 	for range 600 {
 		ops = append(ops, tsdb.Operation{
-			ID: uuid.New(), SessionID: uuid.New(), ToolName: tsdb.ToolNames[r.Intn(2)],
-			OperationMode: tsdb.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
+			ID: uuid.New(), SessionID: uuid.New(), ToolName: api.ToolNames[r.Intn(2)],
+			OperationMode: api.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
 			TokensOriginal: r.Int63n(1000), TokensActual: r.Int63n(1000), TokensPrevented: r.Int63n(1000) - 500,
 			ResponseTimeMs: float64(r.Intn(1000)) / 4, ToolID: []string{"a", "b"}[r.Intn(2)],
 			CreatedAt: from.Add(time.Duration(r.Int63n(int64(72*time.Hour/time.Microsecond))) * time.Microsecond),

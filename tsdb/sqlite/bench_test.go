@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -148,7 +150,7 @@ func BenchmarkBreakdown30d(b *testing.B) {
 			rows.Close()
 		}
 	})
-	filtered := tsdb.OperationFilter{Limit: 100, ToolName: tsdb.ToolRead, Start: &start, End: &end}
+	filtered := tsdb.OperationFilter{Limit: 100, ToolName: api.ToolRead, Start: &start, End: &end}
 	b.Run("list_filtered", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := s.QueryOperations(ctx, filtered); err != nil {
@@ -161,7 +163,7 @@ func BenchmarkBreakdown30d(b *testing.B) {
 			var n int64
 			if err := s.reader.QueryRowContext(ctx, `SELECT count(*) FROM tool_operations
 				WHERE tool_name = ? AND created_at >= ? AND created_at <= ?`,
-				tsdb.ToolRead, start.UnixMicro(), end.UnixMicro()).Scan(&n); err != nil {
+				api.ToolRead, start.UnixMicro(), end.UnixMicro()).Scan(&n); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -33,8 +35,8 @@ func seedExport(tb testing.TB, s *Store, n int, start time.Time, span time.Durat
 	for i := range n {
 		file := fmt.Sprintf("src/module_%d/file_%d.go", i%50, i)
 		ops = append(ops, tsdb.Operation{
-			ID: uuid.Must(uuid.NewV7()), SessionID: sessions[i%2], ToolName: tsdb.ToolNames[i%2],
-			OperationMode: tsdb.OperationModes[i%len(tsdb.OperationModes)], Parameters: json.RawMessage(`{"compress":true}`),
+			ID: uuid.Must(uuid.NewV7()), SessionID: sessions[i%2], ToolName: api.ToolNames[i%2],
+			OperationMode: api.OperationModes[i%len(api.OperationModes)], Parameters: json.RawMessage(`{"compress":true}`),
 			FilePath: &file, TokensOriginal: 5000, TokensActual: 500, TokensPrevented: 4500, ResponseTimeMs: 12.5,
 			ToolID: []string{"claude-code", "cursor", "windsurf"}[i%3], CreatedAt: start.Add(time.Duration(int64(span) / int64(n) * int64(i))).Truncate(time.Microsecond),
 		})
@@ -65,11 +67,11 @@ func TestExportPlanWalksAnIndexInOrder(t *testing.T) {
 	}{
 		{"none", tsdb.OperationFilter{}, "idx_ops_time"},
 		{"time range", tsdb.OperationFilter{Start: &start, End: &end}, "idx_ops_time"},
-		{"tool name", tsdb.OperationFilter{ToolName: tsdb.ToolSearch}, "idx_ops_time"},
-		{"tool name and mode", tsdb.OperationFilter{ToolName: tsdb.ToolRead, OperationMode: "full", Start: &start}, "idx_ops_time"},
+		{"tool name", tsdb.OperationFilter{ToolName: api.ToolSearch}, "idx_ops_time"},
+		{"tool name and mode", tsdb.OperationFilter{ToolName: api.ToolRead, OperationMode: "full", Start: &start}, "idx_ops_time"},
 		{"mode", tsdb.OperationFilter{OperationMode: "symbol"}, "idx_ops_time"},
 		{"session", tsdb.OperationFilter{SessionID: &session}, "idx_ops_session_time"},
-		{"session and the rest", tsdb.OperationFilter{SessionID: &session, ToolName: tsdb.ToolRead, OperationMode: "full",
+		{"session and the rest", tsdb.OperationFilter{SessionID: &session, ToolName: api.ToolRead, OperationMode: "full",
 			ToolID: "cursor", Start: &start, End: &end}, "idx_ops_session_time"},
 		{"tool id", tsdb.OperationFilter{ToolID: "cursor"}, "idx_ops_toolid_time"},
 		{"tool id, mode and range", tsdb.OperationFilter{ToolID: "cursor", OperationMode: "full", Start: &start, End: &end}, "idx_ops_toolid_time"},

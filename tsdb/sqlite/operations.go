@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -235,9 +237,9 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		sa.ops++
 		sa.saved += op.TokensPrevented
 		switch op.ToolName {
-		case tsdb.ToolRead:
+		case api.ToolRead:
 			sa.reads++
-		case tsdb.ToolSearch:
+		case api.ToolSearch:
 			sa.searches++
 		}
 	}

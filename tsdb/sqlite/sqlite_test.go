@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -68,8 +70,8 @@ func genOps(r *rand.Rand, n int, start time.Time, span time.Duration) []tsdb.Ope
 		ops[i] = tsdb.Operation{
 			ID:              uuid.Must(uuid.NewRandomFromReader(r)),
 			SessionID:       sessions[r.Intn(len(sessions))],
-			ToolName:        tsdb.ToolNames[r.Intn(len(tsdb.ToolNames))],
-			OperationMode:   tsdb.OperationModes[r.Intn(len(tsdb.OperationModes))],
+			ToolName:        api.ToolNames[r.Intn(len(api.ToolNames))],
+			OperationMode:   api.OperationModes[r.Intn(len(api.OperationModes))],
 			Parameters:      json.RawMessage(`{"file_path":"` + fp + `"}`),
 			FilePath:        &fp,
 			TokensOriginal:  orig,
@@ -532,7 +534,7 @@ func TestPlanWindow(t *testing.T) {
 // scan, and raw rows always found through a created_at range.
 func TestAggregatesUseIndexes(t *testing.T) {
 	s := openTemp(t)
-	for _, f := range []aggFilter{{}, {toolID: "cursor"}, {toolName: tsdb.ToolRead}, {toolName: tsdb.ToolRead, mode: "full"},
+	for _, f := range []aggFilter{{}, {toolID: "cursor"}, {toolName: api.ToolRead}, {toolName: api.ToolRead, mode: "full"},
 		{toolID: "cursor", mode: "semantic"}} {
 		for _, start := range []*time.Time{nil, ptr(day0.Add(17 * time.Minute))} {
 			w := tsdb.Window{ToolID: f.toolID, Start: start, End: day0.Add(30*24*time.Hour + 5*time.Minute)}
@@ -569,10 +571,10 @@ func TestAggregatesUseIndexes(t *testing.T) {
 func TestListUsesTimeOrder(t *testing.T) {
 	s := openTemp(t)
 	for _, f := range []tsdb.OperationFilter{
-		{ToolName: tsdb.ToolRead},
-		{ToolName: tsdb.ToolRead, OperationMode: "full", Start: ptr(day0), End: ptr(day0.Add(time.Hour))},
+		{ToolName: api.ToolRead},
+		{ToolName: api.ToolRead, OperationMode: "full", Start: ptr(day0), End: ptr(day0.Add(time.Hour))},
 		{OperationMode: "full", ToolID: "cursor"},
-		{ToolName: tsdb.ToolSearch, SessionID: ptr(uuid.New())},
+		{ToolName: api.ToolSearch, SessionID: ptr(uuid.New())},
 	} {
 		cond, args := operationWhere(f, true)
 		rows, err := s.reader.Query("EXPLAIN QUERY PLAN SELECT "+opColumnList+" FROM tool_operations"+cond+

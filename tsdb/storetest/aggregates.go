@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -20,7 +22,7 @@ func tot(n, orig, act, prev int64, rt float64) tsdb.Totals {
 
 func testBreakdownHand(t *testing.T, s tsdb.Store) {
 	g := newIDs(10)
-	R, S := tsdb.ToolRead, tsdb.ToolSearch
+	R, S := api.ToolRead, api.ToolSearch
 	ops := []tsdb.Operation{
 		g.mk(opSpec{tool: R, mode: "full", toolID: "A", at: at(10, 17, 23, 123456), orig: 1000, act: 200, rt: 10}),
 		g.mk(opSpec{tool: R, mode: "full", toolID: "A", at: at(10, 17, 23, 123455), orig: 7, act: 7, rt: 1}),
@@ -89,7 +91,7 @@ func testBreakdownHand(t *testing.T, s tsdb.Store) {
 // edgeData puts operations on and next to hour and day boundaries.
 func edgeData(g *ids) []tsdb.Operation {
 	var ops []tsdb.Operation
-	tools := []string{tsdb.ToolRead, tsdb.ToolSearch}
+	tools := []string{api.ToolRead, api.ToolSearch}
 	modes := []string{"full", "symbol", "tri_index"}
 	i := 0
 	for h := -2; h < 30; h += 3 {
@@ -185,7 +187,7 @@ func checkTrendSumsBreakdown(t *testing.T, s tsdb.Store, w tsdb.Window) {
 
 func testTrendHourly(t *testing.T, s tsdb.Store) {
 	g := newIDs(13)
-	R, S := tsdb.ToolRead, tsdb.ToolSearch
+	R, S := api.ToolRead, api.ToolSearch
 	ops := []tsdb.Operation{
 		g.mk(opSpec{tool: R, at: at(9, 59, 59, 999999), orig: 10, act: 5, rt: 1}),
 		g.mk(opSpec{tool: R, at: at(10, 0, 0, 0), orig: 100, act: 50, rt: 2}),
@@ -240,7 +242,7 @@ func testTrendDaily(t *testing.T, s tsdb.Store) {
 	ops := []tsdb.Operation{
 		g.mk(opSpec{at: day(0, 0).Add(-time.Microsecond), orig: 1, act: 0, rt: 1}),
 		g.mk(opSpec{at: day(0, 0), orig: 10, act: 0, rt: 2}),
-		g.mk(opSpec{at: day(0, 12), orig: 100, act: 0, rt: 3, tool: tsdb.ToolSearch, mode: "semantic"}),
+		g.mk(opSpec{at: day(0, 12), orig: 100, act: 0, rt: 3, tool: api.ToolSearch, mode: "semantic"}),
 		g.mk(opSpec{at: day(1, 8), orig: 1000, act: 0, rt: 4}),
 		g.mk(opSpec{at: day(3, 0), orig: 10000, act: 20000, rt: 5}),
 	}
@@ -312,8 +314,8 @@ func testRandomized(t *testing.T, s tsdb.Store) {
 		orig, act := r.Int63n(20000), r.Int63n(20000)
 		sp := opSpec{
 			session: sessPool[r.Intn(len(sessPool))],
-			tool:    tsdb.ToolNames[r.Intn(len(tsdb.ToolNames))],
-			mode:    tsdb.OperationModes[r.Intn(len(tsdb.OperationModes))],
+			tool:    api.ToolNames[r.Intn(len(api.ToolNames))],
+			mode:    api.OperationModes[r.Intn(len(api.OperationModes))],
 			toolID:  toolIDs[r.Intn(len(toolIDs))],
 			at:      ts, orig: orig, act: act,
 			rt: float64(r.Intn(40000)) / 8, // exact binary fractions: sums do not round
@@ -393,8 +395,8 @@ func testRandomized(t *testing.T, s tsdb.Store) {
 		orig, act := r.Int63n(20000), r.Int63n(20000)
 		late = append(late, g.mk(opSpec{
 			session: sessPool[r.Intn(len(sessPool))],
-			tool:    tsdb.ToolNames[r.Intn(len(tsdb.ToolNames))],
-			mode:    tsdb.OperationModes[r.Intn(len(tsdb.OperationModes))],
+			tool:    api.ToolNames[r.Intn(len(api.ToolNames))],
+			mode:    api.OperationModes[r.Intn(len(api.OperationModes))],
 			toolID:  toolIDs[r.Intn(len(toolIDs))],
 			at:      ts, orig: orig, act: act, rt: float64(r.Intn(40000)) / 8,
 		}))

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -120,7 +122,7 @@ func exportData(g *ids) ([]tsdb.Operation, []uuid.UUID) {
 	modes := []string{"full", "overview", "semantic", "symbol"}
 	toolIDs := []string{"claude-code", "cursor", "windsurf"}
 	for i := range 300 { // dense: one microsecond apart
-		op := g.mk(opSpec{session: sessions[i%3], tool: tsdb.ToolNames[i%2], mode: modes[i%4], toolID: toolIDs[i%3],
+		op := g.mk(opSpec{session: sessions[i%3], tool: api.ToolNames[i%2], mode: modes[i%4], toolID: toolIDs[i%3],
 			at: day2.Add(3*time.Hour + time.Duration(i)*time.Microsecond), orig: int64(i), act: int64(i / 2), rt: float64(i) / 8})
 		if i%5 == 0 {
 			op.FilePath = ptr(fmt.Sprintf("src/dense/%d.go", i))
@@ -129,7 +131,7 @@ func exportData(g *ids) ([]tsdb.Operation, []uuid.UUID) {
 	}
 	tie := day2.Add(5*time.Hour + 123456*time.Microsecond)
 	for i := range 120 { // 120 at one created_at, over 3 sessions x 2 tools
-		op := g.mk(opSpec{session: sessions[i%3], tool: tsdb.ToolNames[(i/3)%2], mode: "full", toolID: "claude-code",
+		op := g.mk(opSpec{session: sessions[i%3], tool: api.ToolNames[(i/3)%2], mode: "full", toolID: "claude-code",
 			at: tie, orig: 1000, act: int64(i), rt: 2.5})
 		if i%2 == 0 {
 			op.FilePath = ptr(fmt.Sprintf("pkg/tie_%03d.go", i))
@@ -145,7 +147,7 @@ func exportData(g *ids) ([]tsdb.Operation, []uuid.UUID) {
 		if i >= 20 {
 			ts = day2.Add(41*48*time.Hour + time.Duration(i)*time.Minute)
 		}
-		ops = append(ops, g.mk(opSpec{session: sessions[i%3], tool: tsdb.ToolSearch, mode: "semantic", toolID: toolIDs[i%3],
+		ops = append(ops, g.mk(opSpec{session: sessions[i%3], tool: api.ToolSearch, mode: "semantic", toolID: toolIDs[i%3],
 			at: ts, orig: int64(10 * i), act: 1, rt: 0.25}))
 	}
 	return ops, sessions
@@ -169,9 +171,9 @@ func testExportMatchesQuery(t *testing.T, s tsdb.Store) {
 		{"limit and offset ignored", tsdb.OperationFilter{Limit: 3, Offset: 7}},
 		{"session", tsdb.OperationFilter{SessionID: &sessions[1]}},
 		{"unknown session", tsdb.OperationFilter{SessionID: ptr(g.next())}},
-		{"tool search", tsdb.OperationFilter{ToolName: tsdb.ToolSearch}},
+		{"tool search", tsdb.OperationFilter{ToolName: api.ToolSearch}},
 		{"mode", tsdb.OperationFilter{OperationMode: "overview"}},
-		{"tool and mode", tsdb.OperationFilter{ToolName: tsdb.ToolRead, OperationMode: "full"}},
+		{"tool and mode", tsdb.OperationFilter{ToolName: api.ToolRead, OperationMode: "full"}},
 		{"tool id", tsdb.OperationFilter{ToolID: "cursor"}},
 		{"tool id unknown", tsdb.OperationFilter{ToolID: "nope"}},
 		{"start inclusive", tsdb.OperationFilter{Start: &pivot}},
@@ -199,10 +201,10 @@ func testExportTies(t *testing.T, s tsdb.Store) {
 	tie := at(6, 30, 0, 424242)
 	var ops []tsdb.Operation
 	for i := range 1100 { // one series
-		ops = append(ops, g.mk(opSpec{session: sess, tool: tsdb.ToolRead, mode: "full", at: tie, orig: int64(i), act: 0}))
+		ops = append(ops, g.mk(opSpec{session: sess, tool: api.ToolRead, mode: "full", at: tie, orig: int64(i), act: 0}))
 	}
 	for i := range 100 { // other series, half with a file path
-		op := g.mk(opSpec{session: other, tool: tsdb.ToolSearch, mode: "symbol", toolID: "cursor", at: tie, orig: 5, act: int64(i)})
+		op := g.mk(opSpec{session: other, tool: api.ToolSearch, mode: "symbol", toolID: "cursor", at: tie, orig: 5, act: int64(i)})
 		if i%2 == 1 {
 			op.FilePath = ptr(fmt.Sprintf("a/%d", i))
 		}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -36,27 +38,27 @@ func testRoundTrip(t *testing.T, s tsdb.Store) {
 	sess1, sess2 := g.next(), g.next()
 	ops := []tsdb.Operation{
 		{
-			ID: g.next(), SessionID: sess1, ToolName: tsdb.ToolRead, OperationMode: "full",
+			ID: g.next(), SessionID: sess1, ToolName: api.ToolRead, OperationMode: "full",
 			Parameters:     json.RawMessage(`{"file_path":"/src/main.go","nested":{"a":[1,2.5,null,true],"b":{}},"q":"caf\u00e9 \"quoted\" 日本語"}`),
 			FilePath:       ptr("/home/dev/project/src/main.go"),
 			TokensOriginal: 5000, TokensActual: 1200, TokensPrevented: 3800,
 			ResponseTimeMs: 12.375, ToolID: "claude-code", CreatedAt: at(10, 17, 23, 123456),
 		},
 		{
-			ID: g.next(), SessionID: sess1, ToolName: tsdb.ToolSearch, OperationMode: "semantic",
+			ID: g.next(), SessionID: sess1, ToolName: api.ToolSearch, OperationMode: "semantic",
 			Parameters: json.RawMessage(`{}`), FilePath: nil,
 			TokensOriginal: 100, TokensActual: 250, TokensPrevented: -150,
 			ResponseTimeMs: 0.5, ToolID: "claude-code", CreatedAt: at(10, 17, 23, 123457),
 		},
 		{
-			ID: g.next(), SessionID: sess2, ToolName: tsdb.ToolSearch, OperationMode: "tri_index",
+			ID: g.next(), SessionID: sess2, ToolName: api.ToolSearch, OperationMode: "tri_index",
 			Parameters:     json.RawMessage(`{"query":"where is ErrNotFound used?","limit":5}`),
 			FilePath:       ptr(`C:\Users\dev\file with spaces.ts`),
 			TokensOriginal: 0, TokensActual: 0, TokensPrevented: 0,
 			ResponseTimeMs: 0, ToolID: strings.Repeat("x", 100), CreatedAt: at(23, 59, 59, 999999),
 		},
 		{
-			ID: g.next(), SessionID: sess2, ToolName: tsdb.ToolRead, OperationMode: "references",
+			ID: g.next(), SessionID: sess2, ToolName: api.ToolRead, OperationMode: "references",
 			Parameters: json.RawMessage(`{"symbol":"Store.Close"}`), FilePath: ptr("tsdb/tsdb.go"),
 			TokensOriginal: 9_000_000_000_000, TokensActual: 1, TokensPrevented: 8_999_999_999_999,
 			ResponseTimeMs: 1234.5678, ToolID: "cursor", CreatedAt: at(0, 0, 0, 1),
@@ -78,9 +80,9 @@ func filterData(g *ids) ([]tsdb.Operation, []uuid.UUID) {
 	toolIDs := []string{"claude-code", "cursor", "windsurf"}
 	var ops []tsdb.Operation
 	for i := range 36 {
-		tool := tsdb.ToolRead
+		tool := api.ToolRead
 		if i%2 == 1 {
-			tool = tsdb.ToolSearch
+			tool = api.ToolSearch
 		}
 		ts := at(i/2, (i*7)%60, (i*13)%60, (i*104729)%1_000_000) // pairs share the hour
 		if i%9 == 4 {
@@ -108,8 +110,8 @@ func testFilters(t *testing.T, s tsdb.Store) {
 		{"none", tsdb.OperationFilter{}, len(ops)},
 		{"session", tsdb.OperationFilter{SessionID: &sessions[1]}, 12},
 		{"unknown session", tsdb.OperationFilter{SessionID: ptr(g.next())}, 0},
-		{"tool read", tsdb.OperationFilter{ToolName: tsdb.ToolRead}, 18},
-		{"tool search", tsdb.OperationFilter{ToolName: tsdb.ToolSearch}, 18},
+		{"tool read", tsdb.OperationFilter{ToolName: api.ToolRead}, 18},
+		{"tool search", tsdb.OperationFilter{ToolName: api.ToolSearch}, 18},
 		{"mode", tsdb.OperationFilter{OperationMode: "overview"}, 12},
 		{"mode absent", tsdb.OperationFilter{OperationMode: "symbol"}, 0},
 		{"tool id", tsdb.OperationFilter{ToolID: "cursor"}, 12},
@@ -121,7 +123,7 @@ func testFilters(t *testing.T, s tsdb.Store) {
 		{"start 1us after", tsdb.OperationFilter{Start: ptr(pivot.Add(time.Microsecond)), End: &later}, -1},
 		{"end 1us before", tsdb.OperationFilter{Start: &pivot, End: ptr(later.Add(-time.Microsecond))}, -1},
 		{"start after end", tsdb.OperationFilter{Start: &later, End: &pivot}, 0},
-		{"all filters", tsdb.OperationFilter{SessionID: &sessions[0], ToolName: tsdb.ToolRead, OperationMode: "full",
+		{"all filters", tsdb.OperationFilter{SessionID: &sessions[0], ToolName: api.ToolRead, OperationMode: "full",
 			ToolID: "claude-code", Start: ptr(at(0, 0, 0, 0)), End: ptr(at(23, 0, 0, 0))}, -1},
 	}
 	for _, tc := range tests {
@@ -254,7 +256,7 @@ func testIdenticalTimestamps(t *testing.T, s tsdb.Store) {
 	var ops []tsdb.Operation
 	var want tsdb.Totals
 	for i := range 1000 {
-		op := g.mk(opSpec{session: sess, tool: tsdb.ToolSearch, mode: "semantic", toolID: "claude-code",
+		op := g.mk(opSpec{session: sess, tool: api.ToolSearch, mode: "semantic", toolID: "claude-code",
 			at: ts, orig: int64(100 + i), act: 50, rt: float64(i) / 4})
 		ops = append(ops, op)
 		want.Add(totalsOf(op))
@@ -277,7 +279,7 @@ func testIdenticalTimestamps(t *testing.T, s tsdb.Store) {
 	checkQuery(t, s, ops, tsdb.OperationFilter{SessionID: &sess, Start: &ts, End: &ts}, 1000)
 
 	w := tsdb.Window{Start: &ts, End: ts}
-	checkBreakdown(t, s, w, []tsdb.ModeTotals{{ToolName: tsdb.ToolSearch, OperationMode: "semantic", Totals: want}})
+	checkBreakdown(t, s, w, []tsdb.ModeTotals{{ToolName: api.ToolSearch, OperationMode: "semantic", Totals: want}})
 	checkTrend(t, s, w, tsdb.Hourly, []tsdb.Bucket{{Start: at(15, 0, 0, 0), Totals: want}})
 	checkTrend(t, s, tsdb.Window{End: ts.Add(time.Hour)}, tsdb.Daily, []tsdb.Bucket{{Start: base, Totals: want}})
 

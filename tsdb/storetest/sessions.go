@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -139,7 +141,7 @@ func testSessionImplicit(t *testing.T, s tsdb.Store) {
 	g := newIDs(22)
 	id := g.next()
 	t0 := at(9, 0, 0, 5)
-	write(t, s, g.mk(opSpec{session: id, toolID: "cursor", tool: tsdb.ToolSearch, at: t0, orig: 100, act: 40}))
+	write(t, s, g.mk(opSpec{session: id, toolID: "cursor", tool: api.ToolSearch, at: t0, orig: 100, act: 40}))
 	want := tsdb.Session{SessionID: id, ToolID: "cursor", StartedAt: t0, LastActivity: t0}
 	checkStats(t, "after the first operation", getSession(t, s, id), want, stats{1, 60, 0, 1})
 
@@ -170,15 +172,15 @@ func testSessionTotals(t *testing.T, s tsdb.Store) {
 	other := g.next()
 	id := sess.SessionID
 	write(t, s,
-		g.mk(opSpec{session: id, tool: tsdb.ToolRead, at: at(8, 1, 0, 0), orig: 1000, act: 200}),
-		g.mk(opSpec{session: id, tool: tsdb.ToolRead, at: at(8, 2, 0, 0), orig: 100, act: 300}),
-		g.mk(opSpec{session: other, tool: tsdb.ToolRead, at: at(8, 2, 0, 0), orig: 100000, act: 0}),
-		g.mk(opSpec{session: id, tool: tsdb.ToolSearch, mode: "semantic", at: at(8, 3, 0, 0), orig: 50, act: 10}),
+		g.mk(opSpec{session: id, tool: api.ToolRead, at: at(8, 1, 0, 0), orig: 1000, act: 200}),
+		g.mk(opSpec{session: id, tool: api.ToolRead, at: at(8, 2, 0, 0), orig: 100, act: 300}),
+		g.mk(opSpec{session: other, tool: api.ToolRead, at: at(8, 2, 0, 0), orig: 100000, act: 0}),
+		g.mk(opSpec{session: id, tool: api.ToolSearch, mode: "semantic", at: at(8, 3, 0, 0), orig: 50, act: 10}),
 	)
 	write(t, s,
-		g.mk(opSpec{session: id, tool: tsdb.ToolSearch, mode: "tri_index", at: at(8, 4, 0, 0), orig: 0, act: 0}),
-		g.mk(opSpec{session: id, tool: tsdb.ToolRead, mode: "overview", at: at(8, 5, 0, 0), orig: 10, act: 10}),
-		g.mk(opSpec{session: id, tool: tsdb.ToolRead, mode: "symbol", at: at(8, 6, 0, 0), orig: 10, act: 30, prev: ptr(int64(0))}),
+		g.mk(opSpec{session: id, tool: api.ToolSearch, mode: "tri_index", at: at(8, 4, 0, 0), orig: 0, act: 0}),
+		g.mk(opSpec{session: id, tool: api.ToolRead, mode: "overview", at: at(8, 5, 0, 0), orig: 10, act: 10}),
+		g.mk(opSpec{session: id, tool: api.ToolRead, mode: "symbol", at: at(8, 6, 0, 0), orig: 10, act: 30, prev: ptr(int64(0))}),
 	)
 	want := sess
 	want.LastActivity = at(8, 6, 0, 0)
@@ -230,8 +232,8 @@ func testSessionEnd(t *testing.T, s tsdb.Store) {
 		StartedAt: at(8, 0, 0, 0), LastActivity: at(8, 0, 0, 0)}
 	createSession(t, s, sess)
 	write(t, s,
-		g.mk(opSpec{session: sess.SessionID, tool: tsdb.ToolRead, at: at(8, 1, 0, 0), orig: 500, act: 100}),
-		g.mk(opSpec{session: sess.SessionID, tool: tsdb.ToolSearch, at: at(8, 2, 0, 0), orig: 100, act: 150}),
+		g.mk(opSpec{session: sess.SessionID, tool: api.ToolRead, at: at(8, 1, 0, 0), orig: 500, act: 100}),
+		g.mk(opSpec{session: sess.SessionID, tool: api.ToolSearch, at: at(8, 2, 0, 0), orig: 100, act: 150}),
 	)
 	end := at(9, 0, 0, 424242)
 	want := sess
@@ -363,7 +365,7 @@ func testActiveSessions(t *testing.T, s tsdb.Store) {
 	if _, err := s.EndSession(t.Context(), s5.SessionID, at(4, 0, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
-	write(t, s, g.mk(opSpec{session: s2.SessionID, toolID: "A", tool: tsdb.ToolSearch, at: at(3, 0, 0, 0), orig: 9, act: 2}))
+	write(t, s, g.mk(opSpec{session: s2.SessionID, toolID: "A", tool: api.ToolSearch, at: at(3, 0, 0, 0), orig: 9, act: 2}))
 	s2.LastActivity = at(3, 0, 0, 0)
 
 	for _, tc := range []struct {

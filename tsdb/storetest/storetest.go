@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
@@ -134,7 +136,7 @@ func (g *ids) mk(sp opSpec) tsdb.Operation {
 		prev = *sp.prev
 	}
 	if sp.tool == "" {
-		sp.tool = tsdb.ToolRead
+		sp.tool = api.ToolRead
 	}
 	if sp.mode == "" {
 		sp.mode = "full"

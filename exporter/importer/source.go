@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
 	"github.com/google/uuid"
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 
@@ -288,13 +290,13 @@ func (c *rowConverter) operation(r rawRow) (tsdb.Operation, *problems) {
 	if op.SessionID, ok = parseStoredUUID(v[1]); !ok {
 		p.add(ReasonBadSessionID, "session_id %s is not a UUID", show(v[1]))
 	}
-	if s, isStr := v[2].(string); !isStr || !tsdb.ValidToolName(s) {
-		p.add(ReasonUnknownToolName, "tool_name %s is not one of %s", show(v[2]), strings.Join(tsdb.ToolNames, ", "))
+	if s, isStr := v[2].(string); !isStr || !api.ValidToolName(s) {
+		p.add(ReasonUnknownToolName, "tool_name %s is not one of %s", show(v[2]), strings.Join(api.ToolNames, ", "))
 	} else {
 		op.ToolName = s
 	}
-	if s, isStr := v[3].(string); !isStr || !tsdb.ValidOperationMode(s) {
-		p.add(ReasonUnknownOperationMode, "operation_mode %s is not one of %s", show(v[3]), strings.Join(tsdb.OperationModes, ", "))
+	if s, isStr := v[3].(string); !isStr || !api.ValidOperationMode(s) {
+		p.add(ReasonUnknownOperationMode, "operation_mode %s is not one of %s", show(v[3]), strings.Join(api.OperationModes, ", "))
 	} else {
 		op.OperationMode = s
 	}
@@ -339,7 +341,7 @@ func (c *rowConverter) operation(r rawRow) (tsdb.Operation, *problems) {
 		p.add(ReasonBadResponseTime, "response_time_ms %s is not a finite number >= 0", show(v[9]))
 	}
 	if s, isStr := v[10].(string); !isStr || !tsdb.ValidToolID(strings.ToValidUTF8(s, "\uFFFD")) {
-		p.add(ReasonBadToolID, "tool_id %s is not text of 1 to %d characters", show(v[10]), tsdb.MaxToolIDLength)
+		p.add(ReasonBadToolID, "tool_id %s is not text of 1 to %d characters", show(v[10]), api.MaxToolIDLength)
 	} else {
 		op.ToolID = strings.ToValidUTF8(s, "\uFFFD")
 	}
@@ -357,7 +359,7 @@ func (c *rowConverter) session(r rawRow) (tsdb.Session, *problems) {
 		p.add(ReasonBadSessionID, "session_id %s is not a UUID", show(v[0]))
 	}
 	if t, isStr := v[1].(string); !isStr || !tsdb.ValidToolID(strings.ToValidUTF8(t, "\uFFFD")) {
-		p.add(ReasonBadToolID, "tool_id %s is not text of 1 to %d characters", show(v[1]), tsdb.MaxToolIDLength)
+		p.add(ReasonBadToolID, "tool_id %s is not text of 1 to %d characters", show(v[1]), api.MaxToolIDLength)
 	} else {
 		s.ToolID = strings.ToValidUTF8(t, "\uFFFD")
 	}
@@ -460,7 +462,7 @@ func ParseSourceTime(s string, loc *time.Location) (time.Time, bool) {
 func parseStoredUUID(v any) (uuid.UUID, bool) {
 	switch x := v.(type) {
 	case string:
-		if u, ok := tsdb.ParseUUID(x); ok {
+		if u, ok := api.ParseUUID(x); ok {
 			return u, true
 		}
 		if len(x) == 32 {

@@ -1,27 +1,36 @@
-package main
+// Package legacytest builds databases of the original omnimemory-metrics
+// service (its SQLAlchemy schema, on SQLite) for the tests of the import:
+// valid operations and sessions spread over weeks, bad rows of every kind
+// among them, and what an import must give of them.
+package legacytest
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+	"github.com/omnimemory/omnimemory-metrics/exporter"
+
 	"github.com/google/uuid"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/importer"
+	"github.com/omnimemory/omnimemory-metrics/exporter/importer"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
-// legacySchema is the original service's database on SQLite, as its
+// Schema is the original service's database on SQLite, as its
 // SQLAlchemy models (ToolSession of Phase 1, ToolOperation of Phase 2)
 // create it through Base.metadata.create_all: String columns as VARCHAR,
 // JSON as JSON, Float as FLOAT, DateTime as DATETIME, the spec's indexes.
-const legacySchema = `
+const Schema = `
 CREATE TABLE tool_sessions (
 	id INTEGER NOT NULL, 
 	session_id VARCHAR NOT NULL, 
@@ -66,29 +75,29 @@ CREATE INDEX idx_session_created ON tool_operations (session_id, created_at);
 CREATE INDEX idx_tool_mode ON tool_operations (tool_name, operation_mode);
 `
 
-// sqlalchemyTime is how SQLAlchemy's DateTime writes a naive UTC datetime
+// SQLAlchemyTime is how SQLAlchemy's DateTime writes a naive UTC datetime
 // (datetime.utcnow()) into SQLite.
-const sqlalchemyTime = "2006-01-02 15:04:05.000000"
+const SQLAlchemyTime = "2006-01-02 15:04:05.000000"
 
-// legacyDB is a generated database of the original service and what an
-// import of it must give.
-type legacyDB struct {
-	path string
-	now  time.Time // the generation's clock: every time lies before it
-	// ops are the operations to be imported, in source order.
-	ops []tsdb.Operation
-	// sessions are the valid tool_sessions rows, as the store must hold
+// DB is a generated database of the original service and what an import of
+// it must give.
+type DB struct {
+	Path string
+	Now  time.Time // the generation's clock: every time lies before it
+	// Ops are the operations to be imported, in source order.
+	Ops []tsdb.Operation
+	// Sessions are the valid tool_sessions rows, as the store must hold
 	// them (LastActivity includes their operations).
-	sessions []tsdb.Session
-	// skipped and sessSkipped count the rows to be skipped, by reason.
-	skipped, sessSkipped map[string]int64
-	opRows, sessRows     int64
+	Sessions []tsdb.Session
+	// Skipped and SessSkipped count the rows to be skipped, by reason.
+	Skipped, SessSkipped map[string]int64
+	OpRows, SessRows     int64
 }
 
-// buildLegacyDB writes a database of the original service with about n
-// valid operations spread over the last 34 days, sessions open and ended,
-// and bad rows of every kind among them.
-func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
+// Build writes, as dir/omnimemory.db, a database of the original service
+// with about n valid operations spread over the last 34 days, sessions open
+// and ended, and bad rows of every kind among them.
+func Build(t testing.TB, dir string, n int) *DB {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(20250114, 8003))
 	newID := func() uuid.UUID {
@@ -101,14 +110,14 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 		return u
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	db := &legacyDB{path: filepath.Join(dir, "omnimemory.db"), now: now,
-		skipped: map[string]int64{}, sessSkipped: map[string]int64{}}
-	src, err := sql.Open("sqlite", "file:"+db.path)
+	db := &DB{Path: filepath.Join(dir, "omnimemory.db"), Now: now,
+		Skipped: map[string]int64{}, SessSkipped: map[string]int64{}}
+	src, err := sql.Open("sqlite", "file:"+db.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	if _, err := src.Exec(legacySchema); err != nil {
+	if _, err := src.Exec(Schema); err != nil {
 		t.Fatal(err)
 	}
 	tx, err := src.Begin()
@@ -147,7 +156,7 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 		if s.LastActivity.After(now.Add(-2 * time.Minute)) {
 			s.LastActivity = now.Add(-2 * time.Minute)
 		}
-		last := any(s.LastActivity.Format(sqlalchemyTime))
+		last := any(s.LastActivity.Format(SQLAlchemyTime))
 		if i == 7 {
 			last = nil // never touched: last activity is the start
 		}
@@ -155,7 +164,7 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 		if i%2 == 0 {
 			e := s.LastActivity.Add(30 * time.Second)
 			s.EndedAt = &e
-			ended = e.Format(sqlalchemyTime)
+			ended = e.Format(SQLAlchemyTime)
 		}
 		var version, pid, instance, project, workspace any
 		if i%3 != 2 {
@@ -169,16 +178,16 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 			pid, instance, project, workspace = p, inst, proj, ws
 		}
 		if _, err := insSess.Exec(s.SessionID.String(), s.ToolID, version, pid, instance, project, workspace,
-			s.StartedAt.Format(sqlalchemyTime), ended, last); err != nil {
+			s.StartedAt.Format(SQLAlchemyTime), ended, last); err != nil {
 			t.Fatal(err)
 		}
-		db.sessRows++
+		db.SessRows++
 		stored := s
 		if i == 7 {
 			stored.LastActivity = s.StartedAt
 		}
-		sessIndex[s.SessionID] = len(db.sessions)
-		db.sessions = append(db.sessions, stored)
+		sessIndex[s.SessionID] = len(db.Sessions)
+		db.Sessions = append(db.Sessions, stored)
 		spans = append(spans, span{s.SessionID, s.ToolID, s.StartedAt, s.LastActivity})
 	}
 	// Bad sessions, each of one kind; their ids may still carry
@@ -188,19 +197,19 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 		reason string
 		values []any
 	}{
-		{importer.ReasonBadSessionID, []any{"sess-bad", "cursor", nil, nil, nil, nil, nil, now.Add(-time.Hour).Format(sqlalchemyTime), nil, nil}},
+		{importer.ReasonBadSessionID, []any{"sess-bad", "cursor", nil, nil, nil, nil, nil, now.Add(-time.Hour).Format(SQLAlchemyTime), nil, nil}},
 		{importer.ReasonBadTime, []any{badStart.String(), "cursor", nil, nil, nil, nil, nil, "last tuesday", nil, nil}},
 		{importer.ReasonInconsistentTimes, []any{newID().String(), "cursor", nil, nil, nil, nil, nil,
-			now.Add(-time.Hour).Format(sqlalchemyTime), now.Add(-2 * time.Hour).Format(sqlalchemyTime), nil}},
-		{importer.ReasonBadToolID, []any{newID().String(), "", nil, nil, nil, nil, nil, now.Add(-time.Hour).Format(sqlalchemyTime), nil, nil}},
-		{importer.ReasonBadAttributes, []any{newID().String(), "cursor", nil, "pid-12", nil, nil, nil, now.Add(-time.Hour).Format(sqlalchemyTime), nil, nil}},
+			now.Add(-time.Hour).Format(SQLAlchemyTime), now.Add(-2 * time.Hour).Format(SQLAlchemyTime), nil}},
+		{importer.ReasonBadToolID, []any{newID().String(), "", nil, nil, nil, nil, nil, now.Add(-time.Hour).Format(SQLAlchemyTime), nil, nil}},
+		{importer.ReasonBadAttributes, []any{newID().String(), "cursor", nil, "pid-12", nil, nil, nil, now.Add(-time.Hour).Format(SQLAlchemyTime), nil, nil}},
 		{importer.ReasonTimeOutOfRange, []any{newID().String(), "cursor", nil, nil, nil, nil, nil, "1969-07-20 20:17:40.000000", nil, nil}},
 	} {
 		if _, err := insSess.Exec(b.values...); err != nil {
 			t.Fatal(err)
 		}
-		db.sessRows++
-		db.sessSkipped[b.reason]++
+		db.SessRows++
+		db.SessSkipped[b.reason]++
 	}
 	// Sessions known only from their operations.
 	for range 3 {
@@ -214,7 +223,7 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 	// hold of it.
 	valid := func(k int) ([]any, tsdb.Operation) {
 		sp := spans[rng.IntN(len(spans))]
-		tool := tsdb.ToolNames[rng.IntN(2)]
+		tool := api.ToolNames[rng.IntN(2)]
 		mode := modes[tool][rng.IntN(len(modes[tool]))]
 		if k%97 == 0 {
 			mode = "semantic" // any tool may pair with any mode
@@ -277,7 +286,7 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 		case 3: // isoformat() of a naive datetime
 			vals[11] = created.Format("2006-01-02T15:04:05.000000")
 		default:
-			vals[11] = created.Format(sqlalchemyTime)
+			vals[11] = created.Format(SQLAlchemyTime)
 		}
 		op.CreatedAt = created
 		return vals, op
@@ -319,20 +328,20 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 		{importer.ReasonBadTime, 11, "14/01/2025 10:30"},
 		{importer.ReasonBadTime, 11, nil},
 		{importer.ReasonTimeOutOfRange, 11, "1969-12-31 23:59:59.000000"},
-		{importer.ReasonTimeOutOfRange, 11, now.Add(24 * time.Hour).Format(sqlalchemyTime)},
+		{importer.ReasonTimeOutOfRange, 11, now.Add(24 * time.Hour).Format(SQLAlchemyTime)},
 	}
 	insert := func(vals []any) {
 		if _, err := insOp.Exec(vals...); err != nil {
 			t.Fatalf("insert %v: %v", vals, err)
 		}
-		db.opRows++
+		db.OpRows++
 	}
 	badEvery := max(n/(3*len(bads)), 1)
 	nextBad, dups := 0, 0
 	for k := 0; k < n; k++ {
 		vals, op := valid(k)
 		insert(vals)
-		db.ops = append(db.ops, op)
+		db.Ops = append(db.Ops, op)
 		if k%badEvery == badEvery-1 {
 			// A bad row of the next kind: a valid one with one value spoilt.
 			b := bads[nextBad%len(bads)]
@@ -343,14 +352,14 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 				bv[0] = fmt.Sprintf("%s%d", b.value, nextBad)[len(fmt.Sprint(nextBad)):]
 			}
 			insert(bv)
-			db.skipped[b.reason]++
+			db.Skipped[b.reason]++
 		}
-		if k%200 == 150 && len(db.ops) > 10 {
+		if k%200 == 150 && len(db.Ops) > 10 {
 			// The id of an earlier operation, written in another form.
 			dv, _ := valid(k)
-			dv[0] = strings.ToUpper(strings.ReplaceAll(db.ops[len(db.ops)-1-rng.IntN(10)].ID.String(), "-", ""))
+			dv[0] = strings.ToUpper(strings.ReplaceAll(db.Ops[len(db.Ops)-1-rng.IntN(10)].ID.String(), "-", ""))
 			insert(dv)
-			db.skipped[importer.ReasonDuplicateID]++
+			db.Skipped[importer.ReasonDuplicateID]++
 			dups++
 		}
 	}
@@ -361,19 +370,19 @@ func buildLegacyDB(t testing.TB, dir string, n int) *legacyDB {
 		t.Fatalf("only %d of %d bad kinds written: raise n", nextBad, len(bads))
 	}
 	// The stored sessions' last activity includes their operations.
-	for _, op := range db.ops {
-		if i, ok := sessIndex[op.SessionID]; ok && op.CreatedAt.After(db.sessions[i].LastActivity) {
-			db.sessions[i].LastActivity = op.CreatedAt
+	for _, op := range db.Ops {
+		if i, ok := sessIndex[op.SessionID]; ok && op.CreatedAt.After(db.Sessions[i].LastActivity) {
+			db.Sessions[i].LastActivity = op.CreatedAt
 		}
 	}
 	return db
 }
 
-// want answers the totals that the imported operations give in [start, end]
+// Want answers the totals that the imported operations give in [start, end]
 // (no lower bound when start is nil), for toolID (all when empty).
-func (db *legacyDB) want(start *time.Time, end time.Time, toolID string) (all tsdb.Totals, byTool, byMode map[string]tsdb.Totals) {
+func (db *DB) Want(start *time.Time, end time.Time, toolID string) (all tsdb.Totals, byTool, byMode map[string]tsdb.Totals) {
 	byTool, byMode = map[string]tsdb.Totals{}, map[string]tsdb.Totals{}
-	for _, op := range db.ops {
+	for _, op := range db.Ops {
 		if (start != nil && op.CreatedAt.Before(*start)) || op.CreatedAt.After(end) || (toolID != "" && op.ToolID != toolID) {
 			continue
 		}
@@ -390,21 +399,152 @@ func (db *legacyDB) want(start *time.Time, end time.Time, toolID string) (all ts
 	return all, byTool, byMode
 }
 
-func (db *legacyDB) skippedTotal() int64 {
+// SkippedTotal counts the operation rows to be skipped.
+func (db *DB) SkippedTotal() int64 {
 	var n int64
-	for _, v := range db.skipped {
+	for _, v := range db.Skipped {
 		n += v
 	}
 	return n
 }
 
-// hasOlder reports whether an imported operation of toolID (any when
+// HasOlder reports whether an imported operation of toolID (any when
 // empty) was made before t.
-func (db *legacyDB) hasOlder(toolID string, t time.Time) bool {
-	for _, op := range db.ops {
+func (db *DB) HasOlder(toolID string, t time.Time) bool {
+	for _, op := range db.Ops {
 		if (toolID == "" || op.ToolID == toolID) && op.CreatedAt.Before(t) {
 			return true
 		}
 	}
 	return false
+}
+
+// Check checks every figure of store against db, as an import of db must
+// have left it: each operation field by field, the aggregate answers of
+// every range (as the API gives them, through exporter.Reporter), and the
+// sessions.
+func (db *DB) Check(t testing.TB, store tsdb.Store) {
+	t.Helper()
+	ctx := context.Background()
+	want := map[uuid.UUID]tsdb.Operation{}
+	for _, op := range db.Ops {
+		want[op.ID] = op
+	}
+	got := map[uuid.UUID]tsdb.Operation{}
+	for offset := 0; ; offset += 1000 {
+		page, err := store.QueryOperations(ctx, tsdb.OperationFilter{Limit: 1000, Offset: offset})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Total != int64(len(db.Ops)) {
+			t.Fatalf("%d operations stored, want %d", page.Total, len(db.Ops))
+		}
+		for _, op := range page.Operations {
+			if _, dup := got[op.ID]; dup {
+				t.Errorf("operation %s stored twice", op.ID)
+			}
+			got[op.ID] = op
+		}
+		if len(page.Operations) < 1000 {
+			break
+		}
+	}
+	bad := 0
+	for id, w := range want {
+		g, ok := got[id]
+		if !ok {
+			t.Errorf("operation %s missing", id)
+			continue
+		}
+		if g.SessionID != w.SessionID || g.ToolName != w.ToolName || g.OperationMode != w.OperationMode ||
+			string(g.Parameters) != string(w.Parameters) || !reflect.DeepEqual(g.FilePath, w.FilePath) ||
+			g.TokensOriginal != w.TokensOriginal || g.TokensActual != w.TokensActual || g.TokensPrevented != w.TokensPrevented ||
+			g.ResponseTimeMs != w.ResponseTimeMs || g.ToolID != w.ToolID || !g.CreatedAt.Equal(w.CreatedAt) {
+			if bad++; bad <= 5 {
+				t.Errorf("operation %s\n got %+v\nwant %+v", id, g, w)
+			}
+		}
+	}
+
+	pricing := exporter.Pricing{PerThousandUSD: 0.015}
+	rep := exporter.NewReporter(store, pricing, func() time.Time { return db.Now })
+	for _, r := range exporter.SavingsRanges {
+		for _, toolID := range []string{"", "cursor"} {
+			var start *time.Time
+			if r.Duration > 0 {
+				s := db.Now.Add(-r.Duration)
+				start = &s
+			}
+			all, byTool, byMode := db.Want(start, db.Now, toolID)
+			name := string(r.Name) + "/" + toolID
+			sv, err := rep.APISavings(ctx, r, toolID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pct := 0.0
+			if all.TokensOriginal > 0 {
+				pct = math.Round(float64(all.TokensPrevented)/float64(all.TokensOriginal)*100*100) / 100
+			}
+			if sv.TotalOperations != all.Count || sv.TotalTokensProcessed != all.TokensOriginal || sv.TotalTokensPrevented != all.TokensPrevented ||
+				sv.APICostBaseline != pricing.Cost(all.TokensOriginal) || sv.APICostActual != pricing.Cost(all.TokensActual) ||
+				sv.TotalCostSaved != pricing.Cost(all.TokensPrevented) || sv.SavingsPercentage != pct {
+				t.Errorf("%s: savings %+v, want totals %+v", name, sv, all)
+			}
+			if all.Count == 0 {
+				t.Errorf("%s: no operations in the window: the test data do not cover it", name)
+			}
+			for tool, s := range map[string]api.Savings{"read": sv.BreakdownByTool.Read, "search": sv.BreakdownByTool.Search} {
+				w := byTool[tool]
+				if s.Operations != w.Count || s.TokensPrevented != w.TokensPrevented || s.CostSaved != pricing.Cost(w.TokensPrevented) {
+					t.Errorf("%s: %s %+v, want %+v", name, tool, s, w)
+				}
+			}
+			if len(sv.BreakdownByMode) != len(byMode) {
+				t.Errorf("%s: modes %v, want %v", name, sv.BreakdownByMode, byMode)
+			}
+			for mode, w := range byMode {
+				if s := sv.BreakdownByMode[mode]; s.Operations != w.Count || s.TokensPrevented != w.TokensPrevented {
+					t.Errorf("%s: mode %s %+v, want %+v", name, mode, s, w)
+				}
+			}
+			var trendOps, trendPrevented int64
+			for _, p := range sv.Trends {
+				trendOps += p.Operations
+				trendPrevented += p.TokensPrevented
+			}
+			if trendOps != all.Count || trendPrevented != all.TokensPrevented {
+				t.Errorf("%s: trend sums to %d / %d, want %d / %d", name, trendOps, trendPrevented, all.Count, all.TokensPrevented)
+			}
+			bd, err := rep.ToolBreakdown(ctx, r, toolID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for tool, s := range map[string]api.ToolStats{"read": bd.Read, "search": bd.Search} {
+				w := byTool[tool]
+				if s.TotalOperations != w.Count || s.TotalTokensOriginal != w.TokensOriginal || s.TotalTokensActual != w.TokensActual ||
+					s.TotalTokensPrevented != w.TokensPrevented || math.Abs(s.AvgResponseTimeMs*float64(w.Count)-w.ResponseTimeSumMs) > 1e-3 {
+					t.Errorf("%s: breakdown %s %+v, want %+v", name, tool, s, w)
+				}
+			}
+		}
+	}
+
+	perSession := map[uuid.UUID]int64{}
+	for _, op := range db.Ops {
+		perSession[op.SessionID]++
+	}
+	for _, w := range db.Sessions {
+		g, err := store.GetSession(ctx, w.SessionID)
+		if err != nil {
+			t.Errorf("session %s: %v", w.SessionID, err)
+			continue
+		}
+		ended := (g.EndedAt == nil) == (w.EndedAt == nil) && (g.EndedAt == nil || g.EndedAt.Equal(*w.EndedAt))
+		if !ended || !g.StartedAt.Equal(w.StartedAt) || !g.LastActivity.Equal(w.LastActivity) || g.ToolID != w.ToolID ||
+			!reflect.DeepEqual(g.ToolVersion, w.ToolVersion) || !reflect.DeepEqual(g.ProcessID, w.ProcessID) ||
+			!reflect.DeepEqual(g.InstanceID, w.InstanceID) || !reflect.DeepEqual(g.ProjectID, w.ProjectID) ||
+			g.TotalOperations != perSession[w.SessionID] {
+			t.Errorf("session %s\n got %+v (ended %v)\nwant %+v (ended %v), %d operations", w.SessionID, g.Session, g.EndedAt, w, w.EndedAt, perSession[w.SessionID])
+		}
+	}
 }

@@ -1,0 +1,327 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// The names of these types are those of the schemas of the service's OpenAPI
+// document (components.schemas), which its tests hold to these fields.
+
+// OperationRequest is one tool call as a tool reports it: the body of POST
+// /track/tool-operation and an item of BatchRequest. Its JSON leaves the
+// optional fields out when they are zero.
+type OperationRequest struct {
+	// OperationID identifies the operation to the service, which stores an
+	// id once however often it is sent; zero sends none (the service makes
+	// one).
+	OperationID uuid.UUID `json:"operation_id,omitzero"`
+	// SessionID is required. A session that does not exist yet is created
+	// by the operation.
+	SessionID     uuid.UUID `json:"session_id"`
+	ToolName      string    `json:"tool_name"`      // ToolRead or ToolSearch
+	OperationMode string    `json:"operation_mode"` // ModeFull, ModeOverview, ...
+	// Parameters are stored as sent; nil stores {}.
+	Parameters map[string]any `json:"parameters,omitempty"`
+	// FilePath is stored as null when empty.
+	FilePath       string `json:"file_path,omitempty"`
+	TokensOriginal int64  `json:"tokens_original"`
+	TokensActual   int64  `json:"tokens_actual"`
+	// TokensPrevented, when nil, is computed by the service as
+	// max(0, TokensOriginal-TokensActual). When set it must be either that
+	// or TokensOriginal-TokensActual (negative when the tool cost more than
+	// its baseline).
+	TokensPrevented *int64  `json:"tokens_prevented,omitempty"`
+	ResponseTimeMs  float64 `json:"response_time_ms"`
+	// ToolID names the tool instance ("claude-code"): 1 to MaxToolIDLength
+	// characters.
+	ToolID string `json:"tool_id"`
+	// CreatedAt, when zero, is the service's clock at arrival; otherwise it
+	// must not be more than MaxClockSkew ahead of the service's clock.
+	CreatedAt time.Time `json:"created_at,omitzero"`
+}
+
+// MarshalJSON encodes op as the service takes it: CreatedAt in RFC 3339
+// UTC, the optional fields left out when zero.
+func (op OperationRequest) MarshalJSON() ([]byte, error) {
+	type plain OperationRequest // without this method
+	if !op.CreatedAt.IsZero() {
+		op.CreatedAt = op.CreatedAt.UTC()
+	}
+	return json.Marshal(plain(op))
+}
+
+// BatchRequest is the body of POST /track/tool-operations: 1 to
+// MaxBatchOperations operations, stored all or none.
+type BatchRequest struct {
+	Operations []OperationRequest `json:"operations"`
+}
+
+// TrackResponse answers POST /track/tool-operation.
+type TrackResponse struct {
+	Status      string    `json:"status"` // "success"
+	OperationID uuid.UUID `json:"operation_id"`
+}
+
+// BatchResponse answers POST /track/tool-operations.
+type BatchResponse struct {
+	Status string `json:"status"` // "success"
+	Count  int    `json:"count"`
+	// OperationIDs are the ids of the operations, in the order sent.
+	OperationIDs []uuid.UUID `json:"operation_ids"`
+}
+
+// Operation is a stored operation as the service answers it: an item of
+// OperationPage and a line of the NDJSON export.
+type Operation struct {
+	ID            uuid.UUID `json:"id"`
+	SessionID     uuid.UUID `json:"session_id"`
+	ToolName      string    `json:"tool_name"`
+	OperationMode string    `json:"operation_mode"`
+	// Parameters is the object as sent ({} when none was), undecoded.
+	Parameters      json.RawMessage `json:"parameters"`
+	FilePath        *string         `json:"file_path"`
+	TokensOriginal  int64           `json:"tokens_original"`
+	TokensActual    int64           `json:"tokens_actual"`
+	TokensPrevented int64           `json:"tokens_prevented"`
+	ResponseTimeMs  float64         `json:"response_time_ms"`
+	ToolID          string          `json:"tool_id"`
+	CreatedAt       time.Time       `json:"created_at"` // UTC
+}
+
+// OperationPage answers GET /metrics/tool-operations: newest first (ties by
+// id), Total counting every match regardless of paging.
+type OperationPage struct {
+	Operations []Operation `json:"operations"`
+	Total      int64       `json:"total"`
+	Limit      int         `json:"limit"`
+	Offset     int         `json:"offset"`
+}
+
+// ModeBreakdown is one mode of one tool in a ToolBreakdown.
+type ModeBreakdown struct {
+	Count             int64   `json:"count"`
+	TokensPrevented   int64   `json:"tokens_prevented"`
+	AvgResponseTimeMs float64 `json:"avg_response_time_ms"`
+}
+
+// ToolStats are one tool's figures in a ToolBreakdown.
+type ToolStats struct {
+	TotalOperations      int64   `json:"total_operations"`
+	TotalTokensOriginal  int64   `json:"total_tokens_original"`
+	TotalTokensActual    int64   `json:"total_tokens_actual"`
+	TotalTokensPrevented int64   `json:"total_tokens_prevented"`
+	AvgResponseTimeMs    float64 `json:"avg_response_time_ms"`
+	// ByMode lists the modes that occurred.
+	ByMode map[string]ModeBreakdown `json:"by_mode"`
+}
+
+// ToolBreakdown answers GET /metrics/tool-breakdown.
+type ToolBreakdown struct {
+	Read                 ToolStats `json:"read"`
+	Search               ToolStats `json:"search"`
+	TotalTokensPrevented int64     `json:"total_tokens_prevented"`
+	TotalCostSaved       float64   `json:"total_cost_saved"`
+	TimePeriod           TimeRange `json:"time_period"`
+}
+
+// Savings are the figures of one tool or mode in APISavings.
+type Savings struct {
+	CostSaved       float64 `json:"cost_saved"`
+	TokensPrevented int64   `json:"tokens_prevented"`
+	Operations      int64   `json:"operations"`
+}
+
+// ToolSavings has both tools, always.
+type ToolSavings struct {
+	Read   Savings `json:"read"`
+	Search Savings `json:"search"`
+}
+
+// TrendPoint is one bucket of APISavings.Trends; Timestamp is the bucket's
+// start (an hour or a day, UTC).
+type TrendPoint struct {
+	Timestamp       time.Time `json:"timestamp"`
+	TokensPrevented int64     `json:"tokens_prevented"`
+	CostSaved       float64   `json:"cost_saved"`
+	Operations      int64     `json:"operations"`
+}
+
+// PeriodSavings are the priced figures of one period. Money is in US
+// dollars, never rounded to cents.
+type PeriodSavings struct {
+	APICostBaseline      float64            `json:"api_cost_baseline"`
+	APICostActual        float64            `json:"api_cost_actual"`
+	TotalCostSaved       float64            `json:"total_cost_saved"`
+	SavingsPercentage    float64            `json:"savings_percentage"`
+	TotalTokensProcessed int64              `json:"total_tokens_processed"`
+	TotalTokensPrevented int64              `json:"total_tokens_prevented"`
+	TotalOperations      int64              `json:"total_operations"`
+	BreakdownByTool      ToolSavings        `json:"breakdown_by_tool"`
+	BreakdownByMode      map[string]Savings `json:"breakdown_by_mode"`
+}
+
+// APISavings answers GET /metrics/api-savings. PreviousPeriod and Change are
+// set only when asked with compare=previous.
+type APISavings struct {
+	PeriodSavings
+	// Trends are zero-filled buckets, oldest first, summing to the totals:
+	// hourly for 1h and 24h, daily otherwise.
+	Trends         []TrendPoint    `json:"trends"`
+	TimeRange      TimeRange       `json:"time_range"`
+	CalculatedAt   time.Time       `json:"calculated_at"`
+	PreviousPeriod *PreviousPeriod `json:"previous_period,omitempty"`
+	Change         *SavingsChange  `json:"change,omitempty"`
+}
+
+// PreviousPeriod is the period compared with: [Start, End), End being where
+// the current period starts.
+type PreviousPeriod struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	PeriodSavings
+}
+
+// Change is how a figure moved from the previous period to the current one:
+// Absolute = current - previous, Percent = Absolute / |previous| * 100 to two
+// decimals, nil (JSON null) when previous is 0.
+type Change[T float64 | int64] struct {
+	Absolute T        `json:"absolute"`
+	Percent  *float64 `json:"percent"`
+}
+
+// SavingsChange is the Change of every total of APISavings. Money changes
+// are rounded as money is; SavingsPercentage.Absolute is in percentage
+// points, to two decimals.
+type SavingsChange struct {
+	APICostBaseline      Change[float64] `json:"api_cost_baseline"`
+	APICostActual        Change[float64] `json:"api_cost_actual"`
+	TotalCostSaved       Change[float64] `json:"total_cost_saved"`
+	SavingsPercentage    Change[float64] `json:"savings_percentage"`
+	TotalTokensProcessed Change[int64]   `json:"total_tokens_processed"`
+	TotalTokensPrevented Change[int64]   `json:"total_tokens_prevented"`
+	TotalOperations      Change[int64]   `json:"total_operations"`
+}
+
+// SessionRequest is the body of POST /sessions/start and POST
+// /sessions/get_or_create.
+type SessionRequest struct {
+	// ToolID is required: 1 to MaxToolIDLength characters.
+	ToolID      string `json:"tool_id"`
+	ToolVersion string `json:"tool_version,omitempty"`
+	// ProcessID is the tool's process id; 0 sends none.
+	ProcessID     int    `json:"process_id,omitempty"`
+	ProjectID     string `json:"project_id,omitempty"`
+	WorkspacePath string `json:"workspace_path,omitempty"`
+	// InstanceID identifies one running instance of the tool. Only
+	// get_or_create uses it: it reuses the instance's open session.
+	InstanceID string `json:"instance_id,omitempty"`
+}
+
+// Session is a session and its totals: the answer of GET /sessions/{id}.
+type Session struct {
+	SessionID    uuid.UUID  `json:"session_id"`
+	ToolID       string     `json:"tool_id"`
+	ToolVersion  *string    `json:"tool_version"`
+	ProcessID    *int64     `json:"process_id"`
+	InstanceID   *string    `json:"instance_id"`
+	ProjectID    *string    `json:"project_id"`
+	StartedAt    time.Time  `json:"started_at"`
+	EndedAt      *time.Time `json:"ended_at"` // nil while open
+	LastActivity time.Time  `json:"last_activity"`
+	// TotalOperations counts its operations; TokensSaved sums their
+	// tokens_prevented; TotalCompressions counts its read operations and
+	// TotalEmbeddings its search operations.
+	TotalOperations   int64 `json:"total_operations"`
+	TokensSaved       int64 `json:"tokens_saved"`
+	TotalCompressions int64 `json:"total_compressions"`
+	TotalEmbeddings   int64 `json:"total_embeddings"`
+}
+
+// SessionStarted answers POST /sessions/start.
+type SessionStarted struct {
+	SessionID   uuid.UUID `json:"session_id"`
+	ToolID      string    `json:"tool_id"`
+	ToolVersion *string   `json:"tool_version"`
+	Status      string    `json:"status"` // "started"
+}
+
+// SessionGetOrCreate answers POST /sessions/get_or_create.
+type SessionGetOrCreate struct {
+	SessionID uuid.UUID `json:"session_id"`
+	ToolID    string    `json:"tool_id"`
+	// Status is StatusExisting when an open session was reused,
+	// StatusCreated otherwise.
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+// Heartbeat answers POST /sessions/{id}/heartbeat.
+type Heartbeat struct {
+	SessionID uuid.UUID `json:"session_id"`
+	// Status is StatusActive, or StatusEnded for a session that has ended
+	// (a heartbeat never reopens one).
+	Status       string    `json:"status"`
+	LastActivity time.Time `json:"last_activity"`
+}
+
+// SessionEnded answers POST /sessions/{id}/end.
+type SessionEnded struct {
+	SessionID uuid.UUID `json:"session_id"`
+	Status    string    `json:"status"` // "ended"
+	Summary   Session   `json:"summary"`
+}
+
+// ActiveSessions answers GET /sessions/active: sessions not ended with
+// activity within ActiveWindow.
+type ActiveSessions struct {
+	Sessions []Session `json:"active_sessions"`
+	Count    int       `json:"count"`
+	// ToolID echoes the filter, nil when none.
+	ToolID *string `json:"tool_id"`
+}
+
+// Health answers GET /health; Ready answers GET /ready when the store
+// answers.
+type (
+	Health struct {
+		Status string `json:"status"` // "healthy"
+	}
+	Ready struct {
+		Status string `json:"status"` // "ready"
+	}
+)
+
+// Detail is every error answer but a 422: a non-empty sentence.
+type Detail struct {
+	Detail string `json:"detail"`
+}
+
+// ValidationError is a 422 answer: every bad field, as FastAPI gives it.
+type ValidationError struct {
+	Detail []FieldError `json:"detail"`
+}
+
+// FieldError is one item of a ValidationError.
+type FieldError struct {
+	// Loc locates the error: strings for names, ints for list indexes, as
+	// ["body", "tool_name"] or ["body", "operations", 3, "tokens_actual"].
+	Loc  []any  `json:"loc"`
+	Msg  string `json:"msg"`
+	Type string `json:"type"`
+}
+
+// Field answers Loc joined with dots, as "body.operations.3.tool_name".
+func (f FieldError) Field() string {
+	parts := make([]string, len(f.Loc))
+	for i, p := range f.Loc {
+		parts[i] = fmt.Sprint(p)
+	}
+	return strings.Join(parts, ".")
+}
+
+func (f FieldError) String() string { return f.Field() + ": " + f.Msg }

@@ -1,0 +1,88 @@
+package exporter
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// Options configure the service layer. Zero values take the defaults.
+type Options struct {
+	// Pricing prices every cost figure.
+	Pricing Pricing
+	// MaxToolIDLabels bounds the distinct tool_id label values
+	// (DefaultMaxToolIDLabels when 0).
+	MaxToolIDLabels int
+	// Tracker tunes the writer (its TracerProvider is set from
+	// TracerProvider).
+	Tracker TrackerOptions
+	// ReadyTimeout bounds the store check of Ready (default 2s).
+	ReadyTimeout time.Duration
+	// Registerer takes the metrics (a registry of the caller's; never the
+	// default one). Required.
+	Registerer prometheus.Registerer
+	// TracerProvider makes the commit spans (no-op when nil).
+	TracerProvider trace.TracerProvider
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// Logger logs (discarded when nil).
+	Logger *slog.Logger
+}
+
+// Service is the service layer over one store: ingest (Tracker), reports
+// (Reporter), sessions (Sessions), reads and exports of operations
+// (Operations), and readiness. Close stops it.
+type Service struct {
+	*Tracker
+	*Reporter
+	*Sessions
+	*Operations
+
+	store     tsdb.Pinger
+	now       func() time.Time
+	readyWait time.Duration
+}
+
+// New starts the service layer over store: the writer runs until Close.
+func New(store tsdb.Store, o Options) *Service {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 2 * time.Second
+	}
+	o.Tracker.TracerProvider = o.TracerProvider
+	metrics := NewMetrics(o.Registerer, o.Pricing.PerThousandUSD, o.MaxToolIDLabels)
+	return &Service{
+		Tracker:    NewTracker(store, metrics, o.Tracker, o.Logger),
+		Reporter:   NewReporter(store, o.Pricing, o.Now),
+		Sessions:   NewSessions(store, o.Now),
+		Operations: NewOperations(store),
+		store:      store,
+		now:        o.Now,
+		readyWait:  o.ReadyTimeout,
+	}
+}
+
+// Now answers the service's clock: the now that operations' created_at is
+// checked against.
+func (s *Service) Now() time.Time { return s.now() }
+
+// Ready answers nil when the store can serve, within the ready timeout.
+func (s *Service) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.readyWait)
+	defer cancel()
+	return s.store.Ping(ctx)
+}
+
+// Close stops taking operations and commits those already queued, waiting
+// at most until ctx ends. The store is the caller's to close afterwards.
+func (s *Service) Close(ctx context.Context) error { return s.Tracker.Close(ctx) }
