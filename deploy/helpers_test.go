@@ -12,13 +12,13 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testtools"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 // repoRoot answers the module root, where the deployment files live.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	root, err := testtools.ModuleRoot()
+	root, err := realtools.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

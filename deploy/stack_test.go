@@ -21,8 +21,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
-	"github.com/omnimemory/omnimemory-metrics/internal/testtools"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 // sampleOps are five operations of one tool (claude-code): 98,000 tokens
@@ -60,8 +59,8 @@ func TestStack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the service, InfluxDB and Prometheus")
 	}
-	promBin := testtools.Require(t, "prometheus")
-	influx := testinflux.Start(t)
+	promBin := realtools.Require(t, "prometheus")
+	influx := realtools.NewInfluxd(t)
 	bucket := influx.NewBucket(t)
 	root := repoRoot(t)
 	dir := t.TempDir()

@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testinflux.RunMain(m))
+	os.Exit(realtools.RunMain(m))
 }
 
 // seed is what the Flux test writes: operations of the tool_operation
@@ -55,7 +55,7 @@ func lpString(s string) string {
 
 // writeSeed writes a few hundred operations spread over the last six hours
 // through the 1.x /write endpoint, as the InfluxDB store lays them out.
-func writeSeed(t *testing.T, srv *testinflux.Server, db string) seed {
+func writeSeed(t *testing.T, srv *realtools.Influxd, db string) seed {
 	t.Helper()
 	now := time.Now().UTC()
 	s := seed{
@@ -133,7 +133,7 @@ type fluxResult []map[string]string
 
 // runFlux runs one Flux query through the v2 compatibility API, the one
 // Grafana's Flux mode calls on 1.8 and 2.x, and fails on any error.
-func runFlux(ctx context.Context, srv *testinflux.Server, query string) (fluxResult, error) {
+func runFlux(ctx context.Context, srv *realtools.Influxd, query string) (fluxResult, error) {
 	body, err := json.Marshal(map[string]any{
 		"query":   query,
 		"type":    "flux",
@@ -231,7 +231,7 @@ func interpolate(query, bucket string, clients []string, start, stop time.Time, 
 // 1.8.3 (Flux 0.65) holding seeded operations, and checks that each
 // answers rows without an error, and that the totals are right.
 func TestFluxQueriesRun(t *testing.T) {
-	srv := testinflux.Shared(t)
+	srv := realtools.SharedInfluxd(t)
 	bucket := srv.NewBucket(t)
 	db := strings.TrimSuffix(bucket, "/autogen")
 	s := writeSeed(t, srv, db)

@@ -21,7 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testtools"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 // waitTimeout bounds every wait for the page; the whole test takes a few
@@ -52,7 +52,7 @@ type browser struct {
 
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
-	exec := testtools.RequireChromium(t)
+	exec := realtools.RequireChromium(t)
 	base, cancelBase := context.WithTimeout(context.Background(), 2*time.Minute)
 	actx, cancelAlloc := chromedp.NewExecAllocator(base,
 		chromedp.ExecPath(exec),

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testtools"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -512,7 +512,7 @@ func TestBenchSmokeSQLite(t *testing.T) {
 // TestBenchSmokeInfluxDB runs the bench at tiny sizes on a real InfluxDB
 // 1.8.3, with the line-protocol reference.
 func TestBenchSmokeInfluxDB(t *testing.T) {
-	testtools.Require(t, "influxd")
+	realtools.Require(t, "influxd")
 	cfg := smokeConfig(t, "influxdb")
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

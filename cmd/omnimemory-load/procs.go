@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/tools"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 // child is a process this tool started, in a process group of its own so
@@ -145,12 +145,12 @@ func (c *child) waitHTTP(ctx context.Context, url string, want int, timeout time
 }
 
 // freePort answers a free TCP port on 127.0.0.1.
-func freePort() (int, error) { return tools.FreePort() }
+func freePort() (int, error) { return realtools.FreePort() }
 
 // moduleRoot answers the folder of this module's go.mod, above the working
 // directory: the bench builds the service from it.
 func moduleRoot() (string, error) {
-	root, err := tools.ModuleRoot()
+	root, err := realtools.ModuleRoot()
 	if err != nil {
 		return "", fmt.Errorf("run omnimemory-load bench inside the omnimemory-metrics module: %w", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 // crashUnderLoad runs the service in a child process with vars, loads it
@@ -93,7 +93,7 @@ func TestKill9OnTheEmbeddedStore(t *testing.T) {
 // on the outbox's last segment: the intact records are delivered, the torn
 // bytes reported, nothing acknowledged lost or doubled.
 func TestKill9OnInfluxDBWithItsOutbox(t *testing.T) {
-	srv := testinflux.Start(t)
+	srv := realtools.NewInfluxd(t)
 	bucket := srv.NewBucket(t)
 	outbox := filepath.Join(t.TempDir(), "outbox")
 	vars := []string{"OMNIMEMORY_DB_TYPE=influxdb", "INFLUXDB_URL=" + srv.URL, "INFLUXDB_BUCKET=" + bucket, "OMNIMEMORY_OUTBOX_DIR=" + outbox}

@@ -17,7 +17,7 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/exporter/importer/legacytest"
 
 	"github.com/omnimemory/omnimemory-metrics/exporter/importer"
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
@@ -264,7 +264,7 @@ func TestImportKilledAtAnyPoint(t *testing.T) {
 // figures; a second import with a new checkpoint finds every operation
 // stored already.
 func TestImportIntoInfluxDB(t *testing.T) {
-	srv := testinflux.Start(t)
+	srv := realtools.NewInfluxd(t)
 	dir := t.TempDir()
 	db := legacytest.Build(t, dir, legacyOps)
 	outbox := filepath.Join(dir, "outbox")

@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 // influxVars configures a service on the InfluxDB server srv, with a bucket
 // of its own and its outbox in outbox.
-func influxVars(srv *testinflux.Server, bucket, outbox string) map[string]string {
+func influxVars(srv *realtools.Influxd, bucket, outbox string) map[string]string {
 	return map[string]string{
 		"OMNIMEMORY_DB_TYPE":    "influxdb",
 		"INFLUXDB_URL":          srv.URL,
@@ -88,7 +88,7 @@ func scrub(v any) any {
 // service on SQLite and one on a real InfluxDB and compares every read
 // answer, field by field.
 func TestInfluxAnswersAsTheEmbeddedStoreDoes(t *testing.T) {
-	srv := testinflux.Start(t)
+	srv := realtools.NewInfluxd(t)
 	dir := t.TempDir()
 	onSQLite := startInProcess(t, []string{"--listen", "127.0.0.1:0"}, map[string]string{"SQLITE_DB_PATH": filepath.Join(dir, "m.db")})
 	onInflux := startInProcess(t, []string{"--listen", "127.0.0.1:0"}, influxVars(srv, srv.NewBucket(t), filepath.Join(dir, "outbox")))
@@ -177,7 +177,7 @@ func TestInfluxAnswersAsTheEmbeddedStoreDoes(t *testing.T) {
 // operation is there exactly once. Past the outbox's bound a POST answers 503
 // with Retry-After and that request is never stored.
 func TestInfluxOutageLosesNothing(t *testing.T) {
-	srv := testinflux.Start(t)
+	srv := realtools.NewInfluxd(t)
 	bucket := srv.NewBucket(t)
 	dir := t.TempDir()
 	vars := influxVars(srv, bucket, filepath.Join(dir, "outbox"))

@@ -22,7 +22,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testtools"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
@@ -210,7 +210,7 @@ func TestServiceServesOnTheConfiguredStoreAndPrice(t *testing.T) {
 }
 
 func TestExpositionPassesPromtoolCheckMetrics(t *testing.T) {
-	promtool := testtools.Require(t, "promtool")
+	promtool := realtools.Require(t, "promtool")
 	base := startInProcess(t, []string{"--listen", "127.0.0.1:0"}, map[string]string{"SQLITE_DB_PATH": filepath.Join(t.TempDir(), "m.db")})
 	for i := 0; i < 3; i++ {
 		if _, code, err := postOperation(http.DefaultClient, base, 1000*(i+1)); err != nil || code != 200 {

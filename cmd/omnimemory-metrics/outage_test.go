@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 // steadyLoad posts about rate operations per second from 8 connections
@@ -64,7 +64,7 @@ func TestInfluxDBOutageOfAMinuteUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes two minutes")
 	}
-	srv := testinflux.Start(t)
+	srv := realtools.NewInfluxd(t)
 	vars := influxVars(srv, srv.NewBucket(t), filepath.Join(t.TempDir(), "outbox"))
 	vars["OMNIMEMORY_WRITE_TIMEOUT"] = "2s"
 	base := startInProcess(t, []string{"--listen", "127.0.0.1:0"}, vars)

@@ -17,9 +17,6 @@ import (
 )
 
 const (
-	usPerHour = int64(time.Hour / time.Microsecond)
-	usPerDay  = 24 * usPerHour
-
 	// insertChunk is how many operations one multi-row INSERT carries:
 	// fewer statement executions per batch, well below SQLite's limit of
 	// 32766 bound parameters (12 per row).
@@ -220,9 +217,9 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		at := op.CreatedAt.UnixMicro()
 		t := tsdb.Totals{Count: 1, TokensOriginal: op.TokensOriginal, TokensActual: op.TokensActual,
 			TokensPrevented: op.TokensPrevented, ResponseTimeSumMs: op.ResponseTimeMs}
-		hourly.add(rollupKey{floorTo(at, usPerHour), op.ToolID, op.ToolName, op.OperationMode}, t)
-		hourlyAll.add(rollupKey{start: floorTo(at, usPerHour)}, t)
-		daily.add(rollupKey{floorTo(at, usPerDay), op.ToolID, op.ToolName, op.OperationMode}, t)
+		hourly.add(rollupKey{tsdb.FloorTo(at, tsdb.MicrosPerHour), op.ToolID, op.ToolName, op.OperationMode}, t)
+		hourlyAll.add(rollupKey{start: tsdb.FloorTo(at, tsdb.MicrosPerHour)}, t)
+		daily.add(rollupKey{tsdb.FloorTo(at, tsdb.MicrosPerDay), op.ToolID, op.ToolName, op.OperationMode}, t)
 
 		sa := sessions[op.SessionID]
 		if sa == nil {
@@ -317,15 +314,6 @@ func appendOpArgs(args []any, ops []tsdb.Operation) []any {
 			op.ResponseTimeMs, op.ToolID, op.CreatedAt.UnixMicro())
 	}
 	return args
-}
-
-// floorTo rounds v down to a multiple of step (also for negative v).
-func floorTo(v, step int64) int64 {
-	r := v % step
-	if r < 0 {
-		r += step
-	}
-	return v - r
 }
 
 // QueryOperations answers one page of the operations matching f, newest
@@ -449,7 +437,7 @@ func (s *Store) countOperations(ctx context.Context, tx *sql.Tx, f tsdb.Operatio
 	if f.End != nil {
 		w.End = *f.End
 	}
-	parts := planWindow(w, true)
+	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})
 	if len(parts) == 0 {
 		return 0, nil
 	}

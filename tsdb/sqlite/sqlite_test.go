@@ -397,7 +397,7 @@ func checkRollupsMatchRaw(t *testing.T, s *Store) {
 	for _, tc := range []struct {
 		table, col string
 		width      int64
-	}{{"op_rollup_hourly", "hour", usPerHour}, {"op_rollup_daily", "day", usPerDay}} {
+	}{{"op_rollup_hourly", "hour", tsdb.MicrosPerHour}, {"op_rollup_daily", "day", tsdb.MicrosPerDay}} {
 		rollup := read(`SELECT ` + tc.col + `, tool_id, tool_name, operation_mode, count, tokens_original,
 			tokens_actual, tokens_prevented, response_time_sum FROM ` + tc.table)
 		raw := read(fmt.Sprintf(`SELECT created_at / %[1]d * %[1]d, tool_id, tool_name, operation_mode, count(*),
@@ -416,7 +416,7 @@ func checkRollupsMatchRaw(t *testing.T, s *Store) {
 		FROM op_rollup_hourly_all`)
 	raw := read(fmt.Sprintf(`SELECT created_at / %[1]d * %[1]d, '', '', '', count(*),
 		sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms)
-		FROM tool_operations GROUP BY 1`, usPerHour))
+		FROM tool_operations GROUP BY 1`, tsdb.MicrosPerHour))
 	if len(all) != len(raw) {
 		t.Errorf("op_rollup_hourly_all: %d rows, raw GROUP BY has %d", len(all), len(raw))
 	}
@@ -474,62 +474,6 @@ func TestFailedBatchLeavesNothing(t *testing.T) {
 	checkRollupsMatchRaw(t, s)
 }
 
-func TestPlanWindow(t *testing.T) {
-	h := func(d, hh, mm int) int64 {
-		return day0.AddDate(0, 0, d).Add(time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute).UnixMicro()
-	}
-	tm := func(us int64) *time.Time { return ptr(time.UnixMicro(us).UTC()) }
-	raw := func(lo, hi int64) part { return part{src: fromRaw, lo: lo, hi: hi} }
-	less := func(lo, hi int64) part { return part{src: fromRaw, lo: lo, hi: hi, negated: true} }
-	hours := func(lo, hi int64) part { return part{src: fromHourly, lo: lo, hi: hi} }
-	days := func(lo, hi int64) part { return part{src: fromDaily, lo: lo, hi: hi} }
-	for _, tc := range []struct {
-		name     string
-		start    *time.Time
-		end      int64
-		useDaily bool
-		want     []part
-	}{
-		// Edges: an hour's rollup row less the raw rows of its part outside
-		// the window, when that part is shorter; after the end (now), none.
-		{"unaligned", tm(h(0, 10, 17)), h(0, 13, 5), true, []part{
-			hours(h(0, 10, 0), h(0, 11, 0)), less(h(0, 10, 0), h(0, 10, 17)-1),
-			hours(h(0, 11, 0), h(0, 13, 0)),
-			hours(h(0, 13, 0), h(0, 14, 0)), less(h(0, 13, 5)+1, h(0, 14, 0)-1)}},
-		{"long leading edge read raw", tm(h(0, 10, 47)), h(0, 13, 5), true, []part{
-			raw(h(0, 10, 47), h(0, 11, 0)-1),
-			hours(h(0, 11, 0), h(0, 13, 0)),
-			hours(h(0, 13, 0), h(0, 14, 0)), less(h(0, 13, 5)+1, h(0, 14, 0)-1)}},
-		{"aligned", tm(h(0, 10, 0)), h(0, 13, 0) - 1, true, []part{hours(h(0, 10, 0), h(0, 13, 0))}},
-		{"aligned end", tm(h(0, 10, 0)), h(0, 13, 0), true, []part{hours(h(0, 10, 0), h(0, 13, 0)),
-			hours(h(0, 13, 0), h(0, 14, 0)), less(h(0, 13, 0)+1, h(0, 14, 0)-1)}},
-		{"inside an hour", tm(h(0, 10, 10)), h(0, 10, 50), true, []part{hours(h(0, 10, 0), h(0, 11, 0)),
-			less(h(0, 10, 0), h(0, 10, 10)-1), less(h(0, 10, 50)+1, h(0, 11, 0)-1)}},
-		{"inside an hour, late start", tm(h(0, 10, 40)), h(0, 10, 50), true, []part{raw(h(0, 10, 40), h(0, 10, 50))}},
-		{"across one hour boundary", tm(h(0, 10, 30)), h(0, 11, 30), true, []part{raw(h(0, 10, 30), h(0, 11, 0)-1),
-			hours(h(0, 11, 0), h(0, 12, 0)), less(h(0, 11, 30)+1, h(0, 12, 0)-1)}},
-		{"30 days", tm(h(0, 10, 17)), h(30, 13, 5), true, []part{
-			hours(h(0, 10, 0), h(0, 11, 0)), less(h(0, 10, 0), h(0, 10, 17)-1),
-			hours(h(0, 11, 0), h(1, 0, 0)), days(h(1, 0, 0), h(30, 0, 0)), hours(h(30, 0, 0), h(30, 13, 0)),
-			hours(h(30, 13, 0), h(30, 14, 0)), less(h(30, 13, 5)+1, h(30, 14, 0)-1)}},
-		{"30 days, hourly", tm(h(0, 10, 17)), h(30, 13, 5), false, []part{
-			hours(h(0, 10, 0), h(0, 11, 0)), less(h(0, 10, 0), h(0, 10, 17)-1),
-			hours(h(0, 11, 0), h(30, 13, 0)),
-			hours(h(30, 13, 0), h(30, 14, 0)), less(h(30, 13, 5)+1, h(30, 14, 0)-1)}},
-		{"whole days", tm(h(0, 0, 0)), h(2, 0, 0) - 1, true, []part{days(h(0, 0, 0), h(2, 0, 0))}},
-		{"no start", nil, h(3, 11, 30), true, []part{{src: fromDaily, hi: h(3, 0, 0), noLower: true},
-			hours(h(3, 0, 0), h(3, 11, 0)), hours(h(3, 11, 0), h(3, 12, 0)), less(h(3, 11, 30)+1, h(3, 12, 0)-1)}},
-		{"no start, hourly", nil, h(3, 11, 30), false, []part{{src: fromHourly, hi: h(3, 11, 0), noLower: true},
-			hours(h(3, 11, 0), h(3, 12, 0)), less(h(3, 11, 30)+1, h(3, 12, 0)-1)}},
-		{"empty", tm(h(0, 11, 0)), h(0, 10, 0), true, nil},
-	} {
-		got := planWindow(tsdb.Window{Start: tc.start, End: time.UnixMicro(tc.end).UTC()}, tc.useDaily)
-		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-			t.Errorf("%s:\ngot  %v\nwant %v", tc.name, got, tc.want)
-		}
-	}
-}
-
 // TestAggregatesUseIndexes checks the query plans of aggregates: no full
 // scan, and raw rows always found through a created_at range.
 func TestAggregatesUseIndexes(t *testing.T) {
@@ -538,8 +482,8 @@ func TestAggregatesUseIndexes(t *testing.T) {
 		{toolID: "cursor", mode: "semantic"}} {
 		for _, start := range []*time.Time{nil, ptr(day0.Add(17 * time.Minute))} {
 			w := tsdb.Window{ToolID: f.toolID, Start: start, End: day0.Add(30*24*time.Hour + 5*time.Minute)}
-			for _, width := range []int64{0, usPerHour, usPerDay} {
-				q, args := aggregateSQL(planWindow(w, width != usPerHour), f, width)
+			for _, width := range []int64{0, tsdb.MicrosPerHour, tsdb.MicrosPerDay} {
+				q, args := aggregateSQL(tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: width != tsdb.MicrosPerHour}), f, width)
 				rows, err := s.reader.Query("EXPLAIN QUERY PLAN "+q, args...)
 				if err != nil {
 					t.Fatal(err)
@@ -727,7 +671,7 @@ func writeVersion1(t *testing.T, s *Store, ops []tsdb.Operation) {
 		for _, r := range []struct {
 			q     string
 			start int64
-		}{{upsertHourlySQL, floorTo(at, usPerHour)}, {upsertDailySQL, floorTo(at, usPerDay)}} {
+		}{{upsertHourlySQL, tsdb.FloorTo(at, tsdb.MicrosPerHour)}, {upsertDailySQL, tsdb.FloorTo(at, tsdb.MicrosPerDay)}} {
 			if _, err := tx.Exec(r.q, r.start, op.ToolID, op.ToolName, op.OperationMode, 1,
 				op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs); err != nil {
 				t.Fatal(err)

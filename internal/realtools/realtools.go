@@ -1,10 +1,7 @@
-// Package tools finds and configures the real programs this project runs
-// beside the service: influxd, promtool, prometheus, which
-// scripts/provision.sh installs, pinned, into <module root>/.tools/bin. The
-// benchmark tool (cmd/omnimemory-load) and the tests (through
-// internal/testtools and internal/testinflux) share it; it imports nothing
-// of package testing, so a program may link it.
-package tools
+// Package realtools finds and starts the real programs that the tests and the
+// load tool run beside the service (influxd, promtool, prometheus, Chromium),
+// as scripts/provision.sh installs them, and links no package testing.
+package realtools
 
 import (
 	"errors"
@@ -19,7 +16,8 @@ import (
 var ErrMissing = errors.New("tool not installed")
 
 // Find answers the path of the named tool: $OMNIMEMORY_<NAME> when set, else
-// <module root>/.tools/bin/<name>.
+// <module root>/.tools/bin/<name>, where scripts/provision.sh installs the
+// pinned influxd, promtool and prometheus.
 func Find(name string) (string, error) {
 	if p := os.Getenv("OMNIMEMORY_" + strings.ToUpper(name)); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -36,6 +34,27 @@ func Find(name string) (string, error) {
 		return "", fmt.Errorf("%w: no %s at %s", ErrMissing, name, p)
 	}
 	return p, nil
+}
+
+// DebianChromium is where Debian's chromium package, which
+// scripts/provision.sh installs, puts the browser.
+const DebianChromium = "/usr/bin/chromium"
+
+// FindChromium answers the path of the browser the page tests drive:
+// $OMNIMEMORY_CHROMIUM when set, else Debian's /usr/bin/chromium. It is not
+// under .tools/bin: the browser comes from the system's packages, not from
+// the Go module proxy.
+func FindChromium() (string, error) {
+	if p := os.Getenv("OMNIMEMORY_CHROMIUM"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%w: $OMNIMEMORY_CHROMIUM=%s: %v", ErrMissing, p, err)
+		}
+		return p, nil
+	}
+	if _, err := os.Stat(DebianChromium); err != nil {
+		return "", fmt.Errorf("%w: no chromium at %s (Debian's package chromium)", ErrMissing, DebianChromium)
+	}
+	return DebianChromium, nil
 }
 
 // modulePath is this module's path, as go.mod names it.
@@ -69,46 +88,3 @@ func FreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
-
-// InfluxdConfig answers a complete influxd 1.8 configuration with every
-// folder under dir: loopback only (RPC on rpcPort, HTTP on httpPort), no
-// reporting, no self-monitoring, quiet logs, Flux on.
-func InfluxdConfig(dir string, rpcPort, httpPort int) string {
-	return fmt.Sprintf(influxdConfig, rpcPort,
-		filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpPort)
-}
-
-const influxdConfig = `reporting-disabled = true
-bind-address = "127.0.0.1:%d"
-
-[meta]
-  dir = %q
-  logging-enabled = false
-
-[data]
-  dir = %q
-  wal-dir = %q
-  query-log-enabled = false
-  trace-logging-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:%d"
-  auth-enabled = false
-  log-enabled = false
-  suppress-write-log = true
-  flux-enabled = true
-  flux-log-enabled = false
-  pprof-enabled = false
-
-[continuous_queries]
-  enabled = false
-  log-enabled = false
-
-[logging]
-  level = "warn"
-  suppress-logo = true
-`

@@ -1,0 +1,11 @@
+package realtools
+
+import "syscall"
+
+// procAttr puts influxd in a process group of its own, so that a Ctrl-C
+// meant for the program (or go test) that started it reaches that program
+// only, which then stops influxd in order; Pdeathsig kills influxd should
+// that program die outright.
+func procAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
