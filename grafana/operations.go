@@ -6,12 +6,12 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
-// The operations dashboard reads the tool_operation measurement the InfluxDB
-// store writes: tags tool_name, operation_mode, tool_id, session_id; fields
-// id, file_path (absent when null), parameters, tokens_original,
-// tokens_actual, tokens_prevented (integers), response_time_ms (float).
+// The operations dashboard reads the operations measurement the InfluxDB
+// store writes, by the names of package schema.
 
 // Legends of Flux series: Grafana labels a Flux series with its group key.
 const (
@@ -23,11 +23,11 @@ const (
 // range. Every query filters with contains(set: ${tool_id:json}), which
 // Grafana renders as a JSON array of the selected values (all of them for
 // "All"), a valid Flux array of strings.
-const toolIDFluxVariable = `from(bucket: "${bucket}")
+var toolIDFluxVariable = `from(bucket: "${bucket}")
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
-  |> filter(fn: (r) => r._measurement == "tool_operation" and r._field == "id")
-  |> group(columns: ["tool_id"])
-  |> distinct(column: "tool_id")
+  |> filter(fn: (r) => r._measurement == "` + schema.Operation + `" and r._field == "` + schema.FieldID + `")
+  |> group(columns: ["` + schema.TagToolID + `"])
+  |> distinct(column: "` + schema.TagToolID + `")
   |> group()
   |> keep(columns: ["_value"])
   |> sort()`
@@ -37,7 +37,7 @@ const toolIDFluxVariable = `from(bucket: "${bucket}")
 // (files, sessions) lives here.
 func OperationsInfluxDB() *dashboard.DashboardBuilder {
 	return newDashboard("omnimemory-operations-influxdb", "OmniMemory — Operations (InfluxDB)",
-		"Every tool operation the service stored in InfluxDB (measurement tool_operation), queried with Flux: operations and tokens saved over time, top files and sessions.",
+		"Every tool operation the service stored in InfluxDB (measurement "+schema.Operation+"), queried with Flux: operations and tokens saved over time, top files and sessions.",
 		"now-24h").
 		WithVariable(datasourceVariable(InfluxDBVariable, "InfluxDB", InfluxDBType, InfluxDBUID, "InfluxDB")).
 		WithVariable(dashboard.NewTextBoxVariableBuilder("bucket").

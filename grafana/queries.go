@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
 // PromQL helpers. Rates always use $__rate_interval, which Grafana keeps at
@@ -77,7 +79,7 @@ func dollars(tokens string) string {
 // range, filter, contains, group, aggregateWindow, pivot, reduce, map, top,
 // sort, keep, rename, count, sum, mean.
 
-// fluxOperations starts a query on the tool_operation measurement, keeping
+// fluxOperations starts a query on the operations measurement, keeping
 // only the given fields and the clients selected in ${tool_id}.
 func fluxOperations(fields ...string) string {
 	conds := make([]string, len(fields))
@@ -90,8 +92,8 @@ func fluxOperations(fields ...string) string {
 	}
 	return `from(bucket: "${bucket}")
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
-  |> filter(fn: (r) => r._measurement == "tool_operation" and ` + fieldFilter + `)
-  |> filter(fn: (r) => contains(value: r.tool_id, set: ${tool_id:json}))`
+  |> filter(fn: (r) => r._measurement == "` + schema.Operation + `" and ` + fieldFilter + `)
+  |> filter(fn: (r) => contains(value: r.` + schema.TagToolID + `, set: ${tool_id:json}))`
 }
 
 // pipe appends Flux pipeline steps, one per line.

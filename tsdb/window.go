@@ -89,6 +89,13 @@ type PlanOptions struct {
 	// in the same transaction as the operations leaves it zero; one that
 	// rolls up closed hours only (InfluxDB's cache) sets it.
 	RollupEnd int64
+	// RawEdges: the partial hours at a window's edges are always read raw,
+	// never as an hour's rollup row less the raw rows outside the window.
+	// For a store whose rollups may lag behind its raw rows (a cache
+	// trusted for a while, as InfluxDB's): subtracting a fresh raw read
+	// from a stale rollup row could take away operations the row never
+	// counted.
+	RawEdges bool
 }
 
 // PlanWindow splits w into parts whose sums, added up (Subtract parts taken
@@ -160,12 +167,12 @@ func (o PlanOptions) planHours(start, end int64) []Part {
 	}
 	first, last := FloorTo(start, MicrosPerHour), FloorTo(end-1, MicrosPerHour)
 	if first == last {
-		return edgeHour(first, start, end, true)
+		return o.edgeHour(first, start, end, true)
 	}
 	var parts []Part
 	wholeFrom, wholeTo := first, last // whole hours: wholeFrom <= h < wholeTo
 	if start > first {
-		parts = append(parts, edgeHour(first, start, first+MicrosPerHour, false)...)
+		parts = append(parts, o.edgeHour(first, start, first+MicrosPerHour, false)...)
 		wholeFrom += MicrosPerHour
 	}
 	lastWhole := end == last+MicrosPerHour
@@ -176,9 +183,17 @@ func (o PlanOptions) planHours(start, end int64) []Part {
 		parts = append(parts, Part{Source: FromHourly, Lo: wholeFrom, Hi: wholeTo})
 	}
 	if !lastWhole {
-		parts = append(parts, edgeHour(last, last, end, true)...)
+		parts = append(parts, o.edgeHour(last, last, end, true)...)
 	}
 	return parts
+}
+
+// edgeHour is the package's edgeHour, or [lo, hi) read raw with RawEdges.
+func (o PlanOptions) edgeHour(h, lo, hi int64, trailing bool) []Part {
+	if o.RawEdges {
+		return []Part{{Source: FromRaw, Lo: lo, Hi: hi}}
+	}
+	return edgeHour(h, lo, hi, trailing)
 }
 
 // edgeHour reads [lo, hi), a part of the hour starting at h, either raw or

@@ -90,6 +90,23 @@ func TestPlanWindow(t *testing.T) {
 			hours(at(0, 10, 0), at(0, 11, 0)), less(at(0, 10, 0), at(0, 10, 17)),
 			hours(at(0, 11, 0), at(1, 0, 0)), days(at(1, 0, 0), at(3, 0, 0)),
 			hours(at(3, 0, 0), at(3, 10, 0)), raw(at(3, 10, 0), at(3, 11, 30)+1)}},
+
+		// Raw edges (rollups that may lag behind the raw rows): a partial
+		// hour is never a rollup row less raw rows.
+		{"raw edges, unaligned", tm(at(0, 10, 17)), at(0, 13, 5), PlanOptions{RawEdges: true}, []Part{
+			raw(at(0, 10, 17), at(0, 11, 0)), hours(at(0, 11, 0), at(0, 13, 0)), raw(at(0, 13, 0), at(0, 13, 5)+1)}},
+		{"raw edges, inside an hour", tm(at(0, 10, 10)), at(0, 10, 50), PlanOptions{RawEdges: true}, []Part{
+			raw(at(0, 10, 10), at(0, 10, 50)+1)}},
+		{"raw edges, aligned", tm(at(0, 10, 0)), at(0, 13, 0) - 1, PlanOptions{RawEdges: true}, []Part{hours(at(0, 10, 0), at(0, 13, 0))}},
+		{"raw edges, rolled up until the hour before", tm(at(0, 10, 17)), at(0, 13, 5), PlanOptions{RawEdges: true, RollupEnd: at(0, 12, 0)}, []Part{
+			raw(at(0, 10, 17), at(0, 11, 0)), hours(at(0, 11, 0), at(0, 12, 0)), raw(at(0, 12, 0), at(0, 13, 5)+1)}},
+		{"raw edges, rolled up within the first hour", tm(at(0, 10, 17)), at(0, 13, 5), PlanOptions{RawEdges: true, RollupEnd: at(0, 11, 0)}, []Part{
+			raw(at(0, 10, 17), at(0, 11, 0)), raw(at(0, 11, 0), at(0, 13, 5)+1)}},
+		{"raw edges, no start", nil, at(3, 11, 30), PlanOptions{RawEdges: true}, []Part{{Source: FromHourly, Hi: at(3, 11, 0), NoLower: true},
+			raw(at(3, 11, 0), at(3, 11, 30)+1)}},
+		{"raw edges, daily", tm(at(0, 10, 17)), at(3, 11, 30), PlanOptions{Daily: true, RawEdges: true}, []Part{
+			raw(at(0, 10, 17), at(0, 11, 0)), hours(at(0, 11, 0), at(1, 0, 0)), days(at(1, 0, 0), at(3, 0, 0)),
+			hours(at(3, 0, 0), at(3, 11, 0)), raw(at(3, 11, 0), at(3, 11, 30)+1)}},
 	} {
 		got := PlanWindow(Window{Start: tc.start, End: time.UnixMicro(tc.end).UTC()}, tc.opts)
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
@@ -147,7 +164,8 @@ func TestPlanWindowSumsExactly(t *testing.T) {
 		}
 		for _, o := range []PlanOptions{{}, {Daily: true},
 			{RollupEnd: FloorTo(end, MicrosPerHour) - MicrosPerHour*r.Int64N(3)},
-			{Daily: true, RollupEnd: FloorTo(end, MicrosPerHour) - MicrosPerHour*r.Int64N(30)}} {
+			{Daily: true, RollupEnd: FloorTo(end, MicrosPerHour) - MicrosPerHour*r.Int64N(30)},
+			{RawEdges: true, RollupEnd: FloorTo(end, MicrosPerHour) - MicrosPerHour*r.Int64N(3)}} {
 			plan := PlanWindow(w, o)
 			var got int64
 			for _, p := range plan {
@@ -156,6 +174,9 @@ func TestPlanWindowSumsExactly(t *testing.T) {
 					n = -n
 				}
 				got += n
+				if o.RawEdges && (p.Subtract || p.Source == FromHourly && (p.Lo%MicrosPerHour != 0 || p.Hi%MicrosPerHour != 0)) {
+					t.Fatalf("window %v, %+v: part %v with raw edges", w, o, p)
+				}
 				if p.Source != FromRaw && o.RollupEnd != 0 && p.Hi > o.RollupEnd {
 					t.Fatalf("window %v, %+v: part %v reads a rollup past its end", w, o, p)
 				}

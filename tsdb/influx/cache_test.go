@@ -18,7 +18,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
 )
@@ -90,7 +90,7 @@ func answers(t *testing.T, s tsdb.Store, w tsdb.Window) string {
 // (the open hour and the edges read raw) and after writes into the current
 // hour and into closed hours already cached.
 func TestCacheAnswersEqualUncached(t *testing.T) {
-	srv := testinflux.Shared(t)
+	srv := realtools.SharedInfluxd(t)
 	cfg := config(t, srv)
 	cached := open(t, cfg)
 	ncfg := cfg
@@ -135,7 +135,7 @@ func TestCacheAnswersEqualUncached(t *testing.T) {
 // TestCacheDropsHoursOnDelivery: writes into closed, cached hours appear in
 // the next answer, also when the outbox delivers them after an outage.
 func TestCacheDropsHoursOnDelivery(t *testing.T) {
-	srv := testinflux.Start(t)
+	srv := realtools.NewInfluxd(t)
 	cfg := config(t, srv)
 	cfg.WriteTimeout = time.Second
 	cfg.CacheTTL = influx.CacheNoExpiry // only deliveries may drop hours
@@ -197,7 +197,7 @@ func TestCacheDropsHoursOnDelivery(t *testing.T) {
 
 // writeDirect writes line protocol to InfluxDB past the store, as another
 // replica would.
-func writeDirect(t *testing.T, srv *testinflux.Server, bucket, lp string) {
+func writeDirect(t *testing.T, srv *realtools.Influxd, bucket, lp string) {
 	t.Helper()
 	u := srv.URL + "/api/v2/write?precision=ns&bucket=" + url.QueryEscape(bucket)
 	resp, err := http.Post(u, "text/plain", strings.NewReader(lp))
@@ -215,7 +215,7 @@ func writeDirect(t *testing.T, srv *testinflux.Server, bucket, lp string) {
 // replica's) is in the answers once the TTL has run out after it; with
 // CacheNoExpiry it is not.
 func TestCacheTTL(t *testing.T) {
-	srv := testinflux.Shared(t)
+	srv := realtools.SharedInfluxd(t)
 	for _, tc := range []struct {
 		name string
 		ttl  time.Duration
@@ -272,7 +272,7 @@ func TestCacheTTL(t *testing.T) {
 
 // TestCacheBoundedRows: the cache never holds more rows than CacheMaxRows.
 func TestCacheBoundedRows(t *testing.T) {
-	srv := testinflux.Shared(t)
+	srv := realtools.SharedInfluxd(t)
 	cfg := config(t, srv)
 	cfg.CacheMaxRows = 100
 	s := open(t, cfg)

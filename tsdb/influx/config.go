@@ -40,9 +40,6 @@ type Config struct {
 	RequestTimeout time.Duration
 	// QueryTimeout bounds every query. Default 30 s.
 	QueryTimeout time.Duration
-	// FluxOnly reads the hourly totals with Flux on InfluxDB 1.x too,
-	// instead of InfluxQL (see influxql.go): for tests that compare both.
-	FluxOnly bool
 	// DialTimeout bounds connecting to InfluxDB. Default 5 s.
 	DialTimeout time.Duration
 
@@ -57,7 +54,7 @@ type Config struct {
 	// keys that keeps point keys unique. Default 65536.
 	SlotKeys int
 
-	// CacheTTL is how long the hourly rollup cache (see cache.go) trusts a
+	// CacheTTL is how long the hourly rollup cache (internal/rollup) trusts a
 	// closed hour it read, and the first operation's time, before reading
 	// them again: writes of other replicas sharing the database, or of any
 	// other writer, appear in answers within it (this store's own writes
@@ -72,7 +69,7 @@ type Config struct {
 	CacheMaxRows int
 
 	// ExportPageSize bounds the operations one query of ExportOperations
-	// reads (see export.go), and so the memory an export holds. Default
+	// reads, and so the memory an export holds. Default
 	// 5000.
 	ExportPageSize int
 

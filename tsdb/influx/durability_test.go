@@ -20,7 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
 )
@@ -100,7 +100,7 @@ func waitDrained(t *testing.T, s *influx.Store, timeout time.Duration) {
 // delivers everything, each operation exactly once, in order with later
 // writes.
 func TestOutage(t *testing.T) {
-	srv := testinflux.Start(t)
+	srv := realtools.NewInfluxd(t)
 	cfg := config(t, srv)
 	cfg.WriteTimeout = 2 * time.Second
 	s := open(t, cfg)
@@ -156,7 +156,7 @@ func TestOutage(t *testing.T) {
 // before the outbox learnt of it (simulated by restoring a copy of the
 // outbox) delivers them again, harmlessly: exactly once.
 func TestRestartWithBacklog(t *testing.T) {
-	srv := testinflux.Start(t)
+	srv := realtools.NewInfluxd(t)
 	cfg := config(t, srv)
 	s1, err := influx.Open(context.Background(), cfg, testLogger(t))
 	if err != nil {
@@ -213,7 +213,7 @@ func TestRestartWithBacklog(t *testing.T) {
 // TestBacklogFull: at the outbox bound a write fails with ErrBacklogFull
 // and stores nothing, ever.
 func TestBacklogFull(t *testing.T) {
-	srv := testinflux.Start(t)
+	srv := realtools.NewInfluxd(t)
 	cfg := config(t, srv)
 	cfg.OutboxMaxBytes = 16 << 10
 	s := open(t, cfg)
@@ -331,7 +331,7 @@ func TestSlowInfluxDB(t *testing.T) {
 // TestIdenticalKeysBeyondOneMicrosecond: more operations of one series at
 // one microsecond than there are nanosecond slots are all kept.
 func TestIdenticalKeysBeyondOneMicrosecond(t *testing.T) {
-	s := open(t, config(t, testinflux.Shared(t)))
+	s := open(t, config(t, realtools.SharedInfluxd(t)))
 	ops := mkOps(1200, uuid.New(), t0)
 	for i := range ops {
 		ops[i].CreatedAt = t0.Add(123 * time.Microsecond)
@@ -360,7 +360,7 @@ func TestIdenticalKeysBeyondOneMicrosecond(t *testing.T) {
 // protocol writer round-trip, and filter exactly, as tool ids, file paths,
 // parameters and session attributes.
 func TestHostileStrings(t *testing.T) {
-	s := open(t, config(t, testinflux.Shared(t)))
+	s := open(t, config(t, realtools.SharedInfluxd(t)))
 	ctx := context.Background()
 	hostile := []string{
 		`a"b`, `a\b`, `end\`, `\"`, `${x}`, `\${x}`, `$`, `{}`, `") |> drop(columns: ["_value"]) //`,
@@ -438,7 +438,7 @@ func TestHostileStrings(t *testing.T) {
 // a field type conflict) fails the write, goes to the dead-letter file and
 // does not block the writes after it.
 func TestRejectedBatchDeadLettered(t *testing.T) {
-	srv := testinflux.Shared(t)
+	srv := realtools.SharedInfluxd(t)
 	cfg := config(t, srv)
 	s := open(t, cfg)
 	// tokens_actual as a string in the shard of t0: integer writes there

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -18,7 +18,7 @@ import (
 // aggregate and reads with InfluxQL: the conformance suite covers that path
 // (and TestAggregatesFluxOnly the Flux one).
 func TestAggregatesUseInfluxQLOnTheTestServer(t *testing.T) {
-	srv := testinflux.Shared(t)
+	srv := realtools.SharedInfluxd(t)
 	bucket := srv.NewBucket(t)
 	open := func() *Store {
 		s, err := Open(context.Background(), Config{URL: srv.URL, Bucket: bucket, OutboxDir: t.TempDir()}, nil)
@@ -42,10 +42,11 @@ func TestAggregatesUseInfluxQLOnTheTestServer(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Count != 1 || got[0].TokensPrevented != 90 {
 		t.Fatalf("breakdown %+v, %v; want the one operation", got, err)
 	}
-	if !s.versionKnown.Load() || !s.v1.Load() {
-		t.Fatalf("after the first aggregate: version known %v, 1.x %v; want both (influxd built without its version?)", s.versionKnown.Load(), s.v1.Load())
+	if known, v1, _ := s.q.Version(); !known || !v1 {
+		t.Fatalf("after the first aggregate: version known %v, 1.x %v; want both (influxd built without its version?)", known, v1)
 	}
-	rows, err := s.readHoursQL(context.Background(), "test", end.Add(-time.Hour), end.Add(time.Microsecond), "")
+	// On 1.x, ReadHours reads with InfluxQL.
+	rows, err := s.q.ReadHours(context.Background(), "test", end.Add(-time.Hour), end.Add(time.Microsecond), "")
 	if err != nil || len(rows) != 1 || rows[0].Count != 1 || rows[0].TokensPrevented != 90 {
 		t.Fatalf("InfluxQL hourly totals %+v, %v; want one row of one operation preventing 90", rows, err)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
 )
@@ -28,7 +28,7 @@ func BenchmarkQueries(b *testing.B) {
 	if n <= 0 {
 		n = 200_000
 	}
-	cfg := config(b, testinflux.Shared(b))
+	cfg := config(b, realtools.SharedInfluxd(b))
 	cfg.WriteTimeout = time.Minute
 	cfg.QueryTimeout = 10 * time.Minute
 	s := open(b, cfg)

@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testinflux"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
 )
 
-func TestMain(m *testing.M) { os.Exit(testinflux.RunMain(m)) }
+func TestMain(m *testing.M) { os.Exit(realtools.RunMain(m)) }
 
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
@@ -23,7 +23,7 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // config answers a Config for a fresh database on srv and a fresh outbox.
-func config(t testing.TB, srv *testinflux.Server) influx.Config {
+func config(t testing.TB, srv *realtools.Influxd) influx.Config {
 	return influx.Config{
 		URL:          srv.URL,
 		Bucket:       srv.NewBucket(t),
@@ -45,7 +45,7 @@ func open(t testing.TB, cfg influx.Config) *influx.Store {
 }
 
 func TestConformance(t *testing.T) {
-	srv := testinflux.Shared(t)
+	srv := realtools.SharedInfluxd(t)
 	storetest.Run(t, func(t *testing.T) tsdb.Store {
 		return open(t, config(t, srv))
 	})
@@ -55,10 +55,13 @@ func TestConformance(t *testing.T) {
 // with InfluxQL; the same aggregate cases hold with Flux alone, the path of
 // 2.x.
 func TestAggregatesFluxOnly(t *testing.T) {
-	srv := testinflux.Shared(t)
+	srv := realtools.SharedInfluxd(t)
 	storetest.RunAggregates(t, func(t *testing.T) tsdb.Store {
-		cfg := config(t, srv)
-		cfg.FluxOnly = true
-		return open(t, cfg)
+		s, err := influx.OpenAlwaysFlux(context.Background(), config(t, srv), testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
 	})
 }

@@ -1,4 +1,4 @@
-package influx
+package query
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
 // InfluxDB 1.x runs Flux (0.65 in 1.8) without pushing aggregates down into
@@ -23,26 +24,26 @@ import (
 // hourly totals that back every aggregate (the cache's fills and the raw
 // edges of a window) are read with InfluxQL through /query; 2.x keeps Flux,
 // where it is pushed down. The server's version comes from its
-// X-Influxdb-Version header (see noteVersion).
+// X-Influxdb-Version header (see NoteVersion).
 
 // maxQLBody bounds the answer of one InfluxQL query: hours × keys rows.
 const maxQLBody = 64 << 20
 
-// readHoursQL answers what readHours answers, from one InfluxQL query.
-func (s *Store) readHoursQL(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]hourRow, error) {
+// readHoursQL answers what ReadHours answers, from one InfluxQL query.
+func (s *Reader) readHoursQL(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]HourRow, error) {
 	if s.closed.Load() {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	q := fmt.Sprintf(`SELECT sum(%s), sum(%s), sum(%s), sum(%s), count(%s) FROM %s WHERE time >= %d AND time < %d`,
 		qlIdent(sumFields[0]), qlIdent(sumFields[1]), qlIdent(sumFields[2]), qlIdent(sumFields[3]), qlIdent(countField),
-		qlIdent(measOperation), lo.UnixNano(), hi.UnixNano())
+		qlIdent(schema.Operation), lo.UnixNano(), hi.UnixNano())
 	if toolID != "" {
-		q += ` AND "tool_id" = ` + qlString(tagValue(toolID))
+		q += ` AND ` + qlIdent(schema.TagToolID) + ` = ` + qlString(schema.TagValue(toolID))
 	}
-	q += ` GROUP BY time(1h), "tool_id", "tool_name", "operation_mode" fill(none)`
+	q += ` GROUP BY time(1h), ` + qlIdent(schema.TagToolID) + `, ` + qlIdent(schema.TagToolName) + `, ` + qlIdent(schema.TagOperationMode) + ` fill(none)`
 
 	start := time.Now()
-	var rows []hourRow
+	var rows []HourRow
 	defer func() { s.log.Debug("influxql query", "query", name, "rows", len(rows), "took", time.Since(start)) }()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
@@ -51,12 +52,12 @@ func (s *Store) readHoursQL(ctx context.Context, name string, lo, hi time.Time, 
 		return nil, err
 	}
 	for _, sr := range series {
-		key := &hourKey{sr.Tags["tool_id"], sr.Tags["tool_name"], sr.Tags["operation_mode"]}
+		key := &HourKey{sr.Tags[schema.TagToolID], sr.Tags[schema.TagToolName], sr.Tags[schema.TagOperationMode]}
 		for _, v := range sr.Values {
 			if len(v) != 6 {
 				return nil, fmt.Errorf("influx: influxql: %d columns in a row, want 6", len(v))
 			}
-			var r hourRow
+			var r HourRow
 			var t, rt json.Number
 			if err := errors.Join(num(v[0], &t), num(v[1], &r.TokensOriginal), num(v[2], &r.TokensActual),
 				num(v[3], &r.TokensPrevented), num(v[4], &rt), num(v[5], &r.Count)); err != nil {
@@ -72,8 +73,8 @@ func (s *Store) readHoursQL(ctx context.Context, name string, lo, hi time.Time, 
 			if r.Count == 0 {
 				continue
 			}
-			r.hour = floorDiv(ns, int64(time.Second)) / hourSecs * hourSecs
-			r.key = key
+			r.Hour = tsdb.FloorTo(ns, int64(time.Hour)) / int64(time.Microsecond)
+			r.Key = key
 			rows = append(rows, r)
 		}
 	}
@@ -116,7 +117,7 @@ type qlSeries struct {
 
 // influxQL runs one read statement on the store's database and retention
 // policy and answers its series.
-func (s *Store) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
+func (s *Reader) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
 	db, rp, _ := strings.Cut(s.cfg.Bucket, "/")
 	params := url.Values{"db": {db}, "q": {q}, "epoch": {"ns"}}
 	if rp != "" {
@@ -185,7 +186,7 @@ func (s *Store) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
 
 // qlErr marks failures to reach InfluxDB (no answer, timeouts) as
 // tsdb.ErrUnavailable, as queryErr does for Flux.
-func (s *Store) qlErr(ctx context.Context, err error) error {
+func (s *Reader) qlErr(ctx context.Context, err error) error {
 	msg := redact(err.Error(), s.cfg.Token)
 	var ne net.Error
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) {

@@ -1,4 +1,4 @@
-package influx
+package query
 
 import (
 	"bytes"
@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
-// ExportOperations hands fn every operation matching f, oldest first (ties
+// Export hands fn every operation matching f, oldest first (ties
 // by id), reading them in pages of at most about Config.ExportPageSize
 // operations per query, each query within QueryTimeout: neither this process
 // nor InfluxDB ever sorts or holds more than about a page, however many
@@ -35,7 +36,7 @@ import (
 // The export is not a snapshot: an operation written while it runs is in it
 // when its window is read after it was written. fn runs between queries,
 // never inside one, so a slow fn does not count against QueryTimeout.
-func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn func(*tsdb.Operation) error) error {
+func (s *Reader) Export(ctx context.Context, f tsdb.OperationFilter, fn func(*tsdb.Operation) error) error {
 	s.learnVersion(ctx)
 	var fnErr error
 	err := s.export(ctx, f, func(op *tsdb.Operation) error {
@@ -55,11 +56,11 @@ func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn
 	return err
 }
 
-func (s *Store) export(ctx context.Context, f tsdb.OperationFilter, fn func(*tsdb.Operation) error) error {
+func (s *Reader) export(ctx context.Context, f tsdb.OperationFilter, fn func(*tsdb.Operation) error) error {
 	if s.closed.Load() {
-		return errClosed
+		return ErrClosed
 	}
-	lo, hi, ok := timeRange(f.Start, f.End)
+	lo, hi, ok := TimeRange(f.Start, f.End)
 	if !ok {
 		return nil
 	}
@@ -88,7 +89,7 @@ func (s *Store) export(ctx context.Context, f tsdb.OperationFilter, fn func(*tsd
 	count := func(lo, hi int64) <-chan counted {
 		ch := make(chan counted, 1)
 		go func() {
-			c, err := s.exportCounts(ctx, lo, hi, max(1, ceilDiv(hi-lo, exportBuckets)), tags)
+			c, err := s.exportCounts(ctx, lo, hi, max(1, tsdb.CeilTo(hi-lo, exportBuckets)/exportBuckets), tags)
 			ch <- counted{lo, hi, c, err}
 		}()
 		return ch
@@ -176,7 +177,7 @@ type sliceCount struct{ start, end, n int64 }
 // first, in slices of width µs aligned to the epoch (the first and last
 // cut to [lo, hi)): range |> filter |> group |> aggregateWindow(count), at
 // most exportBuckets+1 rows.
-func (s *Store) exportCounts(ctx context.Context, lo, hi, width int64, tags []string) ([]sliceCount, error) {
+func (s *Reader) exportCounts(ctx context.Context, lo, hi, width int64, tags []string) ([]sliceCount, error) {
 	q := s.opsSource(time.UnixMicro(lo), time.UnixMicro(hi), `r._field == "id"`, tags...) + `
   |> group()
   |> aggregateWindow(every: ` + strconv.FormatInt(width, 10) + `us, fn: count, createEmpty: false, timeSrc: "_start")`
@@ -184,7 +185,7 @@ func (s *Store) exportCounts(ctx context.Context, lo, hi, width int64, tags []st
 	err := s.query(ctx, "export count", q, func(r row) error {
 		// A point at exactly hi (which InfluxDB 1.8 takes into the
 		// range) is not counted.
-		if n, start := r.int("_value"), floorDiv(r.time("_time").UnixMicro(), width)*width; n > 0 && start < hi {
+		if n, start := r.int("_value"), tsdb.FloorTo(r.time("_time").UnixMicro(), width); n > 0 && start < hi {
 			byStart[start] += n
 		}
 		return nil
@@ -203,7 +204,7 @@ func (s *Store) exportCounts(ctx context.Context, lo, hi, width int64, tags []st
 // exportBounds answers the point times of the first and the last operation
 // that match tags in [lo, hi) (unix microseconds); ok is false when there is
 // none. Two queries, run at once, that hold one row per series at most.
-func (s *Store) exportBounds(ctx context.Context, lo, hi int64, tags []string) (first, last time.Time, ok bool, err error) {
+func (s *Reader) exportBounds(ctx context.Context, lo, hi int64, tags []string) (first, last time.Time, ok bool, err error) {
 	src := s.opsSource(time.UnixMicro(lo), time.UnixMicro(hi), `r._field == "id"`, tags...)
 	edge := func(fn string, desc bool) string {
 		return src + `
@@ -238,7 +239,7 @@ func (s *Store) exportBounds(ctx context.Context, lo, hi int64, tags []string) (
 // created_at (offset 0) lies: opsSource moves the stop of 1.x back, but only
 // once the server's version is known; until then a filter of its own
 // enforces the stop (it costs about as much as the read).
-func (s *Store) exportSource(lo, hi int64, fields string, tags []string) string {
+func (s *Reader) exportSource(lo, hi int64, fields string, tags []string) string {
 	stop := time.UnixMicro(hi)
 	src := s.opsSource(time.UnixMicro(lo), stop, fields, tags...)
 	if s.versionKnown.Load() {
@@ -254,7 +255,7 @@ func (s *Store) exportSource(lo, hi int64, fields string, tags []string) string 
 // storage) rather than pivoted per series: with thousands of series (one per
 // session, tool, mode and tool id) a pivot costs about twice as much. The
 // operations are assembled here from their fields, at most a page of them.
-func (s *Store) exportWindow(ctx context.Context, lo, hi int64, tags []string, ops []tsdb.Operation) ([]tsdb.Operation, error) {
+func (s *Reader) exportWindow(ctx context.Context, lo, hi int64, tags []string, ops []tsdb.Operation) ([]tsdb.Operation, error) {
 	q := s.opsSource(time.UnixMicro(lo), time.UnixMicro(hi), "", tags...) + `
   |> group(columns: ["_field"])`
 	type pointKey struct {
@@ -268,7 +269,7 @@ func (s *Store) exportWindow(ctx context.Context, lo, hi int64, tags []string, o
 			return nil // InfluxDB 1.8 takes a point at exactly the stop
 		}
 		k := pointKey{t.UnixNano(), r.str("session_id") + "\x00" + r.str("tool_name") + "\x00" +
-			r.str("operation_mode") + "\x00" + r.str("tool_id") + "\x00" + r.str(dupTag)}
+			r.str("operation_mode") + "\x00" + r.str("tool_id") + "\x00" + r.str(schema.TagDup)}
 		p := points[k]
 		if p == nil {
 			p = map[string]any{"_time": t, "session_id": r.values["session_id"], "tool_name": r.values["tool_name"],
@@ -307,7 +308,7 @@ func (s *Store) exportWindow(ctx context.Context, lo, hi int64, tags []string, o
 // only), then the operations of that id range. The comparison on _value
 // comes after keep so that InfluxDB 1.8 does not push it down into storage,
 // which answers no rows for it.
-func (s *Store) exportMicro(ctx context.Context, us int64, tags []string, page int64, fn func(*tsdb.Operation) error) error {
+func (s *Reader) exportMicro(ctx context.Context, us int64, tags []string, page int64, fn func(*tsdb.Operation) error) error {
 	after := ""
 	ops := make([]tsdb.Operation, 0, page)
 	for {

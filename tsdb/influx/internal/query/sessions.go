@@ -1,4 +1,4 @@
-package influx
+package query
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
 // Sessions. A session is not a row to update but the merge of events that
@@ -85,15 +86,15 @@ func (a *sessAgg) result() tsdb.SessionStats {
 
 // loadSessions answers the sessions whose id matches idPred (a Flux
 // predicate on r.session_id), keyed by id; missing ones are absent.
-func (s *Store) loadSessions(ctx context.Context, idPred string) (map[uuid.UUID]*sessAgg, error) {
+func (s *Reader) loadSessions(ctx context.Context, idPred string) (map[uuid.UUID]*sessAgg, error) {
 	q := `from(bucket: ` + s.bucket + `)
   |> ` + fluxRange(minTime, maxTime) + `
-  |> filter(fn: (r) => r._measurement == "` + measSession + `" and ` + idPred + `)
+  |> filter(fn: (r) => r._measurement == "` + schema.Session + `" and ` + idPred + `)
   |> yield(name: "events")
 
 ops = from(bucket: ` + s.bucket + `)
   |> ` + fluxRange(minTime, maxTime) + `
-  |> filter(fn: (r) => r._measurement == "` + measOperation + `" and ` + idPred + ` and r._field == "tokens_prevented")
+  |> filter(fn: (r) => r._measurement == "` + schema.Operation + `" and ` + idPred + ` and r._field == "tokens_prevented")
 ops |> first() |> yield(name: "first")
 ops |> last() |> yield(name: "last")
 ops |> count() |> yield(name: "count")
@@ -115,7 +116,7 @@ ops |> sum() |> yield(name: "sum")`
 			a.addEvent(r, t)
 		case "first":
 			if !a.hasFirst || t.Before(a.opFirst) {
-				a.opFirst, a.opFirstTool = t, decodeTag(r.str("tool_id"))
+				a.opFirst, a.opFirstTool = t, schema.Decode(r.str("tool_id"))
 			}
 			a.hasOps, a.hasFirst = true, true
 		case "last":
@@ -150,17 +151,17 @@ ops |> sum() |> yield(name: "sum")`
 
 func (a *sessAgg) addEvent(r row, t time.Time) {
 	switch r.str("event") {
-	case eventStart:
+	case schema.EventStart:
 		if a.hasStart && t.After(a.start) {
 			return // another start (never written by this store): the first wins
 		}
 		if !a.hasStart || t.Before(a.start) {
 			a.attrs = tsdb.Session{}
 		}
-		a.hasStart, a.start, a.toolID = true, t, decodeTag(r.str("tool_id"))
+		a.hasStart, a.start, a.toolID = true, t, schema.Decode(r.str("tool_id"))
 		// The CSV answer gives "" as null: the row's presence says the
 		// field is set.
-		sv := func() *string { v := decodeTag(r.str("_value")); return &v }
+		sv := func() *string { v := schema.Decode(r.str("_value")); return &v }
 		switch r.str("_field") {
 		case "tool_version":
 			a.attrs.ToolVersion = sv()
@@ -174,11 +175,11 @@ func (a *sessAgg) addEvent(r row, t time.Time) {
 			v := r.int("_value")
 			a.attrs.ProcessID = &v
 		}
-	case eventHeartbeat:
+	case schema.EventHeartbeat:
 		if t.After(a.activity) {
 			a.activity = t
 		}
-	case eventEnd:
+	case schema.EventEnd:
 		if a.ended == nil || t.Before(*a.ended) {
 			a.ended = &t
 		}
@@ -189,7 +190,8 @@ func sessionNotFound(id uuid.UUID) error {
 	return fmt.Errorf("session %s: %w", id, tsdb.ErrNotFound)
 }
 
-func (s *Store) getSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error) {
+// GetSession answers the session and its totals, or tsdb.ErrNotFound.
+func (s *Reader) GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error) {
 	m, err := s.loadSessions(ctx, eq("session_id", id.String()))
 	if err != nil {
 		return tsdb.SessionStats{}, err
@@ -199,63 +201,6 @@ func (s *Store) getSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats
 		return tsdb.SessionStats{}, sessionNotFound(id)
 	}
 	return a.result(), nil
-}
-
-// GetSession answers the session and its totals, or tsdb.ErrNotFound.
-func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error) {
-	return s.getSession(ctx, id)
-}
-
-// CreateSession writes the session's start event (and a heartbeat at its
-// LastActivity, and an end event, when given).
-func (s *Store) CreateSession(ctx context.Context, sess tsdb.Session) error {
-	var w lineWriter
-	id := sess.SessionID.String()
-	w.writeSessionEvent(eventStart, id, sess.ToolID, sess.StartedAt, &sess)
-	if sess.LastActivity.After(sess.StartedAt) {
-		w.writeSessionEvent(eventHeartbeat, id, sess.ToolID, sess.LastActivity, nil)
-	}
-	if sess.EndedAt != nil {
-		w.writeSessionEvent(eventEnd, id, sess.ToolID, *sess.EndedAt, nil)
-	}
-	return s.submit(ctx, w.b)
-}
-
-// TouchSession writes a heartbeat at `at` when it is later than the
-// session's last activity, and answers the session.
-func (s *Store) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (tsdb.Session, error) {
-	st, err := s.getSession(ctx, id)
-	if err != nil {
-		return tsdb.Session{}, err
-	}
-	at = at.UTC().Truncate(time.Microsecond)
-	if !at.After(st.LastActivity) {
-		return st.Session, nil
-	}
-	var w lineWriter
-	w.writeSessionEvent(eventHeartbeat, id.String(), st.ToolID, at, nil)
-	if err := s.submit(ctx, w.b); err != nil {
-		return tsdb.Session{}, err
-	}
-	st.LastActivity = at
-	return st.Session, nil
-}
-
-// EndSession writes the end event unless the session already ended, and
-// answers the session with its totals.
-func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsdb.SessionStats, error) {
-	st, err := s.getSession(ctx, id)
-	if err != nil || st.EndedAt != nil {
-		return st, err
-	}
-	at = at.UTC().Truncate(time.Microsecond)
-	var w lineWriter
-	w.writeSessionEvent(eventEnd, id.String(), st.ToolID, at, nil)
-	if err := s.submit(ctx, w.b); err != nil {
-		return tsdb.SessionStats{}, err
-	}
-	st.EndedAt = &at
-	return st, nil
 }
 
 // idsPred answers a predicate matching any of ids (UUIDs: no regexp
@@ -269,7 +214,7 @@ func idsPred(ids []uuid.UUID) string {
 }
 
 // loadMany loads the sessions of ids, in chunks that keep the query short.
-func (s *Store) loadMany(ctx context.Context, ids []uuid.UUID) ([]tsdb.SessionStats, error) {
+func (s *Reader) loadMany(ctx context.Context, ids []uuid.UUID) ([]tsdb.SessionStats, error) {
 	var out []tsdb.SessionStats
 	const chunk = 200
 	for i := 0; i < len(ids); i += chunk {
@@ -287,22 +232,22 @@ func (s *Store) loadMany(ctx context.Context, ids []uuid.UUID) ([]tsdb.SessionSt
 // FindOpenSession answers the newest open session with m.InstanceID, else
 // the newest open one with m.ToolID and m.ProcessID (newest: latest
 // started_at, then latest activity, then largest id).
-func (s *Store) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.Session, error) {
+func (s *Reader) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.Session, error) {
 	if m.InstanceID == nil && m.ProcessID == nil {
 		return tsdb.Session{}, fmt.Errorf("open session for tool %q: %w", m.ToolID, tsdb.ErrNotFound)
 	}
 	src := `from(bucket: ` + s.bucket + `)
   |> ` + fluxRange(minTime, maxTime) + `
-  |> filter(fn: (r) => r._measurement == "` + measSession + `" and r.event == "` + eventStart + `" and `
+  |> filter(fn: (r) => r._measurement == "` + schema.Session + `" and r.event == "` + schema.EventStart + `" and `
 	var q string
 	if m.InstanceID != nil {
-		q += src + `r._field == "instance_id" and r._value == ` + fluxString(fieldString(*m.InstanceID)) + `)
+		q += src + `r._field == "instance_id" and r._value == ` + fluxString(schema.FieldString(*m.InstanceID)) + `)
   |> keep(columns: ["session_id"])
   |> yield(name: "instance")
 `
 	}
 	if m.ProcessID != nil {
-		q += src + eq("tool_id", tagValue(m.ToolID)) + ` and r._field == "process_id" and r._value == ` +
+		q += src + eq("tool_id", schema.TagValue(m.ToolID)) + ` and r._field == "process_id" and r._value == ` +
 			strconv.FormatInt(*m.ProcessID, 10) + `)
   |> keep(columns: ["session_id"])
   |> yield(name: "process")
@@ -360,7 +305,7 @@ func newer(a, b *tsdb.SessionStats) bool {
 // last activity is the time of one of its events or operations, so the
 // candidates are the sessions with any point at or after since; their full
 // state is then loaded and checked.
-func (s *Store) ActiveSessions(ctx context.Context, toolID string, since time.Time) ([]tsdb.SessionStats, error) {
+func (s *Reader) ActiveSessions(ctx context.Context, toolID string, since time.Time) ([]tsdb.SessionStats, error) {
 	lo := ceilMicro(since)
 	out := []tsdb.SessionStats{}
 	if !lo.Before(maxTime) {
@@ -371,13 +316,13 @@ func (s *Store) ActiveSessions(ctx context.Context, toolID string, since time.Ti
 	}
 	opsQ := `from(bucket: ` + s.bucket + `)
   |> ` + fluxRange(lo, maxTime) + `
-  |> filter(fn: (r) => r._measurement == "` + measOperation + `" and r._field == "id")
+  |> filter(fn: (r) => r._measurement == "` + schema.Operation + `" and r._field == "id")
   |> last()
   |> keep(columns: ["session_id"])
   |> yield(name: "ops")`
 	eventsQ := `from(bucket: ` + s.bucket + `)
   |> ` + fluxRange(lo, maxTime) + `
-  |> filter(fn: (r) => r._measurement == "` + measSession + `" and r._field == "v")
+  |> filter(fn: (r) => r._measurement == "` + schema.Session + `" and r._field == "v")
   |> last()
   |> keep(columns: ["session_id"])
   |> yield(name: "events")`

@@ -1,4 +1,4 @@
-package influx
+package rollup
 
 import (
 	"bytes"
@@ -8,58 +8,23 @@ import (
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/query"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
-
-// The hourly rollup cache. Flux on InfluxDB 1.8 cannot push an aggregate
-// down to storage: every Breakdown or Trend reads every point of its window,
-// so a 30-day answer costs O(operations). The store therefore keeps, per
-// CLOSED UTC hour, the totals of each (tool_id, tool_name, operation_mode)
-// key, read once with one Flux query per missing span of hours
-// (aggregateWindow every 1h, grouped by the tags), and answers aggregates
-// from it: whole closed hours from the cache, the open hour and the partial
-// hours at a window's edges from raw points, always.
-//
-// Freshness:
-//   - Writes of this store: when the drainer delivers a record to InfluxDB it
-//     drops the cached hours its operations fall in, before the writer's
-//     caller is told, so a write is in the next answer; deliveries delayed in
-//     the outbox drop them when they land. A fill that was reading an hour
-//     while a delivery dropped it does not store that hour.
-//   - Writes of other replicas sharing the database, or any other writer:
-//     an entry is trusted for Config.CacheTTL after its read started (default
-//     5 minutes), then read again. A background refresher renews entries that
-//     are in use before they expire, so answers stay fast.
-//   - An hour counts as closed cacheGrace after its end, so that writes in
-//     flight at the turn of the hour (other replicas' group commits, clock
-//     skew) land before it is first cached.
-//
-// Memory is bounded by Config.CacheMaxRows rows (an hour with no operation
-// counts as one row; a row is about 50 bytes plus map overhead, so the
-// default of 262,144 rows, a year of hours at 30 keys each, is about 20 MB);
-// past it the least recently used hours are evicted. A query whose closed
-// hours could not fit reads raw points instead.
 
 // cacheGrace is how long after its end an hour becomes cacheable.
 const cacheGrace = time.Minute
-
-// hourSecs is an hour in seconds; cached hours are keyed by the unix time
-// (seconds) of their start.
-const hourSecs = 3600
 
 // fillChunkHours bounds the hours one fill query reads, so that a cold
 // 30-day read is a few queries of bounded cost, each stored as it completes
 // (a later chunk timing out keeps the earlier ones).
 const fillChunkHours = 24
 
-// hourKey is a rollup key; tool_id as stored in its tag (see tagValue).
-type hourKey struct{ toolID, toolName, mode string }
-
-// hourRow is the totals of one key in one hour.
-type hourRow struct {
-	hour int64 // unix seconds of the hour start
-	key  *hourKey
-	tsdb.Totals
-}
+// Cached hours are keyed by the unix microseconds of their start.
+type (
+	hourKey = query.HourKey
+	hourRow = query.HourRow
+)
 
 type hourEntry struct {
 	rows    []hourRow
@@ -127,7 +92,7 @@ func (c *hourCache) lookup(lo, hi int64, now time.Time, out []hourRow) ([]hourRo
 	defer c.mu.Unlock()
 	c.tick++
 	var missing []int64
-	for h := lo; h < hi; h += hourSecs {
+	for h := lo; h < hi; h += tsdb.MicrosPerHour {
 		e := c.hours[h]
 		if e == nil || !c.fresh(e.fetched, now) {
 			missing = append(missing, h)
@@ -158,11 +123,11 @@ func (c *hourCache) endFill(f *fill, rows []hourRow, fetched time.Time, ok bool)
 	}
 	byHour := map[int64][]hourRow{}
 	for _, r := range rows {
-		r.key = c.intern(*r.key)
-		byHour[r.hour] = append(byHour[r.hour], r)
+		r.Key = c.intern(*r.Key)
+		byHour[r.Hour] = append(byHour[r.Hour], r)
 	}
 	c.tick++
-	for h := f.lo; h < f.hi; h += hourSecs {
+	for h := f.lo; h < f.hi; h += tsdb.MicrosPerHour {
 		if f.dirty[h] {
 			continue
 		}
@@ -220,13 +185,13 @@ func (c *hourCache) evict() {
 		c.keys = map[hourKey]*hourKey{}
 		for _, e := range c.hours {
 			for i := range e.rows {
-				e.rows[i].key = c.intern(*e.rows[i].key)
+				e.rows[i].Key = c.intern(*e.rows[i].Key)
 			}
 		}
 	}
 }
 
-// invalidate drops the given hours (unix seconds of their starts) and marks
+// invalidate drops the given hours (unix microseconds of their starts) and marks
 // them dirty in every fill in flight; minTime is the earliest point time
 // delivered, which drops first-operation times it would precede.
 func (c *hourCache) invalidate(hours []int64, minTime time.Time) {
@@ -361,11 +326,11 @@ func (c *hourCache) stats() (hours, rows int) {
 	return len(c.hours), c.rows
 }
 
-// deliveredHours answers the UTC hours (unix seconds of their starts) of the
-// operation points in line protocol lp, and the earliest point time. Every
-// point this store writes ends with its timestamp in nanoseconds.
+// deliveredHours answers the UTC hours (unix microseconds of their starts)
+// of the operation points in line protocol lp, and the earliest point time.
+// Every point the store writes ends with its timestamp in nanoseconds.
 func deliveredHours(lp []byte, into map[int64]struct{}, minTime *time.Time) {
-	prefix := []byte(measOperation)
+	prefix := []byte(schema.Operation)
 	for len(lp) > 0 {
 		line := lp
 		if i := bytes.IndexByte(lp, '\n'); i >= 0 {
@@ -385,18 +350,9 @@ func deliveredHours(lp []byte, into map[int64]struct{}, minTime *time.Time) {
 			continue
 		}
 		t := time.Unix(0, ns).UTC()
-		into[floorDiv(t.Unix(), hourSecs)*hourSecs] = struct{}{}
+		into[tsdb.FloorTo(ns, int64(time.Hour))/int64(time.Microsecond)] = struct{}{}
 		if minTime.IsZero() || t.Before(*minTime) {
 			*minTime = t
 		}
 	}
-}
-
-// floorDiv divides rounding towards minus infinity.
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if (a%b != 0) && ((a < 0) != (b < 0)) {
-		q--
-	}
-	return q
 }

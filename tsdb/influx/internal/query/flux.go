@@ -1,4 +1,4 @@
-package influx
+package query
 
 import (
 	"fmt"
@@ -77,12 +77,12 @@ func ceilMicro(t time.Time) time.Time {
 	return tr
 }
 
-// timeRange answers the [start, stop) range of point times that holds the
+// TimeRange answers the [start, stop) range of point times that holds the
 // operations with start <= created_at <= end (nil: unbounded). Point times
 // are created_at (whole microseconds) plus less than a microsecond (see
-// slots), so the range is [ceil_us(start), floor_us(end) + 1us). ok is false
+// delivery.Slots), so the range is [ceil_us(start), floor_us(end) + 1us). ok is false
 // when the range is empty.
-func timeRange(start, end *time.Time) (lo, hi time.Time, ok bool) {
+func TimeRange(start, end *time.Time) (lo, hi time.Time, ok bool) {
 	lo, hi = minTime, maxTime
 	if start != nil && start.After(lo) {
 		lo = ceilMicro(*start)

@@ -1,10 +1,9 @@
-package influx
+package query
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
 // sumFields are the fields Breakdown and Trend add up; countField is counted
@@ -39,7 +39,7 @@ func fieldPred(fields ...string) string {
 // opsSource answers from |> range |> filter for operations in [lo, hi) with
 // the tag predicates given and the field predicate, all in one filter so
 // that the storage engine applies it (pushdown on 1.8 and 2.x).
-func (s *Store) opsSource(lo, hi time.Time, fields string, tags ...string) string {
+func (s *Reader) opsSource(lo, hi time.Time, fields string, tags ...string) string {
 	if s.v1.Load() {
 		// InfluxDB 1.8 takes a point at exactly the stop into the range;
 		// point times are whole nanoseconds, so stop 1 ns earlier there.
@@ -47,28 +47,28 @@ func (s *Store) opsSource(lo, hi time.Time, fields string, tags ...string) strin
 	}
 	return `from(bucket: ` + s.bucket + `)
   |> ` + fluxRange(lo, hi) + `
-  |> filter(fn: (r) => ` + pred(append([]string{`r._measurement == "` + measOperation + `"`}, append(tags, fields)...)...) + `)`
+  |> filter(fn: (r) => ` + pred(append([]string{`r._measurement == "` + schema.Operation + `"`}, append(tags, fields)...)...) + `)`
 }
 
 func toolIDPred(toolID string) string {
 	if toolID == "" {
 		return ""
 	}
-	return eq("tool_id", tagValue(toolID))
+	return eq("tool_id", schema.TagValue(toolID))
 }
 
 // QueryOperations answers one page of operations, newest created_at first,
 // ties by id descending, and the number of all matches, in two steps: the
 // count and the page's keys (sorted and cut in Flux on the id field alone,
 // point times truncated to the microsecond, i.e. created_at), then the
-// page's points pivoted into operations. With the hourly cache and no
-// session filter, the count comes from the cached hourly counts and the
-// keys are searched only in the newest hours that hold offset+limit
-// matches (the whole range again if they turn out to hold fewer).
-func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
+// page's points pivoted into operations. With count (the hourly cache)
+// and no session filter, the total comes from count and the keys are
+// searched only in the newest hours that hold offset+limit matches (the
+// whole range again if they turn out to hold fewer).
+func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, count Counter) (tsdb.OperationPage, error) {
 	s.learnVersion(ctx)
 	page := tsdb.OperationPage{Operations: []tsdb.Operation{}}
-	lo, hi, ok := timeRange(f.Start, f.End)
+	lo, hi, ok := TimeRange(f.Start, f.End)
 	if !ok {
 		return page, nil
 	}
@@ -111,12 +111,12 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 		return nil
 	}
 	var err error
-	if s.cache != nil && f.SessionID == nil {
+	if count != nil && f.SessionID == nil {
 		// The total from the hourly counts, and the page's keys searched
 		// only in the newest hours that hold offset+limit matches: a first
 		// page sorts about a page of points, not the whole range.
 		var from time.Time
-		if page.Total, from, err = s.countFrom(ctx, lo, hi, f, max(f.Offset, 0)+limit); err != nil {
+		if page.Total, from, err = count(ctx, lo, hi, f, max(f.Offset, 0)+limit); err != nil {
 			return page, err
 		}
 		if int64(max(f.Offset, 0)) >= page.Total {
@@ -163,37 +163,11 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 	return page, nil
 }
 
-// countFrom answers how many operations match f (but its session filter)
-// in [lo, hi), from the hourly counts (see hourRows), and the start of the
-// newest span of hours that holds at least need of them (lo when there are
-// fewer).
-func (s *Store) countFrom(ctx context.Context, lo, hi time.Time, f tsdb.OperationFilter, need int) (int64, time.Time, error) {
-	rows, err := s.hourRows(ctx, lo, hi, f.ToolID)
-	if err != nil {
-		return 0, lo, err
-	}
-	perHour := map[int64]int64{}
-	var total int64
-	for _, r := range rows {
-		if f.ToolName != "" && r.key.toolName != f.ToolName || f.OperationMode != "" && r.key.mode != f.OperationMode {
-			continue
-		}
-		perHour[r.hour] += r.Count
-		total += r.Count
-	}
-	hours := slices.Collect(maps.Keys(perHour))
-	slices.Sort(hours)
-	var acc int64
-	for i := len(hours) - 1; i >= 0; i-- {
-		if acc += perHour[hours[i]]; acc >= int64(need) {
-			if t := time.Unix(hours[i], 0); t.After(lo) {
-				return total, t, nil
-			}
-			break
-		}
-	}
-	return total, lo, nil
-}
+// Counter answers how many operations match f (but its session filter)
+// in [lo, hi), and the start of the newest span of whole hours that holds
+// at least need of them (lo when there are fewer): the hourly cache's
+// answer, for QueryOperations.
+type Counter func(ctx context.Context, lo, hi time.Time, f tsdb.OperationFilter, need int) (int64, time.Time, error)
 
 // operationTags answers the tag predicates of f's filters (not its time
 // range).
@@ -217,7 +191,7 @@ func operationTags(f tsdb.OperationFilter) []string {
 // operationsSource answers the operations with point times in [lo, hi)
 // that match tags, one row per operation, in no particular order, for
 // rowOperation.
-func (s *Store) operationsSource(lo, hi time.Time, tags []string) string {
+func (s *Reader) operationsSource(lo, hi time.Time, tags []string) string {
 	return s.opsSource(lo, hi, "", tags...) + pivotOperations
 }
 
@@ -236,7 +210,7 @@ func rowOperation(r row) (tsdb.Operation, error) {
 		TokensActual:    r.int("tokens_actual"),
 		TokensPrevented: r.int("tokens_prevented"),
 		ResponseTimeMs:  r.float("response_time_ms"),
-		ToolID:          decodeTag(r.str("tool_id")),
+		ToolID:          schema.Decode(r.str("tool_id")),
 		CreatedAt:       r.time("_time").Truncate(time.Microsecond),
 	}
 	var err error
@@ -248,7 +222,7 @@ func rowOperation(r row) (tsdb.Operation, error) {
 	}
 	// CSV answers cannot tell null from "": has_file_path can.
 	if has, _ := r.values["has_file_path"].(bool); has {
-		fp := decodeTag(r.str("file_path"))
+		fp := schema.Decode(r.str("file_path"))
 		op.FilePath = &fp
 	}
 	if len(op.Parameters) == 0 {
@@ -260,21 +234,10 @@ func rowOperation(r row) (tsdb.Operation, error) {
 // Breakdown answers the totals per (tool name, mode) in w: one grouped sum
 // over the four fields and one grouped count, both pushdown shapes
 // (range |> filter |> group |> sum/count).
-func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals, error) {
-	lo, hi, ok := timeRange(w.Start, &w.End)
+func (s *Reader) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals, error) {
+	lo, hi, ok := TimeRange(w.Start, &w.End)
 	if !ok {
 		return []tsdb.ModeTotals{}, nil
-	}
-	if s.cache != nil {
-		rows, err := s.hourRows(ctx, lo, hi, w.ToolID)
-		if err != nil {
-			return nil, err
-		}
-		m := totalsBy[modeKey]{}
-		for _, r := range rows {
-			m.at(modeKey{r.key.toolName, r.key.mode}).Add(r.Totals)
-		}
-		return modeTotals(m), nil
 	}
 	tid := toolIDPred(w.ToolID)
 	sums := s.opsSource(lo, hi, fieldPred(sumFields...), tid) + `
@@ -310,6 +273,24 @@ func (m totalsBy[K]) at(k K) *tsdb.Totals {
 		m[k] = t
 	}
 	return t
+}
+
+// BreakdownOf answers Breakdown's rows from hourly totals.
+func BreakdownOf(rows []HourRow) []tsdb.ModeTotals {
+	m := totalsBy[modeKey]{}
+	for _, r := range rows {
+		m.at(modeKey{r.Key.ToolName, r.Key.Mode}).Add(r.Totals)
+	}
+	return modeTotals(m)
+}
+
+// TrendOf answers Trend's rows from hourly totals.
+func TrendOf(rows []HourRow, step tsdb.Step) []tsdb.Bucket {
+	m := totalsBy[time.Time]{}
+	for _, r := range rows {
+		m.at(step.Truncate(time.UnixMicro(r.Hour).UTC())).Add(r.Totals)
+	}
+	return buckets(m)
 }
 
 // modeTotals answers Breakdown's rows: the pairs with operations.
@@ -358,21 +339,10 @@ func addField(t *tsdb.Totals, r row) {
 // days). A window's _start is the bucket start, or the range start for the
 // first, partial bucket, so the bucket is Truncate(_start). The range is
 // exactly the window, so only operations in it count.
-func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
-	lo, hi, ok := timeRange(w.Start, &w.End)
+func (s *Reader) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
+	lo, hi, ok := TimeRange(w.Start, &w.End)
 	if !ok {
 		return []tsdb.Bucket{}, nil
-	}
-	if s.cache != nil {
-		rows, err := s.hourRows(ctx, lo, hi, w.ToolID)
-		if err != nil {
-			return nil, err
-		}
-		m := totalsBy[time.Time]{}
-		for _, r := range rows {
-			m.at(step.Truncate(time.Unix(r.hour, 0))).Add(r.Totals)
-		}
-		return buckets(m), nil
 	}
 	every := "1h"
 	if step == tsdb.Daily {
@@ -390,30 +360,9 @@ func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsd
 	return buckets(m), nil
 }
 
-// FirstOperationTime answers the oldest created_at (of toolID when given),
-// from the cache when it holds a fresh answer (see cache.go).
-func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
-	if s.cache == nil {
-		return s.firstOperationTime(ctx, toolID)
-	}
-	if e, hit := s.cache.peekFirst(toolID, time.Now()); hit {
-		return e.t, e.ok, nil
-	}
-	return s.readFirst(ctx, toolID)
-}
-
-// readFirst reads the first operation time and caches it.
-func (s *Store) readFirst(ctx context.Context, toolID string) (time.Time, bool, error) {
-	fl := s.cache.beginFirst()
-	started := time.Now()
-	t, ok, err := s.firstOperationTime(ctx, toolID)
-	s.cache.putFirst(toolID, firstEntry{t: t, ok: ok, fetched: started}, fl, err == nil)
-	return t, ok, err
-}
-
-// firstOperationTime reads the oldest created_at: the first point of every
-// series, then the earliest of those.
-func (s *Store) firstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
+// FirstOperationTime reads the oldest created_at (of toolID when given):
+// the first point of every series, then the earliest of those.
+func (s *Reader) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
 	q := s.opsSource(minTime, maxTime, `r._field == "id"`, toolIDPred(toolID)) + `
   |> first()
   |> group()
@@ -448,7 +397,7 @@ func (s *Store) firstOperationTime(ctx context.Context, toolID string) (time.Tim
 //
 // The store picks per series once the server says it is 2.x (the
 // X-Influxdb-Version header of a write or ping answer).
-func (s *Store) trendQueries(lo, hi time.Time, every, tid string, perSeries bool) (sums, counts string) {
+func (s *Reader) trendQueries(lo, hi time.Time, every, tid string, perSeries bool) (sums, counts string) {
 	sum := s.opsSource(lo, hi, fieldPred(sumFields...), tid)
 	cnt := s.opsSource(lo, hi, fieldPred(countField), tid)
 	win := func(fn string) string {

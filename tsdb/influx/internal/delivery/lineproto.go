@@ -1,0 +1,234 @@
+package delivery
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
+)
+
+// Encoder builds the line protocol of operations and session events (see
+// package schema). Its zero value is ready to use.
+type Encoder struct{ b []byte }
+
+// Bytes answers the line protocol written so far.
+func (w *Encoder) Bytes() []byte { return w.b }
+
+var (
+	measEscaper = strings.NewReplacer(`,`, `\,`, ` `, `\ `)
+	tagEscaper  = strings.NewReplacer(`,`, `\,`, `=`, `\=`, ` `, `\ `)
+	strEscaper  = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+)
+
+func (w *Encoder) start(meas string) { w.b = append(w.b, measEscaper.Replace(meas)...) }
+
+// tag adds a tag; value must already be a stored tag value
+// (schema.TagValue). Tags must be added in key order.
+func (w *Encoder) tag(k, v string) {
+	w.b = append(w.b, ',')
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '=')
+	w.b = append(w.b, tagEscaper.Replace(v)...)
+}
+
+type fieldSep struct{ n int }
+
+func (w *Encoder) sep(f *fieldSep) {
+	if f.n == 0 {
+		w.b = append(w.b, ' ')
+	} else {
+		w.b = append(w.b, ',')
+	}
+	f.n++
+}
+
+func (w *Encoder) str(f *fieldSep, k, v string) {
+	w.sep(f)
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '=', '"')
+	w.b = append(w.b, strEscaper.Replace(v)...)
+	w.b = append(w.b, '"')
+}
+
+func (w *Encoder) int(f *fieldSep, k string, v int64) {
+	w.sep(f)
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '=')
+	w.b = strconv.AppendInt(w.b, v, 10)
+	w.b = append(w.b, 'i')
+}
+
+// float writes a float field; the value always parses as a float (never
+// as an integer), so the field's type never changes.
+func (w *Encoder) float(f *fieldSep, k string, v float64) {
+	w.sep(f)
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '=')
+	w.b = strconv.AppendFloat(w.b, v, 'g', -1, 64)
+}
+
+func (w *Encoder) end(t int64) {
+	w.b = append(w.b, ' ')
+	w.b = strconv.AppendInt(w.b, t, 10)
+	w.b = append(w.b, '\n')
+}
+
+// operationSeries answers the series key of op (without dup), the key the
+// slot allocator works on.
+func operationSeries(op *tsdb.Operation) string {
+	return op.OperationMode + "\x00" + op.SessionID.String() + "\x00" + op.ToolID + "\x00" + op.ToolName
+}
+
+// Operation appends op as one point at time created_at + offset ns, in
+// series dup when dup > 0 (see Slots).
+func (w *Encoder) Operation(op *tsdb.Operation, offset, dup int) {
+	w.start(schema.Operation)
+	if dup > 0 {
+		w.tag(schema.TagDup, strconv.Itoa(dup))
+	}
+	w.tag(schema.TagOperationMode, op.OperationMode)
+	w.tag(schema.TagSessionID, op.SessionID.String())
+	w.tag(schema.TagToolID, schema.TagValue(op.ToolID))
+	w.tag(schema.TagToolName, op.ToolName)
+	var f fieldSep
+	if op.FilePath != nil {
+		w.str(&f, schema.FieldFilePath, schema.FieldString(*op.FilePath))
+	}
+	w.str(&f, schema.FieldID, op.ID.String())
+	params := string(op.Parameters)
+	if params == "" {
+		params = "{}"
+	}
+	w.str(&f, schema.FieldParameters, params)
+	w.float(&f, schema.FieldResponseTimeMs, op.ResponseTimeMs)
+	w.int(&f, schema.FieldTokensActual, op.TokensActual)
+	w.int(&f, schema.FieldTokensOriginal, op.TokensOriginal)
+	w.int(&f, schema.FieldTokensPrevented, op.TokensPrevented)
+	w.end(op.CreatedAt.Truncate(time.Microsecond).UnixNano() + int64(offset))
+}
+
+// SessionEvent appends one session event (schema.EventStart,
+// EventHeartbeat or EventEnd) at `at`; s carries a start event's
+// attributes (nil for the others).
+func (w *Encoder) SessionEvent(event, sessionID, toolID string, at time.Time, s *tsdb.Session) {
+	w.start(schema.Session)
+	w.tag(schema.TagEvent, event)
+	w.tag(schema.TagSessionID, sessionID)
+	w.tag(schema.TagToolID, schema.TagValue(toolID))
+	var f fieldSep
+	if s != nil {
+		if s.InstanceID != nil {
+			w.str(&f, schema.FieldInstanceID, schema.FieldString(*s.InstanceID))
+		}
+		if s.ProcessID != nil {
+			w.int(&f, schema.FieldProcessID, *s.ProcessID)
+		}
+		if s.ProjectID != nil {
+			w.str(&f, schema.FieldProjectID, schema.FieldString(*s.ProjectID))
+		}
+		if s.ToolVersion != nil {
+			w.str(&f, schema.FieldToolVersion, schema.FieldString(*s.ToolVersion))
+		}
+		if s.WorkspacePath != nil {
+			w.str(&f, schema.FieldWorkspacePath, schema.FieldString(*s.WorkspacePath))
+		}
+	}
+	w.int(&f, schema.FieldVersion, 1)
+	w.end(at.Truncate(time.Microsecond).UnixNano())
+}
+
+// Slots hands out point-time offsets. InfluxDB keeps one point per series
+// and timestamp: a second write with the same key overwrites the first.
+// Operations arrive at microsecond precision, so each gets the time
+// created_at + d ns with d in [0, 999], d unique among the operations of its
+// series (tool_name, operation_mode, tool_id, session_id) and microsecond
+// that this process has written. Because d < 1 µs, reading created_at back is
+// truncating the point time to the microsecond, and windows on created_at map
+// exactly onto point times.
+//
+// d starts at a hash of the operation id and probes upward, so that after a
+// restart (the table starts empty) or between replicas two operations of one
+// series and microsecond still only collide with probability about k/1000
+// (k: operations already at that key), not certainly. When all 1000 slots are
+// taken, the operation gets the next dup=N series instead.
+//
+// The table is bounded (maxKeys, oldest key evicted first): operations
+// reusing a key evicted long ago fall back to the hash odds above.
+type Slots struct {
+	mu    sync.Mutex
+	used  map[slotKey]*slotSet
+	order []slotKey // ring of keys in insertion order, for eviction
+	next  int
+	max   int
+}
+
+type slotKey struct {
+	series string
+	dup    int
+	micros int64
+}
+
+type slotSet [16]uint64 // 1024 bits, 1000 used
+
+const slotsPerMicro = 1000
+
+// NewSlots answers a table that remembers at most maxKeys keys.
+func NewSlots(maxKeys int) *Slots {
+	return &Slots{used: make(map[slotKey]*slotSet), max: maxKeys}
+}
+
+// Assign answers the offset and dup series for op.
+func (s *Slots) Assign(op *tsdb.Operation) (offset, dup int) {
+	series := operationSeries(op)
+	micros := op.CreatedAt.Truncate(time.Microsecond).UnixNano() / 1000
+	start := int(binary.BigEndian.Uint64(op.ID[8:]) % slotsPerMicro)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for dup = 0; ; dup++ {
+		k := slotKey{series, dup, micros}
+		set := s.used[k]
+		if set == nil {
+			set = new(slotSet)
+			s.insert(k, set)
+		}
+		if d, ok := set.take(start); ok {
+			return d, dup
+		}
+	}
+}
+
+func (s *Slots) insert(k slotKey, set *slotSet) {
+	if len(s.order) < s.max {
+		s.order = append(s.order, k)
+	} else {
+		delete(s.used, s.order[s.next])
+		s.order[s.next] = k
+		s.next = (s.next + 1) % s.max
+	}
+	s.used[k] = set
+}
+
+// take marks and answers the first free slot at or after start (wrapping).
+func (set *slotSet) take(start int) (int, bool) {
+	for i := 0; i < slotsPerMicro; {
+		d := (start + i) % slotsPerMicro
+		word := set[d/64] >> (d % 64)
+		if word == ^uint64(0)>>(d%64) { // the rest of this word is taken
+			i += 64 - d%64
+			continue
+		}
+		if word&1 == 0 {
+			set[d/64] |= 1 << (d % 64)
+			return d, true
+		}
+		// Jump to the next free bit in this word.
+		skip := bits.TrailingZeros64(^word)
+		i += skip
+	}
+	return 0, false
+}

@@ -1,0 +1,66 @@
+package delivery
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+func TestSlotsUniqueAndOverflow(t *testing.T) {
+	s := NewSlots(16)
+	at := time.Date(2025, 1, 1, 0, 0, 0, 123000, time.UTC)
+	sess := uuid.New()
+	seen := map[[2]int]bool{}
+	for i := range 2500 {
+		op := tsdb.Operation{ID: uuid.New(), SessionID: sess, ToolName: "read", OperationMode: "full", ToolID: "x", CreatedAt: at}
+		off, dup := s.Assign(&op)
+		if off < 0 || off >= 1000 {
+			t.Fatalf("op %d: offset %d out of [0, 1000)", i, off)
+		}
+		k := [2]int{off, dup}
+		if seen[k] {
+			t.Fatalf("op %d: offset %d dup %d handed out twice", i, off, dup)
+		}
+		seen[k] = true
+		if want := i / 1000; dup != want {
+			t.Fatalf("op %d: dup %d, want %d", i, dup, want)
+		}
+	}
+	// The table stays bounded.
+	for i := range 100 {
+		op := tsdb.Operation{ID: uuid.New(), SessionID: sess, ToolName: "read", OperationMode: "full", ToolID: "x",
+			CreatedAt: at.Add(time.Duration(i) * time.Microsecond)}
+		s.Assign(&op)
+	}
+	if len(s.used) > 16 {
+		t.Fatalf("%d keys kept, bound 16", len(s.used))
+	}
+}
+
+func TestSplitLines(t *testing.T) {
+	lp := []byte("aaaa\nbbbb\ncc\nddddddddddd\ne\n")
+	chunks := splitLines(lp, 10)
+	if got := string(joinBytes(chunks)); got != string(lp) {
+		t.Fatalf("joined chunks %q != %q", got, lp)
+	}
+	for _, c := range chunks {
+		if c[len(c)-1] != '\n' {
+			t.Errorf("chunk %q does not end a line", c)
+		}
+		if len(c) > 10 && strings.Count(string(c), "\n") > 1 {
+			t.Errorf("chunk %q exceeds the bound with more than one line", c)
+		}
+	}
+}
+
+func joinBytes(bs [][]byte) []byte {
+	var out []byte
+	for _, b := range bs {
+		out = append(out, b...)
+	}
+	return out
+}

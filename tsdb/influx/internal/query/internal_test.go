@@ -1,0 +1,65 @@
+package query
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFluxStringEscapes(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{``, `""`},
+		{`plain`, `"plain"`},
+		{`a"b`, `"a\"b"`},
+		{`a\b`, `"a\\b"`},
+		{`end\`, `"end\\"`},
+		{`\"`, `"\\\""`},
+		{`${x}`, `"\${x}"`},
+		{`$${`, `"$\${"`},
+		{`$`, `"$"`},
+		{`{}`, `"{}"`},
+		{"a\nb\r\tc", `"a\nb\r\tc"`},
+		{"caf\u00e9 日本", "\"caf\u00e9 日本\""},
+		{"bad\xffutf8", `"bad\xffutf8"`},
+		{`") |> drop() //`, `"\") |> drop() //"`},
+	}
+	for _, tc := range tests {
+		if got := fluxString(tc.in); got != tc.want {
+			t.Errorf("fluxString(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestTimeRange(t *testing.T) {
+	a := time.Date(2025, 1, 1, 10, 0, 0, 1500, time.UTC) // 1.5 µs
+	// No whole microsecond lies in [1.5 µs, 1.5 µs]: no created_at can match.
+	if lo, hi, ok := TimeRange(&a, &a); ok {
+		t.Fatalf("range [%v, %v) ok for a window holding no whole microsecond", lo, hi)
+	}
+	b := time.Date(2025, 1, 1, 10, 0, 0, 2000, time.UTC)
+	lo, hi, ok := TimeRange(&b, &b)
+	if !ok || !lo.Equal(b) || !hi.Equal(b.Add(time.Microsecond)) {
+		t.Fatalf("range [%v, %v) ok=%v for one whole microsecond", lo, hi, ok)
+	}
+}
+
+func TestNoteVersion(t *testing.T) {
+	s := &Reader{}
+	for _, tc := range []struct {
+		v        string
+		want, v1 bool
+	}{{"1.8.3", false, true}, {"unknown", false, false}, {"v2.7.4", true, false}, {"2.0.0-beta", true, false}, {"v1.11.8", false, true}, {"3.0.1", true, false}} {
+		s.NoteVersion(http.Header{"X-Influxdb-Version": {tc.v}})
+		if got := s.perSeries.Load(); got != tc.want {
+			t.Errorf("version %q: per series %v, want %v", tc.v, got, tc.want)
+		}
+		if got := s.v1.Load(); got != tc.v1 {
+			t.Errorf("version %q: InfluxQL %v, want %v", tc.v, got, tc.v1)
+		}
+	}
+	s.NoteVersion(http.Header{"X-Influxdb-Version": {"1.8.3"}})
+	if src := s.opsSource(time.Unix(0, 0), time.Unix(1, 0), ""); !strings.Contains(src, "stop: 1970-01-01T00:00:00.999999999Z") {
+		t.Errorf("1.x: range stop not 1 ns early:\n%s", src)
+	}
+}

@@ -1,0 +1,142 @@
+package query
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand"
+	"net/http"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/delivery"
+)
+
+func TestMain(m *testing.M) { os.Exit(realtools.RunMain(m)) }
+
+// writeOps writes ops to bucket on srv, as the store's writer encodes them.
+func writeOps(t *testing.T, srv *realtools.Influxd, bucket string, ops []tsdb.Operation) {
+	t.Helper()
+	var e delivery.Encoder
+	slots := delivery.NewSlots(1 << 16)
+	for i := range ops {
+		off, dup := slots.Assign(&ops[i])
+		e.Operation(&ops[i], off, dup)
+	}
+	u := srv.URL + "/api/v2/write?precision=ns&bucket=" + url.QueryEscape(bucket)
+	resp, err := http.Post(u, "text/plain", strings.NewReader(string(e.Bytes())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("write: %s", resp.Status)
+	}
+}
+
+func newReader(t *testing.T, srv *realtools.Influxd, bucket string) *Reader {
+	r := New(Options{URL: srv.URL, Bucket: bucket, QueryTimeout: 30 * time.Second, RequestTimeout: 30 * time.Second,
+		ExportPageSize: 5000, HTTP: &http.Client{}})
+	t.Cleanup(r.Close)
+	return r
+}
+
+// TestTrendShapesAgree: the grouped Trend query (used on 1.x) and the
+// per-series one (used on 2.x) answer the same on the same data.
+func TestTrendShapesAgree(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	bucket := srv.NewBucket(t)
+	s := newReader(t, srv, bucket)
+	r := rand.New(rand.NewSource(7))
+	from := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
+	var ops []tsdb.Operation
+	for range 600 {
+		ops = append(ops, tsdb.Operation{
+			ID: uuid.New(), SessionID: uuid.New(), ToolName: api.ToolNames[r.Intn(2)],
+			OperationMode: api.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
+			TokensOriginal: r.Int63n(1000), TokensActual: r.Int63n(1000), TokensPrevented: r.Int63n(1000) - 500,
+			ResponseTimeMs: float64(r.Intn(1000)) / 4, ToolID: []string{"a", "b"}[r.Intn(2)],
+			CreatedAt: from.Add(time.Duration(r.Int63n(int64(72*time.Hour/time.Microsecond))) * time.Microsecond),
+		})
+	}
+	writeOps(t, srv, bucket, ops)
+	for i := range 10 {
+		start := from.Add(time.Duration(r.Int63n(int64(48 * time.Hour))))
+		w := tsdb.Window{Start: &start, End: start.Add(time.Duration(r.Int63n(int64(48 * time.Hour))))}
+		if i%3 == 0 {
+			w.ToolID = "a"
+		}
+		if i == 9 {
+			w.Start = nil
+		}
+		for _, step := range []tsdb.Step{tsdb.Hourly, tsdb.Daily} {
+			s.perSeries.Store(false)
+			grouped, err := s.Trend(context.Background(), w, step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.perSeries.Store(true)
+			perSeries, err := s.Trend(context.Background(), w, step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(grouped) == 0 || !reflect.DeepEqual(grouped, perSeries) {
+				t.Fatalf("window %d step %v: grouped %d buckets, per series %d buckets, or they differ", i, step, len(grouped), len(perSeries))
+			}
+		}
+	}
+}
+
+// TestReadHoursInfluxQLEqualsFlux: on the 1.x test server the hourly
+// totals read with InfluxQL equal those read with Flux.
+func TestReadHoursInfluxQLEqualsFlux(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	bucket := srv.NewBucket(t)
+	s := newReader(t, srv, bucket)
+	r := rand.New(rand.NewSource(3))
+	from := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
+	var ops []tsdb.Operation
+	for range 300 {
+		ops = append(ops, tsdb.Operation{
+			ID: uuid.New(), SessionID: uuid.New(), ToolName: api.ToolNames[r.Intn(2)],
+			OperationMode: api.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
+			TokensOriginal: r.Int63n(1000), TokensActual: r.Int63n(1000), TokensPrevented: r.Int63n(1000) - 500,
+			ResponseTimeMs: float64(r.Intn(1000)) / 4, ToolID: []string{"a", "b"}[r.Intn(2)],
+			CreatedAt: from.Add(time.Duration(r.Int63n(int64(12*time.Hour/time.Microsecond))) * time.Microsecond),
+		})
+	}
+	writeOps(t, srv, bucket, ops)
+	ctx := context.Background()
+	lo, hi := from.Add(90*time.Minute), from.Add(10*time.Hour+7*time.Minute)
+	ql, err := s.ReadHours(ctx, "test", lo, hi, "a") // learns the version: InfluxQL on 1.x
+	if err != nil {
+		t.Fatal(err)
+	}
+	if known, v1, _ := s.Version(); !known || !v1 {
+		t.Fatalf("version known %v, 1.x %v after a read; want both", known, v1)
+	}
+	s.cfg.AlwaysFlux = true
+	flux, err := s.ReadHours(ctx, "test", lo, hi, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(rows []HourRow) map[[4]string]tsdb.Totals {
+		m := map[[4]string]tsdb.Totals{}
+		for _, r := range rows {
+			m[[4]string{time.UnixMicro(r.Hour).UTC().String(), r.Key.ToolID, r.Key.ToolName, r.Key.Mode}] = r.Totals
+		}
+		return m
+	}
+	if len(ql) == 0 || !reflect.DeepEqual(key(ql), key(flux)) {
+		t.Fatalf("InfluxQL %d rows, Flux %d rows, or they differ:\n%v\n%v", len(ql), len(flux), key(ql), key(flux))
+	}
+}

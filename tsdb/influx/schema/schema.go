@@ -1,0 +1,68 @@
+// Package schema names what the InfluxDB store keeps (measurements, tags,
+// fields, session events) and how it stores tag and string values, with the
+// standard library only, so that dashboards and load generators can share
+// the names without linking an InfluxDB client.
+//
+// Operations: measurement [Operation]; tags [TagToolName],
+// [TagOperationMode], [TagToolID], [TagSessionID] (and [TagDup] on the rare
+// point that needs a series of its own); fields [FieldID], [FieldFilePath]
+// (absent when nil), [FieldParameters] (JSON text), [FieldTokensOriginal],
+// [FieldTokensActual], [FieldTokensPrevented] (integers),
+// [FieldResponseTimeMs] (float). The point time is created_at plus an offset
+// below one microsecond that keeps every point key unique. The operation id
+// is never a tag.
+//
+// Sessions: measurement [Session], one point per event; tags [TagEvent]
+// ([EventStart], [EventHeartbeat], [EventEnd]), [TagSessionID], [TagToolID];
+// fields [FieldVersion] (always 1) and, on start events, the session's
+// attributes ([FieldInstanceID], [FieldProcessID], [FieldProjectID],
+// [FieldToolVersion], [FieldWorkspacePath]; absent when nil).
+package schema
+
+// Measurements.
+const (
+	Operation = "tool_operation"
+	Session   = "tool_session"
+)
+
+// Tags of both measurements.
+const (
+	TagToolName      = "tool_name"
+	TagOperationMode = "operation_mode"
+	TagToolID        = "tool_id"
+	TagSessionID     = "session_id"
+	// TagDup is set only on operations that found all 1000 nanosecond
+	// offsets of their series and microsecond taken: it moves them to a
+	// series of their own. Queries never filter on it.
+	TagDup = "dup"
+	// TagEvent is the kind of a session event.
+	TagEvent = "event"
+)
+
+// Fields of Operation.
+const (
+	FieldID              = "id"
+	FieldFilePath        = "file_path"
+	FieldParameters      = "parameters"
+	FieldTokensOriginal  = "tokens_original"
+	FieldTokensActual    = "tokens_actual"
+	FieldTokensPrevented = "tokens_prevented"
+	FieldResponseTimeMs  = "response_time_ms"
+)
+
+// Fields of Session.
+const (
+	FieldVersion       = "v"
+	FieldInstanceID    = "instance_id"
+	FieldProcessID     = "process_id"
+	FieldProjectID     = "project_id"
+	FieldToolVersion   = "tool_version"
+	FieldWorkspacePath = "workspace_path"
+)
+
+// Values of TagEvent.
+const (
+	EventStart     = "start"
+	EventHeartbeat = "heartbeat"
+	EventEnd       = "end"
+)
