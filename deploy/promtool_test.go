@@ -9,13 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/omnimemory/omnimemory-metrics/internal/testtools"
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 // TestPromtool runs the real promtool on the repository's Prometheus files,
 // as an operator would from the repository's root.
 func TestPromtool(t *testing.T) {
-	promtool := testtools.Require(t, "promtool")
+	promtool := realtools.Require(t, "promtool")
 	root := repoRoot(t)
 
 	t.Run("check config", func(t *testing.T) {
@@ -113,11 +113,11 @@ func TestRulesConventions(t *testing.T) {
 			t.Errorf("alert %s is missing", a)
 		}
 	}
-	anchors := readmeAnchors(t)
+	anchors := runbookAnchors(t)
 	for a := range alerts {
 		if !anchors[runbookAnchor(a)] {
-			t.Errorf("alert %s: no section %q (anchor #%s) in README.md",
-				a, "Runbook: "+a, runbookAnchor(a))
+			t.Errorf("alert %s: no section %q (anchor #%s) in %s",
+				a, "## "+a, runbookAnchor(a), runbooksFile)
 		}
 		if !tests.firing[a] {
 			t.Errorf("alert %s: no promtool test shows it firing", a)
@@ -128,12 +128,16 @@ func TestRulesConventions(t *testing.T) {
 	}
 }
 
-// runbookBase is where the runbooks live: sections of the README.
-const runbookBase = "https://github.com/omnimemory/omnimemory-metrics#"
+// runbooksFile holds the runbooks, one section per alert headed by the
+// alert's name; runbookBase is its address on GitHub.
+const (
+	runbooksFile = "docs/runbooks.md"
+	runbookBase  = "https://github.com/omnimemory/omnimemory-metrics/blob/main/" + runbooksFile + "#"
+)
 
-// runbookAnchor is GitHub's anchor of the heading "Runbook: <alert>".
+// runbookAnchor is GitHub's anchor of the heading "<alert>".
 func runbookAnchor(alert string) string {
-	return githubAnchor("Runbook: " + alert)
+	return githubAnchor(alert)
 }
 
 // githubAnchor turns a Markdown heading into the anchor GitHub gives it:
@@ -151,10 +155,10 @@ func githubAnchor(heading string) string {
 	return b.String()
 }
 
-// readmeAnchors answers the heading anchors of README.md.
-func readmeAnchors(t *testing.T) map[string]bool {
+// runbookAnchors answers the heading anchors of runbooksFile.
+func runbookAnchors(t *testing.T) map[string]bool {
 	anchors := map[string]bool{}
-	for _, f := range []string{"README.md"} {
+	for _, f := range []string{runbooksFile} {
 		b, err := os.ReadFile(filepath.Join(repoRoot(t), f))
 		if err != nil {
 			t.Fatal(err)
@@ -246,7 +250,7 @@ func TestAlertmanagerConfig(t *testing.T) {
 	}
 	walk(cfg.Route, "route")
 
-	amtool, err := testtools.Find("amtool")
+	amtool, err := realtools.Find("amtool")
 	if err != nil {
 		t.Logf("amtool check-config not run: %v", err)
 		return
