@@ -16,6 +16,9 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
 // benchConfig is every setting of the bench command.
@@ -48,7 +51,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.IntVar(&c.Connections, "connections", 32, "connections of the single-operation phase")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "time bound of each single-operation phase")
 	fs.Int64Var(&c.SingleOps, "single-ops", 2_000_000, "count bound of each single-operation phase")
-	fs.IntVar(&c.Batch, "batch", 5000, "operations per batch request (at most 5000)")
+	fs.IntVar(&c.Batch, "batch", api.MaxBatchOperations, fmt.Sprintf("operations per batch request (at most %d)", api.MaxBatchOperations))
 	fs.IntVar(&c.BatchConnections, "batch-connections", 4, "connections of the batch phases")
 	fs.DurationVar(&c.SeedTimeout, "seed-timeout", 6*time.Minute, "time bound of each batch phase (seeding and line protocol)")
 	fs.IntVar(&c.Requests, "requests", 100, "requests per range of each aggregate endpoint")
@@ -87,8 +90,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 		return c, usagef("--duration must be positive and at most 1h")
 	case c.SingleOps < 1:
 		return c, usagef("--single-ops must be positive")
-	case c.Batch < 1 || c.Batch > 5000:
-		return c, usagef("--batch must be 1..5000")
+	case c.Batch < 1 || c.Batch > api.MaxBatchOperations:
+		return c, usagef("--batch must be 1..%d", api.MaxBatchOperations)
 	case c.BatchConnections < 1 || c.BatchConnections > 64:
 		return c, usagef("--batch-connections must be 1..64")
 	case c.SeedTimeout <= 0 || c.SeedTimeout > 2*time.Hour:
@@ -461,12 +464,12 @@ func storeLabel(store string) string {
 	return "embedded"
 }
 
-// waitInfluxCount polls InfluxQL's count of tool_operation points in db
+// waitInfluxCount polls InfluxQL's count of operation points in db
 // until it reaches want (or more), at most timeout; it answers the last count.
 func waitInfluxCount(ctx context.Context, s *influxServer, db string, want int64, timeout time.Duration) (int64, error) {
 	c := newClient(1, time.Minute)
 	defer c.CloseIdleConnections()
-	u := s.URL + "/query?" + url.Values{"db": {db}, "q": {`SELECT count("tokens_actual") FROM "tool_operation"`}}.Encode()
+	u := s.URL + "/query?" + url.Values{"db": {db}, "q": {`SELECT count("` + schema.FieldTokensActual + `") FROM "` + schema.Operation + `"`}}.Encode()
 	deadline := time.Now().Add(timeout)
 	var got int64
 	for {

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 )
 
 // ingestCommand posts operations to a running service.
@@ -18,7 +20,7 @@ func ingestCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	rawURL := fs.String("url", "http://127.0.0.1:8003", "the service's base URL (loopback only)")
 	conns := fs.Int("connections", 32, "concurrent connections")
 	ops := fs.Int64("ops", 100_000, "operations to send")
-	batch := fs.Int("batch", 0, "operations per request to POST /track/tool-operations (1..5000); 0: one per request to POST /track/tool-operation")
+	batch := fs.Int("batch", 0, fmt.Sprintf("operations per request to POST %s (1..%d); 0: one per request to POST %s", api.PathTrackOperations, api.MaxBatchOperations, api.PathTrackOperation))
 	duration := fs.Duration("duration", 10*time.Minute, "time bound")
 	spread := fs.Duration("spread", 30*24*time.Hour, "batches: created_at is uniform over this span before now")
 	scatter := fs.Bool("scatter", false, "batches: spread every batch over the whole span instead of sending the span in time order, oldest first")
@@ -35,8 +37,8 @@ func ingestCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usagef("--connections must be 1..1024")
 	case *ops < 1 || *ops > 100_000_000:
 		return usagef("--ops must be 1..100000000")
-	case *batch < 0 || *batch > 5000:
-		return usagef("--batch must be 0..5000")
+	case *batch < 0 || *batch > api.MaxBatchOperations:
+		return usagef("--batch must be 0..%d", api.MaxBatchOperations)
 	case *duration <= 0 || *duration > 24*time.Hour:
 		return usagef("--duration must be positive and at most 24h")
 	case *spread <= 0:

@@ -5,14 +5,17 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
 // The realistic mix the generator draws from: five reporting clients with ten
 // sessions each; read (70 %) and search (30 %) in their usual modes.
 var (
 	clients  = []string{"claude-code", "cursor", "windsurf", "continue", "cline"}
-	readMix  = weighted{{"full", 20}, {"overview", 40}, {"symbol", 25}, {"references", 15}}
-	searchMx = weighted{{"semantic", 60}, {"tri_index", 40}}
+	readMix  = weighted{{api.ModeFull, 20}, {api.ModeOverview, 40}, {api.ModeSymbol, 25}, {api.ModeReferences, 15}}
+	searchMx = weighted{{api.ModeSemantic, 60}, {api.ModeTriIndex, 40}}
 	queries  = []string{"auth handler", "retry with backoff", "parse config", "database migration", "http middleware", "token budget"}
 )
 
@@ -107,7 +110,7 @@ func (g *generator) next(r *rand.Rand, i int64) op {
 	c := r.IntN(len(clients))
 	o := op{SessionID: g.sessions[c][r.IntN(sessionsPerClient)], ToolID: clients[c]}
 	if r.IntN(100) < 70 {
-		o.ToolName = "read"
+		o.ToolName = api.ToolRead
 		o.Mode = readMix.pick(r)
 		o.FilePath = "src/pkg" + strconv.Itoa(r.IntN(40)) + "/file" + strconv.Itoa(r.IntN(200)) + ".go"
 		o.Params = `{"compress":` + strconv.FormatBool(r.IntN(2) == 0) + `}`
@@ -122,7 +125,7 @@ func (g *generator) next(r *rand.Rand, i int64) op {
 		}
 		o.ResponseTimeMs = float64(5+r.IntN(300)) + float64(r.IntN(100))/100
 	} else {
-		o.ToolName = "search"
+		o.ToolName = api.ToolSearch
 		o.Mode = searchMx.pick(r)
 		o.Params = `{"query":"` + queries[r.IntN(len(queries))] + `","limit":` + strconv.Itoa(5+r.IntN(20)) + `}`
 		o.TokensOriginal = 5000 + r.Int64N(60000)
@@ -198,41 +201,41 @@ func (g *generator) appendBatchJSON(b []byte, seed uint64, i int64, n int) []byt
 }
 
 // appendLine appends o as the line-protocol point the InfluxDB store writes
-// for it (measurement tool_operation, the same tags and fields), with the
+// for it (the measurement, tags and fields of package schema), with the
 // nanosecond offset the store uses to keep points of one microsecond apart.
 func (o *op) appendLine(b []byte, id string, offsetNs int64) []byte {
-	b = append(b, "tool_operation,operation_mode="...)
+	b = append(b, schema.Operation+","+schema.TagOperationMode+"="...)
 	b = append(b, o.Mode...)
-	b = append(b, ",session_id="...)
+	b = append(b, ","+schema.TagSessionID+"="...)
 	b = append(b, o.SessionID...)
-	b = append(b, ",tool_id="...)
+	b = append(b, ","+schema.TagToolID+"="...)
 	b = append(b, o.ToolID...)
-	b = append(b, ",tool_name="...)
+	b = append(b, ","+schema.TagToolName+"="...)
 	b = append(b, o.ToolName...)
 	sep := byte(' ')
 	if o.FilePath != "" {
-		b = append(b, ` file_path="`...)
+		b = append(b, " "+schema.FieldFilePath+`="`...)
 		b = append(b, o.FilePath...)
 		b = append(b, '"')
 		sep = ','
 	}
 	b = append(b, sep)
-	b = append(b, `id="`...)
+	b = append(b, schema.FieldID+`="`...)
 	b = append(b, id...)
-	b = append(b, `",parameters="`...)
+	b = append(b, `",`+schema.FieldParameters+`="`...)
 	for i := 0; i < len(o.Params); i++ {
 		if o.Params[i] == '"' || o.Params[i] == '\\' {
 			b = append(b, '\\')
 		}
 		b = append(b, o.Params[i])
 	}
-	b = append(b, `",response_time_ms=`...)
+	b = append(b, `",`+schema.FieldResponseTimeMs+`=`...)
 	b = strconv.AppendFloat(b, o.ResponseTimeMs, 'g', -1, 64)
-	b = append(b, ",tokens_actual="...)
+	b = append(b, ","+schema.FieldTokensActual+"="...)
 	b = strconv.AppendInt(b, o.TokensActual, 10)
-	b = append(b, "i,tokens_original="...)
+	b = append(b, "i,"+schema.FieldTokensOriginal+"="...)
 	b = strconv.AppendInt(b, o.TokensOriginal, 10)
-	b = append(b, "i,tokens_prevented="...)
+	b = append(b, "i,"+schema.FieldTokensPrevented+"="...)
 	b = strconv.AppendInt(b, max(0, o.TokensOriginal-o.TokensActual), 10)
 	b = append(b, "i "...)
 	b = strconv.AppendInt(b, o.CreatedAt*1000+offsetNs, 10)

@@ -1,0 +1,13 @@
+// Package omnimemorymetrics holds no code: it is the module's root, whose
+// test (architecture_test.go) holds the layering that docs/architecture.md
+// describes, so that a change that breaks it fails the test suite.
+//
+// The layers, each depending only on those below it:
+//
+//	cmd/omnimemory-metrics   wiring: configuration, stores, service, server
+//	handlers                 HTTP only: decode, call the service, encode, map errors
+//	exporter                 the service layer: ingest, sessions, reports, import
+//	tsdb/sqlite, tsdb/influx the stores, behind the tsdb interfaces
+//	tsdb                     the Store interfaces, domain types, window planner
+//	client/api               the wire types (standard library and uuid only)
+package omnimemorymetrics
