@@ -1,6 +1,8 @@
 // Package omnimemorymetrics holds no code: it is the module's root, whose
-// test (architecture_test.go) holds the layering that docs/architecture.md
-// describes, so that a change that breaks it fails the test suite.
+// tests hold the shape of the repository, so that a change that breaks it
+// fails the test suite: the layering that docs/architecture.md describes
+// (architecture_test.go), and the hand-written docs against the code
+// (docs_test.go: links and anchors, settings, endpoints).
 //
 // The layers, each depending only on those below it:
 //
