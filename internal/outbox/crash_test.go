@@ -16,18 +16,23 @@ import (
 
 const crashEnv = "OUTBOX_CRASH_CHILD_DIR"
 
-// TestCrashChild is the child process of TestCrashKill9: it appends and
-// drains in a loop until killed, printing what Append and Ack acknowledged.
+// TestMain runs the test binary as the child process of TestCrashKill9 when
+// crashEnv is set, and as the tests otherwise.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashEnv); dir != "" {
+		crashChild(dir, os.Getenv("OUTBOX_CRASH_ROUND"))
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild is the child process of TestCrashKill9: it appends and drains
+// in a loop until killed, printing what Append and Ack acknowledged.
 //
 //	A <id>            Append returned nil for the record <id>
 //	P <id> <id> ...   the drainer is about to Ack these records
 //	K <id> <id> ...   Ack returned nil for them
-func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(crashEnv)
-	if dir == "" {
-		t.Skip("child process of TestCrashKill9 only")
-	}
-	round := os.Getenv("OUTBOX_CRASH_ROUND")
+func crashChild(dir, round string) {
 	o, err := Open(Options{Dir: dir, SegmentBytes: 64 << 10})
 	if err != nil {
 		fmt.Println("open failed:", err)
@@ -104,7 +109,7 @@ func TestCrashKill9(t *testing.T) {
 	peeked := make(map[string]bool)  // handed to the drainer
 	removed := make(map[string]bool) // Ack returned nil
 	for round := range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir, "OUTBOX_CRASH_ROUND="+strconv.Itoa(round))
 		cmd.Stderr = os.Stderr
 		stdout, err := cmd.StdoutPipe()
