@@ -25,7 +25,7 @@ import (
 // are forgotten first), and rewrites itself when it holds twice that. A torn
 // last record (a crash mid-append) is ignored.
 //
-// Its limits, stated in the README: one ledger per replica, so a retry that
+// Its limits, stated in docs/api.md (idempotency): one ledger per replica, so a retry that
 // reaches another replica is stored again; and a crash between the outbox
 // append and the ledger append forgets that batch's ids.
 type ledger struct {
