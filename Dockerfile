@@ -11,7 +11,10 @@ ARG GO_VERSION=1.26.8
 
 FROM golang:${GO_VERSION} AS build
 WORKDIR /src
+# The dependencies first, as a layer of their own: go.mod, and the Go
+# client's module, which go.mod's replace directive points at.
 COPY go.mod go.sum ./
+COPY client/go.mod client/go.sum ./client/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=docker

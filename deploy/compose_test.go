@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -552,6 +553,7 @@ func checkDockerfile(t *testing.T, svc composeService) {
 	}
 	// go build of that package works (into a temporary file).
 	run(t, root, "go", "build", "-o", filepath.Join(t.TempDir(), "omnimemory-metrics"), pkg)
+	checkDependencyLayer(t, root, df)
 
 	// The build image's Go is the version go.mod asks for: the golang
 	// images set GOTOOLCHAIN=local and would refuse an older one.
@@ -577,6 +579,53 @@ func checkDockerfile(t *testing.T, svc composeService) {
 	}
 	if !regexp.MustCompile(`(?m)^EXPOSE 8003\b`).MatchString(final) {
 		t.Error("Dockerfile: the runtime stage does not EXPOSE 8003")
+	}
+}
+
+// checkDependencyLayer replays the build stage up to its `go mod download`
+// (the cached layer of the dependencies): only the files its COPY lines
+// name before that step are in the folder then, and they must be enough to
+// resolve the module graph, e.g. hold every module that go.mod's replace
+// directives point at. `go list -m all` resolves the same graph as the
+// download from the tests' own module cache, so nothing is fetched
+// (GOPROXY=off).
+func checkDependencyLayer(t *testing.T, root, df string) {
+	build := regexp.MustCompile(`(?m)^FROM `).Split(df, -1)[1]
+	download := regexp.MustCompile(`(?m)^RUN .*go mod download`).FindStringIndex(build)
+	if download == nil {
+		t.Fatal("Dockerfile: the build stage has no RUN ... go mod download")
+	}
+	dir := t.TempDir()
+	copies := 0
+	for _, m := range regexp.MustCompile(`(?m)^COPY +(.+)$`).FindAllStringSubmatch(build[:download[0]], -1) {
+		args := strings.Fields(m[1])
+		srcs, dest := args[:len(args)-1], args[len(args)-1]
+		for _, src := range srcs {
+			b, err := os.ReadFile(filepath.Join(root, src))
+			if err != nil {
+				t.Fatalf("Dockerfile: COPY %s before go mod download: %v", src, err)
+			}
+			to := filepath.Join(dir, dest)
+			if strings.HasSuffix(dest, "/") || len(srcs) > 1 {
+				to = filepath.Join(to, filepath.Base(src))
+			}
+			if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(to, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			copies++
+		}
+	}
+	if copies == 0 {
+		t.Fatal("Dockerfile: nothing is copied before go mod download")
+	}
+	cmd := exec.Command("go", "list", "-m", "all")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("Dockerfile: the module graph does not resolve with only the files copied before go mod download: %v\n%s", err, out)
 	}
 }
 
