@@ -44,7 +44,7 @@ type TrackResult struct {
 	// Replayed is set when the service already held the operation: this
 	// call was a retry of one whose answer was lost, and nothing new was
 	// stored or counted.
-	Replayed bool
+	Replayed bool `json:"-"`
 }
 
 // TrackOperation records one operation (POST /track/tool-operation). The
@@ -68,7 +68,7 @@ func (c *Client) TrackOperation(ctx context.Context, op Operation) (*TrackResult
 type BatchResult struct {
 	api.BatchResponse
 	// Replayed is set when the service already held every operation.
-	Replayed bool
+	Replayed bool `json:"-"`
 }
 
 // TrackOperations records up to MaxBatchOperations operations in one

@@ -48,14 +48,23 @@ func limitBody(next http.Handler) http.Handler {
 			he := errTooLarge(limit)
 			writeDetail(w, he.status, he.detail, 0)
 			_ = rc.Flush()
-			linger(rc, r)
+			// A client that asked "Expect: 100-continue" was answered
+			// without a 100 and sends no body: nothing to wait for.
+			if !strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+				linger(rc, r)
+			}
 		case r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
 			rc := http.NewResponseController(w)
 			_ = rc.EnableFullDuplex()
-			capped := &cappedBody{body: r.Body, left: limit, limit: limit}
+			// Past the limit the connection is closed after the answer:
+			// the rest of the body is never parsed as another request.
+			capped := &cappedBody{body: r.Body, left: limit, limit: limit, header: w.Header()}
 			r.Body = capped
 			next.ServeHTTP(w, r)
 			if capped.exceeded {
+				// The body was being read, so a 100 Continue (if asked
+				// for) went out and the client is sending: linger.
+				_ = rc.Flush()
 				r.Body = capped.body
 				linger(rc, r)
 			}
@@ -66,12 +75,8 @@ func limitBody(next http.Handler) http.Handler {
 }
 
 // linger reads and discards the rest of r's body, within the lingering
-// bounds. A client that asked "Expect: 100-continue" and was answered
-// without a 100 sends no body: there is nothing to wait for.
+// bounds, on a connection the answer told the client is closing.
 func linger(rc *http.ResponseController, r *http.Request) {
-	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
-		return
-	}
 	deadline := time.Now().Add(lingerMaxTime)
 	buf := make([]byte, 32<<10)
 	for read := 0; read < lingerMaxBytes; {
@@ -89,11 +94,13 @@ func linger(rc *http.ResponseController, r *http.Request) {
 }
 
 // cappedBody fails reads past limit with *http.MaxBytesError, as
-// http.MaxBytesReader does, but without telling the server to close the
+// http.MaxBytesReader does, and then marks the answer "Connection: close"
+// (header is the response's, not yet written), but without closing the
 // connection at once: limitBody lingers on it first.
 type cappedBody struct {
 	body        io.ReadCloser
 	left, limit int64
+	header      http.Header
 	exceeded    bool
 }
 
@@ -107,6 +114,7 @@ func (c *cappedBody) Read(p []byte) (int, error) {
 	n, err := c.body.Read(p)
 	if int64(n) > c.left {
 		c.exceeded = true
+		c.header.Set("Connection", "close")
 		return int(c.left), &http.MaxBytesError{Limit: c.limit}
 	}
 	c.left -= int64(n)

@@ -98,6 +98,9 @@ func writeError(w http.ResponseWriter, logger *slog.Logger, err error) {
 		writeJSON(w, http.StatusUnprocessableEntity, api.ValidationError{Detail: ve.errs})
 	case errors.As(err, &he):
 		writeDetail(w, he.status, he.detail, he.retryAfter)
+	case errors.Is(err, exporter.ErrUnboundedRange):
+		writeDetail(w, http.StatusBadRequest, "compare=previous needs a bounded time_range: one of "+
+			exporter.RangeNames(exporter.BoundedSavingsRanges), 0)
 	case errors.Is(err, tsdb.ErrNotFound):
 		writeDetail(w, http.StatusNotFound, "Not Found", 0)
 	case errors.Is(err, exporter.ErrOverloaded), errors.Is(err, tsdb.ErrBacklogFull):

@@ -119,7 +119,7 @@ func decodeOperation(o *object, now time.Time, key string) (tsdb.Operation, erro
 const math64Min = -1 << 63
 
 // timestamp decodes an optional RFC 3339 time with an offset; absent or
-// null is now, up to MaxClockSkew ahead is now, further ahead is an error.
+// null is now, up to api.MaxClockSkew ahead is now, further ahead is an error.
 func (o *object) timestamp(name string, now time.Time) time.Time {
 	s := o.str(name, false, false, 0)
 	if s == nil {
