@@ -167,6 +167,9 @@ func (o PlanOptions) planHours(start, end int64) []Part {
 	}
 	first, last := FloorTo(start, MicrosPerHour), FloorTo(end-1, MicrosPerHour)
 	if first == last {
+		if start == first && end == first+MicrosPerHour { // one whole hour
+			return []Part{{Source: FromHourly, Lo: first, Hi: end}}
+		}
 		return o.edgeHour(first, start, end, true)
 	}
 	var parts []Part

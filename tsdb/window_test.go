@@ -98,6 +98,10 @@ func TestPlanWindow(t *testing.T) {
 		{"raw edges, inside an hour", tm(at(0, 10, 10)), at(0, 10, 50), PlanOptions{RawEdges: true}, []Part{
 			raw(at(0, 10, 10), at(0, 10, 50)+1)}},
 		{"raw edges, aligned", tm(at(0, 10, 0)), at(0, 13, 0) - 1, PlanOptions{RawEdges: true}, []Part{hours(at(0, 10, 0), at(0, 13, 0))}},
+		{"raw edges, one whole hour", tm(at(0, 10, 0)), at(0, 11, 0) - 1, PlanOptions{RawEdges: true}, []Part{hours(at(0, 10, 0), at(0, 11, 0))}},
+		{"one whole hour", tm(at(0, 10, 0)), at(0, 11, 0) - 1, PlanOptions{}, []Part{hours(at(0, 10, 0), at(0, 11, 0))}},
+		{"raw edges, one whole hour rolled up, then the rest raw", tm(at(0, 10, 0)), at(0, 11, 20), PlanOptions{RawEdges: true, RollupEnd: at(0, 11, 0)}, []Part{
+			hours(at(0, 10, 0), at(0, 11, 0)), raw(at(0, 11, 0), at(0, 11, 20)+1)}},
 		{"raw edges, rolled up until the hour before", tm(at(0, 10, 17)), at(0, 13, 5), PlanOptions{RawEdges: true, RollupEnd: at(0, 12, 0)}, []Part{
 			raw(at(0, 10, 17), at(0, 11, 0)), hours(at(0, 11, 0), at(0, 12, 0)), raw(at(0, 12, 0), at(0, 13, 5)+1)}},
 		{"raw edges, rolled up within the first hour", tm(at(0, 10, 17)), at(0, 13, 5), PlanOptions{RawEdges: true, RollupEnd: at(0, 11, 0)}, []Part{
