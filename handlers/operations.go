@@ -14,14 +14,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
+	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
 const invalidSessionID = "Invalid session_id format: must be a valid UUID"
-
-// idempotencyNamespace derives an operation's id from a client's
-// Idempotency-Key (UUIDv5), so that a retry gets the same id.
-var idempotencyNamespace = uuid.MustParse("6f6d6e69-6d65-5d6f-8279-6d6574726963")
 
 // idempotencyKey reads the Idempotency-Key header: "" when absent, a 422
 // when it is not 1 to 255 visible ASCII characters.
@@ -85,19 +82,11 @@ func decodeOperation(o *object, now time.Time, key string) (tsdb.Operation, erro
 	if params == nil {
 		params = json.RawMessage("{}")
 	}
-	var id uuid.UUID
-	keyed := true
-	switch {
-	case clientID != nil:
+	id, keyed := uuid.UUID{}, true
+	if clientID != nil {
 		id = *clientID
-	case key != "":
-		id = uuid.NewSHA1(idempotencyNamespace, []byte(sessionID.String()+"\n"+key))
-	default:
-		keyed = false
-		var err error
-		if id, err = uuid.NewV7(); err != nil { // time-ordered: appends to the stores' id indexes
-			id = uuid.New()
-		}
+	} else {
+		id, keyed = exporter.OperationID(*sessionID, key)
 	}
 	return tsdb.Operation{
 		ID:              id,

@@ -1,0 +1,22 @@
+package exporter
+
+import "github.com/google/uuid"
+
+// idempotencyNamespace is the UUIDv5 namespace of operation ids derived
+// from a client's Idempotency-Key.
+var idempotencyNamespace = uuid.MustParse("6f6d6e69-6d65-5d6f-8279-6d6574726963")
+
+// OperationID answers the id of an operation the client sent without an
+// operation_id: derived from its idempotency key and session when key is
+// set, so that a retry gets the same id and is stored once (keyed); else a
+// new time-ordered id, which appends to the stores' id indexes.
+func OperationID(session uuid.UUID, key string) (id uuid.UUID, keyed bool) {
+	if key != "" {
+		return uuid.NewSHA1(idempotencyNamespace, []byte(session.String()+"\n"+key)), true
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		id = uuid.New()
+	}
+	return id, false
+}
