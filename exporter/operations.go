@@ -3,23 +3,16 @@ package exporter
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
-// Bounds of the export.
-const (
-	// MaxConcurrentExports bounds the exports served at once: each holds a
-	// store reader for as long as its client takes.
-	MaxConcurrentExports = 2
-	// ExportRetryAfter is how long a client refused with ErrExportsBusy
-	// should wait.
-	ExportRetryAfter = 5 * time.Second
-)
+// MaxConcurrentExports bounds the exports served at once: each holds a
+// store reader for as long as its client takes.
+const MaxConcurrentExports = 2
 
 // ErrExportsBusy: MaxConcurrentExports exports are running; the export was
-// not started and may be retried after ExportRetryAfter.
+// not started and may be retried later.
 var ErrExportsBusy = errors.New("too many exports in progress")
 
 // Operations lists and exports stored operations.

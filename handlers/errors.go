@@ -46,9 +46,13 @@ func sessionNotFound(err error, id fmt.Stringer) error {
 	return err
 }
 
-// retryAfterStore is how long a client should wait after a store fault or a
-// full queue before trying again.
-const retryAfterStore = 1 * time.Second
+// How long a client should wait before trying again: after a store fault
+// or a full queue, and after an export refused because others run (an
+// export runs for as long as its client reads).
+const (
+	retryAfterStore  = 1 * time.Second
+	retryAfterExport = 5 * time.Second
+)
 
 // endpoint is one route: it answers the value to send as 200 JSON, or the
 // error to send through writeError. A nil value with a nil error means the
@@ -109,7 +113,7 @@ func writeError(w http.ResponseWriter, logger *slog.Logger, err error) {
 		writeDetail(w, http.StatusServiceUnavailable, "Service is shutting down; retry later", retryAfterStore)
 	case errors.Is(err, exporter.ErrExportsBusy):
 		writeDetail(w, http.StatusServiceUnavailable, fmt.Sprintf("Too many exports in progress (at most %d); retry later",
-			exporter.MaxConcurrentExports), exporter.ExportRetryAfter)
+			exporter.MaxConcurrentExports), retryAfterExport)
 	case errors.Is(err, tsdb.ErrUnavailable):
 		logger.Error("store unavailable", "err", err)
 		writeDetail(w, http.StatusServiceUnavailable, "Store unavailable: "+err.Error(), retryAfterStore)
