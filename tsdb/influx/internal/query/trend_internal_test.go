@@ -50,25 +50,33 @@ func newReader(t *testing.T, srv *realtools.Influxd, bucket string) *Reader {
 	return r
 }
 
+// randomOps answers n operations of random tools, modes, tokens and two
+// tool ids, created at random in [from, from+span), drawn from seed.
+func randomOps(seed int64, n int, from time.Time, span time.Duration) []tsdb.Operation {
+	r := rand.New(rand.NewSource(seed))
+	ops := make([]tsdb.Operation, 0, n)
+	for range n {
+		ops = append(ops, tsdb.Operation{
+			ID: uuid.New(), SessionID: uuid.New(), ToolName: api.ToolNames[r.Intn(2)],
+			OperationMode: api.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
+			TokensOriginal: r.Int63n(1000), TokensActual: r.Int63n(1000), TokensPrevented: r.Int63n(1000) - 500,
+			ResponseTimeMs: float64(r.Intn(1000)) / 4, ToolID: []string{"a", "b"}[r.Intn(2)],
+			CreatedAt: from.Add(time.Duration(r.Int63n(int64(span/time.Microsecond))) * time.Microsecond),
+		})
+	}
+	return ops
+}
+
 // TestTrendShapesAgree: the grouped Trend query (used on 1.x) and the
 // per-series one (used on 2.x) answer the same on the same data.
 func TestTrendShapesAgree(t *testing.T) {
 	srv := realtools.SharedInfluxd(t)
 	bucket := srv.NewBucket(t)
 	s := newReader(t, srv, bucket)
-	r := rand.New(rand.NewSource(7))
 	from := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
-	var ops []tsdb.Operation
-	for range 600 {
-		ops = append(ops, tsdb.Operation{
-			ID: uuid.New(), SessionID: uuid.New(), ToolName: api.ToolNames[r.Intn(2)],
-			OperationMode: api.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
-			TokensOriginal: r.Int63n(1000), TokensActual: r.Int63n(1000), TokensPrevented: r.Int63n(1000) - 500,
-			ResponseTimeMs: float64(r.Intn(1000)) / 4, ToolID: []string{"a", "b"}[r.Intn(2)],
-			CreatedAt: from.Add(time.Duration(r.Int63n(int64(72*time.Hour/time.Microsecond))) * time.Microsecond),
-		})
-	}
+	ops := randomOps(7, 600, from, 72*time.Hour)
 	writeOps(t, srv, bucket, ops)
+	r := rand.New(rand.NewSource(8)) // the windows
 	for i := range 10 {
 		start := from.Add(time.Duration(r.Int63n(int64(48 * time.Hour))))
 		w := tsdb.Window{Start: &start, End: start.Add(time.Duration(r.Int63n(int64(48 * time.Hour))))}
@@ -102,18 +110,8 @@ func TestReadHoursInfluxQLEqualsFlux(t *testing.T) {
 	srv := realtools.SharedInfluxd(t)
 	bucket := srv.NewBucket(t)
 	s := newReader(t, srv, bucket)
-	r := rand.New(rand.NewSource(3))
 	from := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
-	var ops []tsdb.Operation
-	for range 300 {
-		ops = append(ops, tsdb.Operation{
-			ID: uuid.New(), SessionID: uuid.New(), ToolName: api.ToolNames[r.Intn(2)],
-			OperationMode: api.OperationModes[r.Intn(6)], Parameters: json.RawMessage(`{}`),
-			TokensOriginal: r.Int63n(1000), TokensActual: r.Int63n(1000), TokensPrevented: r.Int63n(1000) - 500,
-			ResponseTimeMs: float64(r.Intn(1000)) / 4, ToolID: []string{"a", "b"}[r.Intn(2)],
-			CreatedAt: from.Add(time.Duration(r.Int63n(int64(12*time.Hour/time.Microsecond))) * time.Microsecond),
-		})
-	}
+	ops := randomOps(3, 300, from, 12*time.Hour)
 	writeOps(t, srv, bucket, ops)
 	ctx := context.Background()
 	lo, hi := from.Add(90*time.Minute), from.Add(10*time.Hour+7*time.Minute)
