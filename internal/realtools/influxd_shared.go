@@ -63,10 +63,12 @@ func SharedInfluxd(t TB) *Influxd {
 // M is what RunMain needs of a *testing.M.
 type M interface{ Run() int }
 
-// RunMain runs the package's tests and then stops the shared server, if one
-// was started. Use it from TestMain: os.Exit(realtools.RunMain(m)).
+// RunMain runs the package's tests and then stops the shared servers
+// (influxd, PostgreSQL), if they were started. Use it from TestMain:
+// os.Exit(realtools.RunMain(m)).
 func RunMain(m M) int {
 	code := m.Run()
+	stopSharedPostgres()
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.srv != nil {

@@ -9,3 +9,11 @@ import "syscall"
 func procAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
+
+// procAttrAs is procAttr for a process that runs as user uid and group gid
+// (the credentials change before Pdeathsig is set, so it survives).
+func procAttrAs(uid, gid uint32) *syscall.SysProcAttr {
+	a := procAttr()
+	a.Credential = &syscall.Credential{Uid: uid, Gid: gid, NoSetGroups: true}
+	return a
+}

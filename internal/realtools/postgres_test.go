@@ -1,0 +1,71 @@
+package realtools_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
+)
+
+// TestPostgresDatabases: the shared server hands out fresh databases that
+// take writes and do not see each other's tables.
+func TestPostgresDatabases(t *testing.T) {
+	s := realtools.SharedPostgres(t)
+	ctx := context.Background()
+	a, b := s.NewDatabase(t), s.NewDatabase(t)
+	if a == b {
+		t.Fatalf("two databases with one URL %s", a)
+	}
+	ca, err := pgx.Connect(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close(ctx)
+	if _, err := ca.Exec(ctx, `CREATE TABLE t (v int); INSERT INTO t VALUES (1), (2)`); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := ca.QueryRow(ctx, `SELECT sum(v) FROM t`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("sum %d, %v; want 3", n, err)
+	}
+	var version string
+	if err := ca.QueryRow(ctx, `SHOW server_version`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PostgreSQL %s at %s", version, a)
+
+	cb, err := pgx.Connect(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close(ctx)
+	var exists bool
+	if err := cb.QueryRow(ctx, `SELECT to_regclass('t') IS NOT NULL`).Scan(&exists); err != nil || exists {
+		t.Fatalf("the second database sees the first's table (%v, %v)", exists, err)
+	}
+}
+
+// TestPostgresOwnServerStops: a server of the test's own stops, and then
+// refuses connections.
+func TestPostgresOwnServerStops(t *testing.T) {
+	s := realtools.NewPostgres(t)
+	url := s.NewDatabase(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Running() {
+		t.Fatal("still running after Stop")
+	}
+	if c, err := pgx.Connect(ctx, url); err == nil {
+		c.Close(ctx)
+		t.Fatal("connected after Stop")
+	}
+}
