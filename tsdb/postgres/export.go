@@ -1,0 +1,74 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// ExportOperations hands fn every operation matching f, oldest first (ties
+// by id), in keyset pages of s.exportPage operations: each page is one
+// query walking a (created_at, id) index from where the last one stopped, so
+// memory stays bounded whatever the number of rows, and no connection is
+// held while fn runs. Operations committed during an export with times past
+// its position are included; the pages never repeat or skip one.
+func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn func(*tsdb.Operation) error) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	f.Limit, f.Offset = 0, 0
+	page := make([]tsdb.Operation, 0, s.exportPage)
+	var (
+		lastAt time.Time
+		lastID uuid.UUID
+		more   bool // a page was read before: continue after (lastAt, lastID)
+	)
+	for {
+		var a args
+		where := operationWhere(f, &a)
+		if more {
+			cond := "(created_at, id) > (" + a.add(lastAt) + ", " + a.add(lastID) + ")"
+			if where == "" {
+				where = " WHERE " + cond
+			} else {
+				where += " AND " + cond
+			}
+		}
+		q := "SELECT " + opColumnList + " FROM tool_operations" + where +
+			" ORDER BY created_at, id LIMIT " + a.add(s.exportPage)
+		page = page[:0]
+		rows, err := s.pool.Query(ctx, q, a...)
+		if err != nil {
+			return s.wrap("export operations", err)
+		}
+		for rows.Next() {
+			op, err := scanOperation(rows)
+			if err != nil {
+				rows.Close()
+				return s.wrap("read operation", err)
+			}
+			page = append(page, op)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return s.wrap("export operations", err)
+		}
+		if len(page) > 0 { // taken before fn may touch the page
+			lastAt, lastID, more = page[len(page)-1].CreatedAt, page[len(page)-1].ID, true
+		}
+		for i := range page {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(&page[i]); err != nil {
+				return err
+			}
+		}
+		if len(page) < s.exportPage {
+			return nil
+		}
+	}
+}

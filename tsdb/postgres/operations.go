@@ -1,0 +1,472 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+const opColumnList = `id, session_id, tool_name, operation_mode, parameters, file_path,
+	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at`
+
+// insertOpsSQL stores a batch of operations in one statement: one array
+// per column, unnested into rows.
+const insertOpsSQL = `INSERT INTO tool_operations (` + opColumnList + `)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+	$7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::text[], $12::timestamptz[])`
+
+// insertIDsSQL claims the ids of a batch; the ids it answers are new, the
+// others were stored before (a retry). A concurrent transaction claiming
+// the same id makes this one wait for its outcome.
+const insertIDsSQL = `INSERT INTO operation_ids (id) SELECT unnest($1::uuid[])
+ON CONFLICT (id) DO NOTHING RETURNING id`
+
+// upsertRollupSQL adds a batch's sums per key to a rollup table
+// (op_rollup_hourly with column hour, or op_rollup_daily with column day).
+func upsertRollupSQL(table, col string) string {
+	return `INSERT INTO ` + table + ` AS r
+	(` + col + `, tool_id, tool_name, operation_mode, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum)
+SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[])
+ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET
+	count             = r.count + excluded.count,
+	tokens_original   = r.tokens_original + excluded.tokens_original,
+	tokens_actual     = r.tokens_actual + excluded.tokens_actual,
+	tokens_prevented  = r.tokens_prevented + excluded.tokens_prevented,
+	response_time_sum = r.response_time_sum + excluded.response_time_sum`
+}
+
+var (
+	upsertHourlySQL = upsertRollupSQL("op_rollup_hourly", "hour")
+	upsertDailySQL  = upsertRollupSQL("op_rollup_daily", "day")
+)
+
+// upsertSessionsSQL creates the missing sessions the way tsdb.Store
+// documents (tool_id of the first operation, started and last active at it,
+// no process id) and moves last_activity forward; ended_at is never
+// touched, so an ended session stays ended. The running totals grow either
+// way.
+const upsertSessionsSQL = `INSERT INTO tool_sessions AS s
+	(session_id, tool_id, started_at, last_activity, total_operations, tokens_saved, total_compressions, total_embeddings, implicit)
+SELECT u.*, true FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+	$5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) AS u
+ON CONFLICT (session_id) DO UPDATE SET
+	started_at         = CASE WHEN s.implicit AND excluded.started_at < s.started_at THEN excluded.started_at ELSE s.started_at END,
+	tool_id            = CASE WHEN s.implicit AND excluded.started_at < s.started_at THEN excluded.tool_id ELSE s.tool_id END,
+	last_activity      = greatest(s.last_activity, excluded.last_activity),
+	total_operations   = s.total_operations + excluded.total_operations,
+	tokens_saved       = s.tokens_saved + excluded.tokens_saved,
+	total_compressions = s.total_compressions + excluded.total_compressions,
+	total_embeddings   = s.total_embeddings + excluded.total_embeddings`
+
+type rollupKey struct {
+	start            int64 // hour or day start, unix microseconds
+	toolID, toolName string
+	modeName         string
+}
+
+func (a rollupKey) compare(b rollupKey) int {
+	if a.start != b.start {
+		if a.start < b.start {
+			return -1
+		}
+		return 1
+	}
+	if c := strings.Compare(a.toolID, b.toolID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.toolName, b.toolName); c != 0 {
+		return c
+	}
+	return strings.Compare(a.modeName, b.modeName)
+}
+
+// rollupArgs sums a batch per key and answers the upsert's arrays, in key
+// order: concurrent writers then lock shared rollup rows in one order and
+// cannot deadlock.
+func rollupArgs(ops []tsdb.Operation, width int64) []any {
+	sums := map[rollupKey]*tsdb.Totals{}
+	for i := range ops {
+		op := &ops[i]
+		k := rollupKey{tsdb.FloorTo(op.CreatedAt.UnixMicro(), width), op.ToolID, op.ToolName, op.OperationMode}
+		t := sums[k]
+		if t == nil {
+			t = new(tsdb.Totals)
+			sums[k] = t
+		}
+		t.Add(tsdb.Totals{Count: 1, TokensOriginal: op.TokensOriginal, TokensActual: op.TokensActual,
+			TokensPrevented: op.TokensPrevented, ResponseTimeSumMs: op.ResponseTimeMs})
+	}
+	keys := make([]rollupKey, 0, len(sums))
+	for k := range sums {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, rollupKey.compare)
+	var (
+		starts                         = make([]time.Time, len(keys))
+		toolIDs, toolNames, modes      = make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+		counts, origs, acts, prevented = make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys))
+		resp                           = make([]float64, len(keys))
+	)
+	for i, k := range keys {
+		t := sums[k]
+		starts[i], toolIDs[i], toolNames[i], modes[i] = fromMicros(k.start), k.toolID, k.toolName, k.modeName
+		counts[i], origs[i], acts[i], prevented[i], resp[i] = t.Count, t.TokensOriginal, t.TokensActual, t.TokensPrevented, t.ResponseTimeSumMs
+	}
+	return []any{starts, toolIDs, toolNames, modes, counts, origs, acts, prevented, resp}
+}
+
+type sessionAgg struct {
+	toolID      string
+	first, last time.Time
+	ops, saved  int64
+	reads       int64
+	searches    int64
+}
+
+// sessionArgs sums a batch per session and answers the upsert's arrays, in
+// id order (the lock order).
+func sessionArgs(ops []tsdb.Operation) []any {
+	sums := map[uuid.UUID]*sessionAgg{}
+	for i := range ops {
+		op := &ops[i]
+		sa := sums[op.SessionID]
+		if sa == nil {
+			sa = &sessionAgg{toolID: op.ToolID, first: op.CreatedAt, last: op.CreatedAt}
+			sums[op.SessionID] = sa
+		}
+		if op.CreatedAt.Before(sa.first) {
+			sa.first, sa.toolID = op.CreatedAt, op.ToolID
+		}
+		if op.CreatedAt.After(sa.last) {
+			sa.last = op.CreatedAt
+		}
+		sa.ops++
+		sa.saved += op.TokensPrevented
+		switch op.ToolName {
+		case api.ToolRead:
+			sa.reads++
+		case api.ToolSearch:
+			sa.searches++
+		}
+	}
+	ids := make([]uuid.UUID, 0, len(sums))
+	for id := range sums {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	n := len(ids)
+	var (
+		toolIDs                        = make([]string, n)
+		firsts, lasts                  = make([]time.Time, n), make([]time.Time, n)
+		counts, saved, reads, searches = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	)
+	for i, id := range ids {
+		sa := sums[id]
+		toolIDs[i], firsts[i], lasts[i] = sa.toolID, sa.first, sa.last
+		counts[i], saved[i], reads[i], searches[i] = sa.ops, sa.saved, sa.reads, sa.searches
+	}
+	return []any{ids, toolIDs, firsts, lasts, counts, saved, reads, searches}
+}
+
+func opArgs(ops []tsdb.Operation) []any {
+	n := len(ops)
+	var (
+		ids, sessions          = make([]uuid.UUID, n), make([]uuid.UUID, n)
+		names, modes, params   = make([]string, n), make([]string, n), make([]string, n)
+		files                  = make([]*string, n)
+		origs, acts, prevented = make([]int64, n), make([]int64, n), make([]int64, n)
+		resp                   = make([]float64, n)
+		toolIDs                = make([]string, n)
+		created                = make([]time.Time, n)
+	)
+	for i := range ops {
+		op := &ops[i]
+		ids[i], sessions[i], names[i], modes[i] = op.ID, op.SessionID, op.ToolName, op.OperationMode
+		params[i] = string(op.Parameters)
+		if params[i] == "" {
+			params[i] = "{}"
+		}
+		files[i] = op.FilePath
+		origs[i], acts[i], prevented[i], resp[i] = op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs
+		toolIDs[i], created[i] = op.ToolID, op.CreatedAt.UTC()
+	}
+	return []any{ids, sessions, names, modes, params, files, origs, acts, prevented, resp, toolIDs, created}
+}
+
+// writeAttempts bounds how often WriteOperations runs its transaction when
+// PostgreSQL aborts it to break a deadlock or a serialization conflict.
+const writeAttempts = 3
+
+// WriteOperations stores ops, their ids, hourly and daily rollups and their
+// sessions in one transaction: all of it is committed when it returns nil,
+// and none of it is visible when it fails. An operation whose id is stored
+// already (by this replica or another), or carried by an earlier operation
+// of ops, is marked Duplicate and not stored again.
+func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	var months []time.Time
+	for i := range ops {
+		if m := monthStart(ops[i].CreatedAt); !slices.ContainsFunc(months, m.Equal) {
+			months = append(months, m)
+		}
+	}
+	if err := s.ensureMonths(ctx, months); err != nil {
+		return s.wrap("create partitions", err)
+	}
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.writeOnce(ctx, ops)
+		var pgErr *pgconn.PgError
+		if err == nil || attempt == writeAttempts || !errors.As(err, &pgErr) ||
+			(pgErr.Code != "40P01" && pgErr.Code != "40001") {
+			break
+		}
+		s.logger.Warn("write retried", "attempt", attempt, "error", err)
+	}
+	return s.wrap("write operations", err)
+}
+
+func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
+	// Within ops, the second copy of an id is a duplicate.
+	seen := make(map[uuid.UUID]struct{}, len(ops))
+	ids := make([]uuid.UUID, 0, len(ops))
+	for i := range ops {
+		_, dup := seen[ops[i].ID]
+		ops[i].Duplicate = dup
+		if !dup {
+			seen[ops[i].ID] = struct{}{}
+			ids = append(ids, ops[i].ID)
+		}
+	}
+	// Claimed in id order, so two batches sharing ids cannot deadlock.
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
+
+	rows, err := tx.Query(ctx, insertIDsSQL, ids)
+	if err != nil {
+		return fmt.Errorf("claim ids: %w", err)
+	}
+	fresh := make(map[uuid.UUID]struct{}, len(ids))
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("claim ids: %w", err)
+		}
+		fresh[id] = struct{}{}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("claim ids: %w", err)
+	}
+	store := ops
+	if len(fresh) < len(ops) {
+		store = make([]tsdb.Operation, 0, len(fresh))
+		for i := range ops {
+			if ops[i].Duplicate {
+				continue
+			}
+			if _, ok := fresh[ops[i].ID]; !ok {
+				ops[i].Duplicate = true
+				continue
+			}
+			store = append(store, ops[i])
+		}
+	}
+	if len(store) == 0 {
+		return tx.Commit(ctx) // all were retries
+	}
+
+	// The rest goes in one round trip.
+	var b pgx.Batch
+	b.Queue(insertOpsSQL, opArgs(store)...)
+	b.Queue(upsertHourlySQL, rollupArgs(store, tsdb.MicrosPerHour)...)
+	b.Queue(upsertDailySQL, rollupArgs(store, tsdb.MicrosPerDay)...)
+	b.Queue(upsertSessionsSQL, sessionArgs(store)...)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// args collects a query's arguments and answers their placeholders.
+type args []any
+
+func (a *args) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// operationWhere is the WHERE clause of f (its Limit and Offset aside).
+func operationWhere(f tsdb.OperationFilter, a *args) string {
+	var where []string
+	if f.SessionID != nil {
+		where = append(where, "session_id = "+a.add(*f.SessionID))
+	}
+	if f.ToolName != "" {
+		where = append(where, "tool_name = "+a.add(f.ToolName))
+	}
+	if f.OperationMode != "" {
+		where = append(where, "operation_mode = "+a.add(f.OperationMode))
+	}
+	if f.ToolID != "" {
+		where = append(where, "tool_id = "+a.add(f.ToolID))
+	}
+	if f.Start != nil {
+		where = append(where, "created_at >= "+a.add(f.Start.UTC()))
+	}
+	if f.End != nil {
+		where = append(where, "created_at <= "+a.add(f.End.UTC()))
+	}
+	if len(where) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(where, " AND ")
+}
+
+// QueryOperations answers one page of the operations matching f, newest
+// first (ties by id, descending), and the count of all matches, both from
+// one snapshot.
+func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
+	if s.closed.Load() {
+		return tsdb.OperationPage{}, errClosed
+	}
+	if f.Limit <= 0 {
+		return tsdb.OperationPage{}, fmt.Errorf("query operations: limit %d must be positive", f.Limit)
+	}
+	if f.Offset < 0 {
+		return tsdb.OperationPage{}, fmt.Errorf("query operations: offset %d must not be negative", f.Offset)
+	}
+	var page tsdb.OperationPage
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		if page.Total, err = countOperations(ctx, tx, f); err != nil {
+			return fmt.Errorf("count: %w", err)
+		}
+		page.Operations = []tsdb.Operation{}
+		if int64(f.Offset) >= page.Total {
+			return nil
+		}
+		var a args
+		q := "SELECT " + opColumnList + " FROM tool_operations" + operationWhere(f, &a) +
+			" ORDER BY created_at DESC, id DESC LIMIT " + a.add(f.Limit) + " OFFSET " + a.add(f.Offset)
+		rows, err := tx.Query(ctx, q, a...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		page.Operations = make([]tsdb.Operation, 0, min(int64(f.Limit), page.Total-int64(f.Offset)))
+		for rows.Next() {
+			op, err := scanOperation(rows)
+			if err != nil {
+				return err
+			}
+			page.Operations = append(page.Operations, op)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return tsdb.OperationPage{}, s.wrap("query operations", err)
+	}
+	return page, nil
+}
+
+// countOperations answers how many operations match f: a session's through
+// its index (a session holds few), any other filter from the rollups for
+// the whole days and hours of its time range and from raw rows only at its
+// edges, so that the total of a list of millions costs no scan.
+func countOperations(ctx context.Context, tx pgx.Tx, f tsdb.OperationFilter) (int64, error) {
+	var n int64
+	if f.SessionID != nil {
+		var a args
+		err := tx.QueryRow(ctx, "SELECT count(*) FROM tool_operations"+operationWhere(f, &a), a...).Scan(&n)
+		return n, err
+	}
+	w := tsdb.Window{Start: f.Start, End: farFuture}
+	if f.End != nil {
+		w.End = *f.End
+	}
+	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})
+	if len(parts) == 0 {
+		return 0, nil
+	}
+	q, qargs := aggregateSQL(parts, aggFilter{toolID: f.ToolID, toolName: f.ToolName, mode: f.OperationMode}, 0)
+	rows, err := tx.Query(ctx, q, qargs...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	for rows.Next() { // one row per (tool, mode) pair
+		var (
+			tool, mode string
+			c, o, a, p int64
+			r          float64
+		)
+		if err := rows.Scan(&tool, &mode, &c, &o, &a, &p, &r); err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, rows.Err()
+}
+
+// farFuture stands for "no upper bound" in a time range.
+var farFuture = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+func scanOperation(rows pgx.Rows) (tsdb.Operation, error) {
+	var (
+		op     tsdb.Operation
+		params string
+	)
+	if err := rows.Scan(&op.ID, &op.SessionID, &op.ToolName, &op.OperationMode, &params, &op.FilePath,
+		&op.TokensOriginal, &op.TokensActual, &op.TokensPrevented, &op.ResponseTimeMs,
+		&op.ToolID, &op.CreatedAt); err != nil {
+		return op, err
+	}
+	op.Parameters = []byte(params)
+	op.CreatedAt = op.CreatedAt.UTC()
+	return op, nil
+}
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// FirstOperationTime answers the created_at of the oldest operation of toolID
+// (all tools when empty), from the time indexes of the partitions.
+func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
+	if s.closed.Load() {
+		return time.Time{}, false, errClosed
+	}
+	q, a := `SELECT min(created_at) FROM tool_operations`, []any(nil)
+	if toolID != "" {
+		q, a = q+` WHERE tool_id = $1`, []any{toolID}
+	}
+	var first *time.Time
+	if err := s.pool.QueryRow(ctx, q, a...).Scan(&first); err != nil {
+		return time.Time{}, false, s.wrap("first operation time", err)
+	}
+	if first == nil {
+		return time.Time{}, false, nil
+	}
+	return first.UTC(), true, nil
+}

@@ -1,0 +1,165 @@
+// Package postgres is the tsdb.Store over PostgreSQL (pgx and its pool), the
+// production store: any number of stateless replicas of the service share
+// one database and see each other's writes.
+//
+// tool_operations is partitioned by month on created_at; a month's
+// partition is created (under an advisory lock, in a short transaction of
+// its own) the first time a replica writes into it. An operation's id is
+// unique across partitions through the small table operation_ids, inserted
+// in the same transaction as the operations: a retry is stored once
+// whichever replica takes it. Hourly and daily rollups are upserted in that
+// same transaction too, so aggregates read O(days + hours) rollup rows plus
+// the raw rows of at most two partial hours (tsdb.PlanWindow), and an
+// acknowledged write is a committed one. Schema migrations are versioned
+// (schema_version) and run under an advisory lock, so replicas starting
+// together never race.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// ErrSchemaTooNew is returned by Open for a database migrated by a newer
+// version of this program, whose schema this code does not know.
+var ErrSchemaTooNew = errors.New("database schema is newer than this program")
+
+var errClosed = fmt.Errorf("%w: store closed", tsdb.ErrUnavailable)
+
+// Config says which database to use and how.
+type Config struct {
+	// URL is the connection URL, postgresql:// or postgres:// (any
+	// libpq-style parameter pgx understands may follow).
+	URL string
+	// MaxConns bounds the pool's connections (0: pgx's default, the larger of
+	// 4 and the number of CPUs).
+	MaxConns int32
+	// ExportPage is how many operations an export reads per query (0:
+	// 5000). Memory held by an export is bounded by it.
+	ExportPage int
+}
+
+const defaultExportPage = 5000
+
+// Store is the PostgreSQL implementation of tsdb.Store. It is safe for
+// concurrent use.
+type Store struct {
+	pool       *pgxpool.Pool
+	logger     *slog.Logger
+	exportPage int
+	closed     atomic.Bool
+
+	// months holds the months (unix microseconds of their first instant)
+	// whose partition this process knows to exist.
+	months sync.Map
+}
+
+var _ tsdb.Store = (*Store)(nil)
+
+// Open connects to the database, applies the schema migrations it lacks and
+// returns the store. A database that cannot be reached is an error wrapping
+// tsdb.ErrUnavailable. A nil logger discards logs. The password in the URL is
+// never logged.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "postgres")
+	if !strings.HasPrefix(cfg.URL, "postgresql://") && !strings.HasPrefix(cfg.URL, "postgres://") {
+		return nil, errors.New("postgres: the URL must begin with postgresql:// or postgres://")
+	}
+	pc, err := pgxpool.ParseConfig(cfg.URL) // its errors redact the password
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	}
+	// Times are timestamptz; the session's zone only matters to text
+	// forms, but UTC keeps every one of them unambiguous.
+	pc.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	pc.ConnConfig.RuntimeParams["application_name"] = "omnimemory-metrics"
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, logger: logger, exportPage: cfg.ExportPage}
+	if s.exportPage <= 0 {
+		s.exportPage = defaultExportPage
+	}
+	log := logger.With("host", pc.ConnConfig.Host, "port", pc.ConnConfig.Port,
+		"database", pc.ConnConfig.Database, "user", pc.ConnConfig.User)
+	from, to, err := s.migrate(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, s.wrap("migrate", err)
+	}
+	if from != to {
+		log.Info("schema migrated", "from", from, "to", to)
+	}
+	log.Info("opened", "schema_version", to)
+	return s, nil
+}
+
+// Ping answers nil when the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return s.wrap("ping", s.pool.Ping(ctx))
+}
+
+// Close closes the pool; every write that returned nil is committed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.pool.Close()
+	return nil
+}
+
+// wrap names the failed operation, and marks failures to reach the
+// database (network errors, a server shutting down or refusing
+// connections) as tsdb.ErrUnavailable. A context's end is answered as is.
+func (s *Store) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, tsdb.ErrUnavailable) || errors.Is(err, tsdb.ErrNotFound) || errors.Is(err, ErrSchemaTooNew) {
+		return fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	if unavailable(err) {
+		return fmt.Errorf("postgres: %s: %w: %w", op, tsdb.ErrUnavailable, err)
+	}
+	return fmt.Errorf("postgres: %s: %w", op, err)
+}
+
+func unavailable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // shutdown, cannot connect now
+			pgErr.Code == "53300": // too many connections
+			return true
+		}
+		return false
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+		strings.Contains(err.Error(), "closed pool") || strings.Contains(err.Error(), "conn closed") ||
+		strings.Contains(err.Error(), "unexpected EOF")
+}
