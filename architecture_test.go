@@ -85,7 +85,7 @@ func dirs(ds ...string) func(string) bool {
 // service layer (exporter) -> tsdb -> the stores, the wire types below them
 // all, and no program linking package testing.
 func TestLayers(t *testing.T) {
-	stores := dirs("tsdb/sqlite", "tsdb/influx", "tsdb/storetest")
+	stores := dirs("tsdb/sqlite", "tsdb/postgres", "tsdb/influx", "tsdb/storetest")
 	rules := []rule{
 		{"handlers are HTTP only: they call the service layer, never a store", dirs("handlers"),
 			func(d string) bool { return stores(d) || under(d, "exporter/importer") || under(d, "internal/outbox") }},
@@ -93,8 +93,9 @@ func TestLayers(t *testing.T) {
 			func(d string) bool { return stores(d) || under(d, "handlers") || under(d, "cmd") }},
 		{"tsdb and the stores import nothing above them", dirs("tsdb"),
 			func(d string) bool { return dirs("exporter", "handlers", "cmd", "ui", "grafana")(d) || d == "client" }},
-		{"the SQLite store stands alone", dirs("tsdb/sqlite"), dirs("tsdb/influx")},
-		{"the InfluxDB store stands alone", dirs("tsdb/influx"), dirs("tsdb/sqlite")},
+		{"the SQLite store stands alone", dirs("tsdb/sqlite"), dirs("tsdb/postgres", "tsdb/influx")},
+		{"the PostgreSQL store stands alone", dirs("tsdb/postgres"), dirs("tsdb/sqlite", "tsdb/influx")},
+		{"the InfluxDB store stands alone", dirs("tsdb/influx"), dirs("tsdb/sqlite", "tsdb/postgres")},
 		{"only programs import handlers", func(r string) bool { return r != "-" && !under(r, "cmd") && !under(r, "handlers") },
 			dirs("handlers")},
 		{"no program links package testing", dirs("cmd"), func(d string) bool { return d == "testing" }},

@@ -9,7 +9,7 @@
 //	cmd/omnimemory-metrics   wiring: configuration, stores, service, server
 //	handlers                 HTTP only: decode, call the service, encode, map errors
 //	exporter                 the service layer: ingest, sessions, reports, import
-//	tsdb/sqlite, tsdb/influx the stores, behind the tsdb interfaces
+//	tsdb/sqlite, tsdb/postgres, tsdb/influx  the stores, behind the tsdb interfaces
 //	tsdb                     the Store interfaces, domain types, window planner
 //	client/api               the wire types (standard library and uuid only)
 package omnimemorymetrics

@@ -2,7 +2,8 @@
 # provision.sh installs the pinned test tools (influxd, prometheus, promtool)
 # into <repo>/.tools/bin, only when missing or of another version, and
 # Debian's chromium (/usr/bin/chromium, for the browser test of the built-in
-# page) when it is missing. Each tool has
+# page) and PostgreSQL 15 server (for the PostgreSQL store's tests) when they
+# are missing. Each tool has
 # a stamp file (.tools/stamps/<tool>) holding the version it was built from,
 # since `go install` leaves no usable version string in these binaries.
 #
@@ -139,3 +140,44 @@ provision_chromium() {
 }
 
 provision_chromium
+
+# provision_postgres: Debian's PostgreSQL 15 server (initdb and postgres in
+# /usr/lib/postgresql/15/bin, for the PostgreSQL store's tests, which run a
+# throwaway server as an unprivileged user), installed with apt-get when
+# missing, as root or through passwordless sudo; otherwise one line says how,
+# and those tests skip (fail under CI=true). $OMNIMEMORY_POSTGRES_BIN names
+# another folder holding initdb and postgres and is only checked.
+provision_postgres() {
+	local bin="${OMNIMEMORY_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}"
+	if [[ -x "$bin/postgres" && -x "$bin/initdb" ]]; then
+		echo "postgresql: present ($bin)"
+		return
+	fi
+	if [[ -n "${OMNIMEMORY_POSTGRES_BIN:-}" ]]; then
+		echo "provision: \$OMNIMEMORY_POSTGRES_BIN=$OMNIMEMORY_POSTGRES_BIN holds no initdb and postgres; the PostgreSQL tests will not run" >&2
+		return
+	fi
+	local sudo=()
+	if [[ "$(id -u)" != 0 ]]; then
+		if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+			sudo=(sudo -n)
+		else
+			echo "provision: PostgreSQL 15 is missing and installing it needs root: run 'apt-get install -y --no-install-recommends postgresql-15' as root (or set OMNIMEMORY_POSTGRES_BIN to a folder with initdb and postgres); until then the PostgreSQL tests skip (fail under CI=true)" >&2
+			return
+		fi
+	fi
+	command -v apt-get >/dev/null || {
+		echo "provision: PostgreSQL 15 is missing and there is no apt-get: install it and set OMNIMEMORY_POSTGRES_BIN to the folder of its initdb and postgres" >&2
+		return
+	}
+	local start=$SECONDS
+	local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0)
+	if ! "${apt[@]}" install -y --no-install-recommends postgresql-15 >/dev/null 2>&1; then
+		"${apt[@]}" update
+		"${apt[@]}" install -y --no-install-recommends postgresql-15 >/dev/null
+	fi
+	[[ -x "$bin/postgres" ]] || { echo "provision: apt-get installed postgresql-15 but there is no $bin/postgres" >&2; return 1; }
+	echo "postgresql: installed in $((SECONDS - start))s ($bin)"
+}
+
+provision_postgres

@@ -23,6 +23,7 @@ type config struct {
 	Listen         string
 	DBType         string
 	SQLitePath     string
+	DatabaseURL    string
 	InfluxURL      string
 	InfluxToken    string
 	InfluxOrg      string
@@ -41,6 +42,15 @@ type config struct {
 	MaxToolIDs     int
 }
 
+// The stores OMNIMEMORY_DB_TYPE names.
+const (
+	dbTypeSQLite   = "sqlite"
+	dbTypePostgres = "postgresql"
+	dbTypeInflux   = "influxdb"
+)
+
+var dbTypes = []string{dbTypeSQLite, dbTypePostgres, dbTypeInflux}
+
 // setting is one configuration value: an environment variable, the flag of
 // the same meaning, its default, and how to check and store it.
 type setting struct {
@@ -58,9 +68,9 @@ func settings() []setting {
 			c.Listen = v
 			return nil
 		}},
-		{env: "OMNIMEMORY_DB_TYPE", flag: "db-type", def: "sqlite", usage: "store: sqlite (embedded) or influxdb", apply: func(c *config, v string) error {
-			if v != "sqlite" && v != "influxdb" {
-				return errors.New("must be sqlite or influxdb")
+		{env: "OMNIMEMORY_DB_TYPE", flag: "db-type", def: "sqlite", usage: "store: sqlite (embedded), postgresql or influxdb", apply: func(c *config, v string) error {
+			if !slices.Contains(dbTypes, v) {
+				return errors.New("must be one of " + strings.Join(dbTypes, ", "))
 			}
 			c.DBType = v
 			return nil
@@ -71,6 +81,20 @@ func settings() []setting {
 				return err
 			}
 			c.SQLitePath = p
+			return nil
+		}},
+		{env: "DATABASE_URL", flag: "database-url", usage: "PostgreSQL connection URL, postgresql://user:password@host:5432/omnimemory (postgres:// too); required with OMNIMEMORY_DB_TYPE=postgresql", secret: true, apply: func(c *config, v string) error {
+			if v == "" {
+				if c.DBType == dbTypePostgres {
+					return errors.New("must be set when OMNIMEMORY_DB_TYPE=postgresql")
+				}
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "postgresql" && u.Scheme != "postgres") {
+				return errors.New("must be a postgresql:// or postgres:// URL")
+			}
+			c.DatabaseURL = v
 			return nil
 		}},
 		{env: "INFLUXDB_URL", flag: "influxdb-url", def: "http://localhost:8086", usage: "InfluxDB 2.x, Cloud, or 1.8+ URL", apply: func(c *config, v string) error {

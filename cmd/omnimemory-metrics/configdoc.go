@@ -22,6 +22,9 @@ var settingNotes = map[string]string{
 		"`influxdb` takes the `INFLUXDB_*` settings and the outbox settings below; see [InfluxDB](influxdb.md).",
 	"SQLITE_DB_PATH": "A leading `~` is the user's home folder. `report` never creates the file: a missing file is an error there.",
 	"INFLUXDB_URL":   "InfluxDB 2.x, Cloud, or 1.8+ through its v2 compatibility API (`[http] flux-enabled = true`).",
+	"DATABASE_URL": "PostgreSQL only, as the specification writes it: `postgresql://user:pass@localhost:5432/omnimemory`. " +
+		"The schema is created and migrated at start-up under an advisory lock, so replicas may start together. " +
+		"A secret: never printed, not even in the error naming it; the log names host, port, database and user only.",
 	"INFLUXDB_TOKEN": "An API token with read and write access to the bucket; on 1.8 `user:password`, or empty without authentication. " +
 		"A secret: never printed, not even in the error naming it.",
 	"INFLUXDB_BUCKET": "On 1.8 `database/retention-policy`, for example `omnimemory/autogen` (create the database first).",

@@ -22,7 +22,7 @@ import (
 // storeSettings are the settings that choose and reach the store, shared by
 // serving and the import.
 var storeSettings = []string{
-	"db-type", "sqlite-db-path", "influxdb-url", "influxdb-token", "influxdb-org", "influxdb-bucket",
+	"db-type", "sqlite-db-path", "database-url", "influxdb-url", "influxdb-token", "influxdb-org", "influxdb-bucket",
 	"outbox-dir", "outbox-max-bytes", "write-timeout", "query-timeout", "influx-cache-ttl",
 }
 
@@ -133,7 +133,7 @@ func finishStore(store tsdb.Store, wait bool, stderr io.Writer) error {
 
 // destination names the configured store, for the checkpoint.
 func destination(cfg config) string {
-	if cfg.DBType == "influxdb" {
+	if cfg.DBType == dbTypeInflux {
 		return "influxdb:" + cfg.InfluxURL + " bucket " + cfg.InfluxBucket
 	}
 	if abs, err := filepath.Abs(cfg.SQLitePath); err == nil {
@@ -147,7 +147,7 @@ func destination(cfg config) string {
 // of InfluxDB's outbox) named after both, so that each pair has its own.
 func defaultCheckpoint(cfg config, source, dest string) string {
 	dir := filepath.Dir(cfg.SQLitePath)
-	if cfg.DBType == "influxdb" {
+	if cfg.DBType == dbTypeInflux {
 		dir = filepath.Dir(cfg.OutboxDir)
 	}
 	sum := sha256.Sum256([]byte(source + "\n" + dest))

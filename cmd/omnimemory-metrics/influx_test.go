@@ -84,14 +84,18 @@ func scrub(v any) any {
 	return v
 }
 
-// TestInfluxAnswersAsTheEmbeddedStoreDoes posts the same operations to a
-// service on SQLite and one on a real InfluxDB and compares every read
-// answer, field by field.
-func TestInfluxAnswersAsTheEmbeddedStoreDoes(t *testing.T) {
+// TestStoresAnswerAlike posts the same operations to a service on SQLite,
+// one on a real InfluxDB and one on a real PostgreSQL, and compares every
+// read answer of the other two with the embedded store's, field by field.
+func TestStoresAnswerAlike(t *testing.T) {
 	srv := realtools.NewInfluxd(t)
 	dir := t.TempDir()
 	onSQLite := startInProcess(t, []string{"--listen", "127.0.0.1:0"}, map[string]string{"SQLITE_DB_PATH": filepath.Join(dir, "m.db")})
-	onInflux := startInProcess(t, []string{"--listen", "127.0.0.1:0"}, influxVars(srv, srv.NewBucket(t), filepath.Join(dir, "outbox")))
+	others := map[string]string{
+		"influxdb": startInProcess(t, []string{"--listen", "127.0.0.1:0"}, influxVars(srv, srv.NewBucket(t), filepath.Join(dir, "outbox"))),
+		"postgresql": startInProcess(t, []string{"--listen", "127.0.0.1:0"},
+			map[string]string{"OMNIMEMORY_DB_TYPE": "postgresql", "DATABASE_URL": realtools.SharedPostgres(t).NewDatabase(t)}),
+	}
 
 	now := time.Now().UTC()
 	sessions := []string{"123e4567-e89b-12d3-a456-426614174000", "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE"}
@@ -121,7 +125,7 @@ func TestInfluxAnswersAsTheEmbeddedStoreDoes(t *testing.T) {
 			}
 		}
 	}
-	for _, base := range []string{onSQLite, onInflux} {
+	for _, base := range []string{onSQLite, others["influxdb"], others["postgresql"]} {
 		for _, op := range ops[:10] {
 			if code, _, body := postJSON(t, base+"/track/tool-operation", op); code != 200 {
 				t.Fatalf("%s: %d %v", base, code, body)
@@ -154,19 +158,21 @@ func TestInfluxAnswersAsTheEmbeddedStoreDoes(t *testing.T) {
 	for _, r := range []string{"1h", "24h", "7d", "30d"} {
 		paths = append(paths, "/metrics/api-savings?compare=previous&time_range="+r, "/metrics/api-savings?compare=previous&time_range="+r+"&tool_id=claude-code")
 	}
-	for _, path := range paths {
-		var a, b any
-		for attempt := 0; attempt < 2; attempt++ { // an hour may turn between the two calls
-			_, _, a = getJSON(t, onSQLite+path)
-			_, _, b = getJSON(t, onInflux+path)
-			if reflect.DeepEqual(scrub(a), scrub(b)) {
-				break
+	for name, other := range others {
+		for _, path := range paths {
+			var a, b any
+			for attempt := 0; attempt < 2; attempt++ { // an hour may turn between the two calls
+				_, _, a = getJSON(t, onSQLite+path)
+				_, _, b = getJSON(t, other+path)
+				if reflect.DeepEqual(scrub(a), scrub(b)) {
+					break
+				}
 			}
-		}
-		if sa, sb := scrub(a), scrub(b); !reflect.DeepEqual(sa, sb) {
-			ja, _ := json.Marshal(sa)
-			jb, _ := json.Marshal(sb)
-			t.Errorf("%s differs:\nsqlite %s\ninflux %s", path, ja, jb)
+			if sa, sb := scrub(a), scrub(b); !reflect.DeepEqual(sa, sb) {
+				ja, _ := json.Marshal(sa)
+				jb, _ := json.Marshal(sb)
+				t.Errorf("%s differs:\nsqlite %s\n%s %s", path, ja, name, jb)
+			}
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/handlers"
 	"github.com/omnimemory/omnimemory-metrics/internal/tracing"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/postgres"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
 
@@ -151,8 +152,14 @@ func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready c
 // openStore opens the configured store.
 func openStore(ctx context.Context, cfg config, reg prometheus.Registerer, logger *slog.Logger) (tsdb.Store, error) {
 	switch cfg.DBType {
-	case "influxdb":
+	case dbTypeInflux:
 		return openInflux(ctx, cfg, reg, logger)
+	case dbTypePostgres:
+		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL}, logger)
+		if err != nil {
+			return nil, fmt.Errorf("opening the PostgreSQL store: %w", err)
+		}
+		return s, nil
 	default:
 		if fi, err := os.Stat(cfg.SQLitePath + "-wal"); err == nil && fi.Size() > 0 {
 			logger.Warn("the embedded store was not closed cleanly: recovering committed writes from its write-ahead log (a torn tail is discarded)",

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(realtools.RunMain(m))
 }
 
 func env(vars map[string]string) func(string) string {
@@ -106,6 +106,10 @@ func TestBadSettingStopsStartupWithOneLine(t *testing.T) {
 		{"influx url", nil, map[string]string{"INFLUXDB_URL": "localhost:8086"}, "INFLUXDB_URL"},
 		{"cors origin", nil, map[string]string{"OMNIMEMORY_CORS_ORIGINS": "localhost"}, "OMNIMEMORY_CORS_ORIGINS"},
 		{"unknown flag", []string{"--nope"}, nil, "nope"},
+		{"postgresql without a URL", nil, map[string]string{"OMNIMEMORY_DB_TYPE": "postgresql"}, "DATABASE_URL"},
+		{"database url scheme", nil, map[string]string{"DATABASE_URL": "mysql://u:hunter2-pw@h/db"}, "DATABASE_URL"},
+		{"database url flag", []string{"--database-url", "http://u:hunter2-pw@h/db"}, nil, "--database-url"},
+		{"postgresql unreachable", []string{"--db-type", "postgresql", "--database-url", "postgresql://u:hunter2-pw@127.0.0.1:1/db"}, nil, "PostgreSQL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,8 +119,12 @@ func TestBadSettingStopsStartupWithOneLine(t *testing.T) {
 				vars[k] = v
 			}
 			code := run(context.Background(), tc.args, testProc(vars, io.Discard, &stderr, nil), nil)
-			if code != 2 {
-				t.Errorf("exit code %d, want 2", code)
+			if want := 2; tc.name == "postgresql unreachable" {
+				if code == 0 {
+					t.Errorf("exit code 0 with no PostgreSQL to reach")
+				}
+			} else if code != want {
+				t.Errorf("exit code %d, want %d", code, want)
 			}
 			out := stderr.String()
 			if !strings.Contains(out, tc.want) {
@@ -126,7 +134,7 @@ func TestBadSettingStopsStartupWithOneLine(t *testing.T) {
 				t.Errorf("message is not one line: %q", out)
 			}
 			if strings.Contains(out, "hunter2") {
-				t.Errorf("message leaks the token: %q", out)
+				t.Errorf("message leaks a secret: %q", out)
 			}
 		})
 	}

@@ -28,7 +28,7 @@ import (
 // reportSettings are the settings the report takes when it reads the store
 // itself (without --url).
 var reportSettings = []string{
-	"db-type", "sqlite-db-path", "influxdb-url", "influxdb-token", "influxdb-org", "influxdb-bucket",
+	"db-type", "sqlite-db-path", "database-url", "influxdb-url", "influxdb-token", "influxdb-org", "influxdb-bucket",
 	"query-timeout", "influx-cache-ttl", "cost-per-1k-tokens",
 }
 
@@ -153,10 +153,11 @@ func coversAll(bd api.ToolBreakdown, s api.APISavings) bool {
 // service would. The embedded store is opened as a second user of its file,
 // which SQLite allows while the service runs on it; the report only reads.
 // InfluxDB is opened with a private, temporary outbox, so that it never
-// competes with a running service's.
+// competes with a running service's; PostgreSQL is shared by design.
 func fetchFromConfiguredStore(ctx context.Context, cfg config, rng exporter.TimeRange, toolID string, p proc) (reportData, error) {
 	switch cfg.DBType {
-	case "influxdb":
+	case dbTypePostgres: // a shared database: nothing to prepare
+	case dbTypeInflux:
 		dir, err := os.MkdirTemp("", "omnimemory-report-")
 		if err != nil {
 			return reportData{}, err
