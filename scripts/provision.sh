@@ -96,10 +96,41 @@ failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 ((failed == 0)) || { echo "provision: a tool failed to build (see above)" >&2; exit 1; }
 
-# provision_chromium: Debian's chromium package, installed with apt-get when
-# /usr/bin/chromium is missing, as root or through passwordless sudo;
-# otherwise one line says how, and the browser test skips (fails under
-# CI=true). $OMNIMEMORY_CHROMIUM names another browser and is only checked.
+# apt_install NAME PACKAGE PATH ALTERNATIVE: installs Debian's PACKAGE with
+# apt-get, as root or through passwordless sudo, and checks that PATH then
+# exists; NAME names it in messages. Without root, or without apt-get, one
+# line says how (ALTERNATIVE: the variable that names another copy), and
+# the tests that need it skip (fail under CI=true).
+apt_install() {
+	local name="$1" pkg="$2" path="$3" alternative="$4"
+	local sudo=()
+	if [[ "$(id -u)" != 0 ]]; then
+		if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+			sudo=(sudo -n)
+		else
+			echo "provision: $name is missing and installing it needs root: run 'apt-get install -y --no-install-recommends $pkg' as root (or set $alternative); until then its tests skip (fail under CI=true)" >&2
+			return
+		fi
+	fi
+	command -v apt-get >/dev/null || {
+		echo "provision: $name is missing and there is no apt-get: install it and set $alternative" >&2
+		return
+	}
+	local start=$SECONDS
+	local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0)
+	# The package lists may be missing or old on a new machine: update them
+	# only when the install fails without.
+	if ! "${apt[@]}" install -y --no-install-recommends "$pkg" >/dev/null 2>&1; then
+		"${apt[@]}" update
+		"${apt[@]}" install -y --no-install-recommends "$pkg" >/dev/null
+	fi
+	[[ -x "$path" ]] || { echo "provision: apt-get installed $pkg but there is no $path" >&2; return 1; }
+	echo "$name: installed in $((SECONDS - start))s ($path)"
+}
+
+# provision_chromium: Debian's chromium (/usr/bin/chromium, for the browser
+# test of the built-in page) when missing. $OMNIMEMORY_CHROMIUM names
+# another browser and is only checked.
 provision_chromium() {
 	if [[ -n "${OMNIMEMORY_CHROMIUM:-}" ]]; then
 		if [[ -x "$OMNIMEMORY_CHROMIUM" ]]; then
@@ -114,39 +145,14 @@ provision_chromium() {
 		echo "chromium: present ($path)"
 		return
 	fi
-	local sudo=()
-	if [[ "$(id -u)" != 0 ]]; then
-		if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-			sudo=(sudo -n)
-		else
-			echo "provision: chromium is missing and installing it needs root: run 'apt-get install -y --no-install-recommends chromium' as root (or set OMNIMEMORY_CHROMIUM to a Chromium binary); until then the browser test skips (fails under CI=true)" >&2
-			return
-		fi
-	fi
-	command -v apt-get >/dev/null || {
-		echo "provision: chromium is missing and there is no apt-get: install Chromium and set OMNIMEMORY_CHROMIUM to its binary" >&2
-		return
-	}
-	local start=$SECONDS
-	local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0)
-	# The package lists may be missing or old on a new machine: update them
-	# only when the install fails without.
-	if ! "${apt[@]}" install -y --no-install-recommends chromium >/dev/null 2>&1; then
-		"${apt[@]}" update
-		"${apt[@]}" install -y --no-install-recommends chromium >/dev/null
-	fi
-	[[ -x "$path" ]] || { echo "provision: apt-get installed chromium but there is no $path" >&2; return 1; }
-	echo "chromium: installed in $((SECONDS - start))s ($path)"
+	apt_install chromium chromium "$path" "OMNIMEMORY_CHROMIUM to a Chromium binary"
 }
-
-provision_chromium
 
 # provision_postgres: Debian's PostgreSQL 15 server (initdb and postgres in
 # /usr/lib/postgresql/15/bin, for the PostgreSQL store's tests, which run a
-# throwaway server as an unprivileged user), installed with apt-get when
-# missing, as root or through passwordless sudo; otherwise one line says how,
-# and those tests skip (fail under CI=true). $OMNIMEMORY_POSTGRES_BIN names
-# another folder holding initdb and postgres and is only checked.
+# throwaway server as an unprivileged user) when missing.
+# $OMNIMEMORY_POSTGRES_BIN names another folder holding initdb and postgres
+# and is only checked.
 provision_postgres() {
 	local bin="${OMNIMEMORY_POSTGRES_BIN:-/usr/lib/postgresql/15/bin}"
 	if [[ -x "$bin/postgres" && -x "$bin/initdb" ]]; then
@@ -157,27 +163,8 @@ provision_postgres() {
 		echo "provision: \$OMNIMEMORY_POSTGRES_BIN=$OMNIMEMORY_POSTGRES_BIN holds no initdb and postgres; the PostgreSQL tests will not run" >&2
 		return
 	fi
-	local sudo=()
-	if [[ "$(id -u)" != 0 ]]; then
-		if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-			sudo=(sudo -n)
-		else
-			echo "provision: PostgreSQL 15 is missing and installing it needs root: run 'apt-get install -y --no-install-recommends postgresql-15' as root (or set OMNIMEMORY_POSTGRES_BIN to a folder with initdb and postgres); until then the PostgreSQL tests skip (fail under CI=true)" >&2
-			return
-		fi
-	fi
-	command -v apt-get >/dev/null || {
-		echo "provision: PostgreSQL 15 is missing and there is no apt-get: install it and set OMNIMEMORY_POSTGRES_BIN to the folder of its initdb and postgres" >&2
-		return
-	}
-	local start=$SECONDS
-	local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0)
-	if ! "${apt[@]}" install -y --no-install-recommends postgresql-15 >/dev/null 2>&1; then
-		"${apt[@]}" update
-		"${apt[@]}" install -y --no-install-recommends postgresql-15 >/dev/null
-	fi
-	[[ -x "$bin/postgres" ]] || { echo "provision: apt-get installed postgresql-15 but there is no $bin/postgres" >&2; return 1; }
-	echo "postgresql: installed in $((SECONDS - start))s ($bin)"
+	apt_install postgresql postgresql-15 "$bin/postgres" "OMNIMEMORY_POSTGRES_BIN to a folder with initdb and postgres"
 }
 
+provision_chromium
 provision_postgres
