@@ -43,13 +43,11 @@ type Influxd struct {
 	binary string
 	dir    string
 	config string
-	logf   string
 	env    []string
 	owned  bool // dir was created by StartInfluxd and is removed by Close
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exits
+	mu sync.Mutex
+	process
 }
 
 // StartInfluxd starts influxd (see Find) and waits until it answers /ping,
@@ -131,47 +129,11 @@ func (s *Influxd) start(ctx context.Context) error {
 	if s.cmd != nil {
 		return nil
 	}
-	logFile, err := os.OpenFile(s.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
 	cmd := exec.Command(s.binary, "run", "-config", s.config)
 	cmd.Dir = s.dir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
 	cmd.Env = s.env
 	cmd.SysProcAttr = procAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("start influxd: %w", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(done)
-	}()
-	s.cmd, s.done = cmd, done
-
-	deadline := time.Now().Add(influxdStartTimeout)
-	for {
-		if err := s.ping(ctx); err == nil {
-			return nil
-		}
-		select {
-		case <-done:
-			s.cmd, s.done = nil, nil
-			return fmt.Errorf("influxd exited during start: %s", s.logTail())
-		case <-ctx.Done():
-			s.stopLocked(syscall.SIGKILL, 0)
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stopLocked(syscall.SIGKILL, 0)
-			return fmt.Errorf("influxd did not answer /ping within %s: %s", influxdStartTimeout, s.logTail())
-		}
-	}
+	return s.launch(ctx, cmd, "influxd", influxdStartTimeout, s.ping)
 }
 
 func (s *Influxd) ping(ctx context.Context) error {
@@ -214,22 +176,6 @@ func (s *Influxd) Kill() error {
 
 // stopLocked sends sig and waits for the process to exit, killing it after
 // grace.
-func (s *Influxd) stopLocked(sig os.Signal, grace time.Duration) error {
-	if s.cmd == nil {
-		return nil
-	}
-	cmd, done := s.cmd, s.done
-	s.cmd, s.done = nil, nil
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-	case <-time.After(grace):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-	return nil
-}
-
 // Close stops the server and removes its directory if StartInfluxd made it.
 func (s *Influxd) Close() error {
 	err := s.Stop()
@@ -260,14 +206,6 @@ func (s *Influxd) Pid() int {
 }
 
 // logTail answers the end of influxd's log, for error messages.
-func (s *Influxd) logTail() string {
-	b, _ := os.ReadFile(s.logf)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // Query runs one InfluxQL statement through /query (POST) and fails on an
 // HTTP error or a statement error in the answer.
 func (s *Influxd) Query(ctx context.Context, q string) error {

@@ -53,12 +53,10 @@ type Postgres struct {
 	Port int
 
 	dir  string // the temporary folder: data/, sock/, postgres.log
-	logf string
 	attr func() *syscall.SysProcAttr
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exits
+	mu sync.Mutex
+	process
 }
 
 // StartPostgres makes a new cluster and starts its server, waiting until it
@@ -148,52 +146,15 @@ func postgresEnv() []string {
 func (s *Postgres) start(ctx context.Context, bin, data, sock string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	logFile, err := os.OpenFile(s.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(s.Port), "-k", sock,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "log_min_messages=warning")
 	cmd.Dir = s.dir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
 	cmd.Env = postgresEnv()
 	cmd.SysProcAttr = s.attr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("start postgres: %w", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(done)
-	}()
-	s.cmd, s.done = cmd, done
-
-	deadline := time.Now().Add(postgresStartTimeout)
-	for {
-		if err := s.ping(ctx); err == nil {
-			return nil
-		}
-		select {
-		case <-done:
-			s.cmd, s.done = nil, nil
-			return fmt.Errorf("postgres exited during start: %s", s.logTail())
-		case <-ctx.Done():
-			s.stopLocked(syscall.SIGKILL, 0)
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stopLocked(syscall.SIGKILL, 0)
-			return fmt.Errorf("postgres did not accept connections within %s: %s", postgresStartTimeout, s.logTail())
-		}
-	}
+	return s.launch(ctx, cmd, "postgres", postgresStartTimeout, s.ping)
 }
 
-// URL answers the connection URL of database name.
 func (s *Postgres) URL(name string) string {
 	return fmt.Sprintf("postgresql://postgres@127.0.0.1:%d/%s", s.Port, name)
 }
@@ -235,22 +196,6 @@ func (s *Postgres) Kill() error {
 	return s.stopLocked(syscall.SIGKILL, 0)
 }
 
-func (s *Postgres) stopLocked(sig os.Signal, grace time.Duration) error {
-	if s.cmd == nil {
-		return nil
-	}
-	cmd, done := s.cmd, s.done
-	s.cmd, s.done = nil, nil
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-	case <-time.After(grace):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-	return nil
-}
-
 // Running reports whether the server process runs.
 func (s *Postgres) Running() bool {
 	s.mu.Lock()
@@ -265,14 +210,6 @@ func (s *Postgres) Close() error {
 		err = errors.Join(err, rerr)
 	}
 	return err
-}
-
-func (s *Postgres) logTail() string {
-	b, _ := os.ReadFile(s.logf)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // NewPostgres starts a server of t's own and closes it when t ends. Without
