@@ -129,6 +129,14 @@ func (s Step) String() string {
 	return "hourly"
 }
 
+// Micros is the width of the step's buckets in microseconds.
+func (s Step) Micros() int64 {
+	if s == Daily {
+		return MicrosPerDay
+	}
+	return MicrosPerHour
+}
+
 // Truncate returns the start of the bucket that holds t (UTC).
 func (s Step) Truncate(t time.Time) time.Time {
 	t = t.UTC()

@@ -27,20 +27,20 @@ func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn
 		more   bool // a page was read before: continue after (lastAt, lastID)
 	)
 	for {
-		var a args
-		where := operationWhere(f, &a)
+		q := dialect.NewQuery()
+		where := q.OperationWhere(f, false)
 		if more {
-			cond := "(created_at, id) > (" + a.add(lastAt) + ", " + a.add(lastID) + ")"
+			cond := "(created_at, id) > (" + q.Arg(lastAt) + ", " + q.Arg(lastID) + ")"
 			if where == "" {
 				where = " WHERE " + cond
 			} else {
 				where += " AND " + cond
 			}
 		}
-		q := "SELECT " + opColumnList + " FROM tool_operations" + where +
-			" ORDER BY created_at, id LIMIT " + a.add(s.exportPage)
+		sql := "SELECT " + opColumnList + " FROM tool_operations" + where +
+			" ORDER BY created_at, id LIMIT " + q.Arg(s.exportPage)
 		page = page[:0]
-		rows, err := s.pool.Query(ctx, q, a...)
+		rows, err := s.pool.Query(ctx, sql, q.Args...)
 		if err != nil {
 			return s.wrap("export operations", err)
 		}

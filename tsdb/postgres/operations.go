@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -310,41 +309,6 @@ func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
 	return tx.Commit(ctx)
 }
 
-// args collects a query's arguments and answers their placeholders.
-type args []any
-
-func (a *args) add(v any) string {
-	*a = append(*a, v)
-	return "$" + strconv.Itoa(len(*a))
-}
-
-// operationWhere is the WHERE clause of f (its Limit and Offset aside).
-func operationWhere(f tsdb.OperationFilter, a *args) string {
-	var where []string
-	if f.SessionID != nil {
-		where = append(where, "session_id = "+a.add(*f.SessionID))
-	}
-	if f.ToolName != "" {
-		where = append(where, "tool_name = "+a.add(f.ToolName))
-	}
-	if f.OperationMode != "" {
-		where = append(where, "operation_mode = "+a.add(f.OperationMode))
-	}
-	if f.ToolID != "" {
-		where = append(where, "tool_id = "+a.add(f.ToolID))
-	}
-	if f.Start != nil {
-		where = append(where, "created_at >= "+a.add(f.Start.UTC()))
-	}
-	if f.End != nil {
-		where = append(where, "created_at <= "+a.add(f.End.UTC()))
-	}
-	if len(where) == 0 {
-		return ""
-	}
-	return " WHERE " + strings.Join(where, " AND ")
-}
-
 // QueryOperations answers one page of the operations matching f, newest
 // first (ties by id, descending), and the count of all matches, both from
 // one snapshot.
@@ -368,10 +332,10 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 		if int64(f.Offset) >= page.Total {
 			return nil
 		}
-		var a args
-		q := "SELECT " + opColumnList + " FROM tool_operations" + operationWhere(f, &a) +
-			" ORDER BY created_at DESC, id DESC LIMIT " + a.add(f.Limit) + " OFFSET " + a.add(f.Offset)
-		rows, err := tx.Query(ctx, q, a...)
+		q := dialect.NewQuery()
+		sql := "SELECT " + opColumnList + " FROM tool_operations" + q.OperationWhere(f, false) +
+			" ORDER BY created_at DESC, id DESC LIMIT " + q.Arg(f.Limit) + " OFFSET " + q.Arg(f.Offset)
+		rows, err := tx.Query(ctx, sql, q.Args...)
 		if err != nil {
 			return err
 		}
@@ -393,46 +357,17 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 }
 
 // countOperations answers how many operations match f: a session's through
-// its index (a session holds few), any other filter from the rollups for
-// the whole days and hours of its time range and from raw rows only at its
-// edges, so that the total of a list of millions costs no scan.
+// its index (a session holds few), any other filter from the rollups (see
+// sqlq.Dialect.CountOperations).
 func countOperations(ctx context.Context, tx pgx.Tx, f tsdb.OperationFilter) (int64, error) {
+	if f.SessionID == nil {
+		return dialect.CountOperations(ctx, queryIn(tx), f)
+	}
 	var n int64
-	if f.SessionID != nil {
-		var a args
-		err := tx.QueryRow(ctx, "SELECT count(*) FROM tool_operations"+operationWhere(f, &a), a...).Scan(&n)
-		return n, err
-	}
-	w := tsdb.Window{Start: f.Start, End: farFuture}
-	if f.End != nil {
-		w.End = *f.End
-	}
-	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})
-	if len(parts) == 0 {
-		return 0, nil
-	}
-	q, qargs := aggregateSQL(parts, aggFilter{toolID: f.ToolID, toolName: f.ToolName, mode: f.OperationMode}, 0)
-	rows, err := tx.Query(ctx, q, qargs...)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	for rows.Next() { // one row per (tool, mode) pair
-		var (
-			tool, mode string
-			c, o, a, p int64
-			r          float64
-		)
-		if err := rows.Scan(&tool, &mode, &c, &o, &a, &p, &r); err != nil {
-			return 0, err
-		}
-		n += c
-	}
-	return n, rows.Err()
+	q := dialect.NewQuery()
+	err := tx.QueryRow(ctx, "SELECT count(*) FROM tool_operations"+q.OperationWhere(f, false), q.Args...).Scan(&n)
+	return n, err
 }
-
-// farFuture stands for "no upper bound" in a time range.
-var farFuture = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 func scanOperation(rows pgx.Rows) (tsdb.Operation, error) {
 	var (

@@ -63,7 +63,7 @@ func exportSQL(f tsdb.OperationFilter) (string, []any) {
 		index = "idx_ops_toolid_time"
 	}
 	f.Limit, f.Offset = 0, 0
-	cond, args := operationWhere(f, true)
-	return "SELECT " + opColumnList + " FROM tool_operations INDEXED BY " + index + cond +
-		" ORDER BY created_at, id", args
+	q := dialect.NewQuery()
+	return "SELECT " + opColumnList + " FROM tool_operations INDEXED BY " + index + q.OperationWhere(f, true) +
+		" ORDER BY created_at, id", q.Args
 }

@@ -361,9 +361,9 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 		}
 		walkTime = page.Total*denseMatches >= n
 	}
-	cond, args := operationWhere(f, walkTime)
-	rows, err := tx.QueryContext(ctx, "SELECT "+opColumnList+" FROM tool_operations"+cond+
-		" ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?", append(args, f.Limit, f.Offset)...)
+	q := dialect.NewQuery()
+	rows, err := tx.QueryContext(ctx, "SELECT "+opColumnList+" FROM tool_operations"+q.OperationWhere(f, walkTime)+
+		" ORDER BY created_at DESC, id DESC LIMIT "+q.Arg(f.Limit)+" OFFSET "+q.Arg(f.Offset), q.Args...)
 	if err != nil {
 		return tsdb.OperationPage{}, s.wrap("query operations", err)
 	}
@@ -386,39 +386,6 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 // matches the tool name and mode filters, a page walks the time order.
 const denseMatches = 50
 
-// operationWhere is the WHERE clause of f; plusLowCard writes tool_name and
-// operation_mode as +column, which SQLite then matches without their indexes.
-func operationWhere(f tsdb.OperationFilter, plusLowCard bool) (string, []any) {
-	var where []string
-	var args []any
-	lowCard := ""
-	if plusLowCard {
-		lowCard = "+"
-	}
-	if f.SessionID != nil {
-		where, args = append(where, "session_id = ?"), append(args, f.SessionID[:])
-	}
-	if f.ToolName != "" {
-		where, args = append(where, lowCard+"tool_name = ?"), append(args, f.ToolName)
-	}
-	if f.OperationMode != "" {
-		where, args = append(where, lowCard+"operation_mode = ?"), append(args, f.OperationMode)
-	}
-	if f.ToolID != "" {
-		where, args = append(where, "tool_id = ?"), append(args, f.ToolID)
-	}
-	if f.Start != nil {
-		where, args = append(where, "created_at >= ?"), append(args, f.Start.UnixMicro())
-	}
-	if f.End != nil {
-		where, args = append(where, "created_at <= ?"), append(args, f.End.UnixMicro())
-	}
-	if len(where) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(where, " AND "), args
-}
-
 // countOperations answers how many operations match f. A session's
 // operations are counted through the session index (a session holds few),
 // all operations with count(*); any other filter is counted from the rollups for the whole days and hours
@@ -429,41 +396,12 @@ func (s *Store) countOperations(ctx context.Context, tx *sql.Tx, f tsdb.Operatio
 	if f.SessionID != nil || f == (tsdb.OperationFilter{Limit: f.Limit, Offset: f.Offset}) {
 		// No filter at all: SQLite counts a b-tree's entries from its
 		// pages without decoding them, which beats summing rollups.
-		cond, args := operationWhere(f, false)
-		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM tool_operations"+cond, args...).Scan(&n)
+		q := dialect.NewQuery()
+		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM tool_operations"+q.OperationWhere(f, false), q.Args...).Scan(&n)
 		return n, err
 	}
-	w := tsdb.Window{Start: f.Start, End: farFuture}
-	if f.End != nil {
-		w.End = *f.End
-	}
-	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})
-	if len(parts) == 0 {
-		return 0, nil
-	}
-	q, qargs := aggregateSQL(parts, aggFilter{toolID: f.ToolID, toolName: f.ToolName, mode: f.OperationMode}, 0)
-	rows, err := tx.QueryContext(ctx, q, qargs...)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	for rows.Next() { // one row per (tool, mode) pair
-		var (
-			tool, mode string
-			c, o, a, p int64
-			r          float64
-		)
-		if err := rows.Scan(&tool, &mode, &c, &o, &a, &p, &r); err != nil {
-			return 0, err
-		}
-		n += c
-	}
-	return n, rows.Err()
+	return dialect.CountOperations(ctx, queryIn(tx), f)
 }
-
-// farFuture stands for "no upper bound" in a time range: far beyond any
-// operation, far from int64 overflow in unix microseconds.
-var farFuture = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 func scanOperation(rows *sql.Rows) (tsdb.Operation, error) {
 	var (

@@ -3,27 +3,16 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/internal/sqlq"
 )
 
-const sessionColumns = `session_id, tool_id, tool_version, process_id, instance_id, project_id,
-	workspace_path, started_at, ended_at, last_activity,
-	total_operations, tokens_saved, total_compressions, total_embeddings`
-
-// newestFirst orders candidate sessions for get_or_create: the latest
-// started wins; ties go to the latest activity, then the larger id, so the
-// answer is deterministic.
-const newestFirst = ` ORDER BY started_at DESC, last_activity DESC, session_id DESC LIMIT 1`
-
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanSession(r rowScanner) (tsdb.SessionStats, error) {
+func scanSession(r sqlq.Row) (tsdb.SessionStats, error) {
 	var (
 		st                                    tsdb.SessionStats
 		id                                    string
@@ -84,10 +73,6 @@ func optTime(p *time.Time) any {
 	return p.UnixMicro()
 }
 
-func notFound(id uuid.UUID) error {
-	return fmt.Errorf("session %s: %w", id, tsdb.ErrNotFound)
-}
-
 // CreateSession stores a new session; a session with the same id is an
 // error.
 func (s *Store) CreateSession(ctx context.Context, sess tsdb.Session) error {
@@ -107,51 +92,39 @@ VALUES (?,?,?,?,?,?,?,?,?,?)`,
 	return s.wrap("create session", err)
 }
 
+// sessions reads tool_sessions through the readers and updates it through
+// the writer.
+func (s *Store) sessions() sqlq.Sessions {
+	return sqlq.Sessions{
+		Dialect: &dialect,
+		Read: func(ctx context.Context, q string, args ...any) sqlq.Row {
+			return s.reader.QueryRowContext(ctx, q, args...)
+		},
+		Write: func(ctx context.Context, q string, args ...any) sqlq.Row {
+			return s.writer.QueryRowContext(ctx, q, args...)
+		},
+		Query:  queryIn(s.reader),
+		NoRows: sql.ErrNoRows,
+		Scan:   scanSession,
+	}
+}
+
 // GetSession answers the session and its totals, or tsdb.ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error) {
 	if s.closed.Load() {
 		return tsdb.SessionStats{}, errClosed
 	}
-	st, err := scanSession(s.reader.QueryRowContext(ctx,
-		`SELECT `+sessionColumns+` FROM tool_sessions WHERE session_id = ?`, id.String()))
-	if errors.Is(err, sql.ErrNoRows) {
-		return tsdb.SessionStats{}, notFound(id)
-	}
-	if err != nil {
-		return tsdb.SessionStats{}, s.wrap("get session", err)
-	}
-	return st, nil
+	st, err := s.sessions().Get(ctx, id)
+	return st, s.wrap("get session", err)
 }
 
-// FindOpenSession answers the session m selects (see tsdb.SessionMatch): the
-// newest open one with m.InstanceID, else the newest open one with m.ToolID
-// and m.ProcessID, else tsdb.ErrNotFound.
+// FindOpenSession answers the session m selects (see tsdb.SessionMatch).
 func (s *Store) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.Session, error) {
 	if s.closed.Load() {
 		return tsdb.Session{}, errClosed
 	}
-	try := func(where string, args ...any) (tsdb.Session, bool, error) {
-		st, err := scanSession(s.reader.QueryRowContext(ctx,
-			`SELECT `+sessionColumns+` FROM tool_sessions WHERE ended_at IS NULL AND `+where+newestFirst, args...))
-		if errors.Is(err, sql.ErrNoRows) {
-			return tsdb.Session{}, false, nil
-		}
-		if err != nil {
-			return tsdb.Session{}, false, s.wrap("find open session", err)
-		}
-		return st.Session, true, nil
-	}
-	if m.InstanceID != nil {
-		if sess, ok, err := try(`instance_id = ?`, *m.InstanceID); err != nil || ok {
-			return sess, err
-		}
-	}
-	if m.ProcessID != nil {
-		if sess, ok, err := try(`tool_id = ? AND process_id = ?`, m.ToolID, *m.ProcessID); err != nil || ok {
-			return sess, err
-		}
-	}
-	return tsdb.Session{}, fmt.Errorf("open session for tool %q: %w", m.ToolID, tsdb.ErrNotFound)
+	sess, err := s.sessions().FindOpen(ctx, m)
+	return sess, s.wrap("find open session", err)
 }
 
 // TouchSession moves the session's last_activity forward to at (never
@@ -160,17 +133,11 @@ func (s *Store) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (t
 	if s.closed.Load() {
 		return tsdb.Session{}, errClosed
 	}
-	st, err := scanSession(s.writer.QueryRowContext(ctx,
-		`UPDATE tool_sessions SET last_activity = max(last_activity, ?) WHERE session_id = ? RETURNING `+sessionColumns,
-		at.UnixMicro(), id.String()))
-	if errors.Is(err, sql.ErrNoRows) {
-		return tsdb.Session{}, notFound(id)
+	st, err := s.sessions().Touch(ctx, id, at)
+	if err == nil {
+		s.committed()
 	}
-	if err != nil {
-		return tsdb.Session{}, s.wrap("touch session", err)
-	}
-	s.committed()
-	return st.Session, nil
+	return st, s.wrap("touch session", err)
 }
 
 // EndSession sets ended_at to at unless the session already ended, and
@@ -179,17 +146,11 @@ func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsd
 	if s.closed.Load() {
 		return tsdb.SessionStats{}, errClosed
 	}
-	st, err := scanSession(s.writer.QueryRowContext(ctx,
-		`UPDATE tool_sessions SET ended_at = coalesce(ended_at, ?) WHERE session_id = ? RETURNING `+sessionColumns,
-		at.UnixMicro(), id.String()))
-	if errors.Is(err, sql.ErrNoRows) {
-		return tsdb.SessionStats{}, notFound(id)
+	st, err := s.sessions().End(ctx, id, at)
+	if err == nil {
+		s.committed()
 	}
-	if err != nil {
-		return tsdb.SessionStats{}, s.wrap("end session", err)
-	}
-	s.committed()
-	return st, nil
+	return st, s.wrap("end session", err)
 }
 
 // ActiveSessions answers the open sessions of toolID (all when empty) active
@@ -198,28 +159,6 @@ func (s *Store) ActiveSessions(ctx context.Context, toolID string, since time.Ti
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	q := `SELECT ` + sessionColumns + ` FROM tool_sessions WHERE ended_at IS NULL AND last_activity >= ?`
-	args := []any{since.UnixMicro()}
-	if toolID != "" {
-		q += ` AND tool_id = ?`
-		args = append(args, toolID)
-	}
-	q += ` ORDER BY last_activity DESC, session_id DESC`
-	rows, err := s.reader.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, s.wrap("active sessions", err)
-	}
-	defer rows.Close()
-	out := []tsdb.SessionStats{}
-	for rows.Next() {
-		st, err := scanSession(rows)
-		if err != nil {
-			return nil, s.wrap("active sessions", err)
-		}
-		out = append(out, st)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("active sessions", err)
-	}
-	return out, nil
+	out, err := s.sessions().Active(ctx, toolID, since)
+	return out, s.wrap("active sessions", err)
 }

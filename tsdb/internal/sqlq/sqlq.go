@@ -1,0 +1,281 @@
+// Package sqlq writes the SQL that the two SQL stores (SQLite and
+// PostgreSQL) share, in the small Dialect each declares, and reads its
+// answers: aggregates over a window's plan, the operation filters, the
+// session lookups.
+package sqlq
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// Dialect is what differs between the SQL stores in the statements this
+// package writes. Both keep the same tables and columns (tool_operations,
+// op_rollup_hourly, op_rollup_daily, tool_sessions); times differ in type
+// (unix microseconds or timestamptz), so do placeholders and bucketing.
+type Dialect struct {
+	// Param writes the n-th placeholder (from 1): "?" or "$n".
+	Param func(n int) string
+	// Time is a time as an argument, in the type of the time columns.
+	Time func(t time.Time) any
+	// ID is a UUID as an argument, in the type of tool_operations' id and
+	// session_id columns.
+	ID func(id uuid.UUID) any
+	// SessionID is a UUID as an argument, in the type of tool_sessions'
+	// session_id column.
+	SessionID func(id uuid.UUID) any
+	// Greatest is the function of the larger of two values: "max" or
+	// "greatest".
+	Greatest string
+	// BucketStart writes the start of the bucket of width microseconds (an
+	// hour or a day, aligned on the Unix epoch) that col falls in; it may
+	// take arguments from q.
+	BucketStart func(q *Query, col string, width int64) string
+	// Micros writes a bucket start, in the type of the time columns, as
+	// unix microseconds (bigint).
+	Micros func(expr string) string
+	// Int writes a sum of integers so that it reads as a 64-bit integer.
+	Int func(expr string) string
+	// HourlyAll, when set, is a rollup table of one row per hour for all
+	// keys together, which an unfiltered hourly trend reads instead of
+	// op_rollup_hourly.
+	HourlyAll string
+	// LowCardinality goes before tool_name and operation_mode where a
+	// raw-row condition should not use their indexes ("+" on SQLite, whose
+	// planner otherwise prefers them to the created_at range).
+	LowCardinality string
+}
+
+// Query is a statement being written and its arguments.
+type Query struct {
+	d    *Dialect
+	Args []any
+}
+
+// NewQuery starts a statement in d.
+func (d *Dialect) NewQuery() *Query { return &Query{d: d} }
+
+// Arg adds v to the arguments and answers its placeholder.
+func (q *Query) Arg(v any) string {
+	q.Args = append(q.Args, v)
+	return q.d.Param(len(q.Args))
+}
+
+// Filter restricts an aggregate to equal column values (empty: any).
+type Filter struct{ ToolID, ToolName, Mode string }
+
+// Aggregate writes one query over the parts of a window's plan (a UNION ALL
+// of rollup and raw sums), grouped by (tool_name, operation_mode), or, when
+// bucketWidth > 0, by bucket start as unix microseconds, oldest first. Its
+// rows are read by ReadModeTotals and ReadBuckets. One statement reads one
+// snapshot, so the parts agree with each other.
+func (d *Dialect) Aggregate(parts []tsdb.Part, f Filter, bucketWidth int64) (string, []any) {
+	q := d.NewQuery()
+	key := "tool_name, operation_mode"
+	if bucketWidth > 0 {
+		key = "b"
+	}
+	allKeys := d.HourlyAll != "" && bucketWidth == tsdb.MicrosPerHour && f == (Filter{})
+	sels := make([]string, 0, len(parts))
+	for _, p := range parts {
+		var table, timeCol, sums string
+		width := int64(0) // the width of a rollup row's bucket
+		switch p.Source {
+		case tsdb.FromRaw:
+			table, timeCol = "tool_operations", "created_at"
+			sums = "count(*) AS c, sum(tokens_original) AS o, sum(tokens_actual) AS a, sum(tokens_prevented) AS p, sum(response_time_ms) AS r"
+			if p.Subtract {
+				sums = "-count(*) AS c, -sum(tokens_original) AS o, -sum(tokens_actual) AS a, -sum(tokens_prevented) AS p, -sum(response_time_ms) AS r"
+			}
+		case tsdb.FromHourly, tsdb.FromDaily:
+			table, timeCol, width = "op_rollup_hourly", "hour", tsdb.MicrosPerHour
+			switch {
+			case p.Source == tsdb.FromDaily:
+				table, timeCol, width = "op_rollup_daily", "day", tsdb.MicrosPerDay
+			case allKeys:
+				table = d.HourlyAll
+			}
+			sums = "sum(count) AS c, sum(tokens_original) AS o, sum(tokens_actual) AS a, sum(tokens_prevented) AS p, sum(response_time_sum) AS r"
+		}
+		var s strings.Builder
+		s.WriteString("SELECT ")
+		switch {
+		case bucketWidth > 0 && width == bucketWidth:
+			// Rollup rows are their own buckets; grouping by the key's leading
+			// column follows the primary key, with no sort.
+			s.WriteString(timeCol + " AS b")
+		case bucketWidth > 0:
+			s.WriteString(d.BucketStart(q, timeCol, bucketWidth) + " AS b")
+		default:
+			s.WriteString(key)
+		}
+		s.WriteString(", " + sums + " FROM " + table + " WHERE ")
+		// [Lo, Hi) of created_at for raw rows, of bucket starts for rollups.
+		if !p.NoLower {
+			s.WriteString(timeCol + " >= " + q.Arg(d.Time(time.UnixMicro(p.Lo))) + " AND ")
+		}
+		s.WriteString(timeCol + " < " + q.Arg(d.Time(time.UnixMicro(p.Hi))))
+		// Raw rows are found by time, not through the indexes of a tool
+		// name or mode.
+		lowCard := ""
+		if p.Source == tsdb.FromRaw {
+			lowCard = d.LowCardinality
+		}
+		for _, c := range []struct{ col, val string }{
+			{"tool_id", f.ToolID}, {lowCard + "tool_name", f.ToolName}, {lowCard + "operation_mode", f.Mode},
+		} {
+			if c.val != "" {
+				s.WriteString(" AND " + c.col + " = " + q.Arg(c.val))
+			}
+		}
+		s.WriteString(" GROUP BY " + key)
+		sels = append(sels, s.String())
+	}
+	out := key
+	if bucketWidth > 0 {
+		out = d.Micros("b")
+	}
+	stmt := "SELECT " + out + ", " + d.Int("sum(c)") + ", " + d.Int("sum(o)") + ", " + d.Int("sum(a)") + ", " +
+		d.Int("sum(p)") + ", coalesce(sum(r), 0.0) FROM (" + strings.Join(sels, " UNION ALL ") +
+		") AS parts GROUP BY " + key +
+		// A key whose rollup rows the Subtract parts cancel held no
+		// operation inside the window.
+		" HAVING sum(c) <> 0"
+	if bucketWidth > 0 {
+		stmt += " ORDER BY b"
+	}
+	return stmt, q.Args
+}
+
+// Rows is what both drivers' result sets offer (database/sql's *sql.Rows,
+// pgx's Rows).
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// QueryFunc runs a query in a store's driver; done releases its rows.
+type QueryFunc func(ctx context.Context, sql string, args ...any) (rows Rows, done func(), err error)
+
+// Breakdown answers the totals per (tool name, mode) pair of the operations
+// in w: daily rollup rows for the window's whole days, hourly ones for the
+// whole hours of its partial days, raw rows for its partial hours.
+func (d *Dialect) Breakdown(ctx context.Context, query QueryFunc, w tsdb.Window) ([]tsdb.ModeTotals, error) {
+	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})
+	if len(parts) == 0 {
+		return []tsdb.ModeTotals{}, nil
+	}
+	q, args := d.Aggregate(parts, Filter{ToolID: w.ToolID}, 0)
+	rows, done, err := query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return ReadModeTotals(rows)
+}
+
+// Trend answers the totals per hourly or daily UTC bucket of the operations
+// in w, oldest first, for non-empty buckets only, from the same parts as
+// Breakdown (hourly trends do without the daily rollup).
+func (d *Dialect) Trend(ctx context.Context, query QueryFunc, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
+	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: step == tsdb.Daily})
+	if len(parts) == 0 {
+		return []tsdb.Bucket{}, nil
+	}
+	q, args := d.Aggregate(parts, Filter{ToolID: w.ToolID}, step.Micros())
+	rows, done, err := query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return ReadBuckets(rows)
+}
+
+// CountOperations answers how many operations match f from the rollups for
+// the whole days and hours of its time range and from raw rows only at its
+// edges, so that the total of a list of millions costs no scan. (A
+// session's operations are better counted through the session's index.)
+func (d *Dialect) CountOperations(ctx context.Context, query QueryFunc, f tsdb.OperationFilter) (int64, error) {
+	w := tsdb.Window{Start: f.Start, End: farFuture}
+	if f.End != nil {
+		w.End = *f.End
+	}
+	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})
+	if len(parts) == 0 {
+		return 0, nil
+	}
+	q, args := d.Aggregate(parts, Filter{ToolID: f.ToolID, ToolName: f.ToolName, Mode: f.OperationMode}, 0)
+	rows, done, err := query(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	totals, err := ReadModeTotals(rows)
+	var n int64
+	for _, m := range totals {
+		n += m.Count
+	}
+	return n, err
+}
+
+// ReadModeTotals reads the rows of an Aggregate without buckets.
+func ReadModeTotals(rows Rows) ([]tsdb.ModeTotals, error) {
+	return Collect(rows, func(r Rows) (m tsdb.ModeTotals, err error) {
+		err = r.Scan(&m.ToolName, &m.OperationMode, &m.Count, &m.TokensOriginal,
+			&m.TokensActual, &m.TokensPrevented, &m.ResponseTimeSumMs)
+		return m, err
+	})
+}
+
+// ReadBuckets reads the rows of an Aggregate with buckets.
+func ReadBuckets(rows Rows) ([]tsdb.Bucket, error) {
+	return Collect(rows, func(r Rows) (b tsdb.Bucket, err error) {
+		var start int64
+		err = r.Scan(&start, &b.Count, &b.TokensOriginal, &b.TokensActual, &b.TokensPrevented, &b.ResponseTimeSumMs)
+		b.Start = time.UnixMicro(start).UTC()
+		return b, err
+	})
+}
+
+// farFuture stands for "no upper bound" in a time range: far beyond any
+// operation, far from int64 overflow in unix microseconds.
+var farFuture = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// OperationWhere writes the WHERE clause of f (its Limit and Offset aside),
+// "" when f has no condition. lowCard writes tool_name and operation_mode
+// with the dialect's LowCardinality prefix.
+func (q *Query) OperationWhere(f tsdb.OperationFilter, lowCard bool) string {
+	var where []string
+	pre := ""
+	if lowCard {
+		pre = q.d.LowCardinality
+	}
+	if f.SessionID != nil {
+		where = append(where, "session_id = "+q.Arg(q.d.ID(*f.SessionID)))
+	}
+	if f.ToolName != "" {
+		where = append(where, pre+"tool_name = "+q.Arg(f.ToolName))
+	}
+	if f.OperationMode != "" {
+		where = append(where, pre+"operation_mode = "+q.Arg(f.OperationMode))
+	}
+	if f.ToolID != "" {
+		where = append(where, "tool_id = "+q.Arg(f.ToolID))
+	}
+	if f.Start != nil {
+		where = append(where, "created_at >= "+q.Arg(q.d.Time(*f.Start)))
+	}
+	if f.End != nil {
+		where = append(where, "created_at <= "+q.Arg(q.d.Time(*f.End)))
+	}
+	if len(where) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(where, " AND ")
+}
