@@ -125,7 +125,7 @@ func NewMetrics(reg prometheus.Registerer, pricePerThousand float64, maxToolIDs 
 		}),
 		shed: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "ingest", Name: "shed_operations_total",
-			Help: "Operations refused without being stored, by reason (queue_full, store_full, store_error, shutting_down).",
+			Help: "Operations refused without being stored, by reason (queue_full, deadline, store_full, store_error, shutting_down).",
 		}, []string{"reason"}),
 		toolIDs: newLabelLimiter(maxToolIDs),
 	}

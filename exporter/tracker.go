@@ -23,6 +23,10 @@ var (
 	ErrOverloaded = errors.New("ingest queue full")
 	// ErrClosed: the tracker is shutting down and takes nothing new.
 	ErrClosed = errors.New("tracker closed")
+	// ErrDeadline: the request waited for the writer until its write
+	// deadline (a store that stalls); it was not stored and may be
+	// retried. It is a tsdb.ErrUnavailable.
+	ErrDeadline = fmt.Errorf("%w: the store took no write within the write deadline", tsdb.ErrUnavailable)
 )
 
 // TrackerOptions tune the writer. Zero values take the defaults.
@@ -32,7 +36,10 @@ type TrackerOptions struct {
 	// MaxBatch bounds the operations committed in one store write (default
 	// api.MaxBatchOperations: a whole batch request fits in one).
 	MaxBatch int
-	// WriteTimeout bounds one store write (default 30s).
+	// WriteTimeout bounds how long a request waits for its commit, its time
+	// in the queue included (default 30s): a request still queued at its
+	// deadline is answered ErrDeadline without being written, and a commit
+	// ends at the earliest deadline of its requests.
 	WriteTimeout time.Duration
 	// TracerProvider makes the commit spans, linked to the spans of the
 	// requests they commit (no-op when nil).
@@ -73,9 +80,10 @@ type Tracker struct {
 }
 
 type writeRequest struct {
-	ops    []tsdb.Operation
-	span   trace.SpanContext // of the request, for links and exemplars
-	result chan error
+	ops      []tsdb.Operation
+	deadline time.Time         // past it the request is answered without a write
+	span     trace.SpanContext // of the request, for links and exemplars
+	result   chan error
 }
 
 // NewTracker starts the writer. Close stops it.
@@ -104,7 +112,8 @@ func (t *Tracker) Track(ctx context.Context, ops ...tsdb.Operation) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	req := &writeRequest{ops: ops, span: trace.SpanContextFromContext(ctx), result: make(chan error, 1)}
+	req := &writeRequest{ops: ops, deadline: time.Now().Add(t.opts.WriteTimeout),
+		span: trace.SpanContextFromContext(ctx), result: make(chan error, 1)}
 	t.mu.RLock()
 	if t.closed {
 		t.mu.RUnlock()
@@ -178,12 +187,35 @@ func (t *Tracker) run() {
 			}
 		}
 		t.metrics.queueDepth.Set(float64(len(t.queue)))
-		err := t.commit(batch, ops)
-		for _, req := range batch {
-			req.result <- err
+		batch, ops = t.dropExpired(batch, ops)
+		if len(batch) > 0 {
+			err := t.commit(batch, ops)
+			for _, req := range batch {
+				req.result <- err
+			}
 		}
 		clear(batch)
 	}
+}
+
+// dropExpired answers ErrDeadline to the requests of batch whose deadline
+// has passed while they waited (behind a commit that stalled), and answers
+// the batch and operations left.
+func (t *Tracker) dropExpired(batch []*writeRequest, ops []tsdb.Operation) ([]*writeRequest, []tsdb.Operation) {
+	now := time.Now()
+	kept, keptOps, i := batch[:0], ops[:0], 0
+	for _, req := range batch {
+		n := len(req.ops)
+		if now.Before(req.deadline) {
+			kept = append(kept, req)
+			keptOps = append(keptOps, ops[i:i+n]...)
+		} else {
+			t.metrics.shed.WithLabelValues("deadline").Add(float64(n))
+			req.result <- ErrDeadline
+		}
+		i += n
+	}
+	return kept, keptOps
 }
 
 // commit writes ops, the operations of batch, in one store write, under a
@@ -198,7 +230,13 @@ func (t *Tracker) commit(batch []*writeRequest, ops []tsdb.Operation) error {
 	ctx, span := t.tracer.Start(context.Background(), "ingest.commit", trace.WithLinks(links...),
 		trace.WithAttributes(attribute.Int("omnimemory.batch.size", len(ops)), attribute.Int("omnimemory.batch.requests", len(batch))))
 	defer span.End()
-	ctx, cancel := context.WithTimeout(ctx, t.opts.WriteTimeout)
+	deadline := batch[0].deadline // the earliest of the batch
+	for _, req := range batch[1:] {
+		if req.deadline.Before(deadline) {
+			deadline = req.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	start := time.Now()
 	err := t.store.WriteOperations(ctx, ops)
@@ -211,6 +249,11 @@ func (t *Tracker) commit(batch []*writeRequest, ops []tsdb.Operation) error {
 		}
 		t.metrics.shed.WithLabelValues(reason).Add(float64(len(ops)))
 		t.logger.Error("store write failed", "operations", len(ops), "err", err)
+		if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, tsdb.ErrUnavailable) {
+			// The store did not answer within the write deadline: a fault
+			// of the store, to retry, not of the request.
+			return fmt.Errorf("%w: storing %d operations: no answer within the write deadline: %w", tsdb.ErrUnavailable, len(ops), err)
+		}
 		return fmt.Errorf("storing %d operations: %w", len(ops), err)
 	}
 	t.metrics.batchSize.Observe(float64(len(ops)))

@@ -197,7 +197,7 @@ func writeErrors() *timeseries.PanelBuilder {
 
 func shedOperationsByReason() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Shed operations by reason",
-		"Operations per second refused without being stored, by reason (queue_full, store_full, store_error, shutting_down).",
+		"Operations per second refused without being stored, by reason (queue_full, deadline, store_full, store_error, shutting_down).",
 		unitOps).
 		WithTarget(promRange(sumBy(rate(shedOperations, byJob), "reason"), "{{reason}}"))
 }

@@ -136,7 +136,7 @@ func settings() []setting {
 			c.OutboxMaxBytes = n
 			return nil
 		}},
-		{env: "OMNIMEMORY_WRITE_TIMEOUT", flag: "write-timeout", def: "5s", usage: "longest a POST waits for the store before its write is kept in the outbox (InfluxDB) or fails", apply: func(c *config, v string) error {
+		{env: "OMNIMEMORY_WRITE_TIMEOUT", flag: "write-timeout", def: "5s", usage: "longest a POST waits for the store before its write is kept in the outbox (InfluxDB) or answered 503 (PostgreSQL)", apply: func(c *config, v string) error {
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
 				return errors.New("must be a positive duration such as 5s")

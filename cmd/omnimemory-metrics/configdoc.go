@@ -33,8 +33,9 @@ var settingNotes = map[string]string{
 		"Give each replica its own folder on local disk.",
 	"OMNIMEMORY_OUTBOX_MAX_BYTES": "InfluxDB only. Past the bound, POSTs answer 503 with `Retry-After` and store nothing.",
 	"OMNIMEMORY_WRITE_TIMEOUT": "On InfluxDB, when the deadline passes the POST answers 200 as soon as its batch is in the outbox, " +
-		"and the outbox delivers it once InfluxDB answers. One commit of the service's writer is bounded by twice " +
-		"this, at least 30 s; past that its requests fail.",
+		"and the outbox delivers it once InfluxDB answers. On PostgreSQL a POST waits this long at most, queueing " +
+		"included, then answers 503 with `Retry-After` (a stopped or stalled server). On the embedded store and " +
+		"InfluxDB a POST waits twice this, at least 30 s, before it fails.",
 	"OMNIMEMORY_QUERY_TIMEOUT": "InfluxDB only.",
 	"OMNIMEMORY_INFLUX_CACHE_TTL": "InfluxDB only. A single replica may use `0`; with several replicas it bounds how late one sees " +
 		"another's writes in aggregates.",

@@ -69,7 +69,7 @@ func checkAllOnce(t *testing.T, base string, acked []string) {
 	if lost > 0 {
 		t.Errorf("%d of %d acknowledged operations lost", lost, len(acked))
 	}
-	t.Logf("%d operations acknowledged before the crash, %d stored after the restart", len(acked), len(stored))
+	t.Logf("%d operations acknowledged, %d stored", len(acked), len(stored))
 }
 
 // TestKill9OnTheEmbeddedStore: under load, kill -9, a torn write-ahead-log

@@ -84,32 +84,24 @@ func scrub(v any) any {
 	return v
 }
 
-// TestStoresAnswerAlike posts the same operations to a service on SQLite,
-// one on a real InfluxDB and one on a real PostgreSQL, and compares every
-// read answer of the other two with the embedded store's, field by field.
-func TestStoresAnswerAlike(t *testing.T) {
-	srv := realtools.NewInfluxd(t)
-	dir := t.TempDir()
-	onSQLite := startInProcess(t, []string{"--listen", "127.0.0.1:0"}, map[string]string{"SQLITE_DB_PATH": filepath.Join(dir, "m.db")})
-	others := map[string]string{
-		"influxdb": startInProcess(t, []string{"--listen", "127.0.0.1:0"}, influxVars(srv, srv.NewBucket(t), filepath.Join(dir, "outbox"))),
-		"postgresql": startInProcess(t, []string{"--listen", "127.0.0.1:0"},
-			map[string]string{"OMNIMEMORY_DB_TYPE": "postgresql", "DATABASE_URL": realtools.SharedPostgres(t).NewDatabase(t)}),
-	}
+// sampleSessions are the sessions of answerSample's operations; the
+// second is written in upper case.
+var sampleSessions = []string{"123e4567-e89b-12d3-a456-426614174000", "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE"}
 
-	now := time.Now().UTC()
-	sessions := []string{"123e4567-e89b-12d3-a456-426614174000", "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE"}
+// answerSample is the operations (as POST bodies) that the tests comparing
+// services post, spread over 40 days before now, every tool and mode, and
+// the read paths whose answers they compare.
+func answerSample(now time.Time) (ops []map[string]any, paths []string) {
 	tools := []string{"claude-code", "cursor", `odd "tool", v2`}
 	modes := map[string][]string{"read": {"full", "overview", "symbol", "references"}, "search": {"semantic", "tri_index"}}
 	ages := []time.Duration{20 * time.Minute, 150 * time.Minute, 30 * time.Hour, 5 * 24 * time.Hour, 20 * 24 * time.Hour, 40 * 24 * time.Hour}
-	var ops []any
 	i := 0
 	for _, age := range ages {
-		for tool, ms := range modes {
-			for _, mode := range ms {
+		for _, tool := range []string{"read", "search"} {
+			for _, mode := range modes[tool] {
 				i++
 				op := map[string]any{
-					"session_id": sessions[i%2], "tool_name": tool, "operation_mode": mode,
+					"session_id": sampleSessions[i%2], "tool_name": tool, "operation_mode": mode,
 					"parameters":      map[string]any{"n": i, "q": "a \"quoted\" query"},
 					"tokens_original": 1000 * i, "tokens_actual": 100*i + 7, "response_time_ms": float64(i) + 0.25,
 					"tool_id": tools[i%3], "created_at": now.Add(-age).Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano),
@@ -125,28 +117,15 @@ func TestStoresAnswerAlike(t *testing.T) {
 			}
 		}
 	}
-	for _, base := range []string{onSQLite, others["influxdb"], others["postgresql"]} {
-		for _, op := range ops[:10] {
-			if code, _, body := postJSON(t, base+"/track/tool-operation", op); code != 200 {
-				t.Fatalf("%s: %d %v", base, code, body)
-			}
-		}
-		if code, _, body := postJSON(t, base+"/track/tool-operations", map[string]any{"operations": ops[10:]}); code != 200 {
-			t.Fatalf("%s batch: %d %v", base, code, body)
-		}
-		if code, _, body := postJSON(t, base+"/sessions/"+strings.ToLower(sessions[1])+"/end", nil); code != 200 {
-			t.Fatalf("%s end: %d %v", base, code, body)
-		}
-	}
-	paths := []string{
+	paths = []string{
 		"/metrics/tool-operations?limit=1000",
 		"/metrics/tool-operations?limit=7&offset=3",
 		"/metrics/tool-operations?tool_name=search&limit=5",
-		"/metrics/tool-operations?session_id=" + sessions[1],
+		"/metrics/tool-operations?session_id=" + sampleSessions[1],
 		"/metrics/tool-operations?tool_id=" + "odd%20%22tool%22%2C%20v2",
 		"/metrics/tool-operations?operation_mode=overview&start_date=" + now.Add(-72*time.Hour).Format("2006-01-02"),
-		"/sessions/" + sessions[0],
-		"/sessions/" + strings.ToLower(sessions[1]),
+		"/sessions/" + sampleSessions[0],
+		"/sessions/" + strings.ToLower(sampleSessions[1]),
 		"/sessions/active",
 	}
 	for _, r := range []string{"1h", "24h", "7d", "30d"} {
@@ -158,11 +137,42 @@ func TestStoresAnswerAlike(t *testing.T) {
 	for _, r := range []string{"1h", "24h", "7d", "30d"} {
 		paths = append(paths, "/metrics/api-savings?compare=previous&time_range="+r, "/metrics/api-savings?compare=previous&time_range="+r+"&tool_id=claude-code")
 	}
+	return ops, paths
+}
+
+// postSample posts ops to the service at base: the first ten one by one,
+// then postSampleTail.
+func postSample(t *testing.T, base string, ops []map[string]any) {
+	t.Helper()
+	for _, op := range ops[:10] {
+		if code, _, body := postJSON(t, base+"/track/tool-operation", op); code != 200 {
+			t.Fatalf("%s: %d %v", base, code, body)
+		}
+	}
+	postSampleTail(t, base, ops)
+}
+
+// postSampleTail posts what postSample posts after its single operations:
+// the rest in one batch, and the end of the second session.
+func postSampleTail(t *testing.T, base string, ops []map[string]any) {
+	t.Helper()
+	if code, _, body := postJSON(t, base+"/track/tool-operations", map[string]any{"operations": ops[10:]}); code != 200 {
+		t.Fatalf("%s batch: %d %v", base, code, body)
+	}
+	if code, _, body := postJSON(t, base+"/sessions/"+strings.ToLower(sampleSessions[1])+"/end", nil); code != 200 {
+		t.Fatalf("%s end: %d %v", base, code, body)
+	}
+}
+
+// compareAnswers compares every path's answer of each other service with
+// the reference's, field by field after scrub.
+func compareAnswers(t *testing.T, ref string, others map[string]string, paths []string) {
+	t.Helper()
 	for name, other := range others {
 		for _, path := range paths {
 			var a, b any
 			for attempt := 0; attempt < 2; attempt++ { // an hour may turn between the two calls
-				_, _, a = getJSON(t, onSQLite+path)
+				_, _, a = getJSON(t, ref+path)
 				_, _, b = getJSON(t, other+path)
 				if reflect.DeepEqual(scrub(a), scrub(b)) {
 					break
@@ -171,10 +181,29 @@ func TestStoresAnswerAlike(t *testing.T) {
 			if sa, sb := scrub(a), scrub(b); !reflect.DeepEqual(sa, sb) {
 				ja, _ := json.Marshal(sa)
 				jb, _ := json.Marshal(sb)
-				t.Errorf("%s differs:\nsqlite %s\n%s %s", path, ja, name, jb)
+				t.Errorf("%s differs:\nreference %s\n%s %s", path, ja, name, jb)
 			}
 		}
 	}
+}
+
+// TestStoresAnswerAlike posts the same operations to a service on SQLite,
+// one on a real InfluxDB and one on a real PostgreSQL, and compares every
+// read answer of the other two with the embedded store's, field by field.
+func TestStoresAnswerAlike(t *testing.T) {
+	srv := realtools.NewInfluxd(t)
+	dir := t.TempDir()
+	onSQLite := startInProcess(t, []string{"--listen", "127.0.0.1:0"}, map[string]string{"SQLITE_DB_PATH": filepath.Join(dir, "m.db")})
+	others := map[string]string{
+		"influxdb": startInProcess(t, []string{"--listen", "127.0.0.1:0"}, influxVars(srv, srv.NewBucket(t), filepath.Join(dir, "outbox"))),
+		"postgresql": startInProcess(t, []string{"--listen", "127.0.0.1:0"},
+			map[string]string{"OMNIMEMORY_DB_TYPE": "postgresql", "DATABASE_URL": realtools.SharedPostgres(t).NewDatabase(t)}),
+	}
+	ops, paths := answerSample(time.Now().UTC())
+	for _, base := range []string{onSQLite, others["influxdb"], others["postgresql"]} {
+		postSample(t, base, ops)
+	}
+	compareAnswers(t, onSQLite, others, paths)
 }
 
 // TestInfluxOutageLosesNothing stops the real InfluxDB under a running

@@ -71,6 +71,18 @@ func run(ctx context.Context, args []string, p proc, ready chan<- string) int {
 	return 0
 }
 
+// writeDeadline is how long a POST waits for its commit, its time in the
+// writer's queue included. On PostgreSQL it is the write timeout: a server
+// that stops or stalls costs a client that long, then a 503. The embedded
+// store's disk may pause for longer without being at fault, and InfluxDB's
+// store write ends in the outbox within the write timeout by itself.
+func writeDeadline(cfg config) time.Duration {
+	if cfg.DBType == dbTypePostgres {
+		return cfg.WriteTimeout
+	}
+	return max(cfg.WriteTimeout*2, 30*time.Second)
+}
+
 // serve wires tracing, the store, the tracker and the HTTP server, serves
 // until ctx ends, then shuts down in order: stop accepting and finish
 // in-flight requests, commit what the writer holds, close the store, flush
@@ -98,7 +110,7 @@ func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready c
 	svc := exporter.New(store, exporter.Options{
 		Pricing:         exporter.Pricing{PerThousandUSD: cfg.CostPer1K},
 		MaxToolIDLabels: cfg.MaxToolIDs,
-		Tracker:         exporter.TrackerOptions{QueueSize: cfg.QueueSize, WriteTimeout: max(cfg.WriteTimeout*2, 30*time.Second)},
+		Tracker:         exporter.TrackerOptions{QueueSize: cfg.QueueSize, WriteTimeout: writeDeadline(cfg)},
 		Registerer:      reg,
 		TracerProvider:  tp,
 		Now:             p.now,

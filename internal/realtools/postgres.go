@@ -53,6 +53,7 @@ type Postgres struct {
 	Port int
 
 	dir  string // the temporary folder: data/, sock/, postgres.log
+	bin  string // the folder of the server programs
 	attr func() *syscall.SysProcAttr
 
 	mu sync.Mutex
@@ -68,7 +69,7 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Postgres{attr: procAttr}
+	s := &Postgres{bin: bin, attr: procAttr}
 	parent := "" // the default temporary folder
 	uid, gid := -1, -1
 	if os.Geteuid() == 0 {
@@ -119,7 +120,7 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 	var errs []error
 	for range 3 {
 		if s.Port, err = FreePort(); err == nil {
-			if err = s.start(ctx, bin, data, sock); err == nil {
+			if err = s.start(ctx); err == nil {
 				return s, nil
 			}
 		}
@@ -143,10 +144,20 @@ func postgresEnv() []string {
 	return append(env, "LC_ALL=C")
 }
 
-func (s *Postgres) start(ctx context.Context, bin, data, sock string) error {
+// Restart starts the server again after Stop or Kill, on the same port and
+// cluster, and waits until it accepts connections. On a running server it
+// does nothing.
+func (s *Postgres) Restart() error { return s.start(context.Background()) }
+
+// start starts the server unless it runs and waits until it answers.
+func (s *Postgres) start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(s.Port), "-k", sock,
+	if s.cmd != nil {
+		return nil
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"), "-p", strconv.Itoa(s.Port),
+		"-k", filepath.Join(s.dir, "sock"),
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "log_min_messages=warning")
 	cmd.Dir = s.dir
@@ -186,6 +197,9 @@ func (s *Postgres) Exec(ctx context.Context, sql string) error {
 func (s *Postgres) Stop() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.signalTree(syscall.SIGCONT) // a paused server could not stop
+	}
 	return s.stopLocked(syscall.SIGINT, 10*time.Second)
 }
 
@@ -194,6 +208,32 @@ func (s *Postgres) Kill() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stopLocked(syscall.SIGKILL, 0)
+}
+
+// Pause freezes the server and every backend it forked (SIGSTOP):
+// connections stay open and go unanswered, as with a server
+// that hangs or a network that drops packets. Resume undoes it.
+func (s *Postgres) Pause() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signalTree(syscall.SIGSTOP)
+}
+
+// Resume lets a paused server and its backends run on (SIGCONT).
+func (s *Postgres) Resume() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signalTree(syscall.SIGCONT)
+}
+
+// Pid answers the server's process id (0 while stopped).
+func (s *Postgres) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Running reports whether the server process runs.

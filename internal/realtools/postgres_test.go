@@ -3,6 +3,7 @@ package realtools_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -48,7 +49,8 @@ func TestPostgresDatabases(t *testing.T) {
 }
 
 // TestPostgresOwnServerStops: a server of the test's own stops, and then
-// refuses connections.
+// refuses connections; restarted, it serves what it held; paused, an open
+// connection's query goes unanswered until it resumes.
 func TestPostgresOwnServerStops(t *testing.T) {
 	s := realtools.NewPostgres(t)
 	url := s.NewDatabase(t)
@@ -67,5 +69,39 @@ func TestPostgresOwnServerStops(t *testing.T) {
 	if c, err := pgx.Connect(ctx, url); err == nil {
 		c.Close(ctx)
 		t.Fatal("connected after Stop")
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	c, err = pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("after Restart: %v", err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, `CREATE TABLE t (v int)`); err != nil {
+		t.Fatal(err)
+	}
+	if s.Pid() == 0 {
+		t.Fatal("no pid while running")
+	}
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = c.Exec(short, `INSERT INTO t VALUES (1)`)
+	cancel()
+	if err == nil {
+		t.Fatal("a paused server answered")
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("after Resume: %v", err)
+	}
+	defer c2.Close(ctx)
+	if _, err := c2.Exec(ctx, `INSERT INTO t VALUES (2)`); err != nil {
+		t.Fatalf("after Resume: %v", err)
 	}
 }

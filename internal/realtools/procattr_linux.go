@@ -1,6 +1,13 @@
 package realtools
 
-import "syscall"
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
 
 // procAttr puts influxd in a process group of its own, so that a Ctrl-C
 // meant for the program (or go test) that started it reaches that program
@@ -16,4 +23,47 @@ func procAttrAs(uid, gid uint32) *syscall.SysProcAttr {
 	a := procAttr()
 	a.Credential = &syscall.Credential{Uid: uid, Gid: gid, NoSetGroups: true}
 	return a
+}
+
+// signalTree sends sig to the process and its children (PostgreSQL's
+// backends each lead a session of their own, so a process group does not
+// reach them).
+func (p *process) signalTree(sig syscall.Signal) error {
+	if p.cmd == nil {
+		return errors.New("not running")
+	}
+	pid := p.cmd.Process.Pid
+	errs := []error{syscall.Kill(pid, sig)}
+	for _, child := range childrenOf(pid) {
+		if err := syscall.Kill(child, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// childrenOf answers the processes whose parent is pid, from /proc.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
