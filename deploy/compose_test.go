@@ -26,13 +26,15 @@ type composeFile struct {
 }
 
 type composeService struct {
-	Image       string `yaml:"image"`
-	Build       any    `yaml:"build"`
-	Command     any    `yaml:"command"`
-	Environment any    `yaml:"environment"`
-	Ports       []any  `yaml:"ports"`
-	Volumes     []any  `yaml:"volumes"`
-	DependsOn   any    `yaml:"depends_on"`
+	Image       string         `yaml:"image"`
+	Build       any            `yaml:"build"`
+	Command     any            `yaml:"command"`
+	Environment any            `yaml:"environment"`
+	Ports       []any          `yaml:"ports"`
+	Volumes     []any          `yaml:"volumes"`
+	DependsOn   any            `yaml:"depends_on"`
+	Profiles    []string       `yaml:"profiles"`
+	Healthcheck map[string]any `yaml:"healthcheck"`
 }
 
 // env answers the service's environment, from the map or the list form.
@@ -143,13 +145,24 @@ var interpolationRe = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:
 // interpolate resolves compose's ${VAR:-default}, ${VAR-default} and $VAR
 // as they resolve without a .env file or any variable set: to the default,
 // else empty. ${VAR:?err} without a value is an error, as in compose.
-func interpolate(s string) (string, error) {
+func interpolate(s string) (string, error) { return interpolateWith(s, nil) }
+
+// interpolateWith resolves them as they resolve with the variables vars
+// set (and no others).
+func interpolateWith(s string, vars map[string]string) (string, error) {
 	var err error
 	out := interpolationRe.ReplaceAllStringFunc(s, func(m string) string {
 		if m == "$$" {
 			return "$"
 		}
 		p := interpolationRe.FindStringSubmatch(m)
+		name := p[1]
+		if name == "" {
+			name = p[4]
+		}
+		if v, ok := vars[name]; ok && (v != "" || !strings.HasPrefix(p[2], ":")) {
+			return v
+		}
 		switch p[2] {
 		case ":-", "-":
 			return p[3]
@@ -161,36 +174,56 @@ func interpolate(s string) (string, error) {
 	return out, err
 }
 
-// interpolateAll interpolates every string of a decoded YAML document.
-func interpolateAll(t *testing.T, v any) any {
+// interpolateAll interpolates every string of a decoded YAML document with
+// the variables vars set.
+func interpolateAll(t *testing.T, v any, vars map[string]string) any {
 	switch v := v.(type) {
 	case string:
-		s, err := interpolate(v)
+		s, err := interpolateWith(v, vars)
 		if err != nil {
 			t.Error(err)
 		}
 		return s
 	case map[string]any:
 		for k, e := range v {
-			v[k] = interpolateAll(t, e)
+			v[k] = interpolateAll(t, e, vars)
 		}
 	case []any:
 		for i, e := range v {
-			v[i] = interpolateAll(t, e)
+			v[i] = interpolateAll(t, e, vars)
 		}
 	}
 	return v
 }
 
-func readCompose(t *testing.T) composeFile {
+// readCompose reads docker-compose.yml as compose does without a .env file
+// or any variable set.
+func readCompose(t *testing.T) composeFile { return readComposeWith(t, nil) }
+
+// readComposeWith reads docker-compose.yml as compose does with the
+// variables vars set.
+func readComposeWith(t *testing.T, vars map[string]string) composeFile {
 	t.Helper()
 	var raw map[string]any
 	readYAML(t, "docker-compose.yml", &raw)
-	interpolateAll(t, raw)
+	interpolateAll(t, raw, vars)
 	// Decode the interpolated document into the typed shape.
 	var c composeFile
 	remarshal(t, raw, &c)
 	return c
+}
+
+// composePostgres answers the postgres profile's database settings: the
+// user, password and database its postgres service creates, and the
+// DATABASE_URL the service is given with OMNIMEMORY_DB_TYPE=postgresql.
+func composePostgres(t *testing.T) (user, password, db, databaseURL string) {
+	t.Helper()
+	c := readComposeWith(t, map[string]string{"OMNIMEMORY_DB_TYPE": "postgresql"})
+	pe, se := c.Services[svcPostgres].env(), c.Services[svcService].env()
+	if se["OMNIMEMORY_DB_TYPE"] != "postgresql" {
+		t.Fatalf("with OMNIMEMORY_DB_TYPE=postgresql set, the service's OMNIMEMORY_DB_TYPE is %q", se["OMNIMEMORY_DB_TYPE"])
+	}
+	return pe["POSTGRES_USER"], pe["POSTGRES_PASSWORD"], pe["POSTGRES_DB"], se["DATABASE_URL"]
 }
 
 func TestInterpolate(t *testing.T) {
@@ -215,6 +248,7 @@ func TestInterpolate(t *testing.T) {
 const (
 	svcService      = "omnimemory-metrics"
 	svcInflux       = "influxdb"
+	svcPostgres     = "postgres"
 	svcPrometheus   = "prometheus"
 	svcAlertmanager = "alertmanager"
 	svcGrafana      = "grafana"
@@ -282,6 +316,49 @@ func TestCompose(t *testing.T) {
 		if !dependsOn(svc, svcInflux) {
 			t.Errorf("%s does not depend on %s", svcService, svcInflux)
 		}
+	})
+
+	t.Run("postgres profile", func(t *testing.T) {
+		pg, ok := c.Services[svcPostgres]
+		if !ok {
+			t.Fatalf("no service %s", svcPostgres)
+		}
+		if !slices.Equal(pg.Profiles, []string{"postgres"}) {
+			t.Errorf("%s is in profiles %v, want [postgres]: the default stack runs on InfluxDB", svcPostgres, pg.Profiles)
+		}
+		if len(svc.Profiles) != 0 {
+			t.Errorf("%s is in profiles %v; it runs in every stack", svcService, svc.Profiles)
+		}
+		if !strings.HasPrefix(pg.Image, "postgres:15") {
+			t.Errorf("%s image %q, want postgres:15 (the version the tests run)", svcPostgres, pg.Image)
+		}
+		if pg.Healthcheck == nil {
+			t.Errorf("%s has no healthcheck for the service to wait on", svcPostgres)
+		}
+		d, _ := svc.DependsOn.(map[string]any)
+		dep, _ := d[svcPostgres].(map[string]any)
+		if dep["condition"] != "service_healthy" || dep["required"] != false {
+			t.Errorf("%s depends on %s as %v, want condition service_healthy and required false", svcService, svcPostgres, dep)
+		}
+		user, password, db, dbURL := composePostgres(t)
+		u, err := url.Parse(dbURL)
+		if err != nil {
+			t.Fatalf("DATABASE_URL: %v", err)
+		}
+		pass, _ := u.User.Password()
+		if u.Scheme != "postgresql" || u.Hostname() != svcPostgres || u.Port() != "5432" || u.User.Username() != user ||
+			pass != password || u.Path != "/"+db || user == "" || password == "" || db == "" {
+			t.Errorf("DATABASE_URL %s does not reach %s:5432 as POSTGRES_USER %q, POSTGRES_PASSWORD and POSTGRES_DB %q",
+				u.Redacted(), svcPostgres, user, db)
+		}
+		if _, ok := c.Volumes["postgres-data"]; !ok || !slices.ContainsFunc(pg.mounts(), func(m mount) bool {
+			return m.source == "postgres-data" && m.target == "/var/lib/postgresql/data"
+		}) {
+			t.Errorf("%s does not keep its data in the volume postgres-data", svcPostgres)
+		}
+		// Without the variable the service stays on InfluxDB (checked in
+		// "service"); with it, TestStack runs the service with these
+		// settings on a real PostgreSQL.
 	})
 
 	t.Run("influxdb credentials agree", func(t *testing.T) {

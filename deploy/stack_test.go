@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,11 +51,12 @@ const (
 // no alert in a healthy run, and every PromQL query of the Grafana
 // dashboards.
 //
-// Two replicas of the service run, as in production behind one job: one on
-// the embedded SQLite store, which receives the five sample operations (the
-// exact sums are asserted on it), and one on a real InfluxDB 1.8, so that
+// Three replicas of the service run, as in production behind one job: one
+// on the embedded SQLite store, which receives the five sample operations
+// (the exact sums are asserted on it), one on a real InfluxDB 1.8, so that
 // the store's own metrics (outbox, write latency, write errors by kind)
-// exist for the dashboards' queries too.
+// exist for the dashboards' queries too, and one on a real PostgreSQL 15
+// with docker-compose.yml's postgres profile settings.
 func TestStack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the service, InfluxDB and Prometheus")
@@ -79,7 +81,8 @@ func TestStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	targets := []string{lite.addr, flux.addr}
+	pg := startComposePostgresService(t, bin)
+	targets := []string{lite.addr, flux.addr, pg.addr}
 
 	// Phase A: the five operations, before Prometheus first scrapes.
 	for _, op := range sampleOps {
@@ -181,6 +184,33 @@ func TestStack(t *testing.T) {
 		}
 		checkDashboardQueries(t, prom)
 	})
+}
+
+// startComposePostgresService starts a replica as docker-compose.yml's
+// postgres profile configures it, on a real PostgreSQL that holds the
+// profile's user (an owner of its database, not a superuser, as the
+// postgres image makes it) and database; only the host and port of its
+// DATABASE_URL change, from the compose service's name to the local server.
+func startComposePostgresService(t *testing.T, bin string) *service {
+	t.Helper()
+	user, password, db, dbURL := composePostgres(t)
+	srv := realtools.NewPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, q := range []string{
+		fmt.Sprintf(`CREATE ROLE %q LOGIN PASSWORD '%s'`, user, strings.ReplaceAll(password, "'", "''")),
+		fmt.Sprintf(`CREATE DATABASE %q OWNER %q`, db, user),
+	} {
+		if err := srv.Exec(ctx, q); err != nil {
+			t.Fatalf("postgres: %s: %v", q, err)
+		}
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.Port))
+	return startService(t, bin, "postgresql", map[string]string{"OMNIMEMORY_DB_TYPE": "postgresql", "DATABASE_URL": u.String()})
 }
 
 // near reports whether got equals want to nine significant digits; a NaN
