@@ -144,7 +144,7 @@ func settings() []setting {
 			c.WriteTimeout = d
 			return nil
 		}},
-		{env: "OMNIMEMORY_QUERY_TIMEOUT", flag: "query-timeout", def: "30s", usage: "longest one InfluxDB query may take before the request answers 503", apply: func(c *config, v string) error {
+		{env: "OMNIMEMORY_QUERY_TIMEOUT", flag: "query-timeout", def: "30s", usage: "longest one InfluxDB or PostgreSQL query may take before the request answers 503", apply: func(c *config, v string) error {
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
 				return errors.New("must be a positive duration such as 30s")

@@ -36,7 +36,7 @@ var settingNotes = map[string]string{
 		"and the outbox delivers it once InfluxDB answers. On PostgreSQL a POST waits this long at most, queueing " +
 		"included, then answers 503 with `Retry-After` (a stopped or stalled server). On the embedded store and " +
 		"InfluxDB a POST waits twice this, at least 30 s, before it fails.",
-	"OMNIMEMORY_QUERY_TIMEOUT": "InfluxDB only.",
+	"OMNIMEMORY_QUERY_TIMEOUT": "InfluxDB and PostgreSQL (on PostgreSQL each page of an export, and each session lookup or update, too). The embedded store's reads are local and unbounded.",
 	"OMNIMEMORY_INFLUX_CACHE_TTL": "InfluxDB only. A single replica may use `0`; with several replicas it bounds how late one sees " +
 		"another's writes in aggregates.",
 	"OMNIMEMORY_COST_PER_1K_TOKENS": "Also exported as the gauge `omnimemory_cost_per_1k_tokens_usd`, which the recording rules and dashboards price with.",

@@ -167,7 +167,7 @@ func openStore(ctx context.Context, cfg config, reg prometheus.Registerer, logge
 	case dbTypeInflux:
 		return openInflux(ctx, cfg, reg, logger)
 	case dbTypePostgres:
-		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL}, logger)
+		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, QueryTimeout: cfg.QueryTimeout}, logger)
 		if err != nil {
 			return nil, fmt.Errorf("opening the PostgreSQL store: %w", err)
 		}

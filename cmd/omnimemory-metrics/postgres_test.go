@@ -139,7 +139,7 @@ func TestPostgresStoppedOrStalledUnderLoad(t *testing.T) {
 	srv := realtools.NewPostgres(t)
 	const deadline = 2 * time.Second
 	base := startInProcess(t, []string{"--listen", "127.0.0.1:0"},
-		postgresVars(srv.NewDatabase(t), "OMNIMEMORY_WRITE_TIMEOUT", deadline.String()))
+		postgresVars(srv.NewDatabase(t), "OMNIMEMORY_WRITE_TIMEOUT", deadline.String(), "OMNIMEMORY_QUERY_TIMEOUT", deadline.String()))
 
 	var (
 		mu       sync.Mutex
@@ -226,7 +226,9 @@ func TestPostgresStoppedOrStalledUnderLoad(t *testing.T) {
 		}
 	}
 	step("restarted", 4*time.Second, notReady(srv.Restart))
-	step("paused", 8*time.Second, srv.Pause)
+	step("paused", 0, srv.Pause)
+	readsTimeOut(t, client, base, deadline)
+	time.Sleep(6 * time.Second)
 	step("resumed", 4*time.Second, notReady(srv.Resume))
 	close(stop)
 	wg.Wait()
@@ -259,6 +261,40 @@ func TestPostgresStoppedOrStalledUnderLoad(t *testing.T) {
 		}
 	}
 	checkAllOnce(t, base, acked)
+}
+
+// readsTimeOut checks that reads of a service whose PostgreSQL does not
+// answer are answered 503 with Retry-After within the query timeout.
+func readsTimeOut(t *testing.T, client *http.Client, base string, timeout time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, path := range []string{
+		"/metrics/tool-breakdown?time_range=24h",
+		"/metrics/api-savings?time_range=7d",
+		"/metrics/tool-operations?limit=5",
+		"/sessions/123e4567-e89b-12d3-a456-426614174000",
+		"/sessions/active",
+		"/metrics/tool-operations/export?format=ndjson",
+	} {
+		wg.Go(func() {
+			start := time.Now()
+			resp, err := client.Get(base + path)
+			took := time.Since(start)
+			if err != nil {
+				t.Errorf("GET %s while PostgreSQL does not answer: %v", path, err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("GET %s while PostgreSQL does not answer: %s, Retry-After %q; want 503 with Retry-After",
+					path, resp.Status, resp.Header.Get("Retry-After"))
+			}
+			if took > timeout+3*time.Second {
+				t.Errorf("GET %s took %v; the query timeout is %v", path, took, timeout)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestKill9OnPostgreSQL: under load, kill -9 of the service, then a new

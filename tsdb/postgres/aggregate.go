@@ -37,6 +37,8 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
 	if s.closed.Load() {
 		return nil, errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	out, err := dialect.Breakdown(ctx, queryIn(s.pool), w)
 	return out, s.wrap("breakdown", err)
 }
@@ -47,6 +49,8 @@ func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsd
 	if s.closed.Load() {
 		return nil, errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	out, err := dialect.Trend(ctx, queryIn(s.pool), w, step)
 	return out, s.wrap("trend", err)
 }

@@ -39,22 +39,9 @@ func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn
 		}
 		sql := "SELECT " + opColumnList + " FROM tool_operations" + where +
 			" ORDER BY created_at, id LIMIT " + q.Arg(s.exportPage)
-		page = page[:0]
-		rows, err := s.pool.Query(ctx, sql, q.Args...)
-		if err != nil {
-			return s.wrap("export operations", err)
-		}
-		for rows.Next() {
-			op, err := scanOperation(rows)
-			if err != nil {
-				rows.Close()
-				return s.wrap("read operation", err)
-			}
-			page = append(page, op)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return s.wrap("export operations", err)
+		var err error
+		if page, err = s.readPage(ctx, page[:0], sql, q.Args); err != nil {
+			return err
 		}
 		if len(page) > 0 { // taken before fn may touch the page
 			lastAt, lastID, more = page[len(page)-1].CreatedAt, page[len(page)-1].ID, true
@@ -71,4 +58,24 @@ func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn
 			return nil
 		}
 	}
+}
+
+// readPage appends the operations sql reads to page, within the query
+// timeout.
+func (s *Store) readPage(ctx context.Context, page []tsdb.Operation, sql string, args []any) ([]tsdb.Operation, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, s.wrap("export operations", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		op, err := scanOperation(rows)
+		if err != nil {
+			return nil, s.wrap("read operation", err)
+		}
+		page = append(page, op)
+	}
+	return page, s.wrap("export operations", rows.Err())
 }

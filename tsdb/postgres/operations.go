@@ -316,6 +316,8 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 	if s.closed.Load() {
 		return tsdb.OperationPage{}, errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if f.Limit <= 0 {
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: limit %d must be positive", f.Limit)
 	}
@@ -392,6 +394,8 @@ func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Tim
 	if s.closed.Load() {
 		return time.Time{}, false, errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	q, a := `SELECT min(created_at) FROM tool_operations`, []any(nil)
 	if toolID != "" {
 		q, a = q+` WHERE tool_id = $1`, []any{toolID}

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -48,9 +49,17 @@ type Config struct {
 	// ExportPage is how many operations an export reads per query (0:
 	// 5000). Memory held by an export is bounded by it.
 	ExportPage int
+	// QueryTimeout bounds every read (each page of an export) and session
+	// update: a server that stops answering costs a request that long,
+	// then tsdb.ErrUnavailable (0: 30 s). Writes are bounded by their
+	// caller's context.
+	QueryTimeout time.Duration
 }
 
-const defaultExportPage = 5000
+const (
+	defaultExportPage   = 5000
+	defaultQueryTimeout = 30 * time.Second
+)
 
 // Store is the PostgreSQL implementation of tsdb.Store. It is safe for
 // concurrent use.
@@ -58,6 +67,7 @@ type Store struct {
 	pool       *pgxpool.Pool
 	logger     *slog.Logger
 	exportPage int
+	timeout    time.Duration // of a read: Config.QueryTimeout
 	closed     atomic.Bool
 
 	// months holds the months (unix microseconds of their first instant)
@@ -94,9 +104,12 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, logger: logger, exportPage: cfg.ExportPage}
+	s := &Store{pool: pool, logger: logger, exportPage: cfg.ExportPage, timeout: cfg.QueryTimeout}
 	if s.exportPage <= 0 {
 		s.exportPage = defaultExportPage
+	}
+	if s.timeout <= 0 {
+		s.timeout = defaultQueryTimeout
 	}
 	log := logger.With("host", pc.ConnConfig.Host, "port", pc.ConnConfig.Port,
 		"database", pc.ConnConfig.Database, "user", pc.ConnConfig.User)
@@ -129,6 +142,11 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// bound gives a read or a session update the store's query timeout.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
 // wrap names the failed operation, and marks failures to reach the
 // database (network errors, a server shutting down or refusing
 // connections) as tsdb.ErrUnavailable. A context's end is answered as is.
@@ -136,8 +154,11 @@ func (s *Store) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, tsdb.ErrUnavailable) || errors.Is(err, tsdb.ErrNotFound) || errors.Is(err, ErrSchemaTooNew) {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, tsdb.ErrUnavailable) {
+		// No answer in time: the server, or the way to it, stalls.
+		return fmt.Errorf("postgres: %s: %w: no answer in time: %w", op, tsdb.ErrUnavailable, err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, tsdb.ErrUnavailable) || errors.Is(err, tsdb.ErrNotFound) || errors.Is(err, ErrSchemaTooNew) {
 		return fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	if unavailable(err) {

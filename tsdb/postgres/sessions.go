@@ -44,6 +44,8 @@ func (s *Store) CreateSession(ctx context.Context, sess tsdb.Session) error {
 	if s.closed.Load() {
 		return errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	_, err := s.pool.Exec(ctx, `INSERT INTO tool_sessions
 	(session_id, tool_id, tool_version, process_id, instance_id, project_id, workspace_path,
 	 started_at, ended_at, last_activity)
@@ -71,6 +73,8 @@ func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats
 	if s.closed.Load() {
 		return tsdb.SessionStats{}, errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	st, err := s.sessions().Get(ctx, id)
 	return st, s.wrap("get session", err)
 }
@@ -80,6 +84,8 @@ func (s *Store) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.
 	if s.closed.Load() {
 		return tsdb.Session{}, errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	sess, err := s.sessions().FindOpen(ctx, m)
 	return sess, s.wrap("find open session", err)
 }
@@ -90,6 +96,8 @@ func (s *Store) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (t
 	if s.closed.Load() {
 		return tsdb.Session{}, errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	st, err := s.sessions().Touch(ctx, id, at)
 	return st, s.wrap("touch session", err)
 }
@@ -100,6 +108,8 @@ func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsd
 	if s.closed.Load() {
 		return tsdb.SessionStats{}, errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	st, err := s.sessions().End(ctx, id, at)
 	return st, s.wrap("end session", err)
 }
@@ -110,6 +120,8 @@ func (s *Store) ActiveSessions(ctx context.Context, toolID string, since time.Ti
 	if s.closed.Load() {
 		return nil, errClosed
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	out, err := s.sessions().Active(ctx, toolID, since)
 	return out, s.wrap("active sessions", err)
 }
