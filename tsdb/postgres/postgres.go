@@ -59,6 +59,9 @@ type Config struct {
 const (
 	defaultExportPage   = 5000
 	defaultQueryTimeout = 30 * time.Second
+	// defaultConnectTimeout bounds a new connection (TCP and start-up),
+	// unless the URL's connect_timeout says otherwise.
+	defaultConnectTimeout = 10 * time.Second
 )
 
 // Store is the PostgreSQL implementation of tsdb.Store. It is safe for
@@ -95,6 +98,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	}
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 { // no connect_timeout in the URL
+		pc.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	// Times are timestamptz; the session's zone only matters to text
 	// forms, but UTC keeps every one of them unambiguous.
