@@ -16,6 +16,7 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/exporter/importer/legacytest"
 	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/postgres"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
 
@@ -44,56 +45,70 @@ var sources = []struct {
 // takes no row.
 func TestImportContinuesAfterAnInterruption(t *testing.T) {
 	for _, src := range sources {
-		t.Run(src.name, func(t *testing.T) {
-			ctx := context.Background()
-			dir := t.TempDir()
-			db := src.build(t, dir, 3000)
-			t.Logf("%d operation rows, skipped %v; %d session rows, skipped %v", db.OpRows, db.Skipped, db.SessRows, db.SessSkipped)
-			store, err := sqlite.Open(ctx, filepath.Join(dir, "metrics.db"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
-			opts := importer.Options{
-				Source: db.Path, Store: store, Destination: "sqlite:" + filepath.Join(dir, "metrics.db"),
-				Checkpoint: filepath.Join(dir, "checkpoint.json"), BatchSize: 100, Now: func() time.Time { return db.Now },
-			}
-			crash := errors.New("crash after a commit")
-			for _, stop := range []struct {
-				phase string
-				batch int
-			}{{importer.PhaseSessions, 1}, {importer.PhaseOperations, 4}, {importer.PhaseOperations, 9}} {
-				o := opts
-				o.AfterBatch = func(phase string, batch int) error {
-					if phase == stop.phase && batch == stop.batch {
-						return crash
-					}
-					return nil
-				}
-				if _, err := importer.Run(ctx, o); !errors.Is(err, crash) {
-					t.Fatalf("interrupted in %s batch %d: %v, want the interruption", stop.phase, stop.batch, err)
-				}
-			}
-			sum, err := importer.Run(ctx, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !sum.Resumed {
-				t.Error("the last run did not resume from the checkpoint")
-			}
-			wantCounts(t, sum, db)
-			db.Check(t, store)
-
-			again, err := importer.Run(ctx, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if again.RowsThisRun != 0 {
-				t.Errorf("a run after the import took %d rows", again.RowsThisRun)
-			}
-			wantCounts(t, again, db)
-		})
+		for _, dest := range []string{"sqlite", "postgresql"} {
+			t.Run(src.name+"-into-"+dest, func(t *testing.T) {
+				interruptAndResume(t, src.build, dest)
+			})
+		}
 	}
+}
+
+func interruptAndResume(t *testing.T, build func(t *testing.T, dir string, n int) *legacytest.DB, dest string) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := build(t, dir, 3000)
+	t.Logf("%d operation rows, skipped %v; %d session rows, skipped %v", db.OpRows, db.Skipped, db.SessRows, db.SessSkipped)
+	var store tsdb.Store
+	var err error
+	destination := "sqlite:" + filepath.Join(dir, "metrics.db")
+	if dest == "postgresql" {
+		destination = realtools.SharedPostgres(t).NewDatabase(t)
+		store, err = postgres.Open(ctx, postgres.Config{URL: destination}, nil)
+	} else {
+		store, err = sqlite.Open(ctx, filepath.Join(dir, "metrics.db"), nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	opts := importer.Options{
+		Source: db.Path, Store: store, Destination: destination,
+		Checkpoint: filepath.Join(dir, "checkpoint.json"), BatchSize: 100, Now: func() time.Time { return db.Now },
+	}
+	crash := errors.New("crash after a commit")
+	for _, stop := range []struct {
+		phase string
+		batch int
+	}{{importer.PhaseSessions, 1}, {importer.PhaseOperations, 4}, {importer.PhaseOperations, 9}} {
+		o := opts
+		o.AfterBatch = func(phase string, batch int) error {
+			if phase == stop.phase && batch == stop.batch {
+				return crash
+			}
+			return nil
+		}
+		if _, err := importer.Run(ctx, o); !errors.Is(err, crash) {
+			t.Fatalf("interrupted in %s batch %d: %v, want the interruption", stop.phase, stop.batch, err)
+		}
+	}
+	sum, err := importer.Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Resumed {
+		t.Error("the last run did not resume from the checkpoint")
+	}
+	wantCounts(t, sum, db)
+	db.Check(t, store)
+
+	again, err := importer.Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.RowsThisRun != 0 {
+		t.Errorf("a run after the import took %d rows", again.RowsThisRun)
+	}
+	wantCounts(t, again, db)
 }
 
 // wantCounts checks a summary against what an import of db gives.
