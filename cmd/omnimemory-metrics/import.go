@@ -14,6 +14,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/omnimemory/omnimemory-metrics/exporter/importer"
+	"github.com/omnimemory/omnimemory-metrics/internal/pgurl"
 	"github.com/omnimemory/omnimemory-metrics/internal/textfmt"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
@@ -36,10 +37,10 @@ const outboxDrainWait = 60 * time.Second
 func runImport(ctx context.Context, args []string, p proc) int {
 	getenv, stdout, stderr := p.getenv, p.stdout, p.stderr
 	const name = "import"
-	fs := commandFlags(name, "--from FILE [flags]",
-		"copy the operations and sessions of the original service's SQLite file into the configured store; "+
+	fs := commandFlags(name, "--from FILE|URL [flags]",
+		"copy the operations and sessions of the original service's database (its SQLite file, or PostgreSQL) into the configured store; "+
 			"run it again after an interruption to continue, or later to add the rows written since", stderr)
-	from := fs.String("from", "", "the original service's SQLite file (required; opened read-only)")
+	from := fs.String("from", "", "the original service's database: its SQLite file, or a postgresql:// or postgres:// URL (required; read-only; the password is never printed)")
 	checkpointPath := fs.String("checkpoint", "", "checkpoint file (default: import-<hash>.json beside the store's local files)")
 	skippedLog := fs.String("skipped-log", "", "file to write one JSON line per skipped row to")
 	batchSize := fs.Int("batch-size", importer.DefaultBatchSize, "operations per store write (1 to 10000)")
@@ -51,7 +52,7 @@ func runImport(ctx context.Context, args []string, p proc) int {
 		return code
 	}
 	if *from == "" {
-		return usageError(stderr, name, errors.New("--from is required: the original service's SQLite file"))
+		return usageError(stderr, name, errors.New("--from is required: the original service's SQLite file or PostgreSQL URL"))
 	}
 	if *batchSize < 1 || *batchSize > 10000 {
 		return usageError(stderr, name, fmt.Errorf("--batch-size=%d: must be 1 to 10000", *batchSize))
@@ -64,17 +65,26 @@ func runImport(ctx context.Context, args []string, p proc) int {
 	if err != nil {
 		return usageError(stderr, name, err)
 	}
-	source, err := filepath.Abs(*from)
+	// source names the source without its password; opts.Source keeps it
+	// to connect.
+	source, err := importer.SourceName(*from)
 	if err != nil {
-		return usageError(stderr, name, err)
+		return usageError(stderr, name, fmt.Errorf("--from: %v", err))
+	}
+	src := source
+	if pgurl.Is(*from) {
+		src = *from
 	}
 	dest := destination(cfg)
+	if source == dest {
+		return usageError(stderr, name, fmt.Errorf("--from %s is the configured store itself", source))
+	}
 	if *checkpointPath == "" {
 		*checkpointPath = defaultCheckpoint(cfg, source, dest)
 	}
 
 	opts := importer.Options{
-		Source: source, Destination: dest, Checkpoint: *checkpointPath, SkippedLog: *skippedLog,
+		Source: src, Destination: dest, Checkpoint: *checkpointPath, SkippedLog: *skippedLog,
 		BatchSize: *batchSize, DryRun: *dryRun, Location: loc, Now: p.now,
 	}
 	if !*quiet && isTerminal(stderr) {
@@ -131,10 +141,14 @@ func finishStore(store tsdb.Store, wait bool, stderr io.Writer) error {
 	return nil
 }
 
-// destination names the configured store, for the checkpoint.
+// destination names the configured store, for the checkpoint and the
+// summary: never with a password.
 func destination(cfg config) string {
-	if cfg.DBType == dbTypeInflux {
+	switch cfg.DBType {
+	case dbTypeInflux:
 		return "influxdb:" + cfg.InfluxURL + " bucket " + cfg.InfluxBucket
+	case dbTypePostgres:
+		return pgurl.Redact(cfg.DatabaseURL)
 	}
 	if abs, err := filepath.Abs(cfg.SQLitePath); err == nil {
 		return "sqlite:" + abs
@@ -144,7 +158,9 @@ func destination(cfg config) string {
 
 // defaultCheckpoint is the checkpoint of importing source into dest: a file
 // beside the store's local files (the SQLite file's folder, or the folder
-// of InfluxDB's outbox) named after both, so that each pair has its own.
+// of InfluxDB's outbox; on PostgreSQL, which has none, the folder
+// --sqlite-db-path names) named after both, so that each pair has its own.
+// Neither name holds a password, so changing one keeps the checkpoint.
 func defaultCheckpoint(cfg config, source, dest string) string {
 	dir := filepath.Dir(cfg.SQLitePath)
 	if cfg.DBType == dbTypeInflux {

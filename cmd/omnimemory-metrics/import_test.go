@@ -16,9 +16,13 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/exporter/importer/legacytest"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/omnimemory/omnimemory-metrics/exporter/importer"
 	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/postgres"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
 
@@ -97,15 +101,15 @@ func skippedLogCounts(t *testing.T, path string) map[string]map[string]int64 {
 	lines.Buffer(nil, 1<<20)
 	for lines.Scan() {
 		var l struct {
-			Table, Reason string
-			Rowid         int64
-			Details       []string
+			Table, Reason, ID string
+			Rowid             int64
+			Details           []string
 		}
 		if err := json.Unmarshal(lines.Bytes(), &l); err != nil {
 			t.Fatalf("skipped-rows log line %q: %v", lines.Text(), err)
 		}
-		if l.Rowid <= 0 || len(l.Details) == 0 {
-			t.Errorf("skipped-rows log line without rowid or details: %s", lines.Text())
+		if (l.Rowid <= 0 && (l.Table != "tool_operations" || l.ID == "")) || len(l.Details) == 0 {
+			t.Errorf("skipped-rows log line without rowid (or id) or details: %s", lines.Text())
 		}
 		if out[l.Table] == nil {
 			out[l.Table] = map[string]int64{}
@@ -235,10 +239,12 @@ func TestImportKilledAtAnyPoint(t *testing.T) {
 			if data, err := os.ReadFile(checkpoint); err == nil && bytes.Contains(data, []byte(`"operations"`)) {
 				var cp struct {
 					Operations struct {
-						DoneRowid int64 `json:"done_rowid"`
+						Done struct {
+							Rowid int64 `json:"rowid"`
+						} `json:"done"`
 					}
 				}
-				if json.Unmarshal(data, &cp) == nil && cp.Operations.DoneRowid > 0 {
+				if json.Unmarshal(data, &cp) == nil && cp.Operations.Done.Rowid > 0 {
 					midway++
 				}
 			}
@@ -359,5 +365,212 @@ func TestImportCommandLine(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, want) {
 			t.Errorf("import of %s: exit %d, %s; want 1 and %q", filepath.Base(path), code, errOut, want)
 		}
+	}
+}
+
+// pgSecret is the password of the source URLs of the tests. The test
+// server trusts every local connection, so it is sent for nothing, and
+// must appear nowhere.
+const pgSecret = "hunter2-S3cret"
+
+// withPassword answers the test server's URL with user postgres given a
+// password.
+func withPassword(t *testing.T, url string) string {
+	t.Helper()
+	if !strings.Contains(url, "://postgres@") {
+		t.Fatalf("unexpected URL %s", url)
+	}
+	return strings.Replace(url, "://postgres@", "://postgres:"+pgSecret+"@", 1)
+}
+
+// noSecret fails t when the source's password is in any of texts or
+// files.
+func noSecret(t *testing.T, what string, texts ...string) {
+	t.Helper()
+	for _, s := range texts {
+		if strings.Contains(s, pgSecret) {
+			t.Errorf("%s shows the password:\n%s", what, s)
+		}
+	}
+}
+
+func fileText(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// TestImportFromPostgreSQL imports the original service's database on
+// PostgreSQL (the schema SQLAlchemy creates there) into each store: a dry
+// run writes nothing and counts what the import then imports; the figures
+// are those of the same rows on SQLite, less those PostgreSQL cannot hold;
+// a second run takes no row; the password of the URL is in no output, log
+// or checkpoint.
+func TestImportFromPostgreSQL(t *testing.T) {
+	pg := realtools.SharedPostgres(t)
+	dir := t.TempDir()
+	from := withPassword(t, pg.NewDatabase(t))
+	db := legacytest.BuildPostgres(t, from, legacyOps, false)
+	redacted := strings.Replace(from, pgSecret, "xxxxx", 1)
+
+	for _, dest := range []string{"sqlite", "postgresql", "influxdb"} {
+		t.Run(dest, func(t *testing.T) {
+			dir := filepath.Join(dir, dest)
+			var vars map[string]string
+			var open func() tsdb.Store
+			switch dest {
+			case "sqlite":
+				dst := filepath.Join(dir, "metrics.db")
+				vars = map[string]string{"SQLITE_DB_PATH": dst}
+				open = func() tsdb.Store { return openSQLite(t, dst) }
+			case "postgresql":
+				dst := withPassword(t, pg.NewDatabase(t))
+				vars = map[string]string{"OMNIMEMORY_DB_TYPE": "postgresql", "DATABASE_URL": dst, "SQLITE_DB_PATH": filepath.Join(dir, "metrics.db")}
+				open = func() tsdb.Store {
+					s, err := postgres.Open(context.Background(), postgres.Config{URL: dst}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { s.Close() })
+					return s
+				}
+			case "influxdb":
+				srv := realtools.SharedInfluxd(t)
+				vars = influxVars(srv, srv.NewBucket(t), filepath.Join(dir, "outbox"))
+				open = func() tsdb.Store {
+					s, err := influx.Open(context.Background(), influx.Config{URL: srv.URL, Bucket: vars["INFLUXDB_BUCKET"],
+						OutboxDir: filepath.Join(dir, "check-outbox"), CacheTTL: influx.CacheNoExpiry}, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { s.Close() })
+					return s
+				}
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			skippedLog := filepath.Join(dir, "skipped.jsonl")
+
+			if dest != "influxdb" {
+				code, out, errOut := runImportCmd(t, vars, "--from", from, "--dry-run")
+				if code != 0 {
+					t.Fatalf("dry run: exit %d: %s%s", code, out, errOut)
+				}
+				noSecret(t, "the dry run", out, errOut)
+				wantSummary(t, strings.Replace(out, "dry run: would import", "imported", 1), db)
+				if dest == "sqlite" {
+					if _, err := os.Stat(vars["SQLITE_DB_PATH"]); !os.IsNotExist(err) {
+						t.Errorf("the dry run created the store (%v)", err)
+					}
+				} else if tables := pgTables(t, vars["DATABASE_URL"]); tables != 0 {
+					t.Errorf("the dry run created %d tables in the store", tables)
+				}
+			}
+
+			start := time.Now()
+			code, out, errOut := runImportCmd(t, vars, "--from", from, "--skipped-log", skippedLog, "--quiet")
+			elapsed := time.Since(start)
+			if code != 0 {
+				t.Fatalf("exit %d: %s%s", code, out, errOut)
+			}
+			if errOut != "" {
+				t.Errorf("unexpected standard error: %s", errOut)
+			}
+			wantSummary(t, out, db)
+			t.Logf("%d source rows imported from PostgreSQL into %s in %v (%.0f rows/s)", db.OpRows+db.SessRows, dest,
+				elapsed.Round(time.Millisecond), float64(db.OpRows+db.SessRows)/elapsed.Seconds())
+			if !strings.Contains(out, " from "+redacted+" into ") {
+				t.Errorf("the summary does not name the source as %s:\n%s", redacted, out)
+			}
+			logged := skippedLogCounts(t, skippedLog)
+			if !reflect.DeepEqual(logged["tool_operations"], db.Skipped) || !reflect.DeepEqual(logged["tool_sessions"], db.SessSkipped) {
+				t.Errorf("skipped-rows log counts %v, want operations %v and sessions %v", logged, db.Skipped, db.SessSkipped)
+			}
+			_, after, _ := strings.Cut(out, "checkpoint: ")
+			checkpoint, _, _ := strings.Cut(after, "\n")
+			noSecret(t, "the import", out, errOut, fileText(t, skippedLog), fileText(t, checkpoint), checkpoint)
+			if !strings.Contains(fileText(t, checkpoint), `"source": "`+redacted+`"`) {
+				t.Errorf("checkpoint %s does not name the source as %s:\n%s", checkpoint, redacted, fileText(t, checkpoint))
+			}
+
+			// Again, with another password: the same checkpoint, nothing
+			// left to take.
+			other := strings.Replace(from, pgSecret, "another-one", 1)
+			code, again, errOut := runImportCmd(t, vars, "--from", other, "--skipped-log", skippedLog, "--quiet")
+			if code != 0 {
+				t.Fatalf("second run: exit %d: %s%s", code, again, errOut)
+			}
+			wantSummary(t, again, db)
+			if !strings.Contains(again, "; 0 rows in ") || !strings.Contains(again, "checkpoint: "+checkpoint+" (the counts include") {
+				t.Errorf("the second run did not continue from %s:\n%s", checkpoint, again)
+			}
+			db.Check(t, open())
+		})
+	}
+}
+
+// pgTables counts the tables of the database at url.
+func pgTables(t *testing.T, url string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestImportFromPostgreSQLRefused: a URL that cannot be used exits 2 as a
+// bad flag; a server that does not answer, a database without the
+// original tables and a store of this service itself exit 1, at once,
+// naming the source without its password.
+func TestImportFromPostgreSQLRefused(t *testing.T) {
+	pg := realtools.SharedPostgres(t)
+	dir := t.TempDir()
+	vars := map[string]string{"SQLITE_DB_PATH": filepath.Join(dir, "m.db")}
+	foreign := withPassword(t, pg.NewDatabase(t))
+	own := withPassword(t, pg.NewDatabase(t))
+	s, err := postgres.Open(context.Background(), postgres.Config{URL: own}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		vars map[string]string
+		code int
+		want string
+	}{
+		{"bad port", []string{"--from", "postgresql://u:" + pgSecret + "@127.0.0.1:port/db"}, vars, 2, "--from"},
+		{"bad sslmode", []string{"--from", "postgres://u:" + pgSecret + "@127.0.0.1/db?sslmode=sometimes"}, vars, 2, "sslmode"},
+		{"password parameter", []string{"--from", "postgresql://127.0.0.1:1/db?password=" + pgSecret}, vars, 1, "postgresql://127.0.0.1:1/db?password=xxxxx"},
+		{"unreachable", []string{"--from", "postgresql://u:" + pgSecret + "@127.0.0.1:1/db", "--dry-run"}, vars, 1, "postgresql://u:xxxxx@127.0.0.1:1/db"},
+		{"no such database", []string{"--from", strings.Replace(foreign, "/test_", "/missing_", 1)}, vars, 1, "missing_"},
+		{"foreign", []string{"--from", foreign}, vars, 1, "no tool_operations table"},
+		{"own store", []string{"--from", own}, vars, 1, "a store of omnimemory-metrics itself"},
+		{"the store itself", []string{"--from", own}, map[string]string{"OMNIMEMORY_DB_TYPE": "postgresql",
+			"DATABASE_URL": strings.Replace(own, pgSecret, "other", 1)}, 2, "is the configured store itself"},
+	} {
+		start := time.Now()
+		code, out, errOut := runImportCmd(t, tc.vars, tc.args...)
+		if took := time.Since(start); took > 15*time.Second {
+			t.Errorf("%s: took %v", tc.name, took)
+		}
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, %q%q; want %d and %q", tc.name, code, out, errOut, tc.code, tc.want)
+		}
+		noSecret(t, tc.name, out, errOut)
+		t.Logf("%s: exit %d: %s", tc.name, code, errOut)
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"time"
 )
 
-// checkpointVersion is the version of the checkpoint file's format.
-const checkpointVersion = 1
+// checkpointVersion is the version of the checkpoint file's format. Version
+// 1 (SQLite sources only) kept rowids where version 2 keeps positions; it
+// still loads.
+const checkpointVersion = 2
 
 // checkpoint is what an import has done so far, kept in a small JSON file
 // so that the same command run again continues where it stopped. It is
@@ -21,11 +23,13 @@ const checkpointVersion = 1
 // not recorded: the next run offers them again and the store recognises
 // their ids (the operations are Keyed; sessions are looked up first). To
 // count those rows as imported rather than as duplicates, the checkpoint
-// also records, before each commit, the last rowid of the batch under way
-// (PendingRowid); within it, an operation the store already holds counts as
-// imported unless an earlier row of the source carries the same id.
+// also records, before each commit, the position of the last row of the
+// batch under way (Pending); within it, an operation the store already
+// holds counts as imported unless an earlier row of the source carries the
+// same id.
 type checkpoint struct {
-	Version     int    `json:"version"`
+	Version int `json:"version"`
+	// Source names the source as Source.Name does: never with a password.
 	Source      string `json:"source"`
 	Destination string `json:"destination"`
 	// SkippedLog is the log of skipped rows the import writes, and
@@ -38,13 +42,17 @@ type checkpoint struct {
 	UpdatedAt       string     `json:"updated_at"`
 }
 
-// phaseState is the progress of one table.
+// phaseState is the progress of one table: every row up to Done is taken.
 type phaseState struct {
-	DoneRowid    int64            `json:"done_rowid"`
-	PendingRowid int64            `json:"pending_rowid,omitempty"`
-	Imported     int64            `json:"imported"`
-	Merged       int64            `json:"merged,omitempty"`
-	Skipped      map[string]int64 `json:"skipped,omitempty"`
+	Done     position         `json:"done"`
+	Pending  *position        `json:"pending,omitempty"`
+	Imported int64            `json:"imported"`
+	Merged   int64            `json:"merged,omitempty"`
+	Skipped  map[string]int64 `json:"skipped,omitempty"`
+
+	// Version 1 (read only).
+	V1DoneRowid    int64 `json:"done_rowid,omitempty"`
+	V1PendingRowid int64 `json:"pending_rowid,omitempty"`
 }
 
 // loadCheckpoint reads the checkpoint at path; ok is false when there is
@@ -60,8 +68,18 @@ func loadCheckpoint(path string) (cp checkpoint, ok bool, err error) {
 	if err := json.Unmarshal(data, &cp); err != nil {
 		return checkpoint{}, false, fmt.Errorf("checkpoint %s is damaged (%v): remove it to import from the start", path, err)
 	}
-	if cp.Version != checkpointVersion {
-		return checkpoint{}, false, fmt.Errorf("checkpoint %s has version %d; this program knows %d", path, cp.Version, checkpointVersion)
+	switch cp.Version {
+	case checkpointVersion:
+	case 1: // SQLite sources only: rowids
+		for _, ps := range []*phaseState{&cp.Sessions, &cp.Operations} {
+			ps.Done = position{Rowid: ps.V1DoneRowid}
+			if ps.V1PendingRowid != 0 {
+				ps.Pending = &position{Rowid: ps.V1PendingRowid}
+			}
+			ps.V1DoneRowid, ps.V1PendingRowid = 0, 0
+		}
+	default:
+		return checkpoint{}, false, fmt.Errorf("checkpoint %s has version %d; this program knows 1 to %d", path, cp.Version, checkpointVersion)
 	}
 	return cp, true, nil
 }

@@ -1,6 +1,6 @@
 // Package importer copies the operations and sessions of the original
-// omnimemory-metrics service (Python, FastAPI, SQLAlchemy) from its SQLite
-// file into a tsdb.Store. Every row is checked with the rules the API
+// omnimemory-metrics service (Python, FastAPI, SQLAlchemy) from its
+// database, a SQLite file or PostgreSQL, into a tsdb.Store. Every row is checked with the rules the API
 // applies to a request (see tsdb/validate.go); what fails them is skipped and
 // counted by reason. Operations keep their ids and are Keyed, so that a store
 // stores each once however often the import runs, and a checkpoint file lets
@@ -41,8 +41,8 @@ const (
 
 // Options configure an import.
 type Options struct {
-	// Source is the original service's SQLite file. It is opened
-	// read-only.
+	// Source is the original service's database: its SQLite file, or a
+	// postgresql:// or postgres:// URL. It is opened read-only.
 	Source string
 	// Store receives the rows; it is not used (and may be nil) with DryRun.
 	Store tsdb.Store
@@ -135,8 +135,10 @@ var Reasons = []string{
 
 // skippedLine is one line of the skipped-rows log.
 type skippedLine struct {
-	Table   string   `json:"table"`
-	Rowid   int64    `json:"rowid"`
+	Table string `json:"table"`
+	// Rowid is SQLite's rowid, or tool_sessions' id on PostgreSQL; a
+	// tool_operations row on PostgreSQL is known by its id.
+	Rowid   int64    `json:"rowid,omitempty"`
 	ID      string   `json:"id"`
 	Reason  string   `json:"reason"`
 	Details []string `json:"details"`
@@ -144,7 +146,7 @@ type skippedLine struct {
 
 type importer struct {
 	opts    Options
-	src     *source
+	src     source
 	cp      checkpoint
 	log     *os.File
 	logBuf  bytes.Buffer
@@ -192,14 +194,14 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 			return sum, err
 		}
 		if ok {
-			if cp.Source != src.path || cp.Destination != opts.Destination {
+			if cp.Source != src.Name() || cp.Destination != opts.Destination {
 				return sum, fmt.Errorf("checkpoint %s belongs to the import of %s into %s, not of %s into %s: give another --checkpoint, or remove it",
-					opts.Checkpoint, cp.Source, cp.Destination, src.path, opts.Destination)
+					opts.Checkpoint, cp.Source, cp.Destination, src.Name(), opts.Destination)
 			}
 			im.cp, sum.Resumed = cp, true
 		}
 	}
-	im.cp.Source, im.cp.Destination = src.path, opts.Destination
+	im.cp.Source, im.cp.Destination = src.Name(), opts.Destination
 	if err := im.openLog(); err != nil {
 		return sum, err
 	}
@@ -215,11 +217,11 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}
 	sum.Operations, sum.Sessions = counts(im.cp.Operations), counts(im.cp.Sessions)
 	var terr error
-	if sum.Operations.Total, terr = src.count(context.WithoutCancel(ctx), operationsTable, 0); terr != nil {
+	if sum.Operations.Total, terr = src.Count(context.WithoutCancel(ctx), operationsTable, position{}); terr != nil {
 		err = errors.Join(err, terr)
 	}
-	if src.sessSelect != "" {
-		if sum.Sessions.Total, terr = src.count(context.WithoutCancel(ctx), sessionsTable, 0); terr != nil {
+	if src.HasSessions() {
+		if sum.Sessions.Total, terr = src.Count(context.WithoutCancel(ctx), sessionsTable, position{}); terr != nil {
 			err = errors.Join(err, terr)
 		}
 	}
@@ -309,14 +311,14 @@ func (im *importer) skip(b *batchCounts, table string, r rawRow, reason string, 
 			id = show(v)
 		}
 	}
-	line, _ := json.Marshal(skippedLine{Table: table, Rowid: r.rowid, ID: id, Reason: reason, Details: details})
+	line, _ := json.Marshal(skippedLine{Table: table, Rowid: r.pos.Rowid, ID: id, Reason: reason, Details: details})
 	im.logBuf.Write(line)
 	im.logBuf.WriteByte('\n')
 }
 
 // finishBatch records a committed batch: its log lines, its counts, and a
 // checkpoint past its last row.
-func (im *importer) finishBatch(ps *phaseState, b *batchCounts, last int64, n int) error {
+func (im *importer) finishBatch(ps *phaseState, b *batchCounts, last position, n int) error {
 	if im.log != nil && im.logBuf.Len() > 0 {
 		if _, err := im.log.Write(im.logBuf.Bytes()); err != nil {
 			return fmt.Errorf("skipped-rows log: %w", err)
@@ -330,7 +332,7 @@ func (im *importer) finishBatch(ps *phaseState, b *batchCounts, last int64, n in
 		}
 	}
 	b.addTo(ps)
-	ps.DoneRowid, ps.PendingRowid = last, 0
+	ps.Done, ps.Pending = last, nil
 	im.rows += int64(n)
 	if im.opts.Progress != nil {
 		im.opts.Progress.Advance(n)
@@ -355,19 +357,19 @@ func (im *importer) now() time.Time {
 // created from its operations) gets the source's end and last activity
 // when it lacks them.
 func (im *importer) sessions(ctx context.Context) error {
-	if im.src.sessSelect == "" {
+	if !im.src.HasSessions() {
 		return nil
 	}
 	ps := &im.cp.Sessions
-	pending := ps.PendingRowid // the batch an earlier run was committing
-	if err := im.phase(ctx, PhaseSessions, sessionsTable, ps.DoneRowid); err != nil {
+	pending := ps.Pending // the end of the batch an earlier run was committing
+	if err := im.phase(ctx, PhaseSessions, sessionsTable, ps.Done); err != nil {
 		return err
 	}
 	for batch := 1; ; batch++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rows, err := im.src.read(ctx, im.src.sessSelect, ps.DoneRowid, sessionBatch)
+		rows, err := im.src.Read(ctx, sessionsTable, ps.Done, sessionBatch)
 		if err != nil {
 			return err
 		}
@@ -375,9 +377,9 @@ func (im *importer) sessions(ctx context.Context) error {
 			im.donePhase()
 			return nil
 		}
-		last := rows[len(rows)-1].rowid
+		last := rows[len(rows)-1].pos
 		if !im.opts.DryRun {
-			ps.PendingRowid = last
+			ps.Pending = &last
 			if err := im.saveCheckpoint(); err != nil {
 				return err
 			}
@@ -396,9 +398,9 @@ func (im *importer) sessions(ctx context.Context) error {
 			}
 			created, err := im.putSession(ctx, s)
 			if err != nil {
-				return fmt.Errorf("session %s (rowid %d): %w", s.SessionID, r.rowid, err)
+				return fmt.Errorf("session %s (%s): %w", s.SessionID, r.pos, err)
 			}
-			if created || r.rowid <= pending {
+			if created || inPending(r.pos, pending) {
 				b.imported++
 			} else {
 				b.merged++
@@ -442,15 +444,15 @@ func (im *importer) putSession(ctx context.Context, s tsdb.Session) (created boo
 // operations imports tool_operations in batches, each one store write.
 func (im *importer) operations(ctx context.Context) error {
 	ps := &im.cp.Operations
-	pending := ps.PendingRowid
-	if err := im.phase(ctx, PhaseOperations, operationsTable, ps.DoneRowid); err != nil {
+	pending := ps.Pending
+	if err := im.phase(ctx, PhaseOperations, operationsTable, ps.Done); err != nil {
 		return err
 	}
 	for batch := 1; ; batch++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rows, err := im.src.read(ctx, im.src.opsSelect, ps.DoneRowid, im.opts.BatchSize)
+		rows, err := im.src.Read(ctx, operationsTable, ps.Done, im.opts.BatchSize)
 		if err != nil {
 			return err
 		}
@@ -458,7 +460,7 @@ func (im *importer) operations(ctx context.Context) error {
 			im.donePhase()
 			return nil
 		}
-		last := rows[len(rows)-1].rowid
+		last := rows[len(rows)-1].pos
 		conv := rowConverter{loc: im.opts.Location, now: im.now()}
 		var b batchCounts
 		ops := make([]tsdb.Operation, 0, len(rows))
@@ -480,12 +482,12 @@ func (im *importer) operations(ctx context.Context) error {
 				im.seen[ops[i].ID] = true
 			}
 		} else if len(ops) > 0 {
-			ps.PendingRowid = last
+			ps.Pending = &last
 			if err := im.saveCheckpoint(); err != nil {
 				return err
 			}
 			if err := im.opts.Store.WriteOperations(ctx, ops); err != nil {
-				return fmt.Errorf("writing operations of rowids %d to %d: %w", rows[0].rowid, last, err)
+				return fmt.Errorf("writing operations from %s to %s: %w", rows[0].pos, last, err)
 			}
 		}
 		for i := range ops {
@@ -493,11 +495,11 @@ func (im *importer) operations(ctx context.Context) error {
 				b.imported++
 				continue
 			}
-			if opRows[i].rowid <= pending {
+			if inPending(opRows[i].pos, pending) {
 				// The run interrupted before it recorded this batch may
 				// have stored it: unless the source itself holds the id
 				// earlier, the operation counts as imported.
-				earlier, err := im.src.hasEarlier(ctx, opRows[i].rowid, ops[i].ID)
+				earlier, err := im.src.HasEarlier(ctx, opRows[i].pos, ops[i].ID)
 				if err != nil {
 					return err
 				}
@@ -520,11 +522,17 @@ func (im *importer) operations(ctx context.Context) error {
 	}
 }
 
-func (im *importer) phase(ctx context.Context, name, table string, after int64) error {
+// inPending reports whether the row at pos belongs to the batch an earlier
+// run was committing when it stopped (the rows up to pending).
+func inPending(pos position, pending *position) bool {
+	return pending != nil && !pending.before(pos)
+}
+
+func (im *importer) phase(ctx context.Context, name, table string, after position) error {
 	if im.opts.Progress == nil {
 		return nil
 	}
-	n, err := im.src.count(ctx, table, after)
+	n, err := im.src.Count(ctx, table, after)
 	if err != nil {
 		return err
 	}

@@ -3,30 +3,24 @@ package importer
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/omnimemory/omnimemory-metrics/client/api"
-
 	"github.com/google/uuid"
-	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
+	"github.com/omnimemory/omnimemory-metrics/internal/pgurl"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
-// The original service's tables, as its SQLAlchemy models create them on
-// SQLite. Columns marked required must exist; a missing optional column
-// reads as NULL.
+// The original service's tables, as its SQLAlchemy models create them.
+// Columns marked required must exist; a missing optional column reads as
+// NULL.
 const (
 	operationsTable = "tool_operations"
 	sessionsTable   = "tool_sessions"
@@ -64,176 +58,118 @@ var (
 type column struct {
 	name     string
 	required bool
-	// time: read as text (CAST AS TEXT), so that the driver does not turn
-	// DATETIME columns into time.Time values with its own rules.
-	time bool
+	time     bool
 }
 
-// source is the original service's database, opened read-only.
-type source struct {
-	db   *sql.DB
-	path string
-	// opsSelect and sessSelect read one batch: rows with rowid > ?, in
-	// rowid order, at most ? of them. sessSelect is "" when the file has no
-	// tool_sessions table.
-	opsSelect, sessSelect string
+// source is the original service's database, opened read-only and read
+// table by table in the order of a stable key, so that an import can stop
+// after any row and continue there: SQLite's rowid; on PostgreSQL, which
+// has none, tool_sessions' integer id and tool_operations' (created_at,
+// id), which also finds the rows the service wrote since.
+//
+// Every source hands the rowConverter the same kinds of values: nil,
+// int64, float64, string or []byte, times as text (with an offset when the
+// source knows the zone), JSON as its text.
+type source interface {
+	// Name names the source in messages and checkpoints: the file's
+	// absolute path, or the URL without its password.
+	Name() string
+	// HasSessions reports whether the source has a tool_sessions table.
+	HasSessions() bool
+	// Read answers up to limit rows of table after pos, in key order.
+	Read(ctx context.Context, table string, after position, limit int) ([]rawRow, error)
+	// Count answers how many rows of table lie after pos.
+	Count(ctx context.Context, table string, after position) (int64, error)
+	// HasEarlier reports whether a tool_operations row before pos holds
+	// id, in any of the forms parseStoredUUID reads. It tells an operation
+	// that the source itself repeats from one stored by an interrupted run.
+	HasEarlier(ctx context.Context, before position, id uuid.UUID) (bool, error)
+	Close() error
 }
 
-// openSource opens path read-only (mode=ro: the file is never written, and
-// the original service may keep running on it) and checks its tables.
-func openSource(ctx context.Context, path string) (*source, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
+// openSource opens from: a postgresql:// or postgres:// URL, else a SQLite
+// file.
+func openSource(ctx context.Context, from string) (source, error) {
+	if pgurl.Is(from) {
+		return openPostgres(ctx, from)
 	}
-	fi, err := os.Stat(abs)
-	if err != nil {
-		return nil, fmt.Errorf("source database: %w", err)
-	}
-	if fi.IsDir() {
-		return nil, fmt.Errorf("source database %s is a folder", abs)
-	}
-	u := url.URL{Path: filepath.ToSlash(abs)}
-	db, err := sql.Open("sqlite", "file:"+u.EscapedPath()+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
-	if err != nil {
-		return nil, fmt.Errorf("source database %s: %w", abs, err)
-	}
-	db.SetMaxOpenConns(1)
-	s := &source{db: db, path: abs}
-	// This service's own embedded store has tables of the same names, with
-	// times as integers: importing it would skip every row.
-	own, err := s.columns(ctx, "op_rollup_hourly")
-	if err == nil && own != nil {
-		err = errors.New("this is a store of omnimemory-metrics itself, not a database of the original service")
-	}
-	var opCols map[string]bool
-	if err == nil {
-		opCols, err = s.columns(ctx, operationsTable)
-	}
-	if err == nil && opCols == nil {
-		err = fmt.Errorf("no %s table: not a database of the original omnimemory-metrics service", operationsTable)
-	}
-	if err == nil {
-		s.opsSelect, err = selectSQL(operationsTable, operationColumns, opCols)
-	}
-	var sessCols map[string]bool
-	if err == nil {
-		sessCols, err = s.columns(ctx, sessionsTable)
-	}
-	if err == nil && sessCols != nil {
-		s.sessSelect, err = selectSQL(sessionsTable, sessionColumns, sessCols)
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("source database %s: %w", abs, err)
-	}
-	return s, nil
+	return openSQLite(ctx, from)
 }
 
-func (s *source) Close() error { return s.db.Close() }
-
-// columns answers the column names of table, nil when it does not exist.
-func (s *source) columns(ctx context.Context, table string) (map[string]bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
-	if err != nil {
-		return nil, fmt.Errorf("reading the columns of %s: %w", table, err)
-	}
-	defer rows.Close()
-	var cols map[string]bool
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, err
+// SourceName answers how an import names from (see Options.Source) in its
+// checkpoint and messages: a file's absolute path, a URL without its
+// password. A URL that cannot be used is an error.
+func SourceName(from string) (string, error) {
+	if pgurl.Is(from) {
+		if _, err := parsePostgresURL(from); err != nil {
+			return "", err
 		}
-		if cols == nil {
-			cols = map[string]bool{}
-		}
-		cols[strings.ToLower(name)] = true
+		return pgurl.Redact(from), nil
 	}
-	return cols, rows.Err()
+	return absPath(from)
 }
 
-func selectSQL(table string, want []column, have map[string]bool) (string, error) {
-	exprs := []string{"rowid"}
-	for _, c := range want {
-		switch {
-		case !have[c.name] && c.required:
-			return "", fmt.Errorf("table %s has no column %s", table, c.name)
-		case !have[c.name]:
-			exprs = append(exprs, "NULL")
-		case c.time:
-			exprs = append(exprs, "CAST("+c.name+" AS TEXT)")
-		default:
-			exprs = append(exprs, c.name)
-		}
-	}
-	return "SELECT " + strings.Join(exprs, ", ") + " FROM " + table + " WHERE rowid > ? ORDER BY rowid LIMIT ?", nil
+// position is a place in a table's key order: the key of a row, or the
+// start of the table (the zero position).
+type position struct {
+	// Rowid is SQLite's rowid, or tool_sessions' id on PostgreSQL.
+	Rowid int64 `json:"rowid,omitempty"`
+	// ID and Time are the key of tool_operations on PostgreSQL: the id as
+	// text and created_at (timeKeyLayout, or infinity / -infinity), nil
+	// for the rows without one, which come first.
+	ID   *string `json:"id,omitempty"`
+	Time *string `json:"time,omitempty"`
 }
 
-// rawRow is one source row: its rowid and its values as SQLite holds them
-// (nil, int64, float64, string or []byte).
+// timeKeyLayout writes created_at in a position: fixed width, so that the
+// text orders as the times do.
+const timeKeyLayout = "2006-01-02T15:04:05.000000Z"
+
+func (p position) isStart() bool { return p.Rowid == 0 && p.ID == nil }
+
+// before reports whether p comes before q in key order.
+func (p position) before(q position) bool {
+	if p.ID == nil && q.ID == nil {
+		return p.Rowid < q.Rowid
+	}
+	if p.ID == nil || q.ID == nil { // the start comes first
+		return p.ID == nil
+	}
+	if (p.Time == nil) != (q.Time == nil) {
+		return p.Time == nil
+	}
+	if p.Time != nil && *p.Time != *q.Time {
+		return timeRank(*p.Time) < timeRank(*q.Time) ||
+			(timeRank(*p.Time) == timeRank(*q.Time) && *p.Time < *q.Time)
+	}
+	return *p.ID < *q.ID
+}
+
+// timeRank orders -infinity, the times, infinity.
+func timeRank(s string) int {
+	switch s {
+	case "-infinity":
+		return 0
+	case "infinity":
+		return 2
+	}
+	return 1
+}
+
+func (p position) String() string {
+	switch {
+	case p.ID == nil:
+		return fmt.Sprintf("rowid %d", p.Rowid)
+	case p.Time == nil:
+		return fmt.Sprintf("id %s (no created_at)", *p.ID)
+	}
+	return fmt.Sprintf("created_at %s, id %s", *p.Time, *p.ID)
+}
+
+// rawRow is one source row: its position and its values.
 type rawRow struct {
-	rowid  int64
+	pos    position
 	values []any
-}
-
-// read answers up to limit rows of query after rowid.
-func (s *source) read(ctx context.Context, query string, after int64, limit int) ([]rawRow, error) {
-	rows, err := s.db.QueryContext(ctx, query, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("reading the source: %w", err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	var out []rawRow
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("reading the source: %w", err)
-		}
-		rowid, ok := vals[0].(int64)
-		if !ok {
-			return nil, fmt.Errorf("reading the source: rowid %v is not an integer", vals[0])
-		}
-		out = append(out, rawRow{rowid: rowid, values: vals[1:]})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the source: %w", err)
-	}
-	return out, nil
-}
-
-// hasEarlier reports whether a tool_operations row before rowid holds id,
-// in any of the forms parseStoredUUID reads (hyphenated or not, lower or
-// upper case, raw bytes). It tells an operation that the source itself
-// repeats from one stored by an interrupted run.
-func (s *source) hasEarlier(ctx context.Context, rowid int64, id uuid.UUID) (bool, error) {
-	hyph := id.String()
-	plain := strings.ReplaceAll(hyph, "-", "")
-	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM `+operationsTable+` WHERE rowid < ? AND id IN (?, ?, ?, ?, ?)`,
-		rowid, hyph, strings.ToUpper(hyph), plain, strings.ToUpper(plain), id[:]).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("looking up id %s in the source: %w", id, err)
-	}
-	return n > 0, nil
-}
-
-// count answers how many rows of table have a rowid above after.
-func (s *source) count(ctx context.Context, table string, after int64) (int64, error) {
-	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE rowid > ?`, after).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("counting the rows of %s: %w", table, err)
-	}
-	return n, nil
 }
 
 // Reasons a source row is skipped. They name the first problem found, in

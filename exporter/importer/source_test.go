@@ -1,10 +1,14 @@
 package importer
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 func TestParseSourceTime(t *testing.T) {
@@ -60,6 +64,84 @@ func TestParseStoredUUID(t *testing.T) {
 		got, ok := parseStoredUUID(tc.in)
 		if ok != tc.ok || (ok && got != u) {
 			t.Errorf("parseStoredUUID(%v) = %v, %v; want ok %v", tc.in, got, ok, tc.ok)
+		}
+	}
+}
+
+func TestPositionOrder(t *testing.T) {
+	str := func(s string) *string { return &s }
+	// In key order: the start, rowids; and for keyset positions the rows
+	// without a time (by id), then by time (-infinity first), then by id.
+	for _, order := range [][]position{
+		{{}, {Rowid: 1}, {Rowid: 2}, {Rowid: 10}},
+		{{}, {ID: str("B")}, {ID: str("a")},
+			{ID: str("z"), Time: str("-infinity")},
+			{ID: str("a"), Time: str("2025-01-14T10:30:00.000000Z")},
+			{ID: str("b"), Time: str("2025-01-14T10:30:00.000000Z")},
+			{ID: str("a"), Time: str("2025-01-14T10:30:00.000001Z")},
+			{ID: str("a"), Time: str("infinity")}},
+	} {
+		for i := range order {
+			for j := range order {
+				if got := order[i].before(order[j]); got != (i < j) {
+					t.Errorf("%v before %v = %v", order[i], order[j], got)
+				}
+			}
+		}
+	}
+}
+
+func TestCheckpointVersion1Loads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	v1 := `{"version":1,"source":"/data/omnimemory.db","destination":"sqlite:/x/metrics.db","skipped_log_bytes":0,
+		"sessions":{"done_rowid":46,"imported":40,"skipped":{"bad_time":1}},
+		"operations":{"done_rowid":1200,"pending_rowid":1300,"imported":1100},"updated_at":"2025-01-14T10:30:00Z"}`
+	if err := os.WriteFile(path, []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp, ok, err := loadCheckpoint(path)
+	if err != nil || !ok {
+		t.Fatalf("loadCheckpoint: %v, %v", ok, err)
+	}
+	if cp.Sessions.Done != (position{Rowid: 46}) || cp.Sessions.Pending != nil || cp.Sessions.Imported != 40 ||
+		cp.Operations.Done != (position{Rowid: 1200}) || cp.Operations.Pending == nil || *cp.Operations.Pending != (position{Rowid: 1300}) {
+		t.Errorf("version 1 read as %+v", cp)
+	}
+	if err := cp.save(path); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	if !strings.Contains(string(data), `"version": 2`) || strings.Contains(string(data), "done_rowid") {
+		t.Errorf("saved again as:\n%s", data)
+	}
+	if err := os.WriteFile(path, []byte(`{"version":3}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadCheckpoint(path); err == nil || !strings.Contains(err.Error(), "version 3") {
+		t.Errorf("a checkpoint of a later version: %v", err)
+	}
+}
+
+func TestPGValue(t *testing.T) {
+	u := uuid.MustParse("123e4567-e89b-42d3-a456-426614174000")
+	at := time.Date(2025, 1, 14, 10, 30, 0, 123456000, time.UTC)
+	for _, tc := range []struct {
+		in    any
+		naive bool
+		want  any
+	}{
+		{int16(7), false, int64(7)},
+		{int32(-7), false, int64(-7)},
+		{float32(1.5), false, float64(1.5)},
+		{[16]byte(u), false, u.String()},
+		{at, true, "2025-01-14 10:30:00.123456"},
+		{at.In(time.FixedZone("x", 3600)), false, "2025-01-14T10:30:00.123456Z"},
+		{pgtype.Infinity, false, "infinity"},
+		{"text", false, "text"},
+		{nil, false, nil},
+	} {
+		if got := pgValue(tc.in, tc.naive); got != tc.want {
+			t.Errorf("pgValue(%#v, %v) = %#v, want %#v", tc.in, tc.naive, got, tc.want)
 		}
 	}
 }

@@ -1,7 +1,10 @@
 // Package legacytest builds databases of the original omnimemory-metrics
-// service (its SQLAlchemy schema, on SQLite) for the tests of the import:
-// valid operations and sessions spread over weeks, bad rows of every kind
-// among them, and what an import must give of them.
+// service (its SQLAlchemy schema, on SQLite or on PostgreSQL) for the tests
+// of the import: valid operations and sessions spread over weeks, bad rows
+// of every kind among them, and what an import must give of them. Both
+// databases get the same rows, less those PostgreSQL cannot hold (text in
+// an INTEGER column, an operation of a session its foreign key does not
+// find, ...): the expected figures are those of the rows written.
 package legacytest
 
 import (
@@ -82,6 +85,8 @@ const SQLAlchemyTime = "2006-01-02 15:04:05.000000"
 // DB is a generated database of the original service and what an import of
 // it must give.
 type DB struct {
+	// Path is the source to import: the SQLite file, or the URL of the
+	// PostgreSQL database.
 	Path string
 	Now  time.Time // the generation's clock: every time lies before it
 	// Ops are the operations to be imported, in source order.
@@ -99,20 +104,8 @@ type DB struct {
 // and ended, and bad rows of every kind among them.
 func Build(t testing.TB, dir string, n int) *DB {
 	t.Helper()
-	rng := rand.New(rand.NewPCG(20250114, 8003))
-	newID := func() uuid.UUID {
-		var u uuid.UUID
-		for i := range u {
-			u[i] = byte(rng.UintN(256))
-		}
-		u[6] = u[6]&0x0f | 0x40
-		u[8] = u[8]&0x3f | 0x80
-		return u
-	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	db := &DB{Path: filepath.Join(dir, "omnimemory.db"), Now: now,
-		Skipped: map[string]int64{}, SessSkipped: map[string]int64{}}
-	src, err := sql.Open("sqlite", "file:"+db.Path)
+	path := filepath.Join(dir, "omnimemory.db")
+	src, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +128,40 @@ func Build(t testing.TB, dir string, n int) *DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exec := func(st *sql.Stmt) func([]any) bool {
+		return func(vals []any) bool {
+			if _, err := st.Exec(vals...); err != nil {
+				t.Fatalf("insert %v: %v", vals, err)
+			}
+			return true
+		}
+	}
+	db := generate(t, n, exec(insSess), exec(insOp))
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	db.Path = path
+	return db
+}
+
+// generate makes the rows of a database, handing each to session or
+// operation (values in the column order of the INSERTs in Build), which
+// write it and answer whether the database holds it: the figures are those
+// of the rows held.
+func generate(t testing.TB, n int, session, operation func([]any) bool) *DB {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(20250114, 8003))
+	newID := func() uuid.UUID {
+		var u uuid.UUID
+		for i := range u {
+			u[i] = byte(rng.UintN(256))
+		}
+		u[6] = u[6]&0x0f | 0x40
+		u[8] = u[8]&0x3f | 0x80
+		return u
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	db := &DB{Now: now, Skipped: map[string]int64{}, SessSkipped: map[string]int64{}}
 
 	// Sessions: ended and open, some with the optional attributes, one
 	// without last_activity.
@@ -177,9 +204,9 @@ func Build(t testing.TB, dir string, n int) *DB {
 			s.ProcessID, s.InstanceID, s.ProjectID, s.WorkspacePath = &p, &inst, &proj, &ws
 			pid, instance, project, workspace = p, inst, proj, ws
 		}
-		if _, err := insSess.Exec(s.SessionID.String(), s.ToolID, version, pid, instance, project, workspace,
-			s.StartedAt.Format(SQLAlchemyTime), ended, last); err != nil {
-			t.Fatal(err)
+		if !session([]any{s.SessionID.String(), s.ToolID, version, pid, instance, project, workspace,
+			s.StartedAt.Format(SQLAlchemyTime), ended, last}) {
+			t.Fatalf("valid session %s not written", s.SessionID)
 		}
 		db.SessRows++
 		stored := s
@@ -205,11 +232,10 @@ func Build(t testing.TB, dir string, n int) *DB {
 		{importer.ReasonBadAttributes, []any{newID().String(), "cursor", nil, "pid-12", nil, nil, nil, now.Add(-time.Hour).Format(SQLAlchemyTime), nil, nil}},
 		{importer.ReasonTimeOutOfRange, []any{newID().String(), "cursor", nil, nil, nil, nil, nil, "1969-07-20 20:17:40.000000", nil, nil}},
 	} {
-		if _, err := insSess.Exec(b.values...); err != nil {
-			t.Fatal(err)
+		if session(b.values) {
+			db.SessRows++
+			db.SessSkipped[b.reason]++
 		}
-		db.SessRows++
-		db.SessSkipped[b.reason]++
 	}
 	// Sessions known only from their operations.
 	for range 3 {
@@ -302,7 +328,7 @@ func Build(t testing.TB, dir string, n int) *DB {
 		{importer.ReasonBadID, 0, "not-a-uuid"},
 		{importer.ReasonBadID, 0, "12345678-1234-1234-1234-12345678901"}, // 35 characters
 		{importer.ReasonBadID, 0, strings.Repeat("g", 32)},
-		{importer.ReasonBadSessionID, 1, "session-1"},
+		{importer.ReasonBadSessionID, 1, "sess-bad"}, // the bad session's, which a foreign key finds
 		{importer.ReasonBadSessionID, 1, "123e4567e89b12d3a456"},
 		{importer.ReasonUnknownToolName, 2, "write"},
 		{importer.ReasonUnknownToolName, 2, "READ"},
@@ -330,18 +356,20 @@ func Build(t testing.TB, dir string, n int) *DB {
 		{importer.ReasonTimeOutOfRange, 11, "1969-12-31 23:59:59.000000"},
 		{importer.ReasonTimeOutOfRange, 11, now.Add(24 * time.Hour).Format(SQLAlchemyTime)},
 	}
-	insert := func(vals []any) {
-		if _, err := insOp.Exec(vals...); err != nil {
-			t.Fatalf("insert %v: %v", vals, err)
+	insert := func(vals []any) bool {
+		if !operation(vals) {
+			return false
 		}
 		db.OpRows++
+		return true
 	}
 	badEvery := max(n/(3*len(bads)), 1)
-	nextBad, dups := 0, 0
+	nextBad := 0
 	for k := 0; k < n; k++ {
 		vals, op := valid(k)
-		insert(vals)
-		db.Ops = append(db.Ops, op)
+		if insert(vals) {
+			db.Ops = append(db.Ops, op)
+		}
 		if k%badEvery == badEvery-1 {
 			// A bad row of the next kind: a valid one with one value spoilt.
 			b := bads[nextBad%len(bads)]
@@ -351,20 +379,22 @@ func Build(t testing.TB, dir string, n int) *DB {
 			if b.col == 0 { // ids are unique in the table: vary the bad ones
 				bv[0] = fmt.Sprintf("%s%d", b.value, nextBad)[len(fmt.Sprint(nextBad)):]
 			}
-			insert(bv)
-			db.Skipped[b.reason]++
+			if insert(bv) {
+				db.Skipped[b.reason]++
+			}
 		}
 		if k%200 == 150 && len(db.Ops) > 10 {
-			// The id of an earlier operation, written in another form.
+			// The id of an earlier operation, written in another form, and
+			// made later: it comes after the first in the order of either
+			// source (rowid, or created_at on PostgreSQL).
 			dv, _ := valid(k)
-			dv[0] = strings.ToUpper(strings.ReplaceAll(db.Ops[len(db.Ops)-1-rng.IntN(10)].ID.String(), "-", ""))
-			insert(dv)
-			db.Skipped[importer.ReasonDuplicateID]++
-			dups++
+			first := db.Ops[len(db.Ops)-1-rng.IntN(10)]
+			dv[0] = strings.ToUpper(strings.ReplaceAll(first.ID.String(), "-", ""))
+			dv[11] = first.CreatedAt.Add(time.Millisecond).Format(SQLAlchemyTime)
+			if insert(dv) {
+				db.Skipped[importer.ReasonDuplicateID]++
+			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
 	}
 	if nextBad < len(bads) {
 		t.Fatalf("only %d of %d bad kinds written: raise n", nextBad, len(bads))
