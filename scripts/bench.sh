@@ -7,7 +7,7 @@
 # its same-run reference (a bare net/http handler; InfluxDB's own
 # line-protocol writes; PostgreSQL's COPY into a plain table; plain SQL over
 # the raw rows of the embedded store and of PostgreSQL), and the memory of
-# influxd and of the PostgreSQL server for scale. It takes about 8 to 12
+# influxd and of the PostgreSQL server for scale. It takes about 6 to 10
 # minutes on a 2-core machine.
 #
 # Usage: scripts/bench.sh [omnimemory-load bench flags]
