@@ -2,14 +2,22 @@
 # bench.sh runs the whole benchmark of issue "Performance" on this machine and
 # prints its Markdown table: single-operation and batch ingest, aggregate
 # query latency at 2,000,000 operations and the service's peak memory, on the
-# embedded store and on a real InfluxDB 1.8.3, each beside its reference (a
-# bare net/http handler, InfluxDB's own line-protocol writes, plain SQL over
-# the raw rows). It takes about 5 to 8 minutes on a 2-core machine.
+# embedded store, on a real InfluxDB 1.8.3 and on a real PostgreSQL 15
+# (durable settings: fsync, full-page writes, synchronous commit), each beside
+# its same-run reference (a bare net/http handler; InfluxDB's own
+# line-protocol writes; PostgreSQL's COPY into a plain table; plain SQL over
+# the raw rows of the embedded store and of PostgreSQL), and the memory of
+# influxd and of the PostgreSQL server for scale. It takes about 6 to 10
+# minutes on a 2-core machine.
 #
 # Usage: scripts/bench.sh [omnimemory-load bench flags]
 #   scripts/bench.sh --json bench.json          also write the results as JSON
 #   scripts/bench.sh --ops 200000 --duration 5s a quicker run
 #   scripts/bench.sh --stores sqlite            the embedded store only
+#   BENCH_DOC= scripts/bench.sh --stores postgresql
+#                                               PostgreSQL only, a trial run
+#                                               that leaves the published
+#                                               table alone
 #
 # The table goes to stdout, progress bars and logs to stderr. After a
 # successful run the table also replaces the results in docs/benchmarks.md,
@@ -23,7 +31,8 @@ cd "$ROOT"
 
 doc="${BENCH_DOC-docs/benchmarks.md}"
 
-# influxd 1.8.3 for the InfluxDB rows (built once into .tools/bin).
+# influxd 1.8.3 for the InfluxDB rows (built once into .tools/bin), Debian's
+# PostgreSQL 15 server for the PostgreSQL rows.
 scripts/provision.sh >&2
 
 out="$(mktemp)"

@@ -14,8 +14,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
@@ -58,7 +61,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.DurationVar(&c.QueryBudget, "query-budget", 10*time.Second, "time bound per range and endpoint of the query phase (slow stores are capped)")
 	fs.DurationVar(&c.QueryTimeout, "query-timeout", 30*time.Second, "time bound of one query request (the service's own InfluxDB query timeout is 30s)")
 	fs.DurationVar(&c.RawBudget, "raw-budget", 5*time.Second, "time bound per window of the raw-SQL reference")
-	fs.StringVar(&stores, "stores", "sqlite,influxdb", "stores to benchmark: sqlite, influxdb or both")
+	fs.StringVar(&stores, "stores", "sqlite,influxdb,postgresql", "stores to benchmark, comma-separated: sqlite, influxdb, postgresql")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the generated operations")
 	fs.BoolVar(&c.Scatter, "scatter", false, "batch phase: spread every batch over the whole 30 days (the worst case for the stores' time indexes) instead of sending the 30 days in time order, oldest first, as live traffic and an import do")
 	fs.StringVar(&c.JSONPath, "json", "", "also write the results as JSON to this file")
@@ -71,12 +74,14 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 		return c, usagef("unexpected argument %q", fs.Arg(0))
 	}
 	for _, s := range strings.Split(stores, ",") {
-		switch s = strings.TrimSpace(s); s {
-		case "sqlite", "influxdb":
-			c.Stores = append(c.Stores, s)
-		case "":
+		switch s = strings.TrimSpace(s); {
+		case s == "":
+		case slices.ContainsFunc(storeKinds, func(k storeKind) bool { return k.name == s }):
+			if !slices.Contains(c.Stores, s) {
+				c.Stores = append(c.Stores, s)
+			}
 		default:
-			return c, usagef("--stores: unknown store %q (sqlite, influxdb)", s)
+			return c, usagef("--stores: unknown store %q (sqlite, influxdb, postgresql)", s)
 		}
 	}
 	switch {
@@ -167,12 +172,16 @@ type storeResult struct {
 	Batch        *ingestResult `json:"batch,omitempty"`
 	Visible      int64         `json:"visible_operations"` // total_operations of api-savings?time_range=all after seeding
 	DrainSeconds float64       `json:"drain_seconds"`      // until every acknowledged operation was queryable
-	LineProtocol *ingestResult `json:"line_protocol,omitempty"`
-	Queries      []queryResult `json:"queries,omitempty"`
-	Raw          []rawResult   `json:"raw_sql,omitempty"`
-	RSS          rssResult     `json:"rss"`
-	InfluxdKB    int64         `json:"influxd_max_rss_kb,omitempty"`
-	Error        string        `json:"error,omitempty"`
+	// BatchReference is the same operations written without the service
+	// (InfluxDB's line protocol, PostgreSQL's COPY).
+	BatchReference *ingestResult `json:"batch_reference,omitempty"`
+	Queries        []queryResult `json:"queries,omitempty"`
+	Raw            []rawResult   `json:"raw_sql,omitempty"`
+	RSS            rssResult     `json:"rss"`
+	// ServerKB is the database server's peak memory: influxd's VmRSS, the
+	// Pss of all PostgreSQL's processes.
+	ServerKB int64  `json:"server_max_kb,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // benchResults is the whole run (the --json output).
@@ -321,9 +330,147 @@ func serviceVersion(bin string) string {
 	return v
 }
 
+// storeKind names a store and its rows in the table.
+type storeKind struct {
+	name  string // as --stores and OMNIMEMORY_DB_TYPE write it
+	label string // the store column of its rows
+	// rateTargets: the single-operation and batch rates are held to the
+	// targets (the embedded store's, and PostgreSQL's, the production
+	// store's).
+	rateTargets bool
+	reference   string // the store column of its same-run batch reference ("": none)
+	refShort    string // the same in "x % of ..."
+	server      string // the store column of its database server's memory ("": none)
+	serverFig   string // the figure column of that row
+}
+
+// storeKinds is every store the bench runs, in the order of its rows.
+var storeKinds = []storeKind{
+	{name: "sqlite", label: "embedded", rateTargets: true},
+	{name: "influxdb", label: "InfluxDB", reference: "InfluxDB line protocol", refShort: "line protocol",
+		server: "influxd", serverFig: "influxd VmRSS peak (not the service)"},
+	{name: "postgresql", label: "PostgreSQL", rateTargets: true, reference: "PostgreSQL COPY", refShort: "COPY",
+		server: "PostgreSQL server", serverFig: "server peak, Pss summed over its processes (not the service)"},
+}
+
+func kindOf(store string) storeKind {
+	for _, k := range storeKinds {
+		if k.name == store {
+			return k
+		}
+	}
+	return storeKind{name: store, label: store}
+}
+
+func storeLabel(store string) string { return kindOf(store).label }
+
+// database is what the service of one store runs on (nothing for the
+// embedded store, influxd or PostgreSQL started beside it), and every phase
+// that differs between the stores.
+type database struct {
+	settings []string // the service's environment
+	// memory samples the server's memory (nil: no server).
+	memory func() *rssSampler
+	// stored waits until the database itself holds want operations and
+	// answers its count (nil: the service's all-time answer counts them).
+	stored func(ctx context.Context, want int64) (int64, error)
+	// reference answers the sender of the same-run batch reference, which
+	// writes the same operations without the service, and a cleanup (nil:
+	// no reference).
+	reference func(ctx context.Context, g *generator, sizeOf func(seq int64) int) (sendFunc, func(), error)
+	// raw opens the service's database for the plain SQL over the raw rows
+	// (nil: no such reference).
+	raw  func() (*rawDB, error)
+	stop func()
+}
+
+// startDatabase starts the database of store, with its data under sdir.
+func startDatabase(ctx context.Context, cfg benchConfig, store, sdir string, step func(string, ...any)) (*database, error) {
+	switch store {
+	case "influxdb":
+		step("starting influxd 1.8.3")
+		infl, err := startInfluxd(ctx, sdir)
+		if err != nil {
+			return nil, err
+		}
+		db := &database{
+			settings: []string{"OMNIMEMORY_DB_TYPE=influxdb", "INFLUXDB_URL=" + infl.URL,
+				"INFLUXDB_BUCKET=omnimemory/autogen", "OMNIMEMORY_OUTBOX_DIR=" + filepath.Join(sdir, "outbox")},
+			memory: func() *rssSampler { return sampleRSS(infl.pid(), 100*time.Millisecond) },
+			// Counted in influxd itself: the service's all-time answer may
+			// take longer than the outbox's drain.
+			stored: func(ctx context.Context, want int64) (int64, error) {
+				return waitInfluxCount(ctx, infl, "omnimemory", want, 5*time.Minute)
+			},
+			reference: func(_ context.Context, g *generator, sizeOf func(int64) int) (sendFunc, func(), error) {
+				buildLP := func(b []byte, seq int64, n int) []byte { return g.appendBatchLines(b, cfg.Seed, seq, n) }
+				lc := newClient(cfg.BatchConnections, 2*time.Minute)
+				return batchSender(lc, infl.URL+"/api/v2/write?bucket=lineprotocol/autogen&precision=ns", "text/plain; charset=utf-8", http.StatusNoContent, sizeOf, buildLP),
+					lc.CloseIdleConnections, nil
+			},
+			stop: func() { infl.stop(15 * time.Second) },
+		}
+		for _, name := range []string{"omnimemory", "lineprotocol"} {
+			if err := infl.createDatabase(ctx, name); err != nil {
+				db.stop()
+				return nil, err
+			}
+		}
+		return db, nil
+	case "postgresql":
+		step("starting PostgreSQL 15 (%s)", strings.Join(postgresSettings, ", "))
+		pg, err := startPostgres(ctx, sdir)
+		if err != nil {
+			return nil, err
+		}
+		db := &database{
+			settings: []string{"OMNIMEMORY_DB_TYPE=postgresql", "DATABASE_URL=" + pg.URL("omnimemory")},
+			// Pss, not VmRSS: its processes share the shared buffers.
+			memory: func() *rssSampler { return sampleTreePSS(pg.Child.pid(), 500*time.Millisecond) },
+			reference: func(ctx context.Context, g *generator, sizeOf func(int64) int) (sendFunc, func(), error) {
+				conns := make([]*pgx.Conn, cfg.BatchConnections)
+				closeAll := func() {
+					for _, c := range conns {
+						if c != nil {
+							c.Close(context.Background())
+						}
+					}
+				}
+				for i := range conns {
+					c, err := pgx.Connect(ctx, pg.URL("copyref"))
+					if err != nil {
+						closeAll()
+						return nil, nil, err
+					}
+					conns[i] = c
+				}
+				return copySender(conns, g, cfg.Seed, sizeOf), closeAll, nil
+			},
+			raw:  func() (*rawDB, error) { return openRawPostgres(pg.URL("omnimemory")) },
+			stop: func() { pg.stop(15 * time.Second) },
+		}
+		if err := pg.exec(ctx, "postgres", "CREATE DATABASE omnimemory", "CREATE DATABASE copyref"); err == nil {
+			err = pg.exec(ctx, "copyref", copyTable)
+		}
+		if err != nil {
+			db.stop()
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		return db, nil
+	default:
+		path := filepath.Join(sdir, "metrics.db")
+		return &database{
+			settings: []string{"OMNIMEMORY_DB_TYPE=sqlite", "SQLITE_DB_PATH=" + path},
+			raw:      func() (*rawDB, error) { return openRawSQLite(path) },
+			stop:     func() {},
+		}, nil
+	}
+}
+
 // benchStore runs the phases on one store: single-operation ingest, batch
-// ingest (the seeding of the query phase), InfluxDB's own line-protocol rate
-// (InfluxDB only), queries, and raw SQL (embedded store only).
+// ingest (the seeding of the query phase), the same-run batch reference
+// (InfluxDB's line protocol, PostgreSQL's COPY), queries, and plain SQL over
+// the raw rows (embedded store, PostgreSQL).
 func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	single func(name, base string) ingestResult, progress io.Writer, step func(string, ...any),
 ) (sr storeResult, err error) {
@@ -332,31 +479,20 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	if err := os.MkdirAll(sdir, 0o700); err != nil {
 		return sr, err
 	}
-	label := storeLabel(store)
+	kind := kindOf(store)
+	label := kind.label
 
-	var settings []string
-	var infl *influxServer
-	var influxRSS *rssSampler
-	if store == "influxdb" {
-		step("starting influxd 1.8.3")
-		if infl, err = startInfluxd(ctx, sdir); err != nil {
-			return sr, err
-		}
-		defer infl.stop(15 * time.Second)
-		influxRSS = sampleRSS(infl.pid(), 100*time.Millisecond)
-		defer func() { sr.InfluxdKB = influxRSS.Stop() }()
-		for _, db := range []string{"omnimemory", "lineprotocol"} {
-			if err := infl.createDatabase(ctx, db); err != nil {
-				return sr, err
-			}
-		}
-		settings = []string{"OMNIMEMORY_DB_TYPE=influxdb", "INFLUXDB_URL=" + infl.URL,
-			"INFLUXDB_BUCKET=omnimemory/autogen", "OMNIMEMORY_OUTBOX_DIR=" + filepath.Join(sdir, "outbox")}
-	} else {
-		settings = []string{"OMNIMEMORY_DB_TYPE=sqlite", "SQLITE_DB_PATH=" + filepath.Join(sdir, "metrics.db")}
+	db, err := startDatabase(ctx, cfg, store, sdir, step)
+	if err != nil {
+		return sr, err
+	}
+	defer db.stop()
+	if db.memory != nil {
+		serverMem := db.memory()
+		defer func() { sr.ServerKB = serverMem.Stop() }()
 	}
 	step("starting the service on %s", label)
-	svc, base, err := startService(ctx, bin, sdir, "omnimemory-metrics-"+store, settings...)
+	svc, base, err := startService(ctx, bin, sdir, "omnimemory-metrics-"+store, db.settings...)
 	if err != nil {
 		return sr, err
 	}
@@ -394,13 +530,15 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	}
 	sizeOf := func(seq int64) int { return int(min(int64(cfg.Batch), cfg.Ops-seq*int64(cfg.Batch))) }
 	buildJSON := func(b []byte, seq int64, n int) []byte { return gen.appendBatchJSON(b, cfg.Seed, seq, n) }
+	batches := func(name string, send sendFunc) ingestResult {
+		return runLoad(ctx, loadSpec{
+			name: name, conns: cfg.BatchConnections, maxRequests: nBatches, maxTime: cfg.SeedTimeout,
+			opsPerReq: cfg.Batch, maxErrors: 20, progress: progress, send: send,
+		})
+	}
 	step("batch ingest on %s: %s operations over 30 days, %d per request, %d connections", label, thousands(cfg.Ops), cfg.Batch, cfg.BatchConnections)
 	bc := newClient(cfg.BatchConnections, 2*time.Minute)
-	bt := runLoad(ctx, loadSpec{
-		name: label + " batches", conns: cfg.BatchConnections, maxRequests: nBatches, maxTime: cfg.SeedTimeout,
-		opsPerReq: cfg.Batch, maxErrors: 20, progress: progress,
-		send: batchSender(bc, base+"/track/tool-operations", "application/json", http.StatusOK, sizeOf, buildJSON),
-	})
+	bt := batches(label+" batches", batchSender(bc, base+"/track/tool-operations", "application/json", http.StatusOK, sizeOf, buildJSON))
 	bc.CloseIdleConnections()
 	sr.Batch = &bt
 	if err := ctx.Err(); err != nil {
@@ -410,10 +548,8 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	// (InfluxDB: the outbox may still hold some).
 	want := s.Operations + bt.Operations
 	drainStart := time.Now()
-	if infl != nil {
-		// Counted in influxd itself: the service's all-time answer may take
-		// longer than the drain.
-		sr.Visible, err = waitInfluxCount(ctx, infl, "omnimemory", want, 5*time.Minute)
+	if db.stored != nil {
+		sr.Visible, err = db.stored(ctx, want)
 	} else {
 		sr.Visible, err = waitVisible(ctx, base, want, 5*time.Minute)
 	}
@@ -423,17 +559,15 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	}
 	sr.RSS.BatchKB = rss.Mark()
 
-	if infl != nil {
-		step("InfluxDB's own line-protocol writes of the same points (%d per request, %d connections)", cfg.Batch, cfg.BatchConnections)
-		buildLP := func(b []byte, seq int64, n int) []byte { return gen.appendBatchLines(b, cfg.Seed, seq, n) }
-		lc := newClient(cfg.BatchConnections, 2*time.Minute)
-		lp := runLoad(ctx, loadSpec{
-			name: "line protocol", conns: cfg.BatchConnections, maxRequests: nBatches, maxTime: cfg.SeedTimeout,
-			opsPerReq: cfg.Batch, maxErrors: 20, progress: progress,
-			send: batchSender(lc, infl.URL+"/api/v2/write?bucket=lineprotocol/autogen&precision=ns", "text/plain; charset=utf-8", http.StatusNoContent, sizeOf, buildLP),
-		})
-		lc.CloseIdleConnections()
-		sr.LineProtocol = &lp
+	if db.reference != nil {
+		step("%s: the same operations without the service (%d per request, %d connections)", kind.reference, cfg.Batch, cfg.BatchConnections)
+		send, done, err := db.reference(ctx, gen, sizeOf)
+		if err != nil {
+			return fail(err)
+		}
+		ref := batches(kind.reference, send)
+		done()
+		sr.BatchReference = &ref
 		rss.Mark() // the service was idle meanwhile
 		if err := ctx.Err(); err != nil {
 			return fail(err)
@@ -447,21 +581,17 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	if err != nil {
 		return fail(err)
 	}
-	if store == "sqlite" {
-		step("plain SQL over the raw rows (read-only), at most %s per window", cfg.RawBudget)
-		sr.Raw, err = runRawSQL(ctx, filepath.Join(sdir, "metrics.db"), querySpec{requests: cfg.Requests, budget: cfg.RawBudget, progress: progress, label: "raw SQL"})
+	if db.raw != nil {
+		step("plain SQL over the raw rows of %s (read-only), at most %s per window", label, cfg.RawBudget)
+		r, err := db.raw()
+		if err == nil {
+			sr.Raw, err = runRawSQL(ctx, r, querySpec{requests: cfg.Requests, budget: cfg.RawBudget, progress: progress, label: "raw SQL"})
+		}
 		if err != nil {
 			return fail(err)
 		}
 	}
 	return sr, nil
-}
-
-func storeLabel(store string) string {
-	if store == "influxdb" {
-		return "InfluxDB"
-	}
-	return "embedded"
 }
 
 // waitInfluxCount polls InfluxQL's count of operation points in db

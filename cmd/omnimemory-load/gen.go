@@ -245,11 +245,20 @@ func (o *op) appendLine(b []byte, id string, offsetNs int64) []byte {
 // appendBatchLines appends the line protocol of the same n operations as
 // appendBatchJSON(seed, i, n), each with a fresh id.
 func (g *generator) appendBatchLines(b []byte, seed uint64, i int64, n int) []byte {
+	g.eachBatchOp(seed, i, n, func(k int, o *op, id string) {
+		b = o.appendLine(b, id, int64(k%1000))
+	})
+	return b
+}
+
+// eachBatchOp calls f with the same n operations as appendBatchJSON(seed,
+// i, n), in order, each with an id of its own: the operations of the
+// references that write them without the service (line protocol, COPY).
+func (g *generator) eachBatchOp(seed uint64, i int64, n int, f func(k int, o *op, id string)) {
 	r := batchRand(seed, i)
 	ids := rand.New(rand.NewPCG(seed, uint64(i)^0xfeed))
 	for k := range n {
 		o := g.next(r, i)
-		b = o.appendLine(b, uuidString(ids), int64(k%1000))
+		f(k, &o, uuidString(ids))
 	}
-	return b
 }

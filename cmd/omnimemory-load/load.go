@@ -137,9 +137,12 @@ type loadSpec struct {
 	maxErrors   int64 // the phase stops after this many failed requests
 	spinner     bool  // bounded by time in practice: a spinner with count and rate, not a bar
 	progress    io.Writer
-	// send sends request seq; it answers the operations it stored.
-	send func(ctx context.Context, worker int, seq int64) (int, error)
+	send        sendFunc
 }
+
+// sendFunc sends request seq of a load phase on the connection of worker;
+// it answers the operations it stored.
+type sendFunc func(ctx context.Context, worker int, seq int64) (int, error)
 
 // runLoad runs one phase with a progress bar (operations done; a spinner
 // when the phase is bounded by time rather than count).
@@ -254,7 +257,7 @@ func newBarUnit(w io.Writer, max int64, desc, unit string) *progressbar.Progress
 }
 
 // singleSender posts one operation per request, cycling through bodies.
-func singleSender(c *http.Client, base string, bodies [][]byte) func(context.Context, int, int64) (int, error) {
+func singleSender(c *http.Client, base string, bodies [][]byte) sendFunc {
 	url := base + "/track/tool-operation"
 	return func(ctx context.Context, _ int, seq int64) (int, error) {
 		b, err := do(ctx, c, http.MethodPost, url, "application/json", bodies[seq%int64(len(bodies))], http.StatusOK)
@@ -284,7 +287,7 @@ func singleBodies(seed uint64, n int) [][]byte {
 // batchSender posts batch seq (of sizeOf(seq) operations) to url, built by
 // build; a 503 (the service sheds load) is retried after its Retry-After,
 // at most 20 times.
-func batchSender(c *http.Client, url, ctype string, want int, sizeOf func(seq int64) int, build func(b []byte, seq int64, n int) []byte) func(context.Context, int, int64) (int, error) {
+func batchSender(c *http.Client, url, ctype string, want int, sizeOf func(seq int64) int, build func(b []byte, seq int64, n int) []byte) sendFunc {
 	var pool sync.Pool
 	return func(ctx context.Context, _ int, seq int64) (int, error) {
 		bp, _ := pool.Get().(*[]byte)

@@ -1,11 +1,13 @@
 // Command omnimemory-load drives load against omnimemory-metrics and
 // measures it. Subcommands:
 //
-//	bench   build the service, start it on the embedded store and on a real
-//	        InfluxDB 1.8.3, run every phase (single-operation ingest, batch
-//	        ingest, aggregate queries) beside its reference (a bare net/http
-//	        handler, InfluxDB's own line-protocol writes, plain SQL over the
-//	        raw rows), sample the service's memory, and print a Markdown table
+//	bench   build the service, start it on the embedded store, on a real
+//	        InfluxDB 1.8.3 and on a real PostgreSQL 15, run every phase
+//	        (single-operation ingest, batch ingest, aggregate queries) beside
+//	        its reference (a bare net/http handler, InfluxDB's own
+//	        line-protocol writes, PostgreSQL's COPY into a plain table, plain
+//	        SQL over the raw rows), sample the memory of the service and of
+//	        its database server, and print a Markdown table
 //	ingest  POST operations to a running service and summarise the rate
 //	query   GET every range of both aggregate endpoints of a running service
 //

@@ -34,6 +34,12 @@ var children struct {
 
 // startChild starts bin with args and env; its output goes to logPath.
 func startChild(name, bin string, args, env []string, dir, logPath string) (*child, error) {
+	return startChildAs(nil, name, bin, args, env, dir, logPath)
+}
+
+// startChildAs is startChild running the child as the user and group of
+// cred (nil: as this process), for a server that refuses root.
+func startChildAs(cred *syscall.Credential, name, bin string, args, env []string, dir, logPath string) (*child, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -43,7 +49,7 @@ func startChild(name, bin string, args, env []string, dir, logPath string) (*chi
 	cmd.Env = env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -186,13 +192,15 @@ func buildService(ctx context.Context, root, dir string) (string, error) {
 	return out, nil
 }
 
-// cleanEnv answers the environment without any setting of the service, so
-// that only what the bench sets applies.
+// cleanEnv answers the environment without any setting of the service (nor
+// libpq's PG variables, which pgx and PostgreSQL's programs read), so that
+// only what the bench sets applies.
 func cleanEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "OMNIMEMORY_") || strings.HasPrefix(k, "INFLUXDB_") || strings.HasPrefix(k, "SQLITE_") || strings.HasPrefix(k, "OTEL_") {
+		if strings.HasPrefix(k, "OMNIMEMORY_") || strings.HasPrefix(k, "INFLUXDB_") || strings.HasPrefix(k, "SQLITE_") || strings.HasPrefix(k, "OTEL_") ||
+			k == "DATABASE_URL" || strings.HasPrefix(k, "PG") {
 			continue
 		}
 		env = append(env, kv)

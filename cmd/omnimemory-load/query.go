@@ -12,7 +12,8 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // the driver the service's embedded store uses
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql over pgx, the driver of the PostgreSQL store
+	_ "modernc.org/sqlite"             // the driver the service's embedded store uses
 )
 
 // queryCase is one range of one aggregate endpoint.
@@ -133,22 +134,49 @@ type rawResult struct {
 	Capped  bool         `json:"capped"`
 }
 
-// rawSQL is the aggregate a store without rollups runs: every raw row of the
-// window, grouped.
-const rawSQL = `SELECT tool_name, operation_mode, count(*), sum(tokens_original), sum(tokens_actual),
-	sum(tokens_prevented), sum(response_time_ms)
-FROM tool_operations WHERE created_at BETWEEN ? AND ? GROUP BY tool_name, operation_mode`
+// rawDB is a store's database opened read-only for the plain SQL over the
+// raw rows: the aggregate a store without rollups runs.
+type rawDB struct {
+	db    *sql.DB
+	query string          // rawSQL in the driver's placeholders
+	bound func(int64) any // a window's bound (unix microseconds) as the driver takes it
+}
 
-// runRawSQL opens the service's SQLite file read-only and times rawSQL over
-// the windows of the query cases (1h, 24h, 7d, 30d, all).
-func runRawSQL(ctx context.Context, path string, s querySpec) ([]rawResult, error) {
+// rawSQL is the aggregate over every raw row of a window, grouped; lo and hi
+// are the placeholders of the window's bounds.
+func rawSQL(lo, hi string) string {
+	return `SELECT tool_name, operation_mode, count(*), sum(tokens_original), sum(tokens_actual),
+	sum(tokens_prevented), sum(response_time_ms)
+FROM tool_operations WHERE created_at BETWEEN ` + lo + ` AND ` + hi + ` GROUP BY tool_name, operation_mode`
+}
+
+// openRawSQLite opens the service's SQLite file read-only (modernc.org/sqlite,
+// the service's reader cache size); created_at is unix microseconds there.
+func openRawSQLite(path string) (*rawDB, error) {
 	u := url.URL{Path: filepath.ToSlash(path)}
 	db, err := sql.Open("sqlite", "file:"+u.EscapedPath()+"?mode=ro&_pragma=busy_timeout(5000)&_pragma=cache_size(-16384)&_pragma=query_only(1)")
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
+	return &rawDB{db: db, query: rawSQL("?", "?"), bound: func(us int64) any { return us }}, nil
+}
+
+// openRawPostgres opens the service's PostgreSQL database (pgx through
+// database/sql) in read-only transactions; created_at is a timestamptz
+// there.
+func openRawPostgres(dbURL string) (*rawDB, error) {
+	db, err := sql.Open("pgx", dbURL+"&default_transaction_read_only=on")
+	if err != nil {
+		return nil, err
+	}
+	return &rawDB{db: db, query: rawSQL("$1", "$2"), bound: func(us int64) any { return time.UnixMicro(us).UTC() }}, nil
+}
+
+// runRawSQL times the raw SQL of r over the windows of the query cases (1h,
+// 24h, 7d, 30d, all), on one connection, and closes r.
+func runRawSQL(ctx context.Context, r *rawDB, s querySpec) ([]rawResult, error) {
+	defer r.db.Close()
+	r.db.SetMaxOpenConns(1)
 	windows := []string{"1h", "24h", "7d", "30d", "all"}
 	bar := newBarUnit(s.progress, int64(len(windows)*s.requests), s.label, "queries")
 	defer func() { _ = bar.Finish(); fmt.Fprintln(s.progress) }()
@@ -170,7 +198,7 @@ func runRawSQL(ctx context.Context, path string, s querySpec) ([]rawResult, erro
 			}
 			qctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			t0 := time.Now()
-			n, err := rawQuery(qctx, db, from, now.UnixMicro())
+			n, err := rawQuery(qctx, r.db, r.query, r.bound(from), r.bound(now.UnixMicro()))
 			d := time.Since(t0)
 			cancel()
 			if err != nil {
@@ -186,10 +214,10 @@ func runRawSQL(ctx context.Context, path string, s querySpec) ([]rawResult, erro
 	return out, nil
 }
 
-// rawQuery runs rawSQL and reads every row as a handler would; it answers
-// the operations counted.
-func rawQuery(ctx context.Context, db *sql.DB, from, to int64) (int64, error) {
-	rows, err := db.QueryContext(ctx, rawSQL, from, to)
+// rawQuery runs query (rawSQL) and reads every row as a handler would; it
+// answers the operations counted.
+func rawQuery(ctx context.Context, db *sql.DB, query string, from, to any) (int64, error) {
+	rows, err := db.QueryContext(ctx, query, from, to)
 	if err != nil {
 		return 0, err
 	}

@@ -10,9 +10,9 @@ import (
 
 // The targets of issue "Performance", point 3.
 const (
-	targetSingleOps     = 10_000  // single operations/s on the embedded store
+	targetSingleOps     = 10_000  // single operations/s on the embedded store and PostgreSQL
 	targetSingleShare   = 50      // % of the bare handler's rate
-	targetBatchOps      = 100_000 // batch operations/s on the embedded store
+	targetBatchOps      = 100_000 // batch operations/s on the embedded store and PostgreSQL
 	targetBatchShare    = 80      // % of InfluxDB's own line-protocol rate
 	targetQueryP95Ms    = 50      // every aggregate's p95
 	targetQueryAtOps    = 2_000_000
@@ -145,7 +145,7 @@ func buildRows(res *benchResults) []row {
 		if bareRate > 0 {
 			r.Reference = pct(sh) + " of bare"
 		}
-		if s.Store == "sqlite" {
+		if kindOf(s.Store).rateTargets {
 			r.Target = "≥ " + thousands(targetSingleOps) + " ops/s; ≥ " + strconv.Itoa(targetSingleShare) + " % of bare"
 			r.Checks = append(r.Checks, newCheck("single-op rate", s.Single.OpsPerSec, targetSingleOps, false, false))
 			if bareRate > 0 {
@@ -157,25 +157,33 @@ func buildRows(res *benchResults) []row {
 	batchFig := fmt.Sprintf("batches of %d, %d conns: ops/s", cfg.Batch, cfg.BatchConnections)
 	var lpRate float64
 	for _, s := range res.Stores {
-		if s.LineProtocol != nil {
-			lpRate = s.LineProtocol.OpsPerSec
-			add(row{Phase: "b) batch", Store: "InfluxDB line protocol", Figure: batchFig, Value: ingestValue(s.LineProtocol, false), Result: resultReference})
+		if s.BatchReference != nil {
+			if s.Store == "influxdb" {
+				lpRate = s.BatchReference.OpsPerSec
+			}
+			add(row{Phase: "b) batch", Store: kindOf(s.Store).reference, Figure: batchFig, Value: ingestValue(s.BatchReference, false), Result: resultReference})
 		}
 	}
 	for _, s := range res.Stores {
 		if s.Batch == nil {
 			continue
 		}
-		r := row{Phase: "b) batch", Store: storeLabel(s.Store), Figure: batchFig, Value: ingestValue(s.Batch, false)}
+		kind := kindOf(s.Store)
+		r := row{Phase: "b) batch", Store: kind.label, Figure: batchFig, Value: ingestValue(s.Batch, false)}
+		var refs []string
+		if s.BatchReference != nil && s.Store != "influxdb" { // InfluxDB's own is the line protocol below
+			refs = append(refs, pct(share(s.Batch.OpsPerSec, s.BatchReference.OpsPerSec))+" of "+kind.refShort)
+		}
 		sh := share(s.Batch.OpsPerSec, lpRate)
 		if lpRate > 0 {
-			r.Reference = pct(sh) + " of line protocol"
+			refs = append(refs, pct(sh)+" of line protocol")
 		}
+		r.Reference = strings.Join(refs, "; ")
 		if s.Store == "influxdb" && s.DrainSeconds >= 1 {
 			r.Value += "; queryable " + strconv.FormatFloat(s.DrainSeconds, 'f', 0, 64) + " s later"
 		}
 		var targets []string
-		if s.Store == "sqlite" {
+		if kind.rateTargets {
 			targets = append(targets, "≥ "+thousands(targetBatchOps)+" ops/s")
 			r.Checks = append(r.Checks, newCheck("batch rate", s.Batch.OpsPerSec, targetBatchOps, false, false))
 		}
@@ -231,8 +239,8 @@ func buildRows(res *benchResults) []row {
 			Target: "≤ " + strconv.Itoa(targetRSSMB) + " MB"}
 		r.Checks = append(r.Checks, newCheck("service peak RSS (MB)", float64(peak)/kbPerMB, targetRSSMB, true, false))
 		add(r)
-		if s.InfluxdKB > 0 {
-			add(row{Phase: "d) memory", Store: "influxd", Figure: "influxd VmRSS peak (not the service)", Value: fmtMB(s.InfluxdKB), Result: resultReference})
+		if k := kindOf(s.Store); s.ServerKB > 0 {
+			add(row{Phase: "d) memory", Store: k.server, Figure: k.serverFig, Value: fmtMB(s.ServerKB), Result: resultReference})
 		}
 	}
 	return rows

@@ -56,21 +56,33 @@ func readStatusKB(pid int, key string) (int64, error) {
 	return v, nil
 }
 
-// rssSampler samples a process's VmRSS every interval and keeps the maximum
-// since the last Mark.
+// rssSampler samples a memory figure (kB) every interval and keeps the
+// maximum since the last Mark: one process's VmRSS (sampleRSS), or the
+// proportional set size of a whole tree of processes (sampleTreePSS).
 type rssSampler struct {
-	pid  int
+	read func() (int64, error)
 	stop chan struct{}
 	done chan struct{}
 
 	mu      sync.Mutex
-	phase   int64 // max VmRSS (kB) since the last Mark
+	phase   int64 // max (kB) since the last Mark
 	overall int64
 }
 
-// sampleRSS starts sampling pid until Stop.
+// sampleRSS samples pid's VmRSS until Stop.
 func sampleRSS(pid int, interval time.Duration) *rssSampler {
-	s := &rssSampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
+	return sampleMemory(func() (int64, error) { return readStatusKB(pid, "VmRSS") }, interval)
+}
+
+// sampleTreePSS samples the summed Pss of pid and all its descendants
+// (treePSSKB) until Stop: the memory of a server made of many processes
+// sharing memory, such as PostgreSQL's, counted once.
+func sampleTreePSS(pid int, interval time.Duration) *rssSampler {
+	return sampleMemory(func() (int64, error) { return treePSSKB(pid) }, interval)
+}
+
+func sampleMemory(read func() (int64, error), interval time.Duration) *rssSampler {
+	s := &rssSampler{read: read, stop: make(chan struct{}), done: make(chan struct{})}
 	s.sample()
 	go func() {
 		defer close(s.done)
@@ -89,7 +101,7 @@ func sampleRSS(pid int, interval time.Duration) *rssSampler {
 }
 
 func (s *rssSampler) sample() {
-	v, err := readStatusKB(s.pid, "VmRSS")
+	v, err := s.read()
 	if err != nil {
 		return // the process is gone or going: keep what was seen
 	}
@@ -99,7 +111,88 @@ func (s *rssSampler) sample() {
 	s.mu.Unlock()
 }
 
-// Mark answers the largest VmRSS (kB) seen since the previous Mark (or the
+// treePSSKB answers the sum of the Pss (kB, /proc/<pid>/smaps_rollup) of
+// pid and of every process descending from it. Pss shares each page among
+// the processes mapping it, so memory shared by them all (PostgreSQL's
+// shared buffers) counts once, unlike a sum of VmRSS.
+func treePSSKB(pid int) (int64, error) {
+	parents, err := parentPIDs()
+	if err != nil {
+		return 0, err
+	}
+	total, err := pssKB(pid)
+	if err != nil {
+		return 0, err
+	}
+	for p := range parents {
+		if p != pid && descendsFrom(parents, p, pid) {
+			if v, err := pssKB(p); err == nil { // a process may end meanwhile
+				total += v
+			}
+		}
+	}
+	return total, nil
+}
+
+// pssKB reads the Pss line of /proc/<pid>/smaps_rollup.
+func pssKB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	v, ok := statusKB(string(b), "Pss")
+	if !ok {
+		return 0, fmt.Errorf("/proc/%d/smaps_rollup: no Pss", pid)
+	}
+	return v, nil
+}
+
+// parentPIDs answers the parent of every process in /proc.
+func parentPIDs() (map[int]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]int, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := strings.LastIndex(string(b), ") ")
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(string(b)[i+2:]); len(f) > 1 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				out[pid] = ppid
+			}
+		}
+	}
+	return out, nil
+}
+
+// descendsFrom reports whether p's chain of parents reaches root.
+func descendsFrom(parents map[int]int, p, root int) bool {
+	for range 64 { // deeper trees than this are no server's
+		pp, ok := parents[p]
+		if !ok || pp <= 1 {
+			return false
+		}
+		if pp == root {
+			return true
+		}
+		p = pp
+	}
+	return false
+}
+
+// Mark answers the largest figure (kB) seen since the previous Mark (or the
 // start) and starts a new phase.
 func (s *rssSampler) Mark() int64 {
 	s.sample()
@@ -110,7 +203,7 @@ func (s *rssSampler) Mark() int64 {
 	return v
 }
 
-// Stop ends sampling and answers the largest VmRSS seen overall.
+// Stop ends sampling and answers the largest figure (kB) seen overall.
 func (s *rssSampler) Stop() int64 {
 	select {
 	case <-s.stop:

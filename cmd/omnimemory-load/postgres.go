@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
+)
+
+// postgresSettings are the server settings of the bench's PostgreSQL, for a
+// small machine: durability as in production (fsync, full-page writes and
+// synchronous commit on: a 200 means the operation survives a crash, as on
+// the embedded store), 256 MB of shared buffers (less than 2,000,000
+// operations and their indexes take: the rest is in the kernel's page
+// cache, as the embedded store's file is), and WAL room for the whole batch
+// phase, so that no checkpoint forced by WAL volume lands in it.
+var postgresSettings = []string{
+	"fsync=on", "full_page_writes=on", "synchronous_commit=on",
+	"shared_buffers=256MB", "max_wal_size=4GB",
+}
+
+// pgServer is a PostgreSQL 15 this tool started on a throwaway cluster:
+// loopback TCP only, user postgres without password, the settings of
+// postgresSettings.
+type pgServer struct {
+	Port    int
+	Child   *child
+	cluster *realtools.Postgres
+}
+
+// startPostgres makes a cluster with realtools.StartPostgres (initdb in a
+// temporary folder, as user postgres when this runs as root) and serves it
+// with postgresSettings. realtools starts its server for tests, with fsync
+// and full-page writes off and no way to change that; the bench stops that
+// server and starts its own on the same cluster, as this tool's child (its
+// pid is then known, for its memory).
+func startPostgres(ctx context.Context, logDir string) (*pgServer, error) {
+	bin, err := realtools.FindPostgres()
+	var cluster *realtools.Postgres
+	if err == nil {
+		cluster, err = realtools.StartPostgres(ctx)
+	}
+	if errors.Is(err, realtools.ErrMissing) {
+		return nil, fmt.Errorf("%w (run scripts/provision.sh, or bench without --stores postgresql)", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &pgServer{cluster: cluster}
+	if err := s.restart(ctx, bin, logDir); err != nil {
+		s.stop(time.Second)
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return s, nil
+}
+
+func (s *pgServer) restart(ctx context.Context, bin, logDir string) error {
+	var data string
+	if err := s.query(ctx, s.cluster.URL("postgres")+"?sslmode=disable", func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, "SHOW data_directory").Scan(&data)
+	}); err != nil {
+		return err
+	}
+	if err := s.cluster.Stop(); err != nil {
+		return err
+	}
+	fi, err := os.Stat(data)
+	if err != nil {
+		return err
+	}
+	var cred *syscall.Credential
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid} // the cluster's owner: postgres refuses root
+	}
+	if s.Port, err = freePort(); err != nil {
+		return err
+	}
+	args := []string{"-D", data, "-p", strconv.Itoa(s.Port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "log_min_messages=warning"}
+	for _, kv := range postgresSettings {
+		args = append(args, "-c", kv)
+	}
+	s.Child, err = startChildAs(cred, "postgres", filepath.Join(bin, "postgres"), args, cleanEnv("LC_ALL=C"), data, filepath.Join(logDir, "postgres.log"))
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := s.query(ctx, s.URL("postgres"), func(c *pgx.Conn) error { return c.Ping(ctx) })
+		switch {
+		case err == nil:
+			return nil
+		case s.Child.exited():
+			return fmt.Errorf("exited during start: %s", s.Child.logTail())
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case time.Now().After(deadline):
+			return fmt.Errorf("no answer within 60s (%v): %s", err, s.Child.logTail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// URL answers the URL of database name, as the service's DATABASE_URL.
+func (s *pgServer) URL(name string) string {
+	return fmt.Sprintf("postgresql://postgres@127.0.0.1:%d/%s?sslmode=disable", s.Port, name)
+}
+
+// query runs f on a connection of its own to url.
+func (s *pgServer) query(ctx context.Context, url string, f func(*pgx.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	return f(c)
+}
+
+// exec runs statements on database db, one after the other.
+func (s *pgServer) exec(ctx context.Context, db string, statements ...string) error {
+	return s.query(ctx, s.URL(db), func(c *pgx.Conn) error {
+		for _, q := range statements {
+			if _, err := c.Exec(ctx, q); err != nil {
+				return fmt.Errorf("%.60s: %w", q, err)
+			}
+		}
+		return nil
+	})
+}
+
+// stop shuts the server down fast (SIGINT: running statements are cancelled,
+// a checkpoint is written) and removes the cluster.
+func (s *pgServer) stop(grace time.Duration) {
+	if s.Child != nil && !s.Child.exited() {
+		_ = syscall.Kill(s.Child.pid(), syscall.SIGINT)
+		select {
+		case <-s.Child.done:
+		case <-time.After(grace):
+		}
+		s.Child.stop(5 * time.Second)
+	}
+	_ = s.cluster.Close()
+}
+
+// copyTable is the same-run ceiling of the batch phase on PostgreSQL: a
+// plain table of the operations' columns, without partitions, indexes,
+// rollups or sessions.
+const copyTable = `CREATE TABLE tool_operations (
+	id uuid NOT NULL, session_id uuid NOT NULL, tool_name text NOT NULL, operation_mode text NOT NULL,
+	parameters text NOT NULL, file_path text, tokens_original bigint NOT NULL, tokens_actual bigint NOT NULL,
+	tokens_prevented bigint NOT NULL, response_time_ms double precision NOT NULL, tool_id text NOT NULL,
+	created_at timestamptz NOT NULL)`
+
+var copyColumns = []string{"id", "session_id", "tool_name", "operation_mode", "parameters", "file_path",
+	"tokens_original", "tokens_actual", "tokens_prevented", "response_time_ms", "tool_id", "created_at"}
+
+// copyRow is o as a row of copyTable.
+func (o *op) copyRow(id string) ([]any, error) {
+	oid, err := uuid.Parse(id)
+	if err != nil {
+		return nil, err
+	}
+	sid, err := uuid.Parse(o.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	var file any
+	if o.FilePath != "" {
+		file = o.FilePath
+	}
+	return []any{oid, sid, o.ToolName, o.Mode, o.Params, file, o.TokensOriginal, o.TokensActual,
+		max(0, o.TokensOriginal-o.TokensActual), o.ResponseTimeMs, o.ToolID, time.UnixMicro(o.CreatedAt).UTC()}, nil
+}
+
+// copySender writes batch seq (sizeOf(seq) operations, the same as the
+// service's batch seq) into copyTable with COPY, one transaction per batch,
+// on worker's own connection of conns.
+func copySender(conns []*pgx.Conn, g *generator, seed uint64, sizeOf func(seq int64) int) sendFunc {
+	return func(ctx context.Context, worker int, seq int64) (int, error) {
+		n := sizeOf(seq)
+		rows := make([][]any, 0, n)
+		var err error
+		g.eachBatchOp(seed, seq, n, func(_ int, o *op, id string) {
+			if err == nil {
+				var r []any
+				r, err = o.copyRow(id)
+				rows = append(rows, r)
+			}
+		})
+		if err != nil {
+			return 0, err
+		}
+		done, err := conns[worker].CopyFrom(ctx, pgx.Identifier{"tool_operations"}, copyColumns, pgx.CopyFromRows(rows))
+		if err == nil && done != int64(n) {
+			err = fmt.Errorf("COPY stored %d of %d rows", done, n)
+		}
+		return n, err
+	}
+}
