@@ -419,14 +419,14 @@ func startDatabase(ctx context.Context, cfg benchConfig, store, sdir string, ste
 		return db, nil
 	case "postgresql":
 		step("starting PostgreSQL 15 (%s)", strings.Join(postgresSettings, ", "))
-		pg, err := startPostgres(ctx, sdir)
+		pg, err := startPostgres(ctx)
 		if err != nil {
 			return nil, err
 		}
 		db := &database{
 			settings: []string{"OMNIMEMORY_DB_TYPE=postgresql", "DATABASE_URL=" + pg.URL("omnimemory")},
 			// Pss, not VmRSS: its processes share the shared buffers.
-			memory: func() *rssSampler { return sampleTreePSS(pg.Child.pid(), 500*time.Millisecond) },
+			memory: func() *rssSampler { return sampleTreePSS(pg.pid(), 500*time.Millisecond) },
 			reference: func(ctx context.Context, g *generator, sizeOf func(int64) int) (sendFunc, func(), error) {
 				conns := make([]*pgx.Conn, cfg.BatchConnections)
 				closeAll := func() {
@@ -447,7 +447,7 @@ func startDatabase(ctx context.Context, cfg benchConfig, store, sdir string, ste
 				return copySender(conns, g, cfg.Seed, sizeOf), closeAll, nil
 			},
 			raw:  func() (*rawDB, error) { return openRawPostgres(pg.URL("omnimemory")) },
-			stop: func() { pg.stop(15 * time.Second) },
+			stop: pg.stop,
 		}
 		if err := pg.exec(ctx, "postgres", "CREATE DATABASE omnimemory", "CREATE DATABASE copyref"); err == nil {
 			err = pg.exec(ctx, "copyref", copyTable)

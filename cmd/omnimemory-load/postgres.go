@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,91 +24,32 @@ var postgresSettings = []string{
 	"shared_buffers=256MB", "max_wal_size=4GB",
 }
 
-// pgServer is a PostgreSQL 15 this tool started on a throwaway cluster:
-// loopback TCP only, user postgres without password, the settings of
-// postgresSettings.
+// pgServer is a PostgreSQL 15 this tool started on a throwaway cluster
+// (realtools: initdb in a temporary folder, as user postgres when this runs
+// as root): loopback TCP only, user postgres without password, the
+// settings of postgresSettings.
 type pgServer struct {
-	Port    int
-	Child   *child
 	cluster *realtools.Postgres
 }
 
-// startPostgres makes a cluster with realtools.StartPostgres (initdb in a
-// temporary folder, as user postgres when this runs as root) and serves it
-// with postgresSettings. realtools starts its server for tests, with fsync
-// and full-page writes off and no way to change that; the bench stops that
-// server and starts its own on the same cluster, as this tool's child (its
-// pid is then known, for its memory).
-func startPostgres(ctx context.Context, logDir string) (*pgServer, error) {
-	bin, err := realtools.FindPostgres()
-	var cluster *realtools.Postgres
-	if err == nil {
-		cluster, err = realtools.StartPostgres(ctx)
-	}
+// startPostgres starts the bench's server.
+func startPostgres(ctx context.Context) (*pgServer, error) {
+	cluster, err := realtools.StartPostgresWith(ctx, realtools.PostgresOptions{Settings: postgresSettings})
 	if errors.Is(err, realtools.ErrMissing) {
 		return nil, fmt.Errorf("%w (run scripts/provision.sh, or bench without --stores postgresql)", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &pgServer{cluster: cluster}
-	if err := s.restart(ctx, bin, logDir); err != nil {
-		s.stop(time.Second)
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	return s, nil
+	return &pgServer{cluster: cluster}, nil
 }
 
-func (s *pgServer) restart(ctx context.Context, bin, logDir string) error {
-	var data string
-	if err := s.query(ctx, s.cluster.URL("postgres")+"?sslmode=disable", func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, "SHOW data_directory").Scan(&data)
-	}); err != nil {
-		return err
-	}
-	if err := s.cluster.Stop(); err != nil {
-		return err
-	}
-	fi, err := os.Stat(data)
-	if err != nil {
-		return err
-	}
-	var cred *syscall.Credential
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid} // the cluster's owner: postgres refuses root
-	}
-	if s.Port, err = freePort(); err != nil {
-		return err
-	}
-	args := []string{"-D", data, "-p", strconv.Itoa(s.Port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "log_min_messages=warning"}
-	for _, kv := range postgresSettings {
-		args = append(args, "-c", kv)
-	}
-	s.Child, err = startChildAs(cred, "postgres", filepath.Join(bin, "postgres"), args, cleanEnv("LC_ALL=C"), data, filepath.Join(logDir, "postgres.log"))
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := s.query(ctx, s.URL("postgres"), func(c *pgx.Conn) error { return c.Ping(ctx) })
-		switch {
-		case err == nil:
-			return nil
-		case s.Child.exited():
-			return fmt.Errorf("exited during start: %s", s.Child.logTail())
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case time.Now().After(deadline):
-			return fmt.Errorf("no answer within 60s (%v): %s", err, s.Child.logTail())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// pid answers the server's process id (its backends are its children).
+func (s *pgServer) pid() int { return s.cluster.Pid() }
 
 // URL answers the URL of database name, as the service's DATABASE_URL.
 func (s *pgServer) URL(name string) string {
-	return fmt.Sprintf("postgresql://postgres@127.0.0.1:%d/%s?sslmode=disable", s.Port, name)
+	return s.cluster.URL(name) + "?sslmode=disable"
 }
 
 // query runs f on a connection of its own to url.
@@ -139,19 +76,9 @@ func (s *pgServer) exec(ctx context.Context, db string, statements ...string) er
 	})
 }
 
-// stop shuts the server down fast (SIGINT: running statements are cancelled,
-// a checkpoint is written) and removes the cluster.
-func (s *pgServer) stop(grace time.Duration) {
-	if s.Child != nil && !s.Child.exited() {
-		_ = syscall.Kill(s.Child.pid(), syscall.SIGINT)
-		select {
-		case <-s.Child.done:
-		case <-time.After(grace):
-		}
-		s.Child.stop(5 * time.Second)
-	}
-	_ = s.cluster.Close()
-}
+// stop shuts the server down fast (running statements are cancelled, a
+// checkpoint is written) and removes the cluster.
+func (s *pgServer) stop() { _ = s.cluster.Close() }
 
 // copyTable is the same-run ceiling of the batch phase on PostgreSQL: a
 // plain table of the operations' columns, without partitions, indexes,

@@ -34,12 +34,6 @@ var children struct {
 
 // startChild starts bin with args and env; its output goes to logPath.
 func startChild(name, bin string, args, env []string, dir, logPath string) (*child, error) {
-	return startChildAs(nil, name, bin, args, env, dir, logPath)
-}
-
-// startChildAs is startChild running the child as the user and group of
-// cred (nil: as this process), for a server that refuses root.
-func startChildAs(cred *syscall.Credential, name, bin string, args, env []string, dir, logPath string) (*child, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -49,7 +43,7 @@ func startChildAs(cred *syscall.Credential, name, bin string, args, env []string
 	cmd.Env = env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

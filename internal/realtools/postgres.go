@@ -52,9 +52,10 @@ type Postgres struct {
 	// Port is the TCP port on 127.0.0.1.
 	Port int
 
-	dir  string // the temporary folder: data/, sock/, postgres.log
-	bin  string // the folder of the server programs
-	attr func() *syscall.SysProcAttr
+	dir      string   // the temporary folder: data/, sock/, postgres.log
+	bin      string   // the folder of the server programs
+	settings []string // PostgresOptions.Settings
+	attr     func() *syscall.SysProcAttr
 
 	mu sync.Mutex
 	process
@@ -65,11 +66,24 @@ type Postgres struct {
 // an error wrapping ErrMissing. Close stops the server and removes the
 // cluster.
 func StartPostgres(ctx context.Context) (*Postgres, error) {
+	return StartPostgresWith(ctx, PostgresOptions{})
+}
+
+// PostgresOptions change how StartPostgresWith runs the server.
+type PostgresOptions struct {
+	// Settings are server settings, name=value, applied after the tests'
+	// own (which turn fsync and full-page writes off: a test cluster need
+	// not survive a power loss); "fsync=on" turns it back on.
+	Settings []string
+}
+
+// StartPostgresWith is StartPostgres with o's settings.
+func StartPostgresWith(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	bin, err := FindPostgres()
 	if err != nil {
 		return nil, err
 	}
-	s := &Postgres{bin: bin, attr: procAttr}
+	s := &Postgres{bin: bin, settings: o.Settings, attr: procAttr}
 	parent := "" // the default temporary folder
 	uid, gid := -1, -1
 	if os.Geteuid() == 0 {
@@ -160,6 +174,9 @@ func (s *Postgres) start(ctx context.Context) error {
 		"-k", filepath.Join(s.dir, "sock"),
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "log_min_messages=warning")
+	for _, kv := range s.settings {
+		cmd.Args = append(cmd.Args, "-c", kv) // the last of a name wins
+	}
 	cmd.Dir = s.dir
 	cmd.Env = postgresEnv()
 	cmd.SysProcAttr = s.attr()

@@ -105,3 +105,25 @@ func TestPostgresOwnServerStops(t *testing.T) {
 		t.Fatalf("after Resume: %v", err)
 	}
 }
+
+// TestPostgresSettings: a server started with settings runs with them, over
+// the tests' own.
+func TestPostgresSettings(t *testing.T) {
+	s, err := realtools.StartPostgresWith(context.Background(), realtools.PostgresOptions{Settings: []string{"fsync=on", "shared_buffers=64MB"}})
+	if err != nil {
+		realtools.SkipOrFatal(t, err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for name, want := range map[string]string{"fsync": "on", "shared_buffers": "64MB", "full_page_writes": "off"} {
+		var got string
+		if err := c.QueryRow(ctx, "SHOW "+name).Scan(&got); err != nil || got != want {
+			t.Errorf("%s = %q (%v), want %q", name, got, err, want)
+		}
+	}
+}

@@ -176,13 +176,13 @@ func sessionArgs(ops []tsdb.Operation) []any {
 		toolIDs[i], firsts[i], lasts[i] = sa.toolID, sa.first, sa.last
 		counts[i], saved[i], reads[i], searches[i] = sa.ops, sa.saved, sa.reads, sa.searches
 	}
-	return []any{ids, toolIDs, firsts, lasts, counts, saved, reads, searches}
+	return []any{uuidArray(ids), toolIDs, firsts, lasts, counts, saved, reads, searches}
 }
 
 func opArgs(ops []tsdb.Operation) []any {
 	n := len(ops)
 	var (
-		ids, sessions          = make([]uuid.UUID, n), make([]uuid.UUID, n)
+		ids, sessions          = make([][16]byte, n), make([][16]byte, n)
 		names, modes, params   = make([]string, n), make([]string, n), make([]string, n)
 		files                  = make([]*string, n)
 		origs, acts, prevented = make([]int64, n), make([]int64, n), make([]int64, n)
@@ -202,6 +202,17 @@ func opArgs(ops []tsdb.Operation) []any {
 		toolIDs[i], created[i] = op.ToolID, op.CreatedAt.UTC()
 	}
 	return []any{ids, sessions, names, modes, params, files, origs, acts, prevented, resp, toolIDs, created}
+}
+
+// uuidArray is ids as pgx encodes a uuid[] argument fastest: as arrays of
+// 16 bytes, copied whole, where a []uuid.UUID goes element by element
+// through database/sql's Valuer (most of a batch's client CPU).
+func uuidArray(ids []uuid.UUID) [][16]byte {
+	out := make([][16]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
 
 // writeAttempts bounds how often WriteOperations runs its transaction when
@@ -263,7 +274,7 @@ func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
 
-	rows, err := tx.Query(ctx, insertIDsSQL, ids)
+	rows, err := tx.Query(ctx, insertIDsSQL, uuidArray(ids))
 	if err != nil {
 		return fmt.Errorf("claim ids: %w", err)
 	}
