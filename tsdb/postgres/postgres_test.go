@@ -50,6 +50,9 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) tsdb.Store {
 		return open(t, postgres.Config{URL: newDatabase(t)})
 	})
+	storetest.RunSpend(t, func(t *testing.T) tsdb.SpendStore {
+		return open(t, postgres.Config{URL: newDatabase(t)})
+	})
 }
 
 // TestExportSmallPages: exports cross many keyset page boundaries.

@@ -98,6 +98,55 @@ CREATE TABLE op_rollup_daily (
 );
 CREATE INDEX idx_rollup_toolid_day ON op_rollup_daily (tool_id, day);
 `,
+
+	// 2: what the AI tools spent (their own OTLP metrics), one row per point
+	// (a few per tool and minute: not partitioned), with hourly and daily
+	// rollups per (tool_id, model) upserted in the transaction that stores
+	// the points.
+	`
+CREATE TABLE spend_points (
+	id                    uuid             NOT NULL PRIMARY KEY,
+	tool_id               text             NOT NULL,
+	model                 text             NOT NULL,
+	session_id            uuid,
+	at                    timestamptz      NOT NULL,
+	cost_usd              double precision NOT NULL,
+	tokens_input          bigint           NOT NULL,
+	tokens_output         bigint           NOT NULL,
+	tokens_cache_read     bigint           NOT NULL,
+	tokens_cache_creation bigint           NOT NULL
+);
+CREATE INDEX idx_spend_time        ON spend_points (at);
+CREATE INDEX idx_spend_toolid_time ON spend_points (tool_id, at);
+
+CREATE TABLE spend_rollup_hourly (
+	hour                  timestamptz      NOT NULL,
+	tool_id               text             NOT NULL,
+	model                 text             NOT NULL,
+	points                bigint           NOT NULL,
+	cost_usd              double precision NOT NULL,
+	tokens_input          bigint           NOT NULL,
+	tokens_output         bigint           NOT NULL,
+	tokens_cache_read     bigint           NOT NULL,
+	tokens_cache_creation bigint           NOT NULL,
+	PRIMARY KEY (hour, tool_id, model)
+);
+CREATE INDEX idx_spend_rollup_toolid_hour ON spend_rollup_hourly (tool_id, hour);
+
+CREATE TABLE spend_rollup_daily (
+	day                   timestamptz      NOT NULL,
+	tool_id               text             NOT NULL,
+	model                 text             NOT NULL,
+	points                bigint           NOT NULL,
+	cost_usd              double precision NOT NULL,
+	tokens_input          bigint           NOT NULL,
+	tokens_output         bigint           NOT NULL,
+	tokens_cache_read     bigint           NOT NULL,
+	tokens_cache_creation bigint           NOT NULL,
+	PRIMARY KEY (day, tool_id, model)
+);
+CREATE INDEX idx_spend_rollup_toolid_day ON spend_rollup_daily (tool_id, day);
+`,
 }
 
 // Advisory lock keys (pg_advisory_xact_lock): one for migrations, one for

@@ -185,6 +185,54 @@ WHERE tool_version IS NULL AND process_id IS NULL AND instance_id IS NULL
 DROP INDEX IF EXISTS idx_ops_tool_mode;
 DROP INDEX IF EXISTS idx_ops_mode;
 `,
+
+	// 5: what the AI tools spent (their own OTLP metrics), one row per
+	// point, with hourly and daily rollups per (tool_id, model) kept in the
+	// transaction that stores the points.
+	`
+CREATE TABLE spend_points (
+	id                    BLOB    NOT NULL PRIMARY KEY, -- 16 bytes
+	tool_id               TEXT    NOT NULL,
+	model                 TEXT    NOT NULL,
+	session_id            BLOB,                         -- 16 bytes, or NULL
+	at                    INTEGER NOT NULL,             -- unix microseconds
+	cost_usd              REAL    NOT NULL,
+	tokens_input          INTEGER NOT NULL,
+	tokens_output         INTEGER NOT NULL,
+	tokens_cache_read     INTEGER NOT NULL,
+	tokens_cache_creation INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX idx_spend_time        ON spend_points (at);
+CREATE INDEX idx_spend_toolid_time ON spend_points (tool_id, at);
+
+CREATE TABLE spend_rollup_hourly (
+	hour                  INTEGER NOT NULL,
+	tool_id               TEXT    NOT NULL,
+	model                 TEXT    NOT NULL,
+	points                INTEGER NOT NULL,
+	cost_usd              REAL    NOT NULL,
+	tokens_input          INTEGER NOT NULL,
+	tokens_output         INTEGER NOT NULL,
+	tokens_cache_read     INTEGER NOT NULL,
+	tokens_cache_creation INTEGER NOT NULL,
+	PRIMARY KEY (hour, tool_id, model)
+) WITHOUT ROWID;
+CREATE INDEX idx_spend_rollup_toolid_hour ON spend_rollup_hourly (tool_id, hour);
+
+CREATE TABLE spend_rollup_daily (
+	day                   INTEGER NOT NULL,
+	tool_id               TEXT    NOT NULL,
+	model                 TEXT    NOT NULL,
+	points                INTEGER NOT NULL,
+	cost_usd              REAL    NOT NULL,
+	tokens_input          INTEGER NOT NULL,
+	tokens_output         INTEGER NOT NULL,
+	tokens_cache_read     INTEGER NOT NULL,
+	tokens_cache_creation INTEGER NOT NULL,
+	PRIMARY KEY (day, tool_id, model)
+) WITHOUT ROWID;
+CREATE INDEX idx_spend_rollup_toolid_day ON spend_rollup_daily (tool_id, day);
+`,
 }
 
 // migrate brings the database to version len(migrations). Each missing migration runs

@@ -52,6 +52,7 @@ func openTemp(t testing.TB) *Store {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) tsdb.Store { return openTemp(t) })
+	storetest.RunSpend(t, func(t *testing.T) tsdb.SpendStore { return openTemp(t) })
 }
 
 var day0 = time.Date(2025, 1, 14, 0, 0, 0, 0, time.UTC)
@@ -484,7 +485,7 @@ func TestAggregatesUseIndexes(t *testing.T) {
 		for _, start := range []*time.Time{nil, ptr(day0.Add(17 * time.Minute))} {
 			w := tsdb.Window{ToolID: f.ToolID, Start: start, End: day0.Add(30*24*time.Hour + 5*time.Minute)}
 			for _, width := range []int64{0, tsdb.MicrosPerHour, tsdb.MicrosPerDay} {
-				q, args := dialect.Aggregate(tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: width != tsdb.MicrosPerHour}), f, width)
+				q, args := dialect.Aggregate(sqlq.Operations, tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: width != tsdb.MicrosPerHour}), f, width)
 				rows, err := s.reader.Query("EXPLAIN QUERY PLAN "+q, args...)
 				if err != nil {
 					t.Fatal(err)

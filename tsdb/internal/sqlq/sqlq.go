@@ -6,6 +6,7 @@ package sqlq
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,38 +70,80 @@ func (q *Query) Arg(v any) string {
 // Filter restricts an aggregate to equal column values (empty: any).
 type Filter struct{ ToolID, ToolName, Mode string }
 
+// Sum is one column an aggregate sums: Raw over the raw rows, Rollup over
+// the rollup rows (which hold partial sums); Float marks a sum of reals.
+type Sum struct {
+	Raw, Rollup string
+	Float       bool
+}
+
+// Series is a kind of row that aggregates read: its raw table and time
+// column, its hourly (hour) and daily (day) rollup tables, the key a
+// breakdown groups by, and the sums.
+type Series struct {
+	Raw, Time     string
+	Hourly, Daily string
+	Key           string
+	Sums          []Sum
+	// AllKeys uses the dialect's HourlyAll table for unfiltered hourly
+	// trends (the operations' only).
+	AllKeys bool
+}
+
+// Operations are tool operations: a breakdown by (tool name, mode) of the
+// count, the three token sums and the response time sum.
+var Operations = Series{
+	Raw: "tool_operations", Time: "created_at", Hourly: "op_rollup_hourly", Daily: "op_rollup_daily",
+	Key: "tool_name, operation_mode", AllKeys: true,
+	Sums: []Sum{
+		{Raw: "1", Rollup: "count"},
+		{Raw: "tokens_original", Rollup: "tokens_original"},
+		{Raw: "tokens_actual", Rollup: "tokens_actual"},
+		{Raw: "tokens_prevented", Rollup: "tokens_prevented"},
+		{Raw: "response_time_ms", Rollup: "response_time_sum", Float: true},
+	},
+}
+
+// Spend are spend points: a breakdown by (tool id, model) of the count,
+// the dollars and the four token sums.
+var Spend = Series{
+	Raw: "spend_points", Time: "at", Hourly: "spend_rollup_hourly", Daily: "spend_rollup_daily",
+	Key: "tool_id, model",
+	Sums: []Sum{
+		{Raw: "1", Rollup: "points"},
+		{Raw: "cost_usd", Rollup: "cost_usd", Float: true},
+		{Raw: "tokens_input", Rollup: "tokens_input"},
+		{Raw: "tokens_output", Rollup: "tokens_output"},
+		{Raw: "tokens_cache_read", Rollup: "tokens_cache_read"},
+		{Raw: "tokens_cache_creation", Rollup: "tokens_cache_creation"},
+	},
+}
+
 // Aggregate writes one query over the parts of a window's plan (a UNION ALL
-// of rollup and raw sums), grouped by (tool_name, operation_mode), or, when
-// bucketWidth > 0, by bucket start as unix microseconds, oldest first. Its
-// rows are read by ReadModeTotals and ReadBuckets. One statement reads one
-// snapshot, so the parts agree with each other.
-func (d *Dialect) Aggregate(parts []tsdb.Part, f Filter, bucketWidth int64) (string, []any) {
+// of rollup and raw sums) of series, grouped by its key, or, when
+// bucketWidth > 0, by bucket start as unix microseconds, oldest first: the
+// key's columns (or the bucket), then the sums in series' order, the first
+// of which must be the row count. One statement reads one snapshot, so the
+// parts agree with each other.
+func (d *Dialect) Aggregate(series Series, parts []tsdb.Part, f Filter, bucketWidth int64) (string, []any) {
 	q := d.NewQuery()
-	key := "tool_name, operation_mode"
+	key := series.Key
 	if bucketWidth > 0 {
 		key = "b"
 	}
-	allKeys := d.HourlyAll != "" && bucketWidth == tsdb.MicrosPerHour && f == (Filter{})
+	allKeys := series.AllKeys && d.HourlyAll != "" && bucketWidth == tsdb.MicrosPerHour && f == (Filter{})
 	sels := make([]string, 0, len(parts))
 	for _, p := range parts {
-		var table, timeCol, sums string
+		table, timeCol := series.Raw, series.Time
 		width := int64(0) // the width of a rollup row's bucket
 		switch p.Source {
-		case tsdb.FromRaw:
-			table, timeCol = "tool_operations", "created_at"
-			sums = "count(*) AS c, sum(tokens_original) AS o, sum(tokens_actual) AS a, sum(tokens_prevented) AS p, sum(response_time_ms) AS r"
-			if p.Subtract {
-				sums = "-count(*) AS c, -sum(tokens_original) AS o, -sum(tokens_actual) AS a, -sum(tokens_prevented) AS p, -sum(response_time_ms) AS r"
-			}
-		case tsdb.FromHourly, tsdb.FromDaily:
-			table, timeCol, width = "op_rollup_hourly", "hour", tsdb.MicrosPerHour
-			switch {
-			case p.Source == tsdb.FromDaily:
-				table, timeCol, width = "op_rollup_daily", "day", tsdb.MicrosPerDay
-			case allKeys:
+		case tsdb.FromHourly:
+			table, timeCol, width = series.Hourly, "hour", tsdb.MicrosPerHour
+			if allKeys {
 				table = d.HourlyAll
 			}
-			sums = "sum(count) AS c, sum(tokens_original) AS o, sum(tokens_actual) AS a, sum(tokens_prevented) AS p, sum(response_time_sum) AS r"
+		case tsdb.FromDaily:
+			table, timeCol, width = series.Daily, "day", tsdb.MicrosPerDay
 		}
 		var s strings.Builder
 		s.WriteString("SELECT ")
@@ -114,8 +157,18 @@ func (d *Dialect) Aggregate(parts []tsdb.Part, f Filter, bucketWidth int64) (str
 		default:
 			s.WriteString(key)
 		}
-		s.WriteString(", " + sums + " FROM " + table + " WHERE ")
-		// [Lo, Hi) of created_at for raw rows, of bucket starts for rollups.
+		for i, sum := range series.Sums {
+			expr := "sum(" + sum.Rollup + ")"
+			if p.Source == tsdb.FromRaw {
+				expr = "sum(" + sum.Raw + ")"
+				if p.Subtract {
+					expr = "-" + expr
+				}
+			}
+			s.WriteString(", " + expr + " AS s" + strconv.Itoa(i))
+		}
+		s.WriteString(" FROM " + table + " WHERE ")
+		// [Lo, Hi) of the time for raw rows, of bucket starts for rollups.
 		if !p.NoLower {
 			s.WriteString(timeCol + " >= " + q.Arg(d.Time(time.UnixMicro(p.Lo))) + " AND ")
 		}
@@ -140,12 +193,18 @@ func (d *Dialect) Aggregate(parts []tsdb.Part, f Filter, bucketWidth int64) (str
 	if bucketWidth > 0 {
 		out = d.Micros("b")
 	}
-	stmt := "SELECT " + out + ", " + d.Int("sum(c)") + ", " + d.Int("sum(o)") + ", " + d.Int("sum(a)") + ", " +
-		d.Int("sum(p)") + ", coalesce(sum(r), 0.0) FROM (" + strings.Join(sels, " UNION ALL ") +
-		") AS parts GROUP BY " + key +
-		// A key whose rollup rows the Subtract parts cancel held no
-		// operation inside the window.
-		" HAVING sum(c) <> 0"
+	for i, sum := range series.Sums {
+		col := "sum(s" + strconv.Itoa(i) + ")"
+		if sum.Float {
+			out += ", coalesce(" + col + ", 0.0)"
+		} else {
+			out += ", " + d.Int(col)
+		}
+	}
+	stmt := "SELECT " + out + " FROM (" + strings.Join(sels, " UNION ALL ") + ") AS parts GROUP BY " + key +
+		// A key whose rollup rows the Subtract parts cancel held no row
+		// inside the window.
+		" HAVING sum(s0) <> 0"
 	if bucketWidth > 0 {
 		stmt += " ORDER BY b"
 	}
@@ -171,7 +230,7 @@ func (d *Dialect) Breakdown(ctx context.Context, query QueryFunc, w tsdb.Window)
 	if len(parts) == 0 {
 		return []tsdb.ModeTotals{}, nil
 	}
-	q, args := d.Aggregate(parts, Filter{ToolID: w.ToolID}, 0)
+	q, args := d.Aggregate(Operations, parts, Filter{ToolID: w.ToolID}, 0)
 	rows, done, err := query(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -188,7 +247,7 @@ func (d *Dialect) Trend(ctx context.Context, query QueryFunc, w tsdb.Window, ste
 	if len(parts) == 0 {
 		return []tsdb.Bucket{}, nil
 	}
-	q, args := d.Aggregate(parts, Filter{ToolID: w.ToolID}, step.Micros())
+	q, args := d.Aggregate(Operations, parts, Filter{ToolID: w.ToolID}, step.Micros())
 	rows, done, err := query(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -210,7 +269,7 @@ func (d *Dialect) CountOperations(ctx context.Context, query QueryFunc, f tsdb.O
 	if len(parts) == 0 {
 		return 0, nil
 	}
-	q, args := d.Aggregate(parts, Filter{ToolID: f.ToolID, ToolName: f.ToolName, Mode: f.OperationMode}, 0)
+	q, args := d.Aggregate(Operations, parts, Filter{ToolID: f.ToolID, ToolName: f.ToolName, Mode: f.OperationMode}, 0)
 	rows, done, err := query(ctx, q, args...)
 	if err != nil {
 		return 0, err

@@ -52,8 +52,10 @@ func TestPlaceholdersFollowArguments(t *testing.T) {
 			if len(parts) < 3 {
 				t.Fatalf("plan of %d parts, want rollups and raw edges", len(parts))
 			}
-			sql, args := numbered.Aggregate(parts, f, width)
-			check("aggregate "+strconv.FormatInt(width, 10), sql, args)
+			for _, series := range []Series{Operations, Spend} {
+				sql, args := numbered.Aggregate(series, parts, f, width)
+				check("aggregate "+series.Raw+" "+strconv.FormatInt(width, 10), sql, args)
+			}
 		}
 	}
 	q := numbered.NewQuery()
