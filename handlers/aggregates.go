@@ -51,3 +51,13 @@ func (h reportRoutes) apiSavings(_ http.ResponseWriter, r *http.Request) (any, e
 	}
 	return savings(r.Context(), tr, r.URL.Query().Get("tool_id"))
 }
+
+// spend serves GET /metrics/spend: what the tools reported spending beside
+// what they saved, over the api-savings ranges.
+func (h reportRoutes) spend(_ http.ResponseWriter, r *http.Request) (any, error) {
+	tr, err := timeRange(r, exporter.SavingsRanges)
+	if err != nil {
+		return nil, err
+	}
+	return h.svc.Spend(r.Context(), tr, r.URL.Query().Get("tool_id"))
+}

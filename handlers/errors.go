@@ -105,6 +105,8 @@ func writeError(w http.ResponseWriter, logger *slog.Logger, err error) {
 	case errors.Is(err, exporter.ErrUnboundedRange):
 		writeDetail(w, http.StatusBadRequest, "compare=previous needs a bounded time_range: one of "+
 			exporter.RangeNames(exporter.BoundedSavingsRanges), 0)
+	case errors.Is(err, exporter.ErrSpendUnsupported):
+		writeDetail(w, http.StatusNotImplemented, "This store keeps no spend yet: run on the embedded store or PostgreSQL", 0)
 	case errors.Is(err, tsdb.ErrNotFound):
 		writeDetail(w, http.StatusNotFound, "Not Found", 0)
 	case errors.Is(err, exporter.ErrOverloaded), errors.Is(err, tsdb.ErrBacklogFull):

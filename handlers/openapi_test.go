@@ -335,6 +335,13 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		{name: "breakdown without token", svc: guarded, method: "GET", path: "/metrics/tool-breakdown", status: unauthorized},
 		{name: "breakdown store gone", svc: gone, method: "GET", path: "/metrics/tool-breakdown", status: storeFault},
 
+		// GET /metrics/spend
+		{name: "spend", svc: s, method: "GET", path: "/metrics/spend", status: ok},
+		{name: "spend all of a tool", svc: s, method: "GET", path: "/metrics/spend?time_range=all&tool_id=claude-code", status: ok},
+		{name: "spend bad range", svc: s, method: "GET", path: "/metrics/spend?time_range=1w", status: badRequest, invalid: true},
+		{name: "spend without token", svc: guarded, method: "GET", path: "/metrics/spend", status: unauthorized},
+		{name: "spend store gone", svc: gone, method: "GET", path: "/metrics/spend", status: storeFault},
+
 		// GET /metrics/api-savings
 		{name: "savings", svc: s, method: "GET", path: "/metrics/api-savings", status: ok},
 		{name: "savings all", svc: s, method: "GET", path: "/metrics/api-savings?time_range=all", status: ok},

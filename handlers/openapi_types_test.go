@@ -65,6 +65,8 @@ func TestOpenAPIDocumentMatchesTheWireTypes(t *testing.T) {
 		"Session": api.Session{}, "SessionRequest": api.SessionRequest{}, "SessionStarted": api.SessionStarted{},
 		"SessionGetOrCreate": api.SessionGetOrCreate{}, "Heartbeat": api.Heartbeat{}, "SessionEnded": api.SessionEnded{},
 		"ActiveSessions": api.ActiveSessions{}, "Health": api.Health{}, "Ready": api.Ready{},
+		"SpendTokens": api.SpendTokens{}, "ModelSpend": api.ModelSpend{}, "ToolSpend": api.ToolSpend{},
+		"SpendTrendPoint": api.SpendTrendPoint{}, "Spend": api.Spend{},
 	}
 	// Bodies the service takes: their optional fields are the client's to
 	// leave out, so "required" is the contract's, not the Go type's.

@@ -46,6 +46,7 @@ type (
 		ToolBreakdown(ctx context.Context, r exporter.TimeRange, toolID string) (api.ToolBreakdown, error)
 		APISavings(ctx context.Context, r exporter.TimeRange, toolID string) (api.APISavings, error)
 		CompareAPISavings(ctx context.Context, r exporter.TimeRange, toolID string) (api.APISavings, error)
+		Spend(ctx context.Context, r exporter.TimeRange, toolID string) (api.Spend, error)
 	}
 	// SessionKeeper keeps sessions: /sessions/...
 	SessionKeeper interface {
@@ -128,6 +129,7 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 		{http.MethodGet, api.PathOperationsExport, ops.export},
 		{http.MethodGet, api.PathToolBreakdown, reports.toolBreakdown},
 		{http.MethodGet, api.PathAPISavings, reports.apiSavings},
+		{http.MethodGet, api.PathSpend, reports.spend},
 		{http.MethodPost, api.PathSessionStart, sessions.start},
 		{http.MethodPost, api.PathSessionGetOrCreate, sessions.getOrCreate},
 		{http.MethodGet, api.PathSessionsActive, sessions.active},

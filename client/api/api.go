@@ -25,6 +25,7 @@ const (
 	PathOperationsExport   = "/metrics/tool-operations/export"
 	PathToolBreakdown      = "/metrics/tool-breakdown"
 	PathAPISavings         = "/metrics/api-savings"
+	PathSpend              = "/metrics/spend"
 	PathSessionStart       = "/sessions/start"
 	PathSessionGetOrCreate = "/sessions/get_or_create"
 	PathSessionsActive     = "/sessions/active"

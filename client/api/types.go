@@ -325,3 +325,50 @@ func (f FieldError) Field() string {
 }
 
 func (f FieldError) String() string { return f.Field() + ": " + f.Msg }
+
+// SpendTokens are the tokens an AI tool reported spending, by kind.
+type SpendTokens struct {
+	Input         int64 `json:"input"`
+	Output        int64 `json:"output"`
+	CacheRead     int64 `json:"cache_read"`
+	CacheCreation int64 `json:"cache_creation"`
+}
+
+// ModelSpend is what the tools spent on one model.
+type ModelSpend struct {
+	CostUSD float64 `json:"cost_usd"`
+	SpendTokens
+}
+
+// ToolSpend is what one tool spent and saved.
+type ToolSpend struct {
+	CostSpentUSD float64 `json:"cost_spent_usd"`
+	CostSavedUSD float64 `json:"cost_saved_usd"`
+}
+
+// SpendTrendPoint is one bucket of Spend.Trends: the api-savings bucket
+// starting at Timestamp.
+type SpendTrendPoint struct {
+	Timestamp    time.Time `json:"timestamp"`
+	CostSpentUSD float64   `json:"cost_spent_usd"`
+	CostSavedUSD float64   `json:"cost_saved_usd"`
+}
+
+// UnknownModel is the by_model key of spend reported without a model.
+const UnknownModel = "unknown"
+
+// Spend answers GET /metrics/spend: what the AI tools reported spending
+// (their own OpenTelemetry metrics) beside what the operations saved, over
+// the same window. SavingsSharePercentage = saved / (spent + saved) * 100,
+// 0 when both are 0.
+type Spend struct {
+	CostSpentUSD           float64               `json:"cost_spent_usd"`
+	CostSavedUSD           float64               `json:"cost_saved_usd"`
+	SavingsSharePercentage float64               `json:"savings_share_percentage"`
+	Tokens                 SpendTokens           `json:"tokens"`
+	ByModel                map[string]ModelSpend `json:"by_model"`
+	ByTool                 map[string]ToolSpend  `json:"by_tool"`
+	Trends                 []SpendTrendPoint     `json:"trends"`
+	TimeRange              TimeRange             `json:"time_range"`
+	CalculatedAt           time.Time             `json:"calculated_at"`
+}
