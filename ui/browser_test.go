@@ -183,6 +183,9 @@ func (b *browser) expectFigures(s *service, rangeName, tool string) {
 		breakdown = s.getJSON("/metrics/tool-breakdown?" + q.Encode())
 	}
 	want := expectedFigures(savings, breakdown)
+	for k, v := range expectedSpendFigures(s.getJSON("/metrics/spend?" + q.Encode())) {
+		want[k] = v
+	}
 	deadline := time.Now().Add(waitTimeout)
 	var got map[string]string
 	for {
@@ -280,6 +283,21 @@ func expectedFigures(savings, breakdown map[string]any) map[string]string {
 	return want
 }
 
+// expectedSpendFigures answers the figures the page must show for a
+// /metrics/spend answer.
+func expectedSpendFigures(spend map[string]any) map[string]string {
+	want := map[string]string{}
+	for _, k := range []string{"cost_spent_usd", "cost_saved_usd", "savings_share_percentage"} {
+		want["spend."+k] = figureText(k, spend[k].(json.Number))
+	}
+	for model, m := range spend["by_model"].(map[string]any) {
+		for _, k := range []string{"cost_usd", "input", "output", "cache_read", "cache_creation"} {
+			want["spend.by_model."+model+"."+k] = figureText(k, m.(map[string]any)[k].(json.Number))
+		}
+	}
+	return want
+}
+
 // figureText formats the API value n of JSON key key as the page does:
 // thousands separators, money with 2 to 4 decimals, percentages with 2,
 // response times with 1.
@@ -289,7 +307,7 @@ func figureText(key string, n json.Number) string {
 		return "bad number " + n.String()
 	}
 	switch {
-	case key == "savings_percentage":
+	case key == "savings_percentage" || key == "savings_share_percentage":
 		return decimal(f, 2, 2) + "%"
 	case key == "avg_response_time_ms":
 		return decimal(f, 1, 1)

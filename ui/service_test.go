@@ -51,6 +51,26 @@ func (s *outageStore) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) 
 	return s.Store.Trend(ctx, w, step)
 }
 
+// SpendBreakdown and SpendTrend read the spend of the SQLite store under
+// the outage switch; WriteSpend seeds it.
+func (s *outageStore) SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.SpendTotals, error) {
+	if err := s.fault(); err != nil {
+		return nil, err
+	}
+	return s.Store.(tsdb.SpendStore).SpendBreakdown(ctx, w)
+}
+
+func (s *outageStore) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendBucket, error) {
+	if err := s.fault(); err != nil {
+		return nil, err
+	}
+	return s.Store.(tsdb.SpendStore).SpendTrend(ctx, w, step)
+}
+
+func (s *outageStore) WriteSpend(ctx context.Context, points []tsdb.SpendPoint) error {
+	return s.Store.(tsdb.SpendStore).WriteSpend(ctx, points)
+}
+
 // service is the whole HTTP stack, page included, on a real SQLite file.
 type service struct {
 	t     *testing.T
@@ -181,5 +201,25 @@ func (s *service) seed() {
 		{"codex", "read", "full", 7, 6, nil, 1, 45 * 24 * time.Hour},
 	} {
 		s.track(op)
+	}
+	// What the tools reported spending, over the ranges too.
+	now := time.Now().UTC()
+	var points []tsdb.SpendPoint
+	for _, p := range []struct {
+		tool, model string
+		cost        float64
+		tokens      tsdb.Tokens
+		ago         time.Duration
+	}{
+		{"claude-code", "claude-sonnet-4", 0.4125, tsdb.Tokens{Input: 12000, Output: 2500, CacheRead: 80000, CacheCreation: 1500}, 15 * time.Minute},
+		{"claude-code", "claude-haiku", 0.00003, tsdb.Tokens{Input: 20}, 2 * time.Hour},
+		{"cursor", "", 1.75, tsdb.Tokens{Input: 90000, Output: 4000}, 3 * 24 * time.Hour},
+		{"codex", "gpt-5", 12.5, tsdb.Tokens{Input: 1000000, Output: 50000}, 40 * 24 * time.Hour},
+	} {
+		points = append(points, tsdb.SpendPoint{ID: uuid.New(), ToolID: p.tool, Model: p.model,
+			Time: now.Add(-p.ago).Truncate(time.Microsecond), CostUSD: p.cost, Tokens: p.tokens})
+	}
+	if err := s.store.WriteSpend(context.Background(), points); err != nil {
+		s.t.Fatal(err)
 	}
 }

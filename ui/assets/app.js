@@ -1,11 +1,13 @@
-// The built-in savings page: reads /metrics/api-savings and
-// /metrics/tool-breakdown for the chosen range and client, shows the
-// figures, draws the trend as inline SVG and refreshes by itself.
+// The built-in savings page: reads /metrics/api-savings,
+// /metrics/tool-breakdown and /metrics/spend for the chosen range and
+// client, shows the figures, draws the trend as inline SVG and refreshes by
+// itself.
 //
 // Every figure element carries data-figure="<name>", where <name> is the
 // figure's JSON path in the /metrics/api-savings answer (total_cost_saved,
 // breakdown_by_mode.full.tokens_prevented), or "tool_breakdown." and its
-// path in the /metrics/tool-breakdown answer (tool_breakdown.read.by_mode.full.count).
+// path in the /metrics/tool-breakdown answer (tool_breakdown.read.by_mode.full.count),
+// or "spend." and its path in the /metrics/spend answer (spend.by_model.sonnet.cost_usd).
 'use strict';
 
 (function () {
@@ -44,7 +46,7 @@
   // format answers the text of the figure whose JSON key is key.
   function format(key, v) {
     if (typeof v !== 'number' || !isFinite(v)) return '–';
-    if (key === 'savings_percentage') return formatPct(v);
+    if (key === 'savings_percentage' || key === 'savings_share_percentage') return formatPct(v);
     if (key === 'avg_response_time_ms') return formatMs(v);
     if (key.indexOf('cost') !== -1) return formatUSD(v);
     return formatInt(v);
@@ -168,12 +170,18 @@
     main.setAttribute('aria-busy', 'true');
     let again = true;
     try {
-      const [savings, breakdown] = await Promise.all([
+      const [savings, breakdown, spend] = await Promise.all([
         getJSON('/metrics/api-savings', params, signal),
         BREAKDOWN_RANGES.has(range) ? getJSON('/metrics/tool-breakdown', params, signal) : Promise.resolve(null),
+        // A store that keeps no spend answers 501: the section stays hidden.
+        getJSON('/metrics/spend', params, signal).catch((e) => {
+          if (e instanceof APIError && e.status === 501) return null;
+          throw e;
+        }),
       ]);
       if (my !== seq) return;
       render(savings, breakdown, range, tool);
+      renderSpend(spend);
       errorBox.hidden = true;
       tokenForm.hidden = true;
       loads++;
@@ -382,6 +390,42 @@
         cell(p + 'operations', 'operations', m.operations),
         cell(p + 'tokens_prevented', 'tokens_prevented', m.tokens_prevented),
         cell(p + 'cost_saved', 'cost_saved', m.cost_saved));
+      tbody.append(r);
+    }
+  }
+
+  function renderSpend(sp) {
+    const section = $('spend');
+    const cards = $('spend-cards');
+    const tbody = $('spend-models-body');
+    cards.textContent = '';
+    tbody.textContent = '';
+    section.hidden = !sp;
+    if (!sp) return;
+    for (const [key, label, note] of [
+      ['cost_spent_usd', 'Spent', 'as the tools report it'],
+      ['cost_saved_usd', 'Saved', 'by the operations, same window'],
+      ['savings_share_percentage', 'Savings share', 'saved of spent plus saved'],
+    ]) {
+      const card = el('div', { class: key === 'cost_saved_usd' ? 'card accent' : 'card' });
+      const id = 'l-spend-' + key;
+      card.append(el('h3', { id: id }, label),
+        el('p', { class: 'value', 'data-figure': 'spend.' + key, 'aria-labelledby': id }, format(key, sp[key])),
+        el('p', { class: 'note' }, note));
+      cards.append(card);
+    }
+    const entries = Object.entries(sp.by_model || {}).sort((a, b) => b[1].cost_usd - a[1].cost_usd || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    if (!entries.length) {
+      const r = el('tr');
+      r.append(el('td', { colspan: '6', class: 'none' }, 'No spend reported in this range.'));
+      tbody.append(r);
+      return;
+    }
+    for (const [model, m] of entries) {
+      const p = 'spend.by_model.' + model + '.';
+      const r = el('tr');
+      r.append(el('th', { scope: 'row' }, model));
+      for (const k of ['cost_usd', 'input', 'output', 'cache_read', 'cache_creation']) r.append(cell(p + k, k, m[k]));
       tbody.append(r);
     }
   }
