@@ -80,3 +80,27 @@ func (c *Client) APISavings(ctx context.Context, q SavingsQuery) (*APISavings, e
 	}
 	return &out, nil
 }
+
+// SpendQuery selects GET /metrics/spend.
+type SpendQuery struct {
+	TimeRange TimeRange
+	ToolID    string
+}
+
+// Spend answers what the tools reported spending in a time range beside
+// what their operations saved (GET /metrics/spend). A service whose store
+// keeps no spend answers an *APIError with StatusCode 501.
+func (c *Client) Spend(ctx context.Context, q SpendQuery) (*Spend, error) {
+	v := url.Values{}
+	if q.TimeRange != "" {
+		v.Set("time_range", string(q.TimeRange))
+	}
+	if q.ToolID != "" {
+		v.Set("tool_id", q.ToolID)
+	}
+	var out Spend
+	if err := c.get(ctx, api.PathSpend, v, retryIdempotent, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -24,6 +24,11 @@ type (
 	ToolSavings    = api.ToolSavings
 	TrendPoint     = api.TrendPoint
 	PreviousPeriod = api.PreviousPeriod
+	Spend          = api.Spend
+	SpendTokens    = api.SpendTokens
+	ModelSpend     = api.ModelSpend
+	ToolSpend      = api.ToolSpend
+	SpendTrend     = api.SpendTrendPoint
 	SavingsChange  = api.SavingsChange
 
 	// SessionRequest opens a session (StartSession, GetOrCreateSession).

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -117,6 +119,8 @@ type reportData struct {
 	// answers /metrics/tool-breakdown for 1h to 30d, so for "all" only
 	// when every operation lies within the last 30 days.
 	breakdown *api.ToolBreakdown
+	// spend is nil when the store keeps no spend.
+	spend *api.Spend
 }
 
 // fetchFromService asks the service through the Go client.
@@ -137,6 +141,15 @@ func fetchFromService(ctx context.Context, svc *client.Client, rng exporter.Time
 	}
 	if rng.Duration > 0 || coversAll(*bd, data.savings) {
 		data.breakdown = bd
+	}
+	spend, err := svc.Spend(ctx, client.SpendQuery{TimeRange: rng.Name, ToolID: toolID})
+	var ae *client.APIError
+	switch {
+	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotImplemented: // the store keeps no spend
+	case err != nil:
+		return data, fmt.Errorf("asking the service: %w", err)
+	default:
+		data.spend = spend
 	}
 	return data, nil
 }
@@ -191,6 +204,14 @@ func fetchFromStore(ctx context.Context, rep *exporter.Reporter, rng exporter.Ti
 		return data, err
 	}
 	data.breakdown = &bd
+	spend, err := rep.Spend(ctx, rng, toolID)
+	switch {
+	case errors.Is(err, exporter.ErrSpendUnsupported):
+	case err != nil:
+		return data, err
+	default:
+		data.spend = &spend
+	}
 	return data, nil
 }
 
@@ -205,8 +226,11 @@ type report struct {
 	ByTool       []reportTool `json:"by_tool"`
 	ByMode       []reportMode `json:"by_mode"`
 	Trend        reportTrend  `json:"trend"`
-	step         tsdb.Step    // of the trend
-	rng          exporter.TimeRange
+	// Spend is what the tools reported spending, beside the savings; absent
+	// when none was reported (or the store keeps none).
+	Spend *reportSpend `json:"spend,omitempty"`
+	step  tsdb.Step    // of the trend
+	rng   exporter.TimeRange
 }
 
 type reportTotals struct {
@@ -237,6 +261,20 @@ type reportMode struct {
 	TokensPrevented   int64    `json:"tokens_prevented"`
 	CostSaved         float64  `json:"cost_saved"`
 	AvgResponseTimeMs *float64 `json:"avg_response_time_ms"`
+}
+
+type reportSpend struct {
+	CostSpent              float64            `json:"cost_spent"`
+	CostSaved              float64            `json:"cost_saved"`
+	SavingsSharePercentage float64            `json:"savings_share_percentage"`
+	Tokens                 api.SpendTokens    `json:"tokens"`
+	ByModel                []reportModelSpend `json:"by_model"`
+}
+
+type reportModelSpend struct {
+	Model   string  `json:"model"`
+	CostUSD float64 `json:"cost"`
+	api.SpendTokens
 }
 
 type reportTrend struct {
@@ -302,6 +340,17 @@ func buildReport(d reportData) report {
 			row.AvgResponseTimeMs = modeMean(bd, mode)
 		}
 		r.ByMode = append(r.ByMode, row)
+	}
+	if sp := d.spend; sp != nil && len(sp.ByModel) > 0 {
+		rs := &reportSpend{CostSpent: sp.CostSpentUSD, CostSaved: sp.CostSavedUSD,
+			SavingsSharePercentage: sp.SavingsSharePercentage, Tokens: sp.Tokens}
+		for model, m := range sp.ByModel {
+			rs.ByModel = append(rs.ByModel, reportModelSpend{Model: model, CostUSD: m.CostUSD, SpendTokens: m.SpendTokens})
+		}
+		slices.SortFunc(rs.ByModel, func(a, b reportModelSpend) int {
+			return cmp.Or(cmp.Compare(b.CostUSD, a.CostUSD), cmp.Compare(a.Model, b.Model))
+		})
+		r.Spend = rs
 	}
 	return r
 }
@@ -432,6 +481,25 @@ func renderText(r report, md bool) []byte {
 		rows = [][]string{{"(none)", "0", "0", money(0), "n/a"}}
 	}
 	writeTable(&b, md, []string{"mode", "operations", "tokens prevented", "cost saved", "avg ms"}, "lrrrr", rows, true)
+
+	if sp := r.Spend; sp != nil {
+		heading("Spend beside savings")
+		writeTable(&b, md, []string{"figure", "value"}, "lr", [][]string{
+			{"cost spent (as the tools report it)", money(sp.CostSpent)},
+			{"cost saved", money(sp.CostSaved)},
+			{"savings share of spent plus saved", pct(sp.SavingsSharePercentage)},
+			{"tokens input", thousands(sp.Tokens.Input)},
+			{"tokens output", thousands(sp.Tokens.Output)},
+			{"tokens cache read", thousands(sp.Tokens.CacheRead)},
+			{"tokens cache creation", thousands(sp.Tokens.CacheCreation)},
+		}, false)
+		rows = nil
+		for _, m := range sp.ByModel {
+			rows = append(rows, []string{m.Model, money(m.CostUSD), thousands(m.Input), thousands(m.Output),
+				thousands(m.CacheRead), thousands(m.CacheCreation)})
+		}
+		writeTable(&b, md, []string{"model", "cost", "input", "output", "cache read", "cache creation"}, "lrrrrr", rows, true)
+	}
 
 	heading("Trend of tokens prevented, " + r.Trend.Step)
 	line, caption := sparkline(r.Trend.Points, r.step)
