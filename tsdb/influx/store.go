@@ -15,6 +15,10 @@
 // totals on 1.x. Aggregates and list totals come from an hourly rollup
 // cache of closed hours, so that warm answers cost O(hours), not
 // O(operations), on 1.8 too, where Flux cannot push aggregates down.
+//
+// It is also a tsdb.SpendStore: spend points go through the same outbox,
+// drainer and idempotency ledger as operations, and their aggregates are
+// summed from the points by InfluxDB.
 package influx
 
 import (
@@ -49,7 +53,10 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-var _ tsdb.Store = (*Store)(nil)
+var (
+	_ tsdb.Store      = (*Store)(nil)
+	_ tsdb.SpendStore = (*Store)(nil)
+)
 
 // Open opens the outbox and starts the drainer. It does not contact
 // InfluxDB: the service starts, and accepts writes, while InfluxDB is down;
@@ -154,6 +161,26 @@ func (s *Store) Ping(ctx context.Context) error { return s.q.Ping(ctx) }
 // derived from its operations.
 func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error {
 	return s.w.WriteOperations(ctx, ops)
+}
+
+// WriteSpend encodes points with unique point keys and submits them
+// through the outbox, as WriteOperations does keyed operations: a point
+// whose id the idempotency ledger holds (a retried export) is marked
+// Duplicate and not stored again.
+func (s *Store) WriteSpend(ctx context.Context, points []tsdb.SpendPoint) error {
+	return s.w.WriteSpend(ctx, points)
+}
+
+// SpendBreakdown answers the totals of every (tool id, model) with a spend
+// point in w, summed from the points by InfluxDB (no rollup cache).
+func (s *Store) SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.SpendTotals, error) {
+	return s.q.SpendBreakdown(ctx, w)
+}
+
+// SpendTrend answers the spend per UTC hour or day bucket of w, summed from
+// the points by InfluxDB (no rollup cache).
+func (s *Store) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendBucket, error) {
+	return s.q.SpendTrend(ctx, w, step)
 }
 
 // QueryOperations answers one page of operations, newest created_at first;

@@ -51,6 +51,27 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestSpendConformance(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	storetest.RunSpend(t, func(t *testing.T) tsdb.SpendStore {
+		return open(t, config(t, srv))
+	})
+}
+
+// TestSpendFluxOnly: the spend cases with Flux alone, the path of 2.x (on
+// 1.x the store sums spend with InfluxQL).
+func TestSpendFluxOnly(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	storetest.RunSpend(t, func(t *testing.T) tsdb.SpendStore {
+		s, err := influx.OpenAlwaysFlux(context.Background(), config(t, srv), testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 // TestAggregatesFluxOnly: on InfluxDB 1.x the store reads hourly totals
 // with InfluxQL; the same aggregate cases hold with Flux alone, the path of
 // 2.x.

@@ -17,26 +17,38 @@
 // fields [FieldVersion] (always 1) and, on start events, the session's
 // attributes ([FieldInstanceID], [FieldProcessID], [FieldProjectID],
 // [FieldToolVersion], [FieldWorkspacePath]; absent when nil).
+//
+// Spend (what an AI tool spent over an interval, tsdb.SpendPoint):
+// measurement [Spend]; tags [TagModel], [TagSessionID] (absent when the
+// point has none), [TagToolID] (and [TagDup] as on operations); fields
+// [FieldCostUSD] (float), [FieldTokensInput], [FieldTokensOutput],
+// [FieldTokensCacheRead], [FieldTokensCacheCreation] (integers). The point
+// time is the point's Time plus an offset below one microsecond, as for
+// operations; the point's id is never stored (it chooses the offset).
 package schema
 
 // Measurements.
 const (
 	Operation = "tool_operation"
 	Session   = "tool_session"
+	Spend     = "llm_spend"
 )
 
-// Tags of both measurements.
+// Tags.
 const (
 	TagToolName      = "tool_name"
 	TagOperationMode = "operation_mode"
 	TagToolID        = "tool_id"
 	TagSessionID     = "session_id"
-	// TagDup is set only on operations that found all 1000 nanosecond
+	// TagDup is set only on operations (and spend points) that found all 1000 nanosecond
 	// offsets of their series and microsecond taken: it moves them to a
 	// series of their own. Queries never filter on it.
 	TagDup = "dup"
 	// TagEvent is the kind of a session event.
 	TagEvent = "event"
+	// TagModel is the model of a spend point ("" is stored as
+	// TagValue("")).
+	TagModel = "model"
 )
 
 // Fields of Operation.
@@ -48,6 +60,15 @@ const (
 	FieldTokensActual    = "tokens_actual"
 	FieldTokensPrevented = "tokens_prevented"
 	FieldResponseTimeMs  = "response_time_ms"
+)
+
+// Fields of Spend.
+const (
+	FieldCostUSD             = "cost_usd"
+	FieldTokensInput         = "tokens_input"
+	FieldTokensOutput        = "tokens_output"
+	FieldTokensCacheRead     = "tokens_cache_read"
+	FieldTokensCacheCreation = "tokens_cache_creation"
 )
 
 // Fields of Session.

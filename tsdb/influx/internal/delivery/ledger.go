@@ -15,9 +15,11 @@ import (
 )
 
 // ledger remembers the ids of keyed operations (those whose id came from the
-// client) that this store has taken, so that a client's retry is not stored
-// twice: InfluxDB cannot tell by itself, since a retry without created_at
-// gets another timestamp and so another point.
+// client) and of spend points (every one is keyed: its id is derived from
+// its series and interval) that this store has taken, so that a client's
+// retry is not stored twice: InfluxDB cannot tell by itself, since a retry
+// without created_at gets another timestamp and so another point, and a
+// retry of a point the store still remembers gets another offset (Slots).
 //
 // It is a file of fixed records (16-byte id, 8-byte unix seconds), appended
 // and fsynced after the operations are durable in the outbox, and loaded at
@@ -140,37 +142,61 @@ func writeFileSync(path string, data []byte) error {
 // markDuplicates sets Duplicate on every keyed operation of ops whose id the
 // ledger holds or that an earlier operation of ops already carries.
 func (l *ledger) markDuplicates(ops []tsdb.Operation) {
+	dups := l.duplicates(len(ops), func(i int) (uuid.UUID, bool) { return ops[i].ID, ops[i].Keyed })
+	for i, d := range dups {
+		if d {
+			ops[i].Duplicate = true
+		}
+	}
+}
+
+// duplicates answers, for each of n records whose id and keyedness id
+// tells, whether it is a keyed record whose id the ledger holds or that an
+// earlier keyed record of the n already carries.
+func (l *ledger) duplicates(n int, id func(i int) (uuid.UUID, bool)) []bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	dups := make([]bool, n)
 	batch := map[uuid.UUID]bool{}
-	for i := range ops {
-		if !ops[i].Keyed {
+	for i := range n {
+		v, keyed := id(i)
+		if !keyed {
 			continue
 		}
-		_, seen := l.seen[ops[i].ID]
-		if seen || batch[ops[i].ID] {
-			ops[i].Duplicate = true
+		_, seen := l.seen[v]
+		if seen || batch[v] {
+			dups[i] = true
 			continue
 		}
-		batch[ops[i].ID] = true
+		batch[v] = true
 	}
+	return dups
 }
 
 // add records the ids of ops' keyed, non-duplicate operations durably.
 func (l *ledger) add(ops []tsdb.Operation, now time.Time) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var buf []byte
-	at := now.Unix()
+	ids := make([]uuid.UUID, 0, len(ops))
 	for i := range ops {
 		if ops[i].Keyed && !ops[i].Duplicate {
-			buf = append(buf, ops[i].ID[:]...)
-			buf = binary.LittleEndian.AppendUint64(buf, uint64(at))
-			l.remember(ops[i].ID, at)
+			ids = append(ids, ops[i].ID)
 		}
 	}
-	if len(buf) == 0 {
+	return l.addIDs(ids, now)
+}
+
+// addIDs records ids durably.
+func (l *ledger) addIDs(ids []uuid.UUID, now time.Time) error {
+	if len(ids) == 0 {
 		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	buf := make([]byte, 0, len(ids)*ledgerRecord)
+	at := now.Unix()
+	for _, id := range ids {
+		buf = append(buf, id[:]...)
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(at))
+		l.remember(id, at)
 	}
 	if _, err := l.f.Write(buf); err != nil {
 		return fmt.Errorf("influx: idempotency ledger: %w", err)

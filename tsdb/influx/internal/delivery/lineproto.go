@@ -8,11 +8,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
-// Encoder builds the line protocol of operations and session events (see
+// Encoder builds the line protocol of operations, session events and spend points (see
 // package schema). Its zero value is ready to use.
 type Encoder struct{ b []byte }
 
@@ -82,6 +84,37 @@ func (w *Encoder) end(t int64) {
 // slot allocator works on.
 func operationSeries(op *tsdb.Operation) string {
 	return op.OperationMode + "\x00" + op.SessionID.String() + "\x00" + op.ToolID + "\x00" + op.ToolName
+}
+
+// spendSeries answers the series key of p (without dup) for Slots; its
+// first byte keeps it apart from every operation's.
+func spendSeries(p *tsdb.SpendPoint) string {
+	sess := ""
+	if p.SessionID != nil {
+		sess = p.SessionID.String()
+	}
+	return "\x01" + schema.Spend + "\x00" + p.ToolID + "\x00" + p.Model + "\x00" + sess
+}
+
+// Spend appends p as one point of schema.Spend at time p.Time + offset ns,
+// in series dup when dup > 0 (see Slots).
+func (w *Encoder) Spend(p *tsdb.SpendPoint, offset, dup int) {
+	w.start(schema.Spend)
+	if dup > 0 {
+		w.tag(schema.TagDup, strconv.Itoa(dup))
+	}
+	w.tag(schema.TagModel, schema.TagValue(p.Model))
+	if p.SessionID != nil {
+		w.tag(schema.TagSessionID, p.SessionID.String())
+	}
+	w.tag(schema.TagToolID, schema.TagValue(p.ToolID))
+	var f fieldSep
+	w.float(&f, schema.FieldCostUSD, p.CostUSD)
+	w.int(&f, schema.FieldTokensCacheCreation, p.Tokens.CacheCreation)
+	w.int(&f, schema.FieldTokensCacheRead, p.Tokens.CacheRead)
+	w.int(&f, schema.FieldTokensInput, p.Tokens.Input)
+	w.int(&f, schema.FieldTokensOutput, p.Tokens.Output)
+	w.end(p.Time.Truncate(time.Microsecond).UnixNano() + int64(offset))
 }
 
 // Operation appends op as one point at time created_at + offset ns, in
@@ -184,9 +217,23 @@ func NewSlots(maxKeys int) *Slots {
 
 // Assign answers the offset and dup series for op.
 func (s *Slots) Assign(op *tsdb.Operation) (offset, dup int) {
-	series := operationSeries(op)
-	micros := op.CreatedAt.Truncate(time.Microsecond).UnixNano() / 1000
-	start := int(binary.BigEndian.Uint64(op.ID[8:]) % slotsPerMicro)
+	return s.assign(operationSeries(op), op.CreatedAt, op.ID)
+}
+
+// AssignSpend answers the offset and dup series for p. A spend point's id
+// is derived from its series and interval, so the offset its id hashes to
+// is the same on every replica and after every restart: a retry that the
+// ledger does not catch (another replica's) most likely lands on the same
+// point key and overwrites the first copy.
+func (s *Slots) AssignSpend(p *tsdb.SpendPoint) (offset, dup int) {
+	return s.assign(spendSeries(p), p.Time, p.ID)
+}
+
+// assign answers the offset and dup series of a point of series at time
+// at, probing from the hash of id.
+func (s *Slots) assign(series string, at time.Time, id uuid.UUID) (offset, dup int) {
+	micros := at.Truncate(time.Microsecond).UnixNano() / 1000
+	start := int(binary.BigEndian.Uint64(id[8:]) % slotsPerMicro)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for dup = 0; ; dup++ {

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
@@ -31,7 +32,7 @@ import (
 // ErrClosed: the writer is closed.
 var ErrClosed = errors.New("influx: store closed")
 
-// The write path. Every write (operations and session events) is encoded
+// The write path. Every write (operations, session events and spend points) is encoded
 // as line protocol, with its final point times, and appended to the durable
 // outbox (fsynced); only then does the caller wait, up to WriteTimeout, for
 // the drainer to deliver it (not at all while InfluxDB is failing: then the
@@ -209,6 +210,41 @@ func (w *Writer) WriteOperations(ctx context.Context, ops []tsdb.Operation) erro
 		if err := w.ledger.add(ops, time.Now()); err != nil {
 			w.log.Warn("idempotency ledger not updated", "err", err)
 		}
+	}
+	return nil
+}
+
+// WriteSpend encodes points with unique point keys and submits them, as
+// WriteOperations does keyed operations: every spend point is keyed, so
+// points the ledger knows, or that an earlier point of the batch carries
+// (a retried export), are marked Duplicate and skipped. Spend points are
+// line protocol of their own measurement in the same outbox records as
+// operations, delivered by the same drainer.
+func (w *Writer) WriteSpend(ctx context.Context, points []tsdb.SpendPoint) error {
+	if len(points) == 0 {
+		return nil
+	}
+	w.keyedMu.Lock()
+	defer w.keyedMu.Unlock()
+	dups := w.ledger.duplicates(len(points), func(i int) (uuid.UUID, bool) { return points[i].ID, true })
+	var e Encoder
+	e.b = make([]byte, 0, 200*len(points))
+	ids := make([]uuid.UUID, 0, len(points))
+	for i := range points {
+		points[i].Duplicate = dups[i]
+		if dups[i] {
+			continue
+		}
+		off, dup := w.slots.AssignSpend(&points[i])
+		e.Spend(&points[i], off, dup)
+		ids = append(ids, points[i].ID)
+	}
+	if err := w.Submit(ctx, e.b); err != nil {
+		return err
+	}
+	// Durable already; see WriteOperations.
+	if err := w.ledger.addIDs(ids, time.Now()); err != nil {
+		w.log.Warn("idempotency ledger not updated", "err", err)
 	}
 	return nil
 }

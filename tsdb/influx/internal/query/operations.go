@@ -40,6 +40,11 @@ func fieldPred(fields ...string) string {
 // the tag predicates given and the field predicate, all in one filter so
 // that the storage engine applies it (pushdown on 1.8 and 2.x).
 func (s *Reader) opsSource(lo, hi time.Time, fields string, tags ...string) string {
+	return s.source(schema.Operation, lo, hi, fields, tags...)
+}
+
+// source is opsSource for the points of measurement meas.
+func (s *Reader) source(meas string, lo, hi time.Time, fields string, tags ...string) string {
 	if s.v1.Load() {
 		// InfluxDB 1.8 takes a point at exactly the stop into the range;
 		// point times are whole nanoseconds, so stop 1 ns earlier there.
@@ -47,7 +52,7 @@ func (s *Reader) opsSource(lo, hi time.Time, fields string, tags ...string) stri
 	}
 	return `from(bucket: ` + s.bucket + `)
   |> ` + fluxRange(lo, hi) + `
-  |> filter(fn: (r) => ` + pred(append([]string{`r._measurement == "` + schema.Operation + `"`}, append(tags, fields)...)...) + `)`
+  |> filter(fn: (r) => ` + pred(append([]string{`r._measurement == ` + fluxString(meas)}, append(tags, fields)...)...) + `)`
 }
 
 func toolIDPred(toolID string) string {

@@ -138,3 +138,97 @@ func TestReadHoursInfluxQLEqualsFlux(t *testing.T) {
 		t.Fatalf("InfluxQL %d rows, Flux %d rows, or they differ:\n%v\n%v", len(ql), len(flux), key(ql), key(flux))
 	}
 }
+
+// TestSpendPathsAgree: spend breakdowns and trends read with InfluxQL (1.x),
+// with grouped Flux (2.x's queries on 1.x) and with per-series Flux (2.x)
+// answer the same on the same points, including windows whose edges fall
+// on points. Costs are multiples of 1/128, whose sums are exact in any
+// order.
+func TestSpendPathsAgree(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	bucket := srv.NewBucket(t)
+	s := newReader(t, srv, bucket)
+	from := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
+	r := rand.New(rand.NewSource(9))
+	var e delivery.Encoder
+	slots := delivery.NewSlots(1 << 16)
+	var times []time.Time
+	for i := range 500 {
+		p := tsdb.SpendPoint{
+			ID: uuid.New(), ToolID: []string{"a", "b"}[r.Intn(2)], Model: []string{"", "m", "n"}[r.Intn(3)],
+			Time:    from.Add(time.Duration(r.Int63n(int64(72*time.Hour/time.Microsecond))) * time.Microsecond),
+			CostUSD: float64(r.Intn(1000)) / 128,
+			Tokens:  tsdb.Tokens{Input: r.Int63n(1000), Output: r.Int63n(100), CacheRead: r.Int63n(5000), CacheCreation: r.Int63n(50)},
+		}
+		if i%2 == 0 {
+			sess := uuid.New()
+			p.SessionID = &sess
+		}
+		off, dup := slots.AssignSpend(&p)
+		e.Spend(&p, off, dup)
+		times = append(times, p.Time)
+	}
+	u := srv.URL + "/api/v2/write?precision=ns&bucket=" + url.QueryEscape(bucket)
+	resp, err := http.Post(u, "text/plain", strings.NewReader(string(e.Bytes())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("write: %s", resp.Status)
+	}
+	ctx := context.Background()
+	type answer struct {
+		breakdown map[[2]string]tsdb.SpendTotals
+		hourly    []tsdb.SpendBucket
+		daily     []tsdb.SpendBucket
+	}
+	read := func(w tsdb.Window) answer {
+		t.Helper()
+		var a answer
+		rows, err := s.SpendBreakdown(ctx, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.breakdown = map[[2]string]tsdb.SpendTotals{}
+		for _, row := range rows {
+			a.breakdown[[2]string{row.ToolID, row.Model}] = row
+		}
+		if a.hourly, err = s.SpendTrend(ctx, w, tsdb.Hourly); err != nil {
+			t.Fatal(err)
+		}
+		if a.daily, err = s.SpendTrend(ctx, w, tsdb.Daily); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	for i := range 8 {
+		start := times[r.Intn(len(times))]
+		w := tsdb.Window{Start: &start, End: times[r.Intn(len(times))]}
+		if w.End.Before(start) {
+			w.Start, w.End = &w.End, start
+		}
+		if i%3 == 0 {
+			w.ToolID = "a"
+		}
+		if i == 7 {
+			w.Start = nil
+		}
+		s.cfg.AlwaysFlux = false
+		s.perSeries.Store(false)
+		ql := read(w) // the first read learns the version: InfluxQL on 1.x
+		if known, v1, _ := s.Version(); !known || !v1 {
+			t.Fatalf("version known %v, 1.x %v after a read; want both", known, v1)
+		}
+		s.cfg.AlwaysFlux = true
+		grouped := read(w)
+		s.perSeries.Store(true)
+		perSeries := read(w)
+		if len(ql.breakdown) == 0 || len(ql.daily) == 0 {
+			t.Fatalf("window %d: empty answers", i)
+		}
+		if !reflect.DeepEqual(ql, grouped) || !reflect.DeepEqual(ql, perSeries) {
+			t.Fatalf("window %d: InfluxQL, grouped Flux and per-series Flux differ:\n%+v\n%+v\n%+v", i, ql, grouped, perSeries)
+		}
+	}
+}
