@@ -224,6 +224,21 @@ func (s *recordingStore) WriteOperations(_ context.Context, ops []tsdb.Operation
 	return nil
 }
 
+func (s *recordingStore) WriteSpend(_ context.Context, points []tsdb.SpendPoint) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes += len(points)
+	return nil
+}
+
+func (s *recordingStore) SpendBreakdown(context.Context, tsdb.Window) ([]tsdb.SpendTotals, error) {
+	return []tsdb.SpendTotals{}, nil
+}
+
+func (s *recordingStore) SpendTrend(context.Context, tsdb.Window, tsdb.Step) ([]tsdb.SpendBucket, error) {
+	return []tsdb.SpendBucket{}, nil
+}
+
 func (s *recordingStore) QueryOperations(context.Context, tsdb.OperationFilter) (tsdb.OperationPage, error) {
 	return tsdb.OperationPage{}, nil
 }

@@ -75,6 +75,24 @@ func (t *tracedStore) Trend(ctx context.Context, w Window, step Step) (b []Bucke
 	return t.next.Trend(ctx, w, step)
 }
 
+func (t *tracedStore) WriteSpend(ctx context.Context, points []SpendPoint) (err error) {
+	ctx, span := t.start(ctx, "WriteSpend", attribute.Int("omnimemory.points", len(points)))
+	defer func() { end(span, err) }()
+	return t.next.WriteSpend(ctx, points)
+}
+
+func (t *tracedStore) SpendBreakdown(ctx context.Context, w Window) (s []SpendTotals, err error) {
+	ctx, span := t.start(ctx, "SpendBreakdown")
+	defer func() { end(span, err) }()
+	return t.next.SpendBreakdown(ctx, w)
+}
+
+func (t *tracedStore) SpendTrend(ctx context.Context, w Window, step Step) (b []SpendBucket, err error) {
+	ctx, span := t.start(ctx, "SpendTrend")
+	defer func() { end(span, err) }()
+	return t.next.SpendTrend(ctx, w, step)
+}
+
 func (t *tracedStore) FirstOperationTime(ctx context.Context, toolID string) (ts time.Time, ok bool, err error) {
 	ctx, span := t.start(ctx, "FirstOperationTime")
 	defer func() { end(span, err) }()

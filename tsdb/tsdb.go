@@ -273,14 +273,15 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// Store is every part of a store together: what tsdb/sqlite and tsdb/influx
-// implement and tsdb/storetest checks. Implementations are safe for
+// Store is every part of a store together: what tsdb/sqlite, tsdb/postgres
+// and tsdb/influx implement and tsdb/storetest checks (Run and RunSpend). Implementations are safe for
 // concurrent use.
 type Store interface {
 	OperationWriter
 	OperationReader
 	Aggregator
 	SessionStore
+	SpendStore
 	Pinger
 
 	// Close releases the store. Writes that returned nil stay durable.

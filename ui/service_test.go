@@ -52,23 +52,19 @@ func (s *outageStore) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) 
 }
 
 // SpendBreakdown and SpendTrend read the spend of the SQLite store under
-// the outage switch; WriteSpend seeds it.
+// the outage switch.
 func (s *outageStore) SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.SpendTotals, error) {
 	if err := s.fault(); err != nil {
 		return nil, err
 	}
-	return s.Store.(tsdb.SpendStore).SpendBreakdown(ctx, w)
+	return s.Store.SpendBreakdown(ctx, w)
 }
 
 func (s *outageStore) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendBucket, error) {
 	if err := s.fault(); err != nil {
 		return nil, err
 	}
-	return s.Store.(tsdb.SpendStore).SpendTrend(ctx, w, step)
-}
-
-func (s *outageStore) WriteSpend(ctx context.Context, points []tsdb.SpendPoint) error {
-	return s.Store.(tsdb.SpendStore).WriteSpend(ctx, points)
+	return s.Store.SpendTrend(ctx, w, step)
 }
 
 // service is the whole HTTP stack, page included, on a real SQLite file.

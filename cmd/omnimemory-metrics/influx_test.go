@@ -134,6 +134,9 @@ func answerSample(now time.Time) (ops []map[string]any, paths []string) {
 	for _, r := range []string{"1h", "24h", "7d", "30d", "all"} {
 		paths = append(paths, "/metrics/api-savings?time_range="+r, "/metrics/api-savings?time_range="+r+"&tool_id=claude-code")
 	}
+	for _, r := range []string{"1h", "24h", "7d", "30d", "all"} {
+		paths = append(paths, "/metrics/spend?time_range="+r, "/metrics/spend?time_range="+r+"&tool_id=claude-code")
+	}
 	for _, r := range []string{"1h", "24h", "7d", "30d"} {
 		paths = append(paths, "/metrics/api-savings?compare=previous&time_range="+r, "/metrics/api-savings?compare=previous&time_range="+r+"&tool_id=claude-code")
 	}

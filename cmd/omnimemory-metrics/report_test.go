@@ -106,6 +106,16 @@ func TestReportOfTheSpecSample(t *testing.T) {
 	if err := store.WriteOperations(context.Background(), sampleOperations()); err != nil {
 		t.Fatal(err)
 	}
+	// What Claude Code reported spending in the same hour: 2.5 USD beside
+	// the 1.2555 saved, a savings share of 33.43 %.
+	if err := store.WriteSpend(context.Background(), []tsdb.SpendPoint{
+		{ID: uuid.NewSHA1(uuid.Nil, []byte("spend-1")), ToolID: "claude-code", Model: "claude-sonnet-4", Time: sampleNow.Add(-30 * time.Minute),
+			CostUSD: 2.25, Tokens: tsdb.Tokens{Input: 40000, Output: 3000, CacheRead: 120000}},
+		{ID: uuid.NewSHA1(uuid.Nil, []byte("spend-2")), ToolID: "claude-code", Model: "claude-haiku", Time: sampleNow.Add(-20 * time.Minute),
+			CostUSD: 0.25, Tokens: tsdb.Tokens{Input: 9000, CacheCreation: 700}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	fixReportClock(t, sampleNow)
 	base := reportService(t, store, sampleNow)
 	vars := map[string]string{"SQLITE_DB_PATH": path}
@@ -123,7 +133,8 @@ func TestReportOfTheSpecSample(t *testing.T) {
 				t.Errorf("%s %s: the file and the service differ:\n%s\n---\n%s", format, r.Name, fromFile, fromService)
 			}
 			if format != "json" {
-				for _, figure := range []string{"98,000", "14,300", "83,700", "$1.47", "$0.2145", "$1.2555", "85.41 %"} {
+				for _, figure := range []string{"98,000", "14,300", "83,700", "$1.47", "$0.2145", "$1.2555", "85.41 %",
+					"$2.50", "33.43 %", "49,000", "120,000", "claude-sonnet-4"} {
 					if !strings.Contains(fromFile, figure) {
 						t.Errorf("%s %s: no %s in\n%s", format, r.Name, figure, fromFile)
 					}
