@@ -56,6 +56,7 @@ func TestRulesFolderHoldsOnlyRulesAndTests(t *testing.T) {
 // requiredAlerts are the alerts the observability pack promises.
 var requiredAlerts = []string{
 	"OmnimemorySavingsRatioDropped",
+	"OmnimemorySavingsShareDropped",
 	"OmnimemoryToolSilent",
 	"OmnimemoryStoreWriteErrors",
 	"OmnimemoryOutboxBacklogGrowing",

@@ -45,6 +45,21 @@ const (
 	samplePrice     = 0.015
 )
 
+// noSpendYet: the service takes no spend yet, so no omnimemory_llm_*
+// series exists in the stack, nor anything computed from one.
+const noSpendYet = "no spend is posted until POST /v1/metrics lands"
+
+// rulesWithoutData are the recording rules that answer nothing in the
+// stack's healthy run, with the reason; every other rule must yield data.
+// The rules must still evaluate without error (waitRulesHealthy).
+var rulesWithoutData = map[string]string{
+	"tool_id:omnimemory_llm_cost_usd:rate5m":    noSpendYet,
+	"tool_id:omnimemory_llm_cost_usd:rate1h":    noSpendYet,
+	"tool_id_type:omnimemory_llm_tokens:rate5m": noSpendYet,
+	"tool_id:omnimemory_savings_share:rate1h":   noSpendYet,
+	"tool_id:omnimemory_savings_share:rate7d":   noSpendYet,
+}
+
 // TestStack runs the real service and a real Prometheus that scrapes it
 // every second with the repository's rules loaded, and checks what
 // Prometheus then answers: the token sums, dollars, every recording rule,
@@ -148,11 +163,27 @@ func TestStack(t *testing.T) {
 		} {
 			prom.waitValue(t, q, want)
 		}
-		// Every recording rule of the repository yields data.
+		// Every recording rule of the repository yields data, except those
+		// of rulesWithoutData, which must still have none (a stale
+		// exemption fails).
+		exempted := 0
 		for _, r := range repoRules(t) {
-			if r.Record != "" {
-				prom.waitValue(t, `count(`+r.Record+`) > 0`, math.NaN())
+			if r.Record == "" {
+				continue
 			}
+			if reason, ok := rulesWithoutData[r.Record]; ok {
+				exempted++
+				if s, err := prom.query(r.Record); err != nil || len(s) > 0 {
+					t.Errorf("%s: %d samples (err %v), exempted as empty (%s): drop it from rulesWithoutData", r.Record, len(s), err, reason)
+				} else {
+					t.Logf("%s: empty, allowed: %s", r.Record, reason)
+				}
+				continue
+			}
+			prom.waitValue(t, `count(`+r.Record+`) > 0`, math.NaN())
+		}
+		if exempted != len(rulesWithoutData) {
+			t.Errorf("rulesWithoutData names %d rules, of which %d are recording rules of %s", len(rulesWithoutData), exempted, ruleFilesGlob)
 		}
 		if got := prom.value(t, `sum(omnimemory_tool_tokens_overspent_total)`); got != 200 {
 			t.Errorf("overspent tokens = %v, want 200", got)

@@ -33,6 +33,18 @@ func promInstant(expr, legend string) *prometheus.DataqueryBuilder {
 		Instant()
 }
 
+// promTable is an instant query answered as a table (one row per series,
+// its labels as columns and its value as "Value #<refId>"), for table
+// panels that merge several queries.
+func promTable(expr string) *prometheus.DataqueryBuilder {
+	return prometheus.NewDataqueryBuilder().
+		Datasource(prometheusDS()).
+		EditorMode(prometheus.QueryEditorModeCode).
+		Expr(expr).
+		Format(prometheus.PromQueryFormatTable).
+		Instant()
+}
+
 // rate is the per-second rate of a counter over $__rate_interval.
 func rate(metric, selector string) string {
 	return fmt.Sprintf("rate(%s%s[$__rate_interval])", metric, selector)

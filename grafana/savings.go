@@ -1,9 +1,14 @@
 package grafana
 
 import (
+	"fmt"
+
 	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
@@ -16,6 +21,10 @@ const (
 	overspentTotal   = "omnimemory_tool_tokens_overspent_total"
 	durationSeconds  = "omnimemory_tool_operation_duration_seconds"
 	savingsRatioHist = "omnimemory_tool_operation_savings_ratio"
+
+	// What the AI tools report spending, from their own OTLP metrics.
+	llmCostTotal   = "omnimemory_llm_cost_usd_total"
+	llmTokensTotal = "omnimemory_llm_tokens_total"
 
 	byClient = `{tool_id=~"$tool_id"}`
 )
@@ -50,6 +59,12 @@ func TokenSavings() *dashboard.DashboardBuilder {
 		WithPanel(dollarsSavedByClient()).
 		WithPanel(tokensSavedPerClientBars()).
 		WithPanel(dollarsSavedPerClientBars()).
+		WithRow(row("Spend beside savings")).
+		WithPanel(dollarsSpentStat()).
+		WithPanel(savingsShareStat()).
+		WithPanel(dollarsSpentVsSaved()).
+		WithPanel(savingsShareByClient()).
+		WithPanel(spendByModelTable()).
 		WithRow(row("Savings ratio")).
 		WithPanel(savingsRatioByToolMode()).
 		WithPanel(savingsRatioByClient()).
@@ -138,6 +153,82 @@ func dollarsSavedPerClientBars() *bargauge.PanelBuilder {
 		unitUSD).
 		Decimals(4).
 		WithTarget(promInstant("sort_desc("+dollars(sumBy(increase(preventedTotal, byClient), "tool_id"))+")", legendClient))
+}
+
+// llmTokenTypes are the kinds of tokens the tools report, in the order of
+// the spend table's columns.
+var llmTokenTypes = []struct{ typ, column string }{
+	{"input", "Input tokens"},
+	{"output", "Output tokens"},
+	{"cache_read", "Cache read tokens"},
+	{"cache_creation", "Cache creation tokens"},
+}
+
+// savingsShare is dollars saved / (dollars spent + dollars saved), as
+// GET /metrics/spend's savings_share_percentage (a fraction here); spent
+// and saved are expressions in US dollars with the same labels.
+func savingsShare(saved, spent string) string {
+	return fmt.Sprintf("%s / (%s + %s)", saved, spent, saved)
+}
+
+func dollarsSpentStat() *stat.PanelBuilder {
+	return statPanel(prometheusDS(), "Dollars spent",
+		"US dollars the tools reported spending on their LLMs over the time range (their own OpenTelemetry cost metric, omnimemory_llm_cost_usd_total). Empty for tools that report no spend.",
+		unitUSD).
+		Decimals(2).
+		WithTarget(promInstant(sumBy(increase(llmCostTotal, byClient)), "USD spent"))
+}
+
+func savingsShareStat() *stat.PanelBuilder {
+	return statPanel(prometheusDS(), "Savings share",
+		"Dollars saved / (dollars spent + dollars saved) over the time range: the part of what the tools would have spent without OmniMemory that it saved. As savings_share_percentage of GET /metrics/spend; empty while no tool reports spend.",
+		unitPercent).
+		Decimals(1).
+		WithTarget(promInstant(savingsShare(
+			dollars(sumBy(increase(preventedTotal, byClient))),
+			sumBy(increase(llmCostTotal, byClient))), "savings share"))
+}
+
+func dollarsSpentVsSaved() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Dollars spent and saved per hour",
+		"What the tools reported spending on their LLMs, beside what OmniMemory saved them (tokens saved priced at the configured cost per 1,000 tokens), as US dollars per hour.",
+		unitUSD).
+		AxisLabel("USD/hour").
+		WithTarget(promRange(sumBy(rate(llmCostTotal, byClient))+" * 3600", "spent")).
+		WithTarget(promRange(dollars(sumBy(rate(preventedTotal, byClient))+" * 3600"), "saved"))
+}
+
+func savingsShareByClient() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Savings share by client",
+		"Dollars saved / (dollars spent + dollars saved), over each $__rate_interval, by client (tool_id). Only clients that report spend appear.",
+		unitPercent).
+		Min(0).
+		Max(1).
+		WithTarget(promRange(savingsShare(
+			dollars(sumBy(rate(preventedTotal, byClient), "tool_id")),
+			sumBy(rate(llmCostTotal, byClient), "tool_id")), legendClient))
+}
+
+func spendByModelTable() *table.PanelBuilder {
+	// One instant query per column, each a table of (model, value), merged
+	// on model: the cost first (Value #A), then the tokens of each type.
+	p := tablePanel(prometheusDS(), "Spend by model",
+		"Per model over the time range: US dollars spent and tokens by type, as the tools reported them.").
+		WithTransformation(dashboard.DataTransformerConfig{Id: "merge", Options: map[string]any{}}).
+		WithTransformation(dashboard.DataTransformerConfig{Id: "organize", Options: map[string]any{
+			"excludeByName": map[string]any{"Time": true},
+		}}).
+		OverrideByName("model", column("Model", "")).
+		OverrideByName("Value #A", column("Dollars spent", unitUSD)).
+		WithTarget(promTable(sumBy(increase(llmCostTotal, byClient), "model")))
+	for i, tt := range llmTokenTypes {
+		sel := fmt.Sprintf(`{tool_id=~"$tool_id", type=%q}`, tt.typ)
+		p = p.OverrideByName(fmt.Sprintf("Value #%c", 'B'+i), column(tt.column, unitShort)).
+			WithTarget(promTable(sumBy(increase(llmTokensTotal, sel), "model")))
+	}
+	return p.SortBy([]cog.Builder[common.TableSortByFieldState]{
+		common.NewTableSortByFieldStateBuilder().DisplayName("Dollars spent").Desc(true),
+	})
 }
 
 func savingsRatioByToolMode() *timeseries.PanelBuilder {
