@@ -122,7 +122,7 @@ func TestDocsNameOnlyRealVariables(t *testing.T) {
 }
 
 // apiPath is a path of the API as the docs write it in code.
-var apiPath = regexp.MustCompile(`(?:GET|POST) (/[a-z_/{}.-]*[a-z}])`)
+var apiPath = regexp.MustCompile(`(?:GET|POST) (/[a-z0-9_/{}.-]*[a-z}])`)
 
 // TestDocsNameOnlyRealEndpoints: every "GET /path" or "POST /path" the docs
 // write is a path the service serves.
@@ -130,7 +130,7 @@ func TestDocsNameOnlyRealEndpoints(t *testing.T) {
 	served := []string{api.PathTrackOperation, api.PathTrackOperations, api.PathOperations, api.PathOperationsExport,
 		api.PathToolBreakdown, api.PathAPISavings, api.PathSpend, api.PathSessionStart, api.PathSessionGetOrCreate, api.PathSessionsActive,
 		api.PathSession, api.PathSessionHeartbeat, api.PathSessionEnd, api.PathHealth, api.PathReady, api.PathMetrics,
-		api.PathOpenAPI, "/"}
+		api.PathOpenAPI, api.PathOTLPMetrics, "/"}
 	found := 0
 	for _, path := range markdownFiles(t) {
 		for _, m := range apiPath.FindAllStringSubmatch(readFile(t, path), -1) {

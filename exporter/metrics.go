@@ -30,6 +30,14 @@ const OtherLabel = "other"
 // DefaultMaxToolIDLabels bounds the distinct tool_id label values.
 const DefaultMaxToolIDLabels = 100
 
+// DefaultMaxModelLabels bounds the distinct model label values of the spend
+// metrics.
+const DefaultMaxModelLabels = 100
+
+// UnknownModelLabel is the model label of spend a tool reported without a
+// model.
+const UnknownModelLabel = "unknown"
+
 // Metrics are the Prometheus metrics of accepted operations and of the
 // ingest path. Build them with NewMetrics on a registry of the caller's.
 type Metrics struct {
@@ -49,7 +57,15 @@ type Metrics struct {
 	writeErrors    prometheus.Counter
 	shed           *prometheus.CounterVec
 
+	llmTokens     *prometheus.CounterVec
+	llmCost       *prometheus.CounterVec
+	otlpIgnored   *prometheus.CounterVec
+	otlpRejected  *prometheus.CounterVec
+	otlpSeries    prometheus.Gauge
+	otlpEvictions prometheus.Counter
+
 	toolIDs *labelLimiter
+	models  *labelLimiter
 }
 
 // NewMetrics registers the metrics on reg. maxToolIDs bounds how many
@@ -127,7 +143,32 @@ func NewMetrics(reg prometheus.Registerer, pricePerThousand float64, maxToolIDs 
 			Namespace: Namespace, Subsystem: "ingest", Name: "shed_operations_total",
 			Help: "Operations refused without being stored, by reason (queue_full, deadline, store_full, store_error, shutting_down).",
 		}, []string{"reason"}),
+		llmTokens: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "llm_tokens_total",
+			Help: "Tokens AI tools reported spending in their own OpenTelemetry metrics, by kind (input, output, cache_read, cache_creation), stored once each.",
+		}, []string{"tool_id", "model", "type"}),
+		llmCost: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "llm_cost_usd_total",
+			Help: "US dollars AI tools reported spending in their own OpenTelemetry metrics, stored once each.",
+		}, []string{"tool_id", "model"}),
+		otlpIgnored: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "otlp", Name: "data_points_ignored_total",
+			Help: "OTLP data points taken but not stored as spend, by reason (other_metric, unexpected_type, unknown_token_type, out_of_order).",
+		}, []string{"reason"}),
+		otlpRejected: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "otlp", Name: "data_points_rejected_total",
+			Help: "OTLP spend data points refused as malformed, by reason (bad_tool_id, bad_value, bad_time, bad_model, bad_temporality, missing_sum).",
+		}, []string{"reason"}),
+		otlpSeries: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "otlp", Name: "cumulative_series",
+			Help: "Cumulative OTLP series whose last value is kept to turn the next one into a delta.",
+		}),
+		otlpEvictions: f.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "otlp", Name: "cumulative_series_evicted_total",
+			Help: "Cumulative OTLP series forgotten, least recently seen first, to keep their number bounded.",
+		}),
 		toolIDs: newLabelLimiter(maxToolIDs),
+		models:  newLabelLimiter(DefaultMaxModelLabels),
 	}
 	m.price.Set(pricePerThousand)
 	return m
@@ -159,6 +200,33 @@ func (m *Metrics) observeAccepted(ops []tsdb.Operation, span trace.SpanContext) 
 		if op.TokensOriginal > 0 {
 			ratio := float64(max(op.TokensPrevented, 0)) / float64(op.TokensOriginal)
 			m.savingsRatio.WithLabelValues(op.ToolName, op.OperationMode).Observe(ratio)
+		}
+	}
+}
+
+// observeSpend bumps the spend metrics for points just stored; points the
+// store held already (a retried export) were counted then.
+func (m *Metrics) observeSpend(points []tsdb.SpendPoint) {
+	for i := range points {
+		p := &points[i]
+		if p.Duplicate {
+			continue
+		}
+		toolID := m.toolIDs.label(p.ToolID)
+		model := UnknownModelLabel
+		if p.Model != "" {
+			model = m.models.label(p.Model)
+		}
+		for _, k := range []struct {
+			kind string
+			n    int64
+		}{{"input", p.Tokens.Input}, {"output", p.Tokens.Output}, {"cache_read", p.Tokens.CacheRead}, {"cache_creation", p.Tokens.CacheCreation}} {
+			if k.n > 0 {
+				m.llmTokens.WithLabelValues(toolID, model, k.kind).Add(float64(k.n))
+			}
+		}
+		if p.CostUSD > 0 {
+			m.llmCost.WithLabelValues(toolID, model).Add(p.CostUSD)
 		}
 	}
 }

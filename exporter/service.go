@@ -21,6 +21,9 @@ type Options struct {
 	// Tracker tunes the writer (its TracerProvider is set from
 	// TracerProvider).
 	Tracker TrackerOptions
+	// Spend tunes the intake of the tools' OTLP metrics (its WriteTimeout
+	// defaults to the Tracker's).
+	Spend SpendOptions
 	// ReadyTimeout bounds the store check of Ready (default 2s).
 	ReadyTimeout time.Duration
 	// Registerer takes the metrics (a registry of the caller's; never the
@@ -34,11 +37,12 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Service is the service layer over one store: ingest (Tracker), reports
-// (Reporter), sessions (Sessions), reads and exports of operations
-// (Operations), and readiness. Close stops it.
+// Service is the service layer over one store: ingest (Tracker), the
+// tools' own spend (Spend), reports (Reporter), sessions (Sessions), reads
+// and exports of operations (Operations), and readiness. Close stops it.
 type Service struct {
 	*Tracker
+	*Spend
 	*Reporter
 	*Sessions
 	*Operations
@@ -49,6 +53,8 @@ type Service struct {
 }
 
 // New starts the service layer over store: the writer runs until Close.
+// Spend is taken when the store is also a tsdb.SpendWriter; else TrackSpend
+// answers ErrSpendNotSupported.
 func New(store tsdb.Store, o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -61,8 +67,13 @@ func New(store tsdb.Store, o Options) *Service {
 	}
 	o.Tracker.TracerProvider = o.TracerProvider
 	metrics := NewMetrics(o.Registerer, o.Pricing.PerThousandUSD, o.MaxToolIDLabels)
+	spendStore, _ := store.(tsdb.SpendWriter)
+	if o.Spend.WriteTimeout <= 0 {
+		o.Spend.WriteTimeout = o.Tracker.WriteTimeout
+	}
 	return &Service{
 		Tracker:    NewTracker(store, metrics, o.Tracker, o.Logger),
+		Spend:      NewSpend(spendStore, metrics, o.Spend, o.Now(), o.Now, o.Logger),
 		Reporter:   NewReporter(store, o.Pricing, o.Now),
 		Sessions:   NewSessions(store, o.Now),
 		Operations: NewOperations(store),

@@ -249,12 +249,7 @@ func (t *Tracker) commit(batch []*writeRequest, ops []tsdb.Operation) error {
 		}
 		t.metrics.shed.WithLabelValues(reason).Add(float64(len(ops)))
 		t.logger.Error("store write failed", "operations", len(ops), "err", err)
-		if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, tsdb.ErrUnavailable) {
-			// The store did not answer within the write deadline: a fault
-			// of the store, to retry, not of the request.
-			return fmt.Errorf("%w: storing %d operations: no answer within the write deadline: %w", tsdb.ErrUnavailable, len(ops), err)
-		}
-		return fmt.Errorf("storing %d operations: %w", len(ops), err)
+		return storeWriteError(fmt.Sprintf("%d operations", len(ops)), err)
 	}
 	t.metrics.batchSize.Observe(float64(len(ops)))
 	// The store marked retries Duplicate in ops; hand the marks back to each
@@ -266,4 +261,14 @@ func (t *Tracker) commit(batch []*writeRequest, ops []tsdb.Operation) error {
 		t.metrics.observeAccepted(req.ops, req.span)
 	}
 	return nil
+}
+
+// storeWriteError answers the error of a store write of what that failed
+// with err: a store that did not answer within the write deadline is a
+// fault of the store, to retry (tsdb.ErrUnavailable), not of the request.
+func storeWriteError(what string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, tsdb.ErrUnavailable) {
+		return fmt.Errorf("%w: storing %s: no answer within the write deadline: %w", tsdb.ErrUnavailable, what, err)
+	}
+	return fmt.Errorf("storing %s: %w", what, err)
 }

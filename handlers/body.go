@@ -26,8 +26,11 @@ const (
 
 // bodyLimit answers the body limit of r's route.
 func bodyLimit(r *http.Request) int64 {
-	if r.URL.Path == api.PathTrackOperations {
+	switch r.URL.Path {
+	case api.PathTrackOperations:
 		return api.MaxBatchBodyBytes
+	case api.PathOTLPMetrics:
+		return api.MaxOTLPBodyBytes
 	}
 	return api.MaxBodyBytes
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
@@ -90,37 +91,77 @@ func writeDetail(w http.ResponseWriter, status int, detail string, retryAfter ti
 	writeJSON(w, status, api.Detail{Detail: detail})
 }
 
-// writeError is the one place that maps errors to HTTP answers: contract
-// errors carry their status; ingest and store faults become 503 (retry
-// later, with Retry-After) or 500, with a detail that names the fault and
-// no stack trace.
+// writeError is the one place that maps errors to HTTP answers (see
+// answerOf), written as the service's JSON.
 func writeError(w http.ResponseWriter, logger *slog.Logger, err error) {
+	a := answerOf(logger, err)
+	if a.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(a.retryAfter.Seconds())))
+	}
+	writeJSON(w, a.status, a.body)
+}
+
+// errorAnswer is the answer to an error: its status, its JSON body (an
+// api.Detail or an api.ValidationError) and how long to wait before a
+// retry (0: no Retry-After).
+type errorAnswer struct {
+	status     int
+	body       any
+	retryAfter time.Duration
+}
+
+// detail answers the text of the answer's body.
+func (a errorAnswer) detail() string {
+	switch b := a.body.(type) {
+	case api.Detail:
+		return b.Detail
+	case api.ValidationError:
+		msgs := make([]string, len(b.Detail))
+		for i, e := range b.Detail {
+			msgs[i] = e.Msg
+		}
+		return strings.Join(msgs, "; ")
+	}
+	return http.StatusText(a.status)
+}
+
+// answerOf maps an error to its answer: contract errors carry their
+// status; ingest and store faults become 503 (retry later, with
+// Retry-After) or 500, with a detail that names the fault and no stack
+// trace. It logs the store's faults.
+func answerOf(logger *slog.Logger, err error) errorAnswer {
 	var ve *validationError
 	var he *httpError
+	detail := func(status int, d string, retryAfter time.Duration) errorAnswer {
+		return errorAnswer{status: status, body: api.Detail{Detail: d}, retryAfter: retryAfter}
+	}
 	switch {
 	case errors.As(err, &ve):
-		writeJSON(w, http.StatusUnprocessableEntity, api.ValidationError{Detail: ve.errs})
+		return errorAnswer{status: http.StatusUnprocessableEntity, body: api.ValidationError{Detail: ve.errs}}
 	case errors.As(err, &he):
-		writeDetail(w, he.status, he.detail, he.retryAfter)
+		return detail(he.status, he.detail, he.retryAfter)
 	case errors.Is(err, exporter.ErrUnboundedRange):
-		writeDetail(w, http.StatusBadRequest, "compare=previous needs a bounded time_range: one of "+
+		return detail(http.StatusBadRequest, "compare=previous needs a bounded time_range: one of "+
 			exporter.RangeNames(exporter.BoundedSavingsRanges), 0)
 	case errors.Is(err, exporter.ErrSpendUnsupported):
 		writeDetail(w, http.StatusNotImplemented, "This store keeps no spend yet: run on the embedded store or PostgreSQL", 0)
 	case errors.Is(err, tsdb.ErrNotFound):
-		writeDetail(w, http.StatusNotFound, "Not Found", 0)
+		return detail(http.StatusNotFound, "Not Found", 0)
+	case errors.Is(err, exporter.ErrSpendNotSupported):
+		return detail(http.StatusNotImplemented, "Spend intake is not implemented by this store ("+err.Error()+
+			"): OTLP metrics cannot be taken; the other endpoints serve as usual", 0)
 	case errors.Is(err, exporter.ErrOverloaded), errors.Is(err, tsdb.ErrBacklogFull):
-		writeDetail(w, http.StatusServiceUnavailable, "Service overloaded: "+err.Error()+"; retry later", retryAfterStore)
+		return detail(http.StatusServiceUnavailable, "Service overloaded: "+err.Error()+"; retry later", retryAfterStore)
 	case errors.Is(err, exporter.ErrClosed):
-		writeDetail(w, http.StatusServiceUnavailable, "Service is shutting down; retry later", retryAfterStore)
+		return detail(http.StatusServiceUnavailable, "Service is shutting down; retry later", retryAfterStore)
 	case errors.Is(err, exporter.ErrExportsBusy):
-		writeDetail(w, http.StatusServiceUnavailable, fmt.Sprintf("Too many exports in progress (at most %d); retry later",
+		return detail(http.StatusServiceUnavailable, fmt.Sprintf("Too many exports in progress (at most %d); retry later",
 			exporter.MaxConcurrentExports), retryAfterExport)
 	case errors.Is(err, tsdb.ErrUnavailable):
 		logger.Error("store unavailable", "err", err)
-		writeDetail(w, http.StatusServiceUnavailable, "Store unavailable: "+err.Error(), retryAfterStore)
+		return detail(http.StatusServiceUnavailable, "Store unavailable: "+err.Error(), retryAfterStore)
 	default:
 		logger.Error("store error", "err", err)
-		writeDetail(w, http.StatusInternalServerError, "Store error: "+err.Error(), 0)
+		return detail(http.StatusInternalServerError, "Store error: "+err.Error(), 0)
 	}
 }

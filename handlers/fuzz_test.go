@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -209,6 +210,7 @@ type recordingStore struct {
 	mu       sync.Mutex
 	writes   int
 	sessions map[uuid.UUID]tsdb.Session
+	spend    []tsdb.SpendPoint
 }
 
 func (s *recordingStore) count() int {
@@ -293,3 +295,85 @@ func (s *recordingStore) ActiveSessions(context.Context, string, time.Time) ([]t
 
 func (s *recordingStore) Ping(context.Context) error { return nil }
 func (s *recordingStore) Close() error               { return nil }
+
+// FuzzOTLPMetrics feeds hostile bodies to POST /v1/metrics through the
+// real router, as protobuf or JSON, plain or gzip: never a 500, an answer
+// in the request's content type (a JSON detail or a google.rpc.Status on an
+// error), nothing stored unless the answer was 200, and every point stored
+// within the bounds of a spend point.
+func FuzzOTLPMetrics(f *testing.F) {
+	const claude = `{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"claude-code"}}]},` +
+		`"scopeMetrics":[{"metrics":[{"name":"claude_code.token.usage","sum":{"aggregationTemporality":2,"dataPoints":[` +
+		`{"attributes":[{"key":"type","value":{"stringValue":"input"}},{"key":"model","value":{"stringValue":"m"}}],` +
+		`"startTimeUnixNano":"1736856000000000000","timeUnixNano":"1736856060000000000","asInt":"12"}]}},` +
+		`{"name":"gen_ai.client.token.usage","histogram":{"aggregationTemporality":1,"dataPoints":[{"attributes":[` +
+		`{"key":"gen_ai.token.type","value":{"stringValue":"output"}}],"timeUnixNano":"1736856060000000000","count":"1","sum":7}]}}]}]}]}`
+	f.Add(uint8(1), []byte(claude))
+	f.Add(uint8(0), []byte{0x0a, 0x02, 0x0a, 0x00})
+	f.Add(uint8(1), []byte(`{"resourceMetrics":5}`))
+	f.Add(uint8(3), []byte(claude))
+	f.Add(uint8(2), []byte{0x0a, 0x00})
+	f.Add(uint8(1), []byte(strings.ReplaceAll(claude, `"12"`, `"-12"`)))
+	store := &recordingStore{}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	svc := exporter.New(store, exporter.Options{Registerer: reg, Logger: logger, Now: func() time.Time { return fuzzNow }})
+	f.Cleanup(func() { _ = svc.Close(context.Background()) })
+	h := New(svc, Options{Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger})
+	f.Fuzz(func(t *testing.T, kind uint8, body []byte) {
+		contentType := []string{contentTypeProtobuf, contentTypeJSON}[kind&1]
+		gzipped := kind&2 != 0
+		if gzipped { // the fuzzed body, compressed (corrupt streams are the unit tests')
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			_, _ = zw.Write(body)
+			_ = zw.Close()
+			body = buf.Bytes()
+		}
+		req := httptest.NewRequest("POST", api.PathOTLPMetrics, bytes.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		if gzipped {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
+		rec := httptest.NewRecorder()
+		before := store.spendCount()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		if rec.Code != http.StatusOK && store.spendCount() != before {
+			t.Fatalf("answered %d but stored something", rec.Code)
+		}
+		if got := rec.Header().Get("Content-Type"); got != contentType && (got != contentTypeJSON || rec.Code == http.StatusOK) {
+			t.Fatalf("answered %d in %q to %s", rec.Code, got, contentType)
+		}
+		for _, p := range store.spendPoints() {
+			if !tsdb.ValidToolID(p.ToolID) || !tsdb.ValidModel(p.Model) || p.CostUSD < 0 || p.CostUSD != p.CostUSD ||
+				p.Tokens.Input < 0 || p.Tokens.Output < 0 || p.Tokens.CacheRead < 0 || p.Tokens.CacheCreation < 0 ||
+				p.Time.Year() < 1970 || p.Time.After(fuzzNow) {
+				t.Fatalf("stored %+v", p)
+			}
+		}
+	})
+}
+
+// WriteSpend keeps spend points, so that the recording store takes OTLP
+// metrics too.
+func (s *recordingStore) WriteSpend(_ context.Context, points []tsdb.SpendPoint) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spend = append(s.spend, points...)
+	return nil
+}
+
+func (s *recordingStore) spendCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.spend)
+}
+
+func (s *recordingStore) spendPoints() []tsdb.SpendPoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]tsdb.SpendPoint(nil), s.spend...)
+}

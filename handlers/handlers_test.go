@@ -86,6 +86,7 @@ type serviceOpts struct {
 	tp      trace.TracerProvider
 	token   string
 	public  bool
+	spend   *spendRecorder // when set, the store keeps spend points there
 }
 
 func newService(t *testing.T, o serviceOpts) *service {
@@ -108,6 +109,9 @@ func newService(t *testing.T, o serviceOpts) *service {
 	var served tsdb.Store = store
 	if o.tp != nil {
 		served = tsdb.Traced(store, "sqlite", o.tp)
+	}
+	if o.spend != nil {
+		served = spendingStore{Store: served, spendRecorder: o.spend}
 	}
 	h, svc := newStack(served, exporter.Options{Registerer: reg, TracerProvider: o.tp, Now: o.clock.now, Logger: logger},
 		handlers.Options{CORSOrigins: o.origins, TracerProvider: o.tp, APIToken: o.token, MetricsPublic: o.public})

@@ -27,13 +27,14 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/handlers"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
 func init() {
 	// The document's text bodies are checked as strings (the JSON ones are
 	// decoded and checked against their schemas).
 	for _, ct := range []string{"text/html", "text/css", "text/javascript", "image/svg+xml",
-		"application/openmetrics-text", "application/x-ndjson", "multipart/byteranges"} {
+		"application/openmetrics-text", "application/x-ndjson", "multipart/byteranges", "application/x-protobuf"} {
 		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
 	}
 }
@@ -230,6 +231,8 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 	if err := gone.store.Close(); err != nil {
 		t.Fatal(err)
 	}
+	spender := newService(t, serviceOpts{spend: &spendRecorder{}})                            // keeps spend points
+	spendDown := newService(t, serviceOpts{spend: &spendRecorder{fail: tsdb.ErrUnavailable}}) // its spend writes fail: 503
 	doc, router := loadDocument(t, s)
 	c := &contractChecker{doc: doc, router: router, seen: map[string]map[int]bool{}}
 
@@ -262,6 +265,8 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		}
 	}
 
+	otlpBody := marshal(t, claudeRequest(1200, 0.25))
+	protobuf := []string{"Content-Type", protobufType}
 	cases := []apiCase{
 		// POST /track/tool-operation
 		{name: "track", svc: s, method: "POST", path: "/track/tool-operation", body: op(nil), status: ok},
@@ -301,6 +306,21 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		{name: "batch too large", svc: s, method: "POST", path: "/track/tool-operations", body: hugeBatch, status: tooLarge},
 		{name: "batch without token", svc: guarded, method: "POST", path: "/track/tool-operations", body: map[string]any{"operations": []any{op(nil)}}, status: unauthorized},
 		{name: "batch shutting down", svc: closing, method: "POST", path: "/track/tool-operations", body: map[string]any{"operations": []any{op(nil)}}, status: unavailable},
+
+		// POST /v1/metrics
+		{name: "otlp protobuf", svc: spender, method: "POST", path: "/v1/metrics", body: string(otlpBody), headers: protobuf, status: ok},
+		{name: "otlp gzip", svc: spender, method: "POST", path: "/v1/metrics", body: string(gzipped(t, otlpBody)), headers: append(protobuf, "Content-Encoding", "gzip"), status: ok},
+		{name: "otlp json with a rejected point", svc: spender, method: "POST", path: "/v1/metrics", body: otlpJSONBody(), status: ok},
+		{name: "otlp bad protobuf", svc: spender, method: "POST", path: "/v1/metrics", body: "\xff\xff", headers: protobuf, status: badRequest},
+		{name: "otlp bad json", svc: spender, method: "POST", path: "/v1/metrics", body: `{"resourceMetrics":5}`, status: badRequest, invalid: true},
+		{name: "otlp gzip bomb", svc: spender, method: "POST", path: "/v1/metrics", body: string(gzipped(t, make([]byte, api.MaxOTLPBodyBytes+1))),
+			headers: append(protobuf, "Content-Encoding", "gzip"), status: tooLarge},
+		{name: "otlp too large", svc: spender, method: "POST", path: "/v1/metrics", body: strings.Repeat("x", api.MaxOTLPBodyBytes+1), headers: protobuf, status: tooLarge},
+		{name: "otlp text", svc: spender, method: "POST", path: "/v1/metrics", body: "x", headers: []string{"Content-Type", "text/plain"}, status: []int{415}, invalid: true},
+		{name: "otlp without token", svc: guarded, method: "POST", path: "/v1/metrics", body: string(otlpBody), headers: protobuf, status: unauthorized},
+		{name: "otlp without a spend store", svc: s, method: "POST", path: "/v1/metrics", body: string(otlpBody), headers: protobuf, status: []int{501}},
+		{name: "otlp json without a spend store", svc: s, method: "POST", path: "/v1/metrics", body: otlpJSONBody(), status: []int{501}},
+		{name: "otlp store down", svc: spendDown, method: "POST", path: "/v1/metrics", body: string(otlpBody), headers: protobuf, status: unavailable},
 
 		// GET /metrics/tool-operations
 		{name: "query", svc: s, method: "GET", path: "/metrics/tool-operations", status: ok},

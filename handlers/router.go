@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/exporter"
@@ -34,6 +35,10 @@ type (
 	// Ingester stores operations: POST /track/tool-operation(s).
 	Ingester interface {
 		Track(ctx context.Context, ops ...tsdb.Operation) error
+	}
+	// SpendIngester takes the AI tools' own OTLP metrics: POST /v1/metrics.
+	SpendIngester interface {
+		TrackSpend(ctx context.Context, req *colmetricpb.ExportMetricsServiceRequest) (exporter.SpendResult, error)
 	}
 	// OperationReader lists and exports operations: GET
 	// /metrics/tool-operations(/export).
@@ -69,6 +74,7 @@ type (
 	// Service is every part together: what New serves.
 	Service interface {
 		Ingester
+		SpendIngester
 		OperationReader
 		Reports
 		SessionKeeper
@@ -141,6 +147,7 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 	} {
 		handle(rt.method, rt.path, serve(logger, rt.e))
 	}
+	handle(http.MethodPost, api.PathOTLPMetrics, http.HandlerFunc(otlpRoutes{svc: svc, logger: logger}.metrics))
 	handle(http.MethodGet, api.PathOpenAPI, http.HandlerFunc(openAPI))
 	page := ui.New() // the built-in page; any other path under /ui/ is a 404
 	handle(http.MethodGet, "/", page)

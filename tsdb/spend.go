@@ -89,3 +89,8 @@ type SpendStore interface {
 	// empty, non-nil slice when there is none).
 	SpendTrend(ctx context.Context, w Window, step Step) ([]SpendBucket, error)
 }
+
+// SpendWriter is the part of a SpendStore the ingest of OTLP metrics needs.
+type SpendWriter interface {
+	WriteSpend(ctx context.Context, points []SpendPoint) error
+}

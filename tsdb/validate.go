@@ -22,6 +22,12 @@ func ValidToolID(s string) bool {
 	return s != "" && utf8.RuneCountInString(s) <= api.MaxToolIDLength
 }
 
+// ValidModel reports whether s is a model name a spend point may carry:
+// empty (not reported) or at most api.MaxModelLength characters.
+func ValidModel(s string) bool {
+	return utf8.RuneCountInString(s) <= api.MaxModelLength
+}
+
 // DefaultTokensPrevented is tokens_prevented when a client leaves it out:
 // max(0, original - actual).
 func DefaultTokensPrevented(original, actual int64) int64 {

@@ -36,6 +36,9 @@ const (
 	PathReady              = "/ready"
 	PathMetrics            = "/metrics"
 	PathOpenAPI            = "/openapi.json"
+	// PathOTLPMetrics takes the AI tools' own OpenTelemetry metrics
+	// (OTLP/HTTP, protobuf or JSON): what they spent.
+	PathOTLPMetrics = "/v1/metrics"
 )
 
 // SessionPath answers p (PathSession, PathSessionHeartbeat or
@@ -80,8 +83,14 @@ const (
 	// MaxBatchBodyBytes bounds the body of POST /track/tool-operations
 	// (16 MiB: 5,000 operations with generous parameters).
 	MaxBatchBodyBytes = 16 << 20
+	// MaxOTLPBodyBytes bounds the body of POST /v1/metrics (16 MiB), both
+	// as sent and, when it is gzip-compressed, once decompressed.
+	MaxOTLPBodyBytes = 16 << 20
 	// MaxToolIDLength bounds tool_id, in characters.
 	MaxToolIDLength = 100
+	// MaxModelLength bounds the model name of a spend point, in
+	// characters.
+	MaxModelLength = 200
 	// MaxIdempotencyKeyLength bounds the Idempotency-Key header, in bytes.
 	MaxIdempotencyKeyLength = 255
 	// MaxLimit bounds the page size of GET /metrics/tool-operations;
