@@ -88,8 +88,7 @@ type SpendQuery struct {
 }
 
 // Spend answers what the tools reported spending in a time range beside
-// what their operations saved (GET /metrics/spend). A service whose store
-// keeps no spend answers an *APIError with StatusCode 501.
+// what their operations saved (GET /metrics/spend).
 func (c *Client) Spend(ctx context.Context, q SpendQuery) (*Spend, error) {
 	v := url.Values{}
 	if q.TimeRange != "" {

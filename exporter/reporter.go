@@ -11,15 +11,23 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
+// ReportStore is what the reports read of a store: the aggregates of
+// operations and of spend.
+type ReportStore interface {
+	tsdb.Aggregator
+	SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.SpendTotals, error)
+	SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendBucket, error)
+}
+
 // Reporter answers the aggregate endpoints from a store, priced.
 type Reporter struct {
-	store   tsdb.Aggregator
+	store   ReportStore
 	pricing Pricing
 	now     func() time.Time
 }
 
 // NewReporter answers from store at pricing; now is the clock (time.Now when nil).
-func NewReporter(store tsdb.Aggregator, pricing Pricing, now func() time.Time) *Reporter {
+func NewReporter(store ReportStore, pricing Pricing, now func() time.Time) *Reporter {
 	if now == nil {
 		now = time.Now
 	}

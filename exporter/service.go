@@ -38,11 +38,11 @@ type Options struct {
 }
 
 // Service is the service layer over one store: ingest (Tracker), the
-// tools' own spend (Spend), reports (Reporter), sessions (Sessions), reads
+// tools' own spend (SpendIntake), reports (Reporter), sessions (Sessions), reads
 // and exports of operations (Operations), and readiness. Close stops it.
 type Service struct {
 	*Tracker
-	*Spend
+	*SpendIntake
 	*Reporter
 	*Sessions
 	*Operations
@@ -53,8 +53,6 @@ type Service struct {
 }
 
 // New starts the service layer over store: the writer runs until Close.
-// Spend is taken when the store is also a tsdb.SpendWriter; else TrackSpend
-// answers ErrSpendNotSupported.
 func New(store tsdb.Store, o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -67,19 +65,18 @@ func New(store tsdb.Store, o Options) *Service {
 	}
 	o.Tracker.TracerProvider = o.TracerProvider
 	metrics := NewMetrics(o.Registerer, o.Pricing.PerThousandUSD, o.MaxToolIDLabels)
-	spendStore, _ := store.(tsdb.SpendWriter)
 	if o.Spend.WriteTimeout <= 0 {
 		o.Spend.WriteTimeout = o.Tracker.WriteTimeout
 	}
 	return &Service{
-		Tracker:    NewTracker(store, metrics, o.Tracker, o.Logger),
-		Spend:      NewSpend(spendStore, metrics, o.Spend, o.Now(), o.Now, o.Logger),
-		Reporter:   NewReporter(store, o.Pricing, o.Now),
-		Sessions:   NewSessions(store, o.Now),
-		Operations: NewOperations(store),
-		store:      store,
-		now:        o.Now,
-		readyWait:  o.ReadyTimeout,
+		Tracker:     NewTracker(store, metrics, o.Tracker, o.Logger),
+		SpendIntake: NewSpend(store, metrics, o.Spend, o.Now(), o.Now, o.Logger),
+		Reporter:    NewReporter(store, o.Pricing, o.Now),
+		Sessions:    NewSessions(store, o.Now),
+		Operations:  NewOperations(store),
+		store:       store,
+		now:         o.Now,
+		readyWait:   o.ReadyTimeout,
 	}
 }
 

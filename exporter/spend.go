@@ -3,7 +3,6 @@ package exporter
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -35,10 +34,6 @@ const (
 	// gen_ai.request.model); its sum is what was spent.
 	MetricGenAITokens = "gen_ai.client.token.usage"
 )
-
-// ErrSpendNotSupported: the store keeps no spend points (it has no
-// WriteSpend), so TrackSpend takes nothing.
-var ErrSpendNotSupported = errors.New("this store does not keep spend points")
 
 // DefaultMaxSpendSeries bounds the cumulative series whose last value the
 // service keeps (SpendOptions.MaxSeries).
@@ -77,10 +72,10 @@ type SpendResult struct {
 	Reasons  string
 }
 
-// Spend turns the AI tools' own OpenTelemetry metrics into spend points and
+// SpendIntake turns the AI tools' own OpenTelemetry metrics into spend points and
 // stores them: deltas as they come, cumulative series as the differences
 // between their points.
-type Spend struct {
+type SpendIntake struct {
 	store        tsdb.SpendWriter // nil: the store keeps no spend
 	metrics      *Metrics
 	series       *seriesCache
@@ -90,11 +85,10 @@ type Spend struct {
 	logger       *slog.Logger
 }
 
-// NewSpend answers the intake over store (nil when the store keeps no
-// spend: TrackSpend then answers ErrSpendNotSupported). started is when
+// NewSpend answers the intake over store. started is when
 // the process started: a cumulative series first seen whose start is at or
 // after it is counted whole, an older one only sets the baseline.
-func NewSpend(store tsdb.SpendWriter, metrics *Metrics, o SpendOptions, started time.Time, now func() time.Time, logger *slog.Logger) *Spend {
+func NewSpend(store tsdb.SpendWriter, metrics *Metrics, o SpendOptions, started time.Time, now func() time.Time, logger *slog.Logger) *SpendIntake {
 	if o.MaxSeries <= 0 {
 		o.MaxSeries = DefaultMaxSpendSeries
 	}
@@ -104,7 +98,7 @@ func NewSpend(store tsdb.SpendWriter, metrics *Metrics, o SpendOptions, started 
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 30 * time.Second
 	}
-	return &Spend{
+	return &SpendIntake{
 		store:        store,
 		metrics:      metrics,
 		series:       newSeriesCache(o.MaxSeries, uint64(started.UnixNano()), metrics),
@@ -119,14 +113,10 @@ func NewSpend(store tsdb.SpendWriter, metrics *Metrics, o SpendOptions, started 
 // other metrics are ignored and malformed ones rejected (both counted),
 // never failing the good points beside them. The store write is bounded by
 // the write timeout; a retried export gives the same point ids, so it is
-// stored once. It answers ErrSpendNotSupported when the store keeps no
-// spend, ErrOverloaded when too many writes are in flight, or the store's
+// stored once. It answers ErrOverloaded when too many writes are in flight, or the store's
 // error (a tsdb.ErrUnavailable when it did not answer in time); on an error
 // nothing of the request is kept, not even the cumulative series' progress.
-func (s *Spend) TrackSpend(ctx context.Context, req *colmetricpb.ExportMetricsServiceRequest) (SpendResult, error) {
-	if s.store == nil {
-		return SpendResult{}, ErrSpendNotSupported
-	}
+func (s *SpendIntake) TrackSpend(ctx context.Context, req *colmetricpb.ExportMetricsServiceRequest) (SpendResult, error) {
 	c := conversion{series: s.series, now: s.now().UTC(), ignored: map[string]int64{}, rejected: map[string]int64{}}
 	c.request(req)
 	res := SpendResult{Ignored: sum(c.ignored), Rejected: sum(c.rejected), Reasons: reasons(c.rejected)}

@@ -12,23 +12,10 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
-// ErrSpendUnsupported: the store keeps no spend points.
-var ErrSpendUnsupported = errors.New("this store keeps no spend")
-
-// spendReader is what the spend report reads of a store.
-type spendReader interface {
-	SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.SpendTotals, error)
-	SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendBucket, error)
-}
-
 // Spend answers what the tools reported spending in r (for toolID, all
 // when empty) beside what their operations saved in the same window: the
 // api-savings window and buckets, the savings priced as there.
 func (rep *Reporter) Spend(ctx context.Context, r TimeRange, toolID string) (api.Spend, error) {
-	spendStore, ok := rep.store.(spendReader)
-	if !ok {
-		return api.Spend{}, ErrSpendUnsupported
-	}
 	now := rep.now().UTC().Truncate(time.Microsecond)
 	w := r.window(toolID, now)
 	var (
@@ -42,8 +29,8 @@ func (rep *Reporter) Spend(ctx context.Context, r TimeRange, toolID string) (api
 	for i, f := range []func() error{
 		func() (err error) { saved, err = rep.periodSavings(ctx, w); return err },
 		func() (err error) { savedTrend, err = rep.trends(ctx, r, w, now); return err },
-		func() (err error) { spent, err = spendStore.SpendBreakdown(ctx, w); return err },
-		func() (err error) { spentBucket, err = spendStore.SpendTrend(ctx, w, r.Step); return err },
+		func() (err error) { spent, err = rep.store.SpendBreakdown(ctx, w); return err },
+		func() (err error) { spentBucket, err = rep.store.SpendTrend(ctx, w, r.Step); return err },
 	} {
 		wg.Go(func() { errs[i] = f() })
 	}

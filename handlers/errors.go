@@ -143,13 +143,8 @@ func answerOf(logger *slog.Logger, err error) errorAnswer {
 	case errors.Is(err, exporter.ErrUnboundedRange):
 		return detail(http.StatusBadRequest, "compare=previous needs a bounded time_range: one of "+
 			exporter.RangeNames(exporter.BoundedSavingsRanges), 0)
-	case errors.Is(err, exporter.ErrSpendUnsupported):
-		writeDetail(w, http.StatusNotImplemented, "This store keeps no spend yet: run on the embedded store or PostgreSQL", 0)
 	case errors.Is(err, tsdb.ErrNotFound):
 		return detail(http.StatusNotFound, "Not Found", 0)
-	case errors.Is(err, exporter.ErrSpendNotSupported):
-		return detail(http.StatusNotImplemented, "Spend intake is not implemented by this store ("+err.Error()+
-			"): OTLP metrics cannot be taken; the other endpoints serve as usual", 0)
 	case errors.Is(err, exporter.ErrOverloaded), errors.Is(err, tsdb.ErrBacklogFull):
 		return detail(http.StatusServiceUnavailable, "Service overloaded: "+err.Error()+"; retry later", retryAfterStore)
 	case errors.Is(err, exporter.ErrClosed):

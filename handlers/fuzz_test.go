@@ -226,13 +226,6 @@ func (s *recordingStore) WriteOperations(_ context.Context, ops []tsdb.Operation
 	return nil
 }
 
-func (s *recordingStore) WriteSpend(_ context.Context, points []tsdb.SpendPoint) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.writes += len(points)
-	return nil
-}
-
 func (s *recordingStore) SpendBreakdown(context.Context, tsdb.Window) ([]tsdb.SpendTotals, error) {
 	return []tsdb.SpendTotals{}, nil
 }

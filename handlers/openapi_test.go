@@ -318,8 +318,6 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		{name: "otlp too large", svc: spender, method: "POST", path: "/v1/metrics", body: strings.Repeat("x", api.MaxOTLPBodyBytes+1), headers: protobuf, status: tooLarge},
 		{name: "otlp text", svc: spender, method: "POST", path: "/v1/metrics", body: "x", headers: []string{"Content-Type", "text/plain"}, status: []int{415}, invalid: true},
 		{name: "otlp without token", svc: guarded, method: "POST", path: "/v1/metrics", body: string(otlpBody), headers: protobuf, status: unauthorized},
-		{name: "otlp without a spend store", svc: s, method: "POST", path: "/v1/metrics", body: string(otlpBody), headers: protobuf, status: []int{501}},
-		{name: "otlp json without a spend store", svc: s, method: "POST", path: "/v1/metrics", body: otlpJSONBody(), status: []int{501}},
 		{name: "otlp store down", svc: spendDown, method: "POST", path: "/v1/metrics", body: string(otlpBody), headers: protobuf, status: unavailable},
 
 		// GET /metrics/tool-operations

@@ -36,7 +36,7 @@ type otlpRoutes struct {
 // in the request's content type (with partial_success when data points were
 // rejected), 400 for a body that does not decode, 413 over the body limit
 // (as sent or decompressed), 415 for another content type or encoding,
-// 501 when the store keeps no spend, 503 with Retry-After when the service
+// 503 with Retry-After when the service
 // or the store is full or down. Errors of a protobuf request are a
 // google.rpc.Status in protobuf, as the specification asks; those of a JSON
 // request (and a 415) the service's usual {"detail": ...}.
@@ -175,8 +175,6 @@ func grpcCode(httpStatus int) int32 {
 		return 16 // UNAUTHENTICATED
 	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
 		return 8 // RESOURCE_EXHAUSTED
-	case http.StatusNotImplemented:
-		return 12 // UNIMPLEMENTED
 	case http.StatusServiceUnavailable:
 		return 14 // UNAVAILABLE
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -119,8 +118,7 @@ type reportData struct {
 	// answers /metrics/tool-breakdown for 1h to 30d, so for "all" only
 	// when every operation lies within the last 30 days.
 	breakdown *api.ToolBreakdown
-	// spend is nil when the store keeps no spend.
-	spend *api.Spend
+	spend     *api.Spend
 }
 
 // fetchFromService asks the service through the Go client.
@@ -142,14 +140,8 @@ func fetchFromService(ctx context.Context, svc *client.Client, rng exporter.Time
 	if rng.Duration > 0 || coversAll(*bd, data.savings) {
 		data.breakdown = bd
 	}
-	spend, err := svc.Spend(ctx, client.SpendQuery{TimeRange: rng.Name, ToolID: toolID})
-	var ae *client.APIError
-	switch {
-	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotImplemented: // the store keeps no spend
-	case err != nil:
+	if data.spend, err = svc.Spend(ctx, client.SpendQuery{TimeRange: rng.Name, ToolID: toolID}); err != nil {
 		return data, fmt.Errorf("asking the service: %w", err)
-	default:
-		data.spend = spend
 	}
 	return data, nil
 }
@@ -205,13 +197,10 @@ func fetchFromStore(ctx context.Context, rep *exporter.Reporter, rng exporter.Ti
 	}
 	data.breakdown = &bd
 	spend, err := rep.Spend(ctx, rng, toolID)
-	switch {
-	case errors.Is(err, exporter.ErrSpendUnsupported):
-	case err != nil:
+	if err != nil {
 		return data, err
-	default:
-		data.spend = &spend
 	}
+	data.spend = &spend
 	return data, nil
 }
 
@@ -227,7 +216,7 @@ type report struct {
 	ByMode       []reportMode `json:"by_mode"`
 	Trend        reportTrend  `json:"trend"`
 	// Spend is what the tools reported spending, beside the savings; absent
-	// when none was reported (or the store keeps none).
+	// when none was reported.
 	Spend *reportSpend `json:"spend,omitempty"`
 	step  tsdb.Step    // of the trend
 	rng   exporter.TimeRange

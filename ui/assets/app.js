@@ -173,11 +173,7 @@
       const [savings, breakdown, spend] = await Promise.all([
         getJSON('/metrics/api-savings', params, signal),
         BREAKDOWN_RANGES.has(range) ? getJSON('/metrics/tool-breakdown', params, signal) : Promise.resolve(null),
-        // A store that keeps no spend answers 501: the section stays hidden.
-        getJSON('/metrics/spend', params, signal).catch((e) => {
-          if (e instanceof APIError && e.status === 501) return null;
-          throw e;
-        }),
+        getJSON('/metrics/spend', params, signal),
       ]);
       if (my !== seq) return;
       render(savings, breakdown, range, tool);
