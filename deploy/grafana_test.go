@@ -40,14 +40,12 @@ var grafanaVarValues = []struct{ name, value string }{
 }
 
 // allowedEmpty are queries that legitimately answer nothing in a healthy
-// run: failure and overload series, which exist only once something failed,
-// and the spend series, which the stack cannot have yet (noSpendYet).
+// run: failure and overload series, which exist only once something failed.
 // A query matching one of these patterns may be empty; any other may not.
 var allowedEmpty = []allowance{
 	{regexp.MustCompile(`omnimemory_ingest_shed_operations_total`), "no operation is refused in a healthy run: the series of a reason appears at its first shed operation"},
 	{regexp.MustCompile(`code=~?"5`), "no request fails with a 5xx in a healthy run"},
 	{regexp.MustCompile(`ALERTS`), "no alert fires in a healthy run"},
-	{regexp.MustCompile(`omnimemory_llm_(cost_usd|tokens)_total`), noSpendYet},
 }
 
 // allowance lets the queries matching pattern be empty, for reason.

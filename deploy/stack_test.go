@@ -43,22 +43,16 @@ const (
 	sampleActual    = 14300
 	samplePrevented = 83700
 	samplePrice     = 0.015
+	// What the tool reports spending per export (under the alert's 1 USD
+	// an hour, so that a healthy run fires nothing).
+	sampleSpendUSD   = 0.25
+	sampleSpendInput = 1200
 )
-
-// noSpendYet: the service takes no spend yet, so no omnimemory_llm_*
-// series exists in the stack, nor anything computed from one.
-const noSpendYet = "no spend is posted until POST /v1/metrics lands"
 
 // rulesWithoutData are the recording rules that answer nothing in the
 // stack's healthy run, with the reason; every other rule must yield data.
 // The rules must still evaluate without error (waitRulesHealthy).
-var rulesWithoutData = map[string]string{
-	"tool_id:omnimemory_llm_cost_usd:rate5m":    noSpendYet,
-	"tool_id:omnimemory_llm_cost_usd:rate1h":    noSpendYet,
-	"tool_id_type:omnimemory_llm_tokens:rate5m": noSpendYet,
-	"tool_id:omnimemory_savings_share:rate1h":   noSpendYet,
-	"tool_id:omnimemory_savings_share:rate7d":   noSpendYet,
-}
+var rulesWithoutData = map[string]string{}
 
 // TestStack runs the real service and a real Prometheus that scrapes it
 // every second with the repository's rules loaded, and checks what
@@ -99,10 +93,12 @@ func TestStack(t *testing.T) {
 	pg := startComposePostgresService(t, bin)
 	targets := []string{lite.addr, flux.addr, pg.addr}
 
-	// Phase A: the five operations, before Prometheus first scrapes.
+	// Phase A: the five operations, before Prometheus first scrapes, and
+	// what the tool reported spending, as Claude Code exports it.
 	for _, op := range sampleOps {
 		lite.track(t, op, sampleTool, http.StatusOK)
 	}
+	lite.spend(t, sampleSpendUSD, sampleSpendInput)
 	prom := startPrometheus(t, promBin, dir, targets...)
 	prom.waitValue(t, `sum(up{job="`+serviceJob+`"})`, float64(len(targets)))
 	prom.waitValue(t, `sum(omnimemory_tool_operations_total)`, float64(len(sampleOps)))
@@ -119,6 +115,8 @@ func TestStack(t *testing.T) {
 			`sum(omnimemory_tool_tokens_prevented_total{tool_name="search"})`:           45000 + 27000,
 			`sum(omnimemory_tool_tokens_prevented_total{operation_mode="full"})`:        0,
 			`max(omnimemory_cost_per_1k_tokens_usd)`:                                    samplePrice,
+			`sum(omnimemory_llm_cost_usd_total)`:                                        sampleSpendUSD,
+			`sum(omnimemory_llm_tokens_total{type="input"})`:                            sampleSpendInput,
 			`sum(omnimemory_tool_operation_savings_ratio_count)`:                        5,
 			`sum(omnimemory_tool_operation_duration_seconds_count{tool_name="search"})`: 2,
 			// Dollars saved: the recording rules' join, applied to the
@@ -138,6 +136,7 @@ func TestStack(t *testing.T) {
 	for _, op := range sampleOps {
 		lite.track(t, op, sampleTool, http.StatusOK)
 	}
+	lite.spend(t, sampleSpendUSD, sampleSpendInput)
 	flux.track(t, map[string]any{"tool_name": "read", "operation_mode": "references", "tokens_original": 1000,
 		"tokens_actual": 1200, "tokens_prevented": -200, "response_time_ms": 8}, "cursor", http.StatusOK)
 	lite.track(t, map[string]any{"tool_name": "write", "operation_mode": "full", "tokens_original": 1,
@@ -376,6 +375,41 @@ func tryStartService(t *testing.T, bin, name string, settings map[string]string)
 		return nil, err
 	}
 	return &service{addr: addr}, nil
+}
+
+// spend posts one OTLP/HTTP JSON export of Claude Code's spend: usd, input
+// tokens and a fixed count of the three other kinds (written as
+// the OTLP specification's JSON examples write it), ending now.
+func (s *service) spend(t *testing.T, usd float64, input int) {
+	t.Helper()
+	end := time.Now()
+	point := func(v, attrs string) string {
+		return `{"attributes":[{"key":"model","value":{"stringValue":"claude-sonnet-4-5"}}` + attrs + `],` +
+			`"startTimeUnixNano":"` + strconv.FormatInt(end.Add(-time.Minute).UnixNano(), 10) + `",` +
+			`"timeUnixNano":"` + strconv.FormatInt(end.UnixNano(), 10) + `","asDouble":` + v + `}`
+	}
+	sum := func(name, unit, points string) string {
+		return `{"name":"` + name + `","unit":"` + unit + `","sum":{"aggregationTemporality":1,"isMonotonic":true,"dataPoints":[` + points + `]}}`
+	}
+	body := `{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"` + sampleTool + `"}}]},` +
+		`"scopeMetrics":[{"scope":{"name":"com.anthropic.claude_code"},"metrics":[` +
+		sum("claude_code.cost.usage", "USD", point(strconv.FormatFloat(usd, 'g', -1, 64), "")) + `,` +
+		sum("claude_code.token.usage", "tokens", strings.Join([]string{
+			point(strconv.Itoa(input), `,{"key":"type","value":{"stringValue":"input"}}`),
+			point("80", `,{"key":"type","value":{"stringValue":"output"}}`),
+			point("5000", `,{"key":"type","value":{"stringValue":"cacheRead"}}`),
+			point("300", `,{"key":"type","value":{"stringValue":"cacheCreation"}}`),
+		}, ",")) +
+		`]}]}]}`
+	resp, err := http.Post("http://"+s.addr+"/v1/metrics", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(answer), "rejected") {
+		t.Fatalf("POST /v1/metrics: %d %s", resp.StatusCode, answer)
+	}
 }
 
 // track posts one operation of tool and expects status.
