@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
 // statusKB answers the value in kB of the field key (such as "VmRSS" or
@@ -116,7 +118,7 @@ func (s *rssSampler) sample() {
 // the processes mapping it, so memory shared by them all (PostgreSQL's
 // shared buffers) counts once, unlike a sum of VmRSS.
 func treePSSKB(pid int) (int64, error) {
-	parents, err := parentPIDs()
+	parents, err := realtools.ParentPIDs()
 	if err != nil {
 		return 0, err
 	}
@@ -145,36 +147,6 @@ func pssKB(pid int) (int64, error) {
 		return 0, fmt.Errorf("/proc/%d/smaps_rollup: no Pss", pid)
 	}
 	return v, nil
-}
-
-// parentPIDs answers the parent of every process in /proc.
-func parentPIDs() (map[int]int, error) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[int]int, len(ents))
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-		i := strings.LastIndex(string(b), ") ")
-		if i < 0 {
-			continue
-		}
-		if f := strings.Fields(string(b)[i+2:]); len(f) > 1 {
-			if ppid, err := strconv.Atoi(f[1]); err == nil {
-				out[pid] = ppid
-			}
-		}
-	}
-	return out, nil
 }
 
 // descendsFrom reports whether p's chain of parents reaches root.

@@ -1,11 +1,7 @@
 package realtools
 
 import (
-	"bytes"
 	"errors"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 )
 
@@ -42,26 +38,12 @@ func (p *process) signalTree(sig syscall.Signal) error {
 	return errors.Join(errs...)
 }
 
-// childrenOf answers the processes whose parent is pid, from /proc.
+// childrenOf answers the processes whose parent is pid.
 func childrenOf(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
+	parents, _ := ParentPIDs()
 	var out []int
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(stat[i+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+	for child, parent := range parents {
+		if parent == pid {
 			out = append(out, child)
 		}
 	}
