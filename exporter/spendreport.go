@@ -68,13 +68,17 @@ func (rep *Reporter) Spend(ctx context.Context, r TimeRange, toolID string) (api
 	if toolID != "" && !slices.Contains(tools, toolID) {
 		tools = append(tools, toolID)
 	}
-	// The savings of each tool that spent: a breakdown of its own.
+	// The savings of each tool that spent: a breakdown of its own, unless
+	// the window is already the tool's.
 	for _, tool := range tools {
-		tw := w
-		tw.ToolID = tool
-		ps, err := rep.periodSavings(ctx, tw)
-		if err != nil {
-			return api.Spend{}, fmt.Errorf("spend: savings of %s: %w", tool, err)
+		ps := saved
+		if tool != toolID {
+			tw := w
+			tw.ToolID = tool
+			var err error
+			if ps, err = rep.periodSavings(ctx, tw); err != nil {
+				return api.Spend{}, fmt.Errorf("spend: savings of %s: %w", tool, err)
+			}
 		}
 		ts := out.ByTool[tool]
 		ts.CostSpentUSD = round(ts.CostSpentUSD, 9)
