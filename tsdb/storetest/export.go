@@ -22,19 +22,12 @@ import (
 // every case crosses many page boundaries.
 func RunExport(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 	t.Helper()
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T, s tsdb.Store)
-	}{
+	runCases(t, newStore, []testCase[tsdb.Store]{
 		{"Export/MatchesQueryOldestFirst", testExportMatchesQuery},
 		{"Export/TiesByIDAcrossPages", testExportTies},
 		{"Export/StopsAtCallbackError", testExportCallbackError},
 		{"Export/StopsWhenCancelled", testExportCancelled},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.fn(t, newStore(t))
-		})
-	}
+	})
 }
 
 // oldestFirst sorts ops by created_at ascending, then id ascending: the

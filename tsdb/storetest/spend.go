@@ -17,19 +17,14 @@ import (
 // empty, cleaned up through t.Cleanup).
 func RunSpend(t *testing.T, newStore func(t *testing.T) tsdb.SpendStore) {
 	t.Helper()
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T, s tsdb.SpendStore)
-	}{
+	runCases(t, newStore, []testCase[tsdb.SpendStore]{
 		{"Spend/BreakdownHandComputed", testSpendBreakdownHand},
 		{"Spend/RetryStoredOnce", testSpendRetry},
 		{"Spend/WindowEdgesAndTool", testSpendEdges},
 		{"Spend/Empty", testSpendEmpty},
 		{"Spend/Trend", testSpendTrend},
 		{"Spend/RandomizedEquivalence", testSpendRandomized},
-	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
-	}
+	})
 }
 
 // spend is a spend point of a fresh random id.

@@ -33,10 +33,7 @@ import (
 // register its cleanup with t.Cleanup; every subtest gets its own store.
 func Run(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s tsdb.Store)
-	}{
+	runCases(t, newStore, []testCase[tsdb.Store]{
 		{"Ping", testPing},
 		{"Operations/RoundTrip", testRoundTrip},
 		{"Operations/EmptyWrite", testEmptyWrite},
@@ -67,32 +64,20 @@ func Run(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 		{"Sessions/OperationsNeverReopen", testSessionNoReopen},
 		{"Sessions/FindOpen", testFindOpen},
 		{"Sessions/Active", testActiveSessions},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.fn(t, newStore(t))
-		})
-	}
+	})
 }
 
 // RunAggregates runs only the aggregate cases of Run: for a store that
 // can read its aggregates more than one way.
 func RunAggregates(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 	t.Helper()
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T, s tsdb.Store)
-	}{
+	runCases(t, newStore, []testCase[tsdb.Store]{
 		{"Breakdown/HandComputed", testBreakdownHand},
 		{"Breakdown/WindowEdges", testBreakdownEdges},
 		{"Trend/Hourly", testTrendHourly},
 		{"Trend/Daily", testTrendDaily},
 		{"Aggregates/RandomizedEquivalence", testRandomized},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tc.fn(t, newStore(t))
-		})
-	}
+	})
 }
 
 // base is the fixed past instant most data hangs from (a Tuesday, UTC).
@@ -460,5 +445,19 @@ func checkQuery(t *testing.T, s tsdb.Store, ops []tsdb.Operation, f tsdb.Operati
 		if err := sameOp(got[i], want[i]); err != nil {
 			t.Errorf("operation %s: %v", want[i].ID, err)
 		}
+	}
+}
+
+// testCase is one named case of the suite, run on a fresh store.
+type testCase[S any] struct {
+	name string
+	fn   func(t *testing.T, s S)
+}
+
+// runCases runs every case as a subtest on a store of its own.
+func runCases[S any](t *testing.T, newStore func(t *testing.T) S, cases []testCase[S]) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
 }
