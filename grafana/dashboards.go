@@ -3,7 +3,7 @@
 // files committed under grafana/dashboards, which Grafana provisions from
 // grafana/provisioning.
 //
-// Three dashboards: token savings (Prometheus), operations (InfluxDB, Flux)
+// Three dashboards: token savings and spend (Prometheus), operations and spend (InfluxDB, Flux)
 // and service health (Prometheus). Every panel is one function; shared
 // defaults and query helpers live in panels.go and queries.go.
 //

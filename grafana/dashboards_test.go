@@ -14,6 +14,8 @@ import (
 
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite grafana/dashboards/*.json from the generator")
@@ -279,10 +281,13 @@ func TestConventions(t *testing.T) {
 						}
 					}
 				case InfluxDBType:
-					for _, must := range []string{`from(bucket: "${bucket}")`, "range(start: v.timeRangeStart, stop: v.timeRangeStop)", `r._measurement == "tool_operation"`} {
+					for _, must := range []string{`from(bucket: "${bucket}")`, "range(start: v.timeRangeStart, stop: v.timeRangeStop)", "set: ${tool_id:json}"} {
 						if !strings.Contains(q.Query, must) {
 							t.Errorf("%s: Flux lacks %s", where, must)
 						}
+					}
+					if !strings.Contains(q.Query, `r._measurement == "`+schema.Operation+`"`) && !strings.Contains(q.Query, `r._measurement == "`+schema.Spend+`"`) {
+						t.Errorf("%s: Flux reads neither %s nor %s", where, schema.Operation, schema.Spend)
 					}
 				}
 			}
@@ -373,5 +378,22 @@ func TestProvisioning(t *testing.T) {
 				t.Errorf("%s: variable %s defaults to %q, want the provisioned uid %q", g.File, v.Name, got, want)
 			}
 		}
+	}
+}
+
+// TestCostVariableDefault keeps the operations dashboard's price in step
+// with the service's default OMNIMEMORY_COST_PER_1K_TOKENS, as the
+// generated configuration reference states it.
+func TestCostVariableDefault(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `OMNIMEMORY_COST_PER_1K_TOKENS` \\| [^|]* \\| `([^`]*)` \\|").FindSubmatch(doc)
+	if row == nil {
+		t.Fatal("docs/configuration.md has no row for OMNIMEMORY_COST_PER_1K_TOKENS")
+	}
+	if got := string(row[1]); got != DefaultCostPer1K {
+		t.Errorf("the service defaults to %s USD per 1K tokens, the dashboard to %s", got, DefaultCostPer1K)
 	}
 }

@@ -34,9 +34,29 @@ type seed struct {
 	original   int64
 	prevented  int64
 	sessions   map[string]bool
-	clients    []string // sorted
+	clients    []string // sorted: of operations or spend
 	files      map[string]bool
+
+	// Spend points: totals, and per client and per model.
+	spent    float64
+	tokens   int64
+	byClient map[string]float64
+	byModel  map[string]spendSeed
 }
+
+// spendSeed is the totals of the spend points of one model.
+type spendSeed struct {
+	cost   float64
+	tokens [4]int64 // input, output, cache read, cache creation
+}
+
+// spendOnlyClient reports spend and no operation: the client variable must
+// still list it.
+const spendOnlyClient = "codex"
+
+// seedModels are the models of the seeded spend points; the last needs
+// escaping in line protocol.
+var seedModels = []string{"claude-sonnet-4-5", "claude-opus-4-1", "gpt 5, mini"}
 
 // Clients of the seeded operations. The last one needs escaping in line
 // protocol and in Flux (Grafana renders ${tool_id:json} as a JSON array,
@@ -62,7 +82,9 @@ func writeSeed(t *testing.T, srv *realtools.Influxd, db string) seed {
 		start:    now.Add(-7 * time.Hour),
 		sessions: map[string]bool{},
 		files:    map[string]bool{},
-		clients:  append([]string(nil), seedClients...),
+		clients:  append([]string{spendOnlyClient}, seedClients...),
+		byClient: map[string]float64{},
+		byModel:  map[string]spendSeed{},
 	}
 	sort.Strings(s.clients)
 	tools := []string{"read", "search"}
@@ -113,6 +135,26 @@ func writeSeed(t *testing.T, srv *realtools.Influxd, db string) seed {
 			s.prevented += prevented
 		}
 		s.sessions[session] = true
+	}
+	// Spend points every ten minutes per client, of every client and one
+	// that reports no operation, as the InfluxDB store lays them out.
+	spenders := append([]string{spendOnlyClient}, seedClients...)
+	for i := 0; i < 36*len(spenders); i++ {
+		client, model := spenders[i%len(spenders)], seedModels[i%len(seedModels)]
+		at := now.Add(-6 * time.Hour).Add(time.Duration(i/len(spenders)) * 10 * time.Minute).Truncate(time.Microsecond)
+		cost := float64(1+i%9) * 0.0125
+		tok := [4]int64{int64(100 + i), int64(20 + i%13), int64(1000 * (i % 3)), int64(7 * (i % 5))}
+		fmt.Fprintf(&lp, "llm_spend,model=%s,session_id=00000000-0000-4000-8000-%012d,tool_id=%s cost_usd=%g,tokens_input=%di,tokens_output=%di,tokens_cache_read=%di,tokens_cache_creation=%di %d\n",
+			lpTag(model), i%5, lpTag(client), cost, tok[0], tok[1], tok[2], tok[3], at.UnixNano()+int64(i%1000))
+		s.spent += cost
+		s.byClient[client] += cost
+		m := s.byModel[model]
+		m.cost += cost
+		for j, n := range tok {
+			m.tokens[j] += n
+			s.tokens += n
+		}
+		s.byModel[model] = m
 	}
 	u := srv.URL + "/write?" + url.Values{"db": {db}, "precision": {"ns"}}.Encode()
 	resp, err := http.Post(u, "text/plain; charset=utf-8", &lp)
@@ -216,6 +258,7 @@ func interpolate(query, bucket string, clients []string, start, stop time.Time, 
 	q := strings.NewReplacer(
 		"${bucket}", bucket,
 		"${tool_id:json}", string(set),
+		"${cost_per_1k}", DefaultCostPer1K,
 		"v.timeRangeStart", start.UTC().Format(time.RFC3339Nano),
 		"v.timeRangeStop", stop.UTC().Format(time.RFC3339Nano),
 		"v.windowPeriod", window,
@@ -278,7 +321,7 @@ func TestFluxQueriesRun(t *testing.T) {
 }
 
 // totalChecks is how many queries checkTotals knows the answer of.
-const totalChecks = 7
+const totalChecks = 15
 
 // checkTotals checks the answers whose value the seed fixes, and reports
 // whether name is one of them.
@@ -340,6 +383,109 @@ func checkTotals(t *testing.T, name string, rows fluxResult, s seed) bool {
 		}
 		if ops != s.operations || saved != s.prevented {
 			t.Errorf("%s: %d operations and %d tokens saved, want %d and %d", name, ops, saved, s.operations, s.prevented)
+		}
+	default:
+		return checkSpendTotals(t, name, rows, s)
+	}
+	return true
+}
+
+// seedPrice is the dashboards' default price of a token, in US dollars.
+func seedPrice(t *testing.T) float64 {
+	t.Helper()
+	p, err := strconv.ParseFloat(DefaultCostPer1K, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p / 1000
+}
+
+// near reports whether got is want but for float rounding.
+func near(got, want float64) bool {
+	return math.Abs(got-want) <= 1e-9*math.Max(1, math.Abs(want))
+}
+
+// checkSpendTotals checks the answers of the spend row, and reports whether
+// name is one of them.
+func checkSpendTotals(t *testing.T, name string, rows fluxResult, s seed) bool {
+	t.Helper()
+	saved := float64(s.prevented) * seedPrice(t)
+	num := func(r map[string]string, col string) float64 {
+		t.Helper()
+		v, err := strconv.ParseFloat(r[col], 64)
+		if err != nil {
+			t.Errorf("%s: column %s of %v: %v", name, col, r, err)
+		}
+		return v
+	}
+	single := func(want float64) {
+		t.Helper()
+		if len(rows) != 1 || !near(num(rows[0], "_value"), want) {
+			t.Errorf("%s: got %v, want one row with _value %g", name, rows, want)
+		}
+	}
+	sum := func(col string) (total float64) {
+		for _, r := range rows {
+			total += num(r, col)
+		}
+		return total
+	}
+	switch {
+	case strings.HasSuffix(name, ": Dollars spent (A)"):
+		single(s.spent)
+	case strings.HasSuffix(name, ": Dollars saved (A)"):
+		single(saved)
+	case strings.HasSuffix(name, ": Savings share (A)"):
+		single(saved / (s.spent + saved))
+	case strings.HasSuffix(name, ": Tokens the tools used (A)"):
+		single(float64(s.tokens))
+	case strings.HasSuffix(name, ": Dollars spent and saved (A)"):
+		if got := sum("spent"); !near(got, s.spent) {
+			t.Errorf("%s: windows sum to %g spent, want %g", name, got, s.spent)
+		}
+	case strings.HasSuffix(name, ": Dollars spent and saved (B)"):
+		if got := sum("saved"); !near(got, saved) {
+			t.Errorf("%s: windows sum to %g saved, want %g", name, got, saved)
+		}
+	case strings.HasSuffix(name, ": Spent and saved by client (A)"):
+		if len(rows) != len(s.clients) {
+			t.Errorf("%s: %d rows, want one per client (%d): %v", name, len(rows), len(s.clients), rows)
+		}
+		var savedTotal float64
+		for _, r := range rows {
+			spent, sv, share := num(r, "spent"), num(r, "saved"), num(r, "share")
+			if want := s.byClient[r["tool_id"]]; !near(spent, want) {
+				t.Errorf("%s: %s spent %g, want %g", name, r["tool_id"], spent, want)
+			}
+			if r["tool_id"] == spendOnlyClient && (sv != 0 || share != 0) {
+				t.Errorf("%s: %s saved %g (share %g), want 0: it has no operation", name, r["tool_id"], sv, share)
+			}
+			if spent+sv > 0 && !near(share, sv/(spent+sv)) {
+				t.Errorf("%s: %s share %g, want %g", name, r["tool_id"], share, sv/(spent+sv))
+			}
+			savedTotal += sv
+		}
+		if !near(savedTotal, saved) {
+			t.Errorf("%s: clients saved %g together, want %g", name, savedTotal, saved)
+		}
+	case strings.HasSuffix(name, ": Spend by model (A)"):
+		if len(rows) != len(s.byModel) {
+			t.Errorf("%s: %d rows, want one per model (%d): %v", name, len(rows), len(s.byModel), rows)
+		}
+		for _, r := range rows {
+			want, ok := s.byModel[r["model"]]
+			if !ok {
+				t.Errorf("%s: unknown model %q", name, r["model"])
+				continue
+			}
+			if got := num(r, "cost_usd"); !near(got, want.cost) {
+				t.Errorf("%s: %s cost %g, want %g", name, r["model"], got, want.cost)
+			}
+			for i, f := range spendTokenFields {
+				if got := num(r, f); got != float64(want.tokens[i]) {
+					t.Errorf("%s: %s %s %g, want %d", name, r["model"], f, got, want.tokens[i])
+				}
+			}
 		}
 	default:
 		return false

@@ -19,13 +19,14 @@ const (
 	fluxLegendClient   = "${__field.labels.tool_id}"
 )
 
-// toolIDFluxVariable lists the clients that reported operations in the time
-// range. Every query filters with contains(set: ${tool_id:json}), which
-// Grafana renders as a JSON array of the selected values (all of them for
-// "All"), a valid Flux array of strings.
+// toolIDFluxVariable lists the clients that reported operations or spend in
+// the time range, from an integer field every point of either has (Flux on
+// InfluxDB 1.8 cannot read fields of two types in one query). Every query filters with contains(set: ${tool_id:json}),
+// which Grafana renders as a JSON array of the selected values (all of them
+// for "All"), a valid Flux array of strings.
 var toolIDFluxVariable = `from(bucket: "${bucket}")
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
-  |> filter(fn: (r) => r._measurement == "` + schema.Operation + `" and r._field == "` + schema.FieldID + `")
+  |> filter(fn: (r) => (` + fluxFields(schema.Operation, schema.FieldTokensOriginal) + `) or (` + fluxFields(schema.Spend, schema.FieldTokensInput) + `))
   |> group(columns: ["` + schema.TagToolID + `"])
   |> distinct(column: "` + schema.TagToolID + `")
   |> group()
@@ -37,7 +38,7 @@ var toolIDFluxVariable = `from(bucket: "${bucket}")
 // (files, sessions) lives here.
 func OperationsInfluxDB() *dashboard.DashboardBuilder {
 	return newDashboard("omnimemory-operations-influxdb", "OmniMemory — Operations (InfluxDB)",
-		"Every tool operation the service stored in InfluxDB (measurement "+schema.Operation+"), queried with Flux: operations and tokens saved over time, top files and sessions.",
+		"Every tool operation the service stored in InfluxDB (measurement "+schema.Operation+"), queried with Flux: operations and tokens saved over time, top files and sessions, and what the tools reported spending (measurement "+schema.Spend+") beside what they saved.",
 		"now-24h").
 		WithVariable(datasourceVariable(InfluxDBVariable, "InfluxDB", InfluxDBType, InfluxDBUID, "InfluxDB")).
 		WithVariable(dashboard.NewTextBoxVariableBuilder("bucket").
@@ -46,8 +47,9 @@ func OperationsInfluxDB() *dashboard.DashboardBuilder {
 			DefaultValue(dashboard.StringOrMap{String: cog.ToPtr(DefaultBucket)}).
 			Current(option(DefaultBucket, DefaultBucket))).
 		WithVariable(multiQueryVariable("tool_id", "Client",
-			"The clients (tool_id) to include, from the operations stored in the time range.",
+			"The clients (tool_id) to include, from the operations and spend stored in the time range.",
 			influxDS(), toolIDFluxVariable)).
+		WithVariable(costVariable()).
 		WithRow(row("Overview")).
 		WithPanel(fluxOperationsStat()).
 		WithPanel(fluxTokensSavedStat()).
@@ -61,7 +63,15 @@ func OperationsInfluxDB() *dashboard.DashboardBuilder {
 		WithRow(row("Top files and sessions")).
 		WithPanel(fluxTopFiles()).
 		WithPanel(fluxTopSessions()).
-		WithPanel(fluxToolModeTable())
+		WithPanel(fluxToolModeTable()).
+		WithRow(row("Spend beside savings")).
+		WithPanel(fluxDollarsSpentStat()).
+		WithPanel(fluxDollarsSavedStat()).
+		WithPanel(fluxSavingsShareStat()).
+		WithPanel(fluxTokensUsedStat()).
+		WithPanel(fluxDollarsSpentVsSaved()).
+		WithPanel(fluxSpendByClientTable()).
+		WithPanel(fluxSpendByModelTable())
 }
 
 func fluxOperationsStat() *stat.PanelBuilder {

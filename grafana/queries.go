@@ -94,6 +94,18 @@ func dollars(tokens string) string {
 // fluxOperations starts a query on the operations measurement, keeping
 // only the given fields and the clients selected in ${tool_id}.
 func fluxOperations(fields ...string) string {
+	return fluxFrom(fluxFields(schema.Operation, fields...))
+}
+
+// fluxSpend starts a query on the spend measurement (what the tools report
+// spending), keeping only the given fields and the clients selected.
+func fluxSpend(fields ...string) string {
+	return fluxFrom(fluxFields(schema.Spend, fields...))
+}
+
+// fluxFields is the predicate of the points of measurement with one of the
+// given fields.
+func fluxFields(measurement string, fields ...string) string {
 	conds := make([]string, len(fields))
 	for i, f := range fields {
 		conds[i] = fmt.Sprintf("r._field == %q", f)
@@ -102,9 +114,19 @@ func fluxOperations(fields ...string) string {
 	if len(fields) > 1 {
 		fieldFilter = "(" + fieldFilter + ")"
 	}
+	return `r._measurement == "` + measurement + `" and ` + fieldFilter
+}
+
+// fluxFrom starts a query on the points that match any of the predicates,
+// in the bucket and time range, of the clients selected in ${tool_id}.
+func fluxFrom(preds ...string) string {
+	pred := preds[0]
+	if len(preds) > 1 {
+		pred = "(" + strings.Join(preds, ") or (") + ")"
+	}
 	return `from(bucket: "${bucket}")
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
-  |> filter(fn: (r) => r._measurement == "` + schema.Operation + `" and ` + fieldFilter + `)
+  |> filter(fn: (r) => ` + pred + `)
   |> filter(fn: (r) => contains(value: r.` + schema.TagToolID + `, set: ${tool_id:json}))`
 }
 

@@ -44,8 +44,8 @@ func TokenSavings() *dashboard.DashboardBuilder {
 		"now-24h").
 		WithVariable(datasourceVariable(PrometheusVariable, "Prometheus", "prometheus", PrometheusUID, "Prometheus")).
 		WithVariable(multiQueryVariable("tool_id", "Client",
-			"The clients (tool_id) to include. Tool metrics count at most 100 clients by name; the rest are under \"other\".",
-			prometheusDS(), "label_values("+opsTotal+", tool_id)").
+			"The clients (tool_id) that reported operations or spend. Tool metrics count at most 100 clients by name; the rest are under \"other\".",
+			prometheusDS(), `label_values({__name__=~"`+opsTotal+`|`+llmCostTotal+`"}, tool_id)`).
 			AllValue(".*")).
 		WithRow(row("Overview")).
 		WithPanel(tokensSavedStat()).
