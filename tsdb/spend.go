@@ -63,6 +63,13 @@ type SpendTotals struct {
 	Tokens  Tokens
 }
 
+// Add adds o's points, cost and tokens to t (not its tool id and model).
+func (t *SpendTotals) Add(o SpendTotals) {
+	t.Points += o.Points
+	t.CostUSD += o.CostUSD
+	t.Tokens.Add(o.Tokens)
+}
+
 // SpendBucket is the spend of the points whose time falls in [Start, next
 // bucket start), restricted to the window asked for.
 type SpendBucket struct {

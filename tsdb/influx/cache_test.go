@@ -40,26 +40,37 @@ func randomOps(r *rand.Rand, n int, from, to time.Time) []tsdb.Operation {
 	return ops
 }
 
-// answers is everything the aggregates and lists of a store say about w.
-func answers(t *testing.T, s tsdb.Store, w tsdb.Window) string {
+// aggregateAnswers is what a breakdown (its rows sorted by key) and the
+// hourly and daily trends of a store say about w.
+func aggregateAnswers[T, B any](t *testing.T, w tsdb.Window, breakdown func(context.Context, tsdb.Window) ([]T, error),
+	key func(T) string, trend func(context.Context, tsdb.Window, tsdb.Step) ([]B, error)) string {
 	t.Helper()
 	ctx := context.Background()
 	var b strings.Builder
-	bd, err := s.Breakdown(ctx, w)
+	bd, err := breakdown(ctx, w)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(bd, func(a, b tsdb.ModeTotals) int {
-		return strings.Compare(a.ToolName+"/"+a.OperationMode, b.ToolName+"/"+b.OperationMode)
-	})
-	fmt.Fprintf(&b, "breakdown %v\n", bd)
+	slices.SortFunc(bd, func(a, b T) int { return strings.Compare(key(a), key(b)) })
+	fmt.Fprintf(&b, "breakdown %+v\n", bd)
 	for _, step := range []tsdb.Step{tsdb.Hourly, tsdb.Daily} {
-		tr, err := s.Trend(ctx, w, step)
+		tr, err := trend(ctx, w, step)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&b, "trend %v %v\n", step, tr)
+		fmt.Fprintf(&b, "trend %v %+v\n", step, tr)
 	}
+	return b.String()
+}
+
+// answers is everything the aggregates and lists of a store say about w.
+func answers(t *testing.T, s *influx.Store, w tsdb.Window) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	b.WriteString(aggregateAnswers(t, w, s.Breakdown, func(m tsdb.ModeTotals) string {
+		return m.ToolName + "/" + m.OperationMode
+	}, s.Trend))
 	for _, f := range []tsdb.OperationFilter{
 		{Limit: 50},
 		{Limit: 20, Offset: 130},
@@ -85,51 +96,79 @@ func answers(t *testing.T, s tsdb.Store, w tsdb.Window) string {
 	return b.String()
 }
 
+// cachedAndUncached opens a store with the hourly caches and one without
+// on one fresh database of srv.
+func cachedAndUncached(t *testing.T, srv *realtools.Influxd) (cached, uncached *influx.Store) {
+	cfg := config(t, srv)
+	cached = open(t, cfg)
+	ncfg := cfg
+	ncfg.OutboxDir = t.TempDir() + "/outbox2"
+	ncfg.CacheMaxRows = -1
+	return cached, open(t, ncfg)
+}
+
+// checkSameAnswers fails t when the stores cached and uncached answer (by
+// answer) a window ending now differently: the last hour, day, 7 days (of
+// tool id b) and 30 days, all time, all time of tool id c, and the windows
+// more makes of now (when not nil).
+func checkSameAnswers(t *testing.T, phase string, cached, uncached *influx.Store,
+	answer func(*testing.T, *influx.Store, tsdb.Window) string, more func(end time.Time) []tsdb.Window) {
+	t.Helper()
+	end := time.Now().UTC()
+	windows := []tsdb.Window{
+		{Start: ptr(end.Add(-time.Hour)), End: end},
+		{Start: ptr(end.Add(-24 * time.Hour)), End: end},
+		{Start: ptr(end.Add(-7 * 24 * time.Hour)), End: end, ToolID: "b"},
+		{Start: ptr(end.Add(-30 * 24 * time.Hour)), End: end},
+		{End: end},
+		{End: end, ToolID: "c"},
+	}
+	if more != nil {
+		windows = append(windows, more(end)...)
+	}
+	for _, w := range windows {
+		got, want := answer(t, cached, w), answer(t, uncached, w)
+		if got != want {
+			t.Fatalf("%s: window %v..%v %q: cached store answers\n%s\nuncached\n%s", phase, w.Start, w.End, w.ToolID, got, want)
+		}
+	}
+}
+
+// checkAsUncached checks that cached answers as uncached does
+// (checkSameAnswers): cold, after which the cache holds at least minHours
+// closed hours (by hours), warm, and after the late writes that write
+// makes at now.
+func checkAsUncached(t *testing.T, cached, uncached *influx.Store,
+	answer func(*testing.T, *influx.Store, tsdb.Window) string, more func(end time.Time) []tsdb.Window,
+	hours func(influx.Stats) int, minHours int, write func(now time.Time)) {
+	t.Helper()
+	checkSameAnswers(t, "cold", cached, uncached, answer, more)
+	if n := hours(cached.Stats()); n < minHours {
+		t.Fatalf("after the first answers the cache holds %d hours, want the %d closed hours since the first point at least", n, minHours)
+	}
+	checkSameAnswers(t, "warm", cached, uncached, answer, more)
+	write(time.Now().UTC().Truncate(time.Microsecond))
+	checkSameAnswers(t, "after late writes", cached, uncached, answer, more)
+}
+
 // TestCacheAnswersEqualUncached: a store with the hourly cache and one
 // without, on the same database, answer the same, around the current time
 // (the open hour and the edges read raw) and after writes into the current
 // hour and into closed hours already cached.
 func TestCacheAnswersEqualUncached(t *testing.T) {
-	srv := realtools.SharedInfluxd(t)
-	cfg := config(t, srv)
-	cached := open(t, cfg)
-	ncfg := cfg
-	ncfg.OutboxDir = t.TempDir() + "/outbox2"
-	ncfg.CacheMaxRows = -1
-	uncached := open(t, ncfg)
-
+	cached, uncached := cachedAndUncached(t, realtools.SharedInfluxd(t))
 	r := rand.New(rand.NewSource(5))
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	writeOK(t, cached, randomOps(r, 1500, now.Add(-50*time.Hour), now))
 	writeOK(t, cached, randomOps(r, 200, now.Add(-9*24*time.Hour), now.Add(-8*24*time.Hour)))
 
-	check := func(phase string) {
-		t.Helper()
-		end := time.Now().UTC()
-		for _, w := range []tsdb.Window{
-			{Start: ptr(end.Add(-time.Hour)), End: end},
-			{Start: ptr(end.Add(-24 * time.Hour)), End: end},
-			{Start: ptr(end.Add(-7 * 24 * time.Hour)), End: end, ToolID: "b"},
-			{Start: ptr(end.Add(-30 * 24 * time.Hour)), End: end},
-			{End: end},
-			{End: end, ToolID: "c"},
-		} {
-			got, want := answers(t, cached, w), answers(t, uncached, w)
-			if got != want {
-				t.Fatalf("%s: window %v..%v %q: cached store answers\n%s\nuncached\n%s", phase, w.Start, w.End, w.ToolID, got, want)
-			}
-		}
-	}
-	check("cold")
-	if st := cached.Stats(); st.CacheHours < 24*8 {
-		t.Fatalf("after the first answers the cache holds %d hours, want the closed hours since the first operation", st.CacheHours)
-	}
-	check("warm")
-	now = time.Now().UTC().Truncate(time.Microsecond)
-	writeOK(t, cached, randomOps(r, 100, now.Add(-time.Minute), now))                     // the open hour
-	writeOK(t, cached, randomOps(r, 100, now.Add(-30*time.Hour), now.Add(-20*time.Hour))) // cached hours
-	writeOK(t, cached, randomOps(r, 10, now.Add(-12*24*time.Hour), now.Add(-11*24*time.Hour)))
-	check("after late writes")
+	checkAsUncached(t, cached, uncached, answers, nil, func(st influx.Stats) int {
+		return st.CacheHours
+	}, 24*8, func(now time.Time) {
+		writeOK(t, cached, randomOps(r, 100, now.Add(-time.Minute), now))                     // the open hour
+		writeOK(t, cached, randomOps(r, 100, now.Add(-30*time.Hour), now.Add(-20*time.Hour))) // cached hours
+		writeOK(t, cached, randomOps(r, 10, now.Add(-12*24*time.Hour), now.Add(-11*24*time.Hour)))
+	})
 }
 
 // TestCacheDropsHoursOnDelivery: writes into closed, cached hours appear in

@@ -54,18 +54,23 @@ type Config struct {
 	// keys that keeps point keys unique. Default 65536.
 	SlotKeys int
 
-	// CacheTTL is how long the hourly rollup cache (internal/rollup) trusts a
-	// closed hour it read, and the first operation's time, before reading
-	// them again: writes of other replicas sharing the database, or of any
-	// other writer, appear in answers within it (this store's own writes
-	// appear at once). Default 5 minutes; CacheNoExpiry (any negative
-	// value) trusts them until this store's own writes drop them.
+	// CacheTTL is how long the hourly rollup caches (internal/rollup, one
+	// of operations and one of spend points) trust a closed hour they read,
+	// and the first point's time, before reading them again: writes of
+	// other replicas sharing the database, or of any other writer, appear
+	// in answers within it (this store's own writes appear at once).
+	// Default 5 minutes; CacheNoExpiry (any negative value) trusts them
+	// until this store's own writes drop them.
 	CacheTTL time.Duration
-	// CacheMaxRows bounds the hourly rollup cache: rows of (hour, tool_id,
-	// tool_name, operation_mode) totals, an hour without operations counting
-	// one; about 80 bytes each. Default 262144 (a year of hours at 30 keys,
-	// about 20 MB); past it the least recently used hours are dropped. A
-	// negative value turns the cache off: every aggregate reads raw points.
+	// CacheMaxRows bounds each of the two hourly rollup caches, not their
+	// sum: the cache of operations holds at most this many rows of (hour,
+	// tool_id, tool_name, operation_mode) totals, about 80 bytes each, and
+	// the cache of spend points as many of (hour, tool_id, model) totals,
+	// about 110 bytes each; an hour without points counts one row. Default
+	// 262144 (a year of hours at 30 keys: about 20 MB for operations, 30
+	// MB for spend at most); past it the least recently used hours are
+	// dropped. A negative value turns both caches off: every aggregate,
+	// of operations and of spend, reads raw points.
 	CacheMaxRows int
 
 	// ExportPageSize bounds the operations one query of ExportOperations

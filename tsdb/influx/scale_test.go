@@ -20,13 +20,20 @@ import (
 
 // BenchmarkQueries times every query over operations spread over 30 days
 // (OMNIMEMORY_INFLUX_SCALE of them, default 200,000; 300 sessions, 3 tool
-// ids), e.g.
+// ids) and spend points spread over the same days
+// (OMNIMEMORY_INFLUX_SPEND_SCALE, default 100,000; the same sessions and
+// tool ids, 3 models), e.g.
 //
 //	go test -run '^$' -bench Queries -benchtime 3x ./tsdb/influx/
+//	go test -run '^$' -bench 'Queries/Spend' -benchtime 3x ./tsdb/influx/
 func BenchmarkQueries(b *testing.B) {
 	n, _ := strconv.Atoi(os.Getenv("OMNIMEMORY_INFLUX_SCALE"))
 	if n <= 0 {
 		n = 200_000
+	}
+	nSpend, _ := strconv.Atoi(os.Getenv("OMNIMEMORY_INFLUX_SPEND_SCALE"))
+	if nSpend <= 0 {
+		nSpend = 100_000
 	}
 	cfg := config(b, realtools.SharedInfluxd(b))
 	cfg.WriteTimeout = time.Minute
@@ -58,6 +65,23 @@ func BenchmarkQueries(b *testing.B) {
 		}
 	}
 	b.Logf("wrote %d operations in %v", n, time.Since(start))
+	start = time.Now()
+	for i := 0; i < nSpend; i += batch {
+		points := make([]tsdb.SpendPoint, 0, batch)
+		for j := 0; j < batch && i+j < nSpend; j++ {
+			points = append(points, tsdb.SpendPoint{
+				ID: uuid.New(), SessionID: &sessions[r.Intn(len(sessions))],
+				ToolID: []string{"claude-code", "cursor", "windsurf"}[r.Intn(3)],
+				Model:  []string{"claude-sonnet-4", "claude-opus-4", "gpt-5"}[r.Intn(3)],
+				Time:   end.Add(-time.Duration(r.Int63n(span)) * time.Microsecond), CostUSD: float64(r.Intn(1000)) / 1000,
+				Tokens: tsdb.Tokens{Input: r.Int63n(20000), Output: r.Int63n(2000), CacheRead: r.Int63n(50000), CacheCreation: r.Int63n(5000)},
+			})
+		}
+		if err := s.WriteSpend(ctx, points); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("wrote %d spend points in %v", nSpend, time.Since(start))
 	// The same database through a store without the hourly cache, and
 	// through fresh stores (a cold cache) for the first call.
 	ncfg := cfg
@@ -107,6 +131,14 @@ func BenchmarkQueries(b *testing.B) {
 		}},
 		{"QueryOperationsFirstPage30dRead", true, func(s *influx.Store) error {
 			_, err := s.QueryOperations(ctx, tsdb.OperationFilter{Start: &from, End: &end, ToolName: api.ToolRead, Limit: 100})
+			return err
+		}},
+		{"SpendBreakdown30d", true, func(s *influx.Store) error {
+			_, err := s.SpendBreakdown(ctx, tsdb.Window{Start: &from, End: end})
+			return err
+		}},
+		{"SpendTrend30dDaily", true, func(s *influx.Store) error {
+			_, err := s.SpendTrend(ctx, tsdb.Window{Start: &from, End: end}, tsdb.Daily)
 			return err
 		}},
 		{"QueryOperationsSession", false, func(s *influx.Store) error {

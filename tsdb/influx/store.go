@@ -17,8 +17,9 @@
 // O(operations), on 1.8 too, where Flux cannot push aggregates down.
 //
 // It is also a tsdb.SpendStore: spend points go through the same outbox,
-// drainer and idempotency ledger as operations, and their aggregates are
-// summed from the points by InfluxDB.
+// drainer and idempotency ledger as operations, and their aggregates come
+// from a second hourly rollup cache, of the same kind (rollup.Cache), so
+// that a warm 30-day spend answer costs O(hours), not O(points), too.
 package influx
 
 import (
@@ -46,9 +47,12 @@ var ErrBacklogFull = tsdb.ErrBacklogFull
 
 // Store is the InfluxDB tsdb.Store. It is safe for concurrent use.
 type Store struct {
-	w     *delivery.Writer // writes, the outbox and its drainer
-	q     *query.Reader    // reads and the server's version
-	cache *rollup.Cache    // closed hours' totals; nil when turned off
+	w *delivery.Writer // writes, the outbox and its drainer
+	q *query.Reader    // reads and the server's version
+	// Closed hours' totals of operations and of spend points; nil when the
+	// cache is turned off (Config.CacheMaxRows < 0).
+	ops   *rollup.Operations
+	spend *rollup.Spend
 
 	closeOnce sync.Once
 }
@@ -93,7 +97,8 @@ func open(_ context.Context, cfg Config, logger *slog.Logger, alwaysFlux bool) (
 		HTTP: httpc, Logger: logger,
 	})
 	if cfg.CacheMaxRows > 0 {
-		s.cache = rollup.New(s.q, rollup.Options{TTL: cfg.CacheTTL, MaxRows: cfg.CacheMaxRows, Logger: logger})
+		o := rollup.Options{TTL: cfg.CacheTTL, MaxRows: cfg.CacheMaxRows, Logger: logger}
+		s.ops, s.spend = rollup.NewOperations(s.q, o), rollup.NewSpend(s.q, o)
 	}
 	wo := delivery.Options{
 		URL: cfg.URL, Token: cfg.Token, Org: cfg.Org, Bucket: cfg.Bucket,
@@ -105,15 +110,15 @@ func open(_ context.Context, cfg Config, logger *slog.Logger, alwaysFlux bool) (
 		Registerer: cfg.Registerer, Logger: logger,
 		OnHeader: s.q.NoteVersion,
 	}
-	if s.cache != nil {
-		wo.OnDelivered = s.cache.Delivered
+	if s.ops != nil {
+		wo.OnDelivered = func(lps [][]byte) {
+			s.ops.Delivered(lps)
+			s.spend.Delivered(lps)
+		}
 	}
 	w, err := delivery.Open(wo)
 	if err != nil {
-		if s.cache != nil {
-			s.cache.Close()
-		}
-		s.q.Close()
+		s.closeReads()
 		return nil, err
 	}
 	s.w = w
@@ -126,12 +131,18 @@ func (s *Store) Close() error {
 	err := delivery.ErrClosed
 	s.closeOnce.Do(func() {
 		err = s.w.Close()
-		if s.cache != nil {
-			s.cache.Close()
-		}
-		s.q.Close()
+		s.closeReads()
 	})
 	return err
+}
+
+// closeReads stops the caches' refreshers and closes the reader.
+func (s *Store) closeReads() {
+	if s.ops != nil {
+		s.ops.Close()
+		s.spend.Close()
+	}
+	s.q.Close()
 }
 
 // Stats are the outbox and cache figures, for tests and diagnostics.
@@ -139,16 +150,20 @@ type Stats struct {
 	OutboxRecords int
 	OutboxBytes   int64
 	// CacheHours and CacheRows: closed hours held by the hourly rollup
-	// cache, and their rows (see Config.CacheMaxRows).
+	// cache of operations, and their rows (at most Config.CacheMaxRows).
 	CacheHours, CacheRows int
+	// SpendCacheHours and SpendCacheRows: the same of the cache of spend
+	// points (at most Config.CacheMaxRows rows too).
+	SpendCacheHours, SpendCacheRows int
 }
 
 // Stats answers the outbox's current depth and the cache's size.
 func (s *Store) Stats() Stats {
 	var st Stats
 	st.OutboxRecords, st.OutboxBytes = s.w.Backlog()
-	if s.cache != nil {
-		st.CacheHours, st.CacheRows = s.cache.Stats()
+	if s.ops != nil {
+		st.CacheHours, st.CacheRows = s.ops.Stats()
+		st.SpendCacheHours, st.SpendCacheRows = s.spend.Stats()
 	}
 	return st
 }
@@ -172,14 +187,24 @@ func (s *Store) WriteSpend(ctx context.Context, points []tsdb.SpendPoint) error 
 }
 
 // SpendBreakdown answers the totals of every (tool id, model) with a spend
-// point in w, summed from the points by InfluxDB (no rollup cache).
+// point in w: from the spend cache's hourly totals, or, without the cache,
+// summed from the window's points by InfluxDB.
 func (s *Store) SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.SpendTotals, error) {
+	if s.spend != nil {
+		return rollup.Answer(ctx, s.spend, w, query.SpendBreakdownOf)
+	}
 	return s.q.SpendBreakdown(ctx, w)
 }
 
-// SpendTrend answers the spend per UTC hour or day bucket of w, summed from
-// the points by InfluxDB (no rollup cache).
+// SpendTrend answers the spend per UTC hour or day bucket of w: from the
+// spend cache's hourly totals, or, without the cache, summed from the
+// window's points by InfluxDB.
 func (s *Store) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendBucket, error) {
+	if s.spend != nil {
+		return rollup.Answer(ctx, s.spend, w, func(rows []query.SpendHourRow) []tsdb.SpendBucket {
+			return query.SpendTrendOf(rows, step)
+		})
+	}
 	return s.q.SpendTrend(ctx, w, step)
 }
 
@@ -187,8 +212,8 @@ func (s *Store) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) (
 // with the cache, its total comes from the cached hourly counts.
 func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
 	var count query.Counter
-	if s.cache != nil {
-		count = s.cache.CountFrom
+	if s.ops != nil {
+		count = rollup.Counter(s.ops)
 	}
 	return s.q.QueryOperations(ctx, f, count)
 }
@@ -201,24 +226,26 @@ func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn
 
 // Breakdown answers the totals per (tool name, mode) in w.
 func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals, error) {
-	if s.cache != nil {
-		return s.cache.Breakdown(ctx, w)
+	if s.ops != nil {
+		return rollup.Answer(ctx, s.ops, w, query.BreakdownOf)
 	}
 	return s.q.Breakdown(ctx, w)
 }
 
 // Trend answers the totals per UTC hour or day bucket of w.
 func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
-	if s.cache != nil {
-		return s.cache.Trend(ctx, w, step)
+	if s.ops != nil {
+		return rollup.Answer(ctx, s.ops, w, func(rows []query.HourRow) []tsdb.Bucket {
+			return query.TrendOf(rows, step)
+		})
 	}
 	return s.q.Trend(ctx, w, step)
 }
 
 // FirstOperationTime answers the oldest created_at (of toolID when given).
 func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
-	if s.cache != nil {
-		return s.cache.FirstOperationTime(ctx, toolID)
+	if s.ops != nil {
+		return s.ops.FirstTime(ctx, toolID)
 	}
 	return s.q.FirstOperationTime(ctx, toolID)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -298,6 +299,33 @@ func TrendOf(rows []HourRow, step tsdb.Step) []tsdb.Bucket {
 	return buckets(m)
 }
 
+// CountOf answers, from the hourly totals of [lo, hi) (of f's tool id),
+// how many operations match f (but its session filter), and the start of
+// the newest span of hours that holds at least need of them (lo when there
+// are fewer): a Counter's answer.
+func CountOf(rows []HourRow, lo time.Time, f tsdb.OperationFilter, need int) (int64, time.Time) {
+	perHour := map[int64]int64{}
+	var total int64
+	for _, r := range rows {
+		if f.ToolName != "" && r.Key.ToolName != f.ToolName || f.OperationMode != "" && r.Key.Mode != f.OperationMode {
+			continue
+		}
+		perHour[r.Hour] += r.Count
+		total += r.Count
+	}
+	hours := slices.Sorted(maps.Keys(perHour))
+	var acc int64
+	for i := len(hours) - 1; i >= 0; i-- {
+		if acc += perHour[hours[i]]; acc >= int64(need) {
+			if t := time.UnixMicro(hours[i]); t.After(lo) {
+				return total, t
+			}
+			break
+		}
+	}
+	return total, lo
+}
+
 // modeTotals answers Breakdown's rows: the pairs with operations.
 func modeTotals(m totalsBy[modeKey]) []tsdb.ModeTotals {
 	out := []tsdb.ModeTotals{}
@@ -341,7 +369,7 @@ func addField(t *tsdb.Totals, r row) {
 
 // Trend answers the totals per UTC hour or day bucket of w, with
 // aggregateWindow (windows aligned to the epoch, hence to UTC hours and
-// days). A window's _start is the bucket start, or the range start for the
+// days; see windowQueries). A window's _start is the bucket start, or the range start for the
 // first, partial bucket, so the bucket is Truncate(_start). The range is
 // exactly the window, so only operations in it count.
 func (s *Reader) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
@@ -353,22 +381,33 @@ func (s *Reader) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]ts
 	if step == tsdb.Daily {
 		every = "1d"
 	}
-	sums, counts := s.trendQueries(lo, hi, every, toolIDPred(w.ToolID), s.perSeries.Load())
 	m := totalsBy[time.Time]{}
 	err := s.queryEach(ctx, "trend", func(r row) error {
 		addField(m.at(step.Truncate(r.time("_time"))), r)
 		return nil
-	}, sums, counts)
+	}, s.opsWindows(lo, hi, toolIDPred(w.ToolID), every, nil)...)
 	if err != nil {
 		return nil, err
 	}
 	return buckets(m), nil
 }
 
-// FirstOperationTime reads the oldest created_at (of toolID when given):
-// the first point of every series, then the earliest of those.
+// FirstOperationTime reads the oldest created_at (of toolID when given).
 func (s *Reader) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
-	q := s.opsSource(minTime, maxTime, `r._field == "id"`, toolIDPred(toolID)) + `
+	return s.firstTime(ctx, "first operation time", schema.Operation, "id", toolID)
+}
+
+// FirstSpendTime reads the time of the oldest spend point (of toolID when
+// given).
+func (s *Reader) FirstSpendTime(ctx context.Context, toolID string) (time.Time, bool, error) {
+	return s.firstTime(ctx, "first spend time", schema.Spend, spendCount, toolID)
+}
+
+// firstTime reads the oldest point time, to the microsecond, of the points
+// of measurement meas (of toolID when given) that have field: the first
+// point of every series, then the earliest of those.
+func (s *Reader) firstTime(ctx context.Context, name, meas, field, toolID string) (time.Time, bool, error) {
+	q := s.source(meas, minTime, maxTime, `r._field == `+fluxString(field), toolIDPred(toolID)) + `
   |> first()
   |> group()
   |> keep(columns: ["_time"])
@@ -376,7 +415,7 @@ func (s *Reader) FirstOperationTime(ctx context.Context, toolID string) (time.Ti
   |> limit(n: 1)`
 	var first time.Time
 	found := false
-	err := s.query(ctx, "first operation time", q, func(r row) error {
+	err := s.query(ctx, name, q, func(r row) error {
 		t := r.time("_time")
 		if !found || t.Before(first) {
 			first, found = t, true
@@ -387,39 +426,4 @@ func (s *Reader) FirstOperationTime(ctx context.Context, toolID string) (time.Ti
 		return time.Time{}, false, err
 	}
 	return first.Truncate(time.Microsecond), true, nil
-}
-
-// trendQueries answers the two Flux queries of Trend (sums, counts) in one
-// of two shapes, both valid on Flux 0.65 and 2.x, with the same answer:
-//
-//   - grouped (InfluxDB 1.x): range |> filter |> group(columns: ["_field"])
-//     |> aggregateWindow. 1.8 pushes range, filter and group into storage
-//     (ReadGroup) and windows a handful of tables: about 4 times faster on
-//     1.8 than per series, where windowing every series' table dominates.
-//   - per series (InfluxDB 2.x): range |> filter |> aggregateWindow, the
-//     shape 2.x pushes down whole (ReadWindowAggregate: storage sums each
-//     series per window), then the per-series sums are added up per window.
-//
-// The store picks per series once the server says it is 2.x (the
-// X-Influxdb-Version header of a write or ping answer).
-func (s *Reader) trendQueries(lo, hi time.Time, every, tid string, perSeries bool) (sums, counts string) {
-	sum := s.opsSource(lo, hi, fieldPred(sumFields...), tid)
-	cnt := s.opsSource(lo, hi, fieldPred(countField), tid)
-	win := func(fn string) string {
-		return "\n  |> aggregateWindow(every: " + every + ", fn: " + fn + `, createEmpty: false, timeSrc: "_start")`
-	}
-	if perSeries {
-		return sum + win("sum") + `
-  |> group(columns: ["_field", "_time"])
-  |> sum()
-  |> yield(name: "sum")`, cnt + win("count") + `
-  |> group(columns: ["_time"])
-  |> sum()
-  |> yield(name: "count")`
-	}
-	return sum + `
-  |> group(columns: ["_field"])` + win("sum") + `
-  |> yield(name: "sum")`, cnt + `
-  |> group()` + win("count") + `
-  |> yield(name: "count")`
 }

@@ -53,7 +53,7 @@ type Reader struct {
 	bucket string // the Flux literal of cfg.Bucket
 	closed atomic.Bool
 
-	// perSeries: the server is InfluxDB 2.x (see trendQueries).
+	// perSeries: the server is InfluxDB 2.x (see windowQueries).
 	perSeries atomic.Bool
 	// v1: the server said it is InfluxDB 1.x: hourly totals are read with
 	// InfluxQL (see influxql.go) unless AlwaysFlux, and a Flux range's stop

@@ -6,21 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
-// Spend points (schema.Spend) are read raw: every answer is one aggregate
-// over the window's points, summed by the server (InfluxQL on 1.x, where
-// Flux 0.65 cannot push aggregates down; Flux elsewhere, in shapes 2.x
-// pushes down), within QueryTimeout. There is no rollup cache for them:
-// spend points are deltas a tool exports every few seconds to minutes per
-// (tool, model, session), far fewer than operations, so a window's points
-// are cheap to sum where they lie. The window maps onto point times as for
-// operations (TimeRange: the offset below a microsecond never crosses a
-// window edge).
+// Spend points (schema.Spend) are summed by the server: InfluxQL on 1.x,
+// where Flux 0.65 cannot push aggregates down, Flux elsewhere, in shapes
+// 2.x pushes down, within QueryTimeout. With the store's rollup cache
+// (internal/rollup, as for operations) answers come from the totals per
+// UTC hour and (tool id, model) that ReadSpendHours reads, and
+// SpendBreakdownOf and SpendTrendOf add them up; without it,
+// SpendBreakdown and SpendTrend sum the window's points in one query. The
+// window maps onto point times as for operations (TimeRange: the offset
+// below a microsecond never crosses a window edge).
 
 // spendFields are the fields of a spend point that are summed; spendCount
 // is counted (every point has it).
@@ -31,8 +32,9 @@ var spendFields = []string{
 
 const spendCount = schema.FieldCostUSD
 
-// spendKey is a row of a spend read: a bucket start (zero in breakdowns)
-// and, in breakdowns, a (tool id, model) as stored in their tags.
+// spendKey is a row of a spend read: a window start (zero unless per
+// window) and a (tool id, model) as stored in their tags (empty unless per
+// key).
 type spendKey struct {
 	bucket        time.Time
 	toolID, model string
@@ -48,6 +50,42 @@ func (m spendSums) at(k spendKey) *tsdb.SpendTotals {
 		m[k] = t
 	}
 	return t
+}
+
+// breakdown answers SpendBreakdown's rows from sums per (tool id, model):
+// the keys with points, decoded.
+func (m spendSums) breakdown() []tsdb.SpendTotals {
+	out := []tsdb.SpendTotals{}
+	for k, t := range m {
+		if t.Points == 0 {
+			continue
+		}
+		t.ToolID, t.Model = schema.Decode(k.toolID), schema.Decode(k.model)
+		out = append(out, *t)
+	}
+	return out
+}
+
+// trend answers SpendTrend's buckets of step from sums per window, oldest
+// first.
+func (m spendSums) trend(step tsdb.Step) []tsdb.SpendBucket {
+	byStart := map[time.Time]*tsdb.SpendBucket{}
+	for k, t := range m {
+		start := step.Truncate(k.bucket)
+		b := byStart[start]
+		if b == nil {
+			b = &tsdb.SpendBucket{Start: start}
+			byStart[start] = b
+		}
+		b.CostUSD += t.CostUSD
+		b.Tokens.Add(t.Tokens)
+	}
+	out := []tsdb.SpendBucket{}
+	for _, b := range byStart {
+		out = append(out, *b)
+	}
+	slices.SortFunc(out, func(a, b tsdb.SpendBucket) int { return a.Start.Compare(b.Start) })
+	return out
 }
 
 // addSpendField adds the value of one aggregate row of field to t.
@@ -67,78 +105,99 @@ func addSpendField(t *tsdb.SpendTotals, field string, r row) {
 }
 
 // SpendBreakdown answers the totals of every (tool id, model) with at least
-// one spend point in w.
+// one spend point in w, in one query over its points.
 func (s *Reader) SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.SpendTotals, error) {
-	out := []tsdb.SpendTotals{}
 	lo, hi, ok := TimeRange(w.Start, &w.End)
 	if !ok {
-		return out, nil
+		return []tsdb.SpendTotals{}, nil
 	}
-	m, err := s.readSpend(ctx, lo, hi, w.ToolID, 0)
+	m, err := s.readSpend(ctx, "spend breakdown", lo, hi, w.ToolID, spendRead{byKey: true})
 	if err != nil {
 		return nil, err
 	}
-	for k, t := range m {
-		if t.Points == 0 {
-			continue
-		}
-		t.ToolID, t.Model = schema.Decode(k.toolID), schema.Decode(k.model)
-		out = append(out, *t)
-	}
-	return out, nil
+	return m.breakdown(), nil
 }
 
 // SpendTrend answers the spend per step bucket of the points in w, oldest
-// first, for the buckets that hold a point.
+// first, for the buckets that hold a point, in one query over its points.
 func (s *Reader) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendBucket, error) {
-	out := []tsdb.SpendBucket{}
 	lo, hi, ok := TimeRange(w.Start, &w.End)
 	if !ok {
-		return out, nil
+		return []tsdb.SpendBucket{}, nil
 	}
 	every := time.Hour
 	if step == tsdb.Daily {
 		every = 24 * time.Hour
 	}
-	m, err := s.readSpend(ctx, lo, hi, w.ToolID, every)
+	m, err := s.readSpend(ctx, "spend trend", lo, hi, w.ToolID, spendRead{every: every})
 	if err != nil {
 		return nil, err
 	}
-	byStart := map[time.Time]*tsdb.SpendBucket{}
+	return m.trend(step), nil
+}
+
+// ReadSpendHours answers the totals per UTC hour and (tool id, model) of
+// the spend points of tool id toolID (all when empty) with point times in
+// [lo, hi), one row per (hour, key) with points: with InfluxQL on InfluxDB
+// 1.x, with Flux elsewhere. name names the read in logs.
+func (s *Reader) ReadSpendHours(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]SpendHourRow, error) {
+	m, err := s.readSpend(ctx, name, lo, hi, toolID, spendRead{every: time.Hour, byKey: true})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SpendHourRow, 0, len(m))
 	for k, t := range m {
-		start := step.Truncate(k.bucket)
-		b := byStart[start]
-		if b == nil {
-			b = &tsdb.SpendBucket{Start: start}
-			byStart[start] = b
+		if t.Points == 0 {
+			continue
 		}
-		b.CostUSD += t.CostUSD
-		b.Tokens.Add(t.Tokens)
+		t.ToolID, t.Model = k.toolID, k.model
+		out = append(out, SpendHourRow{Hour: tsdb.FloorTo(k.bucket.UnixMicro(), tsdb.MicrosPerHour), SpendTotals: *t})
 	}
-	for _, b := range byStart {
-		out = append(out, *b)
-	}
-	slices.SortFunc(out, func(a, b tsdb.SpendBucket) int { return a.Start.Compare(b.Start) })
 	return out, nil
 }
 
+// SpendBreakdownOf answers SpendBreakdown's rows from hourly totals.
+func SpendBreakdownOf(rows []SpendHourRow) []tsdb.SpendTotals {
+	m := spendSums{}
+	for _, r := range rows {
+		m.at(spendKey{toolID: r.ToolID, model: r.Model}).Add(r.SpendTotals)
+	}
+	return m.breakdown()
+}
+
+// SpendTrendOf answers SpendTrend's buckets from hourly totals.
+func SpendTrendOf(rows []SpendHourRow, step tsdb.Step) []tsdb.SpendBucket {
+	m := spendSums{}
+	for _, r := range rows {
+		m.at(spendKey{bucket: time.UnixMicro(r.Hour).UTC()}).Add(r.SpendTotals)
+	}
+	return m.trend(step)
+}
+
+// spendRead is what a spend read sums per: windows of every (an hour or a
+// day, aligned to the epoch, hence to UTC; 0: the whole range), and, with
+// byKey, (tool id, model) with the points counted.
+type spendRead struct {
+	every time.Duration
+	byKey bool
+}
+
 // readSpend answers the sums of the spend points of toolID (all when
-// empty) with point times in [lo, hi): per (tool id, model) with their
-// point counts when every is 0, else per window of every (an hour or a
-// day, aligned to the epoch, hence to UTC) with no counts, one key per
-// window that holds a point. The window of a key is its start, or lo for
-// the first when lo is not aligned (callers truncate).
-func (s *Reader) readSpend(ctx context.Context, lo, hi time.Time, toolID string, every time.Duration) (spendSums, error) {
+// empty) with point times in [lo, hi), per rd, one key per window and key
+// that holds a point. The window of a key is its start, or lo for the
+// first when lo is not aligned (callers truncate).
+func (s *Reader) readSpend(ctx context.Context, name string, lo, hi time.Time, toolID string, rd spendRead) (spendSums, error) {
 	s.learnVersion(ctx)
 	if s.v1.Load() && !s.cfg.AlwaysFlux {
-		return s.readSpendQL(ctx, lo, hi, toolID, every)
+		return s.readSpendQL(ctx, name, lo, hi, toolID, rd)
 	}
 	m := spendSums{}
 	fn := func(r row) error {
 		var k spendKey
-		if every == 0 {
+		if rd.byKey {
 			k.toolID, k.model = r.str(schema.TagToolID), r.str(schema.TagModel)
-		} else {
+		}
+		if rd.every != 0 {
 			k.bucket = r.time("_time")
 		}
 		t := m.at(k)
@@ -149,43 +208,36 @@ func (s *Reader) readSpend(ctx context.Context, lo, hi time.Time, toolID string,
 		}
 		return nil
 	}
-	name := "spend breakdown"
-	if every != 0 {
-		name = "spend trend"
-	}
-	if err := s.queryEach(ctx, name, fn, s.spendQueries(lo, hi, toolIDPred(toolID), every, s.perSeries.Load())...); err != nil {
+	if err := s.queryEach(ctx, name, fn, s.spendQueries(lo, hi, toolIDPred(toolID), rd)...); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// spendQueries answers the Flux queries of readSpend. A breakdown is a
-// grouped sum of the fields and a grouped count (range |> filter |> group
-// |> sum/count, pushed down on 1.8 and 2.x). A trend needs no count (a
-// window appears only when it holds a point) and takes one of the two
-// shapes of trendQueries: grouped on 1.x, per series on 2.x.
-func (s *Reader) spendQueries(lo, hi time.Time, tid string, every time.Duration, perSeries bool) []string {
+// spendQueries answers the Flux queries of readSpend. A breakdown over
+// the whole range is a grouped sum of the fields and a grouped count (range
+// |> filter |> group |> sum/count, pushed down on 1.8 and 2.x). Windows
+// take the shapes of windowQueries, with a count only per key (a window
+// appears only when it holds a point).
+func (s *Reader) spendQueries(lo, hi time.Time, tid string, rd spendRead) []string {
 	sum := s.source(schema.Spend, lo, hi, fieldPred(spendFields...), tid)
-	if every == 0 {
-		const keys = `"` + schema.TagToolID + `", "` + schema.TagModel + `"`
-		return []string{sum + `
-  |> group(columns: [` + keys + `, "_field"])
+	var cnt string
+	var keys []string
+	if rd.byKey {
+		cnt = s.source(schema.Spend, lo, hi, fieldPred(spendCount), tid)
+		keys = []string{schema.TagToolID, schema.TagModel}
+	}
+	if rd.every != 0 {
+		return windowQueries(sum, cnt, fluxDuration(rd.every), keys, s.perSeries.Load())
+	}
+	cols := `"` + strings.Join(keys, `", "`) + `"`
+	return []string{sum + `
+  |> group(columns: [` + cols + `, "_field"])
   |> sum()
-  |> yield(name: "sum")`, s.source(schema.Spend, lo, hi, fieldPred(spendCount), tid) + `
-  |> group(columns: [` + keys + `])
+  |> yield(name: "sum")`, cnt + `
+  |> group(columns: [` + cols + `])
   |> count()
   |> yield(name: "count")`}
-	}
-	win := "\n  |> aggregateWindow(every: " + fluxDuration(every) + `, fn: sum, createEmpty: false, timeSrc: "_start")`
-	if perSeries {
-		return []string{sum + win + `
-  |> group(columns: ["_field", "_time"])
-  |> sum()
-  |> yield(name: "sum")`}
-	}
-	return []string{sum + `
-  |> group(columns: ["_field"])` + win + `
-  |> yield(name: "sum")`}
 }
 
 // fluxDuration answers an hour or a day as a Flux duration literal.
@@ -197,7 +249,7 @@ func fluxDuration(d time.Duration) string {
 }
 
 // readSpendQL is readSpend in one InfluxQL query (InfluxDB 1.x).
-func (s *Reader) readSpendQL(ctx context.Context, lo, hi time.Time, toolID string, every time.Duration) (spendSums, error) {
+func (s *Reader) readSpendQL(ctx context.Context, name string, lo, hi time.Time, toolID string, rd spendRead) (spendSums, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -210,15 +262,21 @@ func (s *Reader) readSpendQL(ctx context.Context, lo, hi time.Time, toolID strin
 	if toolID != "" {
 		q += ` AND ` + qlIdent(schema.TagToolID) + ` = ` + qlString(schema.TagValue(toolID))
 	}
-	if every == 0 {
-		q += ` GROUP BY ` + qlIdent(schema.TagToolID) + `, ` + qlIdent(schema.TagModel)
-	} else {
-		q += ` GROUP BY time(` + fluxDuration(every) + `) fill(none)`
+	var group []string
+	if rd.every != 0 {
+		group = append(group, "time("+fluxDuration(rd.every)+")")
+	}
+	if rd.byKey {
+		group = append(group, qlIdent(schema.TagToolID), qlIdent(schema.TagModel))
+	}
+	q += ` GROUP BY ` + strings.Join(group, ", ")
+	if rd.every != 0 {
+		q += ` fill(none)`
 	}
 
 	start := time.Now()
 	m := spendSums{}
-	defer func() { s.log.Debug("influxql query", "query", "spend", "rows", len(m), "took", time.Since(start)) }()
+	defer func() { s.log.Debug("influxql query", "query", name, "rows", len(m), "took", time.Since(start)) }()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	series, err := s.influxQL(ctx, q)
@@ -244,17 +302,14 @@ func (s *Reader) readSpendQL(ctx context.Context, lo, hi time.Time, toolID strin
 				return nil, fmt.Errorf("influx: influxql: cost sum %q", cost)
 			}
 			k := spendKey{toolID: sr.Tags[schema.TagToolID], model: sr.Tags[schema.TagModel]}
-			if every != 0 {
+			if rd.every != 0 {
 				ns, err := ts.Int64()
 				if err != nil {
 					return nil, fmt.Errorf("influx: influxql: time %q", ts)
 				}
 				k.bucket = time.Unix(0, ns).UTC()
 			}
-			sum := m.at(k)
-			sum.Points += t.Points
-			sum.CostUSD += t.CostUSD
-			sum.Tokens.Add(t.Tokens)
+			m.at(k).Add(t)
 		}
 	}
 	return m, nil

@@ -139,10 +139,11 @@ func TestReadHoursInfluxQLEqualsFlux(t *testing.T) {
 	}
 }
 
-// TestSpendPathsAgree: spend breakdowns and trends read with InfluxQL (1.x),
-// with grouped Flux (2.x's queries on 1.x) and with per-series Flux (2.x)
-// answer the same on the same points, including windows whose edges fall
-// on points. Costs are multiples of 1/128, whose sums are exact in any
+// TestSpendPathsAgree: spend breakdowns, trends and hourly totals read with
+// InfluxQL (1.x), with grouped Flux (2.x's queries on 1.x) and with
+// per-series Flux (2.x) answer the same on the same points, including
+// windows whose edges fall on points, and the hourly totals add up to the
+// breakdown and the hourly trend. Costs are multiples of 1/128, whose sums are exact in any
 // order.
 func TestSpendPathsAgree(t *testing.T) {
 	srv := realtools.SharedInfluxd(t)
@@ -182,6 +183,7 @@ func TestSpendPathsAgree(t *testing.T) {
 		breakdown map[[2]string]tsdb.SpendTotals
 		hourly    []tsdb.SpendBucket
 		daily     []tsdb.SpendBucket
+		hours     map[SpendKey]map[int64]tsdb.SpendTotals
 	}
 	read := func(w tsdb.Window) answer {
 		t.Helper()
@@ -199,6 +201,35 @@ func TestSpendPathsAgree(t *testing.T) {
 		}
 		if a.daily, err = s.SpendTrend(ctx, w, tsdb.Daily); err != nil {
 			t.Fatal(err)
+		}
+		lo, hi, _ := TimeRange(w.Start, &w.End)
+		hours, err := s.ReadSpendHours(ctx, "test", lo, hi, w.ToolID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.hours = map[SpendKey]map[int64]tsdb.SpendTotals{}
+		for _, h := range hours {
+			k := h.KeyValue()
+			if a.hours[k] == nil {
+				a.hours[k] = map[int64]tsdb.SpendTotals{}
+			}
+			if _, dup := a.hours[k][h.Hour]; dup || h.Hour%tsdb.MicrosPerHour != 0 {
+				t.Fatalf("hour %d of %v read twice, or not the start of an hour", h.Hour, k)
+			}
+			a.hours[k][h.Hour] = h.SpendTotals
+		}
+		// The hours add up to the breakdown and the trend.
+		if got := SpendBreakdownOf(hours); len(got) != len(rows) {
+			t.Fatalf("the hours of %d keys, the breakdown %d", len(got), len(rows))
+		} else {
+			for _, g := range got {
+				if a.breakdown[[2]string{g.ToolID, g.Model}] != g {
+					t.Fatalf("the hours add up to %+v, the breakdown says %+v", g, a.breakdown[[2]string{g.ToolID, g.Model}])
+				}
+			}
+		}
+		if got := SpendTrendOf(hours, tsdb.Hourly); !reflect.DeepEqual(got, a.hourly) {
+			t.Fatalf("the hours make the hourly trend\n%+v\nthe trend says\n%+v", got, a.hourly)
 		}
 		return a
 	}

@@ -1,23 +1,29 @@
 // Package rollup is the InfluxDB store's cache of the totals of closed UTC
-// hours, so that aggregates cost O(hours), not O(operations), also on
-// InfluxDB 1.8, where Flux cannot push an aggregate down.
+// hours, so that aggregates cost O(hours), not O(points), also on InfluxDB
+// 1.8, where Flux cannot push an aggregate down.
 //
 // Flux on InfluxDB 1.8 cannot push an aggregate down to storage: every
-// Breakdown or Trend reads every point of its window, so a 30-day answer
-// costs O(operations). The cache therefore keeps, per CLOSED UTC hour, the
-// totals of each (tool_id, tool_name, operation_mode) key, read once per
-// missing span of hours (Source.ReadHours), and answers aggregates from it:
-// whole closed hours from the cache, the open hour and the partial hours at
-// a window's edges from raw points, always (tsdb.PlanWindow with RollupEnd
-// at the last closed hour and RawEdges).
+// Breakdown or Trend read from the points reads every point of its window,
+// so a 30-day answer costs O(points). A Cache therefore keeps, per CLOSED
+// UTC hour, the totals of each key of one measurement, read once per
+// missing span of hours (Source.ReadHours), and answers aggregates from
+// them: whole closed hours from the cache, the open hour and the partial
+// hours at a window's edges from raw points, always (tsdb.PlanWindow with
+// RollupEnd at the last closed hour and RawEdges). The cache is generic in
+// its rows (Row); the store keeps two: Operations, the totals of each
+// (tool_id, tool_name, operation_mode) of the operations (query.HourRow),
+// for Breakdown, Trend and the totals of operation lists (Counter), and
+// Spend, the totals of each (tool_id, model) of the spend points
+// (query.SpendHourRow), for SpendBreakdown and SpendTrend. Answer turns a
+// window's rows into an answer.
 //
 // Freshness:
 //   - Writes of this store: when the drainer delivers a record to InfluxDB it
-//     hands it to Delivered, which drops the cached hours its operations fall
-//     in, before the writer's caller is told, so a write is in the next
-//     answer; deliveries delayed in the outbox drop them when they land. A
-//     fill that was reading an hour while a delivery dropped it does not
-//     store that hour.
+//     hands it to Delivered, which drops the cached hours that its points of
+//     the cache's measurement (Source.Measurement) fall in, before the
+//     writer's caller is told, so a write is in the next answer; deliveries
+//     delayed in the outbox drop them when they land. A fill that was
+//     reading an hour while a delivery dropped it does not store that hour.
 //   - Writes of other replicas sharing the database, or any other writer:
 //     an entry is trusted for Options.TTL after its read started, then read
 //     again. A background refresher renews entries that are in use before
@@ -26,11 +32,14 @@
 //     flight at the turn of the hour (other replicas' group commits, clock
 //     skew) land before it is first cached.
 //
-// Memory is bounded by Options.MaxRows rows (an hour with no operation
-// counts as one row; a row is about 50 bytes plus map overhead, so 262,144
-// rows, a year of hours at 30 keys each, is about 20 MB); past it the least
-// recently used hours are evicted. A query whose closed hours could not fit
-// reads raw points instead.
+// Memory is bounded by Options.MaxRows rows per cache (an hour without
+// points counts as one row). Keys are interned (Row.WithKey): the rows of
+// every hour share one copy of each key. An operations row is about 56
+// bytes plus map overhead, so 262,144 rows, a year of hours at 30 keys
+// each, is about 20 MB; a spend row, whose key's two strings it carries,
+// about 90 bytes. Past the bound the least recently used hours are
+// evicted. A query whose closed hours could not fit reads raw points
+// instead.
 package rollup
 
 import (
@@ -47,33 +56,55 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
-// Source reads what the cache holds: the hourly totals of a span of time,
-// and the first operation's time.
-type Source interface {
-	ReadHours(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]query.HourRow, error)
-	FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error)
+// Row is a row of a cache, R itself: the totals of one key (K) of the
+// points of one UTC hour.
+type Row[R any, K comparable] interface {
+	// HourStart answers the unix microseconds of the hour's start.
+	HourStart() int64
+	// ToolTag answers the row's tool id as stored in its tag
+	// (schema.TagValue).
+	ToolTag() string
+	// KeyValue answers the row's key.
+	KeyValue() K
+	// WithKey answers the row with key k, equal to its own: the cache's
+	// one copy of it.
+	WithKey(k *K) R
+}
+
+// Source reads what a cache holds, from the points of one measurement.
+type Source[R any] struct {
+	// Measurement is the measurement of the points: deliveries of its
+	// points drop cached hours.
+	Measurement string
+	// ReadHours answers the totals per UTC hour and key of the points of
+	// tool id toolID (all when empty) with point times in [lo, hi), one row
+	// per (hour, key) with points; name names the read in logs.
+	ReadHours func(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]R, error)
+	// FirstTime answers the oldest point time (of toolID when given), and
+	// false when there is no point.
+	FirstTime func(ctx context.Context, toolID string) (time.Time, bool, error)
 }
 
 // Options configure New.
 type Options struct {
-	// TTL is how long a closed hour read, and the first operation's time,
-	// are trusted; <= 0: until Delivered drops them.
+	// TTL is how long a closed hour read, and the first point's time, are
+	// trusted; <= 0: until Delivered drops them.
 	TTL time.Duration
 	// MaxRows bounds the rows held (> 0).
 	MaxRows int
 	Logger  *slog.Logger
 }
 
-// Cache answers aggregates from cached hourly totals. It is safe for
-// concurrent use.
-type Cache struct {
-	src Source
+// Cache answers aggregates from cached hourly totals of rows R keyed by K.
+// It is safe for concurrent use.
+type Cache[R Row[R, K], K comparable] struct {
+	src Source[R]
 	log *slog.Logger
-	hc  *hourCache
+	hc  *hourCache[R, K]
 
 	// edges are the raw reads of window edges in flight (see readEdge).
 	edgeMu sync.Mutex
-	edges  map[edgeKey]*edgeFlight
+	edges  map[edgeKey]*edgeFlight[R]
 
 	ctx         context.Context // cancelled by Close: stops refreshes in flight
 	cancel      context.CancelFunc
@@ -82,17 +113,37 @@ type Cache struct {
 	closeOnce   sync.Once
 }
 
+// Operations caches the hourly totals of operations.
+type Operations = Cache[query.HourRow, query.HourKey]
+
+// Spend caches the hourly totals of spend points.
+type Spend = Cache[query.SpendHourRow, query.SpendKey]
+
+// NewOperations answers the cache of operations read through r.
+func NewOperations(r *query.Reader, o Options) *Operations {
+	return New[query.HourRow, query.HourKey](Source[query.HourRow]{
+		Measurement: schema.Operation, ReadHours: r.ReadHours, FirstTime: r.FirstOperationTime,
+	}, o)
+}
+
+// NewSpend answers the cache of spend points read through r.
+func NewSpend(r *query.Reader, o Options) *Spend {
+	return New[query.SpendHourRow, query.SpendKey](Source[query.SpendHourRow]{
+		Measurement: schema.Spend, ReadHours: r.ReadSpendHours, FirstTime: r.FirstSpendTime,
+	}, o)
+}
+
 // New answers a cache over src, and starts its refresher when o.TTL > 0.
-func New(src Source, o Options) *Cache {
+func New[R Row[R, K], K comparable](src Source[R], o Options) *Cache[R, K] {
 	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cache{
+	c := &Cache[R, K]{
 		src:         src,
 		log:         logger,
-		hc:          newHourCache(o.TTL, o.MaxRows),
+		hc:          newHourCache[R, K](o.TTL, o.MaxRows),
 		ctx:         ctx,
 		cancel:      cancel,
 		stop:        make(chan struct{}),
@@ -107,7 +158,7 @@ func New(src Source, o Options) *Cache {
 }
 
 // Close stops the refresher and waits for it.
-func (c *Cache) Close() {
+func (c *Cache[R, K]) Close() {
 	c.closeOnce.Do(func() {
 		close(c.stop)
 		c.cancel()
@@ -116,109 +167,78 @@ func (c *Cache) Close() {
 }
 
 // Stats answers the closed hours held and their rows.
-func (c *Cache) Stats() (hours, rows int) { return c.hc.stats() }
+func (c *Cache[R, K]) Stats() (hours, rows int) { return c.hc.stats() }
 
-// Delivered drops the cached hours that the operations of the line
-// protocol lps (delivered to InfluxDB) fall in, and the first-operation
-// times they precede.
-func (c *Cache) Delivered(lps [][]byte) {
+// Delivered drops the cached hours that the points of the cache's
+// measurement in the line protocol lps (delivered to InfluxDB) fall in, and
+// the first-point times they precede.
+func (c *Cache[R, K]) Delivered(lps [][]byte) {
 	hours := map[int64]struct{}{}
 	var minTime time.Time
 	for _, lp := range lps {
-		deliveredHours(lp, hours, &minTime)
+		deliveredHours(lp, c.src.Measurement, hours, &minTime)
 	}
 	if len(hours) > 0 {
 		c.hc.invalidate(slices.Collect(maps.Keys(hours)), minTime)
 	}
 }
 
-// Breakdown answers the totals per (tool name, mode) in w.
-func (c *Cache) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals, error) {
-	lo, hi, ok := query.TimeRange(w.Start, &w.End)
-	if !ok {
-		return []tsdb.ModeTotals{}, nil
-	}
-	rows, err := c.HourRows(ctx, lo, hi, w.ToolID)
-	if err != nil {
-		return nil, err
-	}
-	return query.BreakdownOf(rows), nil
-}
-
-// Trend answers the totals per UTC hour or day bucket of w.
-func (c *Cache) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
-	lo, hi, ok := query.TimeRange(w.Start, &w.End)
-	if !ok {
-		return []tsdb.Bucket{}, nil
-	}
-	rows, err := c.HourRows(ctx, lo, hi, w.ToolID)
-	if err != nil {
-		return nil, err
-	}
-	return query.TrendOf(rows, step), nil
-}
-
-// CountFrom is a query.Counter: it answers how many operations match f (but
-// its session filter) in [lo, hi), from the hourly counts, and the start of
-// the newest span of hours that holds at least need of them (lo when there
-// are fewer).
-func (c *Cache) CountFrom(ctx context.Context, lo, hi time.Time, f tsdb.OperationFilter, need int) (int64, time.Time, error) {
-	rows, err := c.HourRows(ctx, lo, hi, f.ToolID)
-	if err != nil {
-		return 0, lo, err
-	}
-	perHour := map[int64]int64{}
-	var total int64
-	for _, r := range rows {
-		if f.ToolName != "" && r.Key.ToolName != f.ToolName || f.OperationMode != "" && r.Key.Mode != f.OperationMode {
-			continue
-		}
-		perHour[r.Hour] += r.Count
-		total += r.Count
-	}
-	hours := slices.Collect(maps.Keys(perHour))
-	slices.Sort(hours)
-	var acc int64
-	for i := len(hours) - 1; i >= 0; i-- {
-		if acc += perHour[hours[i]]; acc >= int64(need) {
-			if t := time.UnixMicro(hours[i]); t.After(lo) {
-				return total, t, nil
-			}
-			break
+// Answer answers f of the hourly rows of window w (see HourRows): f of no
+// rows when w holds no whole microsecond.
+func Answer[R Row[R, K], K comparable, A any](ctx context.Context, c *Cache[R, K], w tsdb.Window, f func([]R) A) (A, error) {
+	var rows []R
+	if lo, hi, ok := query.TimeRange(w.Start, &w.End); ok {
+		var err error
+		if rows, err = c.HourRows(ctx, lo, hi, w.ToolID); err != nil {
+			var none A
+			return none, err
 		}
 	}
-	return total, lo, nil
+	return f(rows), nil
 }
 
-// FirstOperationTime answers the oldest created_at (of toolID when given),
-// from the cache when it holds a fresh answer.
-func (c *Cache) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
+// Counter answers a query.Counter over c: the count of the matching
+// operations from the hourly counts (query.CountOf).
+func Counter(c *Operations) query.Counter {
+	return func(ctx context.Context, lo, hi time.Time, f tsdb.OperationFilter, need int) (int64, time.Time, error) {
+		rows, err := c.HourRows(ctx, lo, hi, f.ToolID)
+		if err != nil {
+			return 0, lo, err
+		}
+		total, from := query.CountOf(rows, lo, f, need)
+		return total, from, nil
+	}
+}
+
+// FirstTime answers the oldest point time (of toolID when given), from the
+// cache when it holds a fresh answer.
+func (c *Cache[R, K]) FirstTime(ctx context.Context, toolID string) (time.Time, bool, error) {
 	if e, hit := c.hc.peekFirst(toolID, time.Now()); hit {
 		return e.t, e.ok, nil
 	}
 	return c.readFirst(ctx, toolID)
 }
 
-// readFirst reads the first operation time and caches it.
-func (c *Cache) readFirst(ctx context.Context, toolID string) (time.Time, bool, error) {
+// readFirst reads the first point's time and caches it.
+func (c *Cache[R, K]) readFirst(ctx context.Context, toolID string) (time.Time, bool, error) {
 	fl := c.hc.beginFirst()
 	started := time.Now()
-	t, ok, err := c.src.FirstOperationTime(ctx, toolID)
+	t, ok, err := c.src.FirstTime(ctx, toolID)
 	c.hc.putFirst(toolID, firstEntry{t: t, ok: ok, fetched: started}, fl, err == nil)
 	return t, ok, err
 }
 
-// HourRows answers the totals per hour and key of the operations of tool id
+// HourRows answers the totals per hour and key of the points of tool id
 // toolID (all when empty) with point times in [lo, hi) (whole
 // microseconds): whole closed hours from the cache (reading the missing
 // ones), the rest from raw points, as tsdb.PlanWindow plans it. Hours
-// before the first operation hold nothing and are never read.
-func (c *Cache) HourRows(ctx context.Context, lo, hi time.Time, toolID string) ([]hourRow, error) {
-	first, ok, err := c.FirstOperationTime(ctx, "")
+// before the first point hold nothing and are never read.
+func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID string) ([]R, error) {
+	first, ok, err := c.FirstTime(ctx, "")
 	if err != nil || !ok {
 		return nil, err
 	}
-	// No operation lies before the hour of the first: start there (a whole
+	// No point lies before the hour of the first: start there (a whole
 	// hour, so that the cache can hold it).
 	if h := first.Truncate(time.Hour); h.After(lo) {
 		lo = h
@@ -252,11 +272,11 @@ func (c *Cache) HourRows(ctx context.Context, lo, hi time.Time, toolID string) (
 
 	var (
 		mu   sync.Mutex
-		out  []hourRow
+		out  []R
 		errs []error
 		wg   sync.WaitGroup
 	)
-	add := func(rows []hourRow, err error) {
+	add := func(rows []R, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -273,7 +293,7 @@ func (c *Cache) HourRows(ctx context.Context, lo, hi time.Time, toolID string) (
 		}()
 	}
 
-	var cached []hourRow
+	var cached []R
 	var missing []int64
 	for _, p := range hourly {
 		var m []int64
@@ -281,13 +301,13 @@ func (c *Cache) HourRows(ctx context.Context, lo, hi time.Time, toolID string) (
 		missing = append(missing, m...)
 	}
 	want := schema.TagValue(toolID)
-	keep := func(rows []hourRow) []hourRow {
+	keep := func(rows []R) []R {
 		if toolID == "" {
 			return rows
 		}
 		kept := rows[:0:0]
 		for _, r := range rows {
-			if r.Key.ToolID == want {
+			if r.ToolTag() == want {
 				kept = append(kept, r)
 			}
 		}
@@ -327,10 +347,10 @@ const fillConcurrency = 2
 // fillHours reads the given closed hours (ascending) into the cache, one
 // read per span, and answers their rows (all tool ids). A span that
 // another call is reading already is waited for and then looked up.
-func (c *Cache) fillHours(ctx context.Context, hours []int64) ([]hourRow, error) {
+func (c *Cache[R, K]) fillHours(ctx context.Context, hours []int64) ([]R, error) {
 	var (
 		mu   sync.Mutex
-		out  []hourRow
+		out  []R
 		errs []error
 		wg   sync.WaitGroup
 	)
@@ -367,7 +387,7 @@ func (c *Cache) fillHours(ctx context.Context, hours []int64) ([]hourRow, error)
 
 // fillSpan reads hours [lo, hi) (unix microseconds) and stores them, or
 // waits for a read of the same span in flight and looks it up.
-func (c *Cache) fillSpan(ctx context.Context, lo, hi int64) ([]hourRow, error) {
+func (c *Cache[R, K]) fillSpan(ctx context.Context, lo, hi int64) ([]R, error) {
 	ch, leader := c.hc.flight(lo, hi)
 	if !leader {
 		select {
@@ -384,7 +404,7 @@ func (c *Cache) fillSpan(ctx context.Context, lo, hi int64) ([]hourRow, error) {
 			return nil, err
 		}
 		for _, r := range more { // hours found in the cache are in rows already
-			if _, found := slices.BinarySearch(missing, r.Hour); found {
+			if _, found := slices.BinarySearch(missing, r.HourStart()); found {
 				rows = append(rows, r)
 			}
 		}
@@ -396,10 +416,10 @@ func (c *Cache) fillSpan(ctx context.Context, lo, hi int64) ([]hourRow, error) {
 
 // readSpan reads hours [lo, hi) from InfluxDB and stores them in the cache
 // (but for those a delivery dropped meanwhile).
-func (c *Cache) readSpan(ctx context.Context, lo, hi int64) ([]hourRow, error) {
+func (c *Cache[R, K]) readSpan(ctx context.Context, lo, hi int64) ([]R, error) {
 	f := c.hc.beginFill(lo, hi)
 	started := time.Now()
-	rows, err := c.src.ReadHours(ctx, "hours fill", time.UnixMicro(lo), time.UnixMicro(hi), "")
+	rows, err := c.src.ReadHours(ctx, c.src.Measurement+" hours fill", time.UnixMicro(lo), time.UnixMicro(hi), "")
 	c.hc.endFill(f, rows, started, err == nil)
 	return rows, err
 }
@@ -407,7 +427,7 @@ func (c *Cache) readSpan(ctx context.Context, lo, hi int64) ([]hourRow, error) {
 // refreshLoop renews, in the background, cached hours that are in use
 // before their TTL runs out, so that answers keep coming from the cache
 // while the TTL still bounds how stale an hour may be.
-func (c *Cache) refreshLoop() {
+func (c *Cache[R, K]) refreshLoop() {
 	defer close(c.refreshDone)
 	every := min(max(c.hc.ttl/4, 100*time.Millisecond), 30*time.Second)
 	t := time.NewTicker(every)
@@ -420,13 +440,13 @@ func (c *Cache) refreshLoop() {
 		}
 		for _, sp := range spans(c.hc.stale(time.Now(), 24*40)) {
 			if _, err := c.readSpan(c.ctx, sp[0], sp[1]); err != nil {
-				c.log.Debug("hourly cache refresh failed", "err", err)
+				c.log.Debug("hourly cache refresh failed", "measurement", c.src.Measurement, "err", err)
 				break
 			}
 		}
 		for _, id := range c.hc.staleFirst(time.Now()) {
 			if _, _, err := c.readFirst(c.ctx, id); err != nil {
-				c.log.Debug("first operation time refresh failed", "err", err)
+				c.log.Debug("first point time refresh failed", "measurement", c.src.Measurement, "err", err)
 				break
 			}
 		}
@@ -439,9 +459,9 @@ type edgeKey struct {
 	toolID string
 }
 
-type edgeFlight struct {
+type edgeFlight[R any] struct {
 	done chan struct{}
-	rows []hourRow
+	rows []R
 	err  error
 }
 
@@ -449,7 +469,7 @@ type edgeFlight struct {
 // same edge already in flight: the breakdown and the trend of one answer
 // ask for the same edges at the same time. Edges end at a request's now, to
 // the microsecond, so reads of different requests are not shared.
-func (c *Cache) readEdge(ctx context.Context, lo, hi time.Time, toolID string) ([]hourRow, error) {
+func (c *Cache[R, K]) readEdge(ctx context.Context, lo, hi time.Time, toolID string) ([]R, error) {
 	k := edgeKey{lo.UnixNano(), hi.UnixNano(), toolID}
 	c.edgeMu.Lock()
 	if f := c.edges[k]; f != nil {
@@ -462,13 +482,13 @@ func (c *Cache) readEdge(ctx context.Context, lo, hi time.Time, toolID string) (
 		}
 	}
 	if c.edges == nil {
-		c.edges = map[edgeKey]*edgeFlight{}
+		c.edges = map[edgeKey]*edgeFlight[R]{}
 	}
-	f := &edgeFlight{done: make(chan struct{})}
+	f := &edgeFlight[R]{done: make(chan struct{})}
 	c.edges[k] = f
 	c.edgeMu.Unlock()
 
-	f.rows, f.err = c.src.ReadHours(ctx, "hours raw edge", lo, hi, toolID)
+	f.rows, f.err = c.src.ReadHours(ctx, c.src.Measurement+" hours raw edge", lo, hi, toolID)
 	c.edgeMu.Lock()
 	delete(c.edges, k)
 	c.edgeMu.Unlock()

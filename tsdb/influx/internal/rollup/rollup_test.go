@@ -1,31 +1,45 @@
 package rollup
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
+// TestDeliveredHours: each cache takes the hours of its own measurement's
+// points from delivered line protocol, and no other's.
 func TestDeliveredHours(t *testing.T) {
 	h := time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
 	lp := "tool_operation,operation_mode=full id=\"x\" " + itoa(h.Add(59*time.Minute).UnixNano()) + "\n" +
 		"tool_session,event=start v=1i " + itoa(h.Add(-5*time.Hour).UnixNano()) + "\n" +
 		"tool_operationx,a=b v=1i " + itoa(h.Add(-6*time.Hour).UnixNano()) + "\n" +
+		"llm_spend,model=m,tool_id=a cost_usd=1 " + itoa(h.Add(-3*time.Hour+time.Minute).UnixNano()) + "\n" +
+		"llm_spendx,model=m cost_usd=1 " + itoa(h.Add(-7*time.Hour).UnixNano()) + "\n" +
 		"tool_operation,operation_mode=full id=\"y\" " + itoa(h.Add(2*time.Hour).UnixNano())
-	hours := map[int64]struct{}{}
-	var minTime time.Time
-	deliveredHours([]byte(lp), hours, &minTime)
-	want := []int64{h.UnixMicro(), h.Add(2 * time.Hour).UnixMicro()}
-	got := make([]int64, 0, len(hours))
-	for k := range hours {
-		got = append(got, k)
-	}
-	slices.Sort(got)
-	if !slices.Equal(got, want) || !minTime.Equal(h.Add(59*time.Minute)) {
-		t.Fatalf("hours %v, first %v; want %v, %v", got, minTime, want, h.Add(59*time.Minute))
+	for _, tc := range []struct {
+		meas  string
+		hours []time.Time
+		first time.Time
+	}{
+		{schema.Operation, []time.Time{h, h.Add(2 * time.Hour)}, h.Add(59 * time.Minute)},
+		{schema.Spend, []time.Time{h.Add(-3 * time.Hour)}, h.Add(-3*time.Hour + time.Minute)},
+	} {
+		hours := map[int64]struct{}{}
+		var minTime time.Time
+		deliveredHours([]byte(lp), tc.meas, hours, &minTime)
+		var want []int64
+		for _, w := range tc.hours {
+			want = append(want, w.UnixMicro())
+		}
+		got := slices.Sorted(maps.Keys(hours))
+		if !slices.Equal(got, want) || !minTime.Equal(tc.first) {
+			t.Fatalf("%s: hours %v, first %v; want %v, %v", tc.meas, got, minTime, want, tc.first)
+		}
 	}
 }
 

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
-	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/query"
-	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
 // cacheGrace is how long after its end an hour becomes cacheable.
@@ -20,14 +18,10 @@ const cacheGrace = time.Minute
 // (a later chunk timing out keeps the earlier ones).
 const fillChunkHours = 24
 
-// Cached hours are keyed by the unix microseconds of their start.
-type (
-	hourKey = query.HourKey
-	hourRow = query.HourRow
-)
-
-type hourEntry struct {
-	rows    []hourRow
+// hourEntry is a cached hour (hours are keyed by the unix microseconds of
+// their start): its rows, one per key with points.
+type hourEntry[R any] struct {
+	rows    []R
 	fetched time.Time // when the read that produced it started
 	used    uint64    // LRU tick of the last lookup
 	reused  bool      // looked up since fetched: worth refreshing
@@ -40,25 +34,25 @@ type fill struct {
 	dirty  map[int64]bool
 }
 
-type hourCache struct {
+type hourCache[R Row[R, K], K comparable] struct {
 	ttl     time.Duration // <= 0: never expires
 	maxRows int
 
 	mu      sync.Mutex
-	hours   map[int64]*hourEntry
+	hours   map[int64]*hourEntry[R]
 	rows    int // rows held, an empty hour counting one
 	tick    uint64
 	fills   map[*fill]struct{}
-	keys    map[hourKey]*hourKey // interned keys
+	keys    map[K]*K // interned keys
 	flights map[[2]int64]chan struct{}
 
-	// The first operation's time per tool id ("" all), with the same
-	// freshness rules, and its reads in flight.
+	// The first point's time per tool id ("" all), with the same freshness
+	// rules, and its reads in flight.
 	first        map[string]firstEntry
 	firstFlights map[*firstFlight]struct{}
 }
 
-// firstFlight is a read of a first-operation time in flight: deliveries
+// firstFlight is a read of a first point's time in flight: deliveries
 // meanwhile note their earliest point time in it.
 type firstFlight struct{ delivered time.Time }
 
@@ -68,12 +62,12 @@ type firstEntry struct {
 	fetched time.Time
 }
 
-func newHourCache(ttl time.Duration, maxRows int) *hourCache {
-	return &hourCache{
+func newHourCache[R Row[R, K], K comparable](ttl time.Duration, maxRows int) *hourCache[R, K] {
+	return &hourCache[R, K]{
 		ttl: ttl, maxRows: maxRows,
-		hours:   map[int64]*hourEntry{},
+		hours:   map[int64]*hourEntry[R]{},
 		fills:   map[*fill]struct{}{},
-		keys:    map[hourKey]*hourKey{},
+		keys:    map[K]*K{},
 		flights: map[[2]int64]chan struct{}{},
 		first:   map[string]firstEntry{},
 
@@ -81,13 +75,13 @@ func newHourCache(ttl time.Duration, maxRows int) *hourCache {
 	}
 }
 
-func (c *hourCache) fresh(fetched, now time.Time) bool {
+func (c *hourCache[R, K]) fresh(fetched, now time.Time) bool {
 	return c.ttl <= 0 || now.Sub(fetched) < c.ttl
 }
 
 // lookup appends the cached rows of every fresh hour in [lo, hi) to out and
 // answers the hours missing (or expired), ascending.
-func (c *hourCache) lookup(lo, hi int64, now time.Time, out []hourRow) ([]hourRow, []int64) {
+func (c *hourCache[R, K]) lookup(lo, hi int64, now time.Time, out []R) ([]R, []int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick++
@@ -104,7 +98,7 @@ func (c *hourCache) lookup(lo, hi int64, now time.Time, out []hourRow) ([]hourRo
 	return out, missing
 }
 
-func (c *hourCache) beginFill(lo, hi int64) *fill {
+func (c *hourCache[R, K]) beginFill(lo, hi int64) *fill {
 	f := &fill{lo: lo, hi: hi}
 	c.mu.Lock()
 	c.fills[f] = struct{}{}
@@ -114,17 +108,16 @@ func (c *hourCache) beginFill(lo, hi int64) *fill {
 
 // endFill stores the rows read for f's hours (an hour without rows is stored
 // empty), except the hours dropped while it ran, and forgets f.
-func (c *hourCache) endFill(f *fill, rows []hourRow, fetched time.Time, ok bool) {
+func (c *hourCache[R, K]) endFill(f *fill, rows []R, fetched time.Time, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.fills, f)
 	if !ok {
 		return
 	}
-	byHour := map[int64][]hourRow{}
+	byHour := map[int64][]R{}
 	for _, r := range rows {
-		r.Key = c.intern(*r.Key)
-		byHour[r.Hour] = append(byHour[r.Hour], r)
+		byHour[r.HourStart()] = append(byHour[r.HourStart()], r.WithKey(c.intern(r.KeyValue())))
 	}
 	c.tick++
 	for h := f.lo; h < f.hi; h += tsdb.MicrosPerHour {
@@ -135,14 +128,14 @@ func (c *hourCache) endFill(f *fill, rows []hourRow, fetched time.Time, ok bool)
 			c.rows -= max(1, len(old.rows))
 		}
 		rs := byHour[h]
-		c.hours[h] = &hourEntry{rows: rs, fetched: fetched, used: c.tick}
+		c.hours[h] = &hourEntry[R]{rows: rs, fetched: fetched, used: c.tick}
 		c.rows += max(1, len(rs))
 	}
 	c.evict()
 }
 
 // intern answers the shared copy of k: rows of every hour point at one key.
-func (c *hourCache) intern(k hourKey) *hourKey {
+func (c *hourCache[R, K]) intern(k K) *K {
 	if p := c.keys[k]; p != nil {
 		return p
 	}
@@ -153,7 +146,7 @@ func (c *hourCache) intern(k hourKey) *hourKey {
 
 // evict drops least recently used hours until the rows fit in 90% of
 // maxRows. Called with mu held.
-func (c *hourCache) evict() {
+func (c *hourCache[R, K]) evict() {
 	if c.rows <= c.maxRows {
 		return
 	}
@@ -182,10 +175,10 @@ func (c *hourCache) evict() {
 		delete(c.hours, x.h)
 	}
 	if len(c.hours) == 0 || len(c.keys) > c.maxRows {
-		c.keys = map[hourKey]*hourKey{}
+		c.keys = map[K]*K{}
 		for _, e := range c.hours {
-			for i := range e.rows {
-				e.rows[i].Key = c.intern(*e.rows[i].Key)
+			for i, r := range e.rows {
+				e.rows[i] = r.WithKey(c.intern(r.KeyValue()))
 			}
 		}
 	}
@@ -193,8 +186,8 @@ func (c *hourCache) evict() {
 
 // invalidate drops the given hours (unix microseconds of their starts) and marks
 // them dirty in every fill in flight; minTime is the earliest point time
-// delivered, which drops first-operation times it would precede.
-func (c *hourCache) invalidate(hours []int64, minTime time.Time) {
+// delivered, which drops first-point times it would precede.
+func (c *hourCache[R, K]) invalidate(hours []int64, minTime time.Time) {
 	if len(hours) == 0 {
 		return
 	}
@@ -229,7 +222,7 @@ func (c *hourCache) invalidate(hours []int64, minTime time.Time) {
 // flight makes concurrent fills of the same span wait for one another:
 // leader is true for the caller that reads; the others wait on ch and look
 // the span up again.
-func (c *hourCache) flight(lo, hi int64) (ch chan struct{}, leader bool) {
+func (c *hourCache[R, K]) flight(lo, hi int64) (ch chan struct{}, leader bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := [2]int64{lo, hi}
@@ -241,24 +234,24 @@ func (c *hourCache) flight(lo, hi int64) (ch chan struct{}, leader bool) {
 	return ch, true
 }
 
-func (c *hourCache) land(lo, hi int64, ch chan struct{}) {
+func (c *hourCache[R, K]) land(lo, hi int64, ch chan struct{}) {
 	c.mu.Lock()
 	delete(c.flights, [2]int64{lo, hi})
 	c.mu.Unlock()
 	close(ch)
 }
 
-// peekFirst answers a fresh cached first-operation time.
-func (c *hourCache) peekFirst(toolID string, now time.Time) (firstEntry, bool) {
+// peekFirst answers a fresh cached first point's time.
+func (c *hourCache[R, K]) peekFirst(toolID string, now time.Time) (firstEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, hit := c.first[toolID]
 	return e, hit && c.fresh(e.fetched, now)
 }
 
-// beginFirst registers a read of a first-operation time, to be passed to
+// beginFirst registers a read of a first point's time, to be passed to
 // putFirst.
-func (c *hourCache) beginFirst() *firstFlight {
+func (c *hourCache[R, K]) beginFirst() *firstFlight {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fl := &firstFlight{}
@@ -268,7 +261,7 @@ func (c *hourCache) beginFirst() *firstFlight {
 
 // putFirst stores what the read fl found, unless a delivery meanwhile
 // brought a point at or before it (then the answer may be stale).
-func (c *hourCache) putFirst(toolID string, e firstEntry, fl *firstFlight, ok bool) {
+func (c *hourCache[R, K]) putFirst(toolID string, e firstEntry, fl *firstFlight, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.firstFlights, fl)
@@ -283,7 +276,7 @@ func (c *hourCache) putFirst(toolID string, e firstEntry, fl *firstFlight, ok bo
 
 // stale answers spans of hours that were looked up since they were fetched
 // and are older than half the TTL, oldest first, for the refresher.
-func (c *hourCache) stale(now time.Time, limit int) []int64 {
+func (c *hourCache[R, K]) stale(now time.Time, limit int) []int64 {
 	if c.ttl <= 0 {
 		return nil
 	}
@@ -302,9 +295,9 @@ func (c *hourCache) stale(now time.Time, limit int) []int64 {
 	return hs
 }
 
-// staleFirst answers the tool ids whose cached first-operation time is older
+// staleFirst answers the tool ids whose cached first point's time is older
 // than half the TTL.
-func (c *hourCache) staleFirst(now time.Time) []string {
+func (c *hourCache[R, K]) staleFirst(now time.Time) []string {
 	if c.ttl <= 0 {
 		return nil
 	}
@@ -320,17 +313,18 @@ func (c *hourCache) staleFirst(now time.Time) []string {
 }
 
 // Stats of the cache, for tests and diagnostics.
-func (c *hourCache) stats() (hours, rows int) {
+func (c *hourCache[R, K]) stats() (hours, rows int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.hours), c.rows
 }
 
-// deliveredHours answers the UTC hours (unix microseconds of their starts)
-// of the operation points in line protocol lp, and the earliest point time.
-// Every point the store writes ends with its timestamp in nanoseconds.
-func deliveredHours(lp []byte, into map[int64]struct{}, minTime *time.Time) {
-	prefix := []byte(schema.Operation)
+// deliveredHours adds to into the UTC hours (unix microseconds of their
+// starts) of the points of measurement meas in line protocol lp, and keeps
+// the earliest point time in minTime. Every point the store writes ends
+// with its timestamp in nanoseconds.
+func deliveredHours(lp []byte, meas string, into map[int64]struct{}, minTime *time.Time) {
+	prefix := []byte(meas)
 	for len(lp) > 0 {
 		line := lp
 		if i := bytes.IndexByte(lp, '\n'); i >= 0 {
