@@ -1,10 +1,16 @@
 package query
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
 func TestFluxStringEscapes(t *testing.T) {
@@ -61,5 +67,45 @@ func TestNoteVersion(t *testing.T) {
 	s.NoteVersion(http.Header{"X-Influxdb-Version": {"1.8.3"}})
 	if src := s.opsSource(time.Unix(0, 0), time.Unix(1, 0), ""); !strings.Contains(src, "stop: 1970-01-01T00:00:00.999999999Z") {
 		t.Errorf("1.x: range stop not 1 ns early:\n%s", src)
+	}
+}
+
+// TestFirstReadsWaitForTheVersion starts reads of a new Reader at once
+// against a server whose /ping is slow: every read must wait for the
+// version and take the path of 1.x (InfluxQL on /query), none Flux.
+func TestFirstReadsWaitForTheVersion(t *testing.T) {
+	var pings, influxQL, flux atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Influxdb-Version", "1.8.3")
+		switch r.URL.Path {
+		case "/ping":
+			pings.Add(1)
+			time.Sleep(200 * time.Millisecond)
+			w.WriteHeader(http.StatusNoContent)
+		case "/query":
+			influxQL.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"results":[{"statement_id":0}]}`))
+		default:
+			flux.Add(1)
+			http.Error(w, "Flux on a 1.x server: the version was not waited for", http.StatusBadRequest)
+		}
+	}))
+	defer srv.Close()
+	r := New(Options{URL: srv.URL, Org: "o", Bucket: "db/rp", QueryTimeout: 5 * time.Second, HTTP: srv.Client()})
+	defer r.Close()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.SpendBreakdown(context.Background(), tsdb.Window{End: time.Now()}); err != nil {
+				t.Errorf("read: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if pings.Load() != 1 || flux.Load() != 0 || influxQL.Load() != 8 {
+		t.Errorf("%d pings, %d InfluxQL and %d Flux queries; want 1, 8 and 0", pings.Load(), influxQL.Load(), flux.Load())
 	}
 }

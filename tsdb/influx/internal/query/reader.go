@@ -63,6 +63,7 @@ type Reader struct {
 	// versionKnown: an answer carried X-Influxdb-Version; versionAsked: a
 	// /ping answered (with or without it), so LearnVersion asks no more.
 	versionKnown, versionAsked atomic.Bool
+	versionMu                  sync.Mutex // one /ping at a time; reads wait for it
 }
 
 // New answers a Reader. It does not contact InfluxDB.
@@ -152,16 +153,23 @@ func (s *Reader) NoteVersion(h http.Header) {
 
 // learnVersion asks /ping for the server's version, once, unless an answer
 // carried it already: reads depend on it (InfluxQL on 1.x, and the stop of a
-// Flux range, see opsSource). A /ping that fails is asked again by a later
-// read; one answered without a version is not.
+// Flux range, see opsSource). Reads that arrive while the /ping is in
+// flight wait for it (at most 2 s), so that the first reads of a new store
+// take the same path as later ones. A /ping that fails is asked again by a
+// later read; one answered without a version is not.
 func (s *Reader) learnVersion(ctx context.Context) {
-	if s.versionKnown.Load() || !s.versionAsked.CompareAndSwap(false, true) {
+	if s.versionKnown.Load() || s.versionAsked.Load() {
+		return
+	}
+	s.versionMu.Lock()
+	defer s.versionMu.Unlock()
+	if s.versionKnown.Load() || s.versionAsked.Load() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, min(s.cfg.QueryTimeout, 2*time.Second))
 	defer cancel()
-	if err := s.ping(ctx); err != nil {
-		s.versionAsked.Store(false)
+	if err := s.ping(ctx); err == nil {
+		s.versionAsked.Store(true)
 	}
 }
 
