@@ -30,6 +30,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/internal/sqlq"
 )
 
 // ErrSchemaTooNew is returned by Open for a database migrated by a newer
@@ -76,6 +77,13 @@ type Store struct {
 	// months holds the months (unix microseconds of their first instant)
 	// whose partition this process knows to exist.
 	months sync.Map
+
+	// horizon is the raw horizon of retention (see ExpireBefore).
+	horizon sqlq.Horizon
+	// walk is where ExpireBefore's walk of a wholly expired partition's
+	// operation ids stands.
+	walkMu sync.Mutex
+	walk   partitionWalk
 }
 
 var _ tsdb.Store = (*Store)(nil)
