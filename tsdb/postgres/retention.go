@@ -43,6 +43,11 @@ FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
 WHERE c.relkind = 'r' AND c.relname ~ '^tool_operations_p[0-9]{6}$'
 	AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'tool_operations'::regclass)`
 
+// The statements below find their rows through an index and delete them
+// by "= ANY(ARRAY(...))": as "IN (subquery)" the planner may hash-join
+// with a scan of the whole table, a cost that grows with the table, not
+// with the batch.
+
 // walkIDsSQL deletes the operation_ids of the next batch of a month
 // partition's rows after a (created_at, id) position, and answers how many
 // rows the batch holds and the last one's position (none when empty).
@@ -52,23 +57,28 @@ WHERE c.relkind = 'r' AND c.relname ~ '^tool_operations_p[0-9]{6}$'
 const walkIDsSQL = `WITH b AS (
 	SELECT created_at, id FROM %s WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3
 ), d AS (
-	DELETE FROM operation_ids WHERE id IN (SELECT id FROM b)
+	DELETE FROM operation_ids WHERE id = ANY(ARRAY(SELECT id FROM b))
 )
 SELECT (SELECT count(*) FROM b), l.created_at, l.id
 FROM (SELECT created_at, id FROM b ORDER BY created_at DESC, id DESC LIMIT 1) AS l`
 
-// expireOpsSQL deletes, oldest first, at most $2 of the operations older
-// than $1 (found through the partitions' created_at indexes), and their
-// ids, and answers how many.
-const expireOpsSQL = `WITH b AS (
-	SELECT created_at, id FROM tool_operations WHERE created_at < $1 ORDER BY created_at LIMIT $2
-), d AS (
-	DELETE FROM tool_operations t USING b WHERE t.created_at < $1 AND t.created_at = b.created_at AND t.id = b.id
-	RETURNING t.id
+// expireOpsSQL deletes, oldest first, at most $2 of the operations of a
+// month partition older than $1 (found through its created_at index, and
+// deleted by their tuple ids), and their ids, and answers how many. %[1]s
+// is the partition.
+const expireOpsSQL = `WITH d AS (
+	DELETE FROM %[1]s WHERE ctid = ANY(ARRAY(SELECT ctid FROM %[1]s WHERE created_at < $1 ORDER BY created_at LIMIT $2))
+	RETURNING id
 ), i AS (
-	DELETE FROM operation_ids WHERE id IN (SELECT id FROM d)
+	DELETE FROM operation_ids WHERE id = ANY(ARRAY(SELECT id FROM d))
 )
 SELECT count(*) FROM d`
+
+// expireSpendSQL deletes, oldest first, at most $2 of the spend points
+// older than $1, found through their time index and deleted by their tuple
+// ids.
+const expireSpendSQL = `DELETE FROM spend_points
+WHERE ctid = ANY(ARRAY(SELECT ctid FROM spend_points WHERE at < $1 ORDER BY at LIMIT $2))`
 
 // partitionWalk is how far ExpireBefore has walked a wholly expired
 // partition's rows, deleting their operation_ids before the partition is
@@ -139,20 +149,29 @@ func (s *Store) ExpireBefore(ctx context.Context, cutoff time.Time, batch int) (
 	if err != nil {
 		return ex, s.wrap("list partitions", err)
 	}
+	// Every month before the horizon's goes whole; rows before the
+	// horizon remain only in the month that holds its last instant.
+	partial := monthStart(fromMicros(hour - 1))
+	var inPartial *monthTable
 	for _, m := range tables {
-		if m.month.AddDate(0, 1, 0).UnixMicro() > hour {
-			continue
+		if m.month.AddDate(0, 1, 0).UnixMicro() <= hour {
+			n, err := s.expirePartition(ctx, conn, m, batch)
+			ex.Operations, ex.More = n, true
+			return ex, s.wrap("expire partition "+m.name, err)
 		}
-		n, err := s.expirePartition(ctx, conn, m, batch)
-		ex.Operations, ex.More = n, true
-		return ex, s.wrap("expire partition "+m.name, err)
+		if m.month.Equal(partial) && m.partition {
+			inPartial = &m
+		}
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, expireOpsSQL, fromMicros(hour), batch).Scan(&ex.Operations); err != nil {
-			return err
+		if inPartial != nil {
+			q := fmt.Sprintf(expireOpsSQL, pgx.Identifier{inPartial.name}.Sanitize())
+			if err := tx.QueryRow(ctx, q, fromMicros(hour), batch).Scan(&ex.Operations); err != nil {
+				return err
+			}
 		}
 		if left := batch - ex.Operations; left > 0 {
-			tag, err := tx.Exec(ctx, dialect.ExpireSpendSQL(), fromMicros(hour), left)
+			tag, err := tx.Exec(ctx, expireSpendSQL, fromMicros(hour), left)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"math/rand"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,3 +119,56 @@ func TestRetentionAcrossReplicas(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestExpiryPlansReadOnlyTheBatch: on tables of some size, every statement
+// of an expiry step finds its rows through an index (or by tuple id): no
+// scan of a whole table, no hash of one, so that a batch costs what it
+// deletes however large the tables grow.
+func TestExpiryPlansReadOnlyTheBatch(t *testing.T) {
+	url := newDatabase(t)
+	s := open(t, postgres.Config{URL: url})
+	ctx := context.Background()
+	start := time.Date(2025, 1, 15, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < 30000; i += 5000 {
+		ops := make([]tsdb.Operation, 5000)
+		points := make([]tsdb.SpendPoint, 5000)
+		for j := range ops {
+			at := start.Add(time.Duration(i+j) * 5 * time.Second)
+			ops[j] = mkOp(uuid.New(), at, 1000)
+			points[j] = tsdb.SpendPoint{ID: uuid.New(), ToolID: "cursor", Model: "m", Time: at, CostUSD: 1}
+		}
+		if err := s.WriteOperations(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteSpend(ctx, points); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close(context.Background()) })
+	if _, err := db.Exec(ctx, `ANALYZE`); err != nil {
+		t.Fatal(err)
+	}
+	for name, st := range postgres.ExpirySQL {
+		rows, err := db.Query(ctx, "EXPLAIN "+st.SQL, st.Args...)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		rows.Close()
+		text := strings.Join(plan, "\n")
+		if strings.Contains(text, "Seq Scan") || strings.Contains(text, "Hash") {
+			t.Errorf("%s: a scan or hash of a whole table in its plan:\n%s", name, text)
+		}
+	}
+}

@@ -18,6 +18,11 @@ var _ tsdb.Expirer = (*Store)(nil)
 const expireOpsSQL = `DELETE FROM tool_operations WHERE rowid IN
 	(SELECT rowid FROM tool_operations WHERE created_at < ? ORDER BY created_at LIMIT ?)`
 
+// expireSpendSQL deletes, oldest first, at most its second argument of the
+// spend points older than its first, found through their time index.
+const expireSpendSQL = `DELETE FROM spend_points WHERE id IN
+	(SELECT id FROM spend_points WHERE at < ? ORDER BY at LIMIT ?)`
+
 // Giving free pages back (auto_vacuum=INCREMENTAL files only): once more
 // than 1/vacuumShare of the file's pages are free, ExpireBefore gives back
 // up to vacuumStep pages per call (4 MiB, one short write). Below that the
@@ -74,7 +79,7 @@ func (s *Store) ExpireBefore(ctx context.Context, cutoff time.Time, batch int) (
 	for _, d := range []struct {
 		sql string
 		n   *int
-	}{{expireOpsSQL, &ex.Operations}, {dialect.ExpireSpendSQL(), &ex.SpendPoints}} {
+	}{{expireOpsSQL, &ex.Operations}, {expireSpendSQL, &ex.SpendPoints}} {
 		left := batch - ex.Operations - ex.SpendPoints
 		if left == 0 {
 			break

@@ -144,13 +144,6 @@ func (d *Dialect) minTime(ctx context.Context, query QueryFunc, q *Query, table,
 	return time.UnixMicro(*first).UTC(), true, nil
 }
 
-// ExpireSpendSQL deletes, oldest first, at most its second argument of the
-// spend points older than its first.
-func (d *Dialect) ExpireSpendSQL() string {
-	return "DELETE FROM " + Spend.Raw + " WHERE id IN (SELECT id FROM " + Spend.Raw + " WHERE " + Spend.Time + " < " +
-		d.Param(1) + " ORDER BY " + Spend.Time + " LIMIT " + d.Param(2) + ")"
-}
-
 // ExpiryHour answers the raw horizon that ExpireBefore(cutoff, batch) moves
 // to, the UTC hour that holds cutoff, in unix microseconds; an error when
 // batch is not positive.
