@@ -12,7 +12,9 @@
 // the raw rows of at most two partial hours (tsdb.PlanWindow), and an
 // acknowledged write is a committed one. Schema migrations are versioned
 // (schema_version) and run under an advisory lock, so replicas starting
-// together never race.
+// together never race. Retention (ExpireBefore) drops wholly expired month
+// partitions and deletes the rest in batches, behind a raw horizon that
+// every replica plans its aggregates with.
 package postgres
 
 import (

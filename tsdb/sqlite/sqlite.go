@@ -13,6 +13,10 @@
 // days, and raw rows (through the created_at indexes) only for its partial
 // first and last hour. Their cost grows with the number of days and hours in
 // the window, not with the number of operations.
+//
+// Retention (ExpireBefore) deletes raw operations and spend points behind a
+// raw horizon kept in the file, which every aggregate is planned with: no
+// raw row before it is read, and the rollups answer for those hours.
 package sqlite
 
 import (
