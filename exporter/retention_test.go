@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,24 +54,6 @@ func (c *countingExpirer) ExpireBefore(ctx context.Context, cutoff time.Time, ba
 	return c.Expirer.ExpireBefore(ctx, cutoff, batch)
 }
 
-// syncBuffer is a log destination safe for a goroutine's writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRetentionPass: one pass, at a clock ten hours into the data with a
 // retention of four hours, deletes in batches what lies before 06:00 (the
 // cutoff's hour), and says so in the metrics and the log.
@@ -79,7 +61,7 @@ func TestRetentionPass(t *testing.T) {
 	store := retentionStore(t)
 	counted := &countingExpirer{Expirer: store}
 	reg := prometheus.NewRegistry()
-	var log syncBuffer
+	var log bytes.Buffer
 	r, err := exporter.NewRetention(counted, exporter.RetentionOptions{
 		Retention: 4 * time.Hour, Batch: 4, Pause: time.Millisecond, Registerer: reg,
 		Now:    func() time.Time { return retentionDay.Add(10*time.Hour + 20*time.Minute) },
@@ -145,13 +127,25 @@ func TestRetentionInTheBackground(t *testing.T) {
 	store := retentionStore(t)
 	counted := &countingExpirer{Expirer: store}
 	reg := prometheus.NewRegistry()
-	var log syncBuffer
+	logPath := filepath.Join(t.TempDir(), "log") // a file: safe for the passes' writes
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	log := func() string {
+		b, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
 	var now atomic.Int64
 	now.Store(retentionDay.Add(5 * time.Hour).UnixNano())
 	r, err := exporter.NewRetention(counted, exporter.RetentionOptions{
 		Retention: 4 * time.Hour, Interval: 5 * time.Millisecond, Pause: time.Millisecond, Registerer: reg,
 		Now:    func() time.Time { return time.Unix(0, now.Load()).UTC() },
-		Logger: slog.New(slog.NewTextHandler(&log, nil)),
+		Logger: slog.New(slog.NewTextHandler(logFile, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +157,7 @@ func TestRetentionInTheBackground(t *testing.T) {
 		t.Helper()
 		for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("still waiting for %s; log:\n%s", what, log.String())
+				t.Fatalf("still waiting for %s; log:\n%s", what, log())
 			}
 		}
 	}
@@ -177,8 +171,8 @@ func TestRetentionInTheBackground(t *testing.T) {
 	waitFor("two failed passes", func() bool {
 		return counterValue(t, reg, "omnimemory_retention_errors_total", "") >= 2
 	})
-	if !strings.Contains(log.String(), "retention pass failed; the next pass tries again") {
-		t.Errorf("log %q does not report the failure", log.String())
+	if !strings.Contains(log(), "retention pass failed; the next pass tries again") {
+		t.Errorf("log %q does not report the failure", log())
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)

@@ -137,6 +137,7 @@ type aggregateAnswers struct {
 	breakdown     []tsdb.ModeTotals
 	hourly, daily []tsdb.Bucket
 	spend         []tsdb.SpendTotals
+	spendHourly   []tsdb.SpendBucket
 	spendDaily    []tsdb.SpendBucket
 }
 
@@ -155,6 +156,9 @@ func answersOf(t *testing.T, s tsdb.Store, w tsdb.Window) aggregateAnswers {
 		t.Fatalf("Trend(%s): %v", fmtWindow(w), err)
 	}
 	a.spend = spendBreakdown(t, s, w)
+	if a.spendHourly, err = s.SpendTrend(t.Context(), w, tsdb.Hourly); err != nil {
+		t.Fatalf("SpendTrend(%s): %v", fmtWindow(w), err)
+	}
 	if a.spendDaily, err = s.SpendTrend(t.Context(), w, tsdb.Daily); err != nil {
 		t.Fatalf("SpendTrend(%s): %v", fmtWindow(w), err)
 	}
@@ -168,11 +172,16 @@ func checkAnswers(t *testing.T, s tsdb.Store, w tsdb.Window, want aggregateAnswe
 	checkTrend(t, s, w, tsdb.Hourly, want.hourly)
 	checkTrend(t, s, w, tsdb.Daily, want.daily)
 	checkSpendBreakdown(t, s, w, want.spend)
-	got, err := s.SpendTrend(t.Context(), w, tsdb.Daily)
-	if err != nil {
-		t.Fatalf("SpendTrend(%s): %v", fmtWindow(w), err)
+	for _, st := range []struct {
+		step tsdb.Step
+		want []tsdb.SpendBucket
+	}{{tsdb.Hourly, want.spendHourly}, {tsdb.Daily, want.spendDaily}} {
+		got, err := s.SpendTrend(t.Context(), w, st.step)
+		if err != nil {
+			t.Fatalf("SpendTrend(%s): %v", fmtWindow(w), err)
+		}
+		checkBuckets(t, st.step.String()+" "+fmtWindow(w), got, st.want)
 	}
-	checkBuckets(t, "daily "+fmtWindow(w), got, want.spendDaily)
 }
 
 // testRetentionAggregates: answers over windows of whole hours are the
@@ -227,6 +236,7 @@ func testRetentionAggregates(t *testing.T, s RetentionStore) {
 			daily:     bruteTrend(ops, hw, tsdb.Daily),
 		}
 		want.spend, want.spendDaily = bruteSpend(points, hw, tsdb.Daily)
+		_, want.spendHourly = bruteSpend(points, hw, tsdb.Hourly)
 		checkAnswers(t, s, w, want)
 		if t.Failed() {
 			t.Fatalf("seed %d: window %s does not answer the sums of %s", seed, fmtWindow(w), fmtWindow(hw))
@@ -350,8 +360,8 @@ func Answers(t *testing.T, s tsdb.Store, windows []tsdb.Window) string {
 	var b strings.Builder
 	for _, w := range windows {
 		a := answersOf(t, s, w)
-		fmt.Fprintf(&b, "%s:\n%s\n%s\n%s\n%+v\n%+v\n", fmtWindow(w), fmtModes(a.breakdown), fmtBuckets(a.hourly),
-			fmtBuckets(a.daily), a.spend, a.spendDaily)
+		fmt.Fprintf(&b, "%s:\n%s\n%s\n%s\n%+v\n%+v\n%+v\n", fmtWindow(w), fmtModes(a.breakdown), fmtBuckets(a.hourly),
+			fmtBuckets(a.daily), a.spend, a.spendHourly, a.spendDaily)
 		page, err := s.QueryOperations(t.Context(), tsdb.OperationFilter{Start: w.Start, ToolID: w.ToolID, Limit: 1})
 		if err != nil {
 			t.Fatalf("QueryOperations: %v", err)
