@@ -227,7 +227,9 @@ type OperationReader interface {
 type Aggregator interface {
 	// Breakdown answers the totals of every (tool name, mode) pair with at
 	// least one operation in w, in no particular order (an empty, non-nil
-	// slice when there is none).
+	// slice when there is none). On a store with a raw horizon (see
+	// Expirer), w is taken as HorizonWindow makes it: an edge inside
+	// an hour before the horizon counts that hour whole; so for Trend.
 	Breakdown(ctx context.Context, w Window) ([]ModeTotals, error)
 
 	// Trend answers the totals per step bucket of the operations in w,
@@ -236,7 +238,9 @@ type Aggregator interface {
 	Trend(ctx context.Context, w Window, step Step) ([]Bucket, error)
 
 	// FirstOperationTime answers the created_at of the oldest operation of
-	// toolID (all tools when empty); ok is false when there is none.
+	// toolID (all tools when empty); ok is false when there is none. On a
+	// store with a raw horizon (see Expirer), an oldest operation before
+	// the horizon is answered by the start of its hour.
 	FirstOperationTime(ctx context.Context, toolID string) (t time.Time, ok bool, err error)
 }
 
@@ -265,6 +269,39 @@ type SessionStore interface {
 	// ActiveSessions answers the sessions not ended whose last_activity is at
 	// or after since, of toolID (all when empty), newest activity first.
 	ActiveSessions(ctx context.Context, toolID string, since time.Time) ([]SessionStats, error)
+}
+
+// Expiry is what one ExpireBefore call did.
+type Expiry struct {
+	// Horizon is the store's raw horizon after the call: raw operations
+	// and spend points before it are deleted, or about to be, and
+	// aggregates read the rollups for every hour before it.
+	Horizon time.Time
+	// Operations and SpendPoints count the raw rows the call deleted.
+	Operations  int
+	SpendPoints int
+	// More: raw rows before the cutoff may remain; call again (after a
+	// pause) to delete the next batch.
+	More bool
+}
+
+// Expirer is a store that deletes raw rows past a retention while keeping
+// their hourly and daily rollups, so that aggregates over any range still
+// answer. A store implements it or not; the service expires only through
+// it.
+type Expirer interface {
+	// ExpireBefore moves the store's raw horizon to cutoff rounded down to
+	// the UTC hour, unless it is there or later already (it never moves
+	// back; it is persisted, so other replicas and later runs plan with
+	// it), then deletes at most batch raw operations and spend points
+	// older than that hour in one short transaction. From the moment the
+	// horizon moves, aggregates treat every hour before it as expired:
+	// an edge of a window that falls inside such an hour counts the whole
+	// hour (from its rollup), and QueryOperations and ExportOperations
+	// answer only the raw operations that remain. Operations written later
+	// with a created_at before the horizon count in the rollups and are
+	// listed until the next call deletes them.
+	ExpireBefore(ctx context.Context, cutoff time.Time, batch int) (Expiry, error)
 }
 
 // Pinger tells whether a store can serve.

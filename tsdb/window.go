@@ -96,6 +96,13 @@ type PlanOptions struct {
 	// from a stale rollup row could take away operations the row never
 	// counted.
 	RawEdges bool
+	// RawHorizon, when not zero, is the store's raw horizon (unix
+	// microseconds, on an hour boundary): raw rows before it may have been
+	// deleted by retention, while the rollups keep them. No part reads raw
+	// rows before it: a partial edge hour that starts before it is read
+	// whole from the hourly rollup instead, so the window counts that hour
+	// whole.
+	RawHorizon int64
 }
 
 // PlanWindow splits w into parts whose sums, added up (Subtract parts taken
@@ -111,6 +118,10 @@ type PlanOptions struct {
 // after it holds no operations (or the rare one sent with a future
 // created_at), so subtracting it costs nothing, and the hour holding now,
 // where live traffic lands, reads no raw rows at all.
+//
+// With o.RawHorizon, a partial edge hour that starts before the horizon
+// counts whole (see PlanOptions.RawHorizon; HorizonWindow is the window
+// whose exact sums such a plan answers).
 func PlanWindow(w Window, o PlanOptions) []Part {
 	end := w.End.UnixMicro() + 1 // w.End is inclusive
 	if w.Start == nil {
@@ -191,8 +202,12 @@ func (o PlanOptions) planHours(start, end int64) []Part {
 	return parts
 }
 
-// edgeHour is the package's edgeHour, or [lo, hi) read raw with RawEdges.
+// edgeHour is the package's edgeHour, or [lo, hi) read raw with RawEdges,
+// or the whole hour from its rollup when it starts before the raw horizon.
 func (o PlanOptions) edgeHour(h, lo, hi int64, trailing bool) []Part {
+	if o.RawHorizon != 0 && h < o.RawHorizon {
+		return []Part{{Source: FromHourly, Lo: h, Hi: h + MicrosPerHour}}
+	}
 	if o.RawEdges {
 		return []Part{{Source: FromRaw, Lo: lo, Hi: hi}}
 	}
@@ -221,4 +236,25 @@ func edgeHour(h, lo, hi int64, trailing bool) []Part {
 		parts = append(parts, Part{Source: FromRaw, Lo: hi, Hi: h + MicrosPerHour, Subtract: true})
 	}
 	return parts
+}
+
+// HorizonWindow answers the window whose operations a plan of w with raw
+// horizon horizon (unix microseconds, on an hour boundary; 0: none) sums:
+// w itself, but with each edge that falls inside an hour starting before
+// the horizon moved out to that hour's boundary, since such an hour counts
+// whole.
+func HorizonWindow(w Window, horizon int64) Window {
+	if horizon == 0 || (w.Start != nil && w.Start.After(w.End)) {
+		return w // no horizon, or an empty window: nothing moves
+	}
+	if w.Start != nil {
+		if h := FloorTo(w.Start.UnixMicro(), MicrosPerHour); h < horizon {
+			start := time.UnixMicro(h).UTC()
+			w.Start = &start
+		}
+	}
+	if h := FloorTo(w.End.UnixMicro(), MicrosPerHour); h < horizon {
+		w.End = time.UnixMicro(h + MicrosPerHour - 1).UTC()
+	}
+	return w
 }

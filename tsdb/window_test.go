@@ -111,6 +111,25 @@ func TestPlanWindow(t *testing.T) {
 		{"raw edges, daily", tm(at(0, 10, 17)), at(3, 11, 30), PlanOptions{Daily: true, RawEdges: true}, []Part{
 			raw(at(0, 10, 17), at(0, 11, 0)), hours(at(0, 11, 0), at(1, 0, 0)), days(at(1, 0, 0), at(3, 0, 0)),
 			hours(at(3, 0, 0), at(3, 11, 0)), raw(at(3, 11, 0), at(3, 11, 30)+1)}},
+
+		// A raw horizon: no raw read before it; an edge hour that starts
+		// before it is read whole from its rollup.
+		{"horizon after the window", tm(at(0, 10, 17)), at(0, 13, 5), PlanOptions{RawHorizon: at(0, 14, 0)}, []Part{
+			hours(at(0, 10, 0), at(0, 11, 0)), hours(at(0, 11, 0), at(0, 13, 0)), hours(at(0, 13, 0), at(0, 14, 0))}},
+		{"horizon inside the window", tm(at(0, 10, 47)), at(0, 13, 5), PlanOptions{RawHorizon: at(0, 12, 0)}, []Part{
+			hours(at(0, 10, 0), at(0, 11, 0)), hours(at(0, 11, 0), at(0, 13, 0)),
+			hours(at(0, 13, 0), at(0, 14, 0)), less(at(0, 13, 5)+1, at(0, 14, 0))}},
+		{"horizon at the window's first hour", tm(at(0, 10, 17)), at(0, 13, 5), PlanOptions{RawHorizon: at(0, 10, 0)}, []Part{
+			hours(at(0, 10, 0), at(0, 11, 0)), less(at(0, 10, 0), at(0, 10, 17)),
+			hours(at(0, 11, 0), at(0, 13, 0)),
+			hours(at(0, 13, 0), at(0, 14, 0)), less(at(0, 13, 5)+1, at(0, 14, 0))}},
+		{"horizon, inside an hour", tm(at(0, 10, 40)), at(0, 10, 50), PlanOptions{RawHorizon: at(0, 11, 0)}, []Part{
+			hours(at(0, 10, 0), at(0, 11, 0))}},
+		{"horizon, raw edges", tm(at(0, 10, 17)), at(0, 13, 5), PlanOptions{RawEdges: true, RawHorizon: at(0, 11, 0)}, []Part{
+			hours(at(0, 10, 0), at(0, 11, 0)), hours(at(0, 11, 0), at(0, 13, 0)), raw(at(0, 13, 0), at(0, 13, 5)+1)}},
+		{"horizon, daily", tm(at(0, 10, 47)), at(3, 11, 30), PlanOptions{Daily: true, RawHorizon: at(2, 0, 0)}, []Part{
+			hours(at(0, 10, 0), at(0, 11, 0)), hours(at(0, 11, 0), at(1, 0, 0)), days(at(1, 0, 0), at(3, 0, 0)),
+			hours(at(3, 0, 0), at(3, 11, 0)), hours(at(3, 11, 0), at(3, 12, 0)), less(at(3, 11, 30)+1, at(3, 12, 0))}},
 	} {
 		got := PlanWindow(Window{Start: tc.start, End: time.UnixMicro(tc.end).UTC()}, tc.opts)
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
@@ -188,6 +207,86 @@ func TestPlanWindowSumsExactly(t *testing.T) {
 			if got != want {
 				t.Fatalf("window [%v, %v], %+v, ops %v: plan %v sums %d, want %d", w.Start, w.End, o, ops, plan, got, want)
 			}
+		}
+	}
+}
+
+// TestPlanWindowRawHorizon checks the promise of a plan with a raw horizon
+// on random operations, windows and horizons: no part reads raw rows
+// before the horizon (retention may have deleted them), and the parts sum
+// exactly the operations of HorizonWindow, the window with its edges
+// inside hours before the horizon moved out to those hours' boundaries.
+func TestPlanWindowRawHorizon(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	span := 5 * MicrosPerDay
+	for range 2000 {
+		ops := make([]int64, 1+r.IntN(60))
+		for i := range ops {
+			ops[i] = day0.UnixMicro() + r.Int64N(span)
+		}
+		horizon := FloorTo(day0.UnixMicro()+r.Int64N(span), MicrosPerHour)
+		var w Window
+		lo := day0.UnixMicro() - MicrosPerHour + r.Int64N(span)
+		if r.IntN(5) > 0 {
+			s := time.UnixMicro(lo).UTC()
+			w.Start = &s
+		}
+		w.End = time.UnixMicro(lo + r.Int64N(3*MicrosPerDay)).UTC()
+		for _, edge := range []int64{lo, w.End.UnixMicro(), horizon} {
+			ops = append(ops, edge-1, edge, edge+1, FloorTo(edge, MicrosPerHour))
+		}
+		hw := HorizonWindow(w, horizon)
+		var want int64
+		for _, op := range ops {
+			if (hw.Start == nil || op >= hw.Start.UnixMicro()) && op <= hw.End.UnixMicro() {
+				want++
+			}
+		}
+		for _, o := range []PlanOptions{{RawHorizon: horizon}, {Daily: true, RawHorizon: horizon}, {RawEdges: true, RawHorizon: horizon}} {
+			plan := PlanWindow(w, o)
+			var got int64
+			for _, p := range plan {
+				if p.Source == FromRaw && (p.NoLower || p.Lo < horizon) {
+					t.Fatalf("window %v, %+v: part %v reads raw rows before the horizon", w, o, p)
+				}
+				n := countPart(ops, p)
+				if p.Subtract {
+					n = -n
+				}
+				got += n
+			}
+			if got != want {
+				t.Fatalf("window [%v, %v], horizon %v, %+v: plan %v sums %d, want %d", w.Start, w.End,
+					time.UnixMicro(horizon).UTC(), o, plan, got, want)
+			}
+		}
+	}
+}
+
+func TestHorizonWindow(t *testing.T) {
+	tm := func(us int64) *time.Time { t := time.UnixMicro(us).UTC(); return &t }
+	h := at(0, 12, 0)
+	for _, tc := range []struct {
+		name       string
+		in, want   Window
+		horizonArg int64
+	}{
+		{"no horizon", Window{Start: tm(at(0, 10, 17)), End: time.UnixMicro(at(0, 11, 5))},
+			Window{Start: tm(at(0, 10, 17)), End: time.UnixMicro(at(0, 11, 5))}, 0},
+		{"both edges before", Window{Start: tm(at(0, 10, 17)), End: time.UnixMicro(at(0, 11, 5))},
+			Window{Start: tm(at(0, 10, 0)), End: time.UnixMicro(at(0, 12, 0) - 1)}, h},
+		{"start before, end after", Window{Start: tm(at(0, 10, 17)), End: time.UnixMicro(at(0, 13, 5))},
+			Window{Start: tm(at(0, 10, 0)), End: time.UnixMicro(at(0, 13, 5))}, h},
+		{"both after", Window{Start: tm(at(0, 12, 17)), End: time.UnixMicro(at(0, 13, 5))},
+			Window{Start: tm(at(0, 12, 17)), End: time.UnixMicro(at(0, 13, 5))}, h},
+		{"no start", Window{End: time.UnixMicro(at(0, 11, 5))}, Window{End: time.UnixMicro(at(0, 12, 0) - 1)}, h},
+		{"empty stays empty", Window{Start: tm(at(0, 10, 40)), End: time.UnixMicro(at(0, 10, 20))},
+			Window{Start: tm(at(0, 10, 40)), End: time.UnixMicro(at(0, 10, 20))}, h},
+	} {
+		got := HorizonWindow(tc.in, tc.horizonArg)
+		if !got.End.Equal(tc.want.End) || (got.Start == nil) != (tc.want.Start == nil) ||
+			(got.Start != nil && !got.Start.Equal(*tc.want.Start)) {
+			t.Errorf("%s: HorizonWindow = [%v, %v], want [%v, %v]", tc.name, got.Start, got.End, tc.want.Start, tc.want.End)
 		}
 	}
 }

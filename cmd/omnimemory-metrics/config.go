@@ -40,6 +40,7 @@ type config struct {
 	APIToken       string
 	MetricsPublic  bool
 	MaxToolIDs     int
+	Retention      time.Duration
 }
 
 // The stores OMNIMEMORY_DB_TYPE names.
@@ -158,6 +159,17 @@ func settings() []setting {
 				return errors.New("must be a duration such as 5m, or 0")
 			}
 			c.CacheTTL = d
+			return nil
+		}},
+		{env: "OMNIMEMORY_RETENTION", flag: "retention", def: "0", usage: "how long raw operations and spend points are kept, a duration such as 720h or a number of days such as 90d (0: for good); their hourly and daily rollups are kept for good, so every aggregate still answers", apply: func(c *config, v string) error {
+			d, err := parseRetention(v)
+			if err != nil {
+				return err
+			}
+			if d > 0 && c.DBType == dbTypeInflux {
+				return errors.New("is not applied on InfluxDB, whose bucket expires points by its own retention: set that instead (see docs/influxdb.md) and leave this unset")
+			}
+			c.Retention = d
 			return nil
 		}},
 		{env: "OMNIMEMORY_COST_PER_1K_TOKENS", flag: "cost-per-1k-tokens", def: "0.015", usage: "USD per 1,000 tokens for every cost figure", apply: func(c *config, v string) error {
@@ -286,6 +298,33 @@ func lookup(getenv func(string) string, name string) (string, bool) {
 		return "", false
 	}
 	return v, true
+}
+
+// minRetention is the shortest retention: raw rows expire by whole hours.
+const minRetention = time.Hour
+
+// parseRetention reads a retention: a Go duration ("720h") or whole days
+// ("90d"); 0 keeps everything.
+func parseRetention(v string) (time.Duration, error) {
+	bad := errors.New("must be a duration such as 720h or a number of days such as 90d, at least 1h, or 0 to keep everything")
+	v = strings.TrimSpace(v)
+	var d time.Duration
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > int64(math.MaxInt64/(24*time.Hour)) {
+			return 0, bad
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, bad
+		}
+	}
+	if d < 0 || (d > 0 && d < minRetention) {
+		return 0, bad
+	}
+	return d, nil
 }
 
 // expandHome replaces a leading ~ with the user's home folder.

@@ -39,6 +39,10 @@ var settingNotes = map[string]string{
 	"OMNIMEMORY_QUERY_TIMEOUT": "InfluxDB and PostgreSQL (on PostgreSQL each page of an export, and each session lookup or update, too). The embedded store's reads are local and unbounded.",
 	"OMNIMEMORY_INFLUX_CACHE_TTL": "InfluxDB only. A single replica may use `0`; with several replicas it bounds how late one sees " +
 		"another's writes in aggregates.",
+	"OMNIMEMORY_RETENTION": "The embedded store and PostgreSQL delete raw rows older than this in the background, in small batches, " +
+		"and keep the hourly and daily rollups, so breakdowns, trends and savings over any range still answer; " +
+		"the list and the export (a session's too) show only the operations that remain, while a session's totals still count its expired ones. " +
+		"On InfluxDB it is refused: set the bucket's retention instead. See [Operations](operations.md#retention).",
 	"OMNIMEMORY_COST_PER_1K_TOKENS": "Also exported as the gauge `omnimemory_cost_per_1k_tokens_usd`, which the recording rules and dashboards price with.",
 	"OMNIMEMORY_QUEUE_SIZE":         "Past the bound, POSTs answer 503 with `Retry-After` (`omnimemory_ingest_shed_operations_total{reason=\"queue_full\"}`).",
 	"OMNIMEMORY_API_TOKEN": "Compared in constant time; a missing or wrong token gets 401 and changes nothing. " +

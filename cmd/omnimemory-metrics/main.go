@@ -129,19 +129,31 @@ func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready c
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	var retention *exporter.Retention // nil: raw rows are kept for good
 	defer func() {
-		// Shutdown order: the server is already stopped; commit what the
-		// writer holds, then close the store.
+		// Shutdown order: the server is already stopped; stop expiring
+		// (the batch in flight ends), commit what the writer holds, then
+		// close the store.
 		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		err = errors.Join(err, svc.Close(closeCtx), store.Close())
+		var stopRetention error
+		if retention != nil {
+			stopRetention = retention.Close()
+		}
+		err = errors.Join(err, stopRetention, svc.Close(closeCtx), store.Close())
 	}()
+	if cfg.Retention > 0 {
+		if retention, err = startRetention(raw, cfg, reg, p, logger); err != nil {
+			return err
+		}
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
-	logger.Info("serving", "addr", ln.Addr().String(), "store", cfg.DBType, "cost_per_1k_tokens", cfg.CostPer1K, "version", version)
+	logger.Info("serving", "addr", ln.Addr().String(), "store", cfg.DBType, "cost_per_1k_tokens", cfg.CostPer1K,
+		"retention", cfg.Retention, "version", version)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -159,6 +171,21 @@ func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready c
 		return fmt.Errorf("finishing in-flight requests: %w", err)
 	}
 	return nil
+}
+
+// startRetention starts expiring the raw rows of store older than the
+// configured retention, in the background.
+func startRetention(store tsdb.Store, cfg config, reg prometheus.Registerer, p proc, logger *slog.Logger) (*exporter.Retention, error) {
+	exp, ok := store.(tsdb.Expirer)
+	if !ok {
+		return nil, fmt.Errorf("OMNIMEMORY_RETENTION: the %s store does not expire raw rows", cfg.DBType)
+	}
+	r, err := exporter.NewRetention(exp, exporter.RetentionOptions{Retention: cfg.Retention, Now: p.now, Registerer: reg, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	r.Start()
+	return r, nil
 }
 
 // openStore opens the configured store.

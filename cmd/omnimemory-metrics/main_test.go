@@ -110,6 +110,10 @@ func TestBadSettingStopsStartupWithOneLine(t *testing.T) {
 		{"database url scheme", nil, map[string]string{"DATABASE_URL": "mysql://u:hunter2-pw@h/db"}, "DATABASE_URL"},
 		{"database url flag", []string{"--database-url", "http://u:hunter2-pw@h/db"}, nil, "--database-url"},
 		{"postgresql unreachable", []string{"--db-type", "postgresql", "--database-url", "postgresql://u:hunter2-pw@127.0.0.1:1/db"}, nil, "PostgreSQL"},
+		{"retention negative", nil, map[string]string{"OMNIMEMORY_RETENTION": "-90d"}, "OMNIMEMORY_RETENTION"},
+		{"retention not a duration", []string{"--retention", "ninety days"}, nil, "--retention"},
+		{"retention under an hour", nil, map[string]string{"OMNIMEMORY_RETENTION": "30m"}, "OMNIMEMORY_RETENTION"},
+		{"retention on influxdb", nil, map[string]string{"OMNIMEMORY_DB_TYPE": "influxdb", "OMNIMEMORY_RETENTION": "90d"}, "InfluxDB"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -144,11 +148,18 @@ func TestBadSettingStopsStartupWithOneLine(t *testing.T) {
 // its URL; the service stops with the test.
 func startInProcess(t *testing.T, args []string, vars map[string]string) string {
 	t.Helper()
+	return startInProcessAt(t, args, vars, nil)
+}
+
+// startInProcessAt is startInProcess with the clock now (the real clock
+// when nil).
+func startInProcessAt(t *testing.T, args []string, vars map[string]string, now func() time.Time) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan int, 1)
 	var stderr syncBuffer
-	go func() { done <- run(ctx, args, testProc(vars, io.Discard, &stderr, nil), ready) }()
+	go func() { done <- run(ctx, args, testProc(vars, io.Discard, &stderr, now), ready) }()
 	select {
 	case addr := <-ready:
 		t.Cleanup(func() {

@@ -39,7 +39,7 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	out, err := dialect.Breakdown(ctx, queryIn(s.pool), w)
+	out, err := dialect.Breakdown(ctx, queryIn(s.pool), &s.horizon, w)
 	return out, s.wrap("breakdown", err)
 }
 
@@ -51,7 +51,7 @@ func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsd
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	out, err := dialect.Trend(ctx, queryIn(s.pool), w, step)
+	out, err := dialect.Trend(ctx, queryIn(s.pool), &s.horizon, w, step)
 	return out, s.wrap("trend", err)
 }
 

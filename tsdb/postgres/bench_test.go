@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -36,6 +37,55 @@ func BenchmarkWriteOperations(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "ops/s")
+		})
+	}
+}
+
+// BenchmarkExpireBatch measures one ExpireBefore call on a backlog of
+// 100,000 operations written in arrival order (time-ordered ids): "delete"
+// deletes 1,000 operations and their ids from a month that is not wholly
+// expired; "walk" deletes the ids of 1,000 rows of a month wholly expired,
+// whose partition is dropped at the end instead of deleted row by row. The
+// backlog holds 100 batches: run it with -benchtime=60x.
+func BenchmarkExpireBatch(b *testing.B) {
+	for _, bc := range []struct {
+		name          string
+		start, cutoff time.Time
+	}{
+		{"delete", time.Date(2025, 1, 15, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 25, 0, 0, 0, 0, time.UTC)},
+		{"walk", time.Date(2024, 12, 15, 0, 0, 0, 0, time.UTC), time.Date(2025, 1, 25, 0, 0, 0, 0, time.UTC)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := open(b, postgres.Config{URL: newDatabase(b)})
+			ctx := context.Background()
+			sessions := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
+			const backlog = 100_000
+			for i := 0; i < backlog; i += 5000 {
+				ops := make([]tsdb.Operation, 5000)
+				for j := range ops {
+					ops[j] = mkOp(sessions[j%3], bc.start.Add(time.Duration(i+j)*5*time.Second), 1000)
+					ops[j].ID = uuid.Must(uuid.NewV7())
+				}
+				if err := s.WriteOperations(ctx, ops); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var took []time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				ex, err := s.ExpireBefore(ctx, bc.cutoff, 1000)
+				if err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(t0))
+				if !ex.More {
+					b.Fatal("the backlog is used up: run with a smaller -benchtime")
+				}
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2])/1e6, "p50-ms")
+			b.ReportMetric(float64(took[len(took)*95/100])/1e6, "p95-ms")
+			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "rows/s")
 		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/internal/sqlq"
 )
 
 const opColumnList = `id, session_id, tool_name, operation_mode, parameters, file_path,
@@ -244,8 +245,20 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 	for attempt := 1; ; attempt++ {
 		err = s.writeOnce(ctx, ops)
 		var pgErr *pgconn.PgError
-		if err == nil || attempt == writeAttempts || !errors.As(err, &pgErr) ||
-			(pgErr.Code != "40P01" && pgErr.Code != "40001") {
+		if err == nil || attempt == writeAttempts || !errors.As(err, &pgErr) {
+			break
+		}
+		if pgErr.Code == codeNoPartition {
+			// Retention (of any replica) dropped a month's partition
+			// that this process knew: an operation sent that late
+			// needs it again.
+			for _, m := range months {
+				s.months.Delete(m.UnixMicro())
+			}
+			if err := s.ensureMonths(ctx, months); err != nil {
+				return s.wrap("create partitions", err)
+			}
+		} else if pgErr.Code != "40P01" && pgErr.Code != "40001" {
 			break
 		}
 		s.logger.Warn("write retried", "attempt", attempt, "error", err)
@@ -337,8 +350,12 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 	}
 	var page tsdb.OperationPage
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var err error
-		if page.Total, err = countOperations(ctx, tx, f); err != nil {
+		horizon, err := sqlq.ReadHorizon(ctx, queryIn(tx))
+		if err != nil {
+			return err
+		}
+		s.horizon.Saw(horizon)
+		if page.Total, err = countOperations(ctx, tx, f, horizon); err != nil {
 			return fmt.Errorf("count: %w", err)
 		}
 		page.Operations = []tsdb.Operation{}
@@ -370,11 +387,12 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 }
 
 // countOperations answers how many operations match f: a session's through
-// its index (a session holds few), any other filter from the rollups (see
+// its index (a session holds few), any other filter from the rollups and,
+// before the raw horizon, the raw rows that remain (see
 // sqlq.Dialect.CountOperations).
-func countOperations(ctx context.Context, tx pgx.Tx, f tsdb.OperationFilter) (int64, error) {
+func countOperations(ctx context.Context, tx pgx.Tx, f tsdb.OperationFilter, horizon int64) (int64, error) {
 	if f.SessionID == nil {
-		return dialect.CountOperations(ctx, queryIn(tx), f)
+		return dialect.CountOperations(ctx, queryIn(tx), f, horizon)
 	}
 	var n int64
 	q := dialect.NewQuery()
@@ -400,23 +418,15 @@ func scanOperation(rows pgx.Rows) (tsdb.Operation, error) {
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 // FirstOperationTime answers the created_at of the oldest operation of toolID
-// (all tools when empty), from the time indexes of the partitions.
+// (all tools when empty), or the start of its hour when that lies before the
+// raw horizon (see sqlq.Dialect.FirstOperationTime), from the time indexes
+// of the partitions and rollups.
 func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
 	if s.closed.Load() {
 		return time.Time{}, false, errClosed
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	q, a := `SELECT min(created_at) FROM tool_operations`, []any(nil)
-	if toolID != "" {
-		q, a = q+` WHERE tool_id = $1`, []any{toolID}
-	}
-	var first *time.Time
-	if err := s.pool.QueryRow(ctx, q, a...).Scan(&first); err != nil {
-		return time.Time{}, false, s.wrap("first operation time", err)
-	}
-	if first == nil {
-		return time.Time{}, false, nil
-	}
-	return first.UTC(), true, nil
+	first, ok, err := dialect.FirstOperationTime(ctx, queryIn(s.pool), &s.horizon, toolID)
+	return first, ok, s.wrap("first operation time", err)
 }

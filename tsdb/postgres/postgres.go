@@ -12,7 +12,9 @@
 // the raw rows of at most two partial hours (tsdb.PlanWindow), and an
 // acknowledged write is a committed one. Schema migrations are versioned
 // (schema_version) and run under an advisory lock, so replicas starting
-// together never race.
+// together never race. Retention (ExpireBefore) drops wholly expired month
+// partitions and deletes the rest in batches, behind a raw horizon that
+// every replica plans its aggregates with.
 package postgres
 
 import (
@@ -30,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/internal/sqlq"
 )
 
 // ErrSchemaTooNew is returned by Open for a database migrated by a newer
@@ -76,6 +79,13 @@ type Store struct {
 	// months holds the months (unix microseconds of their first instant)
 	// whose partition this process knows to exist.
 	months sync.Map
+
+	// horizon is the raw horizon of retention (see ExpireBefore).
+	horizon sqlq.Horizon
+	// walk is where ExpireBefore's walk of a wholly expired partition's
+	// operation ids stands.
+	walkMu sync.Mutex
+	walk   partitionWalk
 }
 
 var _ tsdb.Store = (*Store)(nil)

@@ -53,6 +53,9 @@ func TestConformance(t *testing.T) {
 	storetest.RunSpend(t, func(t *testing.T) tsdb.SpendStore {
 		return open(t, postgres.Config{URL: newDatabase(t)})
 	})
+	storetest.RunRetention(t, func(t *testing.T) storetest.RetentionStore {
+		return open(t, postgres.Config{URL: newDatabase(t)})
+	})
 }
 
 // TestExportSmallPages: exports cross many keyset page boundaries.

@@ -147,6 +147,16 @@ CREATE TABLE spend_rollup_daily (
 );
 CREATE INDEX idx_spend_rollup_toolid_day ON spend_rollup_daily (tool_id, day);
 `,
+
+	// 3: named values of the store itself: the raw horizon of retention
+	// (unix microseconds before which raw operations and spend points may
+	// have been deleted), which every replica plans its aggregates with.
+	`
+CREATE TABLE store_meta (
+	name  text   NOT NULL PRIMARY KEY,
+	value bigint NOT NULL
+);
+`,
 }
 
 // Advisory lock keys (pg_advisory_xact_lock): one for migrations, one for

@@ -101,7 +101,7 @@ func (s *Store) SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.Spend
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	out, err := dialect.SpendBreakdown(ctx, queryIn(s.pool), w)
+	out, err := dialect.SpendBreakdown(ctx, queryIn(s.pool), &s.horizon, w)
 	return out, s.wrap("spend breakdown", err)
 }
 
@@ -113,6 +113,6 @@ func (s *Store) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) (
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	out, err := dialect.SpendTrend(ctx, queryIn(s.pool), w, step)
+	out, err := dialect.SpendTrend(ctx, queryIn(s.pool), &s.horizon, w, step)
 	return out, s.wrap("spend trend", err)
 }

@@ -38,7 +38,7 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	out, err := dialect.Breakdown(ctx, queryIn(s.reader), w)
+	out, err := dialect.Breakdown(ctx, queryIn(s.reader), &s.horizon, w)
 	return out, s.wrap("breakdown", err)
 }
 
@@ -48,7 +48,7 @@ func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsd
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	out, err := dialect.Trend(ctx, queryIn(s.reader), w, step)
+	out, err := dialect.Trend(ctx, queryIn(s.reader), &s.horizon, w, step)
 	return out, s.wrap("trend", err)
 }
 

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -302,4 +303,88 @@ func timeCalls(b *testing.B, f func(i int) error) {
 	}
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.95), "p95-ms")
+}
+
+// fillExpired writes n operations over the 100 hours before day0, in
+// batches of 5,000: a backlog for retention to delete. inOrder: as live
+// ingest writes them, in created_at order with time-ordered (v7) ids, so
+// that neighbours in time share pages; else in random order with random
+// ids (as an import of old data may), the worst case.
+func fillExpired(b *testing.B, s *Store, r *rand.Rand, n int, inOrder bool) {
+	b.Helper()
+	start := day0.Add(-100 * time.Hour)
+	step := 100 * time.Hour / time.Duration(n)
+	for i := 0; i < n; i += 5000 {
+		ops := genOps(r, min(5000, n-i), start, 100*time.Hour)
+		if inOrder {
+			for j := range ops {
+				ops[j].CreatedAt = start.Add(time.Duration(i+j) * step).Truncate(time.Microsecond)
+				ops[j].ID = uuid.Must(uuid.NewV7())
+			}
+		}
+		if err := s.WriteOperations(context.Background(), ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkExpireBatch measures one ExpireBefore call that deletes a batch
+// of 1,000 operations (and their index entries) from a backlog, in its
+// own durable transaction; ms per batch is the time ingest may wait
+// behind one. The backlog holds 100 batches: run it with -benchtime=60x.
+func BenchmarkExpireBatch(b *testing.B) {
+	for _, inOrder := range []bool{true, false} {
+		b.Run(fmt.Sprintf("arrival_order=%v", inOrder), func(b *testing.B) {
+			s := openBench(b)
+			r := rand.New(rand.NewSource(2))
+			const backlog = 100_000
+			fillExpired(b, s, r, backlog, inOrder)
+			timeCalls(b, func(i int) error {
+				if i > 0 && i%(backlog/1000) == 0 {
+					return errors.New("the backlog is used up: run with a smaller -benchtime")
+				}
+				_, err := s.ExpireBefore(context.Background(), day0, 1000)
+				return err
+			})
+			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
+
+// BenchmarkWriteWhileExpiring measures commits of 10 operations, the size
+// of a group commit under moderate load, alone and while retention deletes
+// a backlog (in arrival order) in batches of 1,000 with its default pause
+// of 100 ms between them: the p95 shows what a commit waits behind a
+// batch.
+func BenchmarkWriteWhileExpiring(b *testing.B) {
+	for _, expiring := range []bool{false, true} {
+		b.Run(fmt.Sprintf("expiring=%v", expiring), func(b *testing.B) {
+			s := openBench(b)
+			r := rand.New(rand.NewSource(3))
+			fillExpired(b, s, r, 200_000, true)
+			stop, done := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done)
+				for expiring {
+					if _, err := s.ExpireBefore(context.Background(), day0, 1000); err != nil {
+						b.Error(err)
+						return
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+			}()
+			next := day0
+			timeCalls(b, func(int) error {
+				ops := genOps(r, 10, next, time.Millisecond)
+				next = next.Add(time.Millisecond)
+				return s.WriteOperations(context.Background(), ops)
+			})
+			close(stop)
+			<-done
+		})
+	}
 }

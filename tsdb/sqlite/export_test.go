@@ -79,20 +79,7 @@ func TestExportPlanWalksAnIndexInOrder(t *testing.T) {
 	check := func(t *testing.T) {
 		for _, tc := range cases {
 			q, args := exportSQL(tc.f)
-			rows, err := s.reader.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, args...)
-			if err != nil {
-				t.Fatalf("%s: %v", tc.name, err)
-			}
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
-			rows.Close()
+			plan := queryPlan(t, s.reader, q, args...)
 			text := strings.Join(plan, "; ")
 			t.Logf("%s: %s", tc.name, text)
 			if len(plan) != 1 || !strings.Contains(text, "USING INDEX "+tc.index) || strings.Contains(text, "TEMP B-TREE") {

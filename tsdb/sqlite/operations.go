@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/internal/sqlq"
 )
 
 const (
@@ -336,7 +336,12 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 	defer tx.Rollback() //nolint:errcheck // read-only
 
 	var page tsdb.OperationPage
-	if page.Total, err = s.countOperations(ctx, tx, f); err != nil {
+	horizon, err := sqlq.ReadHorizon(ctx, queryIn(tx))
+	if err != nil {
+		return tsdb.OperationPage{}, s.wrap("count operations", err)
+	}
+	s.horizon.Saw(horizon)
+	if page.Total, err = s.countOperations(ctx, tx, f, horizon); err != nil {
 		return tsdb.OperationPage{}, s.wrap("count operations", err)
 	}
 	if int64(f.Offset) >= page.Total {
@@ -355,7 +360,7 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 	if !walkTime && (f.ToolName != "" || f.OperationMode != "") {
 		inRange := f
 		inRange.ToolName, inRange.OperationMode = "", ""
-		n, err := s.countOperations(ctx, tx, inRange)
+		n, err := s.countOperations(ctx, tx, inRange, horizon)
 		if err != nil {
 			return tsdb.OperationPage{}, s.wrap("count operations", err)
 		}
@@ -391,7 +396,8 @@ const denseMatches = 50
 // all operations with count(*); any other filter is counted from the rollups for the whole days and hours
 // of its time range and from raw rows only at the edges, so that the total of
 // an unfiltered list of millions of operations costs no full index scan.
-func (s *Store) countOperations(ctx context.Context, tx *sql.Tx, f tsdb.OperationFilter) (int64, error) {
+// Before the raw horizon it counts the raw rows that remain.
+func (s *Store) countOperations(ctx context.Context, tx *sql.Tx, f tsdb.OperationFilter, horizon int64) (int64, error) {
 	var n int64
 	if f.SessionID != nil || f == (tsdb.OperationFilter{Limit: f.Limit, Offset: f.Offset}) {
 		// No filter at all: SQLite counts a b-tree's entries from its
@@ -400,7 +406,7 @@ func (s *Store) countOperations(ctx context.Context, tx *sql.Tx, f tsdb.Operatio
 		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM tool_operations"+q.OperationWhere(f, false), q.Args...).Scan(&n)
 		return n, err
 	}
-	return dialect.CountOperations(ctx, queryIn(tx), f)
+	return dialect.CountOperations(ctx, queryIn(tx), f, horizon)
 }
 
 func scanOperation(rows *sql.Rows) (tsdb.Operation, error) {
@@ -434,26 +440,15 @@ func scanOperation(rows *sql.Rows) (tsdb.Operation, error) {
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 // FirstOperationTime answers the created_at of the oldest operation of toolID
-// (all tools when empty); an index answers it without a scan.
+// (all tools when empty), or the start of its hour when that lies before the
+// raw horizon (see sqlq.Dialect.FirstOperationTime); indexes answer it
+// without a scan.
 func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
 	if s.closed.Load() {
 		return time.Time{}, false, errClosed
 	}
-	q, args := `SELECT min(created_at) FROM tool_operations`, []any(nil)
-	if toolID != "" {
-		q, args = q+` WHERE tool_id = ?`, []any{toolID}
-	}
-	var first sql.NullInt64
-	if err := s.reader.QueryRowContext(ctx, q, args...).Scan(&first); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return time.Time{}, false, nil
-		}
-		return time.Time{}, false, s.wrap("first operation time", err)
-	}
-	if !first.Valid {
-		return time.Time{}, false, nil
-	}
-	return fromMicros(first.Int64), true, nil
+	first, ok, err := dialect.FirstOperationTime(ctx, queryIn(s.reader), &s.horizon, toolID)
+	return first, ok, s.wrap("first operation time", err)
 }
 
 // skipDuplicates marks Duplicate every keyed operation of ops whose id is

@@ -233,6 +233,17 @@ CREATE TABLE spend_rollup_daily (
 ) WITHOUT ROWID;
 CREATE INDEX idx_spend_rollup_toolid_day ON spend_rollup_daily (tool_id, day);
 `,
+
+	// 6: named values of the store itself: the raw horizon of retention
+	// (unix microseconds before which raw operations and spend points may
+	// have been deleted), so that aggregates planned after a restart, or
+	// by another process on the file, read the rollups for those hours.
+	`
+CREATE TABLE store_meta (
+	name  TEXT    NOT NULL PRIMARY KEY,
+	value INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
 }
 
 // migrate brings the database to version len(migrations). Each missing migration runs

@@ -72,7 +72,7 @@ func (s *Store) SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.Spend
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	out, err := dialect.SpendBreakdown(ctx, queryIn(s.reader), w)
+	out, err := dialect.SpendBreakdown(ctx, queryIn(s.reader), &s.horizon, w)
 	return out, s.wrap("spend breakdown", err)
 }
 
@@ -82,6 +82,6 @@ func (s *Store) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) (
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	out, err := dialect.SpendTrend(ctx, queryIn(s.reader), w, step)
+	out, err := dialect.SpendTrend(ctx, queryIn(s.reader), &s.horizon, w, step)
 	return out, s.wrap("spend trend", err)
 }

@@ -13,6 +13,10 @@
 // days, and raw rows (through the created_at indexes) only for its partial
 // first and last hour. Their cost grows with the number of days and hours in
 // the window, not with the number of operations.
+//
+// Retention (ExpireBefore) deletes raw operations and spend points behind a
+// raw horizon kept in the file, which every aggregate is planned with: no
+// raw row before it is read, and the rollups answer for those hours.
 package sqlite
 
 import (
@@ -34,6 +38,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/internal/sqlq"
 )
 
 // ErrSchemaTooNew is returned by Open for a database written by a newer
@@ -83,6 +88,15 @@ type Store struct {
 	ckptWake chan struct{} // a commit happened (buffered 1)
 	ckptStop chan struct{}
 	ckptDone chan struct{}
+
+	// horizon is the raw horizon of retention (see ExpireBefore).
+	horizon sqlq.Horizon
+	// autoVacuum: the file was created with auto_vacuum=INCREMENTAL, so
+	// free pages can be given back to the file system.
+	autoVacuum bool
+	// noVacuumLogged: the first expiry on a file without auto_vacuum said
+	// how to give its free pages back.
+	noVacuumLogged sync.Once
 }
 
 var _ tsdb.Store = (*Store)(nil)
@@ -108,6 +122,10 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 
 	writer, err := sql.Open("sqlite", dsn(abs,
 		"_txlock=immediate",
+		// Takes effect on a new file only (before its first table): the
+		// space retention frees can then be given back to the file system
+		// (see ExpireBefore). An older file reuses its free pages instead.
+		"_pragma=auto_vacuum(INCREMENTAL)",
 		"_pragma=busy_timeout("+fmt.Sprint(busyTimeoutMs)+")",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous(FULL)",
@@ -171,6 +189,12 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 
 	s := &Store{writer: writer, reader: reader, ckpt: ckpt, path: abs, logger: logger,
 		ckptWake: make(chan struct{}, 1), ckptStop: make(chan struct{}), ckptDone: make(chan struct{})}
+	if err := s.openRetention(ctx); err != nil {
+		ckpt.Close()
+		reader.Close()
+		writer.Close()
+		return nil, mapErr(fmt.Errorf("open %s: %w", abs, err))
+	}
 	go s.checkpointLoop()
 	if from != to {
 		logger.Info("schema migrated", "path", abs, "from_version", from, "to_version", to)

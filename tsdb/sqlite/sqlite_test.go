@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,7 @@ func openTemp(t testing.TB) *Store {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) tsdb.Store { return openTemp(t) })
 	storetest.RunSpend(t, func(t *testing.T) tsdb.SpendStore { return openTemp(t) })
+	storetest.RunRetention(t, func(t *testing.T) storetest.RetentionStore { return openTemp(t) })
 }
 
 var day0 = time.Date(2025, 1, 14, 0, 0, 0, 0, time.UTC)
@@ -486,20 +488,7 @@ func TestAggregatesUseIndexes(t *testing.T) {
 			w := tsdb.Window{ToolID: f.ToolID, Start: start, End: day0.Add(30*24*time.Hour + 5*time.Minute)}
 			for _, width := range []int64{0, tsdb.MicrosPerHour, tsdb.MicrosPerDay} {
 				q, args := dialect.Aggregate(sqlq.Operations, tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: width != tsdb.MicrosPerHour}), f, width)
-				rows, err := s.reader.Query("EXPLAIN QUERY PLAN "+q, args...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var plan []string
-				for rows.Next() {
-					var id, parent, unused int
-					var detail string
-					if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-						t.Fatal(err)
-					}
-					plan = append(plan, detail)
-				}
-				rows.Close()
+				plan := queryPlan(t, s.reader, q, args...)
 				for _, d := range plan {
 					bad := strings.HasPrefix(d, "SCAN ") && d != "SCAN parts" ||
 						strings.Contains(d, "tool_operations") && !strings.Contains(d, "created_at>")
@@ -523,21 +512,8 @@ func TestListUsesTimeOrder(t *testing.T) {
 		{ToolName: api.ToolSearch, SessionID: ptr(uuid.New())},
 	} {
 		q := dialect.NewQuery()
-		rows, err := s.reader.Query("EXPLAIN QUERY PLAN SELECT "+opColumnList+" FROM tool_operations"+q.OperationWhere(f, true)+
+		plan := queryPlan(t, s.reader, "SELECT "+opColumnList+" FROM tool_operations"+q.OperationWhere(f, true)+
 			" ORDER BY created_at DESC, id DESC LIMIT 100", q.Args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
 		joined := strings.Join(plan, "\n")
 		if strings.Contains(joined, "TEMP B-TREE") || strings.Contains(joined, "idx_ops_tool_mode") || strings.Contains(joined, "idx_ops_mode") {
 			t.Errorf("filter %+v: plan\n%s", f, joined)
@@ -638,6 +614,29 @@ func TestMigrationUpgradesVersion1(t *testing.T) {
 	if err := s.WriteOperations(ctx, ops[5:6]); err == nil {
 		t.Error("writing a migrated operation's id again succeeded")
 	}
+}
+
+// queryPlan answers the steps of SQLite's plan of q (EXPLAIN QUERY PLAN).
+func queryPlan(t *testing.T, db *sql.DB, q string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatalf("plan of %s: %v", q, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }
 
 func openAt(t *testing.T, path string) *Store {

@@ -219,40 +219,47 @@ func testSpendRandomized(t *testing.T, s tsdb.SpendStore) {
 		if r.Intn(3) == 0 {
 			w.ToolID = tools[r.Intn(3)]
 		}
-		sums := map[[2]string]*tsdb.SpendTotals{}
-		var want []tsdb.SpendTotals
-		buckets := map[time.Time]*tsdb.SpendBucket{}
-		for _, p := range all {
-			if (w.Start != nil && p.Time.Before(*w.Start)) || p.Time.After(w.End) || (w.ToolID != "" && p.ToolID != w.ToolID) {
-				continue
-			}
-			k := [2]string{p.ToolID, p.Model}
-			if sums[k] == nil {
-				sums[k] = &tsdb.SpendTotals{ToolID: p.ToolID, Model: p.Model}
-			}
-			sums[k].Points++
-			sums[k].CostUSD += p.CostUSD
-			sums[k].Tokens.Add(p.Tokens)
-			day := tsdb.Daily.Truncate(p.Time)
-			if buckets[day] == nil {
-				buckets[day] = &tsdb.SpendBucket{Start: day}
-			}
-			buckets[day].CostUSD += p.CostUSD
-			buckets[day].Tokens.Add(p.Tokens)
-		}
-		for _, v := range sums {
-			want = append(want, *v)
-		}
+		want, wantTrend := bruteSpend(all, w, tsdb.Daily)
 		checkSpendBreakdown(t, s, w, want)
-		var wantTrend []tsdb.SpendBucket
-		for _, b := range buckets {
-			wantTrend = append(wantTrend, *b)
-		}
-		slices.SortFunc(wantTrend, func(a, b tsdb.SpendBucket) int { return a.Start.Compare(b.Start) })
 		got, err := s.SpendTrend(t.Context(), w, tsdb.Daily)
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkBuckets(t, "daily "+describe(w), got, wantTrend)
 	}
+}
+
+// bruteSpend sums the points of all in w by (tool id, model) and by step
+// bucket, oldest first.
+func bruteSpend(all []tsdb.SpendPoint, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendTotals, []tsdb.SpendBucket) {
+	sums := map[[2]string]*tsdb.SpendTotals{}
+	buckets := map[time.Time]*tsdb.SpendBucket{}
+	for _, p := range all {
+		if (w.Start != nil && p.Time.Before(*w.Start)) || p.Time.After(w.End) || (w.ToolID != "" && p.ToolID != w.ToolID) {
+			continue
+		}
+		k := [2]string{p.ToolID, p.Model}
+		if sums[k] == nil {
+			sums[k] = &tsdb.SpendTotals{ToolID: p.ToolID, Model: p.Model}
+		}
+		sums[k].Points++
+		sums[k].CostUSD += p.CostUSD
+		sums[k].Tokens.Add(p.Tokens)
+		b := step.Truncate(p.Time)
+		if buckets[b] == nil {
+			buckets[b] = &tsdb.SpendBucket{Start: b}
+		}
+		buckets[b].CostUSD += p.CostUSD
+		buckets[b].Tokens.Add(p.Tokens)
+	}
+	totals := []tsdb.SpendTotals{}
+	for _, v := range sums {
+		totals = append(totals, *v)
+	}
+	trend := []tsdb.SpendBucket{}
+	for _, b := range buckets {
+		trend = append(trend, *b)
+	}
+	slices.SortFunc(trend, func(a, b tsdb.SpendBucket) int { return a.Start.Compare(b.Start) })
+	return totals, trend
 }

@@ -12,44 +12,38 @@ import (
 
 // SpendBreakdown answers the spend per (tool id, model) of the points in w
 // (see tsdb.SpendStore), from the same kind of plan as Breakdown.
-func (d *Dialect) SpendBreakdown(ctx context.Context, query QueryFunc, w tsdb.Window) ([]tsdb.SpendTotals, error) {
-	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})
-	if len(parts) == 0 {
-		return []tsdb.SpendTotals{}, nil
-	}
-	q, args := d.Aggregate(Spend, parts, Filter{ToolID: w.ToolID}, 0)
-	rows, done, err := query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return Collect(rows, func(r Rows) (t tsdb.SpendTotals, err error) {
-		err = r.Scan(&t.ToolID, &t.Model, &t.Points, &t.CostUSD,
-			&t.Tokens.Input, &t.Tokens.Output, &t.Tokens.CacheRead, &t.Tokens.CacheCreation)
-		return t, err
+func (d *Dialect) SpendBreakdown(ctx context.Context, query QueryFunc, hz *Horizon, w tsdb.Window) (out []tsdb.SpendTotals, err error) {
+	err = hz.Consistent(ctx, query, func(horizon int64) error {
+		out, err = aggregate(ctx, query, d, Spend, w, tsdb.PlanOptions{Daily: true, RawHorizon: horizon}, 0,
+			func(rows Rows) ([]tsdb.SpendTotals, error) {
+				return Collect(rows, func(r Rows) (t tsdb.SpendTotals, err error) {
+					err = r.Scan(&t.ToolID, &t.Model, &t.Points, &t.CostUSD,
+						&t.Tokens.Input, &t.Tokens.Output, &t.Tokens.CacheRead, &t.Tokens.CacheCreation)
+					return t, err
+				})
+			})
+		return err
 	})
+	return out, err
 }
 
 // SpendTrend answers the spend per hourly or daily bucket of the points in
 // w, oldest first, for non-empty buckets only.
-func (d *Dialect) SpendTrend(ctx context.Context, query QueryFunc, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendBucket, error) {
-	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: step == tsdb.Daily})
-	if len(parts) == 0 {
-		return []tsdb.SpendBucket{}, nil
-	}
-	q, args := d.Aggregate(Spend, parts, Filter{ToolID: w.ToolID}, step.Micros())
-	rows, done, err := query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return Collect(rows, func(r Rows) (b tsdb.SpendBucket, err error) {
-		var start, points int64
-		err = r.Scan(&start, &points, &b.CostUSD,
-			&b.Tokens.Input, &b.Tokens.Output, &b.Tokens.CacheRead, &b.Tokens.CacheCreation)
-		b.Start = time.UnixMicro(start).UTC()
-		return b, err
+func (d *Dialect) SpendTrend(ctx context.Context, query QueryFunc, hz *Horizon, w tsdb.Window, step tsdb.Step) (out []tsdb.SpendBucket, err error) {
+	err = hz.Consistent(ctx, query, func(horizon int64) error {
+		o := tsdb.PlanOptions{Daily: step == tsdb.Daily, RawHorizon: horizon}
+		out, err = aggregate(ctx, query, d, Spend, w, o, step.Micros(), func(rows Rows) ([]tsdb.SpendBucket, error) {
+			return Collect(rows, func(r Rows) (b tsdb.SpendBucket, err error) {
+				var start, points int64
+				err = r.Scan(&start, &points, &b.CostUSD,
+					&b.Tokens.Input, &b.Tokens.Output, &b.Tokens.CacheRead, &b.Tokens.CacheCreation)
+				b.Start = time.UnixMicro(start).UTC()
+				return b, err
+			})
+		})
+		return err
 	})
+	return out, err
 }
 
 // SpendRollup is one row of a spend rollup table: the sums of the points of

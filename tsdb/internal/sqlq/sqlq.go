@@ -224,48 +224,70 @@ type QueryFunc func(ctx context.Context, sql string, args ...any) (rows Rows, do
 
 // Breakdown answers the totals per (tool name, mode) pair of the operations
 // in w: daily rollup rows for the window's whole days, hourly ones for the
-// whole hours of its partial days, raw rows for its partial hours.
-func (d *Dialect) Breakdown(ctx context.Context, query QueryFunc, w tsdb.Window) ([]tsdb.ModeTotals, error) {
-	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})
-	if len(parts) == 0 {
-		return []tsdb.ModeTotals{}, nil
-	}
-	q, args := d.Aggregate(Operations, parts, Filter{ToolID: w.ToolID}, 0)
-	rows, done, err := query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return ReadModeTotals(rows)
+// whole hours of its partial days, raw rows for its partial hours after the
+// raw horizon hz (see Horizon.Consistent).
+func (d *Dialect) Breakdown(ctx context.Context, query QueryFunc, hz *Horizon, w tsdb.Window) (out []tsdb.ModeTotals, err error) {
+	err = hz.Consistent(ctx, query, func(horizon int64) error {
+		out, err = aggregate(ctx, query, d, Operations, w, tsdb.PlanOptions{Daily: true, RawHorizon: horizon}, 0, ReadModeTotals)
+		return err
+	})
+	return out, err
 }
 
 // Trend answers the totals per hourly or daily UTC bucket of the operations
 // in w, oldest first, for non-empty buckets only, from the same parts as
 // Breakdown (hourly trends do without the daily rollup).
-func (d *Dialect) Trend(ctx context.Context, query QueryFunc, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
-	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: step == tsdb.Daily})
+func (d *Dialect) Trend(ctx context.Context, query QueryFunc, hz *Horizon, w tsdb.Window, step tsdb.Step) (out []tsdb.Bucket, err error) {
+	err = hz.Consistent(ctx, query, func(horizon int64) error {
+		o := tsdb.PlanOptions{Daily: step == tsdb.Daily, RawHorizon: horizon}
+		out, err = aggregate(ctx, query, d, Operations, w, o, step.Micros(), ReadBuckets)
+		return err
+	})
+	return out, err
+}
+
+// aggregate reads the Aggregate of series over the plan of w with o,
+// filtered by w's tool id, through read; an empty plan answers an empty,
+// non-nil slice.
+func aggregate[T any](ctx context.Context, query QueryFunc, d *Dialect, series Series, w tsdb.Window, o tsdb.PlanOptions,
+	bucketWidth int64, read func(Rows) ([]T, error)) ([]T, error) {
+	parts := tsdb.PlanWindow(w, o)
 	if len(parts) == 0 {
-		return []tsdb.Bucket{}, nil
+		return []T{}, nil
 	}
-	q, args := d.Aggregate(Operations, parts, Filter{ToolID: w.ToolID}, step.Micros())
+	q, args := d.Aggregate(series, parts, Filter{ToolID: w.ToolID}, bucketWidth)
 	rows, done, err := query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	return ReadBuckets(rows)
+	return read(rows)
 }
 
 // CountOperations answers how many operations match f from the rollups for
 // the whole days and hours of its time range and from raw rows only at its
 // edges, so that the total of a list of millions costs no scan. (A
 // session's operations are better counted through the session's index.)
-func (d *Dialect) CountOperations(ctx context.Context, query QueryFunc, f tsdb.OperationFilter) (int64, error) {
+// Before the raw horizon (unix microseconds, 0: none) it counts the raw
+// rows that remain, as the list shows them.
+func (d *Dialect) CountOperations(ctx context.Context, query QueryFunc, f tsdb.OperationFilter, horizon int64) (int64, error) {
 	w := tsdb.Window{Start: f.Start, End: farFuture}
 	if f.End != nil {
 		w.End = *f.End
 	}
-	parts := tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})
+	var parts []tsdb.Part
+	if horizon != 0 && (w.Start == nil || w.Start.UnixMicro() < horizon) {
+		before := tsdb.Part{Source: tsdb.FromRaw, Hi: min(horizon, w.End.UnixMicro()+1), NoLower: w.Start == nil}
+		if w.Start != nil {
+			before.Lo = w.Start.UnixMicro()
+		}
+		if before.NoLower || before.Lo < before.Hi {
+			parts = append(parts, before)
+		}
+		h := time.UnixMicro(horizon).UTC()
+		w.Start = &h
+	}
+	parts = append(parts, tsdb.PlanWindow(w, tsdb.PlanOptions{Daily: true})...)
 	if len(parts) == 0 {
 		return 0, nil
 	}
