@@ -488,6 +488,18 @@ func (sub *Subscription) collect(buf []*StreamEvent) []*StreamEvent {
 // stream closed.
 func (sub *Subscription) Done() <-chan struct{} { return sub.done }
 
+// Err answers why the subscription ended once Done is closed
+// (ErrStreamLagging, ErrStreamWriteTimeout, ErrStreamClosed), and nil
+// before.
+func (sub *Subscription) Err() error {
+	select {
+	case <-sub.done:
+		return sub.err
+	default:
+		return nil
+	}
+}
+
 // Drop ends the subscription of a subscriber that is too slow: its client
 // did not take an event within the write timeout. It is counted under
 // DropWriteTimeout.

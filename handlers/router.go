@@ -62,6 +62,11 @@ type (
 		GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error)
 		ActiveSessions(ctx context.Context, toolID string) ([]tsdb.SessionStats, error)
 	}
+	// Streamer subscribes to the live stream of operations: GET
+	// /stream/operations and /ws/operations.
+	Streamer interface {
+		Subscribe(f exporter.StreamFilter, after *uuid.UUID) (*exporter.Subscription, error)
+	}
 	// Readiness tells whether the service can serve: GET /ready.
 	Readiness interface {
 		Ready(ctx context.Context) error
@@ -78,6 +83,7 @@ type (
 		OperationReader
 		Reports
 		SessionKeeper
+		Streamer
 		Readiness
 		Clock
 	}
@@ -97,8 +103,14 @@ type Options struct {
 	// every endpoint but /health, /ready, CORS preflight and the documents
 	// without data (/openapi.json, the page at / and its assets under /ui/),
 	// and on /metrics unless MetricsPublic.
+	// GET /stream/operations and /ws/operations, which a browser opens
+	// without headers, take the token as the query parameter access_token
+	// too.
 	APIToken      string
 	MetricsPublic bool
+	// StreamWriteTimeout is how long a stream's client has to take each
+	// write before it is dropped as too slow (default 10s).
+	StreamWriteTimeout time.Duration
 }
 
 // New answers the service's HTTP handler: every route of the contract behind
@@ -109,7 +121,7 @@ func New(svc Service, o Options) http.Handler {
 	}
 	logger := o.Logger.With("component", "http")
 	h := newRouter(svc, o, logger)
-	return otelhttp.NewHandler(recoverer(logger, cors(o.CORSOrigins, limitBody(requireToken(o.APIToken, o.MetricsPublic, h)))),
+	return otelhttp.NewHandler(recoverer(logger, cors(newOriginPolicy(o.CORSOrigins), limitBody(requireToken(o.APIToken, o.MetricsPublic, h)))),
 		"http.request", otelhttp.WithTracerProvider(o.TracerProvider))
 }
 
@@ -125,6 +137,10 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 	ops := operationRoutes{svc: svc, logger: logger}
 	reports := reportRoutes{svc: svc}
 	sessions := sessionRoutes{svc: svc}
+	if o.StreamWriteTimeout <= 0 {
+		o.StreamWriteTimeout = defaultStreamWriteTimeout
+	}
+	streams := streamRoutes{svc: svc, logger: logger, writeTimeout: o.StreamWriteTimeout, origins: newOriginPolicy(o.CORSOrigins)}
 	for _, rt := range []struct {
 		method, path string
 		e            endpoint
@@ -136,6 +152,8 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 		{http.MethodGet, api.PathToolBreakdown, reports.toolBreakdown},
 		{http.MethodGet, api.PathAPISavings, reports.apiSavings},
 		{http.MethodGet, api.PathSpend, reports.spend},
+		{http.MethodGet, api.PathStreamOperations, streams.events},
+		{http.MethodGet, api.PathWSOperations, streams.websocket},
 		{http.MethodPost, api.PathSessionStart, sessions.start},
 		{http.MethodPost, api.PathSessionGetOrCreate, sessions.getOrCreate},
 		{http.MethodGet, api.PathSessionsActive, sessions.active},
@@ -202,24 +220,14 @@ func recoverer(logger *slog.Logger, next http.Handler) http.Handler {
 // Access-Control-Allow-Origin to every answer for an allowed origin. Another
 // origin gets no allow header (the browser blocks it); the request is
 // otherwise served as usual.
-func cors(origins []string, next http.Handler) http.Handler {
-	allowAll := false
-	allowed := map[string]bool{}
-	for _, o := range origins {
-		o = strings.TrimRight(strings.TrimSpace(o), "/")
-		if o == "*" {
-			allowAll = true
-		} else if o != "" {
-			allowed[o] = true
-		}
-	}
+func cors(origins originPolicy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		origin := r.Header.Get("Origin")
 		switch {
-		case allowAll:
+		case origins.all:
 			h.Set("Access-Control-Allow-Origin", "*")
-		case origin != "" && allowed[origin]:
+		case origin != "" && origins.allows(origin):
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Add("Vary", "Origin")
 		default:
@@ -244,6 +252,30 @@ func cors(origins []string, next http.Handler) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 }
+
+// originPolicy is the origins a browser may call from
+// (OMNIMEMORY_CORS_ORIGINS): CORS answers, and the WebSocket's origin
+// check.
+type originPolicy struct {
+	all     bool
+	allowed map[string]bool
+}
+
+func newOriginPolicy(origins []string) originPolicy {
+	p := originPolicy{allowed: map[string]bool{}}
+	for _, o := range origins {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "*" {
+			p.all = true
+		} else if o != "" {
+			p.allowed[o] = true
+		}
+	}
+	return p
+}
+
+// allows reports whether a page of origin may call.
+func (p originPolicy) allows(origin string) bool { return p.all || p.allowed[origin] }
 
 // instrumentation counts requests and times them by route template, never
 // by raw path.
