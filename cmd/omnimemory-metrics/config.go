@@ -37,9 +37,11 @@ type config struct {
 	CORSOrigins    []string
 	LogLevel       slog.Level
 	QueueSize      int
-	APIToken       string
-	MetricsPublic  bool
-	MaxToolIDs     int
+	// StreamMaxSubscribers bounds the live stream's subscribers.
+	StreamMaxSubscribers int
+	APIToken             string
+	MetricsPublic        bool
+	MaxToolIDs           int
 }
 
 // The stores OMNIMEMORY_DB_TYPE names.
@@ -192,7 +194,15 @@ func settings() []setting {
 			c.QueueSize = n
 			return nil
 		}},
-		{env: "OMNIMEMORY_API_TOKEN", flag: "api-token", usage: "when set, required as Authorization: Bearer <token> on every endpoint but /health, /ready, /openapi.json and the page at / (and /ui/)", secret: true, apply: func(c *config, v string) error {
+		{env: "OMNIMEMORY_STREAM_MAX_SUBSCRIBERS", flag: "stream-max-subscribers", def: "1000", usage: "subscribers of the live stream of operations (/stream/operations, /ws/operations) at once; past it they answer 503", apply: func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return errors.New("must be a whole number of at least 1")
+			}
+			c.StreamMaxSubscribers = n
+			return nil
+		}},
+		{env: "OMNIMEMORY_API_TOKEN", flag: "api-token", usage: "when set, required as Authorization: Bearer <token> on every endpoint but /health, /ready, /openapi.json and the page at / (and /ui/); the live stream's endpoints take it as ?access_token= too", secret: true, apply: func(c *config, v string) error {
 			if strings.ContainsAny(v, " \t\r\n") {
 				return errors.New("must not contain white space")
 			}
