@@ -384,3 +384,62 @@ func TestTrackerPublishesOnlyWhatItStored(t *testing.T) {
 	default:
 	}
 }
+
+// BenchmarkStreamPublish measures publishing a commit of 1,000 operations
+// (what the writer does after each commit) with no subscriber, with 1,000
+// that never read (each a whole ring behind soon, then dropped and
+// replaced), and with 1,000 that read everything: the publisher's cost
+// must not depend on how fast subscribers read.
+func BenchmarkStreamPublish(b *testing.B) {
+	ops := make([]tsdb.Operation, 1000)
+	for i := range ops {
+		ops[i] = streamOp(uuid.New(), api.ToolRead, api.ModeFull, "x")
+	}
+	for _, mode := range []string{"none", "stalled", "reading"} {
+		b.Run(mode, func(b *testing.B) {
+			s := NewStream(prometheus.NewRegistry(), StreamOptions{}, slog.New(slog.DiscardHandler))
+			defer s.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			subs := 0
+			if mode != "none" {
+				subs = 1000
+			}
+			var refill func()
+			refill = func() {
+				for len(s.subs) < subs {
+					sub, err := s.Subscribe(StreamFilter{}, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if mode == "reading" {
+						go func() {
+							var buf []*StreamEvent
+							for {
+								var err error
+								if buf, err = sub.Next(ctx, buf); err != nil {
+									return
+								}
+							}
+						}()
+					}
+				}
+			}
+			refill()
+			for b.Loop() {
+				s.Publish(ops)
+				if mode == "stalled" {
+					b.StopTimer()
+					s.mu.RLock()
+					short := len(s.subs) < subs
+					s.mu.RUnlock()
+					if short {
+						refill()
+					}
+					b.StartTimer()
+				}
+			}
+			b.ReportMetric(float64(b.N*len(ops))/b.Elapsed().Seconds(), "ops/s")
+		})
+	}
+}
