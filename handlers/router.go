@@ -131,7 +131,7 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 	inst := newInstrumentation(o.Registerer)
 	r := mux.NewRouter()
 	handle := func(method, path string, h http.Handler) {
-		r.Handle(path, inst.wrap(path, h)).Methods(method)
+		r.Handle(path, inst.wrap(path, h, true)).Methods(method)
 	}
 	ingest := ingestRoutes{svc: svc, clock: svc}
 	ops := operationRoutes{svc: svc, logger: logger}
@@ -152,8 +152,6 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 		{http.MethodGet, api.PathToolBreakdown, reports.toolBreakdown},
 		{http.MethodGet, api.PathAPISavings, reports.apiSavings},
 		{http.MethodGet, api.PathSpend, reports.spend},
-		{http.MethodGet, api.PathStreamOperations, streams.events},
-		{http.MethodGet, api.PathWSOperations, streams.websocket},
 		{http.MethodPost, api.PathSessionStart, sessions.start},
 		{http.MethodPost, api.PathSessionGetOrCreate, sessions.getOrCreate},
 		{http.MethodGet, api.PathSessionsActive, sessions.active},
@@ -164,6 +162,14 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 		{http.MethodGet, api.PathReady, ready(svc)},
 	} {
 		handle(rt.method, rt.path, serve(logger, rt.e))
+	}
+	// A stream lasts as long as its subscriber: it is counted, but its
+	// duration would only blur the latency of the requests that answer.
+	for _, rt := range []struct {
+		path string
+		e    endpoint
+	}{{api.PathStreamOperations, streams.events}, {api.PathWSOperations, streams.websocket}} {
+		r.Handle(rt.path, inst.wrap(rt.path, serve(logger, rt.e), false)).Methods(http.MethodGet)
 	}
 	handle(http.MethodPost, api.PathOTLPMetrics, http.HandlerFunc(otlpRoutes{svc: svc, logger: logger}.metrics))
 	handle(http.MethodGet, api.PathOpenAPI, http.HandlerFunc(openAPI))
@@ -177,10 +183,10 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 	}))
 	r.NotFoundHandler = inst.wrap("unmatched", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeDetail(w, http.StatusNotFound, "Not Found", 0)
-	}))
+	}), true)
 	r.MethodNotAllowedHandler = inst.wrap("unmatched", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeDetail(w, http.StatusMethodNotAllowed, "Method Not Allowed", 0)
-	}))
+	}), true)
 	return r
 }
 
@@ -300,19 +306,22 @@ func newInstrumentation(reg prometheus.Registerer) *instrumentation {
 	}
 }
 
-// wrap counts and times h under route, names the request's span after the
-// route, and attaches the trace id to the observations as an exemplar.
-func (i *instrumentation) wrap(route string, h http.Handler) http.Handler {
+// wrap counts h's requests under route (and, when timed, their duration),
+// names the request's span after the route, and attaches the trace id to
+// the observations as an exemplar.
+func (i *instrumentation) wrap(route string, h http.Handler, timed bool) http.Handler {
 	labels := prometheus.Labels{"route": route}
 	exemplar := promhttp.WithExemplarFromContext(traceExemplar)
-	named := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var named http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		span := trace.SpanFromContext(r.Context())
 		span.SetName(r.Method + " " + route)
 		span.SetAttributes(attribute.String("http.route", route))
 		h.ServeHTTP(w, r)
 	})
-	return promhttp.InstrumentHandlerCounter(i.requests.MustCurryWith(labels),
-		promhttp.InstrumentHandlerDuration(i.duration.MustCurryWith(labels), named, exemplar), exemplar)
+	if timed {
+		named = promhttp.InstrumentHandlerDuration(i.duration.MustCurryWith(labels), named, exemplar)
+	}
+	return promhttp.InstrumentHandlerCounter(i.requests.MustCurryWith(labels), named, exemplar)
 }
 
 // traceExemplar answers the exemplar labels of a sampled request's trace.

@@ -573,6 +573,18 @@ func TestStreamDropsASlowReader(t *testing.T) {
 			return prometheusValue{s: s, name: "omnimemory_http_requests_total", labels: map[string]string{"route": api.PathStreamOperations}}.value() == 1
 		})
 		conn.Close()
+		// A stream is counted but not timed: it would blur the latency of
+		// the requests that answer.
+		mfs, _ := s.reg.Gather()
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if mf.GetName() == "omnimemory_http_request_duration_seconds" && l.GetValue() == api.PathStreamOperations {
+						t.Errorf("the stream's duration is observed: %v", m)
+					}
+				}
+			}
+		}
 	})
 	t.Run("write timeout", func(t *testing.T) {
 		s := newService(t, serviceOpts{streamWriteTimeout: 200 * time.Millisecond})
