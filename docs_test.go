@@ -130,7 +130,7 @@ func TestDocsNameOnlyRealEndpoints(t *testing.T) {
 	served := []string{api.PathTrackOperation, api.PathTrackOperations, api.PathOperations, api.PathOperationsExport,
 		api.PathToolBreakdown, api.PathAPISavings, api.PathSpend, api.PathSessionStart, api.PathSessionGetOrCreate, api.PathSessionsActive,
 		api.PathSession, api.PathSessionHeartbeat, api.PathSessionEnd, api.PathHealth, api.PathReady, api.PathMetrics,
-		api.PathOpenAPI, api.PathOTLPMetrics, "/"}
+		api.PathOpenAPI, api.PathOTLPMetrics, api.PathStreamOperations, api.PathWSOperations, "/"}
 	found := 0
 	for _, path := range markdownFiles(t) {
 		for _, m := range apiPath.FindAllStringSubmatch(readFile(t, path), -1) {

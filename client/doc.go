@@ -45,7 +45,9 @@
 // Which calls are retried, and why that is safe:
 //
 //   - Reads (QueryOperations, ToolBreakdown, APISavings, GetSession,
-//     ActiveSessions) change nothing.
+//     ActiveSessions) change nothing. StreamOperations reconnects after
+//     a lost connection and resumes after the last operation it handed
+//     over (see its documentation).
 //   - TrackOperation and TrackOperations: every operation carries an
 //     operation_id, set by the client once, before the first attempt (or by
 //     the caller, see NewOperationID). The service stores an id once, so a

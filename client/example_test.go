@@ -233,3 +233,31 @@ func ExampleBatcher() {
 	// sent: 250
 	// stored: 250 tokens saved: 225000
 }
+
+func ExampleClient_StreamOperations() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.New(exampleURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A tool reports operations meanwhile (here a goroutine, every 200 ms
+	// until the stream is done).
+	go func() {
+		for ctx.Err() == nil {
+			_, _ = c.TrackOperation(ctx, client.Operation{SessionID: uuid.New(), ToolID: "example-stream",
+				ToolName: client.ToolSearch, OperationMode: client.ModeSemantic, TokensOriginal: 900, TokensActual: 90, ResponseTimeMs: 4})
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	done := errors.New("done")
+	err = c.StreamOperations(ctx, client.StreamQuery{ToolID: "example-stream"}, func(op client.StoredOperation) error {
+		fmt.Println(op.ToolName, op.OperationMode, op.TokensPrevented)
+		return done // one is enough here; answer nil to go on
+	})
+	cancel()
+	if !errors.Is(err, done) {
+		log.Fatal(err)
+	}
+	// Output: search semantic 810
+}

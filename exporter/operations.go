@@ -2,8 +2,10 @@ package exporter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -43,4 +45,28 @@ func (o *Operations) ExportOperations(ctx context.Context, f tsdb.OperationFilte
 	}
 	f.Limit, f.Offset = 0, 0
 	return o.store.ExportOperations(ctx, f, fn)
+}
+
+// APIOperation answers the stored operation op as the API answers it: an
+// item of GET /metrics/tool-operations, a line of the NDJSON export and an
+// event of the live stream all come from this one conversion.
+func APIOperation(op *tsdb.Operation) api.Operation {
+	params := op.Parameters
+	if len(params) == 0 {
+		params = json.RawMessage("{}")
+	}
+	return api.Operation{
+		ID:              op.ID,
+		SessionID:       op.SessionID,
+		ToolName:        op.ToolName,
+		OperationMode:   op.OperationMode,
+		Parameters:      params,
+		FilePath:        op.FilePath,
+		TokensOriginal:  op.TokensOriginal,
+		TokensActual:    op.TokensActual,
+		TokensPrevented: op.TokensPrevented,
+		ResponseTimeMs:  op.ResponseTimeMs,
+		ToolID:          op.ToolID,
+		CreatedAt:       op.CreatedAt.UTC(),
+	}
 }

@@ -44,6 +44,11 @@ type TrackerOptions struct {
 	// TracerProvider makes the commit spans, linked to the spans of the
 	// requests they commit (no-op when nil).
 	TracerProvider trace.TracerProvider
+	// Publish, when set, is handed the operations of every successful
+	// commit (retries marked Duplicate) once their requests have been
+	// answered: the live stream's Publish. It must not wait, and may not
+	// keep the slice.
+	Publish func(ops []tsdb.Operation)
 }
 
 func (o TrackerOptions) withDefaults() TrackerOptions {
@@ -192,6 +197,9 @@ func (t *Tracker) run() {
 			err := t.commit(batch, ops)
 			for _, req := range batch {
 				req.result <- err
+			}
+			if err == nil && t.opts.Publish != nil {
+				t.opts.Publish(ops) // durable and acknowledged: never before
 			}
 		}
 		clear(batch)

@@ -5,10 +5,17 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 )
 
+// accessTokenParam is the query parameter that carries the token to the
+// live stream's endpoints, which browsers open without headers.
+const accessTokenParam = "access_token"
+
 // requireToken answers 401 to a request without "Authorization: Bearer
-// <token>", except for /health, /ready, CORS preflight, the documents that
+// <token>" (or, on the live stream's endpoints only, the query parameter
+// access_token), except for /health, /ready, CORS preflight, the documents that
 // hold no data (/openapi.json, the built-in page at / and its assets under
 // /ui/) and, when metricsPublic, /metrics. An empty token turns the check off. Tokens are
 // compared in constant time (over their SHA-256, so that the length of the
@@ -27,11 +34,20 @@ func requireToken(token string, metricsPublic bool, next http.Handler) http.Hand
 			return
 		}
 		got, ok := bearer(r.Header.Get("Authorization"))
+		stream := r.URL.Path == api.PathStreamOperations || r.URL.Path == api.PathWSOperations
+		if !ok && stream {
+			// A browser's EventSource and WebSocket cannot send headers.
+			got = r.URL.Query().Get(accessTokenParam)
+			ok = got != ""
+		}
 		sum := sha256.Sum256([]byte(got))
 		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="omnimemory-metrics"`)
 			detail := "Invalid bearer token"
-			if !ok {
+			switch {
+			case !ok && stream:
+				detail = "Missing bearer token: send Authorization: Bearer <token>, or the query parameter " + accessTokenParam + "=<token>"
+			case !ok:
 				detail = "Missing bearer token: send Authorization: Bearer <token>"
 			}
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"detail": detail})

@@ -152,6 +152,10 @@ func answerOf(logger *slog.Logger, err error) errorAnswer {
 	case errors.Is(err, exporter.ErrExportsBusy):
 		return detail(http.StatusServiceUnavailable, fmt.Sprintf("Too many exports in progress (at most %d); retry later",
 			exporter.MaxConcurrentExports), retryAfterExport)
+	case errors.Is(err, exporter.ErrStreamFull):
+		return detail(http.StatusServiceUnavailable, "Too many stream subscribers: "+err.Error()+"; retry later", retryAfterStream)
+	case errors.Is(err, exporter.ErrStreamClosed):
+		return detail(http.StatusServiceUnavailable, "Service is shutting down; retry later", retryAfterStore)
 	case errors.Is(err, tsdb.ErrUnavailable):
 		logger.Error("store unavailable", "err", err)
 		return detail(http.StatusServiceUnavailable, "Store unavailable: "+err.Error(), retryAfterStore)

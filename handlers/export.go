@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
+	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -148,7 +149,7 @@ func (e *exportWriter) write(op *tsdb.Operation) error {
 	}
 	var err error
 	if e.json != nil {
-		err = e.json.Encode(toAPIOperation(op))
+		err = e.json.Encode(exporter.APIOperation(op))
 	} else {
 		err = e.csv.Write(e.csvRecord(op))
 	}

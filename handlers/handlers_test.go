@@ -87,6 +87,12 @@ type serviceOpts struct {
 	token   string
 	public  bool
 	spend   *spendRecorder // when set, the store keeps spend points there
+	stream  exporter.StreamOptions
+	// streamWriteTimeout is handlers.Options.StreamWriteTimeout.
+	streamWriteTimeout time.Duration
+	// serverTimeout, when set, is the server's ReadTimeout and
+	// WriteTimeout.
+	serverTimeout time.Duration
 }
 
 func newService(t *testing.T, o serviceOpts) *service {
@@ -113,9 +119,13 @@ func newService(t *testing.T, o serviceOpts) *service {
 	if o.spend != nil {
 		served = spendingStore{Store: served, spendRecorder: o.spend}
 	}
-	h, svc := newStack(served, exporter.Options{Registerer: reg, TracerProvider: o.tp, Now: o.clock.now, Logger: logger},
-		handlers.Options{CORSOrigins: o.origins, TracerProvider: o.tp, APIToken: o.token, MetricsPublic: o.public})
-	s := &service{t: t, path: o.path, store: store, svc: svc, reg: reg, srv: httptest.NewServer(h), clock: o.clock}
+	h, svc := newStack(served, exporter.Options{Registerer: reg, TracerProvider: o.tp, Now: o.clock.now, Logger: logger, Stream: o.stream},
+		handlers.Options{CORSOrigins: o.origins, TracerProvider: o.tp, APIToken: o.token, MetricsPublic: o.public,
+			StreamWriteTimeout: o.streamWriteTimeout})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = o.serverTimeout, o.serverTimeout
+	srv.Start()
+	s := &service{t: t, path: o.path, store: store, svc: svc, reg: reg, srv: srv, clock: o.clock}
 	t.Cleanup(s.close)
 	return s
 }
@@ -126,6 +136,7 @@ func (s *service) close() {
 	if s.srv == nil {
 		return
 	}
+	s.svc.EndStreams() // as the binary does on shutdown: streams do not keep the server
 	s.srv.Close()
 	if err := s.svc.Close(context.Background()); err != nil {
 		s.t.Errorf("close service: %v", err)
@@ -187,6 +198,36 @@ func (s *service) do(method, path string, body any, headers ...string) response 
 		s.t.Fatal(err)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// doStream sends a request whose answer does not end by itself (a stream,
+// a WebSocket) and answers what came of it within d.
+func (s *service) doStream(method, path string, d time.Duration, headers ...string) response {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.srv.URL+path, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	var body bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(&body, io.LimitReader(resp.Body, 1<<20))
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+	resp.Body.Close()
+	<-done
+	return response{status: resp.StatusCode, header: resp.Header, body: body.Bytes()}
 }
 
 func (s *service) mustDo(method, path string, body any, want int) map[string]any {

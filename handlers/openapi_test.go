@@ -34,7 +34,7 @@ func init() {
 	// The document's text bodies are checked as strings (the JSON ones are
 	// decoded and checked against their schemas).
 	for _, ct := range []string{"text/html", "text/css", "text/javascript", "image/svg+xml",
-		"application/openmetrics-text", "application/x-ndjson", "multipart/byteranges", "application/x-protobuf"} {
+		"application/openmetrics-text", "application/x-ndjson", "multipart/byteranges", "application/x-protobuf", "text/event-stream"} {
 		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
 	}
 }
@@ -72,6 +72,12 @@ func loadDocument(t *testing.T, s *service) (*openapi3.T, routers.Router) {
 // bearerAuth stands for the service's token check when requests are checked
 // against the document: the scheme is satisfied by any bearer token.
 func bearerAuth(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	if in.SecurityScheme.Type == "apiKey" && in.SecurityScheme.In == "query" && in.SecurityScheme.Name == "access_token" {
+		if in.RequestValidationInput.Request.URL.Query().Get("access_token") == "" {
+			return errors.New("no access_token")
+		}
+		return nil
+	}
 	if in.SecurityScheme.Type != "http" || !strings.EqualFold(in.SecurityScheme.Scheme, "bearer") {
 		return fmt.Errorf("unexpected security scheme %q", in.SecuritySchemeName)
 	}
@@ -98,7 +104,13 @@ type apiCase struct {
 	// valid for the document.
 	invalid bool
 	check   func(t *testing.T, r response)
+	// stream: the answer does not end by itself; what came within
+	// streamCut is checked.
+	stream bool
 }
+
+// streamCut is how long a stream's answer is read.
+const streamCut = 300 * time.Millisecond
 
 // contractChecker sends cases and checks each request and each answer
 // against the document.
@@ -130,7 +142,12 @@ func (c *contractChecker) run(t *testing.T, tc apiCase) {
 	if data != nil {
 		sent = data
 	}
-	r := tc.svc.do(tc.method, tc.path, sent, headers...)
+	var r response
+	if tc.stream {
+		r = tc.svc.doStream(tc.method, tc.path, streamCut, headers...)
+	} else {
+		r = tc.svc.do(tc.method, tc.path, sent, headers...)
+	}
 	if !slices.Contains(tc.status, r.status) {
 		t.Errorf("%s: %s %s answered %d, want %v: %.300s", tc.name, tc.method, tc.path, r.status, tc.status, r.body)
 		return
@@ -265,6 +282,25 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		}
 	}
 
+	startsWith := func(prefix string) func(*testing.T, response) {
+		return func(t *testing.T, r response) {
+			t.Helper()
+			if !strings.HasPrefix(string(r.body), prefix) {
+				t.Errorf("answer %.200q does not begin with %q", r.body, prefix)
+			}
+		}
+	}
+	contains := func(part string) func(*testing.T, response) {
+		return func(t *testing.T, r response) {
+			t.Helper()
+			if !strings.Contains(string(r.body), part) {
+				t.Errorf("answer %.300q does not hold %q", r.body, part)
+			}
+		}
+	}
+	switching := []int{http.StatusSwitchingProtocols}
+	wsHandshake := []string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}
+
 	otlpBody := marshal(t, claudeRequest(1200, 0.25))
 	protobuf := []string{"Content-Type", protobufType}
 	cases := []apiCase{
@@ -374,6 +410,31 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		{name: "savings without token", svc: guarded, method: "GET", path: "/metrics/api-savings", status: unauthorized},
 		{name: "savings store gone", svc: gone, method: "GET", path: "/metrics/api-savings?compare=previous", status: storeFault},
 
+		// GET /stream/operations
+		{name: "stream", svc: s, method: "GET", path: "/stream/operations", status: ok, stream: true, check: startsWith("retry: 3000\n")},
+		{name: "stream filtered and resumed", svc: s, method: "GET", status: ok, stream: true, headers: []string{"Last-Event-ID", unknown},
+			path:  "/stream/operations?session_id=" + strings.ToUpper(sessionA) + "&tool_name=read&operation_mode=overview&tool_id=claude-code",
+			check: contains("event: reset\ndata: {\"reason\":\"last_event_id_unknown\"")},
+		{name: "stream resumed by parameter", svc: s, method: "GET", path: "/stream/operations?last_event_id=" + unknown, status: ok, stream: true,
+			check: contains("event: reset\n")},
+		{name: "stream bad filter", svc: s, method: "GET", path: "/stream/operations?tool_name=write", status: badRequest, invalid: true},
+		{name: "stream bad Last-Event-ID", svc: s, method: "GET", path: "/stream/operations", headers: []string{"Last-Event-ID", "7"}, status: badRequest, invalid: true},
+		{name: "stream window", svc: s, method: "GET", path: "/stream/operations?start_date=2025-01-14", status: badRequest},
+		{name: "stream without token", svc: guarded, method: "GET", path: "/stream/operations", status: unauthorized},
+		{name: "stream with access_token", svc: guarded, method: "GET", path: "/stream/operations?access_token=" + token, status: ok, stream: true},
+		{name: "stream with token", svc: guarded, method: "GET", path: "/stream/operations", headers: bearer, status: ok, stream: true},
+		{name: "stream shutting down", svc: closing, method: "GET", path: "/stream/operations", status: unavailable},
+
+		// GET /ws/operations
+		{name: "websocket", svc: s, method: "GET", path: "/ws/operations", headers: wsHandshake, status: switching, stream: true},
+		{name: "websocket filtered and resumed", svc: s, method: "GET", headers: wsHandshake, status: switching, stream: true,
+			path: "/ws/operations?tool_name=search&tool_id=cursor&last_event_id=" + unknown, check: contains(`{"event":"reset","data":{"reason":"last_event_id_unknown"`)},
+		{name: "websocket not upgraded", svc: s, method: "GET", path: "/ws/operations", status: []int{426}, invalid: true, check: hasHeader("Upgrade", "websocket")},
+		{name: "websocket bad filter", svc: s, method: "GET", path: "/ws/operations?operation_mode=deep", headers: wsHandshake, status: badRequest, invalid: true},
+		{name: "websocket without token", svc: guarded, method: "GET", path: "/ws/operations", headers: wsHandshake, status: unauthorized},
+		{name: "websocket with access_token", svc: guarded, method: "GET", path: "/ws/operations?access_token=" + token, headers: wsHandshake, status: switching, stream: true},
+		{name: "websocket shutting down", svc: closing, method: "GET", path: "/ws/operations", headers: wsHandshake, status: unavailable},
+
 		// Sessions
 		{name: "start", svc: s, method: "POST", path: "/sessions/start", status: ok,
 			body: map[string]any{"tool_id": "claude-code", "tool_version": "1.2", "process_id": 42, "project_id": "p", "workspace_path": "/w", "instance_id": "ignored"}},
@@ -457,7 +518,7 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		for method := range item.Operations() {
 			key := method + " " + path
 			statuses := c.seen[key]
-			if !statuses[200] {
+			if !statuses[200] && !statuses[http.StatusSwitchingProtocols] {
 				t.Errorf("%s: no successful request checked", key)
 			}
 			var untried []string

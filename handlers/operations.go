@@ -129,28 +129,6 @@ func (o *object) timestamp(name string, now time.Time) time.Time {
 	return t
 }
 
-// toAPIOperation answers op as the API answers it.
-func toAPIOperation(op *tsdb.Operation) api.Operation {
-	params := op.Parameters
-	if len(params) == 0 {
-		params = json.RawMessage("{}")
-	}
-	return api.Operation{
-		ID:              op.ID,
-		SessionID:       op.SessionID,
-		ToolName:        op.ToolName,
-		OperationMode:   op.OperationMode,
-		Parameters:      params,
-		FilePath:        op.FilePath,
-		TokensOriginal:  op.TokensOriginal,
-		TokensActual:    op.TokensActual,
-		TokensPrevented: op.TokensPrevented,
-		ResponseTimeMs:  op.ResponseTimeMs,
-		ToolID:          op.ToolID,
-		CreatedAt:       op.CreatedAt.UTC(),
-	}
-}
-
 // ingestRoutes serve the POSTs of operations.
 type ingestRoutes struct {
 	svc   Ingester
@@ -239,7 +217,7 @@ func (h operationRoutes) query(_ http.ResponseWriter, r *http.Request) (any, err
 	}
 	ops := make([]api.Operation, len(page.Operations))
 	for i := range page.Operations {
-		ops[i] = toAPIOperation(&page.Operations[i])
+		ops[i] = exporter.APIOperation(&page.Operations[i])
 	}
 	return api.OperationPage{Operations: ops, Total: page.Total, Limit: f.Limit, Offset: f.Offset}, nil
 }

@@ -62,6 +62,11 @@ type (
 		GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error)
 		ActiveSessions(ctx context.Context, toolID string) ([]tsdb.SessionStats, error)
 	}
+	// Streamer subscribes to the live stream of operations: GET
+	// /stream/operations and /ws/operations.
+	Streamer interface {
+		Subscribe(f exporter.StreamFilter, after *uuid.UUID) (*exporter.Subscription, error)
+	}
 	// Readiness tells whether the service can serve: GET /ready.
 	Readiness interface {
 		Ready(ctx context.Context) error
@@ -78,6 +83,7 @@ type (
 		OperationReader
 		Reports
 		SessionKeeper
+		Streamer
 		Readiness
 		Clock
 	}
@@ -97,8 +103,14 @@ type Options struct {
 	// every endpoint but /health, /ready, CORS preflight and the documents
 	// without data (/openapi.json, the page at / and its assets under /ui/),
 	// and on /metrics unless MetricsPublic.
+	// GET /stream/operations and /ws/operations, which a browser opens
+	// without headers, take the token as the query parameter access_token
+	// too.
 	APIToken      string
 	MetricsPublic bool
+	// StreamWriteTimeout is how long a stream's client has to take each
+	// write before it is dropped as too slow (default 10s).
+	StreamWriteTimeout time.Duration
 }
 
 // New answers the service's HTTP handler: every route of the contract behind
@@ -109,7 +121,7 @@ func New(svc Service, o Options) http.Handler {
 	}
 	logger := o.Logger.With("component", "http")
 	h := newRouter(svc, o, logger)
-	return otelhttp.NewHandler(recoverer(logger, cors(o.CORSOrigins, limitBody(requireToken(o.APIToken, o.MetricsPublic, h)))),
+	return otelhttp.NewHandler(recoverer(logger, cors(newOriginPolicy(o.CORSOrigins), limitBody(requireToken(o.APIToken, o.MetricsPublic, h)))),
 		"http.request", otelhttp.WithTracerProvider(o.TracerProvider))
 }
 
@@ -119,12 +131,16 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 	inst := newInstrumentation(o.Registerer)
 	r := mux.NewRouter()
 	handle := func(method, path string, h http.Handler) {
-		r.Handle(path, inst.wrap(path, h)).Methods(method)
+		r.Handle(path, inst.wrap(path, h, true)).Methods(method)
 	}
 	ingest := ingestRoutes{svc: svc, clock: svc}
 	ops := operationRoutes{svc: svc, logger: logger}
 	reports := reportRoutes{svc: svc}
 	sessions := sessionRoutes{svc: svc}
+	if o.StreamWriteTimeout <= 0 {
+		o.StreamWriteTimeout = defaultStreamWriteTimeout
+	}
+	streams := streamRoutes{svc: svc, logger: logger, writeTimeout: o.StreamWriteTimeout, origins: newOriginPolicy(o.CORSOrigins)}
 	for _, rt := range []struct {
 		method, path string
 		e            endpoint
@@ -147,6 +163,14 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 	} {
 		handle(rt.method, rt.path, serve(logger, rt.e))
 	}
+	// A stream lasts as long as its subscriber: it is counted, but its
+	// duration would only blur the latency of the requests that answer.
+	for _, rt := range []struct {
+		path string
+		e    endpoint
+	}{{api.PathStreamOperations, streams.events}, {api.PathWSOperations, streams.websocket}} {
+		r.Handle(rt.path, inst.wrap(rt.path, serve(logger, rt.e), false)).Methods(http.MethodGet)
+	}
 	handle(http.MethodPost, api.PathOTLPMetrics, http.HandlerFunc(otlpRoutes{svc: svc, logger: logger}.metrics))
 	handle(http.MethodGet, api.PathOpenAPI, http.HandlerFunc(openAPI))
 	page := ui.New() // the built-in page; any other path under /ui/ is a 404
@@ -159,10 +183,10 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 	}))
 	r.NotFoundHandler = inst.wrap("unmatched", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeDetail(w, http.StatusNotFound, "Not Found", 0)
-	}))
+	}), true)
 	r.MethodNotAllowedHandler = inst.wrap("unmatched", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeDetail(w, http.StatusMethodNotAllowed, "Method Not Allowed", 0)
-	}))
+	}), true)
 	return r
 }
 
@@ -202,24 +226,14 @@ func recoverer(logger *slog.Logger, next http.Handler) http.Handler {
 // Access-Control-Allow-Origin to every answer for an allowed origin. Another
 // origin gets no allow header (the browser blocks it); the request is
 // otherwise served as usual.
-func cors(origins []string, next http.Handler) http.Handler {
-	allowAll := false
-	allowed := map[string]bool{}
-	for _, o := range origins {
-		o = strings.TrimRight(strings.TrimSpace(o), "/")
-		if o == "*" {
-			allowAll = true
-		} else if o != "" {
-			allowed[o] = true
-		}
-	}
+func cors(origins originPolicy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		origin := r.Header.Get("Origin")
 		switch {
-		case allowAll:
+		case origins.all:
 			h.Set("Access-Control-Allow-Origin", "*")
-		case origin != "" && allowed[origin]:
+		case origin != "" && origins.allows(origin):
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Add("Vary", "Origin")
 		default:
@@ -245,6 +259,30 @@ func cors(origins []string, next http.Handler) http.Handler {
 	})
 }
 
+// originPolicy is the origins a browser may call from
+// (OMNIMEMORY_CORS_ORIGINS): CORS answers, and the WebSocket's origin
+// check.
+type originPolicy struct {
+	all     bool
+	allowed map[string]bool
+}
+
+func newOriginPolicy(origins []string) originPolicy {
+	p := originPolicy{allowed: map[string]bool{}}
+	for _, o := range origins {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "*" {
+			p.all = true
+		} else if o != "" {
+			p.allowed[o] = true
+		}
+	}
+	return p
+}
+
+// allows reports whether a page of origin may call.
+func (p originPolicy) allows(origin string) bool { return p.all || p.allowed[origin] }
+
 // instrumentation counts requests and times them by route template, never
 // by raw path.
 type instrumentation struct {
@@ -268,19 +306,22 @@ func newInstrumentation(reg prometheus.Registerer) *instrumentation {
 	}
 }
 
-// wrap counts and times h under route, names the request's span after the
-// route, and attaches the trace id to the observations as an exemplar.
-func (i *instrumentation) wrap(route string, h http.Handler) http.Handler {
+// wrap counts h's requests under route (and, when timed, their duration),
+// names the request's span after the route, and attaches the trace id to
+// the observations as an exemplar.
+func (i *instrumentation) wrap(route string, h http.Handler, timed bool) http.Handler {
 	labels := prometheus.Labels{"route": route}
 	exemplar := promhttp.WithExemplarFromContext(traceExemplar)
-	named := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var named http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		span := trace.SpanFromContext(r.Context())
 		span.SetName(r.Method + " " + route)
 		span.SetAttributes(attribute.String("http.route", route))
 		h.ServeHTTP(w, r)
 	})
-	return promhttp.InstrumentHandlerCounter(i.requests.MustCurryWith(labels),
-		promhttp.InstrumentHandlerDuration(i.duration.MustCurryWith(labels), named, exemplar), exemplar)
+	if timed {
+		named = promhttp.InstrumentHandlerDuration(i.duration.MustCurryWith(labels), named, exemplar)
+	}
+	return promhttp.InstrumentHandlerCounter(i.requests.MustCurryWith(labels), named, exemplar)
 }
 
 // traceExemplar answers the exemplar labels of a sampled request's trace.

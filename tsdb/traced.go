@@ -12,9 +12,20 @@ import (
 
 // Traced wraps s so that every call is a span of tp named "store.<Method>",
 // with the store's name ("sqlite", "influxdb") as the db.system.name
-// attribute and any error recorded on the span.
+// attribute and any error recorded on the span. A store that is an
+// OperationFeed stays one (its long-running FollowOperations is no span).
 func Traced(s Store, system string, tp trace.TracerProvider) Store {
-	return &tracedStore{next: s, system: system, tracer: tp.Tracer("github.com/omnimemory/omnimemory-metrics/tsdb")}
+	t := &tracedStore{next: s, system: system, tracer: tp.Tracer("github.com/omnimemory/omnimemory-metrics/tsdb")}
+	if feed, ok := s.(OperationFeed); ok {
+		return tracedFeed{tracedStore: t, OperationFeed: feed}
+	}
+	return t
+}
+
+// tracedFeed is a traced store that is also an OperationFeed.
+type tracedFeed struct {
+	*tracedStore
+	OperationFeed
 }
 
 type tracedStore struct {

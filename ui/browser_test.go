@@ -31,8 +31,10 @@ const waitTimeout = 15 * time.Second
 // watchScript runs in the page before its own script (DevTools scripts are
 // not subject to the page's CSP) and records what must never happen: a
 // CSP violation, an uncaught error or rejection. It also records every
-// data-state the page takes.
+// data-state the page takes, and takes EventSource away from a page whose
+// URL ends in #no-eventsource.
 const watchScript = `
+if (location.hash === '#no-eventsource') window.EventSource = undefined; // a browser without it
 window.__problems = [];
 window.__states = [];
 document.addEventListener('securitypolicyviolation', (e) => window.__problems.push('CSP ' + e.violatedDirective + ' blocked ' + e.blockedURI));
@@ -406,7 +408,8 @@ func TestDecimalFormatsAsTheBrowser(t *testing.T) {
 // TestPageInChromium drives the page in a real headless Chromium against
 // the real service: every figure equals the API's, the controls change
 // the range and the client and keep them in the URL, the page refreshes by
-// itself, shows a store outage, and asks for the API token once.
+// itself as operations arrive on the live stream (and by its poll without
+// the stream), shows a store outage, and asks for the API token once.
 func TestPageInChromium(t *testing.T) {
 	b := newBrowser(t)
 	s := newService(t, "")
@@ -462,22 +465,48 @@ func TestPageInChromium(t *testing.T) {
 		t.Errorf("the page loaded from elsewhere: %q", origins)
 	}
 
-	// Auto-refresh: an operation posted now shows up without a reload.
-	b.do(chromedp.Navigate(s.url + "/?time_range=1h&refresh=1s"))
+	// Live: with a poll interval of 10 minutes, an operation posted after
+	// the page loaded shows up at once, through the stream.
+	b.do(chromedp.Navigate(s.url + "/?time_range=1h&refresh=10m"))
 	b.expectFigures(s, "1h", "all")
-	if txt := eval[string](b, `document.getElementById('status').textContent`); !strings.Contains(txt, "Updated at") || !strings.Contains(txt, "every 1 s") {
-		t.Errorf("status line: %q", txt)
-	}
+	b.waitFor("the stream to open", `document.body.dataset.stream === 'open' && /live/.test(document.getElementById('status').textContent)`)
 	loads := eval[string](b, `document.body.dataset.loads`)
+	posted := time.Now()
 	s.track(seedOp{"aider", "search", "references", 9000, 450, nil, 55, time.Minute})
-	b.waitFor("a refresh", `document.body.dataset.loads !== `+jsString(loads))
+	b.waitFor("a refresh on the stream's event", `document.body.dataset.loads !== `+jsString(loads))
 	b.expectFigures(s, "1h", "all")
 	if got := b.pageFigures()["breakdown_by_mode.references.operations"]; got != "1" {
 		t.Errorf("the refreshed page shows %q references operations, want 1", got)
 	}
+	t.Logf("the operation was on the page %v after its 200", time.Since(posted).Round(time.Millisecond))
+	if since := time.Since(posted); since >= 10*time.Minute {
+		t.Errorf("the page took %v: the poll, not the stream", since)
+	}
 
-	// A store outage is shown, and the page recovers by itself.
+	// In a browser without EventSource the page polls at its interval.
+	b.do(chromedp.Navigate(s.url + "/?time_range=1h&refresh=1s#no-eventsource"))
+	b.expectFigures(s, "1h", "all")
+	if txt := eval[string](b, `document.getElementById('status').textContent`); !strings.Contains(txt, "Updated at") || !strings.Contains(txt, "every 1 s") {
+		t.Errorf("status line without the stream: %q", txt)
+	}
+	loads = eval[string](b, `document.body.dataset.loads`)
+	s.track(seedOp{"aider", "search", "references", 1000, 50, nil, 5, time.Minute})
+	b.waitFor("a poll", `document.body.dataset.loads !== `+jsString(loads))
+	b.expectFigures(s, "1h", "all")
+	if got := b.pageFigures()["breakdown_by_mode.references.operations"]; got != "2" {
+		t.Errorf("the polled page shows %q references operations, want 2", got)
+	}
+	if st := eval[string](b, `document.body.dataset.stream || ''`); st == "open" {
+		t.Error("a stream opened without EventSource")
+	}
+
+	// A store outage is shown (the stream's next event finds it), and the
+	// page recovers by itself, retrying at its interval.
+	b.do(chromedp.Navigate(s.url + "/?time_range=1h&refresh=1s"))
+	b.expectFigures(s, "1h", "all")
+	b.waitFor("the stream to open", `document.body.dataset.stream === 'open'`)
 	s.store.down.Store(true)
+	s.track(seedOp{"aider", "read", "full", 100, 50, nil, 5, time.Minute})
 	b.waitFor("the outage message", `document.body.dataset.state === 'error' && /HTTP 503/.test(document.getElementById('error').textContent) && /Store unavailable/.test(document.getElementById('error').textContent)`)
 	s.store.down.Store(false)
 	b.waitFor("recovery", `document.body.dataset.state === 'ready' && document.getElementById('error').hidden`)
@@ -504,6 +533,9 @@ func TestPageAsksForTheTokenOnce(t *testing.T) {
 	}
 	b.do(chromedp.SendKeys(chromedp.ID("token"), "page-secret"+kb.Enter))
 	b.expectFigures(s, "24h", "all")
+	// The stream, which EventSource opens without headers, takes the token
+	// as access_token.
+	b.waitFor("the stream to open with the token", `document.body.dataset.stream === 'open'`)
 	if v := eval[string](b, `sessionStorage.getItem('omnimemory.apiToken') || ''`); v != "page-secret" {
 		t.Errorf("session storage holds %q", v)
 	}

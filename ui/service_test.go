@@ -89,6 +89,7 @@ func newService(t *testing.T, token string) *service {
 		Gatherer: reg, Registerer: reg, CORSOrigins: []string{"*"}, Logger: logger, APIToken: token,
 	}))
 	t.Cleanup(func() {
+		svc.EndStreams() // as the binary does on shutdown: the page's stream does not keep the server
 		srv.Close()
 		if err := svc.Close(context.Background()); err != nil {
 			t.Errorf("close service: %v", err)

@@ -39,6 +39,11 @@ const (
 	// PathOTLPMetrics takes the AI tools' own OpenTelemetry metrics
 	// (OTLP/HTTP, protobuf or JSON): what they spent.
 	PathOTLPMetrics = "/v1/metrics"
+	// PathStreamOperations is the live stream of accepted operations as
+	// Server-Sent Events; PathWSOperations is the same stream over a
+	// WebSocket.
+	PathStreamOperations = "/stream/operations"
+	PathWSOperations     = "/ws/operations"
 )
 
 // SessionPath answers p (PathSession, PathSessionHeartbeat or
@@ -113,6 +118,9 @@ const (
 	// HeaderIdempotentReplayed is "true" on the answer to a retry whose
 	// operations were all stored before.
 	HeaderIdempotentReplayed = "Idempotent-Replayed"
+	// HeaderLastEventID on a request of the live stream resumes it after
+	// that operation (as the query parameter last_event_id does).
+	HeaderLastEventID = "Last-Event-ID"
 )
 
 // TimeRange is a look-back window of the aggregate endpoints: the window is

@@ -372,3 +372,50 @@ type Spend struct {
 	TimeRange              TimeRange             `json:"time_range"`
 	CalculatedAt           time.Time             `json:"calculated_at"`
 }
+
+// The events of the live stream (GET /stream/operations as Server-Sent
+// Events, GET /ws/operations as WebSocket messages).
+const (
+	// StreamEventOperation carries an accepted operation: an Operation.
+	// Over Server-Sent Events it is the default ("message") event, with
+	// the operation's id as the event id.
+	StreamEventOperation = "operation"
+	// StreamEventReset carries a StreamReset: the subscriber may have
+	// missed operations and should read what it shows again from the
+	// lists.
+	StreamEventReset = "reset"
+	// StreamEventHeartbeat is a WebSocket message sent after a while
+	// without any other (a comment line over Server-Sent Events).
+	StreamEventHeartbeat = "heartbeat"
+)
+
+// The reasons of a StreamReset.
+const (
+	// ResetLastEventUnknown: the operation to resume after is not among
+	// those the replica keeps (it is older than the last
+	// StreamReplayOperations, or was never streamed there).
+	ResetLastEventUnknown = "last_event_id_unknown"
+	// ResetReplicaFeedLost: the replica lost its feed of the other
+	// replicas' operations for a while (PostgreSQL); operations they
+	// stored meanwhile were not streamed.
+	ResetReplicaFeedLost = "replica_feed_lost"
+)
+
+// StreamReplayOperations is how many of the latest operations a replica
+// keeps to resume a stream from (Last-Event-ID).
+const StreamReplayOperations = 10000
+
+// StreamReset is the data of a StreamEventReset.
+type StreamReset struct {
+	Reason string `json:"reason"` // ResetLastEventUnknown or ResetReplicaFeedLost
+	Detail string `json:"detail"`
+}
+
+// StreamMessage is one WebSocket message of GET /ws/operations: an event
+// of the stream as JSON. Data is the Operation (event "operation", with
+// its id in ID) or the StreamReset (event "reset"); a heartbeat has none.
+type StreamMessage struct {
+	Event string          `json:"event"`
+	ID    *uuid.UUID      `json:"id,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}

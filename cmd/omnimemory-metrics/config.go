@@ -37,10 +37,12 @@ type config struct {
 	CORSOrigins    []string
 	LogLevel       slog.Level
 	QueueSize      int
-	APIToken       string
-	MetricsPublic  bool
-	MaxToolIDs     int
-	Retention      time.Duration
+	// StreamMaxSubscribers bounds the live stream's subscribers.
+	StreamMaxSubscribers int
+	APIToken             string
+	MetricsPublic        bool
+	MaxToolIDs           int
+	Retention            time.Duration
 }
 
 // The stores OMNIMEMORY_DB_TYPE names.
@@ -58,6 +60,18 @@ type setting struct {
 	env, flag, def, usage string
 	secret                bool
 	apply                 func(c *config, v string) error
+}
+
+// atLeastOne applies a setting that is a whole number of at least 1.
+func atLeastOne(set func(c *config, n int)) func(c *config, v string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return errors.New("must be a whole number of at least 1")
+		}
+		set(c, n)
+		return nil
+	}
 }
 
 func settings() []setting {
@@ -196,15 +210,9 @@ func settings() []setting {
 			}
 			return nil
 		}},
-		{env: "OMNIMEMORY_QUEUE_SIZE", flag: "queue-size", def: "4096", usage: "requests that may wait for the writer; past it POSTs answer 503", apply: func(c *config, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return errors.New("must be a whole number of at least 1")
-			}
-			c.QueueSize = n
-			return nil
-		}},
-		{env: "OMNIMEMORY_API_TOKEN", flag: "api-token", usage: "when set, required as Authorization: Bearer <token> on every endpoint but /health, /ready, /openapi.json and the page at / (and /ui/)", secret: true, apply: func(c *config, v string) error {
+		{env: "OMNIMEMORY_QUEUE_SIZE", flag: "queue-size", def: "4096", usage: "requests that may wait for the writer; past it POSTs answer 503", apply: atLeastOne(func(c *config, n int) { c.QueueSize = n })},
+		{env: "OMNIMEMORY_STREAM_MAX_SUBSCRIBERS", flag: "stream-max-subscribers", def: "1000", usage: "subscribers of the live stream of operations (/stream/operations, /ws/operations) at once; past it they answer 503", apply: atLeastOne(func(c *config, n int) { c.StreamMaxSubscribers = n })},
+		{env: "OMNIMEMORY_API_TOKEN", flag: "api-token", usage: "when set, required as Authorization: Bearer <token> on every endpoint but /health, /ready, /openapi.json and the page at / (and /ui/); the live stream's endpoints take it as ?access_token= too", secret: true, apply: func(c *config, v string) error {
 			if strings.ContainsAny(v, " \t\r\n") {
 				return errors.New("must not contain white space")
 			}
@@ -219,14 +227,7 @@ func settings() []setting {
 			c.MetricsPublic = b
 			return nil
 		}},
-		{env: "OMNIMEMORY_MAX_TOOL_ID_LABELS", flag: "max-tool-id-labels", def: "100", usage: "distinct tool_id values that become Prometheus labels; the rest count as tool_id=\"other\"", apply: func(c *config, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return errors.New("must be a whole number of at least 1")
-			}
-			c.MaxToolIDs = n
-			return nil
-		}},
+		{env: "OMNIMEMORY_MAX_TOOL_ID_LABELS", flag: "max-tool-id-labels", def: "100", usage: "distinct tool_id values that become Prometheus labels; the rest count as tool_id=\"other\"", apply: atLeastOne(func(c *config, n int) { c.MaxToolIDs = n })},
 		{env: "OMNIMEMORY_LOG_LEVEL", flag: "log-level", def: "info", usage: "debug, info, warn or error", apply: func(c *config, v string) error {
 			return c.LogLevel.UnmarshalText([]byte(v))
 		}},

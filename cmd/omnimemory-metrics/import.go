@@ -93,7 +93,7 @@ func runImport(ctx context.Context, args []string, p proc) int {
 	logger := commandLogger(stderr)
 	var store tsdb.Store
 	if !*dryRun {
-		if store, err = openStore(ctx, cfg, prometheus.NewRegistry(), logger); err != nil {
+		if store, err = openStore(ctx, cfg, prometheus.NewRegistry(), logger, false); err != nil {
 			fmt.Fprintf(stderr, "omnimemory-metrics import: %v\n", err)
 			return 1
 		}

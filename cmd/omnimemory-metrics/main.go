@@ -102,7 +102,7 @@ func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready c
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	raw, err := openStore(ctx, cfg, reg, logger)
+	raw, err := openStore(ctx, cfg, reg, logger, true)
 	if err != nil {
 		return err
 	}
@@ -111,6 +111,7 @@ func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready c
 		Pricing:         exporter.Pricing{PerThousandUSD: cfg.CostPer1K},
 		MaxToolIDLabels: cfg.MaxToolIDs,
 		Tracker:         exporter.TrackerOptions{QueueSize: cfg.QueueSize, WriteTimeout: writeDeadline(cfg)},
+		Stream:          exporter.StreamOptions{MaxSubscribers: cfg.StreamMaxSubscribers},
 		Registerer:      reg,
 		TracerProvider:  tp,
 		Now:             p.now,
@@ -130,6 +131,9 @@ func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready c
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	var retention *exporter.Retention // nil: raw rows are kept for good
+	// Streams never end by themselves: Shutdown ends them first, or it
+	// would wait for them until its deadline.
+	srv.RegisterOnShutdown(svc.EndStreams)
 	defer func() {
 		// Shutdown order: the server is already stopped; stop expiring
 		// (the batch in flight ends), commit what the writer holds, then
@@ -188,13 +192,15 @@ func startRetention(store tsdb.Store, cfg config, reg prometheus.Registerer, p p
 	return r, nil
 }
 
-// openStore opens the configured store.
-func openStore(ctx context.Context, cfg config, reg prometheus.Registerer, logger *slog.Logger) (tsdb.Store, error) {
+// openStore opens the configured store. A store of the service announces
+// its writes to the other replicas' live streams (PostgreSQL); one of a
+// subcommand does not.
+func openStore(ctx context.Context, cfg config, reg prometheus.Registerer, logger *slog.Logger, announce bool) (tsdb.Store, error) {
 	switch cfg.DBType {
 	case dbTypeInflux:
 		return openInflux(ctx, cfg, reg, logger)
 	case dbTypePostgres:
-		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, QueryTimeout: cfg.QueryTimeout}, logger)
+		s, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, QueryTimeout: cfg.QueryTimeout, Announce: announce}, logger)
 		if err != nil {
 			return nil, fmt.Errorf("opening the PostgreSQL store: %w", err)
 		}

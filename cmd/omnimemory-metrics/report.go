@@ -174,7 +174,7 @@ func fetchFromConfiguredStore(ctx context.Context, cfg config, rng exporter.Time
 			return reportData{}, fmt.Errorf("no embedded store at %s (SQLITE_DB_PATH); give --sqlite-db-path, or --url of a running service: %w", cfg.SQLitePath, err)
 		}
 	}
-	store, err := openStore(ctx, cfg, prometheus.NewRegistry(), commandLogger(p.stderr))
+	store, err := openStore(ctx, cfg, prometheus.NewRegistry(), commandLogger(p.stderr), false)
 	if err != nil {
 		return reportData{}, err
 	}

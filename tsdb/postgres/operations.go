@@ -327,6 +327,9 @@ func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
 	b.Queue(upsertHourlySQL, rollupArgs(store, tsdb.MicrosPerHour)...)
 	b.Queue(upsertDailySQL, rollupArgs(store, tsdb.MicrosPerDay)...)
 	b.Queue(upsertSessionsSQL, sessionArgs(store)...)
+	if s.announce {
+		b.Queue(announceSQL, announcePayloads(s.origin, store)) // delivered on commit only
+	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return err
 	}

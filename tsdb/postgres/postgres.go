@@ -57,6 +57,12 @@ type Config struct {
 	// then tsdb.ErrUnavailable (0: 30 s). Writes are bounded by their
 	// caller's context.
 	QueryTimeout time.Duration
+	// Announce makes every write announce the operations it stores, in
+	// its transaction, to the FollowOperations of other store values (the
+	// other replicas), so that every replica's live stream carries them.
+	// The service sets it; a bulk copy (the import) leaves it off, so
+	// that history does not flood the live streams.
+	Announce bool
 }
 
 const (
@@ -74,6 +80,8 @@ type Store struct {
 	logger     *slog.Logger
 	exportPage int
 	timeout    time.Duration // of a read: Config.QueryTimeout
+	announce   bool          // Config.Announce
+	origin     string        // names this value's announcements (see feed.go)
 	closed     atomic.Bool
 
 	// months holds the months (unix microseconds of their first instant)
@@ -88,7 +96,10 @@ type Store struct {
 	walk   partitionWalk
 }
 
-var _ tsdb.Store = (*Store)(nil)
+var (
+	_ tsdb.Store         = (*Store)(nil)
+	_ tsdb.OperationFeed = (*Store)(nil)
+)
 
 // Open connects to the database, applies the schema migrations it lacks and
 // returns the store. A database that cannot be reached is an error wrapping
@@ -120,7 +131,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, logger: logger, exportPage: cfg.ExportPage, timeout: cfg.QueryTimeout}
+	s := &Store{pool: pool, logger: logger, exportPage: cfg.ExportPage, timeout: cfg.QueryTimeout,
+		announce: cfg.Announce, origin: newOrigin()}
 	if s.exportPage <= 0 {
 		s.exportPage = defaultExportPage
 	}

@@ -1,7 +1,9 @@
 // The built-in savings page: reads /metrics/api-savings,
 // /metrics/tool-breakdown and /metrics/spend for the chosen range and
 // client, shows the figures, draws the trend as inline SVG and refreshes by
-// itself.
+// itself: on every operation the live stream (/stream/operations, through
+// EventSource) announces, and by a slow poll besides; while the stream is
+// down, by the poll at the refresh interval.
 //
 // Every figure element carries data-figure="<name>", where <name> is the
 // figure's JSON path in the /metrics/api-savings answer (total_cost_saved,
@@ -20,6 +22,16 @@
   const TOKEN_KEY = 'omnimemory.apiToken';
   const DEFAULT_REFRESH_MS = 30000;
   const MIN_REFRESH_MS = 1000;
+  const STREAM_PATH = '/stream/operations';
+  // While the stream is open the page still polls, this seldom: windows
+  // slide as time passes, and on a store that replicas do not share
+  // another replica's operations are not on this one's stream.
+  const LIVE_POLL_MS = 300000;
+  // Operations that come close together cause one refresh.
+  const EVENT_REFRESH_MS = 500;
+  // A stream the service refused (or that cannot be opened) is tried again
+  // this long after.
+  const STREAM_RETRY_MS = 30000;
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
   // Number formats: thousands separators, money with 2 to 4 decimals,
@@ -150,11 +162,82 @@
   let timer = 0;
   let loads = 0;
   let lastGood = null; // Date of the last shown figures
+  let lastFailed = false;
   let clientsLoaded = false;
+
+  // The poll's interval: slow while the stream is open, unless the last
+  // load failed (it is retried at the refresh interval).
+  function pollMs() {
+    return live && !lastFailed ? Math.max(state.refreshMs, LIVE_POLL_MS) : state.refreshMs;
+  }
 
   function schedule() {
     clearTimeout(timer);
-    timer = setTimeout(load, state.refreshMs);
+    timer = setTimeout(load, pollMs());
+  }
+
+  // ---- the live stream ----
+
+  let stream = null; // the EventSource
+  let streamKey = ''; // the query it was opened with
+  let live = false; // open and delivering
+  let eventTimer = 0;
+  let streamRetry = 0;
+
+  // refreshSoon loads again shortly: at most one load per EVENT_REFRESH_MS
+  // however many operations come.
+  function refreshSoon() {
+    if (eventTimer) return;
+    eventTimer = setTimeout(() => { eventTimer = 0; load(); }, EVENT_REFRESH_MS);
+  }
+
+  function setLive(on) {
+    if (live === on) return;
+    live = on;
+    body.dataset.stream = on ? 'open' : 'closed';
+    if (lastGood && !lastFailed) showUpdated(body.dataset.updated);
+    schedule();
+  }
+
+  function closeStream() {
+    clearTimeout(streamRetry);
+    if (stream) stream.close();
+    stream = null;
+    streamKey = '';
+    setLive(false);
+  }
+
+  // openStream follows the operations of the shown client. A browser's
+  // EventSource sends no headers, so the token goes as access_token.
+  function openStream() {
+    if (typeof EventSource === 'undefined') return;
+    const params = {};
+    if (state.tool !== ALL) params.tool_id = state.tool;
+    const token = storedToken();
+    if (token) params.access_token = token;
+    const qs = new URLSearchParams(params).toString();
+    if (stream && streamKey === qs) return;
+    closeStream();
+    const es = new EventSource(STREAM_PATH + (qs ? '?' + qs : ''));
+    stream = es;
+    streamKey = qs;
+    es.onopen = () => {
+      if (stream !== es) return;
+      setLive(true);
+      refreshSoon(); // what came while it was opening
+    };
+    es.onmessage = () => { if (stream === es) refreshSoon(); };
+    // The service says operations may have been missed: the figures are
+    // read again either way.
+    es.addEventListener('reset', () => { if (stream === es) refreshSoon(); });
+    es.onerror = () => {
+      if (stream !== es) return;
+      setLive(false); // the poll takes over; EventSource reconnects by itself
+      if (es.readyState === EventSource.CLOSED) { // refused: try again later
+        closeStream();
+        streamRetry = setTimeout(openStream, STREAM_RETRY_MS);
+      }
+    };
   }
 
   async function load() {
@@ -181,6 +264,7 @@
       errorBox.hidden = true;
       tokenForm.hidden = true;
       loads++;
+      lastFailed = false;
       lastGood = new Date();
       body.dataset.range = range;
       body.dataset.tool = tool;
@@ -188,14 +272,17 @@
       body.dataset.loads = String(loads);
       body.dataset.state = 'ready';
       showUpdated(savings.calculated_at);
+      openStream();
       if (!clientsLoaded) { clientsLoaded = true; loadClients(); }
     } catch (e) {
       if ((e && e.name === 'AbortError') || my !== seq) return;
       if (e instanceof APIError && e.status === 401) {
         again = false; // nothing to refresh until there is a token
+        closeStream();
         askToken(e);
         return;
       }
+      lastFailed = true;
       showError(e);
     } finally {
       if (my === seq) {
@@ -214,7 +301,7 @@
     const t = document.createElement('time');
     t.dateTime = calculatedAt;
     t.textContent = isNaN(at) ? calculatedAt : clockFmt.format(at);
-    updated.append(t, ' · refreshes every ' + every);
+    updated.append(t, live ? ' · live: refreshes as operations arrive' : ' · refreshes every ' + every);
   }
 
   function showError(e) {
