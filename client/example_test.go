@@ -251,7 +251,7 @@ func ExampleClient_StreamOperations() {
 		}
 	}()
 	done := errors.New("done")
-	err = c.StreamOperations(ctx, client.StreamQuery{ToolID: "example-stream"}, func(op client.StoredOperation) error {
+	err = c.StreamOperations(ctx, client.StreamQuery{ToolID: "example-stream"}, func(op client.ExportedOperation) error {
 		fmt.Println(op.ToolName, op.OperationMode, op.TokensPrevented)
 		return done // one is enough here; answer nil to go on
 	})

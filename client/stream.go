@@ -83,7 +83,7 @@ func (e *stopStream) Error() string { return e.err.Error() }
 // changes (400, 401). A connection silent for 45 s (the service sends a
 // heartbeat every 15 s) is taken for lost. fn runs on the caller's
 // goroutine: while it runs, nothing is read.
-func (c *Client) StreamOperations(ctx context.Context, q StreamQuery, fn func(StoredOperation) error) error {
+func (c *Client) StreamOperations(ctx context.Context, q StreamQuery, fn func(ExportedOperation) error) error {
 	last := q.After
 	failures := 0
 	for {
@@ -117,7 +117,7 @@ func (c *Client) StreamOperations(ctx context.Context, q StreamQuery, fn func(St
 // once the service has taken the subscription, moves last past every
 // operation handed to fn, and answers why the connection ended: a
 // *stopStream ends StreamOperations.
-func (c *Client) streamOnce(ctx context.Context, q StreamQuery, last *uuid.UUID, failures *int, fn func(StoredOperation) error) error {
+func (c *Client) streamOnce(ctx context.Context, q StreamQuery, last *uuid.UUID, failures *int, fn func(ExportedOperation) error) error {
 	const method, path = http.MethodGet, api.PathStreamOperations
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -187,13 +187,13 @@ func (c *Client) streamOnce(ctx context.Context, q StreamQuery, last *uuid.UUID,
 }
 
 // dispatch hands one event to fn or to q.OnReset.
-func (c *Client) dispatch(event string, data []byte, q StreamQuery, last *uuid.UUID, fn func(StoredOperation) error) error {
+func (c *Client) dispatch(event string, data []byte, q StreamQuery, last *uuid.UUID, fn func(ExportedOperation) error) error {
 	if len(data) == 0 {
 		return nil
 	}
 	switch event {
 	case "", "message":
-		var op StoredOperation
+		var op ExportedOperation
 		if err := json.Unmarshal(data, &op); err != nil {
 			return &stopStream{fmt.Errorf("GET %s: decoding an operation: %w", api.PathStreamOperations, err)}
 		}

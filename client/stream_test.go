@@ -23,7 +23,7 @@ import (
 // handed.
 type streamed struct {
 	mu   sync.Mutex
-	ops  []client.StoredOperation
+	ops  []client.ExportedOperation
 	more chan struct{}
 	done chan error
 }
@@ -31,7 +31,7 @@ type streamed struct {
 func follow(ctx context.Context, c *client.Client, q client.StreamQuery) *streamed {
 	s := &streamed{more: make(chan struct{}, 1), done: make(chan error, 1)}
 	go func() {
-		s.done <- c.StreamOperations(ctx, q, func(op client.StoredOperation) error {
+		s.done <- c.StreamOperations(ctx, q, func(op client.ExportedOperation) error {
 			s.mu.Lock()
 			s.ops = append(s.ops, op)
 			s.mu.Unlock()
@@ -145,7 +145,7 @@ func TestStreamOperations(t *testing.T) {
 	// stream with it.
 	stop := errors.New("enough")
 	var handed uuid.UUID
-	err = c.StreamOperations(ctx, client.StreamQuery{ToolID: "streamed", After: want[0]}, func(op client.StoredOperation) error {
+	err = c.StreamOperations(ctx, client.StreamQuery{ToolID: "streamed", After: want[0]}, func(op client.ExportedOperation) error {
 		handed = op.ID
 		return stop
 	})
@@ -159,10 +159,10 @@ func TestStreamOperations(t *testing.T) {
 	// A refusal no retry changes ends it at once.
 	anon, _ := client.New(svc.URL)
 	var ae *client.APIError
-	if err := anon.StreamOperations(ctx, client.StreamQuery{}, func(client.StoredOperation) error { return nil }); !errors.As(err, &ae) || ae.StatusCode != 401 {
+	if err := anon.StreamOperations(ctx, client.StreamQuery{}, func(client.ExportedOperation) error { return nil }); !errors.As(err, &ae) || ae.StatusCode != 401 {
 		t.Errorf("without the token: %v, want a 401", err)
 	}
-	if err := c.StreamOperations(ctx, client.StreamQuery{ToolName: "write"}, func(client.StoredOperation) error { return nil }); !errors.As(err, &ae) || ae.StatusCode != 400 {
+	if err := c.StreamOperations(ctx, client.StreamQuery{ToolName: "write"}, func(client.ExportedOperation) error { return nil }); !errors.As(err, &ae) || ae.StatusCode != 400 {
 		t.Errorf("a bad filter: %v, want a 400", err)
 	}
 }
@@ -258,7 +258,7 @@ func TestStreamOperationsResumes(t *testing.T) {
 		t.Errorf("after a reset: %v, resets %+v", got, resets)
 	}
 	var re *client.StreamResetError
-	err = direct.StreamOperations(ctx, client.StreamQuery{After: uuid.New()}, func(client.StoredOperation) error { return nil })
+	err = direct.StreamOperations(ctx, client.StreamQuery{After: uuid.New()}, func(client.ExportedOperation) error { return nil })
 	if !errors.As(err, &re) || re.Reset.Reason != api.ResetLastEventUnknown {
 		t.Errorf("a reset without OnReset: %v", err)
 	}

@@ -12,6 +12,10 @@ type (
 	Operation = api.OperationRequest
 	// StoredOperation is an operation as the service answers it.
 	StoredOperation = api.Operation
+	// ExportedOperation is a stored operation and whether the tool
+	// answered from its cache, as the export and the live stream
+	// (StreamOperations) carry it.
+	ExportedOperation = api.ExportedOperation
 	// OperationPage is the answer of QueryOperations.
 	OperationPage = api.OperationPage
 

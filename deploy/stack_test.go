@@ -27,11 +27,11 @@ import (
 
 // sampleOps are five operations of one tool (claude-code): 98,000 tokens
 // original, 14,300 actual, 83,700 prevented; 1.2555 USD saved at the default
-// 0.015 USD per 1,000 tokens.
+// 0.015 USD per 1,000 tokens; one cache hit and one miss, the rest unknown.
 var sampleOps = []map[string]any{
 	{"tool_name": "read", "operation_mode": "full", "tokens_original": 5000, "tokens_actual": 5000, "response_time_ms": 12.5},
-	{"tool_name": "read", "operation_mode": "overview", "tokens_original": 5000, "tokens_actual": 500, "response_time_ms": 40},
-	{"tool_name": "read", "operation_mode": "symbol", "tokens_original": 8000, "tokens_actual": 800, "response_time_ms": 25},
+	{"tool_name": "read", "operation_mode": "overview", "tokens_original": 5000, "tokens_actual": 500, "response_time_ms": 40, "cache_hit": true},
+	{"tool_name": "read", "operation_mode": "symbol", "tokens_original": 8000, "tokens_actual": 800, "response_time_ms": 25, "cache_hit": false},
 	{"tool_name": "search", "operation_mode": "semantic", "tokens_original": 50000, "tokens_actual": 5000, "response_time_ms": 250.3},
 	{"tool_name": "search", "operation_mode": "tri_index", "tokens_original": 30000, "tokens_actual": 3000, "response_time_ms": 180},
 }
@@ -118,6 +118,8 @@ func TestStack(t *testing.T) {
 			`sum(omnimemory_llm_cost_usd_total)`:                                        sampleSpendUSD,
 			`sum(omnimemory_llm_tokens_total{type="input"})`:                            sampleSpendInput,
 			`sum(omnimemory_tool_operation_savings_ratio_count)`:                        5,
+			`sum(omnimemory_tool_cache_lookups_total)`:                                  2,
+			`sum(omnimemory_tool_cache_hits_total)`:                                     1,
 			`sum(omnimemory_tool_operation_duration_seconds_count{tool_name="search"})`: 2,
 			// Dollars saved: the recording rules' join, applied to the
 			// counters at this instant. 83,700 / 1000 * 0.015 = 1.2555.

@@ -46,6 +46,8 @@ type Metrics struct {
 	tokensActual    *prometheus.CounterVec
 	tokensPrevented *prometheus.CounterVec
 	tokensOverspent *prometheus.CounterVec
+	cacheLookups    *prometheus.CounterVec
+	cacheHits       *prometheus.CounterVec
 	duration        *prometheus.HistogramVec
 	savingsRatio    *prometheus.HistogramVec
 	price           prometheus.Gauge
@@ -98,6 +100,14 @@ func NewMetrics(reg prometheus.Registerer, pricePerThousand float64, maxToolIDs 
 		tokensOverspent: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "tool_tokens_overspent_total",
 			Help: "Tokens by which operations cost more than their baseline.",
+		}, toolLabels),
+		cacheLookups: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "tool_cache_lookups_total",
+			Help: "Accepted operations that said whether the tool answered from its cache (cache_hit true or false).",
+		}, toolLabels),
+		cacheHits: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "tool_cache_hits_total",
+			Help: "Accepted operations the tool answered from its cache (cache_hit true).",
 		}, toolLabels),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "tool_operation_duration_seconds",
@@ -195,6 +205,15 @@ func (m *Metrics) observeAccepted(ops []tsdb.Operation, span trace.SpanContext) 
 			m.tokensPrevented.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensPrevented))
 		} else {
 			m.tokensOverspent.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(-float64(op.TokensPrevented))
+		}
+		if op.CacheHit != nil {
+			m.cacheLookups.WithLabelValues(op.ToolName, op.OperationMode, toolID).Inc()
+			// A miss makes the hits series too (at 0), so that the hit rate
+			// of a key without hits is 0, not absent.
+			hits := m.cacheHits.WithLabelValues(op.ToolName, op.OperationMode, toolID)
+			if *op.CacheHit {
+				hits.Inc()
+			}
 		}
 		observeWithExemplar(m.duration.WithLabelValues(op.ToolName, op.OperationMode), op.ResponseTimeMs/1000, exemplar)
 		if op.TokensOriginal > 0 {

@@ -48,8 +48,9 @@ func (o *Operations) ExportOperations(ctx context.Context, f tsdb.OperationFilte
 }
 
 // APIOperation answers the stored operation op as the API answers it: an
-// item of GET /metrics/tool-operations, a line of the NDJSON export and an
-// event of the live stream all come from this one conversion.
+// item of GET /metrics/tool-operations, and the heart of a line of the
+// NDJSON export and of an event of the live stream (APIExportedOperation),
+// all come from this one conversion.
 func APIOperation(op *tsdb.Operation) api.Operation {
 	params := op.Parameters
 	if len(params) == 0 {
@@ -69,4 +70,11 @@ func APIOperation(op *tsdb.Operation) api.Operation {
 		ToolID:          op.ToolID,
 		CreatedAt:       op.CreatedAt.UTC(),
 	}
+}
+
+// APIExportedOperation answers the stored operation op as a line of the
+// NDJSON export and an event of the live stream carry it: the list's item
+// and whether the tool answered from its cache (null when it did not say).
+func APIExportedOperation(op *tsdb.Operation) api.ExportedOperation {
+	return api.ExportedOperation{Operation: APIOperation(op), CacheHit: op.CacheHit}
 }

@@ -133,14 +133,14 @@ type StreamEvent struct {
 	err  error
 }
 
-// Data answers the event's JSON: the operation as GET
-// /metrics/tool-operations answers it (APIOperation), or the
+// Data answers the event's JSON: the operation as a line of the export
+// carries it (APIExportedOperation: the list's item and cache_hit), or the
 // api.StreamReset. It is encoded once, by whichever subscriber asks first.
 func (e *StreamEvent) Data() ([]byte, error) {
 	e.once.Do(func() {
 		var v any = e.Reset
 		if e.Operation != nil {
-			v = APIOperation(e.Operation)
+			v = APIExportedOperation(e.Operation)
 		}
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)

@@ -118,6 +118,8 @@ func TestStreamLeavesOutRetriesAndKeepsNoneOfTheCallersMemory(t *testing.T) {
 	sub := subscribe(t, s, StreamFilter{}, nil)
 	ops := []tsdb.Operation{streamOp(uuid.New(), api.ToolRead, api.ModeFull, "x"), streamOp(uuid.New(), api.ToolRead, api.ModeFull, "x")}
 	ops[0].Duplicate = true
+	hit := true
+	ops[1].CacheHit = &hit
 	s.Publish(ops)
 	ops[1].Parameters[2] = 'Z' // the caller reuses its memory
 	evs := next(t, sub)
@@ -128,14 +130,17 @@ func TestStreamLeavesOutRetriesAndKeepsNoneOfTheCallersMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got api.Operation
+	var got api.ExportedOperation
 	if err := json.Unmarshal(data, &got); err != nil {
 		t.Fatal(err)
 	}
-	want := APIOperation(&ops[1])
+	want := APIExportedOperation(&ops[1])
 	want.Parameters = json.RawMessage(`{"q":"<x>"}`)
+	if want.CacheHit == nil || !*want.CacheHit || !bytes.Contains(data, []byte(`"cache_hit":true`)) {
+		t.Errorf("event data %s does not carry cache_hit true", data)
+	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("event data %s\nwant the list item %+v", data, want)
+		t.Errorf("event data %s\nwant the export line %+v", data, want)
 	}
 	if bytes.Contains(data, []byte(`\u003c`)) {
 		t.Errorf("event data %s escapes HTML, as no other answer does", data)

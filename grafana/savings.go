@@ -21,6 +21,8 @@ const (
 	overspentTotal   = "omnimemory_tool_tokens_overspent_total"
 	durationSeconds  = "omnimemory_tool_operation_duration_seconds"
 	savingsRatioHist = "omnimemory_tool_operation_savings_ratio"
+	cacheLookups     = "omnimemory_tool_cache_lookups_total"
+	cacheHits        = "omnimemory_tool_cache_hits_total"
 
 	// What the AI tools report spending, from their own OTLP metrics.
 	llmCostTotal   = "omnimemory_llm_cost_usd_total"
@@ -70,6 +72,8 @@ func TokenSavings() *dashboard.DashboardBuilder {
 		WithPanel(savingsRatioByClient()).
 		WithPanel(perOperationSavingsRatio()).
 		WithPanel(tokensOverspentByToolMode()).
+		WithRow(row("Cache")).
+		WithPanel(cacheHitRateByToolMode()).
 		WithRow(row("Operations and latency")).
 		WithPanel(operationRateByToolMode()).
 		WithPanel(operationRateByClient()).
@@ -268,6 +272,18 @@ func tokensOverspentByToolMode() *timeseries.PanelBuilder {
 		unitShort).
 		AxisLabel("tokens/s").
 		WithTarget(promRange(sumBy(rate(overspentTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
+}
+
+func cacheHitRateByToolMode() *timeseries.PanelBuilder {
+	return timeseriesPanel(prometheusDS(), "Cache hit rate by tool and mode",
+		"Operations the tools answered from their cache / operations that said whether they did (cache_hit true or false), over each $__rate_interval, by tool and mode. Operations that did not say count in neither; a tool and mode that never says has no line.",
+		unitPercent).
+		Span(24).
+		Min(0).
+		Max(1).
+		WithTarget(promRange(ratio(
+			sumBy(rate(cacheHits, byClient), "tool_name", "operation_mode"),
+			sumBy(rate(cacheLookups, byClient), "tool_name", "operation_mode")), legendToolMode))
 }
 
 func operationRateByToolMode() *timeseries.PanelBuilder {

@@ -185,6 +185,23 @@ func (o *object) number(name string, required bool, min float64) *float64 {
 	return &f
 }
 
+// boolean decodes an optional field that must be a JSON boolean (true or
+// false, not "true" or 1); absent or null is nil.
+func (o *object) boolean(name string) *bool {
+	v := o.raw(name, false)
+	if v == nil {
+		return nil
+	}
+	switch string(v) {
+	case "true":
+		return new(true)
+	case "false":
+		return new(false)
+	}
+	o.fail(name, "Input should be a valid boolean", "bool_type")
+	return nil
+}
+
 // jsonObject decodes a field that must be a JSON object (or null/absent:
 // nil), compacted, nested at most tsdb.MaxParameterDepth deep.
 func (o *object) jsonObject(name string) json.RawMessage {

@@ -29,11 +29,12 @@ const (
 	exportWriteWindow = time.Minute
 )
 
-// exportColumns are the CSV header: the fields of the query endpoint's
-// operation objects, in their order.
+// exportColumns are the CSV header: the fields of the NDJSON lines (those
+// of the query endpoint's operation objects, then cache_hit), in their
+// order.
 var exportColumns = []string{
 	"id", "session_id", "tool_name", "operation_mode", "parameters", "file_path",
-	"tokens_original", "tokens_actual", "tokens_prevented", "response_time_ms", "tool_id", "created_at",
+	"tokens_original", "tokens_actual", "tokens_prevented", "response_time_ms", "tool_id", "created_at", "cache_hit",
 }
 
 // exportFormats maps the format parameter to the answer's content type.
@@ -149,7 +150,7 @@ func (e *exportWriter) write(op *tsdb.Operation) error {
 	}
 	var err error
 	if e.json != nil {
-		err = e.json.Encode(exporter.APIOperation(op))
+		err = e.json.Encode(exporter.APIExportedOperation(op))
 	} else {
 		err = e.csv.Write(e.csvRecord(op))
 	}
@@ -164,8 +165,8 @@ func (e *exportWriter) write(op *tsdb.Operation) error {
 }
 
 // csvRecord fills the reused record with op's fields, formatted as the
-// query endpoint's JSON gives them: parameters as its JSON text, a null
-// file_path as an empty field.
+// NDJSON lines give them: parameters as its JSON text, a null file_path or
+// cache_hit as an empty field.
 func (e *exportWriter) csvRecord(op *tsdb.Operation) []string {
 	params := string(op.Parameters)
 	if params == "" {
@@ -189,6 +190,10 @@ func (e *exportWriter) csvRecord(op *tsdb.Operation) []string {
 	rec[9] = string(e.num)
 	rec[10] = op.ToolID
 	rec[11] = api.FormatTime(op.CreatedAt)
+	rec[12] = ""
+	if op.CacheHit != nil {
+		rec[12] = strconv.FormatBool(*op.CacheHit)
+	}
 	return rec
 }
 

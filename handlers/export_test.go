@@ -38,10 +38,30 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
 
-// exportHeader are the fields of an operation object, in the query
-// endpoint's order: the CSV header.
+// exportHeader are the fields of an exported operation, in order: those of
+// the query endpoint's operation objects, then cache_hit. The CSV header.
 var exportHeader = []string{"id", "session_id", "tool_name", "operation_mode", "parameters", "file_path",
-	"tokens_original", "tokens_actual", "tokens_prevented", "response_time_ms", "tool_id", "created_at"}
+	"tokens_original", "tokens_actual", "tokens_prevented", "response_time_ms", "tool_id", "created_at", "cache_hit"}
+
+// cacheHits maps an operation id to its cache_hit as JSON (true, false or
+// null).
+type cacheHits map[string]string
+
+// exported answers the NDJSON line of the operation whose query endpoint
+// object is obj: that object, byte for byte, with cache_hit after its last
+// field.
+func (h cacheHits) exported(t *testing.T, obj json.RawMessage) json.RawMessage {
+	t.Helper()
+	var o struct{ ID string }
+	if err := json.Unmarshal(obj, &o); err != nil {
+		t.Fatal(err)
+	}
+	hit, ok := h[o.ID]
+	if !ok {
+		t.Fatalf("operation %s was not seeded", o.ID)
+	}
+	return json.RawMessage(string(obj[:len(obj)-1]) + `,"cache_hit":` + hit + `}`)
+}
 
 // queryObjects pages through GET /metrics/tool-operations with the filters
 // of query and answers every operation object as the endpoint sent it,
@@ -67,7 +87,7 @@ func (s *service) queryObjects(query string) []json.RawMessage {
 	return all
 }
 
-// csvFields answers what each CSV field of an operation object must read:
+// csvFields answers what each CSV field of an exported operation must read:
 // strings as they are, null as an empty field, numbers and the parameters
 // object as their JSON text.
 func csvFields(t *testing.T, obj json.RawMessage) []string {
@@ -97,18 +117,24 @@ func csvFields(t *testing.T, obj json.RawMessage) []string {
 
 // seedExportOperations posts operations whose fields need CSV quoting and
 // JSON escaping, and writes many more through the store in batches, with
-// runs at one identical created_at.
-func seedExportOperations(t *testing.T, s *service) {
+// runs at one identical created_at; cache_hit is true, false or unknown.
+// It answers the cache_hit of every operation.
+func seedExportOperations(t *testing.T, s *service) cacheHits {
+	hits := cacheHits{}
 	base := time.Date(2025, 2, 3, 4, 5, 6, 0, time.UTC)
 	for i, fields := range []map[string]any{
-		{"parameters": map[string]any{"q": "a,b \"quoted\"\nnext line", "html": "<a href=\"x\">&</a>", "n": 1.5e-7}, "file_path": "dir, with comma/file \"x\".go"},
-		{"parameters": nil, "file_path": nil, "tool_name": "search", "operation_mode": "semantic"},
+		{"parameters": map[string]any{"q": "a,b \"quoted\"\nnext line", "html": "<a href=\"x\">&</a>", "n": 1.5e-7}, "file_path": "dir, with comma/file \"x\".go", "cache_hit": true},
+		{"parameters": nil, "file_path": nil, "tool_name": "search", "operation_mode": "semantic", "cache_hit": false},
 		{"parameters": map[string]any{"unicode": "café 日本語 \u2028"}, "file_path": "", "tokens_original": 10, "tokens_actual": 40, "tokens_prevented": -30},
 		{"response_time_ms": 0, "tokens_original": 0, "tokens_actual": 0, "tokens_prevented": nil, "tool_id": "tool, \"quoted\""},
 		{"response_time_ms": 1e21, "tokens_original": 9_000_000_000_000_000_000, "tokens_actual": 1, "tokens_prevented": nil, "session_id": "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE"},
 	} {
 		fields["created_at"] = base.Add(time.Duration(i) * time.Minute).Format(time.RFC3339Nano)
-		s.mustDo("POST", "/track/tool-operation", op(fields), 200)
+		id := s.mustDo("POST", "/track/tool-operation", op(fields), 200)["operation_id"].(string)
+		hits[id] = "null"
+		if hit, ok := fields["cache_hit"]; ok {
+			hits[id] = fmt.Sprint(hit)
+		}
 	}
 	var ops []tsdb.Operation
 	sessions := []uuid.UUID{uuid.MustParse(sessionA), uuid.MustParse("6f1c1e2a-0000-4000-8000-000000000002")}
@@ -125,12 +151,19 @@ func seedExportOperations(t *testing.T, s *service) {
 			FilePath: file, TokensOriginal: int64(1000 + i), TokensActual: int64(i), TokensPrevented: 1000,
 			ResponseTimeMs: float64(i) / 8, ToolID: []string{"claude-code", "cursor", "windsurf"}[i%3], CreatedAt: at,
 		})
+		last := &ops[len(ops)-1]
+		hits[last.ID.String()] = "null"
+		if i%3 > 0 {
+			last.CacheHit = new(i%3 == 1)
+			hits[last.ID.String()] = fmt.Sprint(*last.CacheHit)
+		}
 	}
 	for i := 0; i < len(ops); i += 1000 {
 		if err := s.store.WriteOperations(context.Background(), ops[i:min(i+1000, len(ops))]); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return hits
 }
 
 var exportFilters = []string{
@@ -150,7 +183,7 @@ var exportFilters = []string{
 
 func TestExportCSVEqualsTheQueryAnswer(t *testing.T) {
 	s := newService(t, serviceOpts{})
-	seedExportOperations(t, s)
+	hits := seedExportOperations(t, s)
 	for _, query := range exportFilters {
 		for _, format := range []string{"format=csv&", ""} { // csv is the default
 			r := s.do("GET", "/metrics/tool-operations/export?"+format+query, nil)
@@ -178,7 +211,7 @@ func TestExportCSVEqualsTheQueryAnswer(t *testing.T) {
 				t.Fatalf("export %q: %d rows, the query endpoint answers %d operations", query, len(records)-1, len(want))
 			}
 			for i, obj := range want {
-				if w := csvFields(t, obj); !slices.Equal(records[i+1], w) {
+				if w := csvFields(t, hits.exported(t, obj)); !slices.Equal(records[i+1], w) {
 					t.Fatalf("export %q row %d:\ngot  %q\nwant %q", query, i+1, records[i+1], w)
 				}
 			}
@@ -186,9 +219,11 @@ func TestExportCSVEqualsTheQueryAnswer(t *testing.T) {
 	}
 }
 
+// TestExportNDJSONLinesAreTheQueryObjects: every line is the query
+// endpoint's object of the operation, byte for byte, and its cache_hit.
 func TestExportNDJSONLinesAreTheQueryObjects(t *testing.T) {
 	s := newService(t, serviceOpts{})
-	seedExportOperations(t, s)
+	hits := seedExportOperations(t, s)
 	for _, query := range exportFilters {
 		r := s.do("GET", "/metrics/tool-operations/export?format=ndjson&"+query, nil)
 		if r.status != 200 {
@@ -215,8 +250,8 @@ func TestExportNDJSONLinesAreTheQueryObjects(t *testing.T) {
 			t.Fatalf("export %q: %d lines, the query endpoint answers %d operations", query, len(lines), len(want))
 		}
 		for i := range want {
-			if !bytes.Equal(lines[i], want[i]) {
-				t.Fatalf("export %q line %d:\ngot  %s\nwant %s", query, i+1, lines[i], want[i])
+			if w := hits.exported(t, want[i]); !bytes.Equal(lines[i], w) {
+				t.Fatalf("export %q line %d:\ngot  %s\nwant %s", query, i+1, lines[i], w)
 			}
 		}
 	}

@@ -35,7 +35,7 @@ var fuzzNow = time.Date(2025, 1, 14, 12, 0, 0, 0, time.UTC)
 
 const validOp = `{"session_id":"123e4567-e89b-12d3-a456-426614174000","tool_name":"read","operation_mode":"overview",
 "parameters":{"compress":true},"file_path":"src/main.py","tokens_original":5000,"tokens_actual":500,
-"tokens_prevented":4500,"response_time_ms":123.45,"tool_id":"claude-code"}`
+"tokens_prevented":4500,"response_time_ms":123.45,"tool_id":"claude-code","cache_hit":true}`
 
 // checkOperation asserts the invariants of an accepted operation.
 func checkOperation(t *testing.T, op tsdb.Operation) {
@@ -91,6 +91,10 @@ func FuzzDecodeOperation(f *testing.F) {
 		strings.Replace(validOp, `5000`, `9223372036854775808`, 1),
 		strings.Replace(validOp, `}`, `,"created_at":"2025-01-14T12:04:59Z"}`, 1),
 		strings.Replace(validOp, `}`, `,"created_at":"1969-12-31T23:59:59Z"}`, 1),
+		strings.Replace(validOp, `"cache_hit":true`, `"cache_hit":false`, 1),
+		strings.Replace(validOp, `"cache_hit":true`, `"cache_hit":null`, 1),
+		strings.Replace(validOp, `"cache_hit":true`, `"cache_hit":"true"`, 1),
+		strings.Replace(validOp, `"cache_hit":true`, `"cache_hit":1`, 1),
 	} {
 		f.Add([]byte(seed))
 	}
@@ -114,6 +118,8 @@ func FuzzDecodeBatch(f *testing.F) {
 		`{"operations":[` + validOp + `]}`, `{"operations":[` + validOp + `,` + validOp + `]}`,
 		`{"operations":[]}`, `{"operations":[1,"x",null,{}]}`, `{"operations":{}}`,
 		`{"operations":[` + strings.Replace(validOp, `"read"`, `"write"`, 1) + `]}`,
+		`{"operations":[` + validOp + `,` + strings.Replace(validOp, `"cache_hit":true`, `"cache_hit":"no"`, 1) + `]}`,
+		`{"operations":[` + strings.Replace(validOp, `"cache_hit":true`, `"cache_hit":false`, 1) + `]}`,
 	} {
 		f.Add([]byte(seed))
 	}

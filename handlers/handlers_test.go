@@ -671,6 +671,9 @@ func TestTrackRejectionsStoreNothing(t *testing.T) {
 		{"tool_id missing", op(map[string]any{"tool_id": nil}), 422, "tool_id"},
 		{"tool_id empty", op(map[string]any{"tool_id": ""}), 422, "tool_id"},
 		{"tool_id too long", op(map[string]any{"tool_id": strings.Repeat("x", 101)}), 422, "tool_id"},
+		{"cache_hit a string", op(map[string]any{"cache_hit": "true"}), 422, "cache_hit"},
+		{"cache_hit a number", op(map[string]any{"cache_hit": 1}), 422, "cache_hit"},
+		{"cache_hit an object", op(map[string]any{"cache_hit": map[string]any{}}), 422, "cache_hit"},
 		{"created_at not a time", op(map[string]any{"created_at": "yesterday"}), 422, "created_at"},
 		{"created_at without offset", op(map[string]any{"created_at": "2025-01-14T10:00:00"}), 422, "created_at"},
 		{"created_at far ahead", op(map[string]any{"created_at": time.Now().Add(10 * time.Minute).Format(time.RFC3339)}), 422, "created_at"},
@@ -741,6 +744,9 @@ func TestTrackAcceptsWhatClientsSend(t *testing.T) {
 		"tool_id of 100 characters": {"tool_id": strings.Repeat("é", 100)},
 		"any mode for any tool":     {"tool_name": "read", "operation_mode": "semantic"},
 		"largest integer":           {"tokens_original": int64(1<<63 - 1), "tokens_actual": 0, "tokens_prevented": nil},
+		"cache hit":                 {"cache_hit": true},
+		"cache miss":                {"cache_hit": false},
+		"cache_hit null":            {"cache_hit": nil},
 	}
 	for name, fields := range cases {
 		r := s.do("POST", "/track/tool-operation", op(fields))
@@ -780,6 +786,79 @@ func TestTrackAcceptsWhatClientsSend(t *testing.T) {
 	}
 	if negatives != 1 {
 		t.Errorf("%d operations kept tokens_prevented -150, want 1", negatives)
+	}
+}
+
+// TestCacheHitStoredAndCounted: cache_hit true, false, null or absent, on
+// the single and the batch endpoint, is kept with the operation (the export
+// answers it), left out of the list's items, and counted by the cache
+// counters only when known.
+func TestCacheHitStoredAndCounted(t *testing.T) {
+	s := newService(t, serviceOpts{})
+	want := map[string]string{} // operation id -> cache_hit as exported
+	for i, hit := range []any{true, false, nil, "absent", true} {
+		fields := map[string]any{"operation_mode": "symbol", "created_at": fmt.Sprintf("2025-01-14T10:00:0%dZ", i)}
+		if hit != "absent" {
+			fields["cache_hit"] = hit
+		}
+		if i == 4 {
+			fields["tool_id"] = "cursor"
+		}
+		id := s.mustDo("POST", "/track/tool-operation", op(fields), 200)["operation_id"].(string)
+		want[id] = map[any]string{true: "true", false: "false", nil: "null", "absent": "null"}[hit]
+	}
+	batch := []any{
+		op(map[string]any{"tool_name": "search", "operation_mode": "semantic", "cache_hit": false, "created_at": "2025-01-14T11:00:00Z"}),
+		op(map[string]any{"tool_name": "search", "operation_mode": "semantic", "created_at": "2025-01-14T11:00:01Z"}),
+	}
+	ids := s.mustDo("POST", "/track/tool-operations", map[string]any{"operations": batch}, 200)["operation_ids"].([]any)
+	want[ids[0].(string)], want[ids[1].(string)] = "false", "null"
+
+	r := s.do("GET", "/metrics/tool-operations/export?format=ndjson", nil)
+	lines := strings.Split(strings.TrimSpace(string(r.body)), "\n")
+	if r.status != 200 || len(lines) != len(want) {
+		t.Fatalf("export: %d, %d lines, want %d: %s", r.status, len(lines), len(want), r.body)
+	}
+	for _, line := range lines {
+		var o struct {
+			ID       string          `json:"id"`
+			CacheHit json.RawMessage `json:"cache_hit"`
+		}
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatal(err)
+		}
+		if string(o.CacheHit) != want[o.ID] {
+			t.Errorf("operation %s exported cache_hit %s, want %s", o.ID, o.CacheHit, want[o.ID])
+		}
+	}
+	for _, item := range s.mustDo("GET", "/metrics/tool-operations", nil, 200)["operations"].([]any) {
+		if _, has := item.(map[string]any)["cache_hit"]; has {
+			t.Fatalf("a list item carries cache_hit: %v", item)
+		}
+	}
+
+	expected := `
+# HELP omnimemory_tool_cache_hits_total Accepted operations the tool answered from its cache (cache_hit true).
+# TYPE omnimemory_tool_cache_hits_total counter
+omnimemory_tool_cache_hits_total{operation_mode="semantic",tool_id="claude-code",tool_name="search"} 0
+omnimemory_tool_cache_hits_total{operation_mode="symbol",tool_id="claude-code",tool_name="read"} 1
+omnimemory_tool_cache_hits_total{operation_mode="symbol",tool_id="cursor",tool_name="read"} 1
+# HELP omnimemory_tool_cache_lookups_total Accepted operations that said whether the tool answered from its cache (cache_hit true or false).
+# TYPE omnimemory_tool_cache_lookups_total counter
+omnimemory_tool_cache_lookups_total{operation_mode="semantic",tool_id="claude-code",tool_name="search"} 1
+omnimemory_tool_cache_lookups_total{operation_mode="symbol",tool_id="claude-code",tool_name="read"} 2
+omnimemory_tool_cache_lookups_total{operation_mode="symbol",tool_id="cursor",tool_name="read"} 1
+`
+	if err := testutil.GatherAndCompare(s.reg, strings.NewReader(expected),
+		"omnimemory_tool_cache_hits_total", "omnimemory_tool_cache_lookups_total"); err != nil {
+		t.Error(err)
+	}
+	// A retry (same operation_id) is counted once.
+	again := op(map[string]any{"cache_hit": true, "operation_id": ids[0]})
+	again["tool_name"], again["operation_mode"], again["created_at"] = "search", "semantic", "2025-01-14T11:00:00Z"
+	s.mustDo("POST", "/track/tool-operation", again, 200)
+	if got := testutil.ToFloat64(metricVec(t, s.reg, "omnimemory_tool_cache_lookups_total")); got != 4 {
+		t.Errorf("cache lookups after a retry: %v, want 4", got)
 	}
 }
 

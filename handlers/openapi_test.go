@@ -537,7 +537,7 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 }
 
 // exportColumns are the CSV export's header, as the document describes it.
-var exportColumns = "id,session_id,tool_name,operation_mode,parameters,file_path,tokens_original,tokens_actual,tokens_prevented,response_time_ms,tool_id,created_at"
+var exportColumns = "id,session_id,tool_name,operation_mode,parameters,file_path,tokens_original,tokens_actual,tokens_prevented,response_time_ms,tool_id,created_at,cache_hit"
 
 func checkCSVExport(t *testing.T, r response) {
 	t.Helper()
@@ -557,7 +557,7 @@ func checkCSVExport(t *testing.T, r response) {
 }
 
 // checkNDJSONExport checks every line of an NDJSON export against the
-// document's Operation.
+// document's ExportedOperation.
 func checkNDJSONExport(t *testing.T, doc *openapi3.T, r response) {
 	t.Helper()
 	if ct := r.header.Get("Content-Type"); ct != "application/x-ndjson" {
@@ -566,7 +566,7 @@ func checkNDJSONExport(t *testing.T, doc *openapi3.T, r response) {
 	if !strings.HasPrefix(r.header.Get("Content-Disposition"), "attachment") {
 		t.Errorf("NDJSON export: Content-Disposition %q", r.header.Get("Content-Disposition"))
 	}
-	schema := doc.Components.Schemas["Operation"].Value
+	schema := doc.Components.Schemas["ExportedOperation"].Value
 	sc := bufio.NewScanner(bytes.NewReader(r.body))
 	sc.Buffer(nil, api.MaxBatchBodyBytes)
 	lines := 0
@@ -578,7 +578,7 @@ func checkNDJSONExport(t *testing.T, doc *openapi3.T, r response) {
 			t.Fatalf("NDJSON line %d: %v", lines, err)
 		}
 		if err := schema.VisitJSON(v, openapi3.EnableJSONSchema2020(), openapi3.VisitAsResponse()); err != nil {
-			t.Errorf("NDJSON line %d breaks Operation: %v", lines, err)
+			t.Errorf("NDJSON line %d breaks ExportedOperation: %v", lines, err)
 		}
 		created, _ := time.Parse(time.RFC3339Nano, v.(map[string]any)["created_at"].(string))
 		if created.Before(last) {

@@ -57,7 +57,7 @@ func TestOpenAPIDocumentMatchesTheWireTypes(t *testing.T) {
 		"Detail": api.Detail{}, "FieldError": api.FieldError{}, "ValidationError": api.ValidationError{},
 		"OperationRequest": api.OperationRequest{}, "BatchRequest": api.BatchRequest{},
 		"TrackResponse": api.TrackResponse{}, "BatchResponse": api.BatchResponse{},
-		"Operation": api.Operation{}, "OperationPage": api.OperationPage{},
+		"Operation": api.Operation{}, "ExportedOperation": api.ExportedOperation{}, "OperationPage": api.OperationPage{},
 		"ModeBreakdown": api.ModeBreakdown{}, "ToolStats": api.ToolStats{}, "ToolBreakdown": api.ToolBreakdown{},
 		"Savings": api.Savings{}, "ToolSavings": api.ToolSavings{}, "TrendPoint": api.TrendPoint{},
 		"PreviousPeriod": api.PreviousPeriod{}, "SavingsChange": api.SavingsChange{}, "APISavings": api.APISavings{},

@@ -59,6 +59,7 @@ func decodeOperation(o *object, now time.Time, key string) (tsdb.Operation, erro
 	responseTime := o.number("response_time_ms", true, 0)
 	toolID := o.str("tool_id", true, true, api.MaxToolIDLength)
 	createdAt := o.timestamp("created_at", now)
+	cacheHit := o.boolean("cache_hit")
 
 	var tokensPrevented int64
 	if original != nil && actual != nil {
@@ -102,6 +103,7 @@ func decodeOperation(o *object, now time.Time, key string) (tsdb.Operation, erro
 		ResponseTimeMs:  *responseTime,
 		ToolID:          *toolID,
 		CreatedAt:       createdAt,
+		CacheHit:        cacheHit,
 	}, nil
 }
 

@@ -269,9 +269,10 @@ func TestStreamCarriesEveryAcceptedOperationOnce(t *testing.T) {
 
 	bodies := []map[string]any{
 		op(nil),
-		op(map[string]any{"session_id": sessionB, "tool_name": "search", "operation_mode": "semantic", "tool_id": "cursor"}),
-		op(map[string]any{"operation_mode": "symbol", "tool_id": "cursor"}),
+		op(map[string]any{"session_id": sessionB, "tool_name": "search", "operation_mode": "semantic", "tool_id": "cursor", "cache_hit": true}),
+		op(map[string]any{"operation_mode": "symbol", "tool_id": "cursor", "cache_hit": false}),
 	}
+	cacheHit := []string{"null", "true", "false"} // of bodies; null for the rest
 	var sent []string
 	for _, b := range bodies {
 		sent = append(sent, s.mustDo("POST", "/track/tool-operation", b, 200)["operation_id"].(string))
@@ -308,6 +309,15 @@ func TestStreamCarriesEveryAcceptedOperationOnce(t *testing.T) {
 	if len(items) != len(sent) {
 		t.Fatalf("the list holds %d operations, want %d", len(items), len(sent))
 	}
+	// An event is the list's item and cache_hit, as a line of the export.
+	wantData := map[string]string{}
+	for i, id := range sent {
+		hit := "null"
+		if i < len(cacheHit) {
+			hit = cacheHit[i]
+		}
+		wantData[id] = strings.TrimSuffix(items[id], "}") + `,"cache_hit":` + hit + "}"
+	}
 	for _, sb := range subs {
 		var want []string
 		for _, id := range sent {
@@ -325,8 +335,8 @@ func TestStreamCarriesEveryAcceptedOperationOnce(t *testing.T) {
 			if e.event != api.StreamEventOperation {
 				t.Fatalf("%s: event %+v, want an operation", sb.name, e)
 			}
-			if e.data != items[e.id] {
-				t.Errorf("%s: event %s carries\n%s\nthe list gives\n%s", sb.name, e.id, e.data, items[e.id])
+			if e.data != wantData[e.id] {
+				t.Errorf("%s: event %s carries\n%s\nwant the list's item and cache_hit\n%s", sb.name, e.id, e.data, wantData[e.id])
 			}
 			got = append(got, e.id)
 		}

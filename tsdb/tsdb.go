@@ -49,6 +49,9 @@ type Operation struct {
 	ResponseTimeMs  float64
 	ToolID          string
 	CreatedAt       time.Time // UTC, microsecond precision (the service truncates)
+	// CacheHit says whether the tool answered from its cache; nil when the
+	// client did not say (unknown, never counted as a miss).
+	CacheHit *bool
 
 	// Keyed: the ID came from the client (its operation_id, or derived from
 	// its Idempotency-Key), so a retry carries the same ID and must be
@@ -96,6 +99,12 @@ type Totals struct {
 	ResponseTimeSumMs float64
 }
 
+// TotalsOf answers the totals of one operation.
+func TotalsOf(op *Operation) Totals {
+	return Totals{Count: 1, TokensOriginal: op.TokensOriginal, TokensActual: op.TokensActual,
+		TokensPrevented: op.TokensPrevented, ResponseTimeSumMs: op.ResponseTimeMs}
+}
+
 // Add adds o to t.
 func (t *Totals) Add(o Totals) {
 	t.Count += o.Count
@@ -103,6 +112,30 @@ func (t *Totals) Add(o Totals) {
 	t.TokensActual += o.TokensActual
 	t.TokensPrevented += o.TokensPrevented
 	t.ResponseTimeSumMs += o.ResponseTimeSumMs
+}
+
+// CacheCounts count the operations of a set whose cache_hit is known
+// (Lookups) and those of them that were hits (Hits); operations with an
+// unknown cache_hit count in neither.
+type CacheCounts struct {
+	Lookups, Hits int64
+}
+
+// Add adds o to c.
+func (c *CacheCounts) Add(o CacheCounts) {
+	c.Lookups += o.Lookups
+	c.Hits += o.Hits
+}
+
+// CacheOf answers the cache counts of one operation.
+func CacheOf(op *Operation) CacheCounts {
+	switch {
+	case op.CacheHit == nil:
+		return CacheCounts{}
+	case *op.CacheHit:
+		return CacheCounts{Lookups: 1, Hits: 1}
+	}
+	return CacheCounts{Lookups: 1}
 }
 
 // ModeTotals are the totals of one (tool name, operation mode) pair.

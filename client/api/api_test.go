@@ -43,13 +43,15 @@ func TestOperationRequestJSON(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", b, want)
 	}
 	zone := time.FixedZone("CET", 3600)
-	prevented := int64(-3)
+	prevented, miss := int64(-3), false
 	b, err = json.Marshal(api.OperationRequest{OperationID: sid, SessionID: sid, TokensPrevented: &prevented,
-		CreatedAt: time.Date(2025, 1, 14, 11, 30, 0, 0, zone), Parameters: map[string]any{"a": 1}, FilePath: "x.go"})
+		CreatedAt: time.Date(2025, 1, 14, 11, 30, 0, 0, zone), Parameters: map[string]any{"a": 1}, FilePath: "x.go",
+		CacheHit: &miss})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, part := range []string{`"operation_id":"123e4567-`, `"created_at":"2025-01-14T10:30:00Z"`, `"tokens_prevented":-3`, `"parameters":{"a":1}`, `"file_path":"x.go"`} {
+	for _, part := range []string{`"operation_id":"123e4567-`, `"created_at":"2025-01-14T10:30:00Z"`, `"tokens_prevented":-3`,
+		`"parameters":{"a":1}`, `"file_path":"x.go"`, `"cache_hit":false`} {
 		if !strings.Contains(string(b), part) {
 			t.Errorf("%s lacks %s", b, part)
 		}

@@ -43,6 +43,10 @@ type OperationRequest struct {
 	// CreatedAt, when zero, is the service's clock at arrival; otherwise it
 	// must not be more than MaxClockSkew ahead of the service's clock.
 	CreatedAt time.Time `json:"created_at,omitzero"`
+	// CacheHit says whether the tool answered from its cache; nil sends
+	// nothing (unknown: the operation counts neither as a hit nor as a
+	// miss).
+	CacheHit *bool `json:"cache_hit,omitempty"`
 }
 
 // MarshalJSON encodes op as the service takes it: CreatedAt in RFC 3339
@@ -91,6 +95,14 @@ type Operation struct {
 	ResponseTimeMs  float64         `json:"response_time_ms"`
 	ToolID          string          `json:"tool_id"`
 	CreatedAt       time.Time       `json:"created_at"` // UTC
+}
+
+// ExportedOperation is a line of the NDJSON export (GET
+// /metrics/tool-operations/export): the stored operation and whether the
+// tool answered from its cache, null when the client did not say.
+type ExportedOperation struct {
+	Operation
+	CacheHit *bool `json:"cache_hit"`
 }
 
 // OperationPage answers GET /metrics/tool-operations: newest first (ties by
@@ -412,7 +424,7 @@ type StreamReset struct {
 }
 
 // StreamMessage is one WebSocket message of GET /ws/operations: an event
-// of the stream as JSON. Data is the Operation (event "operation", with
+// of the stream as JSON. Data is the ExportedOperation (event "operation", with
 // its id in ID) or the StreamReset (event "reset"); a heartbeat has none.
 type StreamMessage struct {
 	Event string          `json:"event"`

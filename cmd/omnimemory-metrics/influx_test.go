@@ -113,6 +113,9 @@ func answerSample(now time.Time) (ops []map[string]any, paths []string) {
 					op["tokens_actual"] = 1000*i + 50
 					op["tokens_prevented"] = -50
 				}
+				if i%3 > 0 {
+					op["cache_hit"] = i%3 == 1
+				}
 				ops = append(ops, op)
 			}
 		}

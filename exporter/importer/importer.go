@@ -129,7 +129,7 @@ type Summary struct {
 var Reasons = []string{
 	ReasonBadID, ReasonBadSessionID, ReasonUnknownToolName, ReasonUnknownOperationMode,
 	ReasonBadParameters, ReasonBadFilePath, ReasonBadTokens, ReasonNegativeTokens,
-	ReasonInconsistentTokens, ReasonBadResponseTime, ReasonBadToolID, ReasonBadTime,
+	ReasonInconsistentTokens, ReasonBadResponseTime, ReasonBadToolID, ReasonBadCacheHit, ReasonBadTime,
 	ReasonTimeOutOfRange, ReasonBadAttributes, ReasonInconsistentTimes, ReasonDuplicateID,
 }
 

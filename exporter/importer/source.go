@@ -40,6 +40,8 @@ var (
 		{name: "response_time_ms", required: true},
 		{name: "tool_id", required: true},
 		{name: "created_at", required: true, time: true},
+		// Not in the original service: a fork that kept it brings it along.
+		{name: "cache_hit"},
 	}
 	sessionColumns = []column{
 		{name: "session_id", required: true},
@@ -186,6 +188,7 @@ const (
 	ReasonInconsistentTokens   = "inconsistent_tokens"    // tokens_prevented neither form of original - actual
 	ReasonBadResponseTime      = "bad_response_time"      // missing, not a number, negative or infinite
 	ReasonBadToolID            = "bad_tool_id"            // missing, empty or too long
+	ReasonBadCacheHit          = "bad_cache_hit"          // neither a boolean nor 0 or 1
 	ReasonBadTime              = "bad_time"               // a time missing or unparsable
 	ReasonTimeOutOfRange       = "time_out_of_range"      // before 1970 or too far ahead of the clock
 	ReasonBadAttributes        = "bad_session_attributes" // a session's optional attribute of the wrong type
@@ -282,6 +285,19 @@ func (c *rowConverter) operation(r rawRow) (tsdb.Operation, *problems) {
 		op.ToolID = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	op.CreatedAt = c.time("created_at", v[11], true, &p)
+	switch hit := v[12].(type) {
+	case nil:
+	case bool:
+		op.CacheHit = &hit
+	case int64:
+		if hit == 0 || hit == 1 {
+			op.CacheHit = new(hit == 1)
+		} else {
+			p.add(ReasonBadCacheHit, "cache_hit %s is neither a boolean nor 0 or 1", show(v[12]))
+		}
+	default:
+		p.add(ReasonBadCacheHit, "cache_hit %s is neither a boolean nor 0 or 1", show(v[12]))
+	}
 	return op, &p
 }
 

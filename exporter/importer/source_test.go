@@ -145,3 +145,41 @@ func TestPGValue(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertCacheHit: a source's cache_hit column (a fork's; the original
+// service has none, which reads as NULL) is a boolean, or 0 or 1 as SQLite
+// keeps one; NULL is unknown; anything else skips the row.
+func TestConvertCacheHit(t *testing.T) {
+	c := rowConverter{loc: time.UTC, now: time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)}
+	for _, tc := range []struct {
+		in   any
+		want *bool
+		ok   bool
+	}{
+		{nil, nil, true},
+		{true, new(true), true},
+		{false, new(false), true},
+		{int64(1), new(true), true},
+		{int64(0), new(false), true},
+		{int64(2), nil, false},
+		{"true", nil, false},
+		{1.0, nil, false},
+	} {
+		row := rawRow{values: []any{"123e4567-e89b-42d3-a456-426614174000", "223e4567-e89b-42d3-a456-426614174000",
+			"read", "full", "{}", nil, int64(100), int64(10), nil, 1.5, "claude-code", "2025-01-14 10:30:00", tc.in}}
+		op, p := c.operation(row)
+		if p.ok() != tc.ok {
+			t.Errorf("cache_hit %#v: ok %v (%v), want %v", tc.in, p.ok(), p.details, tc.ok)
+			continue
+		}
+		if !tc.ok {
+			if p.reasons[0] != ReasonBadCacheHit {
+				t.Errorf("cache_hit %#v: reason %v, want %s", tc.in, p.reasons, ReasonBadCacheHit)
+			}
+			continue
+		}
+		if (op.CacheHit == nil) != (tc.want == nil) || op.CacheHit != nil && *op.CacheHit != *tc.want {
+			t.Errorf("cache_hit %#v: got %v, want %v", tc.in, op.CacheHit, tc.want)
+		}
+	}
+}

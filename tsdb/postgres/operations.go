@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,13 +18,13 @@ import (
 )
 
 const opColumnList = `id, session_id, tool_name, operation_mode, parameters, file_path,
-	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at`
+	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at, cache_hit`
 
 // insertOpsSQL stores a batch of operations in one statement: one array
 // per column, unnested into rows.
 const insertOpsSQL = `INSERT INTO tool_operations (` + opColumnList + `)
 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-	$7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::text[], $12::timestamptz[])`
+	$7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::text[], $12::timestamptz[], $13::bool[])`
 
 // insertIDsSQL claims the ids of a batch; the ids it answers are new, the
 // others were stored before (a retry). A concurrent transaction claiming
@@ -37,14 +36,18 @@ ON CONFLICT (id) DO NOTHING RETURNING id`
 // (op_rollup_hourly with column hour, or op_rollup_daily with column day).
 func upsertRollupSQL(table, col string) string {
 	return `INSERT INTO ` + table + ` AS r
-	(` + col + `, tool_id, tool_name, operation_mode, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum)
-SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[])
+	(` + col + `, tool_id, tool_name, operation_mode, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum,
+	cache_lookups, cache_hits)
+SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[],
+	$10::bigint[], $11::bigint[])
 ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET
 	count             = r.count + excluded.count,
 	tokens_original   = r.tokens_original + excluded.tokens_original,
 	tokens_actual     = r.tokens_actual + excluded.tokens_actual,
 	tokens_prevented  = r.tokens_prevented + excluded.tokens_prevented,
-	response_time_sum = r.response_time_sum + excluded.response_time_sum`
+	response_time_sum = r.response_time_sum + excluded.response_time_sum,
+	cache_lookups     = r.cache_lookups + excluded.cache_lookups,
+	cache_hits        = r.cache_hits + excluded.cache_hits`
 }
 
 var (
@@ -70,61 +73,25 @@ ON CONFLICT (session_id) DO UPDATE SET
 	total_compressions = s.total_compressions + excluded.total_compressions,
 	total_embeddings   = s.total_embeddings + excluded.total_embeddings`
 
-type rollupKey struct {
-	start            int64 // hour or day start, unix microseconds
-	toolID, toolName string
-	modeName         string
-}
-
-func (a rollupKey) compare(b rollupKey) int {
-	if a.start != b.start {
-		if a.start < b.start {
-			return -1
-		}
-		return 1
-	}
-	if c := strings.Compare(a.toolID, b.toolID); c != 0 {
-		return c
-	}
-	if c := strings.Compare(a.toolName, b.toolName); c != 0 {
-		return c
-	}
-	return strings.Compare(a.modeName, b.modeName)
-}
-
 // rollupArgs sums a batch per key and answers the upsert's arrays, in key
 // order: concurrent writers then lock shared rollup rows in one order and
 // cannot deadlock.
 func rollupArgs(ops []tsdb.Operation, width int64) []any {
-	sums := map[rollupKey]*tsdb.Totals{}
-	for i := range ops {
-		op := &ops[i]
-		k := rollupKey{tsdb.FloorTo(op.CreatedAt.UnixMicro(), width), op.ToolID, op.ToolName, op.OperationMode}
-		t := sums[k]
-		if t == nil {
-			t = new(tsdb.Totals)
-			sums[k] = t
-		}
-		t.Add(tsdb.Totals{Count: 1, TokensOriginal: op.TokensOriginal, TokensActual: op.TokensActual,
-			TokensPrevented: op.TokensPrevented, ResponseTimeSumMs: op.ResponseTimeMs})
-	}
-	keys := make([]rollupKey, 0, len(sums))
-	for k := range sums {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, rollupKey.compare)
+	rows := sqlq.OpRollups(ops, width, false)
+	n := len(rows)
 	var (
-		starts                         = make([]time.Time, len(keys))
-		toolIDs, toolNames, modes      = make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
-		counts, origs, acts, prevented = make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys))
-		resp                           = make([]float64, len(keys))
+		starts                         = make([]time.Time, n)
+		toolIDs, toolNames, modes      = make([]string, n), make([]string, n), make([]string, n)
+		counts, origs, acts, prevented = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		resp                           = make([]float64, n)
+		lookups, hits                  = make([]int64, n), make([]int64, n)
 	)
-	for i, k := range keys {
-		t := sums[k]
-		starts[i], toolIDs[i], toolNames[i], modes[i] = fromMicros(k.start), k.toolID, k.toolName, k.modeName
-		counts[i], origs[i], acts[i], prevented[i], resp[i] = t.Count, t.TokensOriginal, t.TokensActual, t.TokensPrevented, t.ResponseTimeSumMs
+	for i, r := range rows {
+		starts[i], toolIDs[i], toolNames[i], modes[i] = fromMicros(r.Start), r.ToolID, r.ToolName, r.Mode
+		counts[i], origs[i], acts[i], prevented[i], resp[i] = r.Count, r.TokensOriginal, r.TokensActual, r.TokensPrevented, r.ResponseTimeSumMs
+		lookups[i], hits[i] = r.Cache.Lookups, r.Cache.Hits
 	}
-	return []any{starts, toolIDs, toolNames, modes, counts, origs, acts, prevented, resp}
+	return []any{starts, toolIDs, toolNames, modes, counts, origs, acts, prevented, resp, lookups, hits}
 }
 
 type sessionAgg struct {
@@ -190,6 +157,7 @@ func opArgs(ops []tsdb.Operation) []any {
 		resp                   = make([]float64, n)
 		toolIDs                = make([]string, n)
 		created                = make([]time.Time, n)
+		cacheHits              = make([]*bool, n)
 	)
 	for i := range ops {
 		op := &ops[i]
@@ -200,9 +168,9 @@ func opArgs(ops []tsdb.Operation) []any {
 		}
 		files[i] = op.FilePath
 		origs[i], acts[i], prevented[i], resp[i] = op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs
-		toolIDs[i], created[i] = op.ToolID, op.CreatedAt.UTC()
+		toolIDs[i], created[i], cacheHits[i] = op.ToolID, op.CreatedAt.UTC(), op.CacheHit
 	}
-	return []any{ids, sessions, names, modes, params, files, origs, acts, prevented, resp, toolIDs, created}
+	return []any{ids, sessions, names, modes, params, files, origs, acts, prevented, resp, toolIDs, created, cacheHits}
 }
 
 // uuidArray is ids as pgx encodes a uuid[] argument fastest: as arrays of
@@ -410,7 +378,7 @@ func scanOperation(rows pgx.Rows) (tsdb.Operation, error) {
 	)
 	if err := rows.Scan(&op.ID, &op.SessionID, &op.ToolName, &op.OperationMode, &params, &op.FilePath,
 		&op.TokensOriginal, &op.TokensActual, &op.TokensPrevented, &op.ResponseTimeMs,
-		&op.ToolID, &op.CreatedAt); err != nil {
+		&op.ToolID, &op.CreatedAt, &op.CacheHit); err != nil {
 		return op, err
 	}
 	op.Parameters = []byte(params)

@@ -157,6 +157,21 @@ CREATE TABLE store_meta (
 	value bigint NOT NULL
 );
 `,
+
+	// 4: whether a tool answered from its cache (NULL when the client did
+	// not say), and in the rollups the operations whose cache_hit is known
+	// (cache_lookups) and the hits among them, so that aggregates from
+	// rollups carry the hit rate; rows written before count none. Adding a
+	// nullable column, or one with a constant default, rewrites no table.
+	`
+ALTER TABLE tool_operations ADD COLUMN cache_hit boolean;
+ALTER TABLE op_rollup_hourly
+	ADD COLUMN cache_lookups bigint NOT NULL DEFAULT 0,
+	ADD COLUMN cache_hits    bigint NOT NULL DEFAULT 0;
+ALTER TABLE op_rollup_daily
+	ADD COLUMN cache_lookups bigint NOT NULL DEFAULT 0,
+	ADD COLUMN cache_hits    bigint NOT NULL DEFAULT 0;
+`,
 }
 
 // Advisory lock keys (pg_advisory_xact_lock): one for migrations, one for

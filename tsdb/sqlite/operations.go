@@ -19,13 +19,13 @@ import (
 const (
 	// insertChunk is how many operations one multi-row INSERT carries:
 	// fewer statement executions per batch, well below SQLite's limit of
-	// 32766 bound parameters (12 per row).
+	// 32766 bound parameters (13 per row).
 	insertChunk = 64
-	opColumns   = 12
+	opColumns   = 13
 )
 
 const opColumnList = `id, session_id, tool_name, operation_mode, parameters, file_path,
-	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at`
+	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at, cache_hit`
 
 // insertOpsSQL returns an INSERT of n operations. OR ROLLBACK: a
 // constraint violation (a duplicate id) rolls back the whole transaction,
@@ -39,7 +39,7 @@ func insertOpsSQL(n int) string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
 	}
 	return b.String()
 }
@@ -107,15 +107,24 @@ func (ws *writeStmts) close() {
 // (op_rollup_hourly with column hour, or op_rollup_daily with column day).
 func upsertRollupSQL(table, col string) string {
 	return `INSERT INTO ` + table + `
-	(` + col + `, tool_id, tool_name, operation_mode, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum)
-VALUES (?,?,?,?,?,?,?,?,?)
-ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET
+	(` + col + `, tool_id, tool_name, operation_mode, ` + rollupSums + `)
+VALUES (?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET` + rollupSumsSet
+}
+
+// rollupSums are the summed columns of every operation rollup table, and
+// rollupSumsSet their upsert.
+const (
+	rollupSums    = `count, tokens_original, tokens_actual, tokens_prevented, response_time_sum, cache_lookups, cache_hits`
+	rollupSumsSet = `
 	count             = count + excluded.count,
 	tokens_original   = tokens_original + excluded.tokens_original,
 	tokens_actual     = tokens_actual + excluded.tokens_actual,
 	tokens_prevented  = tokens_prevented + excluded.tokens_prevented,
-	response_time_sum = response_time_sum + excluded.response_time_sum`
-}
+	response_time_sum = response_time_sum + excluded.response_time_sum,
+	cache_lookups     = cache_lookups + excluded.cache_lookups,
+	cache_hits        = cache_hits + excluded.cache_hits`
+)
 
 var (
 	upsertHourlySQL = upsertRollupSQL("op_rollup_hourly", "hour")
@@ -123,15 +132,9 @@ var (
 )
 
 // upsertHourlyAllSQL adds a batch's sums for one hour to op_rollup_hourly_all.
-const upsertHourlyAllSQL = `INSERT INTO op_rollup_hourly_all
-	(hour, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum)
-VALUES (?,?,?,?,?,?)
-ON CONFLICT (hour) DO UPDATE SET
-	count             = count + excluded.count,
-	tokens_original   = tokens_original + excluded.tokens_original,
-	tokens_actual     = tokens_actual + excluded.tokens_actual,
-	tokens_prevented  = tokens_prevented + excluded.tokens_prevented,
-	response_time_sum = response_time_sum + excluded.response_time_sum`
+const upsertHourlyAllSQL = `INSERT INTO op_rollup_hourly_all (hour, ` + rollupSums + `)
+VALUES (?,?,?,?,?,?,?,?)
+ON CONFLICT (hour) DO UPDATE SET` + rollupSumsSet
 
 // upsertSessionSQL creates a missing session the way tsdb.Store documents
 // (tool_id of its first operation, started and last active at it, no process
@@ -148,30 +151,6 @@ ON CONFLICT (session_id) DO UPDATE SET
 	tokens_saved       = tokens_saved + excluded.tokens_saved,
 	total_compressions = total_compressions + excluded.total_compressions,
 	total_embeddings   = total_embeddings + excluded.total_embeddings`
-
-type rollupKey struct {
-	start                      int64 // hour or day start, unix microseconds
-	toolID, toolName, modeName string
-}
-
-// rollupAgg sums a batch per rollup key, remembering first-seen order.
-type rollupAgg struct {
-	m     map[rollupKey]*tsdb.Totals
-	order []rollupKey
-}
-
-func (r *rollupAgg) add(k rollupKey, t tsdb.Totals) {
-	if r.m == nil {
-		r.m = make(map[rollupKey]*tsdb.Totals)
-	}
-	cur := r.m[k]
-	if cur == nil {
-		cur = new(tsdb.Totals)
-		r.m[k] = cur
-		r.order = append(r.order, k)
-	}
-	cur.Add(t)
-}
 
 type sessionAgg struct {
 	toolID      string
@@ -209,18 +188,14 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 	}
 
 	// Aggregate in Go first: one upsert per distinct rollup key and session.
-	var hourly, daily, hourlyAll rollupAgg
+	hourly := sqlq.OpRollups(ops, tsdb.MicrosPerHour, false)
+	daily := sqlq.OpRollups(ops, tsdb.MicrosPerDay, false)
+	hourlyAll := sqlq.OpRollups(ops, tsdb.MicrosPerHour, true)
 	sessions := make(map[uuid.UUID]*sessionAgg)
 	sessionOrder := make([]uuid.UUID, 0, 4)
 	for i := range ops {
 		op := &ops[i]
 		at := op.CreatedAt.UnixMicro()
-		t := tsdb.Totals{Count: 1, TokensOriginal: op.TokensOriginal, TokensActual: op.TokensActual,
-			TokensPrevented: op.TokensPrevented, ResponseTimeSumMs: op.ResponseTimeMs}
-		hourly.add(rollupKey{tsdb.FloorTo(at, tsdb.MicrosPerHour), op.ToolID, op.ToolName, op.OperationMode}, t)
-		hourlyAll.add(rollupKey{start: tsdb.FloorTo(at, tsdb.MicrosPerHour)}, t)
-		daily.add(rollupKey{tsdb.FloorTo(at, tsdb.MicrosPerDay), op.ToolID, op.ToolName, op.OperationMode}, t)
-
 		sa := sessions[op.SessionID]
 		if sa == nil {
 			sa = &sessionAgg{toolID: op.ToolID, first: at, last: at}
@@ -260,25 +235,21 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 	}
 
 	for _, r := range []struct {
-		stmt *sql.Stmt
-		agg  *rollupAgg
-	}{{stmts.hourly, &hourly}, {stmts.daily, &daily}} {
+		stmt    *sql.Stmt
+		rows    []sqlq.OpRollup
+		allKeys bool
+	}{{stmts.hourly, hourly, false}, {stmts.daily, daily, false}, {stmts.hourlyAll, hourlyAll, true}} {
 		stmt := tx.StmtContext(ctx, r.stmt)
-		for _, k := range r.agg.order {
-			t := r.agg.m[k]
-			if _, err := stmt.ExecContext(ctx, k.start, k.toolID, k.toolName, k.modeName, t.Count,
-				t.TokensOriginal, t.TokensActual, t.TokensPrevented, t.ResponseTimeSumMs); err != nil {
+		for _, row := range r.rows {
+			args = append(args[:0], row.Start)
+			if !r.allKeys {
+				args = append(args, row.ToolID, row.ToolName, row.Mode)
+			}
+			args = append(args, row.Count, row.TokensOriginal, row.TokensActual, row.TokensPrevented,
+				row.ResponseTimeSumMs, row.Cache.Lookups, row.Cache.Hits)
+			if _, err := stmt.ExecContext(ctx, args...); err != nil {
 				return s.wrap("upsert rollup", err)
 			}
-		}
-	}
-
-	hstmt := tx.StmtContext(ctx, stmts.hourlyAll)
-	for _, k := range hourlyAll.order {
-		t := hourlyAll.m[k]
-		if _, err := hstmt.ExecContext(ctx, k.start, t.Count,
-			t.TokensOriginal, t.TokensActual, t.TokensPrevented, t.ResponseTimeSumMs); err != nil {
-			return s.wrap("upsert rollup", err)
 		}
 	}
 
@@ -305,15 +276,26 @@ func appendOpArgs(args []any, ops []tsdb.Operation) []any {
 		if params == "" {
 			params = "{}"
 		}
-		var file any
+		var file, cacheHit any
 		if op.FilePath != nil {
 			file = *op.FilePath
 		}
+		if op.CacheHit != nil {
+			cacheHit = boolInt(*op.CacheHit)
+		}
 		args = append(args, op.ID[:], op.SessionID[:], op.ToolName, op.OperationMode,
 			params, file, op.TokensOriginal, op.TokensActual, op.TokensPrevented,
-			op.ResponseTimeMs, op.ToolID, op.CreatedAt.UnixMicro())
+			op.ResponseTimeMs, op.ToolID, op.CreatedAt.UnixMicro(), cacheHit)
 	}
 	return args
+}
+
+// boolInt is b as SQLite keeps a boolean: 1 or 0.
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // QueryOperations answers one page of the operations matching f, newest
@@ -416,10 +398,11 @@ func scanOperation(rows *sql.Rows) (tsdb.Operation, error) {
 		params      string
 		file        sql.NullString
 		createdAt   int64
+		cacheHit    sql.NullInt64
 	)
 	if err := rows.Scan(&id, &session, &op.ToolName, &op.OperationMode, &params, &file,
 		&op.TokensOriginal, &op.TokensActual, &op.TokensPrevented, &op.ResponseTimeMs,
-		&op.ToolID, &createdAt); err != nil {
+		&op.ToolID, &createdAt, &cacheHit); err != nil {
 		return op, err
 	}
 	var err error
@@ -434,6 +417,10 @@ func scanOperation(rows *sql.Rows) (tsdb.Operation, error) {
 		op.FilePath = &file.String
 	}
 	op.CreatedAt = fromMicros(createdAt)
+	if cacheHit.Valid {
+		hit := cacheHit.Int64 != 0
+		op.CacheHit = &hit
+	}
 	return op, nil
 }
 

@@ -244,6 +244,22 @@ CREATE TABLE store_meta (
 	value INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+
+	// 7: whether a tool answered from its cache: NULL when the client did
+	// not say, 0 a miss, 1 a hit. The rollups count the operations whose
+	// cache_hit is known (cache_lookups) and the hits among them, so that
+	// aggregates from rollups carry the hit rate; rows written before count
+	// none (their operations' cache_hit is unknown). Adding a column with a
+	// constant default rewrites no table.
+	`
+ALTER TABLE tool_operations ADD COLUMN cache_hit INTEGER;
+ALTER TABLE op_rollup_hourly ADD COLUMN cache_lookups INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE op_rollup_hourly ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE op_rollup_daily ADD COLUMN cache_lookups INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE op_rollup_daily ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE op_rollup_hourly_all ADD COLUMN cache_lookups INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE op_rollup_hourly_all ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database to version len(migrations). Each missing migration runs

@@ -85,6 +85,10 @@ func genOps(r *rand.Rand, n int, start time.Time, span time.Duration) []tsdb.Ope
 			ToolID:          toolIDs[r.Intn(len(toolIDs))],
 			CreatedAt:       start.Add(time.Duration(r.Int63n(int64(span/time.Microsecond))) * time.Microsecond),
 		}
+		if c := r.Intn(3); c < 2 { // a third unknown
+			hit := c == 1
+			ops[i].CacheHit = &hit
+		}
 	}
 	return ops
 }
@@ -384,14 +388,14 @@ func checkRollupsMatchRaw(t *testing.T, s *Store) {
 		m := map[string]string{}
 		for rows.Next() {
 			var (
-				hour, n, o, a, p int64
-				toolID, tool, md string
-				rt               float64
+				hour, n, o, a, p, cl, ch int64
+				toolID, tool, md         string
+				rt                       float64
 			)
-			if err := rows.Scan(&hour, &toolID, &tool, &md, &n, &o, &a, &p, &rt); err != nil {
+			if err := rows.Scan(&hour, &toolID, &tool, &md, &n, &o, &a, &p, &rt, &cl, &ch); err != nil {
 				t.Fatal(err)
 			}
-			m[fmt.Sprint(hour, toolID, tool, md)] = fmt.Sprintf("n=%d o=%d a=%d p=%d rt=%.6f", n, o, a, p, rt)
+			m[fmt.Sprint(hour, toolID, tool, md)] = fmt.Sprintf("n=%d o=%d a=%d p=%d rt=%.6f cache=%d/%d", n, o, a, p, rt, ch, cl)
 		}
 		if err := rows.Err(); err != nil {
 			t.Fatal(err)
@@ -403,9 +407,10 @@ func checkRollupsMatchRaw(t *testing.T, s *Store) {
 		width      int64
 	}{{"op_rollup_hourly", "hour", tsdb.MicrosPerHour}, {"op_rollup_daily", "day", tsdb.MicrosPerDay}} {
 		rollup := read(`SELECT ` + tc.col + `, tool_id, tool_name, operation_mode, count, tokens_original,
-			tokens_actual, tokens_prevented, response_time_sum FROM ` + tc.table)
+			tokens_actual, tokens_prevented, response_time_sum, cache_lookups, cache_hits FROM ` + tc.table)
 		raw := read(fmt.Sprintf(`SELECT created_at / %[1]d * %[1]d, tool_id, tool_name, operation_mode, count(*),
-			sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms)
+			sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms),
+			count(cache_hit), coalesce(sum(cache_hit), 0)
 			FROM tool_operations GROUP BY 1, 2, 3, 4`, tc.width))
 		if len(rollup) != len(raw) {
 			t.Errorf("%s: %d rows, raw GROUP BY has %d", tc.table, len(rollup), len(raw))
@@ -416,10 +421,11 @@ func checkRollupsMatchRaw(t *testing.T, s *Store) {
 			}
 		}
 	}
-	all := read(`SELECT hour, '', '', '', count, tokens_original, tokens_actual, tokens_prevented, response_time_sum
-		FROM op_rollup_hourly_all`)
+	all := read(`SELECT hour, '', '', '', count, tokens_original, tokens_actual, tokens_prevented, response_time_sum,
+		cache_lookups, cache_hits FROM op_rollup_hourly_all`)
 	raw := read(fmt.Sprintf(`SELECT created_at / %[1]d * %[1]d, '', '', '', count(*),
-		sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms)
+		sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms),
+		count(cache_hit), coalesce(sum(cache_hit), 0)
 		FROM tool_operations GROUP BY 1`, tsdb.MicrosPerHour))
 	if len(all) != len(raw) {
 		t.Errorf("op_rollup_hourly_all: %d rows, raw GROUP BY has %d", len(all), len(raw))
@@ -538,6 +544,9 @@ func TestMigrationUpgradesVersion1(t *testing.T) {
 		ops[i].CreatedAt = ops[0].CreatedAt
 	}
 	ops[7].FilePath = nil
+	for i := range ops { // version 1 kept no cache_hit
+		ops[i].CacheHit = nil
+	}
 
 	migrations = saved[:1]
 	s, err := Open(ctx, path, testLogger(t))
@@ -663,7 +672,7 @@ func writeVersion1(t *testing.T, s *Store, ops []tsdb.Operation) {
 		if op.FilePath != nil {
 			file = *op.FilePath
 		}
-		if _, err := tx.Exec(`INSERT INTO tool_operations (`+opColumnList+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+		if _, err := tx.Exec(`INSERT INTO tool_operations (`+opColumnListVersion1+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 			op.ID.String(), op.SessionID.String(), op.ToolName, op.OperationMode, string(op.Parameters), file,
 			op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs, op.ToolID, op.CreatedAt.UnixMicro()); err != nil {
 			t.Fatal(err)
@@ -672,7 +681,8 @@ func writeVersion1(t *testing.T, s *Store, ops []tsdb.Operation) {
 		for _, r := range []struct {
 			q     string
 			start int64
-		}{{upsertHourlySQL, tsdb.FloorTo(at, tsdb.MicrosPerHour)}, {upsertDailySQL, tsdb.FloorTo(at, tsdb.MicrosPerDay)}} {
+		}{{upsertRollupSQLVersion1("op_rollup_hourly", "hour"), tsdb.FloorTo(at, tsdb.MicrosPerHour)},
+			{upsertRollupSQLVersion1("op_rollup_daily", "day"), tsdb.FloorTo(at, tsdb.MicrosPerDay)}} {
 			if _, err := tx.Exec(r.q, r.start, op.ToolID, op.ToolName, op.OperationMode, 1,
 				op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs); err != nil {
 				t.Fatal(err)
@@ -685,6 +695,25 @@ func writeVersion1(t *testing.T, s *Store, ops []tsdb.Operation) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// opColumnListVersion1 are the columns of tool_operations in schema
+// version 1.
+const opColumnListVersion1 = `id, session_id, tool_name, operation_mode, parameters, file_path,
+	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at`
+
+// upsertRollupSQLVersion1 is the rollup upsert of schema version 1 (no
+// cache counts yet).
+func upsertRollupSQLVersion1(table, col string) string {
+	return `INSERT INTO ` + table + `
+	(` + col + `, tool_id, tool_name, operation_mode, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum)
+VALUES (?,?,?,?,?,?,?,?,?)
+ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET
+	count             = count + excluded.count,
+	tokens_original   = tokens_original + excluded.tokens_original,
+	tokens_actual     = tokens_actual + excluded.tokens_actual,
+	tokens_prevented  = tokens_prevented + excluded.tokens_prevented,
+	response_time_sum = response_time_sum + excluded.response_time_sum`
 }
 
 // upsertSessionSQLVersion1 is the session upsert of schema version 1 (no

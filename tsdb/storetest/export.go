@@ -120,6 +120,9 @@ func exportData(g *ids) ([]tsdb.Operation, []uuid.UUID) {
 		if i%5 == 0 {
 			op.FilePath = ptr(fmt.Sprintf("src/dense/%d.go", i))
 		}
+		if i%3 > 0 {
+			op.CacheHit = ptr(i%3 == 1)
+		}
 		ops = append(ops, op)
 	}
 	tie := day2.Add(5*time.Hour + 123456*time.Microsecond)
@@ -130,6 +133,9 @@ func exportData(g *ids) ([]tsdb.Operation, []uuid.UUID) {
 			op.FilePath = ptr(fmt.Sprintf("pkg/tie_%03d.go", i))
 		}
 		op.Parameters = json.RawMessage(fmt.Sprintf(`{"i":%d,"q":"tie \"%d\""}`, i, i))
+		if i%4 > 1 {
+			op.CacheHit = ptr(i%4 == 2)
+		}
 		ops = append(ops, op)
 	}
 	for _, d := range []time.Duration{-time.Microsecond, time.Microsecond, time.Second} { // the tie's neighbours

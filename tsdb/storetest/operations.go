@@ -43,12 +43,14 @@ func testRoundTrip(t *testing.T, s tsdb.Store) {
 			FilePath:       ptr("/home/dev/project/src/main.go"),
 			TokensOriginal: 5000, TokensActual: 1200, TokensPrevented: 3800,
 			ResponseTimeMs: 12.375, ToolID: "claude-code", CreatedAt: at(10, 17, 23, 123456),
+			CacheHit: ptr(true),
 		},
 		{
 			ID: g.next(), SessionID: sess1, ToolName: api.ToolSearch, OperationMode: "semantic",
 			Parameters: json.RawMessage(`{}`), FilePath: nil,
 			TokensOriginal: 100, TokensActual: 250, TokensPrevented: -150,
 			ResponseTimeMs: 0.5, ToolID: "claude-code", CreatedAt: at(10, 17, 23, 123457),
+			CacheHit: ptr(false),
 		},
 		{
 			ID: g.next(), SessionID: sess2, ToolName: api.ToolSearch, OperationMode: "tri_index",
@@ -70,6 +72,39 @@ func testRoundTrip(t *testing.T, s tsdb.Store) {
 		id := op.SessionID
 		checkQuery(t, s, ops, tsdb.OperationFilter{SessionID: &id, ToolID: op.ToolID, Start: &op.CreatedAt, End: &op.CreatedAt}, 10)
 	}
+}
+
+// testCacheHitRoundTrip: cache_hit true, false and unknown come back as
+// written, from the list and the export alike: in one series (same session,
+// tool, mode and tool id) mixed from one microsecond to the next and at one
+// identical created_at, and in series that hold only one of the three.
+func testCacheHitRoundTrip(t *testing.T, s tsdb.Store) {
+	g := newIDs(4)
+	mixed, known, unknown := g.next(), g.next(), g.next()
+	states := []*bool{nil, ptr(true), ptr(false)}
+	var ops []tsdb.Operation
+	for i := range 30 {
+		op := g.mk(opSpec{session: mixed, mode: "overview", at: at(9, 0, 0, i), orig: 100, act: 10, rt: 1})
+		op.CacheHit = states[i%3]
+		ops = append(ops, op)
+	}
+	for i := range 9 { // at one created_at
+		op := g.mk(opSpec{session: mixed, mode: "overview", at: at(9, 30, 0, 0), orig: 100, act: int64(i), rt: 1})
+		op.CacheHit = states[i%3]
+		ops = append(ops, op)
+	}
+	for i := range 6 {
+		op := g.mk(opSpec{session: known, tool: api.ToolSearch, mode: "semantic", at: at(10, i, 0, 0), orig: 50, act: 5})
+		op.CacheHit = ptr(i%2 == 0)
+		ops = append(ops, op)
+		ops = append(ops, g.mk(opSpec{session: unknown, tool: api.ToolSearch, mode: "semantic", at: at(10, i, 0, 0), orig: 50, act: 5}))
+	}
+	writeBatches(t, s, ops, 7)
+	checkQuery(t, s, ops, tsdb.OperationFilter{}, 10)
+	checkQuery(t, s, ops, tsdb.OperationFilter{SessionID: &mixed}, 1000)
+	checkExport(t, s, ops, tsdb.OperationFilter{})
+	checkExport(t, s, ops, tsdb.OperationFilter{SessionID: &known})
+	checkExport(t, s, ops, tsdb.OperationFilter{Start: ptr(at(9, 30, 0, 0)), End: ptr(at(9, 30, 0, 0))})
 }
 
 // filterData is a day of operations over three sessions, two tools, three

@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 		{"Operations/OffsetPastEnd", testOffsetPastEnd},
 		{"Operations/IdenticalTimestampsAllKept", testIdenticalTimestamps},
 		{"Operations/KeyedRetryStoredOnce", testKeyedRetry},
+		{"Operations/CacheHitRoundTrip", testCacheHitRoundTrip},
 		{"Export/MatchesQueryOldestFirst", testExportMatchesQuery},
 		{"Export/TiesByIDAcrossPages", testExportTies},
 		{"Export/StopsAtCallbackError", testExportCallbackError},
@@ -198,10 +199,7 @@ func inWindow(op tsdb.Operation, w tsdb.Window) bool {
 	return !op.CreatedAt.After(w.End)
 }
 
-func totalsOf(op tsdb.Operation) tsdb.Totals {
-	return tsdb.Totals{Count: 1, TokensOriginal: op.TokensOriginal, TokensActual: op.TokensActual,
-		TokensPrevented: op.TokensPrevented, ResponseTimeSumMs: op.ResponseTimeMs}
-}
+func totalsOf(op tsdb.Operation) tsdb.Totals { return tsdb.TotalsOf(&op) }
 
 func bruteBreakdown(ops []tsdb.Operation, w tsdb.Window) []tsdb.ModeTotals {
 	m := map[[2]string]*tsdb.Totals{}
@@ -375,6 +373,9 @@ func sameOp(a, b tsdb.Operation) error {
 	if a.TokensOriginal != b.TokensOriginal || a.TokensActual != b.TokensActual || a.TokensPrevented != b.TokensPrevented {
 		diffs = append(diffs, fmt.Sprintf("tokens %d/%d/%d != %d/%d/%d", a.TokensOriginal, a.TokensActual,
 			a.TokensPrevented, b.TokensOriginal, b.TokensActual, b.TokensPrevented))
+	}
+	if !eqPtr(a.CacheHit, b.CacheHit) {
+		diffs = append(diffs, fmt.Sprintf("CacheHit %s != %s", fmtPtr(a.CacheHit), fmtPtr(b.CacheHit)))
 	}
 	if a.ResponseTimeMs != b.ResponseTimeMs {
 		diffs = append(diffs, fmt.Sprintf("ResponseTimeMs %v != %v", a.ResponseTimeMs, b.ResponseTimeMs))

@@ -8,7 +8,8 @@
 // point that needs a series of its own); fields [FieldID], [FieldFilePath]
 // (absent when nil), [FieldParameters] (JSON text), [FieldTokensOriginal],
 // [FieldTokensActual], [FieldTokensPrevented] (integers),
-// [FieldResponseTimeMs] (float). The point time is created_at plus an offset
+// [FieldResponseTimeMs] (float), [FieldCacheHit] (boolean; absent when the
+// client did not say). The point time is created_at plus an offset
 // below one microsecond that keeps every point key unique. The operation id
 // is never a tag.
 //
@@ -60,6 +61,9 @@ const (
 	FieldTokensActual    = "tokens_actual"
 	FieldTokensPrevented = "tokens_prevented"
 	FieldResponseTimeMs  = "response_time_ms"
+	// FieldCacheHit is whether the tool answered from its cache; absent
+	// when unknown.
+	FieldCacheHit = "cache_hit"
 )
 
 // Fields of Spend.

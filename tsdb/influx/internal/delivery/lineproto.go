@@ -65,6 +65,14 @@ func (w *Encoder) int(f *fieldSep, k string, v int64) {
 	w.b = append(w.b, 'i')
 }
 
+// boolean writes a boolean field.
+func (w *Encoder) boolean(f *fieldSep, k string, v bool) {
+	w.sep(f)
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '=')
+	w.b = strconv.AppendBool(w.b, v)
+}
+
 // float writes a float field; the value always parses as a float (never
 // as an integer), so the field's type never changes.
 func (w *Encoder) float(f *fieldSep, k string, v float64) {
@@ -129,6 +137,9 @@ func (w *Encoder) Operation(op *tsdb.Operation, offset, dup int) {
 	w.tag(schema.TagToolID, schema.TagValue(op.ToolID))
 	w.tag(schema.TagToolName, op.ToolName)
 	var f fieldSep
+	if op.CacheHit != nil {
+		w.boolean(&f, schema.FieldCacheHit, *op.CacheHit)
+	}
 	if op.FilePath != nil {
 		w.str(&f, schema.FieldFilePath, schema.FieldString(*op.FilePath))
 	}

@@ -231,6 +231,9 @@ func rowOperation(r row) (tsdb.Operation, error) {
 		fp := schema.Decode(r.str("file_path"))
 		op.FilePath = &fp
 	}
+	if hit, ok := r.values[schema.FieldCacheHit].(bool); ok {
+		op.CacheHit = &hit
+	}
 	if len(op.Parameters) == 0 {
 		op.Parameters = json.RawMessage("{}")
 	}
