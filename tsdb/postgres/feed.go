@@ -111,7 +111,7 @@ const announceSQL = `SELECT pg_notify('` + feedChannel + `', p) FROM unnest($1::
 // fetchAnnouncedSQL reads announced operations: created_at and id reach
 // each partition's (created_at, id) index, and an id is unique, so no
 // other row matches.
-const fetchAnnouncedSQL = `SELECT ` + opColumnList + ` FROM tool_operations
+var fetchAnnouncedSQL = `SELECT ` + opColumnList + ` FROM tool_operations
 WHERE created_at = ANY($1::timestamptz[]) AND id = ANY($2::uuid[])`
 
 // FollowOperations calls deliver with the operations that other store

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,14 +18,16 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/tsdb/internal/sqlq"
 )
 
-const opColumnList = `id, session_id, tool_name, operation_mode, parameters, file_path,
-	tokens_original, tokens_actual, tokens_prevented, response_time_ms, tool_id, created_at, cache_hit`
+// opColumns are the columns of tool_operations in the order every query
+// reads them and WriteOperations copies them (see opRow).
+var opColumns = []string{"id", "session_id", "tool_name", "operation_mode", "parameters", "file_path",
+	"tokens_original", "tokens_actual", "tokens_prevented", "response_time_ms", "tool_id", "created_at", "cache_hit"}
 
-// insertOpsSQL stores a batch of operations in one statement: one array
-// per column, unnested into rows.
-const insertOpsSQL = `INSERT INTO tool_operations (` + opColumnList + `)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-	$7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::text[], $12::timestamptz[], $13::bool[])`
+var opColumnList = strings.Join(opColumns, ", ")
+
+// insertNewIDsSQL stores the ids of a batch none of which is stored yet;
+// one that is fails it with a unique violation.
+const insertNewIDsSQL = `INSERT INTO operation_ids (id) SELECT unnest($1::uuid[])`
 
 // insertIDsSQL claims the ids of a batch; the ids it answers are new, the
 // others were stored before (a retry). A concurrent transaction claiming
@@ -147,30 +150,16 @@ func sessionArgs(ops []tsdb.Operation) []any {
 	return []any{uuidArray(ids), toolIDs, firsts, lasts, counts, saved, reads, searches}
 }
 
-func opArgs(ops []tsdb.Operation) []any {
-	n := len(ops)
-	var (
-		ids, sessions          = make([][16]byte, n), make([][16]byte, n)
-		names, modes, params   = make([]string, n), make([]string, n), make([]string, n)
-		files                  = make([]*string, n)
-		origs, acts, prevented = make([]int64, n), make([]int64, n), make([]int64, n)
-		resp                   = make([]float64, n)
-		toolIDs                = make([]string, n)
-		created                = make([]time.Time, n)
-		cacheHits              = make([]*bool, n)
-	)
-	for i := range ops {
-		op := &ops[i]
-		ids[i], sessions[i], names[i], modes[i] = op.ID, op.SessionID, op.ToolName, op.OperationMode
-		params[i] = string(op.Parameters)
-		if params[i] == "" {
-			params[i] = "{}"
-		}
-		files[i] = op.FilePath
-		origs[i], acts[i], prevented[i], resp[i] = op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs
-		toolIDs[i], created[i], cacheHits[i] = op.ToolID, op.CreatedAt.UTC(), op.CacheHit
+// opRow fills row with op's values in opColumns order, as pgx's COPY
+// encodes them fastest (ids as arrays of 16 bytes; see uuidArray).
+func opRow(row []any, op *tsdb.Operation) {
+	params := string(op.Parameters)
+	if params == "" {
+		params = "{}"
 	}
-	return []any{ids, sessions, names, modes, params, files, origs, acts, prevented, resp, toolIDs, created, cacheHits}
+	row[0], row[1], row[2], row[3], row[4], row[5] = [16]byte(op.ID), [16]byte(op.SessionID), op.ToolName, op.OperationMode, params, op.FilePath
+	row[6], row[7], row[8], row[9] = op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs
+	row[10], row[11], row[12] = op.ToolID, op.CreatedAt.UTC(), op.CacheHit
 }
 
 // uuidArray is ids as pgx encodes a uuid[] argument fastest: as arrays of
@@ -237,7 +226,7 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
 	// Within ops, the second copy of an id is a duplicate.
 	seen := make(map[uuid.UUID]struct{}, len(ops))
-	ids := make([]uuid.UUID, 0, len(ops))
+	ids := make([][16]byte, 0, len(ops))
 	for i := range ops {
 		_, dup := seen[ops[i].ID]
 		ops[i].Duplicate = dup
@@ -247,15 +236,56 @@ func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
 		}
 	}
 	// Claimed in id order, so two batches sharing ids cannot deadlock.
-	slices.SortFunc(ids, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(ids, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
 
+	err := s.writeNew(ctx, ops, ids)
+	if !isIDConflict(err) {
+		return err
+	}
+	// Some id is stored already (a retry): claim them, learning which.
+	return s.writeClaimed(ctx, ops, ids)
+}
+
+// writeNew stores ops on the guess that none of ids is stored yet (the
+// common case, and the cheapest: the ids are inserted plainly, not claimed
+// with ON CONFLICT). When one is, the insert fails with a unique violation
+// (see isIDConflict) before any operation is copied, and nothing is
+// stored; one claimed concurrently makes the insert wait for that
+// transaction's outcome.
+func (s *Store) writeNew(ctx context.Context, ops []tsdb.Operation, ids [][16]byte) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
 
-	rows, err := tx.Query(ctx, insertIDsSQL, uuidArray(ids))
+	store := ops
+	if len(ids) < len(ops) {
+		store = slices.DeleteFunc(slices.Clone(ops), func(op tsdb.Operation) bool { return op.Duplicate })
+	}
+	if _, err := tx.Exec(ctx, insertNewIDsSQL, ids); err != nil {
+		return fmt.Errorf("store ids: %w", err)
+	}
+	return s.storeRows(ctx, tx, store)
+}
+
+// isIDConflict reports whether err is writeNew's unique violation on
+// operation_ids.
+func isIDConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "operation_ids"
+}
+
+// writeClaimed stores the operations of ops whose ids it claims (ids,
+// sorted) and marks the others Duplicate.
+func (s *Store) writeClaimed(ctx context.Context, ops []tsdb.Operation, ids [][16]byte) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
+
+	rows, err := tx.Query(ctx, insertIDsSQL, ids)
 	if err != nil {
 		return fmt.Errorf("claim ids: %w", err)
 	}
@@ -288,15 +318,24 @@ func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
 	if len(store) == 0 {
 		return tx.Commit(ctx) // all were retries
 	}
+	return s.storeRows(ctx, tx, store)
+}
 
+// storeRows copies ops, whose ids tx has stored, into tool_operations,
+// adds them to the rollups and sessions, and commits tx.
+func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation) error {
+	row := make([]any, len(opColumns)) // COPY encodes a row before asking for the next
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tool_operations"}, opColumns,
+		pgx.CopyFromSlice(len(ops), func(i int) ([]any, error) { opRow(row, &ops[i]); return row, nil })); err != nil {
+		return err
+	}
 	// The rest goes in one round trip.
 	var b pgx.Batch
-	b.Queue(insertOpsSQL, opArgs(store)...)
-	b.Queue(upsertHourlySQL, rollupArgs(store, tsdb.MicrosPerHour)...)
-	b.Queue(upsertDailySQL, rollupArgs(store, tsdb.MicrosPerDay)...)
-	b.Queue(upsertSessionsSQL, sessionArgs(store)...)
+	b.Queue(upsertHourlySQL, rollupArgs(ops, tsdb.MicrosPerHour)...)
+	b.Queue(upsertDailySQL, rollupArgs(ops, tsdb.MicrosPerDay)...)
+	b.Queue(upsertSessionsSQL, sessionArgs(ops)...)
 	if s.announce {
-		b.Queue(announceSQL, announcePayloads(s.origin, store)) // delivered on commit only
+		b.Queue(announceSQL, announcePayloads(s.origin, ops)) // delivered on commit only
 	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return err
