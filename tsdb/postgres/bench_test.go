@@ -17,9 +17,17 @@ import (
 // tests' server (ids claimed, rollups and sessions upserted, in one
 // transaction); ops/s is the figure to read. The tests' server runs with
 // fsync off, so this measures the store's and pgx's work, not the disk.
+// batch=N draws random ids (as a client may send); ordered=N draws
+// time-ordered ones, as the service does for an operation sent without
+// one (exporter.OperationID).
 func BenchmarkWriteOperations(b *testing.B) {
-	for _, size := range []int{1, 100, 5000} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		size    int
+		ordered bool
+	}{{"batch", 1, false}, {"batch", 100, false}, {"batch", 5000, false}, {"ordered", 5000, true}} {
+		size := bc.size
+		b.Run(fmt.Sprintf("%s=%d", bc.name, size), func(b *testing.B) {
 			s := open(b, postgres.Config{URL: newDatabase(b)})
 			ctx := context.Background()
 			sessions := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
@@ -29,6 +37,9 @@ func BenchmarkWriteOperations(b *testing.B) {
 				ops := make([]tsdb.Operation, size)
 				for i := range ops {
 					ops[i] = mkOp(sessions[i%len(sessions)], next, int64(1000+i))
+					if bc.ordered {
+						ops[i].ID = uuid.Must(uuid.NewV7())
+					}
 					next = next.Add(time.Millisecond)
 				}
 				b.StartTimer()
