@@ -19,7 +19,7 @@ import (
 )
 
 // opColumns are the columns of tool_operations in the order every query
-// reads them and WriteOperations copies them (see opRow).
+// reads and writes them (see opRow).
 var opColumns = []string{"id", "session_id", "tool_name", "operation_mode", "parameters", "file_path",
 	"tokens_original", "tokens_actual", "tokens_prevented", "response_time_ms", "tool_id", "created_at", "cache_hit"}
 
@@ -150,6 +150,41 @@ func sessionArgs(ops []tsdb.Operation) []any {
 	return []any{uuidArray(ids), toolIDs, firsts, lasts, counts, saved, reads, searches}
 }
 
+// copyMin is the smallest batch whose operations WriteOperations copies
+// in (COPY takes round trips of its own); a smaller one is inserted, with
+// its ids, in the round trip of the rollups.
+const copyMin = 32
+
+// insertOpsSQL inserts n operations, given as opValues answers them.
+func insertOpsSQL(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO tool_operations (" + opColumnList + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j := range opColumns {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "$%d", i*len(opColumns)+j+1)
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// opValues answers the arguments of insertOpsSQL(len(ops)).
+func opValues(ops []tsdb.Operation) []any {
+	k := len(opColumns)
+	args := make([]any, len(ops)*k)
+	for i := range ops {
+		opRow(args[i*k:(i+1)*k], &ops[i])
+	}
+	return args
+}
+
 // opRow fills row with op's values in opColumns order, as pgx's COPY
 // encodes them fastest (ids as arrays of 16 bytes; see uuidArray).
 func opRow(row []any, op *tsdb.Operation) {
@@ -251,7 +286,8 @@ func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
 // with ON CONFLICT). When one is, the insert fails with a unique violation
 // (see isIDConflict) before any operation is copied, and nothing is
 // stored; one claimed concurrently makes the insert wait for that
-// transaction's outcome.
+// transaction's outcome. A batch too small to be copied (see copyMin)
+// inserts its ids in the round trip of the rest.
 func (s *Store) writeNew(ctx context.Context, ops []tsdb.Operation, ids [][16]byte) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -263,10 +299,13 @@ func (s *Store) writeNew(ctx context.Context, ops []tsdb.Operation, ids [][16]by
 	if len(ids) < len(ops) {
 		store = slices.DeleteFunc(slices.Clone(ops), func(op tsdb.Operation) bool { return op.Duplicate })
 	}
-	if _, err := tx.Exec(ctx, insertNewIDsSQL, ids); err != nil {
+	var b pgx.Batch
+	if len(store) < copyMin {
+		b.Queue(insertNewIDsSQL, ids)
+	} else if _, err := tx.Exec(ctx, insertNewIDsSQL, ids); err != nil {
 		return fmt.Errorf("store ids: %w", err)
 	}
-	return s.storeRows(ctx, tx, store)
+	return s.storeRows(ctx, tx, store, &b)
 }
 
 // isIDConflict reports whether err is writeNew's unique violation on
@@ -318,26 +357,29 @@ func (s *Store) writeClaimed(ctx context.Context, ops []tsdb.Operation, ids [][1
 	if len(store) == 0 {
 		return tx.Commit(ctx) // all were retries
 	}
-	return s.storeRows(ctx, tx, store)
+	return s.storeRows(ctx, tx, store, &pgx.Batch{})
 }
 
-// storeRows copies ops, whose ids tx has stored, into tool_operations,
-// adds them to the rollups and sessions, and commits tx.
-func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation) error {
-	row := make([]any, len(opColumns)) // COPY encodes a row before asking for the next
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tool_operations"}, opColumns,
-		pgx.CopyFromSlice(len(ops), func(i int) ([]any, error) { opRow(row, &ops[i]); return row, nil })); err != nil {
-		return err
+// storeRows stores ops in tool_operations (copied, or queued in b when
+// fewer than copyMin), adds them to the rollups and sessions in the round
+// trip of b (what the caller queued), and commits tx.
+func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation, b *pgx.Batch) error {
+	if len(ops) < copyMin {
+		b.Queue(insertOpsSQL(len(ops)), opValues(ops)...)
+	} else {
+		row := make([]any, len(opColumns)) // COPY encodes a row before asking for the next
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tool_operations"}, opColumns,
+			pgx.CopyFromSlice(len(ops), func(i int) ([]any, error) { opRow(row, &ops[i]); return row, nil })); err != nil {
+			return err
+		}
 	}
-	// The rest goes in one round trip.
-	var b pgx.Batch
 	b.Queue(upsertHourlySQL, rollupArgs(ops, tsdb.MicrosPerHour)...)
 	b.Queue(upsertDailySQL, rollupArgs(ops, tsdb.MicrosPerDay)...)
 	b.Queue(upsertSessionsSQL, sessionArgs(ops)...)
 	if s.announce {
 		b.Queue(announceSQL, announcePayloads(s.origin, ops)) // delivered on commit only
 	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
