@@ -18,7 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
@@ -121,8 +123,25 @@ func New(svc Service, o Options) http.Handler {
 	}
 	logger := o.Logger.With("component", "http")
 	h := newRouter(svc, o, logger)
-	return otelhttp.NewHandler(recoverer(logger, cors(newOriginPolicy(o.CORSOrigins), limitBody(requireToken(o.APIToken, o.MetricsPublic, h)))),
-		"http.request", otelhttp.WithTracerProvider(o.TracerProvider))
+	chain := recoverer(logger, cors(newOriginPolicy(o.CORSOrigins), limitBody(requireToken(o.APIToken, o.MetricsPublic, h))))
+	if _, off := o.TracerProvider.(noop.TracerProvider); off {
+		return propagated(chain)
+	}
+	return otelhttp.NewHandler(chain, "http.request", otelhttp.WithTracerProvider(o.TracerProvider))
+}
+
+// propagated stands for the tracing middleware when tracing is off: no span
+// is made, but the caller's propagated trace context still reaches the
+// request's context (as the no-op tracer would keep it), so exemplars carry
+// the caller's trace id as before, for none of the middleware's cost.
+func propagated(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		if ctx != r.Context() {
+			r = r.WithContext(ctx)
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // newRouter answers the router of every route, each instrumented by its

@@ -1,6 +1,8 @@
 package handlers_test
 
 import (
+	"context"
+	"log/slog"
 	"regexp"
 	"testing"
 
@@ -70,4 +72,29 @@ func names(spans tracetest.SpanStubs) []string {
 		out[i] = s.Name
 	}
 	return out
+}
+
+// With tracing off (no OTLP endpoint, as tracing.Setup leaves it) no span is
+// made, yet a caller's propagated trace context still reaches the request:
+// its trace id is the exemplar of the request's observations.
+func TestTracingOffKeepsTheCallersTraceIDAsExemplar(t *testing.T) {
+	tp, stop, err := tracing.Setup(t.Context(), func(string) string { return "" }, "test", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stop(context.Background()) })
+	s := newService(t, serviceOpts{tp: tp})
+
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	if r := s.do("POST", "/track/tool-operation", op(nil), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01"); r.status != 200 {
+		t.Fatalf("POST answered %d: %s", r.status, r.body)
+	}
+
+	r := s.do("GET", "/metrics", nil, "Accept", "application/openmetrics-text; version=1.0.0")
+	for _, metric := range []string{"omnimemory_http_request_duration_seconds_bucket", "omnimemory_tool_operations_total"} {
+		re := regexp.MustCompile(metric + `\{[^}]*\} \S+ # \{trace_id="` + traceID + `"\}`)
+		if !re.Match(r.body) {
+			t.Errorf("%s carries no exemplar with the caller's trace id", metric)
+		}
+	}
 }
