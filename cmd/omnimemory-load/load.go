@@ -241,8 +241,13 @@ func newBar(w io.Writer, max int64, desc string) *progressbar.ProgressBar {
 	return newBarUnit(w, max, desc, "ops")
 }
 
+// newBarUnit makes a progress bar. Its spinner is turned off: for a bar of
+// unknown length (a run bounded by time) the library animates it from a
+// goroutine of its own that reads the bar's state without its lock (a data
+// race with Add); the spinner frame then moves with each Add instead.
 func newBarUnit(w io.Writer, max int64, desc, unit string) *progressbar.ProgressBar {
 	return progressbar.NewOptions64(max,
+		progressbar.OptionSetSpinnerChangeInterval(0),
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(desc),
 		progressbar.OptionSetWidth(30),

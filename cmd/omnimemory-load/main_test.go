@@ -708,3 +708,41 @@ func TestInfluxCount(t *testing.T) {
 		}
 	}
 }
+
+// TestBarOfUnknownLengthFromManyGoroutines adds to a bar of unknown length
+// (a run bounded by time) from several goroutines, the first Add a while
+// after the bar is made (a slow first answer), as the load phases do: under
+// the race detector it fails if the bar's own animation reads its state
+// unlocked.
+func TestBarOfUnknownLengthFromManyGoroutines(t *testing.T) {
+	var out bytes.Buffer
+	var mu sync.Mutex
+	bar := newBar(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.Write(p)
+	}), -1, "ops")
+	time.Sleep(250 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				_ = bar.Add(1)
+				time.Sleep(60 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	_ = bar.Finish()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(out.String(), "(20/-") {
+		t.Errorf("the bar shows %q, want 20 ops counted", out.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
