@@ -252,6 +252,10 @@ func (s *recordingStore) Trend(context.Context, tsdb.Window, tsdb.Step) ([]tsdb.
 	return []tsdb.Bucket{}, nil
 }
 
+func (s *recordingStore) Aggregate(context.Context, tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
+	return tsdb.AggregateResult{Groups: []tsdb.AggregateGroup{}}, nil
+}
+
 func (s *recordingStore) FirstOperationTime(context.Context, string) (time.Time, bool, error) {
 	return time.Time{}, false, nil
 }

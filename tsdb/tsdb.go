@@ -271,6 +271,11 @@ type Aggregator interface {
 	// FirstOperationTime answers the created_at of the oldest operation of
 	// toolID (all tools when empty); ok is false when there is none.
 	FirstOperationTime(ctx context.Context, toolID string) (t time.Time, ok bool, err error)
+
+	// Aggregate answers the groups of q with at least one operation (see
+	// AggregateQuery), from the rollups when q.FromRollups(), so that its
+	// cost grows with buckets and keys rather than operations.
+	Aggregate(ctx context.Context, q AggregateQuery) (AggregateResult, error)
 }
 
 // SessionStore keeps sessions (Phase 1 of the contract).

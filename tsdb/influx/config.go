@@ -63,8 +63,8 @@ type Config struct {
 	CacheTTL time.Duration
 	// CacheMaxRows bounds the hourly rollup cache: rows of (hour, tool_id,
 	// tool_name, operation_mode) totals, an hour without operations counting
-	// one; about 80 bytes each. Default 262144 (a year of hours at 30 keys,
-	// about 20 MB); past it the least recently used hours are dropped. A
+	// one; about 100 bytes each. Default 262144 (a year of hours at 30 keys,
+	// about 25 MB); past it the least recently used hours are dropped. A
 	// negative value turns the cache off: every aggregate reads raw points.
 	CacheMaxRows int
 

@@ -17,36 +17,50 @@ type HourRow struct {
 	Hour int64 // unix microseconds of the hour's start
 	Key  *HourKey
 	tsdb.Totals
+	Cache tsdb.CacheCounts
 }
 
-// hourQueries answers the two Flux queries (sums of the four fields, and
-// counts) of the totals per UTC hour and (tool_id, tool_name,
-// operation_mode) of the operations with point times in [lo, hi), of tool
-// id tid when given (a predicate, see toolIDPred). Windows are aligned to
-// the epoch, hence to UTC hours; a window's _time is its start, or lo for
-// the first when lo is not aligned. Shapes as in trendQueries: grouped on
-// 1.x, per series on 2.x.
-func (s *Reader) hourQueries(lo, hi time.Time, tid string, perSeries bool) (sums, counts string) {
-	sum := s.opsSource(lo, hi, fieldPred(sumFields...), tid)
-	cnt := s.opsSource(lo, hi, fieldPred(countField), tid)
+// hourQueries answers the four Flux queries (sums of the four fields,
+// counts of operations, of cache lookups and of cache hits) of the totals
+// per UTC hour and (tool_id, tool_name, operation_mode) of the operations
+// with point times in [lo, hi), of tool id tid when given (a predicate, see
+// toolIDPred). Windows are aligned to the epoch, hence to UTC hours; a
+// window's _time is its start, or lo for the first when lo is not aligned.
+// Shapes as in trendQueries: grouped on 1.x, per series on 2.x.
+func (s *Reader) hourQueries(lo, hi time.Time, tid string, perSeries bool) []string {
 	win := func(fn string) string {
 		return "\n  |> aggregateWindow(every: 1h, fn: " + fn + `, createEmpty: false, timeSrc: "_start")`
 	}
 	const keys = `"tool_id", "tool_name", "operation_mode"`
+	sum := s.opsSource(lo, hi, fieldPred(sumFields...), tid)
 	if perSeries {
-		return sum + win("sum") + `
+		sum += win("sum") + `
   |> group(columns: [` + keys + `, "_field", "_time"])
-  |> sum()
-  |> yield(name: "sum")`, cnt + win("count") + `
-  |> group(columns: [` + keys + `, "_time"])
-  |> sum()
-  |> yield(name: "count")`
+  |> sum()`
+	} else {
+		sum += `
+  |> group(columns: [` + keys + `, "_field"])` + win("sum")
 	}
-	return sum + `
-  |> group(columns: [` + keys + `, "_field"])` + win("sum") + `
-  |> yield(name: "sum")`, cnt + `
-  |> group(columns: [` + keys + `])` + win("count") + `
-  |> yield(name: "count")`
+	out := []string{sum + `
+  |> yield(name: "sum")`}
+	for _, c := range []struct{ pred, name string }{
+		{fieldPred(countField), "count"},
+		{`r._field == "` + schema.FieldCacheHit + `"`, "lookups"},
+		{`r._field == "` + schema.FieldCacheHit + `" and r._value == true`, "hits"},
+	} {
+		cnt := s.opsSource(lo, hi, c.pred, tid)
+		if perSeries {
+			cnt += win("count") + `
+  |> group(columns: [` + keys + `, "_time"])
+  |> sum()`
+		} else {
+			cnt += `
+  |> group(columns: [` + keys + `])` + win("count")
+		}
+		out = append(out, cnt+`
+  |> yield(name: "`+c.name+`")`)
+	}
+	return out
 }
 
 // ReadHours answers the totals per UTC hour and key of the operations of
@@ -65,7 +79,6 @@ func (s *Reader) ReadHours(ctx context.Context, name string, lo, hi time.Time, t
 	}
 	m := map[rk]*HourRow{}
 	var order []rk
-	sums, counts := s.hourQueries(lo, hi, tid, s.perSeries.Load())
 	err := s.queryEach(ctx, name, func(r row) error {
 		k := rk{tsdb.FloorTo(r.time("_time").UnixMicro(), tsdb.MicrosPerHour),
 			HourKey{r.str(schema.TagToolID), r.str(schema.TagToolName), r.str(schema.TagOperationMode)}}
@@ -76,9 +89,16 @@ func (s *Reader) ReadHours(ctx context.Context, name string, lo, hi time.Time, t
 			m[k] = hr
 			order = append(order, k)
 		}
-		addField(&hr.Totals, r)
+		switch r.result {
+		case "lookups":
+			hr.Cache.Lookups += r.int("_value")
+		case "hits":
+			hr.Cache.Hits += r.int("_value")
+		default:
+			addField(&hr.Totals, r)
+		}
 		return nil
-	}, sums, counts)
+	}, s.hourQueries(lo, hi, tid, s.perSeries.Load())...)
 	if err != nil {
 		return nil, err
 	}

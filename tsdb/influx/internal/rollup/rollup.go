@@ -27,8 +27,8 @@
 //     skew) land before it is first cached.
 //
 // Memory is bounded by Options.MaxRows rows (an hour with no operation
-// counts as one row; a row is about 50 bytes plus map overhead, so 262,144
-// rows, a year of hours at 30 keys each, is about 20 MB); past it the least
+// counts as one row; a row is about 70 bytes plus map overhead, so 262,144
+// rows, a year of hours at 30 keys each, is about 25 MB); past it the least
 // recently used hours are evicted. A query whose closed hours could not fit
 // reads raw points instead.
 package rollup
