@@ -67,6 +67,7 @@ func TestOpenAPIDocumentMatchesTheWireTypes(t *testing.T) {
 		"ActiveSessions": api.ActiveSessions{}, "Health": api.Health{}, "Ready": api.Ready{},
 		"SpendTokens": api.SpendTokens{}, "ModelSpend": api.ModelSpend{}, "ToolSpend": api.ToolSpend{},
 		"SpendTrendPoint": api.SpendTrendPoint{}, "Spend": api.Spend{},
+		"AggregateGroup": api.AggregateGroup{}, "Aggregate": api.Aggregate{},
 	}
 	// Bodies the service takes: their optional fields are the client's to
 	// leave out, so "required" is the contract's, not the Go type's.
