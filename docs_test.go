@@ -128,7 +128,7 @@ var apiPath = regexp.MustCompile(`(?:GET|POST) (/[a-z0-9_/{}.-]*[a-z}])`)
 // write is a path the service serves.
 func TestDocsNameOnlyRealEndpoints(t *testing.T) {
 	served := []string{api.PathTrackOperation, api.PathTrackOperations, api.PathOperations, api.PathOperationsExport,
-		api.PathToolBreakdown, api.PathAPISavings, api.PathSpend, api.PathSessionStart, api.PathSessionGetOrCreate, api.PathSessionsActive,
+		api.PathToolBreakdown, api.PathAPISavings, api.PathSpend, api.PathAggregate, api.PathSessionStart, api.PathSessionGetOrCreate, api.PathSessionsActive,
 		api.PathSession, api.PathSessionHeartbeat, api.PathSessionEnd, api.PathHealth, api.PathReady, api.PathMetrics,
 		api.PathOpenAPI, api.PathOTLPMetrics, api.PathStreamOperations, api.PathWSOperations, "/"}
 	found := 0

@@ -468,6 +468,42 @@ func TestAggregates(t *testing.T) {
 	}
 }
 
+func TestAggregate(t *testing.T) {
+	c := newClient(t, newService(t, "").URL)
+	ctx := ctxFor(t, 30*time.Second)
+	session := uuid.New()
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Microsecond)
+	hit := true
+	for i, file := range []string{"src/a.go", "src/a.go", "src/b.go"} {
+		op := sampleOp(session, "grouped")
+		op.FilePath, op.CreatedAt = file, base.Add(time.Duration(i)*time.Minute)
+		if i == 0 {
+			op.CacheHit = &hit
+		}
+		if _, err := c.TrackOperation(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := c.Aggregate(ctx, client.AggregateQuery{GroupBy: []string{client.DimFilePath, client.DimToolID},
+		OrderBy: client.OrderCount, Limit: 1, Filter: client.OperationQuery{SessionID: session, Limit: 7, Offset: 9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TotalGroups != 2 || len(got.Groups) != 1 || len(got.GroupBy) != 2 {
+		t.Fatalf("answer %+v", got)
+	}
+	g := got.Groups[0]
+	if *g.Key[client.DimFilePath] != "src/a.go" || *g.Key[client.DimToolID] != "grouped" || g.Count != 2 ||
+		g.TokensPrevented != 9000 || g.CostSaved != 0.135 || g.CacheHits != 1 || g.CacheHitRate != 1 {
+		t.Errorf("group %+v", g)
+	}
+	_, err = c.Aggregate(ctx, client.AggregateQuery{GroupBy: []string{"model"}})
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest {
+		t.Errorf("unknown dimension: %v", err)
+	}
+}
+
 // TestAuthToken: the bearer token is sent on every call; without it the
 // service answers 401, which is not retried.
 func TestAuthToken(t *testing.T) {

@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
 )
@@ -99,6 +101,64 @@ func (c *Client) Spend(ctx context.Context, q SpendQuery) (*Spend, error) {
 	}
 	var out Spend
 	if err := c.get(ctx, api.PathSpend, v, retryIdempotent, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// The dimensions Aggregate groups by: fields of the operation, its
+// session's project, and the UTC hour or day of its created_at.
+const (
+	DimFilePath      = api.DimFilePath
+	DimToolID        = api.DimToolID
+	DimSessionID     = api.DimSessionID
+	DimProjectID     = api.DimProjectID
+	DimToolName      = api.DimToolName
+	DimOperationMode = api.DimOperationMode
+	DimHour          = api.DimHour
+	DimDay           = api.DimDay
+)
+
+// The figures Aggregate ranks its groups by, largest first.
+const (
+	OrderTokensPrevented   = api.OrderTokensPrevented
+	OrderTokensOriginal    = api.OrderTokensOriginal
+	OrderTokensActual      = api.OrderTokensActual
+	OrderCount             = api.OrderCount
+	OrderCostSaved         = api.OrderCostSaved
+	OrderAvgResponseTimeMs = api.OrderAvgResponseTimeMs
+)
+
+// AggregateQuery selects GET /metrics/aggregate.
+type AggregateQuery struct {
+	// GroupBy is one to three distinct dimensions (DimFilePath, ...).
+	GroupBy []string
+	// OrderBy ranks the groups (OrderTokensPrevented when empty).
+	OrderBy string
+	// Limit is how many groups to answer, 1 to 1000 (0: the service's
+	// default, 100).
+	Limit int
+	// Filter selects the operations as QueryOperations does; its Limit and
+	// Offset are not used.
+	Filter OperationQuery
+}
+
+// Aggregate answers the operations matching q.Filter grouped by q.GroupBy,
+// the largest groups first, with how many groups there are in all (GET
+// /metrics/aggregate).
+func (c *Client) Aggregate(ctx context.Context, q AggregateQuery) (*Aggregate, error) {
+	f := q.Filter
+	f.Limit, f.Offset = 0, 0
+	v := f.values()
+	v.Set("group_by", strings.Join(q.GroupBy, ","))
+	if q.OrderBy != "" {
+		v.Set("order_by", q.OrderBy)
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out Aggregate
+	if err := c.get(ctx, api.PathAggregate, v, retryIdempotent, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -34,6 +34,10 @@ type (
 	ToolSpend      = api.ToolSpend
 	SpendTrend     = api.SpendTrendPoint
 	SavingsChange  = api.SavingsChange
+	// Aggregate is the answer of Aggregate; AggregateGroup one of its
+	// groups.
+	Aggregate      = api.Aggregate
+	AggregateGroup = api.AggregateGroup
 
 	// SessionRequest opens a session (StartSession, GetOrCreateSession).
 	SessionRequest = api.SessionRequest

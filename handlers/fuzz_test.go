@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -165,6 +166,44 @@ func FuzzOperationFilter(f *testing.F) {
 	})
 }
 
+// FuzzAggregateQuery: whatever the query string, GET /metrics/aggregate's
+// parser answers one of the contract's rejections, or a request within the
+// endpoint's bounds.
+func FuzzAggregateQuery(f *testing.F) {
+	for _, seed := range []string{
+		"", "group_by=file_path", "group_by=file_path,day,tool_id&order_by=cost_saved&limit=1000",
+		"group_by=hour&group_by=day", "group_by=file_path,file_path", "group_by=a,b,c,d", "group_by=,", "group_by=FILE_PATH",
+		"group_by=project_id&order_by=sideways", "group_by=day&limit=0", "group_by=day&limit=1001&offset=-1",
+		"group_by=session_id&session_id=123e4567-e89b-12d3-a456-426614174000&start_date=2025-01-14&end_date=2025-01-15T10:00:00+02:00",
+		"group_by=tool_name&tool_name=write", "group_by=day&start_date=yesterday", "%zz",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		q, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			return // the server answers such a query string with 400 before any handler
+		}
+		req, err := parseAggregateQuery(q)
+		if err != nil {
+			checkRejection(t, err)
+			return
+		}
+		if len(req.GroupBy) < 1 || len(req.GroupBy) > api.MaxGroupBy || req.Limit < 1 || req.Limit > api.MaxLimit ||
+			!slices.Contains(api.AggregateOrders, req.OrderBy) || req.Filter.Limit != 0 || req.Filter.Offset != 0 {
+			t.Fatalf("accepted %+v", req)
+		}
+		for i, d := range req.GroupBy {
+			if !slices.Contains(api.Dimensions, string(d)) || slices.Contains(req.GroupBy[:i], d) {
+				t.Fatalf("accepted group_by %v", req.GroupBy)
+			}
+		}
+		if fl := req.Filter; fl.ToolName != "" && !api.ValidToolName(fl.ToolName) || fl.OperationMode != "" && !api.ValidOperationMode(fl.OperationMode) {
+			t.Fatalf("accepted filter %+v", fl)
+		}
+	})
+}
+
 // FuzzHandlers sends a fuzzed body and query to every write and read route
 // of the real router and checks: never a 500, always a JSON detail on an
 // error, and nothing stored unless the answer was 200.
@@ -175,10 +214,12 @@ func FuzzHandlers(f *testing.F) {
 	f.Add(uint8(3), []byte(`{"tool_id":"x","process_id":1}`), "")
 	f.Add(uint8(4), []byte(`{"tool_id":"x","instance_id":"i"}`), "")
 	f.Add(uint8(5), []byte(nil), "time_range=7d&tool_id=x")
+	f.Add(uint8(8), []byte(nil), "group_by=file_path,day&order_by=count&limit=5")
 	routes := []struct{ method, path string }{
 		{"POST", "/track/tool-operation"}, {"POST", "/track/tool-operations"}, {"GET", "/metrics/tool-operations"},
 		{"POST", "/sessions/start"}, {"POST", "/sessions/get_or_create"}, {"GET", "/metrics/api-savings"},
 		{"GET", "/metrics/tool-breakdown"}, {"POST", "/sessions/123e4567-e89b-12d3-a456-426614174000/heartbeat"},
+		{"GET", "/metrics/aggregate"},
 	}
 	store := &recordingStore{}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -250,6 +291,10 @@ func (s *recordingStore) Breakdown(context.Context, tsdb.Window) ([]tsdb.ModeTot
 
 func (s *recordingStore) Trend(context.Context, tsdb.Window, tsdb.Step) ([]tsdb.Bucket, error) {
 	return []tsdb.Bucket{}, nil
+}
+
+func (s *recordingStore) Aggregate(context.Context, tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
+	return tsdb.AggregateResult{Groups: []tsdb.AggregateGroup{}}, nil
 }
 
 func (s *recordingStore) FirstOperationTime(context.Context, string) (time.Time, bool, error) {

@@ -396,6 +396,23 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		{name: "spend without token", svc: guarded, method: "GET", path: "/metrics/spend", status: unauthorized},
 		{name: "spend store gone", svc: gone, method: "GET", path: "/metrics/spend", status: storeFault},
 
+		// GET /metrics/aggregate
+		{name: "aggregate by file", svc: s, method: "GET", path: "/metrics/aggregate?group_by=file_path", status: ok},
+		{name: "aggregate by project, day and mode of a tool", svc: s, method: "GET",
+			path: "/metrics/aggregate?group_by=project_id,day,operation_mode&order_by=cost_saved&limit=5&tool_name=read&start_date=2025-01-14", status: ok},
+		{name: "aggregate by hour of a session", svc: s, method: "GET", path: "/metrics/aggregate?group_by=hour&order_by=avg_response_time_ms&session_id=" + sessionA, status: ok},
+		{name: "aggregate without group_by", svc: s, method: "GET", path: "/metrics/aggregate", status: invalid, invalid: true},
+		{name: "aggregate unknown dimension", svc: s, method: "GET", path: "/metrics/aggregate?group_by=model", status: badRequest, invalid: true,
+			check: detailIs(`Invalid group_by: "model" is not one of file_path, tool_id, session_id, project_id, tool_name, operation_mode, hour, day`)},
+		{name: "aggregate four dimensions", svc: s, method: "GET", path: "/metrics/aggregate?group_by=hour,day,tool_id,file_path", status: badRequest, invalid: true},
+		{name: "aggregate a dimension twice", svc: s, method: "GET", path: "/metrics/aggregate?group_by=day,day", status: badRequest,
+			check: detailIs("Invalid group_by: day is named twice")},
+		{name: "aggregate bad order", svc: s, method: "GET", path: "/metrics/aggregate?group_by=day&order_by=id", status: badRequest, invalid: true},
+		{name: "aggregate limit too large", svc: s, method: "GET", path: "/metrics/aggregate?group_by=day&limit=1001", status: invalid, invalid: true},
+		{name: "aggregate bad date", svc: s, method: "GET", path: "/metrics/aggregate?group_by=day&end_date=soon", status: badRequest, invalid: true},
+		{name: "aggregate without token", svc: guarded, method: "GET", path: "/metrics/aggregate?group_by=day", status: unauthorized},
+		{name: "aggregate store gone", svc: gone, method: "GET", path: "/metrics/aggregate?group_by=day", status: storeFault},
+
 		// GET /metrics/api-savings
 		{name: "savings", svc: s, method: "GET", path: "/metrics/api-savings", status: ok},
 		{name: "savings all", svc: s, method: "GET", path: "/metrics/api-savings?time_range=all", status: ok},
@@ -679,6 +696,8 @@ func TestOpenAPIDocumentEnumsAndBoundsMatchTheCode(t *testing.T) {
 		{"savings time_range", enum(param("SavingsTimeRange")), names(exporter.SavingsRanges)},
 		{"APISavings.time_range", enum(prop("APISavings", "time_range")), names(exporter.SavingsRanges)},
 		{"ToolBreakdown.time_period", enum(prop("ToolBreakdown", "time_period")), names(exporter.BreakdownRanges)},
+		{"aggregate order_by", enum(param("OrderBy")), api.AggregateOrders},
+		{"Aggregate.group_by", enum(prop("Aggregate", "group_by").Items.Value), api.Dimensions},
 	} {
 		if !slices.Equal(c.got, c.want) {
 			t.Errorf("%s: the document lists %v, the code %v", c.what, c.got, c.want)
@@ -686,5 +705,13 @@ func TestOpenAPIDocumentEnumsAndBoundsMatchTheCode(t *testing.T) {
 	}
 	if got := prop("BatchRequest", "operations").MaxItems; got == nil || *got != api.MaxBatchOperations {
 		t.Errorf("BatchRequest.operations maxItems %v, want %d", got, api.MaxBatchOperations)
+	}
+	if got := prop("Aggregate", "group_by").MaxItems; got == nil || *got != api.MaxGroupBy {
+		t.Errorf("Aggregate.group_by maxItems %v, want %d", got, api.MaxGroupBy)
+	}
+	// group_by's pattern: one to MaxGroupBy of the dimensions.
+	dim := "(" + strings.Join(api.Dimensions, "|") + ")"
+	if got, want := param("GroupBy").Pattern, fmt.Sprintf("^%s(,%s){0,%d}$", dim, dim, api.MaxGroupBy-1); got != want {
+		t.Errorf("group_by pattern %s, want %s", got, want)
 	}
 }

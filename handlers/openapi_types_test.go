@@ -68,6 +68,7 @@ func TestOpenAPIDocumentMatchesTheWireTypes(t *testing.T) {
 		"SpendTokens": api.SpendTokens{}, "ModelSpend": api.ModelSpend{}, "ToolSpend": api.ToolSpend{},
 		"SpendTrendPoint": api.SpendTrendPoint{}, "Spend": api.Spend{},
 		"StreamReset": api.StreamReset{}, "StreamMessage": api.StreamMessage{},
+		"AggregateGroup": api.AggregateGroup{}, "Aggregate": api.Aggregate{},
 	}
 	// Bodies the service takes: their optional fields are the client's to
 	// leave out, so "required" is the contract's, not the Go type's.

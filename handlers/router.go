@@ -54,6 +54,7 @@ type (
 		APISavings(ctx context.Context, r exporter.TimeRange, toolID string) (api.APISavings, error)
 		CompareAPISavings(ctx context.Context, r exporter.TimeRange, toolID string) (api.APISavings, error)
 		Spend(ctx context.Context, r exporter.TimeRange, toolID string) (api.Spend, error)
+		Aggregate(ctx context.Context, req exporter.AggregateRequest) (api.Aggregate, error)
 	}
 	// SessionKeeper keeps sessions: /sessions/...
 	SessionKeeper interface {
@@ -171,6 +172,7 @@ func newRouter(svc Service, o Options, logger *slog.Logger) *mux.Router {
 		{http.MethodGet, api.PathToolBreakdown, reports.toolBreakdown},
 		{http.MethodGet, api.PathAPISavings, reports.apiSavings},
 		{http.MethodGet, api.PathSpend, reports.spend},
+		{http.MethodGet, api.PathAggregate, reports.aggregate},
 		{http.MethodPost, api.PathSessionStart, sessions.start},
 		{http.MethodPost, api.PathSessionGetOrCreate, sessions.getOrCreate},
 		{http.MethodGet, api.PathSessionsActive, sessions.active},

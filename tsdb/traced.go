@@ -86,6 +86,12 @@ func (t *tracedStore) Trend(ctx context.Context, w Window, step Step) (b []Bucke
 	return t.next.Trend(ctx, w, step)
 }
 
+func (t *tracedStore) Aggregate(ctx context.Context, q AggregateQuery) (r AggregateResult, err error) {
+	ctx, span := t.start(ctx, "Aggregate", attribute.Int("omnimemory.group_by", len(q.GroupBy)), attribute.Int("omnimemory.limit", q.Limit))
+	defer func() { end(span, err) }()
+	return t.next.Aggregate(ctx, q)
+}
+
 func (t *tracedStore) WriteSpend(ctx context.Context, points []SpendPoint) (err error) {
 	ctx, span := t.start(ctx, "WriteSpend", attribute.Int("omnimemory.points", len(points)))
 	defer func() { end(span, err) }()

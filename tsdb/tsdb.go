@@ -275,6 +275,11 @@ type Aggregator interface {
 	// store with a raw horizon (see Expirer), an oldest operation before
 	// the horizon is answered by the start of its hour.
 	FirstOperationTime(ctx context.Context, toolID string) (t time.Time, ok bool, err error)
+
+	// Aggregate answers the groups of q with at least one operation (see
+	// AggregateQuery), from the rollups when q.FromRollups(), so that its
+	// cost grows with buckets and keys rather than operations.
+	Aggregate(ctx context.Context, q AggregateQuery) (AggregateResult, error)
 }
 
 // SessionStore keeps sessions (Phase 1 of the contract).

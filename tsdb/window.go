@@ -83,6 +83,13 @@ type PlanOptions struct {
 	// Daily: whole UTC days may be read from a daily rollup. Hourly trends
 	// plan without it: their buckets need hour rows.
 	Daily bool
+	// DaysOnly: the rollup keeps days but no hours (only FromDaily and
+	// FromRaw parts): whole UTC days from it, and each partial day at the
+	// window's edges read raw or as the day's row less the raw rows of the
+	// day outside the window, whichever spans less time (so at most half a
+	// day raw); a partial day that starts before RawHorizon counts whole.
+	// It ignores the other options.
+	DaysOnly bool
 	// RollupEnd, when not zero, is where the rollups end (unix microseconds,
 	// on an hour boundary): hours that start at or after it are not rolled
 	// up yet and are read raw, in one part. A store whose rollups are kept
@@ -124,6 +131,15 @@ type PlanOptions struct {
 // whose exact sums such a plan answers).
 func PlanWindow(w Window, o PlanOptions) []Part {
 	end := w.End.UnixMicro() + 1 // w.End is inclusive
+	if o.DaysOnly {
+		lo := int64(0)
+		if w.Start != nil {
+			if lo = w.Start.UnixMicro(); lo >= end {
+				return nil
+			}
+		}
+		return PlanOptions{RawHorizon: o.RawHorizon}.planSpans(lo, end, w.Start == nil, MicrosPerDay, FromDaily)
+	}
 	if w.Start == nil {
 		step, src := MicrosPerHour, FromHourly
 		if o.Daily {
@@ -167,8 +183,8 @@ func (o PlanOptions) clamp(b, step int64) int64 {
 }
 
 // planHours splits [start, end) (start < end) into whole hours and the
-// partial hours at its edges (see edgeHour); what lies at or after the end
-// of the rollups is one raw part.
+// partial hours at its edges (see edge); what lies at or after the end of
+// the rollups is one raw part.
 func (o PlanOptions) planHours(start, end int64) []Part {
 	if o.RollupEnd != 0 && end > o.RollupEnd {
 		if start >= o.RollupEnd {
@@ -176,64 +192,71 @@ func (o PlanOptions) planHours(start, end int64) []Part {
 		}
 		return append(o.planHours(start, o.RollupEnd), Part{Source: FromRaw, Lo: o.RollupEnd, Hi: end})
 	}
-	first, last := FloorTo(start, MicrosPerHour), FloorTo(end-1, MicrosPerHour)
-	if first == last {
-		if start == first && end == first+MicrosPerHour { // one whole hour
-			return []Part{{Source: FromHourly, Lo: first, Hi: end}}
+	return o.planSpans(start, end, false, MicrosPerHour, FromHourly)
+}
+
+// planSpans splits [start, end) (start < end) into whole spans of width
+// microseconds (hours or days) read from src, and the partial spans at its
+// edges (see edge). With noLower, start means nothing: every whole span
+// before the one holding end is one part without a lower bound.
+func (o PlanOptions) planSpans(start, end int64, noLower bool, width int64, src Source) []Part {
+	first, last := FloorTo(start, width), FloorTo(end-1, width)
+	if noLower {
+		parts := []Part{{Source: src, Hi: last, NoLower: true}}
+		if end == last+width {
+			return []Part{{Source: src, Hi: end, NoLower: true}}
 		}
-		return o.edgeHour(first, start, end, true)
+		return append(parts, o.edge(last, last, end, width, src, true)...)
+	}
+	if first == last {
+		if start == first && end == first+width { // one whole span
+			return []Part{{Source: src, Lo: first, Hi: end}}
+		}
+		return o.edge(first, start, end, width, src, true)
 	}
 	var parts []Part
-	wholeFrom, wholeTo := first, last // whole hours: wholeFrom <= h < wholeTo
+	wholeFrom, wholeTo := first, last // whole spans: wholeFrom <= s < wholeTo
 	if start > first {
-		parts = append(parts, o.edgeHour(first, start, first+MicrosPerHour, false)...)
-		wholeFrom += MicrosPerHour
+		parts = append(parts, o.edge(first, start, first+width, width, src, false)...)
+		wholeFrom += width
 	}
-	lastWhole := end == last+MicrosPerHour
+	lastWhole := end == last+width
 	if lastWhole {
-		wholeTo += MicrosPerHour
+		wholeTo += width
 	}
 	if wholeFrom < wholeTo {
-		parts = append(parts, Part{Source: FromHourly, Lo: wholeFrom, Hi: wholeTo})
+		parts = append(parts, Part{Source: src, Lo: wholeFrom, Hi: wholeTo})
 	}
 	if !lastWhole {
-		parts = append(parts, o.edgeHour(last, last, end, true)...)
+		parts = append(parts, o.edge(last, last, end, width, src, true)...)
 	}
 	return parts
 }
 
-// edgeHour is the package's edgeHour, or [lo, hi) read raw with RawEdges,
-// or the whole hour from its rollup when it starts before the raw horizon.
-func (o PlanOptions) edgeHour(h, lo, hi int64, trailing bool) []Part {
+// edge reads [lo, hi), a part of the span of width starting at h, either
+// raw or as the span's rollup row (from src) less the raw rows of the span
+// outside it, whichever spans less time; for a trailing edge (the window's
+// end) the time after hi counts as free. Either way an edge reads at most
+// half a span of raw rows. With RawEdges it is always read raw; a span
+// that starts before the raw horizon is read whole from src.
+func (o PlanOptions) edge(h, lo, hi, width int64, src Source, trailing bool) []Part {
 	if o.RawHorizon != 0 && h < o.RawHorizon {
-		return []Part{{Source: FromHourly, Lo: h, Hi: h + MicrosPerHour}}
+		return []Part{{Source: src, Lo: h, Hi: h + width}}
 	}
-	if o.RawEdges {
-		return []Part{{Source: FromRaw, Lo: lo, Hi: hi}}
-	}
-	return edgeHour(h, lo, hi, trailing)
-}
-
-// edgeHour reads [lo, hi), a part of the hour starting at h, either raw or
-// as the hour's rollup row less the raw rows of the hour outside it,
-// whichever spans less time; for a trailing edge (the window's end) the time
-// after hi counts as free. Either way an edge reads at most half an hour of
-// raw rows.
-func edgeHour(h, lo, hi int64, trailing bool) []Part {
-	before, after := lo-h, h+MicrosPerHour-hi
+	before, after := lo-h, h+width-hi
 	cost := before
 	if !trailing {
 		cost += after
 	}
-	if cost >= hi-lo {
+	if o.RawEdges || cost >= hi-lo {
 		return []Part{{Source: FromRaw, Lo: lo, Hi: hi}}
 	}
-	parts := []Part{{Source: FromHourly, Lo: h, Hi: h + MicrosPerHour}}
+	parts := []Part{{Source: src, Lo: h, Hi: h + width}}
 	if before > 0 {
 		parts = append(parts, Part{Source: FromRaw, Lo: h, Hi: lo, Subtract: true})
 	}
 	if after > 0 {
-		parts = append(parts, Part{Source: FromRaw, Lo: hi, Hi: h + MicrosPerHour, Subtract: true})
+		parts = append(parts, Part{Source: FromRaw, Lo: hi, Hi: h + width, Subtract: true})
 	}
 	return parts
 }

@@ -130,6 +130,28 @@ func TestPlanWindow(t *testing.T) {
 		{"horizon, daily", tm(at(0, 10, 47)), at(3, 11, 30), PlanOptions{Daily: true, RawHorizon: at(2, 0, 0)}, []Part{
 			hours(at(0, 10, 0), at(0, 11, 0)), hours(at(0, 11, 0), at(1, 0, 0)), days(at(1, 0, 0), at(3, 0, 0)),
 			hours(at(3, 0, 0), at(3, 11, 0)), hours(at(3, 11, 0), at(3, 12, 0)), less(at(3, 11, 30)+1, at(3, 12, 0))}},
+		// Days only (a rollup without hours): partial days at the edges are
+		// read raw, or as the day's row less the raw rows outside the
+		// window, whichever spans less.
+		{"days only, 30 days", tm(at(0, 10, 17)), at(30, 13, 5), PlanOptions{DaysOnly: true}, []Part{
+			days(at(0, 0, 0), at(1, 0, 0)), less(at(0, 0, 0), at(0, 10, 17)),
+			days(at(1, 0, 0), at(30, 0, 0)),
+			days(at(30, 0, 0), at(31, 0, 0)), less(at(30, 13, 5)+1, at(31, 0, 0))}},
+		{"days only, late start", tm(at(0, 18, 0)), at(2, 3, 0), PlanOptions{DaysOnly: true}, []Part{
+			raw(at(0, 18, 0), at(1, 0, 0)), days(at(1, 0, 0), at(2, 0, 0)),
+			days(at(2, 0, 0), at(3, 0, 0)), less(at(2, 3, 0)+1, at(3, 0, 0))}},
+		{"days only, inside a day", tm(at(0, 1, 0)), at(0, 2, 0), PlanOptions{DaysOnly: true}, []Part{
+			days(at(0, 0, 0), at(1, 0, 0)), less(at(0, 0, 0), at(0, 1, 0)), less(at(0, 2, 0)+1, at(1, 0, 0))}},
+		{"days only, inside a day, late start", tm(at(0, 13, 0)), at(0, 14, 0), PlanOptions{DaysOnly: true}, []Part{
+			raw(at(0, 13, 0), at(0, 14, 0)+1)}},
+		{"days only, whole days", tm(at(0, 0, 0)), at(2, 0, 0) - 1, PlanOptions{DaysOnly: true}, []Part{days(at(0, 0, 0), at(2, 0, 0))}},
+		{"days only, no start", nil, at(3, 11, 30), PlanOptions{DaysOnly: true}, []Part{{Source: FromDaily, Hi: at(3, 0, 0), NoLower: true},
+			days(at(3, 0, 0), at(4, 0, 0)), less(at(3, 11, 30)+1, at(4, 0, 0))}},
+		{"days only, no start, aligned end", nil, at(3, 0, 0) - 1, PlanOptions{DaysOnly: true}, []Part{{Source: FromDaily, Hi: at(3, 0, 0), NoLower: true}}},
+		{"days only, empty", tm(at(0, 11, 0)), at(0, 10, 0), PlanOptions{DaysOnly: true}, nil},
+		{"days only, horizon", tm(at(0, 10, 17)), at(30, 13, 5), PlanOptions{DaysOnly: true, RawHorizon: at(5, 0, 0)}, []Part{
+			days(at(0, 0, 0), at(1, 0, 0)), days(at(1, 0, 0), at(30, 0, 0)),
+			days(at(30, 0, 0), at(31, 0, 0)), less(at(30, 13, 5)+1, at(31, 0, 0))}},
 	} {
 		got := PlanWindow(Window{Start: tc.start, End: time.UnixMicro(tc.end).UTC()}, tc.opts)
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
@@ -188,7 +210,8 @@ func TestPlanWindowSumsExactly(t *testing.T) {
 		for _, o := range []PlanOptions{{}, {Daily: true},
 			{RollupEnd: FloorTo(end, MicrosPerHour) - MicrosPerHour*r.Int64N(3)},
 			{Daily: true, RollupEnd: FloorTo(end, MicrosPerHour) - MicrosPerHour*r.Int64N(30)},
-			{RawEdges: true, RollupEnd: FloorTo(end, MicrosPerHour) - MicrosPerHour*r.Int64N(3)}} {
+			{RawEdges: true, RollupEnd: FloorTo(end, MicrosPerHour) - MicrosPerHour*r.Int64N(3)},
+			{DaysOnly: true}} {
 			plan := PlanWindow(w, o)
 			var got int64
 			for _, p := range plan {
@@ -197,6 +220,9 @@ func TestPlanWindowSumsExactly(t *testing.T) {
 					n = -n
 				}
 				got += n
+				if o.DaysOnly && p.Source == FromHourly {
+					t.Fatalf("window %v, days only: part %v", w, p)
+				}
 				if o.RawEdges && (p.Subtract || p.Source == FromHourly && (p.Lo%MicrosPerHour != 0 || p.Hi%MicrosPerHour != 0)) {
 					t.Fatalf("window %v, %+v: part %v with raw edges", w, o, p)
 				}

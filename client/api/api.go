@@ -26,6 +26,7 @@ const (
 	PathToolBreakdown      = "/metrics/tool-breakdown"
 	PathAPISavings         = "/metrics/api-savings"
 	PathSpend              = "/metrics/spend"
+	PathAggregate          = "/metrics/aggregate"
 	PathSessionStart       = "/sessions/start"
 	PathSessionGetOrCreate = "/sessions/get_or_create"
 	PathSessionsActive     = "/sessions/active"
@@ -148,6 +149,40 @@ const (
 	StatusHealthy  = "healthy"  // Health
 	StatusReady    = "ready"    // Ready
 )
+
+// Dimensions GET /metrics/aggregate groups operations by (its group_by):
+// fields of the operation, its session's project_id, and the UTC hour or
+// day of its created_at.
+const (
+	DimFilePath      = "file_path"
+	DimToolID        = "tool_id"
+	DimSessionID     = "session_id"
+	DimProjectID     = "project_id"
+	DimToolName      = "tool_name"
+	DimOperationMode = "operation_mode"
+	DimHour          = "hour"
+	DimDay           = "day"
+)
+
+// Dimensions lists the dimensions of GET /metrics/aggregate.
+var Dimensions = []string{DimFilePath, DimToolID, DimSessionID, DimProjectID, DimToolName, DimOperationMode, DimHour, DimDay}
+
+// MaxGroupBy bounds the dimensions of one GET /metrics/aggregate.
+const MaxGroupBy = 3
+
+// Figures GET /metrics/aggregate ranks its groups by (its order_by),
+// largest first; OrderTokensPrevented is the default.
+const (
+	OrderTokensPrevented   = "tokens_prevented"
+	OrderTokensOriginal    = "tokens_original"
+	OrderTokensActual      = "tokens_actual"
+	OrderCount             = "count"
+	OrderCostSaved         = "cost_saved"
+	OrderAvgResponseTimeMs = "avg_response_time_ms"
+)
+
+// AggregateOrders lists the order_by values of GET /metrics/aggregate.
+var AggregateOrders = []string{OrderTokensPrevented, OrderTokensOriginal, OrderTokensActual, OrderCount, OrderCostSaved, OrderAvgResponseTimeMs}
 
 // Export formats of GET /metrics/tool-operations/export.
 const (

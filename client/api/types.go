@@ -219,6 +219,35 @@ type SavingsChange struct {
 	TotalOperations      Change[int64]   `json:"total_operations"`
 }
 
+// AggregateGroup is one group of an Aggregate: the operations that share
+// the value of every dimension of its group_by, and their figures.
+type AggregateGroup struct {
+	// Key has one entry per dimension of group_by: the value, null when
+	// the operations have none (no file path, no project), an hour or day
+	// as its start in RFC 3339 UTC.
+	Key               map[string]*string `json:"key"`
+	Count             int64              `json:"count"`
+	TokensOriginal    int64              `json:"tokens_original"`
+	TokensActual      int64              `json:"tokens_actual"`
+	TokensPrevented   int64              `json:"tokens_prevented"`
+	CostSaved         float64            `json:"cost_saved"`
+	AvgResponseTimeMs float64            `json:"avg_response_time_ms"`
+	// CacheHits counts the operations answered from the tool's cache;
+	// CacheHitRate is CacheHits over the operations that said whether
+	// they were (0 when none did).
+	CacheHits    int64   `json:"cache_hits"`
+	CacheHitRate float64 `json:"cache_hit_rate"`
+}
+
+// Aggregate answers GET /metrics/aggregate: at most limit groups, largest
+// first by order_by (ties by key, ascending), and how many groups there
+// are in all.
+type Aggregate struct {
+	GroupBy     []string         `json:"group_by"`
+	Groups      []AggregateGroup `json:"groups"`
+	TotalGroups int64            `json:"total_groups"`
+}
+
 // SessionRequest is the body of POST /sessions/start and POST
 // /sessions/get_or_create.
 type SessionRequest struct {

@@ -143,6 +143,15 @@ func answerSample(now time.Time) (ops []map[string]any, paths []string) {
 	for _, r := range []string{"1h", "24h", "7d", "30d"} {
 		paths = append(paths, "/metrics/api-savings?compare=previous&time_range="+r, "/metrics/api-savings?compare=previous&time_range="+r+"&tool_id=claude-code")
 	}
+	week := now.Add(-7 * 24 * time.Hour).Format(time.RFC3339)
+	for _, q := range []string{
+		"group_by=file_path", "group_by=file_path,day&start_date=" + week, "group_by=file_path&tool_name=read&order_by=count",
+		"group_by=project_id,day", "group_by=session_id&order_by=avg_response_time_ms",
+		"group_by=tool_id,hour&order_by=count&limit=5", "group_by=day,tool_name,operation_mode&start_date=" + week,
+		"group_by=operation_mode&tool_id=cursor&order_by=cost_saved", "group_by=tool_id&session_id=" + sampleSessions[0],
+	} {
+		paths = append(paths, "/metrics/aggregate?"+q)
+	}
 	return ops, paths
 }
 

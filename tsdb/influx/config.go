@@ -64,10 +64,10 @@ type Config struct {
 	CacheTTL time.Duration
 	// CacheMaxRows bounds each of the two hourly rollup caches, not their
 	// sum: the cache of operations holds at most this many rows of (hour,
-	// tool_id, tool_name, operation_mode) totals, about 80 bytes each, and
+	// tool_id, tool_name, operation_mode) totals, about 100 bytes each, and
 	// the cache of spend points as many of (hour, tool_id, model) totals,
 	// about 110 bytes each; an hour without points counts one row. Default
-	// 262144 (a year of hours at 30 keys: about 20 MB for operations, 30
+	// 262144 (a year of hours at 30 keys: about 25 MB for operations, 30
 	// MB for spend at most); past it the least recently used hours are
 	// dropped. A negative value turns both caches off: every aggregate,
 	// of operations and of spend, reads raw points.

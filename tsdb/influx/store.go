@@ -242,6 +242,30 @@ func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsd
 	return s.q.Trend(ctx, w, step)
 }
 
+// Aggregate answers the groups of q: from the hourly totals of its window
+// (the rollup cache's closed hours, raw totals for the rest) when
+// q.FromRollups(), else from its operations, grouped in Go.
+func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
+	if !q.FromRollups() {
+		return s.q.AggregateOperations(ctx, q)
+	}
+	lo, hi, ok := query.TimeRange(q.Filter.Start, q.Filter.End)
+	if !ok {
+		return tsdb.AggregateResult{Groups: []tsdb.AggregateGroup{}}, nil
+	}
+	var rows []query.HourRow
+	var err error
+	if s.ops != nil {
+		rows, err = s.ops.HourRows(ctx, lo, hi, q.Filter.ToolID)
+	} else {
+		rows, err = s.q.ReadHours(ctx, "aggregate hours", lo, hi, q.Filter.ToolID)
+	}
+	if err != nil {
+		return tsdb.AggregateResult{}, err
+	}
+	return query.GroupHours(rows, q), nil
+}
+
 // FirstOperationTime answers the oldest created_at (of toolID when given).
 func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
 	if s.ops != nil {

@@ -26,9 +26,24 @@ var dialect = sqlq.Dialect{
 		}
 		return "date_bin(" + stride + ", " + col + ", 'epoch'::timestamptz)"
 	},
-	Micros:   func(expr string) string { return "(extract(epoch FROM " + expr + ") * 1000000)::bigint" },
-	Int:      func(expr string) string { return expr + "::bigint" },
-	Greatest: "greatest",
+	Micros:     func(expr string) string { return "(extract(epoch FROM " + expr + ") * 1000000)::bigint" },
+	Int:        func(expr string) string { return expr + "::bigint" },
+	UUIDText:   func(expr string) string { return "(" + expr + ")::text" },
+	SessionKey: func(expr string) string { return expr },
+	// The database's collation may order text by a locale's rules.
+	TextCollate: ` COLLATE "C"`,
+	Greatest:    "greatest",
+}
+
+// Aggregate answers the groups of q (see sqlq.Dialect.GroupOperations).
+func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
+	if s.closed.Load() {
+		return tsdb.AggregateResult{}, errClosed
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	out, err := dialect.GroupOperations(ctx, queryIn(s.pool), &s.horizon, q)
+	return out, s.wrap("aggregate", err)
 }
 
 // Breakdown answers the totals per (tool name, mode) pair of the operations

@@ -11,6 +11,7 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/postgres"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
 )
 
 // BenchmarkWriteOperations measures batch writes into the store on the
@@ -123,4 +124,25 @@ func BenchmarkExpireBatch(b *testing.B) {
 			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "rows/s")
 		})
 	}
+}
+
+// BenchmarkAggregateAtScale seeds OMNIMEMORY_POSTGRES_SCALE operations
+// (default 2,000,000; skipped with -short) over 30 days in time order, in
+// WriteOperations batches of 5000 as the service writes them, on the tests'
+// server, then times the groupings of GET /metrics/aggregate
+// (storetest.BenchAggregates) and reports p50 and p95 in milliseconds, e.g.
+//
+//	go test -run '^$' -bench 'AggregateAtScale/AggregateFilePath' -benchtime 20x ./tsdb/postgres/
+func BenchmarkAggregateAtScale(b *testing.B) {
+	if testing.Short() {
+		b.Skip("seeds millions of operations")
+	}
+	n := storetest.ScaleSize("OMNIMEMORY_POSTGRES_SCALE")
+	s := open(b, postgres.Config{URL: newDatabase(b)})
+	span := 30 * 24 * time.Hour
+	from := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	start := time.Now()
+	storetest.NewScale(3).Seed(b, s, n, from, span)
+	b.Logf("seeded %d operations in %v (%.0f ops/s)", n, time.Since(start), float64(n)/time.Since(start).Seconds())
+	storetest.BenchAggregates(b, s, from.Add(span))
 }

@@ -43,7 +43,11 @@ func upsertRollupSQL(table, col string) string {
 	cache_lookups, cache_hits)
 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[],
 	$10::bigint[], $11::bigint[])
-ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET
+ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET` + rollupSumsSet
+}
+
+// rollupSumsSet adds the sums of a batch to those of a rollup row r.
+const rollupSumsSet = `
 	count             = r.count + excluded.count,
 	tokens_original   = r.tokens_original + excluded.tokens_original,
 	tokens_actual     = r.tokens_actual + excluded.tokens_actual,
@@ -51,12 +55,31 @@ ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET
 	response_time_sum = r.response_time_sum + excluded.response_time_sum,
 	cache_lookups     = r.cache_lookups + excluded.cache_lookups,
 	cache_hits        = r.cache_hits + excluded.cache_hits`
-}
 
 var (
 	upsertHourlySQL = upsertRollupSQL("op_rollup_hourly", "hour")
 	upsertDailySQL  = upsertRollupSQL("op_rollup_daily", "day")
 )
+
+// upsertSessionDailySQL adds a batch's sums per (day, session) to
+// op_rollup_session_daily.
+const upsertSessionDailySQL = `INSERT INTO op_rollup_session_daily AS r
+	(day, session_id, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum, cache_lookups, cache_hits)
+SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[],
+	$8::bigint[], $9::bigint[])
+ON CONFLICT (day, session_id) DO UPDATE SET` + rollupSumsSet
+
+// upsertFileDailySQL adds a batch's sums per (day, file path) to
+// op_rollup_file_daily, whose rows are keyed by the path's SHA-256.
+const upsertFileDailySQL = `INSERT INTO op_rollup_file_daily AS r
+	(day, file_null, file_hash, file_path, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum,
+	cache_lookups, cache_hits)
+SELECT u.day, u.file_null, sha256(convert_to(u.file_path, 'UTF8')), u.file_path, u.count, u.tokens_original, u.tokens_actual,
+	u.tokens_prevented, u.response_time_sum, u.cache_lookups, u.cache_hits
+FROM unnest($1::timestamptz[], $2::smallint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::float8[],
+	$9::bigint[], $10::bigint[])
+	AS u(day, file_null, file_path, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum, cache_lookups, cache_hits)
+ON CONFLICT (day, file_null, file_hash) DO UPDATE SET` + rollupSumsSet
 
 // upsertSessionsSQL creates the missing sessions the way tsdb.Store
 // documents (tool_id of the first operation, started and last active at it,
@@ -76,25 +99,39 @@ ON CONFLICT (session_id) DO UPDATE SET
 	total_compressions = s.total_compressions + excluded.total_compressions,
 	total_embeddings   = s.total_embeddings + excluded.total_embeddings`
 
-// rollupArgs sums a batch per key and answers the upsert's arrays, in key
+// rollupArgs sums a batch per bucket of width and key and answers the
+// upsert's arrays (the bucket, the key's columns, then the sums), in key
 // order: concurrent writers then lock shared rollup rows in one order and
 // cannot deadlock.
-func rollupArgs(ops []tsdb.Operation, width int64) []any {
-	rows := sqlq.OpRollups(ops, width, false)
+func rollupArgs(ops []tsdb.Operation, width int64, key sqlq.RollupKey) []any {
+	rows := sqlq.OpRollups(ops, width, key)
 	n := len(rows)
 	var (
 		starts                         = make([]time.Time, n)
 		toolIDs, toolNames, modes      = make([]string, n), make([]string, n), make([]string, n)
+		fileNull, filePaths            = make([]int16, n), make([]string, n)
+		sessionIDs                     = make([][16]byte, n)
 		counts, origs, acts, prevented = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		resp                           = make([]float64, n)
 		lookups, hits                  = make([]int64, n), make([]int64, n)
 	)
 	for i, r := range rows {
 		starts[i], toolIDs[i], toolNames[i], modes[i] = fromMicros(r.Start), r.ToolID, r.ToolName, r.Mode
+		if r.FileNull {
+			fileNull[i] = 1
+		}
+		filePaths[i], sessionIDs[i] = r.FilePath, r.SessionID
 		counts[i], origs[i], acts[i], prevented[i], resp[i] = r.Count, r.TokensOriginal, r.TokensActual, r.TokensPrevented, r.ResponseTimeSumMs
 		lookups[i], hits[i] = r.Cache.Lookups, r.Cache.Hits
 	}
-	return []any{starts, toolIDs, toolNames, modes, counts, origs, acts, prevented, resp, lookups, hits}
+	sums := []any{counts, origs, acts, prevented, resp, lookups, hits}
+	switch key {
+	case sqlq.ByFile:
+		return append([]any{starts, fileNull, filePaths}, sums...)
+	case sqlq.BySession:
+		return append([]any{starts, sessionIDs}, sums...)
+	}
+	return append([]any{starts, toolIDs, toolNames, modes}, sums...)
 }
 
 type sessionAgg struct {
@@ -373,8 +410,10 @@ func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation, 
 			return err
 		}
 	}
-	b.Queue(upsertHourlySQL, rollupArgs(ops, tsdb.MicrosPerHour)...)
-	b.Queue(upsertDailySQL, rollupArgs(ops, tsdb.MicrosPerDay)...)
+	b.Queue(upsertHourlySQL, rollupArgs(ops, tsdb.MicrosPerHour, sqlq.ByTool)...)
+	b.Queue(upsertDailySQL, rollupArgs(ops, tsdb.MicrosPerDay, sqlq.ByTool)...)
+	b.Queue(upsertFileDailySQL, rollupArgs(ops, tsdb.MicrosPerDay, sqlq.ByFile)...)
+	b.Queue(upsertSessionDailySQL, rollupArgs(ops, tsdb.MicrosPerDay, sqlq.BySession)...)
 	b.Queue(upsertSessionsSQL, sessionArgs(ops)...)
 	if s.announce {
 		b.Queue(announceSQL, announcePayloads(s.origin, ops)) // delivered on commit only

@@ -172,6 +172,54 @@ ALTER TABLE op_rollup_daily
 	ADD COLUMN cache_lookups bigint NOT NULL DEFAULT 0,
 	ADD COLUMN cache_hits    bigint NOT NULL DEFAULT 0;
 `,
+
+	// 5: the totals of every (UTC day, file path) and of every (UTC day,
+	// session), upserted in the transaction that stores the operations, so
+	// that GET /metrics/aggregate's groupings by file, by session or by
+	// project (and day) read a row per key and day, not every operation.
+	// Each is keyed by its dimension alone (see the embedded store's
+	// migration 7). An operation without a file path counts under
+	// file_null = 1 (its file_path ''); file rows are found by the SHA-256
+	// of the path, since a B-tree entry holds at most about 2.7 kB and a
+	// path has no bound. Both are filled from the operations stored so far.
+	`
+CREATE TABLE op_rollup_file_daily (
+	day               timestamptz      NOT NULL,
+	file_null         smallint         NOT NULL, -- 1: no file path (file_path is '')
+	file_hash         bytea            NOT NULL, -- sha256 of file_path
+	file_path         text             NOT NULL,
+	count             bigint           NOT NULL,
+	tokens_original   bigint           NOT NULL,
+	tokens_actual     bigint           NOT NULL,
+	tokens_prevented  bigint           NOT NULL,
+	response_time_sum double precision NOT NULL,
+	cache_lookups     bigint           NOT NULL,
+	cache_hits        bigint           NOT NULL,
+	PRIMARY KEY (day, file_null, file_hash)
+);
+INSERT INTO op_rollup_file_daily
+SELECT date_bin('1 day', created_at, 'epoch'), (file_path IS NULL)::int::smallint, sha256(convert_to(coalesce(file_path, ''), 'UTF8')),
+	coalesce(file_path, ''), count(*), sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms),
+	count(cache_hit), count(*) FILTER (WHERE cache_hit)
+FROM tool_operations GROUP BY 1, 2, 4;
+
+CREATE TABLE op_rollup_session_daily (
+	day               timestamptz      NOT NULL,
+	session_id        uuid             NOT NULL,
+	count             bigint           NOT NULL,
+	tokens_original   bigint           NOT NULL,
+	tokens_actual     bigint           NOT NULL,
+	tokens_prevented  bigint           NOT NULL,
+	response_time_sum double precision NOT NULL,
+	cache_lookups     bigint           NOT NULL,
+	cache_hits        bigint           NOT NULL,
+	PRIMARY KEY (day, session_id)
+);
+INSERT INTO op_rollup_session_daily
+SELECT date_bin('1 day', created_at, 'epoch'), session_id, count(*), sum(tokens_original), sum(tokens_actual),
+	sum(tokens_prevented), sum(response_time_ms), count(cache_hit), count(*) FILTER (WHERE cache_hit)
+FROM tool_operations GROUP BY 1, 2;
+`,
 }
 
 // Advisory lock keys (pg_advisory_xact_lock): one for migrations, one for

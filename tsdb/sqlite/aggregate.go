@@ -26,10 +26,32 @@ var dialect = sqlq.Dialect{
 		return col + " - ((" + col + " % " + w + ") + " + w + ") % " + w
 	},
 	Micros:         func(expr string) string { return expr },
+	UUIDText:       uuidText,
+	SessionKey:     uuidText, // tool_sessions keeps text ids
 	Int:            func(expr string) string { return expr },
 	HourlyAll:      "op_rollup_hourly_all",
 	LowCardinality: "+",
 	Greatest:       "max",
+}
+
+// uuidText writes a 16-byte id as the lower-case hyphenated text of the
+// UUID.
+func uuidText(expr string) string {
+	h := "hex(" + expr + ")"
+	part := func(from, n int) string {
+		return "substr(" + h + ", " + strconv.Itoa(from) + ", " + strconv.Itoa(n) + ")"
+	}
+	return "lower(" + part(1, 8) + " || '-' || " + part(9, 4) + " || '-' || " + part(13, 4) + " || '-' || " +
+		part(17, 4) + " || '-' || " + part(21, 12) + ")"
+}
+
+// Aggregate answers the groups of q (see sqlq.Dialect.GroupOperations).
+func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
+	if s.closed.Load() {
+		return tsdb.AggregateResult{}, errClosed
+	}
+	out, err := dialect.GroupOperations(ctx, queryIn(s.reader), &s.horizon, q)
+	return out, s.wrap("aggregate", err)
 }
 
 // Breakdown answers the totals per (tool name, mode) pair of the operations

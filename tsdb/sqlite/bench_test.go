@@ -7,8 +7,6 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
 )
 
 func openBench(b *testing.B) *Store {
@@ -198,42 +197,35 @@ func BenchmarkBreakdown30d(b *testing.B) {
 // through WriteOperations batches of 5000 as the service writes them, then
 // times every aggregate the API asks for over windows of 1h, 24h, 7d, 30d
 // and no lower bound, each ending at a different instant of the last hour,
+// and the groupings of GET /metrics/aggregate (storetest.BenchAggregates),
 // and reports p50 and p95 in milliseconds, e.g.
 //
 //	go test -run '^$' -bench AggregatesAtScale -benchtime 40x ./tsdb/sqlite/
+//	go test -run '^$' -bench 'AggregatesAtScale/AggregateFilePath' -benchtime 20x ./tsdb/sqlite/
 func BenchmarkAggregatesAtScale(b *testing.B) {
 	if testing.Short() {
 		b.Skip("seeds millions of operations")
 	}
-	n, _ := strconv.Atoi(os.Getenv("OMNIMEMORY_SQLITE_SCALE"))
-	if n <= 0 {
-		n = 2_000_000
-	}
+	n := storetest.ScaleSize("OMNIMEMORY_SQLITE_SCALE")
 	// OMNIMEMORY_SQLITE_ORDER=scattered: every batch spreads over the whole
 	// 30 days (as omnimemory-load seeds), so rows of one hour are far apart
 	// in the table; otherwise batches arrive in time order, as live traffic.
 	scattered := os.Getenv("OMNIMEMORY_SQLITE_ORDER") == "scattered"
 	s := openBench(b)
 	ctx := context.Background()
-	r := rand.New(rand.NewSource(3))
+	scale := storetest.NewScale(3)
 	const batch = 5000
 	span := 30 * 24 * time.Hour
 	end := day0.Add(span)
 	start := time.Now()
-	for i := 0; i < n; i += batch {
-		slice := span / time.Duration(n) * batch
-		from := day0.Add(span / time.Duration(n) * time.Duration(i))
-		if scattered {
-			from, slice = day0, span
+	if scattered {
+		for i := 0; i < n; i += batch {
+			if err := s.WriteOperations(ctx, scale.Live(min(batch, n-i), day0, span)); err != nil {
+				b.Fatal(err)
+			}
 		}
-		ops := genOps(r, min(batch, n-i), from, slice)
-		slices.SortFunc(ops, func(a, b tsdb.Operation) int { return a.CreatedAt.Compare(b.CreatedAt) })
-		for j := range ops {
-			ops[j].ID = uuid.Must(uuid.NewV7())
-		}
-		if err := s.WriteOperations(ctx, ops); err != nil {
-			b.Fatal(err)
-		}
+	} else {
+		scale.Seed(b, s, n, day0, span)
 	}
 	b.Logf("seeded %d operations in %v (%.0f ops/s)", n, time.Since(start), float64(n)/time.Since(start).Seconds())
 
@@ -266,12 +258,13 @@ func BenchmarkAggregatesAtScale(b *testing.B) {
 				return err
 			}},
 		} {
-			b.Run(q.name+"/"+rg.name, func(b *testing.B) { timeCalls(b, q.f) })
+			b.Run(q.name+"/"+rg.name, func(b *testing.B) { storetest.TimeCalls(b, q.f) })
 		}
 	}
+	storetest.BenchAggregates(b, s, end)
 	for _, id := range []string{"", "cursor"} {
 		b.Run("FirstOperationTime/"+id, func(b *testing.B) {
-			timeCalls(b, func(int) error { _, _, err := s.FirstOperationTime(ctx, id); return err })
+			storetest.TimeCalls(b, func(int) error { _, _, err := s.FirstOperationTime(ctx, id); return err })
 		})
 	}
 	// The process's resident memory: the store's page caches, at most
@@ -283,26 +276,6 @@ func BenchmarkAggregatesAtScale(b *testing.B) {
 			}
 		}
 	}
-}
-
-// timeCalls runs f b.N times and reports the p50 and p95 of its latency.
-func timeCalls(b *testing.B, f func(i int) error) {
-	var took []time.Duration
-	i := 0
-	for b.Loop() {
-		t0 := time.Now()
-		if err := f(i); err != nil {
-			b.Fatal(err)
-		}
-		took = append(took, time.Since(t0))
-		i++
-	}
-	slices.Sort(took)
-	pct := func(p float64) float64 {
-		return float64(took[min(len(took)-1, int(p*float64(len(took))))]) / 1e6
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.95), "p95-ms")
 }
 
 // fillExpired writes n operations over the 100 hours before day0, in
@@ -339,7 +312,7 @@ func BenchmarkExpireBatch(b *testing.B) {
 			r := rand.New(rand.NewSource(2))
 			const backlog = 100_000
 			fillExpired(b, s, r, backlog, inOrder)
-			timeCalls(b, func(i int) error {
+			storetest.TimeCalls(b, func(i int) error {
 				if i > 0 && i%(backlog/1000) == 0 {
 					return errors.New("the backlog is used up: run with a smaller -benchtime")
 				}
@@ -378,7 +351,7 @@ func BenchmarkWriteWhileExpiring(b *testing.B) {
 				}
 			}()
 			next := day0
-			timeCalls(b, func(int) error {
+			storetest.TimeCalls(b, func(int) error {
 				ops := genOps(r, 10, next, time.Millisecond)
 				next = next.Add(time.Millisecond)
 				return s.WriteOperations(context.Background(), ops)

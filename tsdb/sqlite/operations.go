@@ -33,15 +33,49 @@ const opColumnList = `id, session_id, tool_name, operation_mode, parameters, fil
 // undo this statement only) it needs no statement journal, a copy of every
 // page a multi-row statement touches (about a tenth of the cost of a batch).
 func insertOpsSQL(n int) string {
-	var b strings.Builder
-	b.WriteString("INSERT OR ROLLBACK INTO tool_operations (" + opColumnList + ") VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
+	return "INSERT OR ROLLBACK INTO tool_operations (" + opColumnList + ") VALUES " + valueRows(n, opColumns)
+}
+
+// valueRows writes n rows of cols placeholders each, for a VALUES list.
+func valueRows(n, cols int) string {
+	row := "(?" + strings.Repeat(",?", cols-1) + ")"
+	return row + strings.Repeat(","+row, n-1)
+}
+
+// chunked are the statements of one multi-row statement prepared for 1, 2,
+// 4, ..., insertChunk rows: a batch goes in by the largest first, at most six
+// short statements for a remainder, and nothing is parsed.
+type chunked [7]*sql.Stmt
+
+func (c *chunked) prepare(ctx context.Context, db *sql.DB, sqlFor func(n int) string) error {
+	for k := range c {
+		var err error
+		if c[k], err = db.PrepareContext(ctx, sqlFor(1<<k)); err != nil {
+			return err
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
 	}
-	return b.String()
+	return nil
+}
+
+// exec runs the statements in tx over n rows; args appends the arguments
+// of rows [i, j) to buf. It answers buf for reuse.
+func (c *chunked) exec(ctx context.Context, tx *sql.Tx, n int, buf []any, args func(buf []any, i, j int) []any) ([]any, error) {
+	done := 0
+	for k := len(c) - 1; k >= 0 && done < n; k-- {
+		size := 1 << k
+		if n-done < size {
+			continue
+		}
+		stmt := tx.StmtContext(ctx, c[k])
+		for n-done >= size {
+			buf = args(buf[:0], done, done+size)
+			if _, err := stmt.ExecContext(ctx, buf...); err != nil {
+				return buf, err
+			}
+			done += size
+		}
+	}
+	return buf, nil
 }
 
 // writeStmts are the statements of WriteOperations, prepared once on the
@@ -49,26 +83,25 @@ func insertOpsSQL(n int) string {
 // about a fifth of the writer's time under single-operation ingest, where a
 // commit carries a dozen operations.
 type writeStmts struct {
-	insert                            [7]*sql.Stmt // insert[k] adds 1<<k rows (1 to insertChunk)
-	hourly, daily, hourlyAll, session *sql.Stmt
+	insert                               chunked
+	hourly, daily, hourlyAll, file, sess chunked // the rollups' upserts
+	session                              *sql.Stmt
 }
 
 func prepareWriteStmts(ctx context.Context, db *sql.DB) (*writeStmts, error) {
 	var ws writeStmts
 	var err error
-	for k := range ws.insert {
-		if ws.insert[k], err = db.PrepareContext(ctx, insertOpsSQL(1<<k)); err != nil {
+	for _, c := range []struct {
+		dst    *chunked
+		sqlFor func(n int) string
+	}{{&ws.insert, insertOpsSQL}, {&ws.hourly, upsertHourlySQL}, {&ws.daily, upsertDailySQL},
+		{&ws.hourlyAll, upsertHourlyAllSQL}, {&ws.file, upsertFileDailySQL}, {&ws.sess, upsertSessionDailySQL}} {
+		if err = c.dst.prepare(ctx, db, c.sqlFor); err != nil {
 			break
 		}
 	}
-	for _, p := range []struct {
-		dst **sql.Stmt
-		q   string
-	}{{&ws.hourly, upsertHourlySQL}, {&ws.daily, upsertDailySQL}, {&ws.hourlyAll, upsertHourlyAllSQL}, {&ws.session, upsertSessionSQL}} {
-		if err != nil {
-			break
-		}
-		*p.dst, err = db.PrepareContext(ctx, p.q)
+	if err == nil {
+		ws.session, err = db.PrepareContext(ctx, upsertSessionSQL)
 	}
 	if err != nil {
 		ws.close()
@@ -96,20 +129,15 @@ func (s *Store) writeStmts(ctx context.Context) (*writeStmts, error) {
 }
 
 func (ws *writeStmts) close() {
-	for _, st := range append(ws.insert[:], ws.hourly, ws.daily, ws.hourlyAll, ws.session) {
+	stmts := []*sql.Stmt{ws.session}
+	for _, c := range []*chunked{&ws.insert, &ws.hourly, &ws.daily, &ws.hourlyAll, &ws.file, &ws.sess} {
+		stmts = append(stmts, c[:]...)
+	}
+	for _, st := range stmts {
 		if st != nil {
 			st.Close()
 		}
 	}
-}
-
-// upsertRollupSQL adds a batch's sums for one key to a rollup table
-// (op_rollup_hourly with column hour, or op_rollup_daily with column day).
-func upsertRollupSQL(table, col string) string {
-	return `INSERT INTO ` + table + `
-	(` + col + `, tool_id, tool_name, operation_mode, ` + rollupSums + `)
-VALUES (?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET` + rollupSumsSet
 }
 
 // rollupSums are the summed columns of every operation rollup table, and
@@ -124,17 +152,27 @@ const (
 	response_time_sum = response_time_sum + excluded.response_time_sum,
 	cache_lookups     = cache_lookups + excluded.cache_lookups,
 	cache_hits        = cache_hits + excluded.cache_hits`
+	rollupSumColumns = 7
 )
+
+// upsertRollupSQL answers the statement that adds a batch's sums for n
+// distinct keys (keys, the key's columns after the bucket column col) to a
+// rollup table.
+func upsertRollupSQL(table, col string, keys ...string) func(n int) string {
+	key := strings.Join(append([]string{col}, keys...), ", ")
+	return func(n int) string {
+		return "INSERT INTO " + table + " (" + key + ", " + rollupSums + ") VALUES " + valueRows(n, 1+len(keys)+rollupSumColumns) +
+			" ON CONFLICT (" + key + ") DO UPDATE SET" + rollupSumsSet
+	}
+}
 
 var (
-	upsertHourlySQL = upsertRollupSQL("op_rollup_hourly", "hour")
-	upsertDailySQL  = upsertRollupSQL("op_rollup_daily", "day")
+	upsertHourlySQL       = upsertRollupSQL("op_rollup_hourly", "hour", "tool_id", "tool_name", "operation_mode")
+	upsertDailySQL        = upsertRollupSQL("op_rollup_daily", "day", "tool_id", "tool_name", "operation_mode")
+	upsertHourlyAllSQL    = upsertRollupSQL("op_rollup_hourly_all", "hour")
+	upsertFileDailySQL    = upsertRollupSQL("op_rollup_file_daily", "day", "file_null", "file_path")
+	upsertSessionDailySQL = upsertRollupSQL("op_rollup_session_daily", "day", "session_id")
 )
-
-// upsertHourlyAllSQL adds a batch's sums for one hour to op_rollup_hourly_all.
-const upsertHourlyAllSQL = `INSERT INTO op_rollup_hourly_all (hour, ` + rollupSums + `)
-VALUES (?,?,?,?,?,?,?,?)
-ON CONFLICT (hour) DO UPDATE SET` + rollupSumsSet
 
 // upsertSessionSQL creates a missing session the way tsdb.Store documents
 // (tool_id of its first operation, started and last active at it, no process
@@ -188,9 +226,11 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 	}
 
 	// Aggregate in Go first: one upsert per distinct rollup key and session.
-	hourly := sqlq.OpRollups(ops, tsdb.MicrosPerHour, false)
-	daily := sqlq.OpRollups(ops, tsdb.MicrosPerDay, false)
-	hourlyAll := sqlq.OpRollups(ops, tsdb.MicrosPerHour, true)
+	hourly := sqlq.OpRollups(ops, tsdb.MicrosPerHour, sqlq.ByTool)
+	daily := sqlq.OpRollups(ops, tsdb.MicrosPerDay, sqlq.ByTool)
+	hourlyAll := sqlq.OpRollups(ops, tsdb.MicrosPerHour, sqlq.ByBucket)
+	files := sqlq.OpRollups(ops, tsdb.MicrosPerDay, sqlq.ByFile)
+	sessionDays := sqlq.OpRollups(ops, tsdb.MicrosPerDay, sqlq.BySession)
 	sessions := make(map[uuid.UUID]*sessionAgg)
 	sessionOrder := make([]uuid.UUID, 0, 4)
 	for i := range ops {
@@ -216,40 +256,37 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		}
 	}
 
-	// Rows go in by the prepared multi-row INSERTs of 64, 32, ..., 1 rows:
-	// at most 6 short statements for a remainder, and nothing is parsed.
+	// Rows go in by the prepared multi-row INSERTs of 64, 32, ..., 1 rows,
+	// rollup rows by the upserts of as many.
 	args := make([]any, 0, insertChunk*opColumns)
-	for k := len(stmts.insert) - 1; k >= 0 && len(ops) > 0; k-- {
-		n := 1 << k
-		if len(ops) < n {
-			continue
-		}
-		stmt := tx.StmtContext(ctx, stmts.insert[k])
-		for len(ops) >= n {
-			args = appendOpArgs(args[:0], ops[:n])
-			if _, err := stmt.ExecContext(ctx, args...); err != nil {
-				return s.wrap("insert operations", err)
-			}
-			ops = ops[n:]
-		}
+	if args, err = stmts.insert.exec(ctx, tx, len(ops), args, func(buf []any, i, j int) []any {
+		return appendOpArgs(buf, ops[i:j])
+	}); err != nil {
+		return s.wrap("insert operations", err)
 	}
-
 	for _, r := range []struct {
-		stmt    *sql.Stmt
-		rows    []sqlq.OpRollup
-		allKeys bool
-	}{{stmts.hourly, hourly, false}, {stmts.daily, daily, false}, {stmts.hourlyAll, hourlyAll, true}} {
-		stmt := tx.StmtContext(ctx, r.stmt)
-		for _, row := range r.rows {
-			args = append(args[:0], row.Start)
-			if !r.allKeys {
-				args = append(args, row.ToolID, row.ToolName, row.Mode)
+		stmts *chunked
+		rows  []sqlq.OpRollup
+		key   sqlq.RollupKey
+	}{{&stmts.hourly, hourly, sqlq.ByTool}, {&stmts.daily, daily, sqlq.ByTool}, {&stmts.hourlyAll, hourlyAll, sqlq.ByBucket},
+		{&stmts.file, files, sqlq.ByFile}, {&stmts.sess, sessionDays, sqlq.BySession}} {
+		if args, err = r.stmts.exec(ctx, tx, len(r.rows), args, func(buf []any, i, j int) []any {
+			for _, row := range r.rows[i:j] {
+				buf = append(buf, row.Start)
+				switch r.key {
+				case sqlq.ByTool:
+					buf = append(buf, row.ToolID, row.ToolName, row.Mode)
+				case sqlq.ByFile:
+					buf = append(buf, boolInt(row.FileNull), row.FilePath)
+				case sqlq.BySession:
+					buf = append(buf, row.SessionID[:])
+				}
+				buf = append(buf, row.Count, row.TokensOriginal, row.TokensActual, row.TokensPrevented,
+					row.ResponseTimeSumMs, row.Cache.Lookups, row.Cache.Hits)
 			}
-			args = append(args, row.Count, row.TokensOriginal, row.TokensActual, row.TokensPrevented,
-				row.ResponseTimeSumMs, row.Cache.Lookups, row.Cache.Hits)
-			if _, err := stmt.ExecContext(ctx, args...); err != nil {
-				return s.wrap("upsert rollup", err)
-			}
+			return buf
+		}); err != nil {
+			return s.wrap("upsert rollup", err)
 		}
 	}
 

@@ -73,7 +73,7 @@ func keptForGood(t *testing.T, s *Store) int64 {
 	t.Helper()
 	var n int64
 	err := s.reader.QueryRow(`SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN (SELECT name FROM sqlite_master
-	WHERE tbl_name IN ('op_rollup_hourly', 'op_rollup_daily', 'op_rollup_hourly_all', 'spend_rollup_hourly', 'spend_rollup_daily', 'tool_sessions'))`).Scan(&n)
+	WHERE tbl_name IN ('op_rollup_hourly', 'op_rollup_daily', 'op_rollup_hourly_all', 'op_rollup_file_daily', 'op_rollup_session_daily', 'spend_rollup_hourly', 'spend_rollup_daily', 'tool_sessions'))`).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}

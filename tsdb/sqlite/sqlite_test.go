@@ -61,36 +61,10 @@ var day0 = time.Date(2025, 1, 14, 0, 0, 0, 0, time.UTC)
 
 // genOps makes n operations spread over span from start, across a few
 // sessions, tools, modes and tool ids.
+// genOps answers n operations of random fields and times in [start,
+// start+span), from r (see storetest.Scale.Batch).
 func genOps(r *rand.Rand, n int, start time.Time, span time.Duration) []tsdb.Operation {
-	sessions := make([]uuid.UUID, 8)
-	for i := range sessions {
-		sessions[i] = uuid.Must(uuid.NewRandomFromReader(r))
-	}
-	toolIDs := []string{"claude-code", "cursor", "windsurf"}
-	ops := make([]tsdb.Operation, n)
-	for i := range ops {
-		orig, act := r.Int63n(10000), r.Int63n(10000)
-		fp := fmt.Sprintf("/src/file%d.go", r.Intn(100))
-		ops[i] = tsdb.Operation{
-			ID:              uuid.Must(uuid.NewRandomFromReader(r)),
-			SessionID:       sessions[r.Intn(len(sessions))],
-			ToolName:        api.ToolNames[r.Intn(len(api.ToolNames))],
-			OperationMode:   api.OperationModes[r.Intn(len(api.OperationModes))],
-			Parameters:      json.RawMessage(`{"file_path":"` + fp + `"}`),
-			FilePath:        &fp,
-			TokensOriginal:  orig,
-			TokensActual:    act,
-			TokensPrevented: orig - act,
-			ResponseTimeMs:  float64(r.Intn(100000)) / 16,
-			ToolID:          toolIDs[r.Intn(len(toolIDs))],
-			CreatedAt:       start.Add(time.Duration(r.Int63n(int64(span/time.Microsecond))) * time.Microsecond),
-		}
-		if c := r.Intn(3); c < 2 { // a third unknown
-			hit := c == 1
-			ops[i].CacheHit = &hit
-		}
-	}
-	return ops
+	return storetest.ScaleOf(r).Batch(n, start, span)
 }
 
 func TestRestartKeepsEverything(t *testing.T) {
@@ -433,6 +407,34 @@ func checkRollupsMatchRaw(t *testing.T, s *Store) {
 	for k, v := range raw {
 		if all[k] != v {
 			t.Errorf("op_rollup_hourly_all %s = %q, raw %q", k, all[k], v)
+		}
+	}
+	files := read(`SELECT day, file_null, file_path, '', count, tokens_original, tokens_actual, tokens_prevented,
+		response_time_sum, cache_lookups, cache_hits FROM op_rollup_file_daily`)
+	raw = read(fmt.Sprintf(`SELECT created_at / %[1]d * %[1]d, file_path IS NULL, coalesce(file_path, ''), '', count(*),
+		sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms),
+		count(cache_hit), coalesce(sum(cache_hit), 0)
+		FROM tool_operations GROUP BY 1, 2, 3`, tsdb.MicrosPerDay))
+	if len(files) != len(raw) {
+		t.Errorf("op_rollup_file_daily: %d rows, raw GROUP BY has %d", len(files), len(raw))
+	}
+	for k, v := range raw {
+		if files[k] != v {
+			t.Errorf("op_rollup_file_daily %s = %q, raw %q", k, files[k], v)
+		}
+	}
+	sessions := read(`SELECT day, hex(session_id), '', '', count, tokens_original, tokens_actual, tokens_prevented,
+		response_time_sum, cache_lookups, cache_hits FROM op_rollup_session_daily`)
+	raw = read(fmt.Sprintf(`SELECT created_at / %[1]d * %[1]d, hex(session_id), '', '', count(*),
+		sum(tokens_original), sum(tokens_actual), sum(tokens_prevented), sum(response_time_ms),
+		count(cache_hit), coalesce(sum(cache_hit), 0)
+		FROM tool_operations GROUP BY 1, 2`, tsdb.MicrosPerDay))
+	if len(sessions) != len(raw) {
+		t.Errorf("op_rollup_session_daily: %d rows, raw GROUP BY has %d", len(sessions), len(raw))
+	}
+	for k, v := range raw {
+		if sessions[k] != v {
+			t.Errorf("op_rollup_session_daily %s = %q, raw %q", k, sessions[k], v)
 		}
 	}
 }

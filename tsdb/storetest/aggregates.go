@@ -283,6 +283,23 @@ func testTrendDaily(t *testing.T, s tsdb.Store) {
 
 // testRandomized proves that the store's aggregates (whatever rollups it
 // keeps) equal a brute-force computation over the raw operations.
+// edgyTime answers a time of randTime, or, as often as they are rare in
+// real traffic but matter to a rollup, an hour's start or its last
+// microsecond, a day's start, or the created_at of one of ops.
+func edgyTime(r *rand.Rand, randTime func() time.Time, ops []tsdb.Operation) time.Time {
+	switch p := r.Intn(100); {
+	case p < 10:
+		return randTime().Truncate(time.Hour)
+	case p < 15:
+		return randTime().Truncate(time.Hour).Add(-time.Microsecond)
+	case p < 18:
+		return tsdb.Daily.Truncate(randTime())
+	case p < 23 && len(ops) > 0:
+		return ops[r.Intn(len(ops))].CreatedAt
+	}
+	return randTime()
+}
+
 func testRandomized(t *testing.T, s tsdb.Store) {
 	const seed = 20250114
 	r := rand.New(rand.NewSource(seed))
@@ -298,19 +315,7 @@ func testRandomized(t *testing.T, s tsdb.Store) {
 
 	ops := make([]tsdb.Operation, 0, 3000)
 	for len(ops) < 3000 {
-		var ts time.Time
-		switch p := r.Intn(100); {
-		case p < 10:
-			ts = randTime().Truncate(time.Hour)
-		case p < 15:
-			ts = randTime().Truncate(time.Hour).Add(-time.Microsecond)
-		case p < 18:
-			ts = tsdb.Daily.Truncate(randTime())
-		case p < 23 && len(ops) > 0:
-			ts = ops[r.Intn(len(ops))].CreatedAt
-		default:
-			ts = randTime()
-		}
+		ts := edgyTime(r, randTime, ops)
 		orig, act := r.Int63n(20000), r.Int63n(20000)
 		sp := opSpec{
 			session: sessPool[r.Intn(len(sessPool))],

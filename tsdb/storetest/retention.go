@@ -3,6 +3,7 @@ package storetest
 import (
 	"fmt"
 	"math/rand"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -139,6 +140,26 @@ type aggregateAnswers struct {
 	spend         []tsdb.SpendTotals
 	spendHourly   []tsdb.SpendBucket
 	spendDaily    []tsdb.SpendBucket
+	groups        []tsdb.AggregateResult // of retentionGroupings, in order
+}
+
+// retentionGroupings are custom aggregations that rollups answer: over
+// whole hours they answer alike before and after expiry.
+var retentionGroupings = [][]tsdb.Dimension{
+	{tsdb.DimToolName, tsdb.DimOperationMode},
+	{tsdb.DimToolID, tsdb.DimDay},
+	{tsdb.DimHour},
+}
+
+// groupsOf answers s's aggregation by dims over w, every group.
+func groupsOf(t *testing.T, s tsdb.Store, w tsdb.Window, dims []tsdb.Dimension) tsdb.AggregateResult {
+	t.Helper()
+	end := w.End
+	got, err := s.Aggregate(t.Context(), tsdb.AggregateQuery{GroupBy: dims, Filter: tsdb.OperationFilter{Start: w.Start, End: &end}, Order: tsdb.OrderByKey, Limit: 1000})
+	if err != nil {
+		t.Fatalf("Aggregate(%v, %s): %v", dims, fmtWindow(w), err)
+	}
+	return got
 }
 
 func answersOf(t *testing.T, s tsdb.Store, w tsdb.Window) aggregateAnswers {
@@ -161,6 +182,9 @@ func answersOf(t *testing.T, s tsdb.Store, w tsdb.Window) aggregateAnswers {
 	}
 	if a.spendDaily, err = s.SpendTrend(t.Context(), w, tsdb.Daily); err != nil {
 		t.Fatalf("SpendTrend(%s): %v", fmtWindow(w), err)
+	}
+	for _, dims := range retentionGroupings {
+		a.groups = append(a.groups, groupsOf(t, s, w, dims))
 	}
 	return a
 }
@@ -224,6 +248,11 @@ func testRetentionAggregates(t *testing.T, s RetentionStore) {
 
 	for i, w := range whole {
 		checkAnswers(t, s, w, before[i])
+		for j, dims := range retentionGroupings {
+			if got := groupsOf(t, s, w, dims); !reflect.DeepEqual(got, before[i].groups[j]) {
+				t.Errorf("Aggregate(%v, %s) after expiry:\n%+v\nbefore:\n%+v", dims, fmtWindow(w), got, before[i].groups[j])
+			}
+		}
 		if t.Failed() {
 			t.Fatalf("seed %d: whole-hour window %s answers otherwise after expiry", seed, fmtWindow(w))
 		}

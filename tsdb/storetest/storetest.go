@@ -54,6 +54,9 @@ func Run(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 		{"Trend/Hourly", testTrendHourly},
 		{"Trend/Daily", testTrendDaily},
 		{"Aggregates/RandomizedEquivalence", testRandomized},
+		{"Aggregate/HandComputed", testAggregateHand},
+		{"Aggregate/Empty", testAggregateEmpty},
+		{"Aggregate/RandomizedEquivalence", testAggregateRandomized},
 		{"FirstOperationTime", testFirstOperationTime},
 		{"Sessions/CreateAndGet", testSessionCreateGet},
 		{"Sessions/GetUnknown", testSessionGetUnknown},
@@ -78,6 +81,8 @@ func RunAggregates(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 		{"Trend/Hourly", testTrendHourly},
 		{"Trend/Daily", testTrendDaily},
 		{"Aggregates/RandomizedEquivalence", testRandomized},
+		{"Aggregate/HandComputed", testAggregateHand},
+		{"Aggregate/RandomizedEquivalence", testAggregateRandomized},
 	})
 }
 

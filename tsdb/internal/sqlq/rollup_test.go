@@ -24,6 +24,7 @@ func TestOpRollups(t *testing.T) {
 		op(h.Add(2*time.Minute), "a", "symbol", 30, ptr(false)),
 		op(h.Add(3*time.Minute), "b", "full", 40, ptr(true)),
 	}
+	ops[0].FilePath, ops[1].FilePath, ops[3].FilePath = ptr("b.go"), ptr("a.go"), ptr("a.go")
 	row := func(start time.Time, toolID, mode string, n, orig, lookups, hits int64) OpRollup {
 		r := OpRollup{Start: start.UnixMicro(), ToolID: toolID, Mode: mode, Cache: tsdb.CacheCounts{Lookups: lookups, Hits: hits},
 			Totals: tsdb.Totals{Count: n, TokensOriginal: orig, TokensActual: n, TokensPrevented: orig - n, ResponseTimeSumMs: 2 * float64(n)}}
@@ -32,20 +33,28 @@ func TestOpRollups(t *testing.T) {
 		}
 		return r
 	}
+	file := func(r OpRollup, path string) OpRollup { // "": none
+		r.FileNull, r.FilePath = path == "", path
+		return r
+	}
 	for _, tc := range []struct {
-		name    string
-		width   int64
-		allKeys bool
-		want    []OpRollup
+		name  string
+		width int64
+		key   RollupKey
+		want  []OpRollup
 	}{
-		{"hourly", tsdb.MicrosPerHour, false, []OpRollup{
+		{"hourly", tsdb.MicrosPerHour, ByTool, []OpRollup{
 			row(h, "a", "symbol", 1, 30, 1, 0), row(h, "b", "full", 2, 60, 1, 1), row(h.Add(time.Hour), "b", "full", 1, 10, 1, 1)}},
-		{"daily", tsdb.MicrosPerDay, false, []OpRollup{
+		{"daily", tsdb.MicrosPerDay, ByTool, []OpRollup{
 			row(h.Truncate(24*time.Hour), "a", "symbol", 1, 30, 1, 0), row(h.Truncate(24*time.Hour), "b", "full", 3, 70, 2, 2)}},
-		{"hourly, all keys", tsdb.MicrosPerHour, true, []OpRollup{
+		{"hourly, all keys", tsdb.MicrosPerHour, ByBucket, []OpRollup{
 			row(h, "", "", 3, 90, 2, 1), row(h.Add(time.Hour), "", "", 1, 10, 1, 1)}},
+		{"daily, by file", tsdb.MicrosPerDay, ByFile, []OpRollup{
+			file(row(h.Truncate(24*time.Hour), "", "", 2, 60, 1, 1), "a.go"),
+			file(row(h.Truncate(24*time.Hour), "", "", 1, 10, 1, 1), "b.go"),
+			file(row(h.Truncate(24*time.Hour), "", "", 1, 30, 1, 0), "")}},
 	} {
-		if got := OpRollups(ops, tc.width, tc.allKeys); !reflect.DeepEqual(got, tc.want) {
+		if got := OpRollups(ops, tc.width, tc.key); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s:\ngot  %+v\nwant %+v", tc.name, got, tc.want)
 		}
 	}

@@ -46,6 +46,14 @@ type Dialect struct {
 	// keys together, which an unfiltered hourly trend reads instead of
 	// op_rollup_hourly.
 	HourlyAll string
+	// UUIDText writes an id column of tool_operations as the lower-case
+	// hyphenated text of the UUID; SessionKey writes tool_operations'
+	// session_id in the type of tool_sessions' session_id, to join them.
+	UUIDText, SessionKey func(expr string) string
+	// TextCollate follows a text expression that an answer is ordered by,
+	// so that it orders byte by byte, as Go compares strings: "" where that
+	// is the default, else a COLLATE clause.
+	TextCollate string
 	// LowCardinality goes before tool_name and operation_mode where a
 	// raw-row condition should not use their indexes ("+" on SQLite, whose
 	// planner otherwise prefers them to the created_at range).
@@ -68,7 +76,12 @@ func (q *Query) Arg(v any) string {
 }
 
 // Filter restricts an aggregate to equal column values (empty: any).
-type Filter struct{ ToolID, ToolName, Mode string }
+// SessionID (nil: any) is a column of raw rows only: a plan that reads
+// rollups cannot filter on it.
+type Filter struct {
+	ToolID, ToolName, Mode string
+	SessionID              *uuid.UUID
+}
 
 // Sum is one column an aggregate sums: Raw over the raw rows, Rollup over
 // the rollup rows (which hold partial sums); Float marks a sum of reals.
@@ -127,56 +140,100 @@ var Spend = Series{
 // parts agree with each other.
 func (d *Dialect) Aggregate(series Series, parts []tsdb.Part, f Filter, bucketWidth int64) (string, []any) {
 	q := d.NewQuery()
-	key := series.Key
+	keyCols := strings.Split(series.Key, ", ")
 	if bucketWidth > 0 {
-		key = "b"
+		keyCols = []string{"b"}
 	}
-	allKeys := series.AllKeys && d.HourlyAll != "" && bucketWidth == tsdb.MicrosPerHour && f == (Filter{})
+	allKeys := series.AllKeys && bucketWidth == tsdb.MicrosPerHour && f == (Filter{})
+	union := d.unionParts(q, series, parts, f, allKeys, func(_ *Query, p partTable) []string {
+		if bucketWidth == 0 {
+			return keyCols
+		}
+		if p.width == bucketWidth {
+			// Rollup rows are their own buckets; grouping by the key's
+			// leading column follows the primary key, with no sort.
+			return []string{p.timeCol}
+		}
+		return []string{d.BucketStart(q, p.timeCol, bucketWidth)}
+	})
+	keys := make([]string, len(keyCols))
+	out := make([]string, len(keyCols))
+	for i, c := range keyCols {
+		keys[i] = "k" + strconv.Itoa(i)
+		out[i] = keys[i] + " AS " + c
+	}
+	if bucketWidth > 0 {
+		out[0] = d.Micros(keys[0])
+	}
+	stmt := "SELECT " + strings.Join(append(out, d.sumColumns(series)...), ", ") + " FROM (" + union + ") AS parts GROUP BY " +
+		strings.Join(keys, ", ") +
+		// A key whose rollup rows the Subtract parts cancel held no row
+		// inside the window.
+		" HAVING sum(s0) <> 0"
+	if bucketWidth > 0 {
+		stmt += " ORDER BY " + keys[0]
+	}
+	return stmt, q.Args
+}
+
+// partTable is the table a part of a plan reads: its name, its time column,
+// and the width of its buckets (0 for raw rows).
+type partTable struct {
+	tsdb.Part
+	table, timeCol string
+	width          int64
+}
+
+// unionParts writes the parts of a window's plan of series as one UNION ALL
+// of SELECTs, each grouped by the key columns keys writes for its table
+// (named k0, k1, ...), then the sums in series' order (named s0, s1, ...;
+// negated for a Subtract part). Rollup parts read the hourly or daily
+// table of series, or with allKeys the dialect's HourlyAll table for hours
+// (when it has one), and are filtered on f's columns as raw parts are.
+func (d *Dialect) unionParts(q *Query, series Series, parts []tsdb.Part, f Filter, allKeys bool, keys func(q *Query, p partTable) []string) string {
 	sels := make([]string, 0, len(parts))
-	for _, p := range parts {
-		table, timeCol := series.Raw, series.Time
-		width := int64(0) // the width of a rollup row's bucket
-		switch p.Source {
+	for _, part := range parts {
+		p := partTable{Part: part, table: series.Raw, timeCol: series.Time}
+		switch part.Source {
 		case tsdb.FromHourly:
-			table, timeCol, width = series.Hourly, "hour", tsdb.MicrosPerHour
-			if allKeys {
-				table = d.HourlyAll
+			p.table, p.timeCol, p.width = series.Hourly, "hour", tsdb.MicrosPerHour
+			if allKeys && d.HourlyAll != "" {
+				p.table = d.HourlyAll
 			}
 		case tsdb.FromDaily:
-			table, timeCol, width = series.Daily, "day", tsdb.MicrosPerDay
+			p.table, p.timeCol, p.width = series.Daily, "day", tsdb.MicrosPerDay
 		}
 		var s strings.Builder
 		s.WriteString("SELECT ")
-		switch {
-		case bucketWidth > 0 && width == bucketWidth:
-			// Rollup rows are their own buckets; grouping by the key's leading
-			// column follows the primary key, with no sort.
-			s.WriteString(timeCol + " AS b")
-		case bucketWidth > 0:
-			s.WriteString(d.BucketStart(q, timeCol, bucketWidth) + " AS b")
-		default:
-			s.WriteString(key)
+		cols := keys(q, p)
+		groupBy := make([]string, len(cols))
+		for i, c := range cols {
+			groupBy[i] = "k" + strconv.Itoa(i)
+			s.WriteString(c + " AS " + groupBy[i] + ", ")
 		}
 		for i, sum := range series.Sums {
 			expr := "sum(" + sum.Rollup + ")"
-			if p.Source == tsdb.FromRaw {
+			if part.Source == tsdb.FromRaw {
 				expr = "sum(" + sum.Raw + ")"
-				if p.Subtract {
+				if part.Subtract {
 					expr = "-" + expr
 				}
 			}
-			s.WriteString(", " + expr + " AS s" + strconv.Itoa(i))
+			if i > 0 {
+				s.WriteString(", ")
+			}
+			s.WriteString(expr + " AS s" + strconv.Itoa(i))
 		}
-		s.WriteString(" FROM " + table + " WHERE ")
+		s.WriteString(" FROM " + p.table + " WHERE ")
 		// [Lo, Hi) of the time for raw rows, of bucket starts for rollups.
-		if !p.NoLower {
-			s.WriteString(timeCol + " >= " + q.Arg(d.Time(time.UnixMicro(p.Lo))) + " AND ")
+		if !part.NoLower {
+			s.WriteString(p.timeCol + " >= " + q.Arg(d.Time(time.UnixMicro(part.Lo))) + " AND ")
 		}
-		s.WriteString(timeCol + " < " + q.Arg(d.Time(time.UnixMicro(p.Hi))))
+		s.WriteString(p.timeCol + " < " + q.Arg(d.Time(time.UnixMicro(part.Hi))))
 		// Raw rows are found by time, not through the indexes of a tool
 		// name or mode.
 		lowCard := ""
-		if p.Source == tsdb.FromRaw {
+		if part.Source == tsdb.FromRaw {
 			lowCard = d.LowCardinality
 		}
 		for _, c := range []struct{ col, val string }{
@@ -186,29 +243,30 @@ func (d *Dialect) Aggregate(series Series, parts []tsdb.Part, f Filter, bucketWi
 				s.WriteString(" AND " + c.col + " = " + q.Arg(c.val))
 			}
 		}
-		s.WriteString(" GROUP BY " + key)
+		if f.SessionID != nil {
+			s.WriteString(" AND session_id = " + q.Arg(d.ID(*f.SessionID)))
+		}
+		if len(groupBy) > 0 {
+			s.WriteString(" GROUP BY " + strings.Join(groupBy, ", "))
+		}
 		sels = append(sels, s.String())
 	}
-	out := key
-	if bucketWidth > 0 {
-		out = d.Micros("b")
-	}
+	return strings.Join(sels, " UNION ALL ")
+}
+
+// sumColumns writes the outer sums of unionParts' s0, s1, ...: integers as
+// 64-bit integers, reals as 0.0 when there is no row.
+func (d *Dialect) sumColumns(series Series) []string {
+	out := make([]string, len(series.Sums))
 	for i, sum := range series.Sums {
 		col := "sum(s" + strconv.Itoa(i) + ")"
 		if sum.Float {
-			out += ", coalesce(" + col + ", 0.0)"
+			out[i] = "coalesce(" + col + ", 0.0)"
 		} else {
-			out += ", " + d.Int(col)
+			out[i] = d.Int(col)
 		}
 	}
-	stmt := "SELECT " + out + " FROM (" + strings.Join(sels, " UNION ALL ") + ") AS parts GROUP BY " + key +
-		// A key whose rollup rows the Subtract parts cancel held no row
-		// inside the window.
-		" HAVING sum(s0) <> 0"
-	if bucketWidth > 0 {
-		stmt += " ORDER BY b"
-	}
-	return stmt, q.Args
+	return out
 }
 
 // Rows is what both drivers' result sets offer (database/sql's *sql.Rows,
@@ -271,7 +329,7 @@ func aggregate[T any](ctx context.Context, query QueryFunc, d *Dialect, series S
 // Before the raw horizon (unix microseconds, 0: none) it counts the raw
 // rows that remain, as the list shows them.
 func (d *Dialect) CountOperations(ctx context.Context, query QueryFunc, f tsdb.OperationFilter, horizon int64) (int64, error) {
-	w := tsdb.Window{Start: f.Start, End: farFuture}
+	w := tsdb.Window{Start: f.Start, End: tsdb.FarFuture}
 	if f.End != nil {
 		w.End = *f.End
 	}
@@ -323,10 +381,6 @@ func ReadBuckets(rows Rows) ([]tsdb.Bucket, error) {
 		return b, err
 	})
 }
-
-// farFuture stands for "no upper bound" in a time range: far beyond any
-// operation, far from int64 overflow in unix microseconds.
-var farFuture = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // OperationWhere writes the WHERE clause of f (its Limit and Offset aside),
 // "" when f has no condition. lowCard writes tool_name and operation_mode

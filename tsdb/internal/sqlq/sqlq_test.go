@@ -1,7 +1,11 @@
 package sqlq
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -20,6 +24,8 @@ var numbered = Dialect{
 	BucketStart: func(q *Query, col string, width int64) string { return "bin(" + col + ", " + q.Arg(width) + ")" },
 	Micros:      func(e string) string { return e },
 	Int:         func(e string) string { return e },
+	UUIDText:    func(e string) string { return e + "::text" },
+	SessionKey:  func(e string) string { return e },
 	Greatest:    "greatest",
 }
 
@@ -58,6 +64,21 @@ func TestPlaceholdersFollowArguments(t *testing.T) {
 			}
 		}
 	}
+	captured := errors.New("captured")
+	for _, dims := range [][]tsdb.Dimension{
+		{tsdb.DimHour}, {tsdb.DimDay, tsdb.DimToolID}, {tsdb.DimFilePath}, {tsdb.DimFilePath, tsdb.DimDay},
+		{tsdb.DimProjectID, tsdb.DimSessionID, tsdb.DimHour},
+	} {
+		for _, f := range []tsdb.OperationFilter{{Start: &start, End: &end}, {End: &end, ToolID: "cursor", ToolName: "read"}, {SessionID: &sess}} {
+			_, err := numbered.GroupOperations(t.Context(), func(_ context.Context, sql string, args ...any) (Rows, func(), error) {
+				check(fmt.Sprintf("group operations %v %+v", dims, f), sql, args)
+				return nil, nil, captured
+			}, new(Horizon), tsdb.AggregateQuery{GroupBy: dims, Filter: f, Limit: 10})
+			if !errors.Is(err, captured) {
+				t.Fatalf("group operations %v: %v", dims, err)
+			}
+		}
+	}
 	q := numbered.NewQuery()
 	where := q.OperationWhere(tsdb.OperationFilter{SessionID: &sess, ToolName: "read", OperationMode: "full",
 		ToolID: "cursor", Start: &start, End: &end}, false)
@@ -70,3 +91,48 @@ func TestPlaceholdersFollowArguments(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestGroupOperationsReadsRollups: a grouping the rollups carry reads
+// them for every whole day and hour of its window (raw rows only at its
+// edges); a grouping by file, on no filter but time, reads the day rows per
+// file, and one by session or project (also of one session) the day rows
+// per session; any other grouping reads the operations.
+func TestGroupOperationsReadsRollups(t *testing.T) {
+	start := time.Date(2025, 1, 1, 10, 17, 0, 0, time.UTC)
+	end := start.Add(30 * 24 * time.Hour)
+	window := tsdb.OperationFilter{Start: &start, End: &end}
+	sess := uuid.New()
+	for _, tc := range []struct {
+		dims   []tsdb.Dimension
+		f      tsdb.OperationFilter
+		tables []string // those read, in order of their first mention
+	}{
+		{[]tsdb.Dimension{tsdb.DimToolID, tsdb.DimDay}, window, []string{"op_rollup_hourly", "tool_operations", "op_rollup_daily"}},
+		{[]tsdb.Dimension{tsdb.DimOperationMode, tsdb.DimHour}, window, []string{"op_rollup_hourly", "tool_operations"}},
+		{[]tsdb.Dimension{tsdb.DimFilePath}, window, []string{"op_rollup_file_daily", "tool_operations"}},
+		{[]tsdb.Dimension{tsdb.DimDay, tsdb.DimFilePath}, tsdb.OperationFilter{End: &end}, []string{"op_rollup_file_daily", "tool_operations"}},
+		{[]tsdb.Dimension{tsdb.DimFilePath}, tsdb.OperationFilter{Start: &start, End: &end, ToolID: "cursor"}, []string{"tool_operations"}},
+		{[]tsdb.Dimension{tsdb.DimToolID}, tsdb.OperationFilter{SessionID: &sess}, []string{"tool_operations"}},
+		{[]tsdb.Dimension{tsdb.DimFilePath}, tsdb.OperationFilter{SessionID: &sess}, []string{"tool_operations"}},
+		{[]tsdb.Dimension{tsdb.DimProjectID}, window, []string{"op_rollup_session_daily", "tool_operations", "tool_sessions"}},
+		{[]tsdb.Dimension{tsdb.DimDay, tsdb.DimSessionID}, tsdb.OperationFilter{SessionID: &sess}, []string{"op_rollup_session_daily", "tool_operations"}},
+		{[]tsdb.Dimension{tsdb.DimSessionID, tsdb.DimToolName}, window, []string{"tool_operations"}},
+		{[]tsdb.Dimension{tsdb.DimSessionID}, tsdb.OperationFilter{OperationMode: "full"}, []string{"tool_operations"}},
+		{[]tsdb.Dimension{tsdb.DimSessionID, tsdb.DimFilePath}, window, []string{"tool_operations"}},
+	} {
+		var sql string
+		_, _ = numbered.GroupOperations(t.Context(), func(_ context.Context, s string, _ ...any) (Rows, func(), error) {
+			sql = s
+			return nil, nil, errors.New("captured")
+		}, tsdb.AggregateQuery{GroupBy: tc.dims, Filter: tc.f, Limit: 10})
+		var tables []string
+		for _, m := range regexp.MustCompile(`FROM (\w+)|JOIN (\w+)`).FindAllStringSubmatch(sql, -1) {
+			if name := m[1] + m[2]; !slices.Contains(tables, name) {
+				tables = append(tables, name)
+			}
+		}
+		if !slices.Equal(tables, tc.tables) {
+			t.Errorf("%v %+v reads %v, want %v:\n%s", tc.dims, tc.f, tables, tc.tables, sql)
+		}
+	}
+}

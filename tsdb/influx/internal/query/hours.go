@@ -18,6 +18,7 @@ type HourRow struct {
 	Hour int64 // unix microseconds of the hour's start
 	Key  *HourKey
 	tsdb.Totals
+	Cache tsdb.CacheCounts
 }
 
 // SpendKey is a key of the hourly totals of spend points: a tool id and a
@@ -66,8 +67,12 @@ func (r SpendHourRow) WithKey(k *SpendKey) SpendHourRow {
 	return r
 }
 
+// countQuery is a Flux source of points to count per window, and the name
+// of the result its counts come back under.
+type countQuery struct{ src, name string }
+
 // windowQueries answers the Flux queries of the sums of the points that sum
-// selects and, unless cnt is empty, of the counts of those cnt selects, per
+// selects and of the counts of the points of each of counts, per
 // window of every (aligned to the epoch, hence to UTC hours and days) and
 // per the tag columns keys, in one of two shapes, both valid on Flux 0.65
 // and 2.x, with the same answer:
@@ -85,8 +90,8 @@ func (r SpendHourRow) WithKey(k *SpendKey) SpendHourRow {
 // The store picks per series once the server says it is 2.x (the
 // X-Influxdb-Version header of a write or ping answer). A window's _time
 // is its start, or the range start for the first when that is not
-// aligned. The results are named "sum" and "count".
-func windowQueries(sum, cnt, every string, keys []string, perSeries bool) []string {
+// aligned. The sums' result is named "sum", the counts' as in counts.
+func windowQueries(sum string, counts []countQuery, every string, keys []string, perSeries bool) []string {
 	cols := func(more ...string) string {
 		all := append(keys[:len(keys):len(keys)], more...)
 		if len(all) == 0 {
@@ -97,31 +102,38 @@ func windowQueries(sum, cnt, every string, keys []string, perSeries bool) []stri
 	win := func(fn string) string {
 		return "\n  |> aggregateWindow(every: " + every + ", fn: " + fn + `, createEmpty: false, timeSrc: "_start")`
 	}
-	q := func(src, fn string, group ...string) string {
+	q := func(src, fn, name string, group ...string) string {
 		if perSeries {
 			return src + win(fn) + `
   |> group(columns: [` + cols(append(group, "_time")...) + `])
   |> sum()
-  |> yield(name: "` + fn + `")`
+  |> yield(name: "` + name + `")`
 		}
 		return src + `
   |> group(columns: [` + cols(group...) + `])` + win(fn) + `
-  |> yield(name: "` + fn + `")`
+  |> yield(name: "` + name + `")`
 	}
-	qs := []string{q(sum, "sum", "_field")}
-	if cnt != "" {
-		qs = append(qs, q(cnt, "count"))
+	qs := []string{q(sum, "sum", "sum", "_field")}
+	for _, c := range counts {
+		qs = append(qs, q(c.src, "count", c.name))
 	}
 	return qs
 }
 
-// opsWindows answers the two Flux queries (sums of the four fields, and
-// counts) of the totals per window of every and per the tag columns keys
-// of the operations with point times in [lo, hi), of tool id tid when
-// given (a predicate, see toolIDPred); see windowQueries.
-func (s *Reader) opsWindows(lo, hi time.Time, tid, every string, keys []string) []string {
-	return windowQueries(s.opsSource(lo, hi, fieldPred(sumFields...), tid),
-		s.opsSource(lo, hi, fieldPred(countField), tid), every, keys, s.perSeries.Load())
+// opsWindows answers the Flux queries (sums of the four fields, and counts:
+// of operations, and with cache also of cache lookups and hits, results
+// "lookups" and "hits") of the totals per window of every and per the tag
+// columns keys of the operations with point times in [lo, hi), of tool id
+// tid when given (a predicate, see toolIDPred); see windowQueries.
+func (s *Reader) opsWindows(lo, hi time.Time, tid, every string, keys []string, cache bool) []string {
+	counts := []countQuery{{s.opsSource(lo, hi, fieldPred(countField), tid), "count"}}
+	if cache {
+		hit := `r._field == "` + schema.FieldCacheHit + `"`
+		counts = append(counts,
+			countQuery{s.opsSource(lo, hi, hit, tid), "lookups"},
+			countQuery{s.opsSource(lo, hi, hit+` and r._value == true`, tid), "hits"})
+	}
+	return windowQueries(s.opsSource(lo, hi, fieldPred(sumFields...), tid), counts, every, keys, s.perSeries.Load())
 }
 
 // ReadHours answers the totals per UTC hour and key of the operations of
@@ -150,9 +162,16 @@ func (s *Reader) ReadHours(ctx context.Context, name string, lo, hi time.Time, t
 			m[k] = hr
 			order = append(order, k)
 		}
-		addField(&hr.Totals, r)
+		switch r.result {
+		case "lookups":
+			hr.Cache.Lookups += r.int("_value")
+		case "hits":
+			hr.Cache.Hits += r.int("_value")
+		default:
+			addField(&hr.Totals, r)
+		}
 		return nil
-	}, s.opsWindows(lo, hi, toolIDPred(toolID), "1h", keys)...)
+	}, s.opsWindows(lo, hi, toolIDPred(toolID), "1h", keys, true)...)
 	if err != nil {
 		return nil, err
 	}

@@ -29,18 +29,22 @@ import (
 // maxQLBody bounds the answer of one InfluxQL query: hours × keys rows.
 const maxQLBody = 64 << 20
 
-// readHoursQL answers what ReadHours answers, from one InfluxQL query.
+// readHoursQL answers what ReadHours answers, from one InfluxQL request
+// of two statements: the sums and counts, and the cache hits (a field
+// condition of their own).
 func (s *Reader) readHoursQL(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]HourRow, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	q := fmt.Sprintf(`SELECT sum(%s), sum(%s), sum(%s), sum(%s), count(%s) FROM %s WHERE time >= %d AND time < %d`,
-		qlIdent(sumFields[0]), qlIdent(sumFields[1]), qlIdent(sumFields[2]), qlIdent(sumFields[3]), qlIdent(countField),
-		qlIdent(schema.Operation), lo.UnixNano(), hi.UnixNano())
+	where := fmt.Sprintf(` FROM %s WHERE time >= %d AND time < %d`, qlIdent(schema.Operation), lo.UnixNano(), hi.UnixNano())
 	if toolID != "" {
-		q += ` AND ` + qlIdent(schema.TagToolID) + ` = ` + qlString(schema.TagValue(toolID))
+		where += ` AND ` + qlIdent(schema.TagToolID) + ` = ` + qlString(schema.TagValue(toolID))
 	}
-	q += ` GROUP BY time(1h), ` + qlIdent(schema.TagToolID) + `, ` + qlIdent(schema.TagToolName) + `, ` + qlIdent(schema.TagOperationMode) + ` fill(none)`
+	group := ` GROUP BY time(1h), ` + qlIdent(schema.TagToolID) + `, ` + qlIdent(schema.TagToolName) + `, ` + qlIdent(schema.TagOperationMode) + ` fill(none)`
+	cacheHit := qlIdent(schema.FieldCacheHit)
+	q := fmt.Sprintf(`SELECT sum(%s), sum(%s), sum(%s), sum(%s), count(%s), count(%s)`,
+		qlIdent(sumFields[0]), qlIdent(sumFields[1]), qlIdent(sumFields[2]), qlIdent(sumFields[3]), qlIdent(countField), cacheHit) +
+		where + group + `; SELECT count(` + cacheHit + `)` + where + ` AND ` + cacheHit + ` = true` + group
 
 	start := time.Now()
 	var rows []HourRow
@@ -51,21 +55,42 @@ func (s *Reader) readHoursQL(ctx context.Context, name string, lo, hi time.Time,
 	if err != nil {
 		return nil, err
 	}
+	type hourKey struct {
+		hour int64
+		key  HourKey
+	}
+	hits := map[hourKey]int64{}
 	for _, sr := range series {
 		key := &HourKey{sr.Tags[schema.TagToolID], sr.Tags[schema.TagToolName], sr.Tags[schema.TagOperationMode]}
+		want := 7 // time, the four sums, the two counts
+		if sr.Statement == 1 {
+			want = 2 // time, the hits
+		}
 		for _, v := range sr.Values {
-			if len(v) != 6 {
-				return nil, fmt.Errorf("influx: influxql: %d columns in a row, want 6", len(v))
+			if len(v) != want {
+				return nil, fmt.Errorf("influx: influxql: %d columns in a row, want %d", len(v), want)
 			}
 			var r HourRow
 			var t, rt json.Number
-			if err := errors.Join(num(v[0], &t), num(v[1], &r.TokensOriginal), num(v[2], &r.TokensActual),
-				num(v[3], &r.TokensPrevented), num(v[4], &rt), num(v[5], &r.Count)); err != nil {
+			if err := num(v[0], &t); err != nil {
 				return nil, fmt.Errorf("influx: influxql: %w", err)
 			}
 			ns, err := t.Int64()
 			if err != nil {
 				return nil, fmt.Errorf("influx: influxql: time %q", t)
+			}
+			r.Hour = tsdb.FloorTo(ns, int64(time.Hour)) / int64(time.Microsecond)
+			if sr.Statement == 1 {
+				var n int64
+				if err := num(v[1], &n); err != nil {
+					return nil, fmt.Errorf("influx: influxql: %w", err)
+				}
+				hits[hourKey{r.Hour, *key}] += n
+				continue
+			}
+			if err := errors.Join(num(v[1], &r.TokensOriginal), num(v[2], &r.TokensActual), num(v[3], &r.TokensPrevented),
+				num(v[4], &rt), num(v[5], &r.Count), num(v[6], &r.Cache.Lookups)); err != nil {
+				return nil, fmt.Errorf("influx: influxql: %w", err)
 			}
 			if r.ResponseTimeSumMs, err = rt.Float64(); err != nil {
 				return nil, fmt.Errorf("influx: influxql: response time sum %q", rt)
@@ -73,10 +98,12 @@ func (s *Reader) readHoursQL(ctx context.Context, name string, lo, hi time.Time,
 			if r.Count == 0 {
 				continue
 			}
-			r.Hour = tsdb.FloorTo(ns, int64(time.Hour)) / int64(time.Microsecond)
 			r.Key = key
 			rows = append(rows, r)
 		}
+	}
+	for i := range rows {
+		rows[i].Cache.Hits = hits[hourKey{rows[i].Hour, *rows[i].Key}]
 	}
 	return rows, nil
 }
@@ -113,6 +140,9 @@ type qlSeries struct {
 	Values [][]any           `json:"values"`
 	// Partial: the server cut the series (max-row-limit).
 	Partial bool `json:"partial"`
+	// Statement is the index of the statement that answered the series,
+	// in a request of several.
+	Statement int `json:"-"`
 }
 
 // influxQL runs one read statement on the store's database and retention
@@ -144,8 +174,9 @@ func (s *Reader) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
 	}
 	var out struct {
 		Results []struct {
-			Series []qlSeries `json:"series"`
-			Error  string     `json:"error"`
+			StatementID int        `json:"statement_id"`
+			Series      []qlSeries `json:"series"`
+			Error       string     `json:"error"`
 		} `json:"results"`
 		Error string `json:"error"`
 	}
@@ -174,10 +205,11 @@ func (s *Reader) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
 		if r.Error != "" {
 			return nil, fmt.Errorf("influx: influxql: %s", r.Error)
 		}
-		for _, sr := range r.Series {
+		for i, sr := range r.Series {
 			if sr.Partial {
 				return nil, errors.New("influx: influxql: the server answered a partial series (raise max-row-limit)")
 			}
+			r.Series[i].Statement = r.StatementID
 		}
 		series = append(series, r.Series...)
 	}

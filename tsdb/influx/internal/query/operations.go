@@ -388,7 +388,7 @@ func (s *Reader) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]ts
 	err := s.queryEach(ctx, "trend", func(r row) error {
 		addField(m.at(step.Truncate(r.time("_time"))), r)
 		return nil
-	}, s.opsWindows(lo, hi, toolIDPred(w.ToolID), every, nil)...)
+	}, s.opsWindows(lo, hi, toolIDPred(w.ToolID), every, nil, false)...)
 	if err != nil {
 		return nil, err
 	}

@@ -222,13 +222,15 @@ func (s *Reader) readSpend(ctx context.Context, name string, lo, hi time.Time, t
 func (s *Reader) spendQueries(lo, hi time.Time, tid string, rd spendRead) []string {
 	sum := s.source(schema.Spend, lo, hi, fieldPred(spendFields...), tid)
 	var cnt string
+	var counts []countQuery
 	var keys []string
 	if rd.byKey {
 		cnt = s.source(schema.Spend, lo, hi, fieldPred(spendCount), tid)
+		counts = []countQuery{{cnt, "count"}}
 		keys = []string{schema.TagToolID, schema.TagModel}
 	}
 	if rd.every != 0 {
-		return windowQueries(sum, cnt, fluxDuration(rd.every), keys, s.perSeries.Load())
+		return windowQueries(sum, counts, fluxDuration(rd.every), keys, s.perSeries.Load())
 	}
 	cols := `"` + strings.Join(keys, `", "`) + `"`
 	return []string{sum + `

@@ -34,9 +34,9 @@
 //
 // Memory is bounded by Options.MaxRows rows per cache (an hour without
 // points counts as one row). Keys are interned (Row.WithKey): the rows of
-// every hour share one copy of each key. An operations row is about 56
+// every hour share one copy of each key. An operations row is about 72
 // bytes plus map overhead, so 262,144 rows, a year of hours at 30 keys
-// each, is about 20 MB; a spend row, whose key's two strings it carries,
+// each, is about 25 MB; a spend row, whose key's two strings it carries,
 // about 90 bytes. Past the bound the least recently used hours are
 // evicted. A query whose closed hours could not fit reads raw points
 // instead.
