@@ -124,7 +124,7 @@ func TestGroupOperationsReadsRollups(t *testing.T) {
 		_, _ = numbered.GroupOperations(t.Context(), func(_ context.Context, s string, _ ...any) (Rows, func(), error) {
 			sql = s
 			return nil, nil, errors.New("captured")
-		}, tsdb.AggregateQuery{GroupBy: tc.dims, Filter: tc.f, Limit: 10})
+		}, new(Horizon), tsdb.AggregateQuery{GroupBy: tc.dims, Filter: tc.f, Limit: 10})
 		var tables []string
 		for _, m := range regexp.MustCompile(`FROM (\w+)|JOIN (\w+)`).FindAllStringSubmatch(sql, -1) {
 			if name := m[1] + m[2]; !slices.Contains(tables, name) {
