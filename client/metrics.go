@@ -22,6 +22,19 @@ const (
 	RangeAll = api.RangeAll
 )
 
+// rangeValues answers the query parameters of a time range and a tool id,
+// each left out when empty (the service's default).
+func rangeValues(tr TimeRange, toolID string) url.Values {
+	v := url.Values{}
+	if tr != "" {
+		v.Set("time_range", string(tr))
+	}
+	if toolID != "" {
+		v.Set("tool_id", toolID)
+	}
+	return v
+}
+
 // BreakdownQuery selects a ToolBreakdown. Zero fields take the service's
 // defaults: the last 24 hours, every tool_id.
 type BreakdownQuery struct {
@@ -32,13 +45,7 @@ type BreakdownQuery struct {
 // ToolBreakdown answers the per-tool, per-mode figures of a time range
 // (GET /metrics/tool-breakdown).
 func (c *Client) ToolBreakdown(ctx context.Context, q BreakdownQuery) (*ToolBreakdown, error) {
-	v := url.Values{}
-	if q.TimeRange != "" {
-		v.Set("time_range", string(q.TimeRange))
-	}
-	if q.ToolID != "" {
-		v.Set("tool_id", q.ToolID)
-	}
+	v := rangeValues(q.TimeRange, q.ToolID)
 	var out ToolBreakdown
 	if err := c.get(ctx, api.PathToolBreakdown, v, retryIdempotent, &out); err != nil {
 		return nil, err
@@ -66,13 +73,7 @@ type SavingsQuery struct {
 // (GET /metrics/api-savings), compared with the previous period when
 // q.Compare is ComparePrevious.
 func (c *Client) APISavings(ctx context.Context, q SavingsQuery) (*APISavings, error) {
-	v := url.Values{}
-	if q.TimeRange != "" {
-		v.Set("time_range", string(q.TimeRange))
-	}
-	if q.ToolID != "" {
-		v.Set("tool_id", q.ToolID)
-	}
+	v := rangeValues(q.TimeRange, q.ToolID)
 	if q.Compare != "" {
 		v.Set("compare", string(q.Compare))
 	}
@@ -92,13 +93,7 @@ type SpendQuery struct {
 // Spend answers what the tools reported spending in a time range beside
 // what their operations saved (GET /metrics/spend).
 func (c *Client) Spend(ctx context.Context, q SpendQuery) (*Spend, error) {
-	v := url.Values{}
-	if q.TimeRange != "" {
-		v.Set("time_range", string(q.TimeRange))
-	}
-	if q.ToolID != "" {
-		v.Set("tool_id", q.ToolID)
-	}
+	v := rangeValues(q.TimeRange, q.ToolID)
 	var out Spend
 	if err := c.get(ctx, api.PathSpend, v, retryIdempotent, &out); err != nil {
 		return nil, err
