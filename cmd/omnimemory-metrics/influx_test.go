@@ -227,6 +227,8 @@ func TestStoresAnswerAlike(t *testing.T) {
 // operation is there exactly once. Past the outbox's bound a POST answers 503
 // with Retry-After and that request is never stored.
 func TestInfluxOutageLosesNothing(t *testing.T) {
+	// Mostly waits: runs beside the other waiting tests.
+	t.Parallel()
 	srv := realtools.NewInfluxd(t)
 	bucket := srv.NewBucket(t)
 	dir := t.TempDir()

@@ -64,6 +64,8 @@ func TestInfluxDBOutageOfAMinuteUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes two minutes")
 	}
+	// Mostly waits: runs beside the other waiting tests.
+	t.Parallel()
 	srv := realtools.NewInfluxd(t)
 	vars := influxVars(srv, srv.NewBucket(t), filepath.Join(t.TempDir(), "outbox"))
 	vars["OMNIMEMORY_WRITE_TIMEOUT"] = "2s"

@@ -136,6 +136,8 @@ type outcome struct {
 // service takes writes again by itself when it returns, and every
 // acknowledged operation is stored once.
 func TestPostgresStoppedOrStalledUnderLoad(t *testing.T) {
+	// Mostly waits: runs beside the other waiting tests.
+	t.Parallel()
 	srv := realtools.NewPostgres(t)
 	const deadline = 2 * time.Second
 	base := startInProcess(t, []string{"--listen", "127.0.0.1:0"},

@@ -85,6 +85,8 @@ func TestReadWriteSoakOnTheEmbeddedStore(t *testing.T) {
 // time (slow loris) is disconnected by the server's header timeout, and a
 // header block over the limit is refused, while other clients are served.
 func TestSlowClientsAreCutOff(t *testing.T) {
+	// Mostly waits: runs beside the other waiting tests.
+	t.Parallel()
 	base := startInProcess(t, []string{"--listen", "127.0.0.1:0"}, map[string]string{"SQLITE_DB_PATH": filepath.Join(t.TempDir(), "m.db")})
 	addr := strings.TrimPrefix(base, "http://")
 	conn, err := net.Dial("tcp", addr)

@@ -129,7 +129,7 @@ func TestRetentionFileStopsGrowing(t *testing.T) {
 	const (
 		retention = 6 * time.Hour
 		perHour   = 2000
-		rounds    = 28
+		rounds    = 22
 		plateau   = 10 // the round from which the size is compared
 	)
 	for _, tc := range []struct {
@@ -141,6 +141,7 @@ func TestRetentionFileStopsGrowing(t *testing.T) {
 		{"file from before auto_vacuum", openWithoutAutoVacuum, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := tc.open(t)
 			if s.autoVacuum != tc.autoVacuum {
 				t.Fatalf("auto_vacuum=INCREMENTAL is %v, want %v", s.autoVacuum, tc.autoVacuum)

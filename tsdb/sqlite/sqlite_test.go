@@ -275,7 +275,7 @@ func TestMigrationAppliesMissing(t *testing.T) {
 func TestConcurrentWritesAndReads(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
-	const writers, batches, perBatch = 16, 20, 25
+	const writers, batches, perBatch = 8, 20, 25
 	var wg sync.WaitGroup
 	errc := make(chan error, writers*batches+1000)
 	for w := range writers {
@@ -306,7 +306,7 @@ func TestConcurrentWritesAndReads(t *testing.T) {
 	}()
 	stop := make(chan struct{})
 	var rg sync.WaitGroup
-	for range 8 {
+	for range 4 {
 		rg.Add(1)
 		go func() {
 			defer rg.Done()

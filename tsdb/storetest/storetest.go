@@ -461,10 +461,15 @@ type testCase[S any] struct {
 	fn   func(t *testing.T, s S)
 }
 
-// runCases runs every case as a subtest on a store of its own.
+// runCases runs every case as a parallel subtest on a store of its own
+// (go test's -parallel bounds how many run at once), so that one case's
+// waits on fsync or on a server overlap another's work.
 func runCases[S any](t *testing.T, newStore func(t *testing.T) S, cases []testCase[S]) {
 	t.Helper()
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newStore(t))
+		})
 	}
 }
