@@ -40,6 +40,8 @@ type benchConfig struct {
 	Stores           []string      `json:"stores"`
 	Seed             uint64        `json:"seed"`
 	Scatter          bool          `json:"scatter"`
+	QueryWrites      int           `json:"query_writes"`
+	StreamDuration   time.Duration `json:"stream_duration_ns"`
 	JSONPath         string        `json:"-"`
 	ServiceBin       string        `json:"-"`
 	Keep             bool          `json:"-"`
@@ -60,6 +62,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.IntVar(&c.Requests, "requests", 100, "requests per range of each aggregate endpoint")
 	fs.DurationVar(&c.QueryBudget, "query-budget", 10*time.Second, "time bound per range and endpoint of the query phase (slow stores are capped)")
 	fs.DurationVar(&c.QueryTimeout, "query-timeout", 30*time.Second, "time bound of one query request (the service's own InfluxDB query timeout is 30s)")
+	fs.IntVar(&c.QueryWrites, "query-writes", 50, "single operations/s written beside the query phase, so that every answer's trailing edge holds fresh writes (0: none)")
+	fs.DurationVar(&c.StreamDuration, "stream-duration", 5*time.Second, "time of the stream phase: single ops on --connections with one SSE subscriber timing every event (0: no stream phase)")
 	fs.DurationVar(&c.RawBudget, "raw-budget", 5*time.Second, "time bound per window of the raw-SQL reference")
 	fs.StringVar(&stores, "stores", "sqlite,influxdb,postgresql", "stores to benchmark, comma-separated: sqlite, influxdb, postgresql")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the generated operations")
@@ -103,6 +107,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 		return c, usagef("--seed-timeout must be positive and at most 2h")
 	case c.Requests < 1 || c.Requests > 100_000:
 		return c, usagef("--requests must be 1..100000")
+	case c.QueryWrites < 0 || c.QueryWrites > 10_000:
+		return c, usagef("--query-writes must be 0..10000")
+	case c.StreamDuration < 0 || c.StreamDuration > time.Hour:
+		return c, usagef("--stream-duration must be 0..1h")
 	case c.QueryBudget <= 0 || c.RawBudget <= 0 || c.QueryTimeout <= 0 || c.QueryTimeout > 10*time.Minute:
 		return c, usagef("--query-budget, --query-timeout and --raw-budget must be positive (--query-timeout at most 10m)")
 	}
@@ -176,8 +184,10 @@ type storeResult struct {
 	// (InfluxDB's line protocol, PostgreSQL's COPY).
 	BatchReference *ingestResult `json:"batch_reference,omitempty"`
 	Queries        []queryResult `json:"queries,omitempty"`
-	Raw            []rawResult   `json:"raw_sql,omitempty"`
-	RSS            rssResult     `json:"rss"`
+	// Stream is the live stream beside single operations.
+	Stream *streamResult `json:"stream,omitempty"`
+	Raw    []rawResult   `json:"raw_sql,omitempty"`
+	RSS    rssResult     `json:"rss"`
 	// ServerKB is the database server's peak memory: influxd's VmRSS, the
 	// Pss of all PostgreSQL's processes.
 	ServerKB int64  `json:"server_max_kb,omitempty"`
@@ -291,7 +301,7 @@ func runBench(ctx context.Context, cfg benchConfig, progress io.Writer) (_ *benc
 	}
 
 	for _, store := range cfg.Stores {
-		sr, err := benchStore(ctx, cfg, bin, dir, store, single, progress, step)
+		sr, err := benchStore(ctx, cfg, bin, dir, store, single, bodies, progress, step)
 		res.Stores = append(res.Stores, sr)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -472,7 +482,7 @@ func startDatabase(ctx context.Context, cfg benchConfig, store, sdir string, ste
 // (InfluxDB's line protocol, PostgreSQL's COPY), queries, and plain SQL over
 // the raw rows (embedded store, PostgreSQL).
 func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
-	single func(name, base string) ingestResult, progress io.Writer, step func(string, ...any),
+	single func(name, base string) ingestResult, bodies [][]byte, progress io.Writer, step func(string, ...any),
 ) (sr storeResult, err error) {
 	sr.Store = store
 	sdir := filepath.Join(dir, store)
@@ -521,6 +531,16 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 		return fail(err)
 	}
 
+	// The live stream beside single operations.
+	if cfg.StreamDuration > 0 {
+		step("the stream on %s: one subscriber beside single ops (%d connections, %s)", label, cfg.Connections, cfg.StreamDuration)
+		st, err := runStream(ctx, base, cfg.Connections, cfg.StreamDuration, bodies, progress, label+" stream")
+		if err != nil {
+			return fail(fmt.Errorf("stream: %w", err))
+		}
+		sr.Stream = &st
+	}
+
 	// b) batches, which seed the query phase.
 	end := time.Now()
 	gen := newGenerator(cfg.Seed, end, 30*24*time.Hour)
@@ -547,6 +567,9 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	// Every acknowledged operation must be queryable before the queries run
 	// (InfluxDB: the outbox may still hold some).
 	want := s.Operations + bt.Operations
+	if sr.Stream != nil {
+		want += sr.Stream.Acked
+	}
 	drainStart := time.Now()
 	if db.stored != nil {
 		sr.Visible, err = db.stored(ctx, want)
@@ -575,8 +598,14 @@ func benchStore(ctx context.Context, cfg benchConfig, bin, dir, store string,
 	}
 
 	// c) queries.
-	step("queries on %s: %d requests per range, at most %s each", label, cfg.Requests, cfg.QueryBudget)
-	sr.Queries, err = runQueries(ctx, base, querySpec{requests: cfg.Requests, budget: cfg.QueryBudget, timeout: cfg.QueryTimeout, progress: progress, label: label + " queries"})
+	step("queries on %s: %d requests per range, at most %s each; %d single ops/s written meanwhile", label, cfg.Requests, cfg.QueryBudget, cfg.QueryWrites)
+	qs := querySpec{requests: cfg.Requests, budget: cfg.QueryBudget, timeout: cfg.QueryTimeout, progress: progress, label: label + " queries"}
+	if cfg.QueryWrites > 0 {
+		wc := newClient(1, 30*time.Second)
+		defer wc.CloseIdleConnections()
+		qs.trickle, qs.trickleRate = singleSender(wc, base, bodies), cfg.QueryWrites
+	}
+	sr.Queries, err = runQueries(ctx, base, qs)
 	sr.RSS.QueryKB = rss.Mark()
 	if err != nil {
 		return fail(err)

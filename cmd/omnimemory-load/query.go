@@ -18,16 +18,52 @@ import (
 
 // queryCase is one range of one aggregate endpoint.
 type queryCase struct {
-	Endpoint string `json:"endpoint"` // tool-breakdown or api-savings
+	Endpoint string `json:"endpoint"` // tool-breakdown, api-savings or aggregate
 	Range    string `json:"range"`
+	// GroupBy is the custom aggregation's group_by (endpoint aggregate):
+	// its window is start_date = now - Range, its top 100 groups.
+	GroupBy string `json:"group_by,omitempty"`
 }
 
-func (q queryCase) String() string { return q.Endpoint + " " + q.Range }
+func (q queryCase) String() string {
+	if q.GroupBy != "" {
+		return q.Endpoint + " by " + q.GroupBy + " top 100, " + q.Range
+	}
+	return q.Endpoint + " " + q.Range
+}
 
-// queryCases is every range of both aggregate endpoints.
+// targetMs is the case's p95 ceiling: a custom aggregation over raw rows
+// (by file path) has its own (on the embedded store and PostgreSQL), the
+// rest targetQueryP95Ms.
+func (q queryCase) targetMs() float64 {
+	if q.GroupBy == "file_path" {
+		return targetAggregateP95Ms
+	}
+	return targetQueryP95Ms
+}
+
+// url answers the request of the case at now.
+func (q queryCase) url(base string, now time.Time) string {
+	if q.Endpoint == "aggregate" {
+		v := url.Values{"group_by": {q.GroupBy}, "limit": {"100"}}
+		if d := rangeDuration(q.Range); d > 0 {
+			v.Set("start_date", now.Add(-d).UTC().Format(time.RFC3339))
+		}
+		return base + "/metrics/aggregate?" + v.Encode()
+	}
+	return base + "/metrics/" + q.Endpoint + "?" + url.Values{"time_range": {q.Range}}.Encode()
+}
+
+// queryCases is every range of both aggregate endpoints, and the custom
+// aggregations of 30 days: by tool and mode (from rollups) and the top
+// 100 files (from raw rows, or the per-file day rollups).
 var queryCases = []queryCase{
-	{"tool-breakdown", "1h"}, {"tool-breakdown", "24h"}, {"tool-breakdown", "7d"}, {"tool-breakdown", "30d"},
-	{"api-savings", "1h"}, {"api-savings", "24h"}, {"api-savings", "7d"}, {"api-savings", "30d"}, {"api-savings", "all"},
+	{Endpoint: "tool-breakdown", Range: "1h"}, {Endpoint: "tool-breakdown", Range: "24h"},
+	{Endpoint: "tool-breakdown", Range: "7d"}, {Endpoint: "tool-breakdown", Range: "30d"},
+	{Endpoint: "api-savings", Range: "1h"}, {Endpoint: "api-savings", Range: "24h"},
+	{Endpoint: "api-savings", Range: "7d"}, {Endpoint: "api-savings", Range: "30d"}, {Endpoint: "api-savings", Range: "all"},
+	{Endpoint: "aggregate", Range: "30d", GroupBy: "tool_name,operation_mode"},
+	{Endpoint: "aggregate", Range: "30d", GroupBy: "file_path"},
 }
 
 // rangeDuration answers the window of a time_range; "all" answers 0.
@@ -70,21 +106,52 @@ type querySpec struct {
 	timeout  time.Duration // of one request; 0: 90s
 	progress io.Writer
 	label    string
+	// trickle, when set, is sent meanwhile at trickleRate requests/s on a
+	// connection of its own: live writes, so that every answer's trailing
+	// edge holds operations written just before it.
+	trickle     sendFunc
+	trickleRate int
+}
+
+// runTrickle calls send rate times a second until ctx ends; it answers
+// the requests that failed.
+func runTrickle(ctx context.Context, send sendFunc, rate int) (failed int64) {
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for seq := int64(0); ; seq++ {
+		select {
+		case <-ctx.Done():
+			return failed
+		case <-tick.C:
+		}
+		if _, err := send(ctx, 0, seq); err != nil && ctx.Err() == nil {
+			failed++
+		}
+	}
 }
 
 // runQueries times every case against the service at base.
-func runQueries(ctx context.Context, base string, s querySpec) ([]queryResult, error) {
+func runQueries(ctx context.Context, base string, s querySpec) (out []queryResult, err error) {
 	timeout := s.timeout
 	if timeout <= 0 {
 		timeout = 90 * time.Second
 	}
 	c := newClient(1, timeout)
 	defer c.CloseIdleConnections()
+	if s.trickle != nil && s.trickleRate > 0 {
+		tctx, stop := context.WithCancel(ctx)
+		done := make(chan int64, 1)
+		go func() { done <- runTrickle(tctx, s.trickle, s.trickleRate) }()
+		defer func() {
+			stop()
+			if n := <-done; n > 0 && err == nil {
+				err = fmt.Errorf("%d writes beside the queries failed", n)
+			}
+		}()
+	}
 	bar := newBarUnit(s.progress, int64(len(queryCases)*s.requests), s.label, "req")
 	defer func() { _ = bar.Finish(); fmt.Fprintln(s.progress) }()
-	var out []queryResult
 	for _, qc := range queryCases {
-		u := base + "/metrics/" + qc.Endpoint + "?" + url.Values{"time_range": {qc.Range}}.Encode()
 		res := queryResult{queryCase: qc}
 		var lat []time.Duration
 		start := time.Now()
@@ -98,7 +165,7 @@ func runQueries(ctx context.Context, base string, s querySpec) ([]queryResult, e
 				break
 			}
 			t0 := time.Now()
-			_, err := do(ctx, c, http.MethodGet, u, "", nil, http.StatusOK)
+			_, err := do(ctx, c, http.MethodGet, qc.url(base, t0), "", nil, http.StatusOK)
 			d := time.Since(t0)
 			_ = bar.Add(1)
 			if err != nil {

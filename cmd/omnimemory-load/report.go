@@ -10,11 +10,16 @@ import (
 
 // The targets of issue "Performance", point 3.
 const (
-	targetSingleOps     = 10_000  // single operations/s on the embedded store and PostgreSQL
-	targetSingleShare   = 50      // % of the bare handler's rate
-	targetBatchOps      = 100_000 // batch operations/s on the embedded store and PostgreSQL
-	targetBatchShare    = 80      // % of InfluxDB's own line-protocol rate
-	targetQueryP95Ms    = 50      // every aggregate's p95
+	targetSingleOps   = 10_000  // single operations/s on the embedded store and PostgreSQL
+	targetSingleShare = 50      // % of the bare handler's rate
+	targetBatchOps    = 100_000 // batch operations/s on the embedded store and PostgreSQL
+	targetBatchShare  = 80      // % of InfluxDB's own line-protocol rate
+	targetQueryP95Ms  = 50      // every aggregate's p95
+	// targetAggregateP95Ms is the custom aggregation by file path's p95
+	// (issue "The specification's future list").
+	targetAggregateP95Ms = 500
+	// targetStreamP99Ms: a stream event within a second of its 200.
+	targetStreamP99Ms   = 1000
 	targetQueryAtOps    = 2_000_000
 	targetRSSMB         = 150
 	kbPerMB             = 1024
@@ -66,8 +71,10 @@ func (c check) String() string {
 	switch {
 	case c.Points:
 		margin = signed(c.Value-c.Target, 1) + " pts"
+	case c.Target == 0 && c.Value == 0:
+		margin = "none"
 	case c.Target == 0:
-		margin = "n/a"
+		margin = strconv.FormatFloat(c.Value, 'f', -1, 64)
 	case c.AtMost && c.Met:
 		margin = strconv.FormatFloat((1-c.Value/c.Target)*100, 'f', 0, 64) + " % under"
 	case c.AtMost && c.Value < 2*c.Target:
@@ -187,7 +194,7 @@ func buildRows(res *benchResults) []row {
 			targets = append(targets, "≥ "+thousands(targetBatchOps)+" ops/s")
 			r.Checks = append(r.Checks, newCheck("batch rate", s.Batch.OpsPerSec, targetBatchOps, false, false))
 		}
-		if lpRate > 0 {
+		if lpRate > 0 && s.Store == "influxdb" { // the target of the InfluxDB store; the others show their share
 			targets = append(targets, "≥ "+strconv.Itoa(targetBatchShare)+" % of line protocol")
 			r.Checks = append(r.Checks, newCheck("batch share of line protocol", sh, targetBatchShare, false, true))
 		}
@@ -207,9 +214,9 @@ func buildRows(res *benchResults) []row {
 				} else {
 					r.Value = "no answer (" + strconv.Itoa(q.Errors) + " failed: " + truncate(q.FirstError, 120) + ")"
 				}
-				r.Target = "p95 ≤ " + strconv.Itoa(targetQueryP95Ms) + " ms"
+				r.Target = "p95 ≤ " + strconv.FormatFloat(q.targetMs(), 'f', -1, 64) + " ms"
 				r.Result = "missed (no answer)"
-				r.Checks = []check{{Name: q.String() + " p95", Target: targetQueryP95Ms, AtMost: true}}
+				r.Checks = []check{{Name: q.String() + " p95", Target: q.targetMs(), AtMost: true}}
 				rows = append(rows, r)
 				continue
 			}
@@ -221,11 +228,17 @@ func buildRows(res *benchResults) []row {
 				r.Value += ", " + strconv.Itoa(q.Errors) + " errors"
 			}
 			r.Value += ")"
-			if x, ok := raw[q.Range]; ok && x.Latency.Count > 0 {
+			if x, ok := raw[q.Range]; ok && x.Latency.Count > 0 && q.GroupBy == "" {
 				r.Reference = "raw SQL " + fmtMs(x.Latency.P50Ms) + " · " + fmtMs(x.Latency.P95Ms) + ": " + speedup(x.Latency.P50Ms, q.Latency.P50Ms)
 			}
-			r.Target = "p95 ≤ " + strconv.Itoa(targetQueryP95Ms) + " ms"
-			r.Checks = append(r.Checks, newCheck(q.String()+" p95", q.Latency.P95Ms, targetQueryP95Ms, true, false))
+			if q.GroupBy == "file_path" && s.Store == "influxdb" {
+				// The custom aggregation's own target is set for the
+				// embedded store and PostgreSQL.
+				add(r)
+				continue
+			}
+			r.Target = "p95 ≤ " + strconv.FormatFloat(q.targetMs(), 'f', -1, 64) + " ms"
+			r.Checks = append(r.Checks, newCheck(q.String()+" p95", q.Latency.P95Ms, q.targetMs(), true, false))
 			add(r)
 		}
 	}
@@ -242,6 +255,21 @@ func buildRows(res *benchResults) []row {
 		if k := kindOf(s.Store); s.ServerKB > 0 {
 			add(row{Phase: "d) memory", Store: k.server, Figure: k.serverFig, Value: fmtMB(s.ServerKB), Result: resultReference})
 		}
+	}
+	for _, s := range res.Stores {
+		if s.Stream == nil {
+			continue
+		}
+		st := s.Stream
+		r := row{Phase: "e) stream", Store: storeLabel(s.Store),
+			Figure: fmt.Sprintf("one SSE subscriber beside single ops (%d conns): from the 200 to the event, p50 · p99 · max", cfg.Connections),
+			Value: fmtMs(st.Latency.P50Ms) + " · " + fmtMs(st.Latency.P99Ms) + " · " + fmtMs(st.Latency.MaxMs) +
+				" (" + thousands(st.Received) + " of " + thousands(st.Acked) + " acknowledged operations, " + thousands(st.Duplicates) + " twice)",
+			Target: "every operation once; p99 ≤ " + strconv.Itoa(targetStreamP99Ms) + " ms"}
+		r.Checks = append(r.Checks,
+			newCheck("stream operations missing or twice", float64(st.Acked-st.Received+st.Duplicates), 0, true, false),
+			newCheck("stream p99 (ms)", st.Latency.P99Ms, targetStreamP99Ms, true, false))
+		add(r)
 	}
 	return rows
 }
@@ -271,8 +299,8 @@ func renderMarkdown(w io.Writer, res *benchResults) error {
 	if res.Command != "" {
 		fmt.Fprintf(&b, "- Command: `%s`\n", strings.TrimSpace(res.Command))
 	}
-	fmt.Fprintf(&b, "- Sizes: single ops %d connections for %s each; %s operations seeded in batches of %d on %d connections, created_at over the last 30 days %s; %d requests per query range (at most %s each)\n",
-		cfg.Connections, cfg.Duration, thousands(cfg.Ops), cfg.Batch, cfg.BatchConnections, seedOrder(cfg.Scatter), cfg.Requests, cfg.QueryBudget)
+	fmt.Fprintf(&b, "- Sizes: single ops %d connections for %s each; %s operations seeded in batches of %d on %d connections, created_at over the last 30 days %s; %d requests per query range (at most %s each), %d single ops/s written meanwhile; stream phase %s\n",
+		cfg.Connections, cfg.Duration, thousands(cfg.Ops), cfg.Batch, cfg.BatchConnections, seedOrder(cfg.Scatter), cfg.Requests, cfg.QueryBudget, cfg.QueryWrites, cfg.StreamDuration)
 	if cfg.Ops != targetQueryAtOps {
 		fmt.Fprintf(&b, "- Note: the query target is set for %s operations; this run seeded %s\n", thousands(targetQueryAtOps), thousands(cfg.Ops))
 	}
