@@ -33,12 +33,14 @@ func openBench(b *testing.B) *Store {
 // rollups and session upserts included; ops/s is the figure to read, and
 // cpu-us/op the process's CPU per operation (without the fsync waits,
 // which vary with the disk's other work). batch=16 is the commit of
-// single-operation ingest at 32 connections.
+// single-operation ingest at 32 connections, over 50 sessions, as
+// omnimemory-load sends it.
 func BenchmarkWriteOperations(b *testing.B) {
 	for _, bc := range []struct {
-		size int
-		v7   bool
-	}{{1, false}, {16, true}, {100, false}, {1000, false}, {1000, true}, {5000, false}, {5000, true}} {
+		size     int
+		v7       bool
+		sessions int // drawn from this many (0: eight new ones per batch)
+	}{{1, false, 0}, {16, true, 50}, {100, false, 0}, {1000, false, 0}, {1000, true, 0}, {5000, false, 0}, {5000, true, 0}} {
 		size := bc.size
 		name := fmt.Sprintf("batch=%d", size)
 		if bc.v7 {
@@ -52,6 +54,10 @@ func BenchmarkWriteOperations(b *testing.B) {
 			// 1 ms apart; ids are random (UUID v4), the worst case for the
 			// primary-key index. Generation is outside the timer.
 			next := day0
+			pool := make([]uuid.UUID, bc.sessions)
+			for i := range pool {
+				pool[i] = uuid.New()
+			}
 			gen := func() []tsdb.Operation {
 				ops := genOps(r, size, day0, time.Microsecond)
 				for j := range ops {
@@ -59,6 +65,9 @@ func BenchmarkWriteOperations(b *testing.B) {
 					next = next.Add(time.Millisecond)
 					if bc.v7 {
 						ops[j].ID = uuid.Must(uuid.NewV7())
+					}
+					if len(pool) > 0 {
+						ops[j].SessionID = pool[r.Intn(len(pool))]
 					}
 				}
 				return ops
