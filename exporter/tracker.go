@@ -135,7 +135,13 @@ func (t *Tracker) Track(ctx context.Context, ops ...tsdb.Operation) error {
 	}
 	t.mu.RUnlock()
 	_ = ctx // the commit is bounded by WriteTimeout, not by the caller
-	return <-req.result
+	err := <-req.result
+	if err == nil {
+		// Counted here, in the request's goroutine, rather than by the
+		// writer, whose goroutine every commit waits for.
+		t.metrics.observeAccepted(ops, req.span)
+	}
+	return err
 }
 
 // Close stops taking requests, commits every request already queued, and
@@ -261,12 +267,12 @@ func (t *Tracker) commit(batch []*writeRequest, ops []tsdb.Operation) error {
 	}
 	t.metrics.batchSize.Observe(float64(len(ops)))
 	// The store marked retries Duplicate in ops; hand the marks back to each
-	// request (their ops are consecutive in ops) and count only new ones.
+	// request (their ops are consecutive in ops), whose Track counts the
+	// new ones.
 	i := 0
 	for _, req := range batch {
 		copy(req.ops, ops[i:i+len(req.ops)])
 		i += len(req.ops)
-		t.metrics.observeAccepted(req.ops, req.span)
 	}
 	return nil
 }
