@@ -44,6 +44,18 @@ type TrackerOptions struct {
 	// TracerProvider makes the commit spans, linked to the spans of the
 	// requests they commit (no-op when nil).
 	TracerProvider trace.TracerProvider
+	// BulkWriters, when above 0, are writers of their own for the requests
+	// of at least BulkOperations operations (a batch request's), so that
+	// as many large commits run at once beside the one writer of the
+	// small requests. Only a store that takes concurrent transactions
+	// gains from them: PostgreSQL, where one batch's COPY then runs while
+	// another's commit waits for its WAL flush. Small requests keep one
+	// writer: their commits touch the same rollup rows, whose row locks
+	// would chain concurrent commits one after another, each smaller.
+	BulkWriters int
+	// BulkOperations is the size from which a request goes to the bulk
+	// writers (default 1000).
+	BulkOperations int
 	// Publish, when set, is handed the operations of every successful
 	// commit (retries marked Duplicate) once their requests have been
 	// answered: the live stream's Publish. It must not wait, and may not
@@ -64,13 +76,18 @@ func (o TrackerOptions) withDefaults() TrackerOptions {
 	if o.TracerProvider == nil {
 		o.TracerProvider = noop.NewTracerProvider()
 	}
+	if o.BulkOperations <= 0 {
+		o.BulkOperations = 1000
+	}
 	return o
 }
 
 // Tracker is the ingest path: it hands operations to a single writer
 // goroutine that commits every request waiting at that moment in one store
 // write (group commit), so that concurrent requests share one transaction and
-// one fsync. Track returns only once its operations are durable.
+// one fsync (large requests may have writers of their own: see
+// TrackerOptions.BulkWriters). Track returns only once its operations are
+// durable.
 type Tracker struct {
 	store   tsdb.OperationWriter
 	metrics *Metrics
@@ -78,9 +95,10 @@ type Tracker struct {
 	logger  *slog.Logger
 	tracer  trace.Tracer
 
-	mu     sync.RWMutex // guards closed and sends on queue against Close
+	mu     sync.RWMutex // guards closed and sends on queue and bulk against Close
 	closed bool
 	queue  chan *writeRequest
+	bulk   chan *writeRequest // requests of BulkOperations or more; nil without BulkWriters
 	done   chan struct{}
 }
 
@@ -103,8 +121,21 @@ func NewTracker(store tsdb.OperationWriter, metrics *Metrics, opts TrackerOption
 		queue:   make(chan *writeRequest, opts.QueueSize),
 		done:    make(chan struct{}),
 	}
-	metrics.queueCapacity.Set(float64(opts.QueueSize))
-	go t.run()
+	var writers sync.WaitGroup
+	writers.Go(func() { t.run(t.queue) })
+	capacity := opts.QueueSize
+	if opts.BulkWriters > 0 {
+		t.bulk = make(chan *writeRequest, opts.QueueSize)
+		capacity += opts.QueueSize
+		for range opts.BulkWriters {
+			writers.Go(func() { t.run(t.bulk) })
+		}
+	}
+	metrics.queueCapacity.Set(float64(capacity))
+	go func() {
+		writers.Wait()
+		close(t.done)
+	}()
 	return t
 }
 
@@ -125,9 +156,13 @@ func (t *Tracker) Track(ctx context.Context, ops ...tsdb.Operation) error {
 		t.metrics.shed.WithLabelValues("shutting_down").Add(float64(len(ops)))
 		return ErrClosed
 	}
+	queue := t.queue
+	if t.bulk != nil && len(ops) >= t.opts.BulkOperations {
+		queue = t.bulk
+	}
 	select {
-	case t.queue <- req:
-		t.metrics.queueDepth.Set(float64(len(t.queue)))
+	case queue <- req:
+		t.metrics.queueDepth.Set(float64(t.queued()))
 	default:
 		t.mu.RUnlock()
 		t.metrics.shed.WithLabelValues("queue_full").Add(float64(len(ops)))
@@ -135,7 +170,13 @@ func (t *Tracker) Track(ctx context.Context, ops ...tsdb.Operation) error {
 	}
 	t.mu.RUnlock()
 	_ = ctx // the commit is bounded by WriteTimeout, not by the caller
-	return <-req.result
+	err := <-req.result
+	if err == nil {
+		// Counted here, in the request's goroutine, rather than by the
+		// writer, whose goroutine every commit waits for.
+		t.metrics.observeAccepted(ops, req.span)
+	}
+	return err
 }
 
 // Close stops taking requests, commits every request already queued, and
@@ -145,6 +186,9 @@ func (t *Tracker) Close(ctx context.Context) error {
 	if !t.closed {
 		t.closed = true
 		close(t.queue)
+		if t.bulk != nil {
+			close(t.bulk)
+		}
 	}
 	t.mu.Unlock()
 	select {
@@ -155,11 +199,13 @@ func (t *Tracker) Close(ctx context.Context) error {
 	}
 }
 
-// run is the single writer: it takes the first waiting request, gathers
+// queued answers how many requests wait for a writer.
+func (t *Tracker) queued() int { return len(t.queue) + len(t.bulk) }
+
+// run is a writer of queue: it takes the first waiting request, gathers
 // every other one already queued (up to MaxBatch operations), and commits
 // them together.
-func (t *Tracker) run() {
-	defer close(t.done)
+func (t *Tracker) run(queue chan *writeRequest) {
 	var batch []*writeRequest
 	var ops []tsdb.Operation
 	var carry *writeRequest
@@ -168,7 +214,7 @@ func (t *Tracker) run() {
 		carry = nil
 		if first == nil {
 			var ok bool
-			if first, ok = <-t.queue; !ok {
+			if first, ok = <-queue; !ok {
 				return
 			}
 		}
@@ -177,7 +223,7 @@ func (t *Tracker) run() {
 	gather:
 		for len(ops) < t.opts.MaxBatch {
 			select {
-			case req, ok := <-t.queue:
+			case req, ok := <-queue:
 				if !ok {
 					break gather
 				}
@@ -191,7 +237,7 @@ func (t *Tracker) run() {
 				break gather
 			}
 		}
-		t.metrics.queueDepth.Set(float64(len(t.queue)))
+		t.metrics.queueDepth.Set(float64(t.queued()))
 		batch, ops = t.dropExpired(batch, ops)
 		if len(batch) > 0 {
 			err := t.commit(batch, ops)
@@ -261,12 +307,12 @@ func (t *Tracker) commit(batch []*writeRequest, ops []tsdb.Operation) error {
 	}
 	t.metrics.batchSize.Observe(float64(len(ops)))
 	// The store marked retries Duplicate in ops; hand the marks back to each
-	// request (their ops are consecutive in ops) and count only new ones.
+	// request (their ops are consecutive in ops), whose Track counts the
+	// new ones.
 	i := 0
 	for _, req := range batch {
 		copy(req.ops, ops[i:i+len(req.ops)])
 		i += len(req.ops)
-		t.metrics.observeAccepted(req.ops, req.span)
 	}
 	return nil
 }

@@ -125,3 +125,78 @@ func TestRequestPastItsDeadlineIsNotWritten(t *testing.T) {
 		t.Errorf("the expired request answered %v, want ErrDeadline (a tsdb.ErrUnavailable)", queued[0].err)
 	}
 }
+
+// gateWriter is a store whose writes wait at a gate: it counts the writes
+// in progress and lets them all go when the gate opens.
+type gateWriter struct {
+	gate chan struct{}
+
+	mu       sync.Mutex
+	inFlight int
+	most     int
+	sizes    []int
+}
+
+func (w *gateWriter) WriteOperations(_ context.Context, ops []tsdb.Operation) error {
+	w.mu.Lock()
+	w.inFlight++
+	w.most = max(w.most, w.inFlight)
+	w.sizes = append(w.sizes, len(ops))
+	w.mu.Unlock()
+	<-w.gate
+	w.mu.Lock()
+	w.inFlight--
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *gateWriter) state() (inFlight, most int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.inFlight, w.most
+}
+
+// TestBulkWriters: requests of BulkOperations or more are committed by
+// writers of their own, at once, beside the writer of small requests;
+// without BulkWriters one commit runs at a time.
+func TestBulkWriters(t *testing.T) {
+	ops := func(n int) []tsdb.Operation {
+		out := make([]tsdb.Operation, n)
+		for i := range out {
+			out[i] = tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: "full", ToolID: "t", CreatedAt: time.Now()}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		bulkWriters, want int
+	}{{0, 1}, {2, 3}} {
+		w := &gateWriter{gate: make(chan struct{})}
+		tr := NewTracker(w, NewMetrics(prometheus.NewRegistry(), 0, 10),
+			TrackerOptions{BulkWriters: tc.bulkWriters, BulkOperations: 10}, slog.New(slog.DiscardHandler))
+		var wg sync.WaitGroup
+		for _, n := range []int{1, 10, 20} {
+			wg.Go(func() {
+				if err := tr.Track(context.Background(), ops(n)...); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			inFlight, _ := w.state()
+			if inFlight == tc.want || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // a commit too many would show now
+		close(w.gate)
+		wg.Wait()
+		if err := tr.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, most := w.state(); most != tc.want {
+			t.Errorf("BulkWriters %d: %d commits at once, want %d (commit sizes %v)", tc.bulkWriters, most, tc.want, w.sizes)
+		}
+	}
+}

@@ -110,7 +110,7 @@ func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready c
 	svc := exporter.New(store, exporter.Options{
 		Pricing:         exporter.Pricing{PerThousandUSD: cfg.CostPer1K},
 		MaxToolIDLabels: cfg.MaxToolIDs,
-		Tracker:         exporter.TrackerOptions{QueueSize: cfg.QueueSize, WriteTimeout: writeDeadline(cfg)},
+		Tracker:         exporter.TrackerOptions{QueueSize: cfg.QueueSize, WriteTimeout: writeDeadline(cfg), BulkWriters: bulkWriters(cfg.DBType)},
 		Stream:          exporter.StreamOptions{MaxSubscribers: cfg.StreamMaxSubscribers},
 		Registerer:      reg,
 		TracerProvider:  tp,
@@ -190,6 +190,19 @@ func startRetention(store tsdb.Store, cfg config, reg prometheus.Registerer, p p
 	}
 	r.Start()
 	return r, nil
+}
+
+// bulkWriters answers how many batch requests the store commits at once
+// beside the writer of single operations (see
+// exporter.TrackerOptions.BulkWriters): two on PostgreSQL, which takes
+// concurrent transactions (its pool keeps a connection free for reads);
+// none on SQLite, which has one writer connection, nor on InfluxDB, whose
+// writes go through one outbox in order.
+func bulkWriters(dbType string) int {
+	if dbType == dbTypePostgres {
+		return 2
+	}
+	return 0
 }
 
 // openStore opens the configured store. A store of the service announces

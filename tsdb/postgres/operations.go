@@ -323,15 +323,13 @@ func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
 // with ON CONFLICT). When one is, the insert fails with a unique violation
 // (see isIDConflict) before any operation is copied, and nothing is
 // stored; one claimed concurrently makes the insert wait for that
-// transaction's outcome. A batch too small to be copied (see copyMin)
-// inserts its ids in the round trip of the rest.
+// transaction's outcome. A batch too small to be copied (see copyMin) is
+// written in one round trip: its ids, operations, rollups and sessions go
+// as one pipelined statement batch without BEGIN or COMMIT, which
+// PostgreSQL runs as one implicit transaction, committed (and flushed, with
+// synchronous_commit on) at the batch's end or rolled back whole at its
+// first error.
 func (s *Store) writeNew(ctx context.Context, ops []tsdb.Operation, ids [][16]byte) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
-
 	store := ops
 	if len(ids) < len(ops) {
 		store = slices.DeleteFunc(slices.Clone(ops), func(op tsdb.Operation) bool { return op.Duplicate })
@@ -339,7 +337,16 @@ func (s *Store) writeNew(ctx context.Context, ops []tsdb.Operation, ids [][16]by
 	var b pgx.Batch
 	if len(store) < copyMin {
 		b.Queue(insertNewIDsSQL, ids)
-	} else if _, err := tx.Exec(ctx, insertNewIDsSQL, ids); err != nil {
+		s.queueRows(&b, store, true)
+		return s.pool.SendBatch(ctx, &b).Close()
+	}
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit this is a no-op
+	if _, err := tx.Exec(ctx, insertNewIDsSQL, ids); err != nil {
 		return fmt.Errorf("store ids: %w", err)
 	}
 	return s.storeRows(ctx, tx, store, &b)
@@ -401,14 +408,27 @@ func (s *Store) writeClaimed(ctx context.Context, ops []tsdb.Operation, ids [][1
 // fewer than copyMin), adds them to the rollups and sessions in the round
 // trip of b (what the caller queued), and commits tx.
 func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation, b *pgx.Batch) error {
-	if len(ops) < copyMin {
-		b.Queue(insertOpsSQL(len(ops)), opValues(ops)...)
-	} else {
+	copied := len(ops) >= copyMin
+	if copied {
 		row := make([]any, len(opColumns)) // COPY encodes a row before asking for the next
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tool_operations"}, opColumns,
 			pgx.CopyFromSlice(len(ops), func(i int) ([]any, error) { opRow(row, &ops[i]); return row, nil })); err != nil {
 			return err
 		}
+	}
+	s.queueRows(b, ops, !copied)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// queueRows queues in b the insert of ops into tool_operations (when
+// insert), their rollups, their sessions and, when announcing, their
+// notification.
+func (s *Store) queueRows(b *pgx.Batch, ops []tsdb.Operation, insert bool) {
+	if insert {
+		b.Queue(insertOpsSQL(len(ops)), opValues(ops)...)
 	}
 	b.Queue(upsertHourlySQL, rollupArgs(ops, tsdb.MicrosPerHour, sqlq.ByTool)...)
 	b.Queue(upsertDailySQL, rollupArgs(ops, tsdb.MicrosPerDay, sqlq.ByTool)...)
@@ -418,10 +438,6 @@ func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation, 
 	if s.announce {
 		b.Queue(announceSQL, announcePayloads(s.origin, ops)) // delivered on commit only
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
 }
 
 // QueryOperations answers one page of the operations matching f, newest

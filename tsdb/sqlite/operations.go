@@ -85,7 +85,7 @@ func (c *chunked) exec(ctx context.Context, tx *sql.Tx, n int, buf []any, args f
 type writeStmts struct {
 	insert                               chunked
 	hourly, daily, hourlyAll, file, sess chunked // the rollups' upserts
-	session                              *sql.Stmt
+	session                              chunked // the sessions' upsert
 }
 
 func prepareWriteStmts(ctx context.Context, db *sql.DB) (*writeStmts, error) {
@@ -95,13 +95,11 @@ func prepareWriteStmts(ctx context.Context, db *sql.DB) (*writeStmts, error) {
 		dst    *chunked
 		sqlFor func(n int) string
 	}{{&ws.insert, insertOpsSQL}, {&ws.hourly, upsertHourlySQL}, {&ws.daily, upsertDailySQL},
-		{&ws.hourlyAll, upsertHourlyAllSQL}, {&ws.file, upsertFileDailySQL}, {&ws.sess, upsertSessionDailySQL}} {
+		{&ws.hourlyAll, upsertHourlyAllSQL}, {&ws.file, upsertFileDailySQL}, {&ws.sess, upsertSessionDailySQL},
+		{&ws.session, upsertSessionSQL}} {
 		if err = c.dst.prepare(ctx, db, c.sqlFor); err != nil {
 			break
 		}
-	}
-	if err == nil {
-		ws.session, err = db.PrepareContext(ctx, upsertSessionSQL)
 	}
 	if err != nil {
 		ws.close()
@@ -129,8 +127,8 @@ func (s *Store) writeStmts(ctx context.Context) (*writeStmts, error) {
 }
 
 func (ws *writeStmts) close() {
-	stmts := []*sql.Stmt{ws.session}
-	for _, c := range []*chunked{&ws.insert, &ws.hourly, &ws.daily, &ws.hourlyAll, &ws.file, &ws.sess} {
+	var stmts []*sql.Stmt
+	for _, c := range []*chunked{&ws.insert, &ws.hourly, &ws.daily, &ws.hourlyAll, &ws.file, &ws.sess, &ws.session} {
 		stmts = append(stmts, c[:]...)
 	}
 	for _, st := range stmts {
@@ -174,13 +172,17 @@ var (
 	upsertSessionDailySQL = upsertRollupSQL("op_rollup_session_daily", "day", "session_id")
 )
 
-// upsertSessionSQL creates a missing session the way tsdb.Store documents
-// (tool_id of its first operation, started and last active at it, no process
-// id) or moves last_activity forward; ended_at is never touched, so an ended
-// session stays ended. The running totals grow either way.
-const upsertSessionSQL = `INSERT INTO tool_sessions
+// upsertSessionSQL answers the statement that upserts n distinct sessions:
+// it creates a missing session the way tsdb.Store documents (tool_id of its
+// first operation, started and last active at it, no process id) or moves
+// last_activity forward; ended_at is never touched, so an ended session
+// stays ended. The running totals grow either way. One statement of many
+// rows, as for the rollups: a commit of single operations carries a dozen
+// sessions, and each statement execution costs more than its rows.
+func upsertSessionSQL(n int) string {
+	return `INSERT INTO tool_sessions
 	(session_id, tool_id, started_at, last_activity, total_operations, tokens_saved, total_compressions, total_embeddings, implicit)
-VALUES (?,?,?,?,?,?,?,?,1)
+VALUES (?,?,?,?,?,?,?,?,1)` + strings.Repeat(",(?,?,?,?,?,?,?,?,1)", n-1) + `
 ON CONFLICT (session_id) DO UPDATE SET
 	started_at         = CASE WHEN implicit = 1 AND excluded.started_at < started_at THEN excluded.started_at ELSE started_at END,
 	tool_id            = CASE WHEN implicit = 1 AND excluded.started_at < started_at THEN excluded.tool_id ELSE tool_id END,
@@ -189,6 +191,7 @@ ON CONFLICT (session_id) DO UPDATE SET
 	tokens_saved       = tokens_saved + excluded.tokens_saved,
 	total_compressions = total_compressions + excluded.total_compressions,
 	total_embeddings   = total_embeddings + excluded.total_embeddings`
+}
 
 type sessionAgg struct {
 	toolID      string
@@ -290,13 +293,14 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		}
 	}
 
-	sstmt := tx.StmtContext(ctx, stmts.session)
-	for _, id := range sessionOrder {
-		sa := sessions[id]
-		if _, err := sstmt.ExecContext(ctx, id.String(), sa.toolID, sa.first, sa.last,
-			sa.ops, sa.saved, sa.reads, sa.searches); err != nil {
-			return s.wrap("upsert session", err)
+	if _, err = stmts.session.exec(ctx, tx, len(sessionOrder), args, func(buf []any, i, j int) []any {
+		for _, id := range sessionOrder[i:j] {
+			sa := sessions[id]
+			buf = append(buf, id.String(), sa.toolID, sa.first, sa.last, sa.ops, sa.saved, sa.reads, sa.searches)
 		}
+		return buf
+	}); err != nil {
+		return s.wrap("upsert session", err)
 	}
 
 	if err := tx.Commit(); err != nil {
