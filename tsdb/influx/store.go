@@ -341,3 +341,12 @@ func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsd
 	st.EndedAt = &at
 	return st, nil
 }
+
+// EdgeStats answers the edge minutes the cache of operations holds and
+// their points, for tests and diagnostics.
+func (s *Store) EdgeStats() (minutes, points int) {
+	if s.ops == nil {
+		return 0, 0
+	}
+	return s.ops.EdgeStats()
+}

@@ -69,6 +69,9 @@ type Row[R any, K comparable] interface {
 	// WithKey answers the row with key k, equal to its own: the cache's
 	// one copy of it.
 	WithKey(k *K) R
+	// Plus answers the row with the totals of o (of the same hour and
+	// key) added.
+	Plus(o R) R
 }
 
 // Source reads what a cache holds, from the points of one measurement.
@@ -83,6 +86,13 @@ type Source[R any] struct {
 	// FirstTime answers the oldest point time (of toolID when given), and
 	// false when there is no point.
 	FirstTime func(ctx context.Context, toolID string) (time.Time, bool, error)
+	// ReadPoints answers the points with times in [lo, hi), each as the
+	// row of its hour (query.ErrNoPoints where the server cannot; nil:
+	// edges are read as hourly totals, never cached).
+	ReadPoints func(ctx context.Context, name string, lo, hi time.Time) ([]query.Point[R], error)
+	// ParsePoint answers the point of a line of line protocol of the
+	// measurement, as ReadPoints reads it back.
+	ParsePoint func(line []byte) (query.Point[R], bool)
 }
 
 // Options configure New.
@@ -90,7 +100,8 @@ type Options struct {
 	// TTL is how long a closed hour read, and the first point's time, are
 	// trusted; <= 0: until Delivered drops them.
 	TTL time.Duration
-	// MaxRows bounds the rows held (> 0).
+	// MaxRows bounds the rows held (> 0), and a quarter of it the points
+	// of edge minutes held.
 	MaxRows int
 	Logger  *slog.Logger
 }
@@ -101,6 +112,7 @@ type Cache[R Row[R, K], K comparable] struct {
 	src Source[R]
 	log *slog.Logger
 	hc  *hourCache[R, K]
+	mc  *minuteCache[R, K]
 
 	// edges are the raw reads of window edges in flight (see readEdge).
 	edgeMu sync.Mutex
@@ -123,6 +135,7 @@ type Spend = Cache[query.SpendHourRow, query.SpendKey]
 func NewOperations(r *query.Reader, o Options) *Operations {
 	return New[query.HourRow, query.HourKey](Source[query.HourRow]{
 		Measurement: schema.Operation, ReadHours: r.ReadHours, FirstTime: r.FirstOperationTime,
+		ReadPoints: r.ReadPoints, ParsePoint: query.ParsePoint,
 	}, o)
 }
 
@@ -130,6 +143,7 @@ func NewOperations(r *query.Reader, o Options) *Operations {
 func NewSpend(r *query.Reader, o Options) *Spend {
 	return New[query.SpendHourRow, query.SpendKey](Source[query.SpendHourRow]{
 		Measurement: schema.Spend, ReadHours: r.ReadSpendHours, FirstTime: r.FirstSpendTime,
+		ReadPoints: r.ReadSpendPoints, ParsePoint: query.ParseSpendPoint,
 	}, o)
 }
 
@@ -144,6 +158,7 @@ func New[R Row[R, K], K comparable](src Source[R], o Options) *Cache[R, K] {
 		src:         src,
 		log:         logger,
 		hc:          newHourCache[R, K](o.TTL, o.MaxRows),
+		mc:          newMinuteCache[R, K](o.TTL, max(1, o.MaxRows/4)),
 		ctx:         ctx,
 		cancel:      cancel,
 		stop:        make(chan struct{}),
@@ -169,9 +184,13 @@ func (c *Cache[R, K]) Close() {
 // Stats answers the closed hours held and their rows.
 func (c *Cache[R, K]) Stats() (hours, rows int) { return c.hc.stats() }
 
+// EdgeStats answers the edge minutes held and their points (or rows).
+func (c *Cache[R, K]) EdgeStats() (minutes, points int) { return c.mc.stats() }
+
 // Delivered drops the cached hours that the points of the cache's
 // measurement in the line protocol lps (delivered to InfluxDB) fall in, and
-// the first-point times they precede.
+// the first-point times they precede, and adds the points to the edge
+// minutes cached or being read that they fall in.
 func (c *Cache[R, K]) Delivered(lps [][]byte) {
 	hours := map[int64]struct{}{}
 	var minTime time.Time
@@ -180,6 +199,33 @@ func (c *Cache[R, K]) Delivered(lps [][]byte) {
 	}
 	if len(hours) > 0 {
 		c.hc.invalidate(slices.Collect(maps.Keys(hours)), minTime)
+	}
+	if c.src.ParsePoint == nil {
+		return
+	}
+	// Only the lines of minutes held or being read are parsed. A read that
+	// starts after this look reads these points itself: they are in
+	// InfluxDB already.
+	lines := map[int64][][]byte{}
+	for _, lp := range lps {
+		deliveredLines(lp, c.src.Measurement, lines)
+	}
+	if len(lines) == 0 {
+		return
+	}
+	var pts []query.Point[R]
+	for m := range c.mc.wanted(lines) {
+		for _, line := range lines[m] {
+			if p, ok := c.src.ParsePoint(line); ok {
+				pts = append(pts, p)
+			} else {
+				c.log.Warn("delivered point not understood; edge minute dropped", "measurement", c.src.Measurement)
+				c.mc.drop(m)
+			}
+		}
+	}
+	if len(pts) > 0 {
+		c.mc.delivered(pts)
 	}
 }
 
@@ -266,8 +312,11 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 			raw = append(raw, p)
 		}
 	}
-	if hours == 0 || hours > int64(c.hc.maxRows/2) {
-		return c.readEdge(ctx, lo, hi, toolID) // no whole closed hour inside, or too many
+	if hours == 0 {
+		return c.edgeRows(ctx, lo, hi, toolID, true) // no whole closed hour inside
+	}
+	if hours > int64(c.hc.maxRows/2) {
+		return c.readEdge(ctx, lo, hi, toolID) // too many to cache
 	}
 
 	var (
@@ -289,7 +338,7 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			add(c.readEdge(ctx, time.UnixMicro(p.Lo), time.UnixMicro(p.Hi), toolID))
+			add(c.edgeRows(ctx, time.UnixMicro(p.Lo), time.UnixMicro(p.Hi), toolID, true))
 		}()
 	}
 
@@ -300,14 +349,14 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 		cached, m = c.hc.lookup(p.Lo, p.Hi, now, cached)
 		missing = append(missing, m...)
 	}
-	want := schema.TagValue(toolID)
+	ofTool := ofTool[R, K](toolID)
 	keep := func(rows []R) []R {
 		if toolID == "" {
 			return rows
 		}
 		kept := rows[:0:0]
 		for _, r := range rows {
-			if r.ToolTag() == want {
+			if ofTool(r) {
 				kept = append(kept, r)
 			}
 		}
@@ -323,6 +372,116 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// ofTool answers whether a row is of tool id toolID (any when empty).
+func ofTool[R Row[R, K], K comparable](toolID string) func(R) bool {
+	if toolID == "" {
+		return func(R) bool { return true }
+	}
+	want := schema.TagValue(toolID)
+	return func(r R) bool { return r.ToolTag() == want }
+}
+
+// edgeRows answers the rows of the points of tool id toolID (all when
+// empty) with times in [lo, hi), a window edge: from the cached points of
+// its minutes, reading the minutes missing (one read per span, shared with
+// concurrent reads of the same span when share), and the parts of big
+// minutes the edge does not cover whole as hourly totals (readEdge). Where
+// the server cannot read points, the edge is read as hourly totals.
+func (c *Cache[R, K]) edgeRows(ctx context.Context, lo, hi time.Time, toolID string, share bool) ([]R, error) {
+	if c.src.ReadPoints == nil || hi.Sub(lo) > maxEdge {
+		return c.readEdge(ctx, lo, hi, toolID)
+	}
+	keep := ofTool[R, K](toolID)
+	now := time.Now()
+	loNS, hiNS := lo.UnixNano(), hi.UnixNano()
+	rows, missing, partial := c.mc.collect(loNS, hiNS, now, keep, nil)
+	if len(missing) == 0 && len(partial) == 0 {
+		return rows, nil
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	add := func(more []R, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		rows = append(rows, more...)
+	}
+	current := tsdb.FloorTo(now.UnixNano(), minuteNS)
+	for _, sp := range missing {
+		if sp.hi > current { // reaches the current minute: read ahead
+			sp.hi = max(sp.hi, current+int64(readAhead)+minuteNS)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if share {
+				ch, leader := c.mc.flight(sp)
+				if !leader {
+					select {
+					case <-ch:
+					case <-ctx.Done():
+						add(nil, ctx.Err())
+						return
+					}
+					// Look again: what that read stored is cached now.
+					add(c.edgeRows(ctx, time.Unix(0, max(loNS, sp.lo)), time.Unix(0, min(hiNS, sp.hi)), toolID, false))
+					return
+				}
+				defer c.mc.land(sp, ch)
+			}
+			pts, err := c.readMinutes(ctx, sp)
+			if err != nil {
+				add(nil, err)
+				return
+			}
+			var more []R
+			for _, p := range pts {
+				if p.NS >= loNS && p.NS < hiNS && keep(p.Row) {
+					more = append(more, p.Row)
+				}
+			}
+			add(more, nil)
+		}()
+	}
+	for _, sp := range partial {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			add(c.readEdge(ctx, time.Unix(0, sp.lo), time.Unix(0, sp.hi), toolID))
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		if errors.Is(errs[0], query.ErrNoPoints) {
+			return c.readEdge(ctx, lo, hi, toolID)
+		}
+		return nil, errors.Join(errs...)
+	}
+	return rows, nil
+}
+
+// maxEdge bounds the span whose minutes edgeRows caches: edges are at most
+// two hours (the window's partial hours, and the hour not yet closed), but
+// a window ending far ahead of now has an edge up to its end, where no
+// point is.
+const maxEdge = 3 * time.Hour
+
+// readMinutes reads the points of minutes sp and stores them, with those
+// delivered meanwhile, and answers them all.
+func (c *Cache[R, K]) readMinutes(ctx context.Context, sp nsSpan) ([]query.Point[R], error) {
+	f := c.mc.beginFill(sp.lo, sp.hi)
+	started := time.Now()
+	pts, err := c.src.ReadPoints(ctx, c.src.Measurement+" edge points", time.Unix(0, sp.lo), time.Unix(0, sp.hi))
+	pts = c.mc.endFill(f, pts, started, err == nil)
+	return pts, err
 }
 
 // spans groups ascending hours into runs of consecutive hours within one
@@ -441,6 +600,12 @@ func (c *Cache[R, K]) refreshLoop() {
 		for _, sp := range spans(c.hc.stale(time.Now(), 24*40)) {
 			if _, err := c.readSpan(c.ctx, sp[0], sp[1]); err != nil {
 				c.log.Debug("hourly cache refresh failed", "measurement", c.src.Measurement, "err", err)
+				break
+			}
+		}
+		for _, sp := range c.mc.stale(time.Now(), 24*60) {
+			if _, err := c.readMinutes(c.ctx, sp); err != nil {
+				c.log.Debug("edge minutes refresh failed", "measurement", c.src.Measurement, "err", err)
 				break
 			}
 		}
