@@ -2,6 +2,7 @@ package rollup
 
 import (
 	"bytes"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,8 +17,9 @@ import (
 const minuteNS = int64(time.Minute)
 
 // bigMinute is the most points a cached minute keeps as points; a minute
-// with more keeps its totals per key instead, which answer it whole (a
-// window edge inside it is read raw) and which a delivery into it drops.
+// with more keeps its totals per key instead, and the times of its first
+// and last points: they answer a window that holds all its points (an
+// edge among them is read raw), and a delivery into it drops them.
 const bigMinute = 5000
 
 // readAhead is how far past the current minute a read of edge minutes that
@@ -36,6 +38,8 @@ type pointKey struct {
 type minuteEntry[R any] struct {
 	points  map[pointKey]R // nil when big
 	totals  []R            // big: the minute's totals, one row per key
+	first   int64          // big: the time of its first point
+	last    int64          // big: the time of its last point
 	fetched time.Time      // when the read that produced it started
 	used    uint64         // LRU tick of the last lookup
 	reused  bool           // looked up since fetched: worth refreshing
@@ -90,8 +94,8 @@ type nsSpan struct{ lo, hi int64 }
 
 // collect appends to out the rows of the cached points with times in
 // [lo, hi) that keep keeps, and answers the spans of minutes not cached
-// (or expired), and the parts of [lo, hi) inside big minutes that the
-// window does not cover whole (to be read raw).
+// (or expired), and the parts of [lo, hi) inside big minutes whose points
+// the window holds some of only (to be read raw).
 func (c *minuteCache[R, K]) collect(lo, hi int64, now time.Time, keep func(R) bool, out []R) ([]R, []nsSpan, []nsSpan) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -109,7 +113,10 @@ func (c *minuteCache[R, K]) collect(lo, hi int64, now time.Time, keep func(R) bo
 		}
 		e.used, e.reused = c.tick, true
 		if e.points == nil {
-			if m >= lo && m+minuteNS <= hi {
+			if e.last < lo || e.first >= hi { // none of its points is in
+				continue
+			}
+			if lo <= e.first && e.last < hi { // every point of the minute is in
 				for _, r := range e.totals {
 					if keep(r) {
 						out = append(out, r)
@@ -138,9 +145,10 @@ func (c *minuteCache[R, K]) beginFill(lo, hi int64) *minuteFill[R] {
 }
 
 // endFill forgets f and, when its read succeeded, stores its minutes: the
-// points read plus those delivered meanwhile. It answers those points (nil
-// when the read failed), stored or not: a read larger than half the bound
-// is not stored.
+// points read plus those delivered meanwhile (a big minute's totals). It
+// answers those points (nil when the read failed), stored or not: the
+// minutes that are not big are not stored when their points would take
+// more than half the bound.
 func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetched time.Time, ok bool) []query.Point[R] {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -165,9 +173,6 @@ func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetc
 			pts = append(pts, p)
 		}
 	}
-	if len(pts) > c.maxPoints/2 {
-		return pts
-	}
 	byMinute := map[int64]map[pointKey]R{}
 	for _, p := range pts {
 		m := tsdb.FloorTo(p.NS, minuteNS)
@@ -178,19 +183,32 @@ func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetc
 		}
 		ps[pointKey{p.NS, p.Series}] = p.Row
 	}
+	// Big minutes keep their totals; the points of the others are stored
+	// unless they would fill more than half the bound.
+	small := 0
+	for _, ps := range byMinute {
+		if len(ps) <= bigMinute {
+			small += len(ps)
+		}
+	}
 	c.tick++
 	for m := f.lo; m < f.hi; m += minuteNS {
-		if f.dropped[m] {
+		ps := byMinute[m]
+		if f.dropped[m] || len(ps) <= bigMinute && small > c.maxPoints/2 {
 			continue
 		}
 		if old := c.mins[m]; old != nil {
 			c.size -= old.size()
 		}
-		e := &minuteEntry[R]{points: byMinute[m], fetched: fetched, used: c.tick}
+		e := &minuteEntry[R]{points: ps, fetched: fetched, used: c.tick}
 		if e.points == nil {
 			e.points = map[pointKey]R{}
 		}
 		if len(e.points) > bigMinute {
+			e.first, e.last = math.MaxInt64, math.MinInt64
+			for k := range e.points {
+				e.first, e.last = min(e.first, k.ns), max(e.last, k.ns)
+			}
 			e.totals, e.points = totalsOf[R, K](e.points), nil
 		}
 		c.mins[m] = e

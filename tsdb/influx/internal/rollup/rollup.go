@@ -1,6 +1,7 @@
 // Package rollup is the InfluxDB store's cache of the totals of closed UTC
-// hours, so that aggregates cost O(hours), not O(points), also on InfluxDB
-// 1.8, where Flux cannot push an aggregate down.
+// hours, and of the points of the minutes at windows' edges, so that
+// aggregates cost O(hours), not O(points), also on InfluxDB 1.8, where Flux
+// cannot push an aggregate down, and a warm answer queries nothing.
 //
 // Flux on InfluxDB 1.8 cannot push an aggregate down to storage: every
 // Breakdown or Trend read from the points reads every point of its window,
@@ -8,38 +9,59 @@
 // UTC hour, the totals of each key of one measurement, read once per
 // missing span of hours (Source.ReadHours), and answers aggregates from
 // them: whole closed hours from the cache, the open hour and the partial
-// hours at a window's edges from raw points, always (tsdb.PlanWindow with
-// RollupEnd at the last closed hour and RawEdges). The cache is generic in
-// its rows (Row); the store keeps two: Operations, the totals of each
-// (tool_id, tool_name, operation_mode) of the operations (query.HourRow),
-// for Breakdown, Trend and the totals of operation lists (Counter), and
-// Spend, the totals of each (tool_id, model) of the spend points
+// hours at a window's edges from points (tsdb.PlanWindow with RollupEnd at
+// the last closed hour and RawEdges). The cache is generic in its rows
+// (Row); the store keeps two: Operations, the totals of each (tool_id,
+// tool_name, operation_mode) of the operations (query.HourRow), for
+// Breakdown, Trend and the totals of operation lists (Counter), and Spend,
+// the totals of each (tool_id, model) of the spend points
 // (query.SpendHourRow), for SpendBreakdown and SpendTrend. Answer turns a
 // window's rows into an answer.
 //
+// Edges: on InfluxDB 1.8 any raw query walks every series of its shard
+// and costs 25-50 ms, even over one empty minute, so the edges are cached
+// too, as points. Per UTC minute the cache keeps the points of the edge
+// minutes it was asked for (Source.ReadPoints: time, series and values),
+// read once per span of missing minutes, and adds up those inside the
+// window: exact to the nanosecond whatever the window. A read that reaches
+// the current minute reads two minutes ahead, so that the trailing edge of
+// the next answers is cached before it starts. A minute of more than
+// bigMinute points keeps its totals per key instead, which answer it when
+// a window covers it whole; an edge inside it is read as hourly totals
+// (Source.ReadHours). Points are bounded by a quarter of Options.MaxRows,
+// least recently used minutes evicted past it. Where the server cannot
+// read points with InfluxQL (2.x, Cloud: query.ErrNoPoints), whose Flux
+// pushes the aggregate down, edges are read as hourly totals every time.
+//
 // Freshness:
 //   - Writes of this store: when the drainer delivers a record to InfluxDB it
-//     hands it to Delivered, which drops the cached hours that its points of
-//     the cache's measurement (Source.Measurement) fall in, before the
-//     writer's caller is told, so a write is in the next answer; deliveries
-//     delayed in the outbox drop them when they land. A fill that was
+//     hands it to Delivered, before the writer's caller is told, so a write
+//     is in the next answer; deliveries delayed in the outbox count when
+//     they land. Delivered drops the cached hours that its points of the
+//     cache's measurement (Source.Measurement) fall in; a fill that was
 //     reading an hour while a delivery dropped it does not store that hour.
+//     It adds its points to the cached edge minutes they fall in, and to
+//     the reads of minutes in flight (Source.ParsePoint): InfluxDB keys a
+//     point by series and time and a point written again replaces the
+//     first, and so does the cache, so a point the read saw too counts
+//     once. A big minute that a delivery falls in is dropped.
 //   - Writes of other replicas sharing the database, or any other writer:
-//     an entry is trusted for Options.TTL after its read started, then read
-//     again. A background refresher renews entries that are in use before
-//     they expire, so answers stay fast.
+//     an entry (a closed hour, an edge minute, the current one and those
+//     read ahead included) is trusted for Options.TTL after its read
+//     started, then read again. A background refresher renews entries that
+//     are in use before they expire, so answers stay fast.
 //   - An hour counts as closed cacheGrace after its end, so that writes in
 //     flight at the turn of the hour (other replicas' group commits, clock
 //     skew) land before it is first cached.
 //
 // Memory is bounded by Options.MaxRows rows per cache (an hour without
-// points counts as one row). Keys are interned (Row.WithKey): the rows of
-// every hour share one copy of each key. An operations row is about 72
-// bytes plus map overhead, so 262,144 rows, a year of hours at 30 keys
-// each, is about 25 MB; a spend row, whose key's two strings it carries,
-// about 90 bytes. Past the bound the least recently used hours are
-// evicted. A query whose closed hours could not fit reads raw points
-// instead.
+// points counts as one row) and a quarter of that in edge points. Keys are
+// interned (Row.WithKey): the rows of every hour share one copy of each
+// key. An operations row is about 72 bytes plus map overhead, so 262,144
+// rows, a year of hours at 30 keys each, is about 25 MB; a spend row,
+// whose key's two strings it carries, about 90 bytes. An edge point is
+// 150-200 bytes with its series and map entry: 65,536 of them, 10-13 MB. Past the bounds the least recently used hours (minutes) are evicted.
+// A query whose closed hours could not fit reads hourly totals instead.
 package rollup
 
 import (

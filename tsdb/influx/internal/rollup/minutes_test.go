@@ -1,0 +1,165 @@
+package rollup
+
+import (
+	"context"
+	"math/rand"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/delivery"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/query"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
+)
+
+// fakeDB is a measurement of operation points in memory, keyed as
+// InfluxDB keys them, with the reads a Source makes, counted.
+type fakeDB struct {
+	mu     sync.Mutex
+	points map[pointKey]query.Point[query.HourRow]
+	reads  atomic.Int64
+}
+
+func (d *fakeDB) write(lp []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, line := range slices.Collect(splitLines(lp)) {
+		if p, ok := query.ParsePoint(line); ok {
+			d.points[pointKey{p.NS, p.Series}] = p
+		}
+	}
+}
+
+func splitLines(lp []byte) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(lp) > 0 {
+			i := slices.Index(lp, '\n')
+			if i < 0 {
+				i = len(lp)
+			}
+			if i > 0 && !yield(lp[:i]) {
+				return
+			}
+			lp = lp[min(i+1, len(lp)):]
+		}
+	}
+}
+
+func (d *fakeDB) in(lo, hi time.Time) []query.Point[query.HourRow] {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []query.Point[query.HourRow]
+	for _, p := range d.points {
+		if p.NS >= lo.UnixNano() && p.NS < hi.UnixNano() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (d *fakeDB) source() Source[query.HourRow] {
+	return Source[query.HourRow]{
+		Measurement: schema.Operation,
+		ReadHours: func(_ context.Context, _ string, lo, hi time.Time, toolID string) ([]query.HourRow, error) {
+			d.reads.Add(1)
+			var out []query.HourRow
+			for _, p := range d.in(lo, hi) {
+				if toolID == "" || p.Row.Key.ToolID == schema.TagValue(toolID) {
+					out = append(out, p.Row)
+				}
+			}
+			return out, nil
+		},
+		FirstTime: func(context.Context, string) (time.Time, bool, error) {
+			return time.Unix(0, 0), true, nil
+		},
+		ReadPoints: func(_ context.Context, _ string, lo, hi time.Time) ([]query.Point[query.HourRow], error) {
+			d.reads.Add(1)
+			return d.in(lo, hi), nil
+		},
+		ParsePoint: query.ParsePoint,
+	}
+}
+
+// total answers the count and tokens of rows.
+func total(rows []query.HourRow) tsdb.Totals {
+	var t tsdb.Totals
+	for _, r := range rows {
+		t.Add(r.Totals)
+	}
+	return t
+}
+
+// TestEdgeMinutes: windows ending now and in the past answer the sums of
+// their points, from the cache once warm (no read), after deliveries into
+// cached minutes (added, a point delivered again counted once) and around
+// big minutes (totals, and raw reads of edges among their points only).
+func TestEdgeMinutes(t *testing.T) {
+	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}}
+	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
+	defer c.Close()
+	r := rand.New(rand.NewSource(3))
+	now := time.Now().UTC()
+	slots := delivery.NewSlots(1 << 16)
+	write := func(n int, from, to time.Time) {
+		var e delivery.Encoder
+		span := int64(to.Sub(from) / time.Microsecond)
+		for range n {
+			op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: "full",
+				TokensOriginal: r.Int63n(100), ToolID: []string{"a", "b"}[r.Intn(2)],
+				CreatedAt: from.Add(time.Duration(r.Int63n(span)) * time.Microsecond)}
+			off, dup := slots.Assign(&op)
+			e.Operation(&op, off, dup)
+		}
+		db.write(e.Bytes())
+		c.Delivered([][]byte{e.Bytes()})
+		c.Delivered([][]byte{e.Bytes()}) // delivered again: the same points
+	}
+	write(3000, now.Add(-5*time.Hour), now)
+	big := now.Add(-100 * time.Minute).Truncate(time.Minute)
+	write(bigMinute+500, big.Add(10*time.Second), big.Add(50*time.Second))
+	write(bigMinute+500, now.Add(-20*time.Second), now)
+
+	check := func(phase string, warm bool) {
+		t.Helper()
+		end := time.Now().UTC()
+		windows := [][2]time.Time{
+			{end.Add(-time.Hour), end}, {end.Add(-3 * time.Hour), end},
+			{big.Add(-17 * time.Minute), big.Add(30 * time.Second)}, // ends among the big minute's points
+			{big.Add(5 * time.Second), big.Add(2 * time.Hour)},      // holds all of them
+			{end.Add(-5 * time.Hour), end.Add(-90 * time.Minute)},
+		}
+		for _, w := range windows {
+			lo, hi := w[0].Truncate(time.Microsecond), w[1].Truncate(time.Microsecond).Add(time.Microsecond)
+			before := db.reads.Load()
+			rows, err := c.HourRows(context.Background(), lo, hi, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []query.HourRow
+			for _, p := range db.in(lo, hi) {
+				want = append(want, p.Row)
+			}
+			if got, want := total(rows), total(want); got != want {
+				t.Fatalf("%s: [%v, %v): %+v, want %+v", phase, lo, hi, got, want)
+			}
+			partialBig := w[1].Equal(big.Add(30 * time.Second))
+			if n := db.reads.Load() - before; warm && n > 0 && !partialBig {
+				t.Errorf("%s: [%v, %v): %d reads of a warm answer", phase, lo, hi, n)
+			}
+		}
+	}
+	check("cold", false)
+	check("warm", true)
+	write(200, time.Now().Add(-time.Minute), time.Now())
+	write(200, now.Add(-4*time.Hour), now.Add(-40*time.Minute))
+	check("after deliveries", false)
+	if m, p := c.EdgeStats(); m == 0 || p == 0 || p > c.mc.maxPoints {
+		t.Fatalf("edge minutes %d, points %d (bound %d)", m, p, c.mc.maxPoints)
+	}
+}
