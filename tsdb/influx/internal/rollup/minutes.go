@@ -265,6 +265,21 @@ func (c *minuteCache[R, K]) evict() {
 	}
 }
 
+// bounds answers the first and last minutes held or being read (ok false
+// when none is), so that deliveries elsewhere are not looked at.
+func (c *minuteCache[R, K]) bounds() (first, last int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first, last = math.MaxInt64, math.MinInt64
+	for m := range c.mins {
+		first, last = min(first, m), max(last, m)
+	}
+	for f := range c.fills {
+		first, last = min(first, f.lo), max(last, f.hi-minuteNS)
+	}
+	return first, last, first <= last
+}
+
 // wanted answers, of the given minutes, those cached or being read: the
 // minutes whose delivered points must be parsed.
 func (c *minuteCache[R, K]) wanted(minutes map[int64][][]byte) map[int64]bool {
@@ -390,9 +405,9 @@ func (c *minuteCache[R, K]) stats() (minutes, points int) {
 }
 
 // deliveredLines adds to into the lines of line protocol lp of points of
-// measurement meas, by the minute (unix nanoseconds of its start) of
-// their times.
-func deliveredLines(lp []byte, meas string, into map[int64][][]byte) {
+// measurement meas with times in minutes [first, last], by the minute
+// (unix nanoseconds of its start) of their times.
+func deliveredLines(lp []byte, meas string, first, last int64, into map[int64][][]byte) {
 	prefix := []byte(meas)
 	for len(lp) > 0 {
 		line := lp
@@ -412,7 +427,8 @@ func deliveredLines(lp []byte, meas string, into map[int64][][]byte) {
 		if err != nil {
 			continue
 		}
-		m := tsdb.FloorTo(ns, minuteNS)
-		into[m] = append(into[m], line)
+		if m := tsdb.FloorTo(ns, minuteNS); m >= first && m <= last {
+			into[m] = append(into[m], line)
+		}
 	}
 }

@@ -228,9 +228,13 @@ func (c *Cache[R, K]) Delivered(lps [][]byte) {
 	// Only the lines of minutes held or being read are parsed. A read that
 	// starts after this look reads these points itself: they are in
 	// InfluxDB already.
+	first, last, ok := c.mc.bounds()
+	if !ok {
+		return
+	}
 	lines := map[int64][][]byte{}
 	for _, lp := range lps {
-		deliveredLines(lp, c.src.Measurement, lines)
+		deliveredLines(lp, c.src.Measurement, first, last, lines)
 	}
 	if len(lines) == 0 {
 		return
