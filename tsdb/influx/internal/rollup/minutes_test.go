@@ -2,8 +2,10 @@ package rollup
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,7 +133,7 @@ func TestEdgeMinutes(t *testing.T) {
 		windows := [][2]time.Time{
 			{end.Add(-time.Hour), end}, {end.Add(-3 * time.Hour), end},
 			{big.Add(-17 * time.Minute), big.Add(30 * time.Second)}, // ends among the big minute's points
-			{big.Add(5 * time.Second), big.Add(2 * time.Hour)},      // holds all of them
+			{big, big.Add(2 * time.Hour)},                           // holds all of them
 			{end.Add(-5 * time.Hour), end.Add(-90 * time.Minute)},
 		}
 		for _, w := range windows {
@@ -163,3 +165,71 @@ func TestEdgeMinutes(t *testing.T) {
 		t.Fatalf("edge minutes %d, points %d (bound %d)", m, p, c.mc.maxPoints)
 	}
 }
+
+// TestDaySums: answers that take whole days as one row per key
+// (AnswerDays) equal those that add up every hour, and a delivery into a
+// day drops its sums.
+func TestDaySums(t *testing.T) {
+	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}}
+	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
+	defer c.Close()
+	r := rand.New(rand.NewSource(4))
+	slots := delivery.NewSlots(1 << 16)
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -6)
+	write := func(n int, from, to time.Time) {
+		var e delivery.Encoder
+		span := int64(to.Sub(from) / time.Microsecond)
+		for range n {
+			op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: []string{"read", "search"}[r.Intn(2)],
+				OperationMode: []string{"full", "semantic"}[r.Intn(2)], TokensOriginal: r.Int63n(100),
+				ToolID: []string{"a", "b"}[r.Intn(2)], CreatedAt: from.Add(time.Duration(r.Int63n(span)) * time.Microsecond)}
+			off, dup := slots.Assign(&op)
+			e.Operation(&op, off, dup)
+		}
+		db.write(e.Bytes())
+		c.Delivered([][]byte{e.Bytes()})
+	}
+	write(4000, day, day.AddDate(0, 0, 5))
+	ctx := context.Background()
+	check := func(phase string) {
+		t.Helper()
+		for _, w := range []tsdb.Window{
+			{Start: ptr(day.Add(7 * time.Hour)), End: day.AddDate(0, 0, 4).Add(3 * time.Hour)},
+			{Start: ptr(day), End: day.AddDate(0, 0, 5)},
+			{Start: ptr(day.Add(-time.Hour)), End: day.AddDate(0, 0, 3), ToolID: "b"},
+		} {
+			for _, step := range []tsdb.Step{tsdb.Daily} {
+				trend := func(rows []query.HourRow) []tsdb.Bucket { return query.TrendOf(rows, step) }
+				got, err1 := AnswerDays(ctx, c, w, trend)
+				want, err2 := Answer(ctx, c, w, trend)
+				if err1 != nil || err2 != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("%s: %v trend: by days %v (%v), by hours %v (%v)", phase, w, got, err1, want, err2)
+				}
+			}
+			sorted := func(rows []query.HourRow) string {
+				b := query.BreakdownOf(rows)
+				slices.SortFunc(b, func(x, y tsdb.ModeTotals) int {
+					return strings.Compare(x.ToolName+x.OperationMode, y.ToolName+y.OperationMode)
+				})
+				return fmt.Sprint(b)
+			}
+			got, err1 := AnswerDays(ctx, c, w, sorted)
+			want, err2 := Answer(ctx, c, w, sorted)
+			if err1 != nil || err2 != nil || got != want {
+				t.Fatalf("%s: %v breakdown: by days %v (%v), by hours %v (%v)", phase, w, got, err1, want, err2)
+			}
+		}
+	}
+	check("cold")
+	c.hc.mu.Lock()
+	days := len(c.hc.days)
+	c.hc.mu.Unlock()
+	if days == 0 {
+		t.Fatal("no day sums kept")
+	}
+	check("warm")
+	write(50, day.AddDate(0, 0, 1), day.AddDate(0, 0, 2))
+	check("after a delivery into a day")
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -16,7 +16,11 @@
 // Breakdown, Trend and the totals of operation lists (Counter), and Spend,
 // the totals of each (tool_id, model) of the spend points
 // (query.SpendHourRow), for SpendBreakdown and SpendTrend. Answer turns a
-// window's rows into an answer.
+// window's rows into an answer; AnswerDays does for answers that need no
+// hour (breakdowns, daily trends), which take each whole UTC day whose 24
+// hours are cached as one row per key, its sums, kept until one of its
+// hours changes: a warm 30-day answer adds up 30 days' rows, not 720
+// hours'.
 //
 // Edges: on InfluxDB 1.8 any raw query walks every series of its shard
 // and costs 25-50 ms, even over one empty minute, so the edges are cached
@@ -55,7 +59,9 @@
 //     skew) land before it is first cached.
 //
 // Memory is bounded by Options.MaxRows rows per cache (an hour without
-// points counts as one row) and a quarter of that in edge points. Keys are
+// points counts as one row) and a quarter of that in edge points; the sums
+// of whole days are not counted (at most as many rows again, typically a
+// 24th of them, as keys recur through a day). Keys are
 // interned (Row.WithKey): the rows of every hour share one copy of each
 // key. An operations row is about 72 bytes plus map overhead, so 262,144
 // rows, a year of hours at 30 keys each, is about 25 MB; a spend row,
@@ -258,10 +264,22 @@ func (c *Cache[R, K]) Delivered(lps [][]byte) {
 // Answer answers f of the hourly rows of window w (see HourRows): f of no
 // rows when w holds no whole microsecond.
 func Answer[R Row[R, K], K comparable, A any](ctx context.Context, c *Cache[R, K], w tsdb.Window, f func([]R) A) (A, error) {
+	return answer(ctx, c, w, false, f)
+}
+
+// AnswerDays answers as Answer for an f that needs no row's hour but its
+// UTC day (a breakdown, a daily trend): the rows of a whole cached day
+// may come as one row per key holding the day's sums, 24 times fewer rows
+// to add up.
+func AnswerDays[R Row[R, K], K comparable, A any](ctx context.Context, c *Cache[R, K], w tsdb.Window, f func([]R) A) (A, error) {
+	return answer(ctx, c, w, true, f)
+}
+
+func answer[R Row[R, K], K comparable, A any](ctx context.Context, c *Cache[R, K], w tsdb.Window, days bool, f func([]R) A) (A, error) {
 	var rows []R
 	if lo, hi, ok := query.TimeRange(w.Start, &w.End); ok {
 		var err error
-		if rows, err = c.HourRows(ctx, lo, hi, w.ToolID); err != nil {
+		if rows, err = c.hourRows(ctx, lo, hi, w.ToolID, days); err != nil {
 			var none A
 			return none, err
 		}
@@ -306,6 +324,12 @@ func (c *Cache[R, K]) readFirst(ctx context.Context, toolID string) (time.Time, 
 // ones), the rest from raw points, as tsdb.PlanWindow plans it. Hours
 // before the first point hold nothing and are never read.
 func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID string) ([]R, error) {
+	return c.hourRows(ctx, lo, hi, toolID, false)
+}
+
+// hourRows answers as HourRows; with days, whole cached UTC days may come
+// as one row per key (see hourCache.lookup).
+func (c *Cache[R, K]) hourRows(ctx context.Context, lo, hi time.Time, toolID string, days bool) ([]R, error) {
 	first, ok, err := c.FirstTime(ctx, "")
 	if err != nil || !ok {
 		return nil, err
@@ -372,7 +396,7 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 	var missing []int64
 	for _, p := range hourly {
 		var m []int64
-		cached, m = c.hc.lookup(p.Lo, p.Hi, now, cached)
+		cached, m = c.hc.lookup(p.Lo, p.Hi, now, cached, days)
 		missing = append(missing, m...)
 	}
 	ofTool := ofTool[R, K](toolID)
@@ -580,7 +604,7 @@ func (c *Cache[R, K]) fillSpan(ctx context.Context, lo, hi int64) ([]R, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		rows, missing := c.hc.lookup(lo, hi, time.Now(), nil)
+		rows, missing := c.hc.lookup(lo, hi, time.Now(), nil, false)
 		if len(missing) == 0 {
 			return rows, nil
 		}
