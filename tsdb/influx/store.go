@@ -13,8 +13,9 @@
 // once it returned nil, and is delivered exactly once. Queries are Flux
 // that runs on Flux 0.65 (InfluxDB 1.8) and on 2.x, and InfluxQL for hourly
 // totals on 1.x. Aggregates and list totals come from an hourly rollup
-// cache of closed hours, so that warm answers cost O(hours), not
-// O(operations), on 1.8 too, where Flux cannot push aggregates down.
+// cache of closed hours (and, on 1.x, of the points of windows' edge
+// minutes), so that warm answers cost O(hours), not O(operations), on 1.8
+// too, where Flux cannot push aggregates down, and query nothing.
 //
 // It is also a tsdb.SpendStore: spend points go through the same outbox,
 // drainer and idempotency ledger as operations, and their aggregates come
