@@ -30,9 +30,9 @@
 // window: exact to the nanosecond whatever the window. A read that reaches
 // the current minute reads two minutes ahead, so that the trailing edge of
 // the next answers is cached before it starts. A minute of more than
-// bigMinute points keeps its totals per key instead, which answer it when
-// a window covers it whole; an edge inside it is read as hourly totals
-// (Source.ReadHours). Points are bounded by a quarter of Options.MaxRows,
+// bigMinute points keeps its totals per key instead, and the times of its
+// first and last points, which answer it when a window holds all its
+// points; an edge among them is read as hourly totals (Source.ReadHours). Points are bounded by a quarter of Options.MaxRows,
 // least recently used minutes evicted past it. Where the server cannot
 // read points with InfluxQL (2.x, Cloud: query.ErrNoPoints), whose Flux
 // pushes the aggregate down, edges are read as hourly totals every time.
@@ -61,13 +61,13 @@
 // Memory is bounded by Options.MaxRows rows per cache (an hour without
 // points counts as one row) and a quarter of that in edge points; the sums
 // of whole days are not counted (at most as many rows again, typically a
-// 24th of them, as keys recur through a day). Keys are
-// interned (Row.WithKey): the rows of every hour share one copy of each
-// key. An operations row is about 72 bytes plus map overhead, so 262,144
+// 24th of them, as keys recur through a day). Keys are interned
+// (Row.WithKey): the rows of every hour share one copy of each key. An operations row is about 72 bytes plus map overhead, so 262,144
 // rows, a year of hours at 30 keys each, is about 25 MB; a spend row,
 // whose key's two strings it carries, about 90 bytes. An edge point is
-// 150-200 bytes with its series and map entry: 65,536 of them, 10-13 MB. Past the bounds the least recently used hours (minutes) are evicted.
-// A query whose closed hours could not fit reads hourly totals instead.
+// 150-200 bytes with its series and map entry: 65,536 of them, 10-13 MB.
+// Past the bounds the least recently used hours (minutes) are evicted. A
+// query whose closed hours could not fit reads hourly totals instead.
 package rollup
 
 import (
