@@ -36,13 +36,18 @@ type pointKey struct {
 
 // minuteEntry is a cached minute: its points, or (big) its totals per key.
 type minuteEntry[R any] struct {
-	points  map[pointKey]R // nil when big
-	totals  []R            // big: the minute's totals, one row per key
-	first   int64          // big: the time of its first point
-	last    int64          // big: the time of its last point
-	fetched time.Time      // when the read that produced it started
-	used    uint64         // LRU tick of the last lookup
-	reused  bool           // looked up since fetched: worth refreshing
+	points map[pointKey]R // nil when big
+	totals []R            // big: the minute's totals, one row per key
+	first  int64          // big: the time of its first point
+	last   int64          // big: the time of its last point
+	// marker: a big minute a delivery fell in, its totals dropped: until
+	// it expires, what a window holds of it is read as hourly totals,
+	// never as points again (a busy current minute would be read whole on
+	// every answer).
+	marker  bool
+	fetched time.Time // when the read that produced it started
+	used    uint64    // LRU tick of the last lookup
+	reused  bool      // looked up since fetched: worth refreshing
 }
 
 // size is what the entry counts against the bound: its points or rows, at
@@ -112,6 +117,10 @@ func (c *minuteCache[R, K]) collect(lo, hi int64, now time.Time, keep func(R) bo
 			continue
 		}
 		e.used, e.reused = c.tick, true
+		if e.marker {
+			partial = append(partial, nsSpan{max(lo, m), min(hi, m+minuteNS)})
+			continue
+		}
 		if e.points == nil {
 			if e.last < lo || e.first >= hi { // none of its points is in
 				continue
@@ -302,8 +311,8 @@ func (c *minuteCache[R, K]) wanted(minutes map[int64][][]byte) map[int64]bool {
 }
 
 // delivered adds points delivered to InfluxDB to the minutes that hold
-// them and to the reads in flight of those minutes. A big minute is
-// dropped instead (its totals cannot tell a point written again).
+// them and to the reads in flight of those minutes. A big minute becomes
+// a marker instead (its totals cannot tell a point written again).
 func (c *minuteCache[R, K]) delivered(pts []query.Point[R]) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -311,8 +320,11 @@ func (c *minuteCache[R, K]) delivered(pts []query.Point[R]) {
 		m := tsdb.FloorTo(p.NS, minuteNS)
 		if e := c.mins[m]; e != nil {
 			if e.points == nil {
-				c.size -= e.size()
-				delete(c.mins, m)
+				if !e.marker {
+					c.size -= e.size()
+					c.mins[m] = &minuteEntry[R]{marker: true, fetched: e.fetched, used: e.used}
+					c.size++
+				}
 			} else {
 				before := e.size()
 				e.points[pointKey{p.NS, p.Series}] = p.Row
@@ -377,7 +389,7 @@ func (c *minuteCache[R, K]) stale(now time.Time, limit int) []nsSpan {
 	c.mu.Lock()
 	var ms []int64
 	for m, e := range c.mins {
-		if e.reused && now.Sub(e.fetched) >= c.ttl/2 {
+		if e.reused && !e.marker && now.Sub(e.fetched) >= c.ttl/2 {
 			ms = append(ms, m)
 		}
 	}

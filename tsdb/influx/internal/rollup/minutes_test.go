@@ -25,6 +25,7 @@ type fakeDB struct {
 	mu     sync.Mutex
 	points map[pointKey]query.Point[query.HourRow]
 	reads  atomic.Int64
+	preads atomic.Int64 // point reads among the reads
 }
 
 func (d *fakeDB) write(lp []byte) {
@@ -82,6 +83,7 @@ func (d *fakeDB) source() Source[query.HourRow] {
 		},
 		ReadPoints: func(_ context.Context, _ string, lo, hi time.Time) ([]query.Point[query.HourRow], error) {
 			d.reads.Add(1)
+			d.preads.Add(1)
 			return d.in(lo, hi), nil
 		},
 		ParsePoint: query.ParsePoint,
@@ -163,6 +165,16 @@ func TestEdgeMinutes(t *testing.T) {
 	check("after deliveries", false)
 	if m, p := c.EdgeStats(); m == 0 || p == 0 || p > c.mc.maxPoints {
 		t.Fatalf("edge minutes %d, points %d (bound %d)", m, p, c.mc.maxPoints)
+	}
+	// A delivery into a big minute: what windows hold of it is read as
+	// hourly totals from then on, never its points.
+	write(10, big.Add(20*time.Second), big.Add(30*time.Second))
+	before := db.preads.Load()
+	check("after a delivery into a big minute", false)
+	write(10, big.Add(20*time.Second), big.Add(30*time.Second))
+	check("after another", false)
+	if n := db.preads.Load() - before; n > 1 { // a read ahead may run out
+		t.Errorf("%d point reads after deliveries into a big minute", n)
 	}
 }
 

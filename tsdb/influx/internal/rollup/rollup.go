@@ -48,7 +48,11 @@
 //     the reads of minutes in flight (Source.ParsePoint): InfluxDB keys a
 //     point by series and time and a point written again replaces the
 //     first, and so does the cache, so a point the read saw too counts
-//     once. A big minute that a delivery falls in is dropped.
+//     once. A big minute that a delivery falls in loses its totals: until
+//     its entry expires, what a window holds of it is read as hourly
+//     totals, never as points again (a busy current minute would be read
+//     whole on every answer). A read of points too large for one answer
+//     (query.ErrTooLarge) reads the edge as hourly totals too.
 //   - Writes of other replicas sharing the database, or any other writer:
 //     an entry (a closed hour, an edge minute, the current one and those
 //     read ahead included) is trusted for Options.TTL after its read
@@ -510,7 +514,9 @@ func (c *Cache[R, K]) edgeRows(ctx context.Context, lo, hi time.Time, toolID str
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		if errors.Is(errs[0], query.ErrNoPoints) {
+		// No points on this server, or too many to read (a burst): the
+		// edge as hourly totals.
+		if err := errors.Join(errs...); errors.Is(err, query.ErrNoPoints) || errors.Is(err, query.ErrTooLarge) {
 			return c.readEdge(ctx, lo, hi, toolID)
 		}
 		return nil, errors.Join(errs...)
