@@ -7,10 +7,13 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,3 +342,114 @@ func TestCacheBoundedRows(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// queryCounter is a proxy to InfluxDB that counts the queries it passes
+// (InfluxQL and Flux).
+type queryCounter struct {
+	URL string
+	n   atomic.Int64
+}
+
+func newQueryCounter(t *testing.T, target string) *queryCounter {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qc := &queryCounter{}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/query" || r.URL.Path == "/api/v2/query" {
+			qc.n.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	qc.URL = srv.URL
+	return qc
+}
+
+// TestCacheEdgeMinutes: the points of the minutes at a window's edges
+// (the partial hours, and the hour not yet closed up to now) are cached
+// too, so that a warm answer ending now queries InfluxDB not at all, and
+// stays exact: equal to the uncached answer after this store's writes into
+// the current minute (added as they are delivered) and, once the TTL has
+// run out, after another writer's.
+func TestCacheEdgeMinutes(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	cfg := config(t, srv)
+	qc := newQueryCounter(t, srv.URL)
+	ccfg := cfg
+	ccfg.URL = qc.URL
+	ccfg.CacheTTL = 4 * time.Second
+	cached := open(t, ccfg)
+	ncfg := cfg
+	ncfg.OutboxDir = t.TempDir() + "/uncached"
+	ncfg.CacheMaxRows = -1
+	uncached := open(t, ncfg)
+
+	r := rand.New(rand.NewSource(11))
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	writeOK(t, cached, randomOps(r, 600, now.Add(-4*time.Hour), now))
+	writeOK(t, cached, randomOps(r, 20, now.Add(-20*time.Second), now))
+	windows := func(end time.Time) []tsdb.Window {
+		return []tsdb.Window{
+			{Start: ptr(end.Add(-time.Hour)), End: end},
+			{Start: ptr(end.Add(-150 * time.Minute)), End: end},
+			{Start: ptr(end.Add(-150 * time.Minute)), End: end, ToolID: "b"},
+			{Start: ptr(end.Add(-3*time.Hour + 17*time.Second)), End: end.Add(-40 * time.Minute)},
+		}
+	}
+	// same fails t unless the cached store answers as the uncached one,
+	// and answers how many queries the cached answers made.
+	same := func(phase string) int64 {
+		t.Helper()
+		end := time.Now().UTC()
+		key := func(m tsdb.ModeTotals) string { return m.ToolName + "/" + m.OperationMode }
+		var got []string
+		before := qc.n.Load()
+		for _, w := range windows(end) {
+			got = append(got, aggregateAnswers(t, w, cached.Breakdown, key, cached.Trend))
+		}
+		queries := qc.n.Load() - before
+		for i, w := range windows(end) {
+			if want := aggregateAnswers(t, w, uncached.Breakdown, key, uncached.Trend); got[i] != want {
+				t.Fatalf("%s: window %v..%v %q: cached store answers\n%s\nuncached\n%s", phase, w.Start, w.End, w.ToolID, got[i], want)
+			}
+		}
+		return queries
+	}
+	// warm checks that answers equal uncached ones without a query, trying
+	// again when a new minute or hour to read began meanwhile.
+	warm := func(phase string) {
+		t.Helper()
+		for try := 0; ; try++ {
+			n := same(phase)
+			if n == 0 {
+				break
+			}
+			if try == 2 {
+				t.Fatalf("%s: warm answers queried InfluxDB %d times", phase, n)
+			}
+		}
+		if m, _ := cached.EdgeStats(); m == 0 {
+			t.Fatalf("%s: no edge minute cached", phase)
+		}
+	}
+	same("cold")
+	warm("warm")
+
+	// This store's writes into the current minute and into cached edge
+	// minutes are in the next answer, without a query.
+	now = time.Now().UTC().Truncate(time.Microsecond)
+	writeOK(t, cached, randomOps(r, 30, now.Add(-5*time.Second), now))
+	writeOK(t, cached, randomOps(r, 30, now.Add(-62*time.Minute), now.Add(-58*time.Minute)))
+	warm("after this store's writes")
+
+	// Another writer's point in the current minute is in the answers once
+	// the TTL has run out.
+	writeDirect(t, srv, cfg.Bucket, fmt.Sprintf(
+		"tool_operation,operation_mode=full,session_id=%s,tool_id=b,tool_name=read id=\"%s\",parameters=\"{}\",response_time_ms=1.5,tokens_actual=1i,tokens_original=2i,tokens_prevented=1i %d\n",
+		uuid.New(), uuid.New(), time.Now().Add(-time.Second).UnixNano()))
+	time.Sleep(ccfg.CacheTTL + 100*time.Millisecond)
+	same("after another writer's point and the TTL")
+}

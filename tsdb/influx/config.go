@@ -56,7 +56,8 @@ type Config struct {
 
 	// CacheTTL is how long the hourly rollup caches (internal/rollup, one
 	// of operations and one of spend points) trust a closed hour they read,
-	// and the first point's time, before reading them again: writes of
+	// the points of an edge minute (the current one included) and the first
+	// point's time, before reading them again: writes of
 	// other replicas sharing the database, or of any other writer, appear
 	// in answers within it (this store's own writes appear at once).
 	// Default 5 minutes; CacheNoExpiry (any negative value) trusts them
@@ -69,8 +70,10 @@ type Config struct {
 	// about 110 bytes each; an hour without points counts one row. Default
 	// 262144 (a year of hours at 30 keys: about 25 MB for operations, 30
 	// MB for spend at most); past it the least recently used hours are
-	// dropped. A negative value turns both caches off: every aggregate,
-	// of operations and of spend, reads raw points.
+	// dropped. Each cache also holds the points of the minutes at windows'
+	// edges, at most a quarter of this many (150-200 bytes each: 10-13 MB
+	// by default). A negative value turns both caches off: every
+	// aggregate, of operations and of spend, reads raw points.
 	CacheMaxRows int
 
 	// ExportPageSize bounds the operations one query of ExportOperations

@@ -13,8 +13,9 @@
 // once it returned nil, and is delivered exactly once. Queries are Flux
 // that runs on Flux 0.65 (InfluxDB 1.8) and on 2.x, and InfluxQL for hourly
 // totals on 1.x. Aggregates and list totals come from an hourly rollup
-// cache of closed hours, so that warm answers cost O(hours), not
-// O(operations), on 1.8 too, where Flux cannot push aggregates down.
+// cache of closed hours (and, on 1.x, of the points of windows' edge
+// minutes), so that warm answers cost O(hours), not O(operations), on 1.8
+// too, where Flux cannot push aggregates down, and query nothing.
 //
 // It is also a tsdb.SpendStore: spend points go through the same outbox,
 // drainer and idempotency ledger as operations, and their aggregates come
@@ -191,7 +192,7 @@ func (s *Store) WriteSpend(ctx context.Context, points []tsdb.SpendPoint) error 
 // summed from the window's points by InfluxDB.
 func (s *Store) SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.SpendTotals, error) {
 	if s.spend != nil {
-		return rollup.Answer(ctx, s.spend, w, query.SpendBreakdownOf)
+		return rollup.AnswerDays(ctx, s.spend, w, query.SpendBreakdownOf)
 	}
 	return s.q.SpendBreakdown(ctx, w)
 }
@@ -201,7 +202,11 @@ func (s *Store) SpendBreakdown(ctx context.Context, w tsdb.Window) ([]tsdb.Spend
 // window's points by InfluxDB.
 func (s *Store) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.SpendBucket, error) {
 	if s.spend != nil {
-		return rollup.Answer(ctx, s.spend, w, func(rows []query.SpendHourRow) []tsdb.SpendBucket {
+		answer := rollup.Answer[query.SpendHourRow, query.SpendKey, []tsdb.SpendBucket]
+		if step == tsdb.Daily {
+			answer = rollup.AnswerDays[query.SpendHourRow, query.SpendKey, []tsdb.SpendBucket]
+		}
+		return answer(ctx, s.spend, w, func(rows []query.SpendHourRow) []tsdb.SpendBucket {
 			return query.SpendTrendOf(rows, step)
 		})
 	}
@@ -227,7 +232,7 @@ func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn
 // Breakdown answers the totals per (tool name, mode) in w.
 func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals, error) {
 	if s.ops != nil {
-		return rollup.Answer(ctx, s.ops, w, query.BreakdownOf)
+		return rollup.AnswerDays(ctx, s.ops, w, query.BreakdownOf)
 	}
 	return s.q.Breakdown(ctx, w)
 }
@@ -235,7 +240,11 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
 // Trend answers the totals per UTC hour or day bucket of w.
 func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
 	if s.ops != nil {
-		return rollup.Answer(ctx, s.ops, w, func(rows []query.HourRow) []tsdb.Bucket {
+		answer := rollup.Answer[query.HourRow, query.HourKey, []tsdb.Bucket]
+		if step == tsdb.Daily {
+			answer = rollup.AnswerDays[query.HourRow, query.HourKey, []tsdb.Bucket]
+		}
+		return answer(ctx, s.ops, w, func(rows []query.HourRow) []tsdb.Bucket {
 			return query.TrendOf(rows, step)
 		})
 	}
@@ -340,4 +349,13 @@ func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsd
 	}
 	st.EndedAt = &at
 	return st, nil
+}
+
+// EdgeStats answers the edge minutes the cache of operations holds and
+// their points, for tests and diagnostics.
+func (s *Store) EdgeStats() (minutes, points int) {
+	if s.ops == nil {
+		return 0, 0
+	}
+	return s.ops.EdgeStats()
 }

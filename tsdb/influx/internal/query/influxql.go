@@ -26,8 +26,12 @@ import (
 // where it is pushed down. The server's version comes from its
 // X-Influxdb-Version header (see NoteVersion).
 
-// maxQLBody bounds the answer of one InfluxQL query: hours × keys rows.
+// maxQLBody bounds the answer of one InfluxQL query: hours × keys rows,
+// or the points of a few edge minutes.
 const maxQLBody = 64 << 20
+
+// ErrTooLarge is answered for an InfluxQL answer larger than maxQLBody.
+var ErrTooLarge = errors.New("influx: influxql: answer too large")
 
 // readHoursQL answers what ReadHours answers, from one InfluxQL request
 // of two statements: the sums and counts, and the cache hits (a field
@@ -170,7 +174,7 @@ func (s *Reader) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
 		return nil, s.qlErr(ctx, err)
 	}
 	if len(body) > maxQLBody {
-		return nil, fmt.Errorf("influx: influxql: answer larger than %d bytes", maxQLBody)
+		return nil, fmt.Errorf("%w (%d bytes)", ErrTooLarge, maxQLBody)
 	}
 	var out struct {
 		Results []struct {

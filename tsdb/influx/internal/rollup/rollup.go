@@ -1,6 +1,7 @@
 // Package rollup is the InfluxDB store's cache of the totals of closed UTC
-// hours, so that aggregates cost O(hours), not O(points), also on InfluxDB
-// 1.8, where Flux cannot push an aggregate down.
+// hours, and of the points of the minutes at windows' edges, so that
+// aggregates cost O(hours), not O(points), also on InfluxDB 1.8, where Flux
+// cannot push an aggregate down, and a warm answer queries nothing.
 //
 // Flux on InfluxDB 1.8 cannot push an aggregate down to storage: every
 // Breakdown or Trend read from the points reads every point of its window,
@@ -8,38 +9,69 @@
 // UTC hour, the totals of each key of one measurement, read once per
 // missing span of hours (Source.ReadHours), and answers aggregates from
 // them: whole closed hours from the cache, the open hour and the partial
-// hours at a window's edges from raw points, always (tsdb.PlanWindow with
-// RollupEnd at the last closed hour and RawEdges). The cache is generic in
-// its rows (Row); the store keeps two: Operations, the totals of each
-// (tool_id, tool_name, operation_mode) of the operations (query.HourRow),
-// for Breakdown, Trend and the totals of operation lists (Counter), and
-// Spend, the totals of each (tool_id, model) of the spend points
+// hours at a window's edges from points (tsdb.PlanWindow with RollupEnd at
+// the last closed hour and RawEdges). The cache is generic in its rows
+// (Row); the store keeps two: Operations, the totals of each (tool_id,
+// tool_name, operation_mode) of the operations (query.HourRow), for
+// Breakdown, Trend and the totals of operation lists (Counter), and Spend,
+// the totals of each (tool_id, model) of the spend points
 // (query.SpendHourRow), for SpendBreakdown and SpendTrend. Answer turns a
-// window's rows into an answer.
+// window's rows into an answer; AnswerDays does for answers that need no
+// hour (breakdowns, daily trends), which take each whole UTC day whose 24
+// hours are cached as one row per key, its sums, kept until one of its
+// hours changes: a warm 30-day answer adds up 30 days' rows, not 720
+// hours'.
+//
+// Edges: on InfluxDB 1.8 any raw query walks every series of its shard
+// and costs 25-50 ms, even over one empty minute, so the edges are cached
+// too, as points. Per UTC minute the cache keeps the points of the edge
+// minutes it was asked for (Source.ReadPoints: time, series and values),
+// read once per span of missing minutes, and adds up those inside the
+// window: exact to the nanosecond whatever the window. A read that reaches
+// the current minute reads two minutes ahead, so that the trailing edge of
+// the next answers is cached before it starts. A minute of more than
+// bigMinute points keeps its totals per key instead, and the times of its
+// first and last points, which answer it when a window holds all its
+// points; an edge among them is read as hourly totals (Source.ReadHours). Points are bounded by a quarter of Options.MaxRows,
+// least recently used minutes evicted past it. Where the server cannot
+// read points with InfluxQL (2.x, Cloud: query.ErrNoPoints), whose Flux
+// pushes the aggregate down, edges are read as hourly totals every time.
 //
 // Freshness:
 //   - Writes of this store: when the drainer delivers a record to InfluxDB it
-//     hands it to Delivered, which drops the cached hours that its points of
-//     the cache's measurement (Source.Measurement) fall in, before the
-//     writer's caller is told, so a write is in the next answer; deliveries
-//     delayed in the outbox drop them when they land. A fill that was
+//     hands it to Delivered, before the writer's caller is told, so a write
+//     is in the next answer; deliveries delayed in the outbox count when
+//     they land. Delivered drops the cached hours that its points of the
+//     cache's measurement (Source.Measurement) fall in; a fill that was
 //     reading an hour while a delivery dropped it does not store that hour.
+//     It adds its points to the cached edge minutes they fall in, and to
+//     the reads of minutes in flight (Source.ParsePoint): InfluxDB keys a
+//     point by series and time and a point written again replaces the
+//     first, and so does the cache, so a point the read saw too counts
+//     once. A big minute that a delivery falls in loses its totals: until
+//     its entry expires, what a window holds of it is read as hourly
+//     totals, never as points again (a busy current minute would be read
+//     whole on every answer). A read of points too large for one answer
+//     (query.ErrTooLarge) reads the edge as hourly totals too.
 //   - Writes of other replicas sharing the database, or any other writer:
-//     an entry is trusted for Options.TTL after its read started, then read
-//     again. A background refresher renews entries that are in use before
-//     they expire, so answers stay fast.
+//     an entry (a closed hour, an edge minute, the current one and those
+//     read ahead included) is trusted for Options.TTL after its read
+//     started, then read again. A background refresher renews entries that
+//     are in use before they expire, so answers stay fast.
 //   - An hour counts as closed cacheGrace after its end, so that writes in
 //     flight at the turn of the hour (other replicas' group commits, clock
 //     skew) land before it is first cached.
 //
 // Memory is bounded by Options.MaxRows rows per cache (an hour without
-// points counts as one row). Keys are interned (Row.WithKey): the rows of
-// every hour share one copy of each key. An operations row is about 72
-// bytes plus map overhead, so 262,144 rows, a year of hours at 30 keys
-// each, is about 25 MB; a spend row, whose key's two strings it carries,
-// about 90 bytes. Past the bound the least recently used hours are
-// evicted. A query whose closed hours could not fit reads raw points
-// instead.
+// points counts as one row) and a quarter of that in edge points; the sums
+// of whole days are not counted (at most as many rows again, typically a
+// 24th of them, as keys recur through a day). Keys are interned
+// (Row.WithKey): the rows of every hour share one copy of each key. An operations row is about 72 bytes plus map overhead, so 262,144
+// rows, a year of hours at 30 keys each, is about 25 MB; a spend row,
+// whose key's two strings it carries, about 90 bytes. An edge point is
+// 150-200 bytes with its series and map entry: 65,536 of them, 10-13 MB.
+// Past the bounds the least recently used hours (minutes) are evicted. A
+// query whose closed hours could not fit reads hourly totals instead.
 package rollup
 
 import (
@@ -69,6 +101,9 @@ type Row[R any, K comparable] interface {
 	// WithKey answers the row with key k, equal to its own: the cache's
 	// one copy of it.
 	WithKey(k *K) R
+	// Plus answers the row with the totals of o (of the same hour and
+	// key) added.
+	Plus(o R) R
 }
 
 // Source reads what a cache holds, from the points of one measurement.
@@ -83,6 +118,13 @@ type Source[R any] struct {
 	// FirstTime answers the oldest point time (of toolID when given), and
 	// false when there is no point.
 	FirstTime func(ctx context.Context, toolID string) (time.Time, bool, error)
+	// ReadPoints answers the points with times in [lo, hi), each as the
+	// row of its hour (query.ErrNoPoints where the server cannot; nil:
+	// edges are read as hourly totals, never cached).
+	ReadPoints func(ctx context.Context, name string, lo, hi time.Time) ([]query.Point[R], error)
+	// ParsePoint answers the point of a line of line protocol of the
+	// measurement, as ReadPoints reads it back.
+	ParsePoint func(line []byte) (query.Point[R], bool)
 }
 
 // Options configure New.
@@ -90,7 +132,8 @@ type Options struct {
 	// TTL is how long a closed hour read, and the first point's time, are
 	// trusted; <= 0: until Delivered drops them.
 	TTL time.Duration
-	// MaxRows bounds the rows held (> 0).
+	// MaxRows bounds the rows held (> 0), and a quarter of it the points
+	// of edge minutes held.
 	MaxRows int
 	Logger  *slog.Logger
 }
@@ -101,6 +144,7 @@ type Cache[R Row[R, K], K comparable] struct {
 	src Source[R]
 	log *slog.Logger
 	hc  *hourCache[R, K]
+	mc  *minuteCache[R, K]
 
 	// edges are the raw reads of window edges in flight (see readEdge).
 	edgeMu sync.Mutex
@@ -123,6 +167,7 @@ type Spend = Cache[query.SpendHourRow, query.SpendKey]
 func NewOperations(r *query.Reader, o Options) *Operations {
 	return New[query.HourRow, query.HourKey](Source[query.HourRow]{
 		Measurement: schema.Operation, ReadHours: r.ReadHours, FirstTime: r.FirstOperationTime,
+		ReadPoints: r.ReadPoints, ParsePoint: query.ParsePoint,
 	}, o)
 }
 
@@ -130,6 +175,7 @@ func NewOperations(r *query.Reader, o Options) *Operations {
 func NewSpend(r *query.Reader, o Options) *Spend {
 	return New[query.SpendHourRow, query.SpendKey](Source[query.SpendHourRow]{
 		Measurement: schema.Spend, ReadHours: r.ReadSpendHours, FirstTime: r.FirstSpendTime,
+		ReadPoints: r.ReadSpendPoints, ParsePoint: query.ParseSpendPoint,
 	}, o)
 }
 
@@ -144,6 +190,7 @@ func New[R Row[R, K], K comparable](src Source[R], o Options) *Cache[R, K] {
 		src:         src,
 		log:         logger,
 		hc:          newHourCache[R, K](o.TTL, o.MaxRows),
+		mc:          newMinuteCache[R, K](o.TTL, max(1, o.MaxRows/4)),
 		ctx:         ctx,
 		cancel:      cancel,
 		stop:        make(chan struct{}),
@@ -169,9 +216,13 @@ func (c *Cache[R, K]) Close() {
 // Stats answers the closed hours held and their rows.
 func (c *Cache[R, K]) Stats() (hours, rows int) { return c.hc.stats() }
 
+// EdgeStats answers the edge minutes held and their points (or rows).
+func (c *Cache[R, K]) EdgeStats() (minutes, points int) { return c.mc.stats() }
+
 // Delivered drops the cached hours that the points of the cache's
 // measurement in the line protocol lps (delivered to InfluxDB) fall in, and
-// the first-point times they precede.
+// the first-point times they precede, and adds the points to the edge
+// minutes cached or being read that they fall in.
 func (c *Cache[R, K]) Delivered(lps [][]byte) {
 	hours := map[int64]struct{}{}
 	var minTime time.Time
@@ -181,15 +232,58 @@ func (c *Cache[R, K]) Delivered(lps [][]byte) {
 	if len(hours) > 0 {
 		c.hc.invalidate(slices.Collect(maps.Keys(hours)), minTime)
 	}
+	if c.src.ParsePoint == nil {
+		return
+	}
+	// Only the lines of minutes held or being read are parsed. A read that
+	// starts after this look reads these points itself: they are in
+	// InfluxDB already.
+	first, last, ok := c.mc.bounds()
+	if !ok {
+		return
+	}
+	lines := map[int64][][]byte{}
+	for _, lp := range lps {
+		deliveredLines(lp, c.src.Measurement, first, last, lines)
+	}
+	if len(lines) == 0 {
+		return
+	}
+	var pts []query.Point[R]
+	for m := range c.mc.wanted(lines) {
+		for _, line := range lines[m] {
+			if p, ok := c.src.ParsePoint(line); ok {
+				pts = append(pts, p)
+			} else {
+				c.log.Warn("delivered point not understood; edge minute dropped", "measurement", c.src.Measurement)
+				c.mc.drop(m)
+			}
+		}
+	}
+	if len(pts) > 0 {
+		c.mc.delivered(pts)
+	}
 }
 
 // Answer answers f of the hourly rows of window w (see HourRows): f of no
 // rows when w holds no whole microsecond.
 func Answer[R Row[R, K], K comparable, A any](ctx context.Context, c *Cache[R, K], w tsdb.Window, f func([]R) A) (A, error) {
+	return answer(ctx, c, w, false, f)
+}
+
+// AnswerDays answers as Answer for an f that needs no row's hour but its
+// UTC day (a breakdown, a daily trend): the rows of a whole cached day
+// may come as one row per key holding the day's sums, 24 times fewer rows
+// to add up.
+func AnswerDays[R Row[R, K], K comparable, A any](ctx context.Context, c *Cache[R, K], w tsdb.Window, f func([]R) A) (A, error) {
+	return answer(ctx, c, w, true, f)
+}
+
+func answer[R Row[R, K], K comparable, A any](ctx context.Context, c *Cache[R, K], w tsdb.Window, days bool, f func([]R) A) (A, error) {
 	var rows []R
 	if lo, hi, ok := query.TimeRange(w.Start, &w.End); ok {
 		var err error
-		if rows, err = c.HourRows(ctx, lo, hi, w.ToolID); err != nil {
+		if rows, err = c.hourRows(ctx, lo, hi, w.ToolID, days); err != nil {
 			var none A
 			return none, err
 		}
@@ -234,6 +328,12 @@ func (c *Cache[R, K]) readFirst(ctx context.Context, toolID string) (time.Time, 
 // ones), the rest from raw points, as tsdb.PlanWindow plans it. Hours
 // before the first point hold nothing and are never read.
 func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID string) ([]R, error) {
+	return c.hourRows(ctx, lo, hi, toolID, false)
+}
+
+// hourRows answers as HourRows; with days, whole cached UTC days may come
+// as one row per key (see hourCache.lookup).
+func (c *Cache[R, K]) hourRows(ctx context.Context, lo, hi time.Time, toolID string, days bool) ([]R, error) {
 	first, ok, err := c.FirstTime(ctx, "")
 	if err != nil || !ok {
 		return nil, err
@@ -266,8 +366,11 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 			raw = append(raw, p)
 		}
 	}
-	if hours == 0 || hours > int64(c.hc.maxRows/2) {
-		return c.readEdge(ctx, lo, hi, toolID) // no whole closed hour inside, or too many
+	if hours == 0 {
+		return c.edgeRows(ctx, lo, hi, toolID, true) // no whole closed hour inside
+	}
+	if hours > int64(c.hc.maxRows/2) {
+		return c.readEdge(ctx, lo, hi, toolID) // too many to cache
 	}
 
 	var (
@@ -289,7 +392,7 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			add(c.readEdge(ctx, time.UnixMicro(p.Lo), time.UnixMicro(p.Hi), toolID))
+			add(c.edgeRows(ctx, time.UnixMicro(p.Lo), time.UnixMicro(p.Hi), toolID, true))
 		}()
 	}
 
@@ -297,17 +400,17 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 	var missing []int64
 	for _, p := range hourly {
 		var m []int64
-		cached, m = c.hc.lookup(p.Lo, p.Hi, now, cached)
+		cached, m = c.hc.lookup(p.Lo, p.Hi, now, cached, days)
 		missing = append(missing, m...)
 	}
-	want := schema.TagValue(toolID)
+	ofTool := ofTool[R, K](toolID)
 	keep := func(rows []R) []R {
 		if toolID == "" {
 			return rows
 		}
 		kept := rows[:0:0]
 		for _, r := range rows {
-			if r.ToolTag() == want {
+			if ofTool(r) {
 				kept = append(kept, r)
 			}
 		}
@@ -323,6 +426,118 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// ofTool answers whether a row is of tool id toolID (any when empty).
+func ofTool[R Row[R, K], K comparable](toolID string) func(R) bool {
+	if toolID == "" {
+		return func(R) bool { return true }
+	}
+	want := schema.TagValue(toolID)
+	return func(r R) bool { return r.ToolTag() == want }
+}
+
+// edgeRows answers the rows of the points of tool id toolID (all when
+// empty) with times in [lo, hi), a window edge: from the cached points of
+// its minutes, reading the minutes missing (one read per span, shared with
+// concurrent reads of the same span when share), and the parts of big
+// minutes the edge does not cover whole as hourly totals (readEdge). Where
+// the server cannot read points, the edge is read as hourly totals.
+func (c *Cache[R, K]) edgeRows(ctx context.Context, lo, hi time.Time, toolID string, share bool) ([]R, error) {
+	if c.src.ReadPoints == nil || hi.Sub(lo) > maxEdge {
+		return c.readEdge(ctx, lo, hi, toolID)
+	}
+	keep := ofTool[R, K](toolID)
+	now := time.Now()
+	loNS, hiNS := lo.UnixNano(), hi.UnixNano()
+	rows, missing, partial := c.mc.collect(loNS, hiNS, now, keep, nil)
+	if len(missing) == 0 && len(partial) == 0 {
+		return rows, nil
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	add := func(more []R, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		rows = append(rows, more...)
+	}
+	current := tsdb.FloorTo(now.UnixNano(), minuteNS)
+	for _, sp := range missing {
+		if sp.hi > current { // reaches the current minute: read ahead
+			sp.hi = max(sp.hi, current+int64(readAhead)+minuteNS)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if share {
+				ch, leader := c.mc.flight(sp)
+				if !leader {
+					select {
+					case <-ch:
+					case <-ctx.Done():
+						add(nil, ctx.Err())
+						return
+					}
+					// Look again: what that read stored is cached now.
+					add(c.edgeRows(ctx, time.Unix(0, max(loNS, sp.lo)), time.Unix(0, min(hiNS, sp.hi)), toolID, false))
+					return
+				}
+				defer c.mc.land(sp, ch)
+			}
+			pts, err := c.readMinutes(ctx, sp)
+			if err != nil {
+				add(nil, err)
+				return
+			}
+			var more []R
+			for _, p := range pts {
+				if p.NS >= loNS && p.NS < hiNS && keep(p.Row) {
+					more = append(more, p.Row)
+				}
+			}
+			add(more, nil)
+		}()
+	}
+	for _, sp := range partial {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			add(c.readEdge(ctx, time.Unix(0, sp.lo), time.Unix(0, sp.hi), toolID))
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		// No points on this server, or too many to read (a burst): the
+		// edge as hourly totals.
+		if err := errors.Join(errs...); errors.Is(err, query.ErrNoPoints) || errors.Is(err, query.ErrTooLarge) {
+			return c.readEdge(ctx, lo, hi, toolID)
+		}
+		return nil, errors.Join(errs...)
+	}
+	return rows, nil
+}
+
+// maxEdge bounds the span whose minutes edgeRows caches: edges are at most
+// two hours (the window's partial hours, and the hour not yet closed), but
+// a window ending far ahead of now has an edge up to its end, where no
+// point is.
+const maxEdge = 3 * time.Hour
+
+// readMinutes reads the points of minutes sp and stores them, with those
+// delivered meanwhile, and answers them all.
+func (c *Cache[R, K]) readMinutes(ctx context.Context, sp nsSpan) ([]query.Point[R], error) {
+	f := c.mc.beginFill(sp.lo, sp.hi)
+	started := time.Now()
+	pts, err := c.src.ReadPoints(ctx, c.src.Measurement+" edge points", time.Unix(0, sp.lo), time.Unix(0, sp.hi))
+	pts = c.mc.endFill(f, pts, started, err == nil)
+	return pts, err
 }
 
 // spans groups ascending hours into runs of consecutive hours within one
@@ -395,7 +610,7 @@ func (c *Cache[R, K]) fillSpan(ctx context.Context, lo, hi int64) ([]R, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		rows, missing := c.hc.lookup(lo, hi, time.Now(), nil)
+		rows, missing := c.hc.lookup(lo, hi, time.Now(), nil, false)
 		if len(missing) == 0 {
 			return rows, nil
 		}
@@ -441,6 +656,12 @@ func (c *Cache[R, K]) refreshLoop() {
 		for _, sp := range spans(c.hc.stale(time.Now(), 24*40)) {
 			if _, err := c.readSpan(c.ctx, sp[0], sp[1]); err != nil {
 				c.log.Debug("hourly cache refresh failed", "measurement", c.src.Measurement, "err", err)
+				break
+			}
+		}
+		for _, sp := range c.mc.stale(time.Now(), 24*60) {
+			if _, err := c.readMinutes(c.ctx, sp); err != nil {
+				c.log.Debug("edge minutes refresh failed", "measurement", c.src.Measurement, "err", err)
 				break
 			}
 		}

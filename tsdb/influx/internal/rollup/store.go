@@ -38,12 +38,17 @@ type hourCache[R Row[R, K], K comparable] struct {
 	ttl     time.Duration // <= 0: never expires
 	maxRows int
 
-	mu      sync.Mutex
-	hours   map[int64]*hourEntry[R]
-	rows    int // rows held, an empty hour counting one
-	tick    uint64
-	fills   map[*fill]struct{}
-	keys    map[K]*K // interned keys
+	mu    sync.Mutex
+	hours map[int64]*hourEntry[R]
+	rows  int // rows held, an empty hour counting one
+	tick  uint64
+	fills map[*fill]struct{}
+	keys  map[K]*K // interned keys
+	// days holds, per UTC day (unix microseconds of its start) whose 24
+	// hours are cached, the sums of their rows per key: answers that need
+	// no hour (breakdowns, daily trends) add those instead of 24 times as
+	// many rows. A change to one of its hours drops it (dropDay).
+	days    map[int64][]R
 	flights map[[2]int64]chan struct{}
 
 	// The first point's time per tool id ("" all), with the same freshness
@@ -68,6 +73,7 @@ func newHourCache[R Row[R, K], K comparable](ttl time.Duration, maxRows int) *ho
 		hours:   map[int64]*hourEntry[R]{},
 		fills:   map[*fill]struct{}{},
 		keys:    map[K]*K{},
+		days:    map[int64][]R{},
 		flights: map[[2]int64]chan struct{}{},
 		first:   map[string]firstEntry{},
 
@@ -79,14 +85,58 @@ func (c *hourCache[R, K]) fresh(fetched, now time.Time) bool {
 	return c.ttl <= 0 || now.Sub(fetched) < c.ttl
 }
 
+// dropDay forgets the sums of the day of hour h. Called with mu held.
+func (c *hourCache[R, K]) dropDay(h int64) { delete(c.days, tsdb.FloorTo(h, tsdb.MicrosPerDay)) }
+
+// wholeDay answers the sums per key of the day starting at d when its 24
+// hours are cached and fresh (computing and keeping them if need be), and
+// marks those hours used. Called with mu held.
+func (c *hourCache[R, K]) wholeDay(d int64, now time.Time) ([]R, bool) {
+	for h := d; h < d+tsdb.MicrosPerDay; h += tsdb.MicrosPerHour {
+		if e := c.hours[h]; e == nil || !c.fresh(e.fetched, now) {
+			return nil, false
+		}
+	}
+	for h := d; h < d+tsdb.MicrosPerDay; h += tsdb.MicrosPerHour {
+		e := c.hours[h]
+		e.used, e.reused = c.tick, true
+	}
+	if rows, ok := c.days[d]; ok {
+		return rows, true
+	}
+	byKey := map[K]int{}
+	var rows []R
+	for h := d; h < d+tsdb.MicrosPerDay; h += tsdb.MicrosPerHour {
+		for _, r := range c.hours[h].rows {
+			if i, ok := byKey[r.KeyValue()]; ok {
+				rows[i] = rows[i].Plus(r)
+				continue
+			}
+			byKey[r.KeyValue()] = len(rows)
+			rows = append(rows, r)
+		}
+	}
+	c.days[d] = rows
+	return rows, true
+}
+
 // lookup appends the cached rows of every fresh hour in [lo, hi) to out and
-// answers the hours missing (or expired), ascending.
-func (c *hourCache[R, K]) lookup(lo, hi int64, now time.Time, out []R) ([]R, []int64) {
+// answers the hours missing (or expired), ascending. With days, a whole
+// UTC day whose hours are all fresh comes as one row per key (of an hour
+// of that day) holding the day's sums.
+func (c *hourCache[R, K]) lookup(lo, hi int64, now time.Time, out []R, days bool) ([]R, []int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick++
 	var missing []int64
 	for h := lo; h < hi; h += tsdb.MicrosPerHour {
+		if days && h%tsdb.MicrosPerDay == 0 && h+tsdb.MicrosPerDay <= hi {
+			if rows, ok := c.wholeDay(h, now); ok {
+				out = append(out, rows...)
+				h += tsdb.MicrosPerDay - tsdb.MicrosPerHour
+				continue
+			}
+		}
 		e := c.hours[h]
 		if e == nil || !c.fresh(e.fetched, now) {
 			missing = append(missing, h)
@@ -127,6 +177,7 @@ func (c *hourCache[R, K]) endFill(f *fill, rows []R, fetched time.Time, ok bool)
 		if old := c.hours[h]; old != nil {
 			c.rows -= max(1, len(old.rows))
 		}
+		c.dropDay(h)
 		rs := byHour[h]
 		c.hours[h] = &hourEntry[R]{rows: rs, fetched: fetched, used: c.tick}
 		c.rows += max(1, len(rs))
@@ -173,9 +224,11 @@ func (c *hourCache[R, K]) evict() {
 		}
 		c.rows -= max(1, len(c.hours[x.h].rows))
 		delete(c.hours, x.h)
+		c.dropDay(x.h)
 	}
 	if len(c.hours) == 0 || len(c.keys) > c.maxRows {
 		c.keys = map[K]*K{}
+		clear(c.days)
 		for _, e := range c.hours {
 			for i, r := range e.rows {
 				e.rows[i] = r.WithKey(c.intern(r.KeyValue()))
@@ -198,6 +251,7 @@ func (c *hourCache[R, K]) invalidate(hours []int64, minTime time.Time) {
 			c.rows -= max(1, len(e.rows))
 			delete(c.hours, h)
 		}
+		c.dropDay(h)
 		for f := range c.fills {
 			if h >= f.lo && h < f.hi {
 				if f.dirty == nil {

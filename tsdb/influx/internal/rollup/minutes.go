@@ -1,0 +1,446 @@
+package rollup
+
+import (
+	"bytes"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/query"
+)
+
+// minuteNS is a minute in nanoseconds: minutes are keyed by the unix
+// nanoseconds of their starts.
+const minuteNS = int64(time.Minute)
+
+// bigMinute is the most points a cached minute keeps as points; a minute
+// with more keeps its totals per key instead, and the times of its first
+// and last points: they answer a window that holds all its points (an
+// edge among them is read raw), and a delivery into it drops them.
+const bigMinute = 5000
+
+// readAhead is how far past the current minute a read of edge minutes that
+// reaches it reads, so that the next minutes of the trailing edge are
+// cached before they start (and kept current by Delivered).
+const readAhead = 2 * time.Minute
+
+// pointKey is a point's key in InfluxDB: its series and time. A point
+// written again with the same key replaces the first.
+type pointKey struct {
+	ns     int64
+	series string
+}
+
+// minuteEntry is a cached minute: its points, or (big) its totals per key.
+type minuteEntry[R any] struct {
+	points map[pointKey]R // nil when big
+	totals []R            // big: the minute's totals, one row per key
+	first  int64          // big: the time of its first point
+	last   int64          // big: the time of its last point
+	// marker: a big minute a delivery fell in, its totals dropped: until
+	// it expires, what a window holds of it is read as hourly totals,
+	// never as points again (a busy current minute would be read whole on
+	// every answer).
+	marker  bool
+	fetched time.Time // when the read that produced it started
+	used    uint64    // LRU tick of the last lookup
+	reused  bool      // looked up since fetched: worth refreshing
+}
+
+// size is what the entry counts against the bound: its points or rows, at
+// least one.
+func (e *minuteEntry[R]) size() int {
+	if e.points != nil {
+		return max(1, len(e.points))
+	}
+	return max(1, len(e.totals))
+}
+
+// minuteFill is a read of minutes [lo, hi) (unix nanoseconds) in flight:
+// the points delivered into them meanwhile, which it may or may not have
+// read, are added to what it stores (a point's key makes that exact).
+type minuteFill[R any] struct {
+	lo, hi  int64
+	pending []query.Point[R]
+	dropped map[int64]bool // minutes not to store (see drop)
+}
+
+// minuteCache holds the points of the minutes at window edges.
+type minuteCache[R Row[R, K], K comparable] struct {
+	ttl       time.Duration // <= 0: never expires
+	maxPoints int
+
+	mu      sync.Mutex
+	mins    map[int64]*minuteEntry[R]
+	size    int
+	tick    uint64
+	fills   map[*minuteFill[R]]struct{}
+	flights map[[2]int64]chan struct{}
+}
+
+func newMinuteCache[R Row[R, K], K comparable](ttl time.Duration, maxPoints int) *minuteCache[R, K] {
+	return &minuteCache[R, K]{
+		ttl: ttl, maxPoints: maxPoints,
+		mins:    map[int64]*minuteEntry[R]{},
+		fills:   map[*minuteFill[R]]struct{}{},
+		flights: map[[2]int64]chan struct{}{},
+	}
+}
+
+func (c *minuteCache[R, K]) fresh(fetched, now time.Time) bool {
+	return c.ttl <= 0 || now.Sub(fetched) < c.ttl
+}
+
+// nsSpan is a span of time [lo, hi) in unix nanoseconds.
+type nsSpan struct{ lo, hi int64 }
+
+// collect appends to out the rows of the cached points with times in
+// [lo, hi) that keep keeps, and answers the spans of minutes not cached
+// (or expired), and the parts of [lo, hi) inside big minutes whose points
+// the window holds some of only (to be read raw).
+func (c *minuteCache[R, K]) collect(lo, hi int64, now time.Time, keep func(R) bool, out []R) ([]R, []nsSpan, []nsSpan) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick++
+	var missing, partial []nsSpan
+	for m := tsdb.FloorTo(lo, minuteNS); m < hi; m += minuteNS {
+		e := c.mins[m]
+		if e == nil || !c.fresh(e.fetched, now) {
+			if n := len(missing); n > 0 && missing[n-1].hi == m {
+				missing[n-1].hi = m + minuteNS
+			} else {
+				missing = append(missing, nsSpan{m, m + minuteNS})
+			}
+			continue
+		}
+		e.used, e.reused = c.tick, true
+		if e.marker {
+			partial = append(partial, nsSpan{max(lo, m), min(hi, m+minuteNS)})
+			continue
+		}
+		if e.points == nil {
+			if e.last < lo || e.first >= hi { // none of its points is in
+				continue
+			}
+			if lo <= e.first && e.last < hi { // every point of the minute is in
+				for _, r := range e.totals {
+					if keep(r) {
+						out = append(out, r)
+					}
+				}
+			} else {
+				partial = append(partial, nsSpan{max(lo, m), min(hi, m+minuteNS)})
+			}
+			continue
+		}
+		for k, r := range e.points {
+			if k.ns >= lo && k.ns < hi && keep(r) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, missing, partial
+}
+
+func (c *minuteCache[R, K]) beginFill(lo, hi int64) *minuteFill[R] {
+	f := &minuteFill[R]{lo: lo, hi: hi}
+	c.mu.Lock()
+	c.fills[f] = struct{}{}
+	c.mu.Unlock()
+	return f
+}
+
+// endFill forgets f and, when its read succeeded, stores its minutes: the
+// points read plus those delivered meanwhile (a big minute's totals). It
+// answers those points (nil when the read failed), stored or not: the
+// minutes that are not big are not stored when their points would take
+// more than half the bound.
+func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetched time.Time, ok bool) []query.Point[R] {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.fills, f)
+	if !ok {
+		return nil
+	}
+	if len(f.pending) > 0 {
+		byKey := make(map[pointKey]int, len(pts))
+		for i, p := range pts {
+			byKey[pointKey{p.NS, p.Series}] = i
+		}
+		for _, p := range f.pending {
+			if p.NS < f.lo || p.NS >= f.hi {
+				continue
+			}
+			if i, dup := byKey[pointKey{p.NS, p.Series}]; dup {
+				pts[i] = p
+				continue
+			}
+			byKey[pointKey{p.NS, p.Series}] = len(pts)
+			pts = append(pts, p)
+		}
+	}
+	byMinute := map[int64]map[pointKey]R{}
+	for _, p := range pts {
+		m := tsdb.FloorTo(p.NS, minuteNS)
+		ps := byMinute[m]
+		if ps == nil {
+			ps = map[pointKey]R{}
+			byMinute[m] = ps
+		}
+		ps[pointKey{p.NS, p.Series}] = p.Row
+	}
+	// Big minutes keep their totals; the points of the others are stored
+	// unless they would fill more than half the bound.
+	small := 0
+	for _, ps := range byMinute {
+		if len(ps) <= bigMinute {
+			small += len(ps)
+		}
+	}
+	c.tick++
+	for m := f.lo; m < f.hi; m += minuteNS {
+		ps := byMinute[m]
+		if f.dropped[m] || len(ps) <= bigMinute && small > c.maxPoints/2 {
+			continue
+		}
+		if old := c.mins[m]; old != nil {
+			c.size -= old.size()
+		}
+		e := &minuteEntry[R]{points: ps, fetched: fetched, used: c.tick}
+		if e.points == nil {
+			e.points = map[pointKey]R{}
+		}
+		if len(e.points) > bigMinute {
+			e.first, e.last = math.MaxInt64, math.MinInt64
+			for k := range e.points {
+				e.first, e.last = min(e.first, k.ns), max(e.last, k.ns)
+			}
+			e.totals, e.points = totalsOf[R, K](e.points), nil
+		}
+		c.mins[m] = e
+		c.size += e.size()
+	}
+	c.evict()
+	return pts
+}
+
+// totalsOf answers the totals per key of the points of one minute.
+func totalsOf[R Row[R, K], K comparable](points map[pointKey]R) []R {
+	byKey := map[K]int{}
+	var out []R
+	for _, r := range points {
+		if i, ok := byKey[r.KeyValue()]; ok {
+			out[i] = out[i].Plus(r)
+			continue
+		}
+		byKey[r.KeyValue()] = len(out)
+		out = append(out, r)
+	}
+	return out
+}
+
+// evict drops least recently used minutes until the points fit in 90% of
+// maxPoints. Called with mu held.
+func (c *minuteCache[R, K]) evict() {
+	if c.size <= c.maxPoints {
+		return
+	}
+	type mu struct {
+		m    int64
+		used uint64
+	}
+	all := make([]mu, 0, len(c.mins))
+	for m, e := range c.mins {
+		all = append(all, mu{m, e.used})
+	}
+	slices.SortFunc(all, func(a, b mu) int {
+		if a.used != b.used {
+			if a.used < b.used {
+				return -1
+			}
+			return 1
+		}
+		return int(a.m - b.m)
+	})
+	for _, x := range all {
+		if c.size <= c.maxPoints*9/10 {
+			break
+		}
+		c.size -= c.mins[x.m].size()
+		delete(c.mins, x.m)
+	}
+}
+
+// bounds answers the first and last minutes held or being read (ok false
+// when none is), so that deliveries elsewhere are not looked at.
+func (c *minuteCache[R, K]) bounds() (first, last int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first, last = math.MaxInt64, math.MinInt64
+	for m := range c.mins {
+		first, last = min(first, m), max(last, m)
+	}
+	for f := range c.fills {
+		first, last = min(first, f.lo), max(last, f.hi-minuteNS)
+	}
+	return first, last, first <= last
+}
+
+// wanted answers, of the given minutes, those cached or being read: the
+// minutes whose delivered points must be parsed.
+func (c *minuteCache[R, K]) wanted(minutes map[int64][][]byte) map[int64]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[int64]bool{}
+	for m := range minutes {
+		if c.mins[m] != nil {
+			out[m] = true
+			continue
+		}
+		for f := range c.fills {
+			if m >= f.lo && m < f.hi {
+				out[m] = true
+				break
+			}
+		}
+	}
+	return out
+}
+
+// delivered adds points delivered to InfluxDB to the minutes that hold
+// them and to the reads in flight of those minutes. A big minute becomes
+// a marker instead (its totals cannot tell a point written again).
+func (c *minuteCache[R, K]) delivered(pts []query.Point[R]) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range pts {
+		m := tsdb.FloorTo(p.NS, minuteNS)
+		if e := c.mins[m]; e != nil {
+			if e.points == nil {
+				if !e.marker {
+					c.size -= e.size()
+					c.mins[m] = &minuteEntry[R]{marker: true, fetched: e.fetched, used: e.used}
+					c.size++
+				}
+			} else {
+				before := e.size()
+				e.points[pointKey{p.NS, p.Series}] = p.Row
+				c.size += e.size() - before
+			}
+		}
+		for f := range c.fills {
+			if p.NS >= f.lo && p.NS < f.hi {
+				f.pending = append(f.pending, p)
+			}
+		}
+	}
+	c.evict()
+}
+
+// drop forgets minute m, also in the reads of it in flight.
+func (c *minuteCache[R, K]) drop(m int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.mins[m]; e != nil {
+		c.size -= e.size()
+		delete(c.mins, m)
+	}
+	for f := range c.fills {
+		if m >= f.lo && m < f.hi {
+			if f.dropped == nil {
+				f.dropped = map[int64]bool{}
+			}
+			f.dropped[m] = true
+		}
+	}
+}
+
+// flight makes concurrent reads of the same span wait for one another:
+// leader is true for the caller that reads.
+func (c *minuteCache[R, K]) flight(sp nsSpan) (ch chan struct{}, leader bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := [2]int64{sp.lo, sp.hi}
+	if ch := c.flights[k]; ch != nil {
+		return ch, false
+	}
+	ch = make(chan struct{})
+	c.flights[k] = ch
+	return ch, true
+}
+
+func (c *minuteCache[R, K]) land(sp nsSpan, ch chan struct{}) {
+	c.mu.Lock()
+	delete(c.flights, [2]int64{sp.lo, sp.hi})
+	c.mu.Unlock()
+	close(ch)
+}
+
+// stale answers spans of minutes that were looked up since they were
+// fetched and are older than half the TTL, oldest first, for the
+// refresher.
+func (c *minuteCache[R, K]) stale(now time.Time, limit int) []nsSpan {
+	if c.ttl <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	var ms []int64
+	for m, e := range c.mins {
+		if e.reused && !e.marker && now.Sub(e.fetched) >= c.ttl/2 {
+			ms = append(ms, m)
+		}
+	}
+	c.mu.Unlock()
+	slices.Sort(ms)
+	if len(ms) > limit {
+		ms = ms[:limit]
+	}
+	var out []nsSpan
+	for _, m := range ms {
+		if n := len(out); n > 0 && out[n-1].hi == m && m-out[n-1].lo < int64(time.Hour) {
+			out[n-1].hi = m + minuteNS
+			continue
+		}
+		out = append(out, nsSpan{m, m + minuteNS})
+	}
+	return out
+}
+
+// stats answers the minutes held and the points (or rows) they count.
+func (c *minuteCache[R, K]) stats() (minutes, points int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.mins), c.size
+}
+
+// deliveredLines adds to into the lines of line protocol lp of points of
+// measurement meas with times in minutes [first, last], by the minute
+// (unix nanoseconds of its start) of their times.
+func deliveredLines(lp []byte, meas string, first, last int64, into map[int64][][]byte) {
+	prefix := []byte(meas)
+	for len(lp) > 0 {
+		line := lp
+		if i := bytes.IndexByte(lp, '\n'); i >= 0 {
+			line, lp = lp[:i], lp[i+1:]
+		} else {
+			lp = nil
+		}
+		if !bytes.HasPrefix(line, prefix) || len(line) <= len(prefix) || (line[len(prefix)] != ',' && line[len(prefix)] != ' ') {
+			continue
+		}
+		sp := bytes.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		ns, err := strconv.ParseInt(string(line[sp+1:]), 10, 64)
+		if err != nil {
+			continue
+		}
+		if m := tsdb.FloorTo(ns, minuteNS); m >= first && m <= last {
+			into[m] = append(into[m], line)
+		}
+	}
+}

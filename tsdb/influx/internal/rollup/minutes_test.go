@@ -1,0 +1,247 @@
+package rollup
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/delivery"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/query"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
+)
+
+// fakeDB is a measurement of operation points in memory, keyed as
+// InfluxDB keys them, with the reads a Source makes, counted.
+type fakeDB struct {
+	mu     sync.Mutex
+	points map[pointKey]query.Point[query.HourRow]
+	reads  atomic.Int64
+	preads atomic.Int64 // point reads among the reads
+}
+
+func (d *fakeDB) write(lp []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, line := range slices.Collect(splitLines(lp)) {
+		if p, ok := query.ParsePoint(line); ok {
+			d.points[pointKey{p.NS, p.Series}] = p
+		}
+	}
+}
+
+func splitLines(lp []byte) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(lp) > 0 {
+			i := slices.Index(lp, '\n')
+			if i < 0 {
+				i = len(lp)
+			}
+			if i > 0 && !yield(lp[:i]) {
+				return
+			}
+			lp = lp[min(i+1, len(lp)):]
+		}
+	}
+}
+
+func (d *fakeDB) in(lo, hi time.Time) []query.Point[query.HourRow] {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []query.Point[query.HourRow]
+	for _, p := range d.points {
+		if p.NS >= lo.UnixNano() && p.NS < hi.UnixNano() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (d *fakeDB) source() Source[query.HourRow] {
+	return Source[query.HourRow]{
+		Measurement: schema.Operation,
+		ReadHours: func(_ context.Context, _ string, lo, hi time.Time, toolID string) ([]query.HourRow, error) {
+			d.reads.Add(1)
+			var out []query.HourRow
+			for _, p := range d.in(lo, hi) {
+				if toolID == "" || p.Row.Key.ToolID == schema.TagValue(toolID) {
+					out = append(out, p.Row)
+				}
+			}
+			return out, nil
+		},
+		FirstTime: func(context.Context, string) (time.Time, bool, error) {
+			return time.Unix(0, 0), true, nil
+		},
+		ReadPoints: func(_ context.Context, _ string, lo, hi time.Time) ([]query.Point[query.HourRow], error) {
+			d.reads.Add(1)
+			d.preads.Add(1)
+			return d.in(lo, hi), nil
+		},
+		ParsePoint: query.ParsePoint,
+	}
+}
+
+// total answers the count and tokens of rows.
+func total(rows []query.HourRow) tsdb.Totals {
+	var t tsdb.Totals
+	for _, r := range rows {
+		t.Add(r.Totals)
+	}
+	return t
+}
+
+// TestEdgeMinutes: windows ending now and in the past answer the sums of
+// their points, from the cache once warm (no read), after deliveries into
+// cached minutes (added, a point delivered again counted once) and around
+// big minutes (totals, and raw reads of edges among their points only).
+func TestEdgeMinutes(t *testing.T) {
+	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}}
+	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
+	defer c.Close()
+	r := rand.New(rand.NewSource(3))
+	now := time.Now().UTC()
+	slots := delivery.NewSlots(1 << 16)
+	write := func(n int, from, to time.Time) {
+		var e delivery.Encoder
+		span := int64(to.Sub(from) / time.Microsecond)
+		for range n {
+			op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: "full",
+				TokensOriginal: r.Int63n(100), ToolID: []string{"a", "b"}[r.Intn(2)],
+				CreatedAt: from.Add(time.Duration(r.Int63n(span)) * time.Microsecond)}
+			off, dup := slots.Assign(&op)
+			e.Operation(&op, off, dup)
+		}
+		db.write(e.Bytes())
+		c.Delivered([][]byte{e.Bytes()})
+		c.Delivered([][]byte{e.Bytes()}) // delivered again: the same points
+	}
+	write(3000, now.Add(-5*time.Hour), now)
+	big := now.Add(-100 * time.Minute).Truncate(time.Minute)
+	write(bigMinute+500, big.Add(10*time.Second), big.Add(50*time.Second))
+	write(bigMinute+500, now.Add(-20*time.Second), now)
+
+	check := func(phase string, warm bool) {
+		t.Helper()
+		end := time.Now().UTC()
+		windows := [][2]time.Time{
+			{end.Add(-time.Hour), end}, {end.Add(-3 * time.Hour), end},
+			{big.Add(-17 * time.Minute), big.Add(30 * time.Second)}, // ends among the big minute's points
+			{big, big.Add(2 * time.Hour)},                           // holds all of them
+			{end.Add(-5 * time.Hour), end.Add(-90 * time.Minute)},
+		}
+		for _, w := range windows {
+			lo, hi := w[0].Truncate(time.Microsecond), w[1].Truncate(time.Microsecond).Add(time.Microsecond)
+			before := db.reads.Load()
+			rows, err := c.HourRows(context.Background(), lo, hi, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []query.HourRow
+			for _, p := range db.in(lo, hi) {
+				want = append(want, p.Row)
+			}
+			if got, want := total(rows), total(want); got != want {
+				t.Fatalf("%s: [%v, %v): %+v, want %+v", phase, lo, hi, got, want)
+			}
+			partialBig := w[1].Equal(big.Add(30 * time.Second))
+			if n := db.reads.Load() - before; warm && n > 0 && !partialBig {
+				t.Errorf("%s: [%v, %v): %d reads of a warm answer", phase, lo, hi, n)
+			}
+		}
+	}
+	check("cold", false)
+	check("warm", true)
+	write(200, time.Now().Add(-time.Minute), time.Now())
+	write(200, now.Add(-4*time.Hour), now.Add(-40*time.Minute))
+	check("after deliveries", false)
+	if m, p := c.EdgeStats(); m == 0 || p == 0 || p > c.mc.maxPoints {
+		t.Fatalf("edge minutes %d, points %d (bound %d)", m, p, c.mc.maxPoints)
+	}
+	// A delivery into a big minute: what windows hold of it is read as
+	// hourly totals from then on, never its points.
+	write(10, big.Add(20*time.Second), big.Add(30*time.Second))
+	before := db.preads.Load()
+	check("after a delivery into a big minute", false)
+	write(10, big.Add(20*time.Second), big.Add(30*time.Second))
+	check("after another", false)
+	if n := db.preads.Load() - before; n > 1 { // a read ahead may run out
+		t.Errorf("%d point reads after deliveries into a big minute", n)
+	}
+}
+
+// TestDaySums: answers that take whole days as one row per key
+// (AnswerDays) equal those that add up every hour, and a delivery into a
+// day drops its sums.
+func TestDaySums(t *testing.T) {
+	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}}
+	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
+	defer c.Close()
+	r := rand.New(rand.NewSource(4))
+	slots := delivery.NewSlots(1 << 16)
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -6)
+	write := func(n int, from, to time.Time) {
+		var e delivery.Encoder
+		span := int64(to.Sub(from) / time.Microsecond)
+		for range n {
+			op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: []string{"read", "search"}[r.Intn(2)],
+				OperationMode: []string{"full", "semantic"}[r.Intn(2)], TokensOriginal: r.Int63n(100),
+				ToolID: []string{"a", "b"}[r.Intn(2)], CreatedAt: from.Add(time.Duration(r.Int63n(span)) * time.Microsecond)}
+			off, dup := slots.Assign(&op)
+			e.Operation(&op, off, dup)
+		}
+		db.write(e.Bytes())
+		c.Delivered([][]byte{e.Bytes()})
+	}
+	write(4000, day, day.AddDate(0, 0, 5))
+	ctx := context.Background()
+	check := func(phase string) {
+		t.Helper()
+		for _, w := range []tsdb.Window{
+			{Start: ptr(day.Add(7 * time.Hour)), End: day.AddDate(0, 0, 4).Add(3 * time.Hour)},
+			{Start: ptr(day), End: day.AddDate(0, 0, 5)},
+			{Start: ptr(day.Add(-time.Hour)), End: day.AddDate(0, 0, 3), ToolID: "b"},
+		} {
+			for _, step := range []tsdb.Step{tsdb.Daily} {
+				trend := func(rows []query.HourRow) []tsdb.Bucket { return query.TrendOf(rows, step) }
+				got, err1 := AnswerDays(ctx, c, w, trend)
+				want, err2 := Answer(ctx, c, w, trend)
+				if err1 != nil || err2 != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("%s: %v trend: by days %v (%v), by hours %v (%v)", phase, w, got, err1, want, err2)
+				}
+			}
+			sorted := func(rows []query.HourRow) string {
+				b := query.BreakdownOf(rows)
+				slices.SortFunc(b, func(x, y tsdb.ModeTotals) int {
+					return strings.Compare(x.ToolName+x.OperationMode, y.ToolName+y.OperationMode)
+				})
+				return fmt.Sprint(b)
+			}
+			got, err1 := AnswerDays(ctx, c, w, sorted)
+			want, err2 := Answer(ctx, c, w, sorted)
+			if err1 != nil || err2 != nil || got != want {
+				t.Fatalf("%s: %v breakdown: by days %v (%v), by hours %v (%v)", phase, w, got, err1, want, err2)
+			}
+		}
+	}
+	check("cold")
+	c.hc.mu.Lock()
+	days := len(c.hc.days)
+	c.hc.mu.Unlock()
+	if days == 0 {
+		t.Fatal("no day sums kept")
+	}
+	check("warm")
+	write(50, day.AddDate(0, 0, 1), day.AddDate(0, 0, 2))
+	check("after a delivery into a day")
+}
+
+func ptr[T any](v T) *T { return &v }
