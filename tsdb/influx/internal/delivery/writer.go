@@ -544,8 +544,61 @@ func (w *Writer) deliver(entries []outbox.Entry) (done int, retryAfter time.Dura
 			return 1, 0
 		}
 	}
+	switch ok, werr := w.postParallel(lps); {
+	case ok:
+		return len(entries), 0, results
+	case werr != nil && werr.retry():
+		return 0, werr.retryAfter, results
+	}
 	done, retryAfter = group(0, len(entries))
 	return done, retryAfter, results
+}
+
+// Parallel delivery: InfluxDB parses and indexes one write request on one
+// core, so a large delivery goes out as up to deliveryParts requests at
+// once, each at least deliveryPartMin bytes of whole lines.
+const (
+	deliveryParts   = 4
+	deliveryPartMin = 256 << 10
+)
+
+// postParallel sends the line protocol of lps as up to deliveryParts
+// requests at once, when it is large enough to be worth it, and reports
+// whether every part was taken; when not, werr is a failure that may
+// succeed later (deliver backs off) or, nil or not retryable, says that
+// deliver should send the whole again by its one-request path, which finds
+// the culprit and dead-letters it. The parts InfluxDB took already are then
+// written again with the same series, times and fields, which it makes
+// idempotent.
+func (w *Writer) postParallel(lps [][]byte) (ok bool, werr *writeErr) {
+	size := 0
+	for _, lp := range lps {
+		size += len(lp)
+	}
+	n := min(deliveryParts, size/deliveryPartMin)
+	if n < 2 {
+		return false, nil
+	}
+	body := make([]byte, 0, size)
+	for _, lp := range lps {
+		body = append(body, lp...)
+	}
+	parts := splitLines(body, (size+n-1)/n)
+	if len(parts) < 2 {
+		return false, nil
+	}
+	errs := make([]*writeErr, len(parts))
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		wg.Go(func() { errs[i] = w.post(part) })
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != nil && (werr == nil || e.retry()) {
+			werr = e
+		}
+	}
+	return werr == nil, werr
 }
 
 // postSplit sends one record too large for InfluxDB in halves (whole
