@@ -38,7 +38,8 @@ var ErrClosed = errors.New("influx: store closed")
 // the drainer to deliver it (not at all while InfluxDB is failing: then the
 // call returns as soon as its record is durable). The drainer is the single goroutine that sends
 // to InfluxDB: it takes the oldest records in order (so a write queues
-// behind an outage's backlog), posts them in one request (group commit),
+// behind an outage's backlog), posts them in one request (group commit;
+// a large one in parts at once, postParallel),
 // and acknowledges them in the outbox once InfluxDB took them. A caller
 // whose record was delivered in time returns nil with its data visible to
 // the next read; one whose record was not returns nil too, since its data
