@@ -21,11 +21,11 @@ import (
 // every request it answers 204, answers 503 to the first fail requests, and
 // records how many requests it served at once.
 type lineServer struct {
-	mu       sync.Mutex
-	lines    map[string]int
-	requests int
-	fail     atomic.Int64
-	inFlight atomic.Int64
+	mu        sync.Mutex
+	lines     map[string]int
+	requests  int
+	fail      atomic.Int64
+	inFlight  atomic.Int64
 	maxAtOnce atomic.Int64
 }
 
