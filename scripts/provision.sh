@@ -35,21 +35,23 @@ installed() {
 	[[ -x "$BIN/$1" && -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]
 }
 
-# install VERSION FLAGS PKG NAME...: go install PKG@VERSION (built with
-# FLAGS, e.g. -ldflags=... or -tags=...) into a temporary GOBIN, then move
-# every NAME into $BIN and stamp it with VERSION and FLAGS.
+# install VERSION FLAGS PKGS NAME...: go install every package of PKGS
+# (space-separated) at VERSION in one command (built with FLAGS, e.g.
+# -ldflags=... or -tags=...) into a temporary GOBIN, then move every NAME
+# into $BIN and stamp it with VERSION and FLAGS.
 install() {
-	local version="$1" ldflags="$2" pkg="$3"
+	local version="$1" ldflags="$2" pkgs="$3"
 	shift 3
 	local tmp
 	tmp="$(mktemp -d "$TOOLS/.install.XXXXXX")"
 	CLEANUP+=("$tmp")
-	local flags=()
+	local flags=() args=() pkg
 	[[ -n "$ldflags" ]] && flags=("$ldflags")
-	(cd "$tmp" && GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install "${flags[@]}" "$pkg@$version")
+	for pkg in $pkgs; do args+=("$pkg@$version"); done
+	(cd "$tmp" && GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install "${flags[@]}" "${args[@]}")
 	local name
 	for name in "$@"; do
-		[[ -x "$tmp/$name" ]] || { echo "provision: $pkg@$version built no $name" >&2; return 1; }
+		[[ -x "$tmp/$name" ]] || { echo "provision: $pkgs@$version built no $name" >&2; return 1; }
 		rm -f "$STAMPS/$name"
 		mv -f "$tmp/$name" "$BIN/$name" # same filesystem: an atomic rename
 		printf '%s\n' "$(stamp "$version" "$ldflags")" >"$STAMPS/$name.tmp"
@@ -61,17 +63,24 @@ install() {
 # stamp VERSION LDFLAGS: what a stamp file holds.
 stamp() { if [[ -n "$2" ]]; then printf '%s %s' "$1" "$2"; else printf '%s' "$1"; fi; }
 
-# tool NAME VERSION PKG [LDFLAGS]: install NAME unless present at VERSION
-# (and LDFLAGS); one line out.
+# tool NAMES VERSION PKGS [LDFLAGS]: install the commands NAMES built from
+# the packages PKGS (both space-separated; one go install, so that the
+# dependencies they share compile once) unless every one is present at
+# VERSION (and LDFLAGS); one line out per command.
 tool() {
-	local name="$1" version="$2" pkg="$3" ldflags="${4:-}"
-	if installed "$name" "$(stamp "$version" "$ldflags")"; then
-		echo "$name $version: present ($BIN/$name)"
+	local names="$1" version="$2" pkgs="$3" ldflags="${4:-}"
+	local name missing=0
+	for name in $names; do
+		installed "$name" "$(stamp "$version" "$ldflags")" || missing=1
+	done
+	if ((missing == 0)); then
+		for name in $names; do echo "$name $version: present ($BIN/$name)"; done
 		return
 	fi
 	local start=$SECONDS
-	install "$version" "$ldflags" "$pkg" "$name"
-	echo "$name $version: installed in $((SECONDS - start))s ($BIN/$name)"
+	# shellcheck disable=SC2086 # NAMES is a list
+	install "$version" "$ldflags" "$pkgs" $names
+	for name in $names; do echo "$name $version: installed in $((SECONDS - start))s ($BIN/$name)"; done
 }
 
 command -v go >/dev/null || { echo "provision: go is not on PATH" >&2; exit 1; }
@@ -83,14 +92,14 @@ command -v go >/dev/null || { echo "provision: go is not on PATH" >&2; exit 1; }
 # Prometheus and promtool are built with the remove_all_sd tag (Prometheus
 # 3.10 and later): the tests scrape static targets only, and leaving out the
 # cloud service-discovery plugins (Kubernetes, AWS, Azure, GCE, ...) more
-# than halves a cold build. The three builds run side by side; the Go build
-# cache keeps each from compiling a shared dependency twice.
+# than halves a cold build. They are built by one go install: two go
+# commands side by side would each compile the many packages they share
+# (the build cache only spares what is finished). influxd builds beside
+# them.
 pids=()
 (trap cleanup EXIT; tool influxd "$INFLUXD_VERSION" github.com/influxdata/influxdb/cmd/influxd "-ldflags=-X main.version=${INFLUXD_VERSION#v}") &
 pids+=($!)
-(trap cleanup EXIT; tool promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool "-tags=remove_all_sd") &
-pids+=($!)
-(trap cleanup EXIT; tool prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus "-tags=remove_all_sd") &
+(trap cleanup EXIT; tool "promtool prometheus" "$PROMETHEUS_VERSION" "github.com/prometheus/prometheus/cmd/promtool github.com/prometheus/prometheus/cmd/prometheus" "-tags=remove_all_sd") &
 pids+=($!)
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
