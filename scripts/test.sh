@@ -58,7 +58,7 @@ for m in "${modules[@]:1}"; do (cd "$m" && go test "${race[@]}" -count=1 -timeou
 # Fuzz targets: each runs for a bounded time on top of its committed seed
 # corpus (handlers/testdata/fuzz); a crasher fails the run and is written
 # there as a new seed.
-fuzztime="${OMNIMEMORY_FUZZTIME:-10s}"
+fuzztime="${OMNIMEMORY_FUZZTIME:-5s}"
 for target in FuzzDecodeOperation FuzzDecodeBatch FuzzDecodeBatchSameAsOneByOne FuzzOperationFilter FuzzAggregateQuery FuzzHandlers FuzzOTLPMetrics; do
 	echo "== fuzz $target for $fuzztime"
 	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" ./handlers/

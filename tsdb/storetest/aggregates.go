@@ -341,7 +341,7 @@ func testRandomized(t *testing.T, s tsdb.Store) {
 		{Start: ptr(from.AddDate(0, 0, -1)), End: from.AddDate(0, 0, 41)},
 		{ToolID: "cursor", End: from.AddDate(0, 0, 41)},
 	}
-	for len(windows) < 150 {
+	for len(windows) < 100 {
 		var w tsdb.Window
 		start := from.Add(time.Duration(r.Int63n(span+2*int64(24*time.Hour/time.Microsecond))-int64(24*time.Hour/time.Microsecond)) * time.Microsecond)
 		dur := time.Duration(r.Int63n(int64(15*24*time.Hour/time.Microsecond))) * time.Microsecond
@@ -381,7 +381,7 @@ func testRandomized(t *testing.T, s tsdb.Store) {
 	}
 	checkAll("first pass", windows)
 	// Asked again: a store that caches aggregates answers from its cache.
-	checkAll("second pass", windows[:50])
+	checkAll("second pass", windows[:35])
 
 	// Late data into hours already asked about (long closed), at instants
 	// that hold operations already, and before the first operation: every
