@@ -248,29 +248,12 @@ func (c *minuteCache[R, K]) evict() {
 	if c.size <= c.maxPoints {
 		return
 	}
-	type mu struct {
-		m    int64
-		used uint64
-	}
-	all := make([]mu, 0, len(c.mins))
-	for m, e := range c.mins {
-		all = append(all, mu{m, e.used})
-	}
-	slices.SortFunc(all, func(a, b mu) int {
-		if a.used != b.used {
-			if a.used < b.used {
-				return -1
-			}
-			return 1
-		}
-		return int(a.m - b.m)
-	})
-	for _, x := range all {
+	for _, m := range lruOrder(c.mins, func(e *minuteEntry[R]) uint64 { return e.used }) {
 		if c.size <= c.maxPoints*9/10 {
 			break
 		}
-		c.size -= c.mins[x.m].size()
-		delete(c.mins, x.m)
+		c.size -= c.mins[m].size()
+		delete(c.mins, m)
 	}
 }
 

@@ -2,6 +2,8 @@ package rollup
 
 import (
 	"bytes"
+	"cmp"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -195,36 +197,33 @@ func (c *hourCache[R, K]) intern(k K) *K {
 	return p
 }
 
+// lruOrder answers the keys of entries, the least recently used (by used)
+// first, the older key first among equals: the order in which the caches
+// evict.
+func lruOrder[E any](entries map[int64]E, used func(E) uint64) []int64 {
+	keys := slices.Collect(maps.Keys(entries))
+	slices.SortFunc(keys, func(a, b int64) int {
+		if c := cmp.Compare(used(entries[a]), used(entries[b])); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	return keys
+}
+
 // evict drops least recently used hours until the rows fit in 90% of
 // maxRows. Called with mu held.
 func (c *hourCache[R, K]) evict() {
 	if c.rows <= c.maxRows {
 		return
 	}
-	type hu struct {
-		h    int64
-		used uint64
-	}
-	all := make([]hu, 0, len(c.hours))
-	for h, e := range c.hours {
-		all = append(all, hu{h, e.used})
-	}
-	slices.SortFunc(all, func(a, b hu) int {
-		if a.used != b.used {
-			if a.used < b.used {
-				return -1
-			}
-			return 1
-		}
-		return int(a.h - b.h)
-	})
-	for _, x := range all {
+	for _, h := range lruOrder(c.hours, func(e *hourEntry[R]) uint64 { return e.used }) {
 		if c.rows <= c.maxRows*9/10 {
 			break
 		}
-		c.rows -= max(1, len(c.hours[x.h].rows))
-		delete(c.hours, x.h)
-		c.dropDay(x.h)
+		c.rows -= max(1, len(c.hours[h].rows))
+		delete(c.hours, h)
+		c.dropDay(h)
 	}
 	if len(c.hours) == 0 || len(c.keys) > c.maxRows {
 		c.keys = map[K]*K{}
