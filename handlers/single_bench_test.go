@@ -11,20 +11,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/handlers"
+	"github.com/omnimemory/omnimemory-metrics/internal/bare"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
 
 // BenchmarkSingleOperation measures POST /track/tool-operation, one
 // operation per request from 16 concurrent keep-alive clients in this
-// process, through the whole HTTP stack: "bare" is a net/http handler that
-// decodes the same JSON into a struct and answers the same JSON (the
-// reference of omnimemory-load's bare-server), "service" the service on
+// process, through the whole HTTP stack: "bare" is internal/bare's handler
+// (a net/http handler that decodes the same JSON into a struct and answers
+// the same JSON, omnimemory-load's bare-server), "service" the service on
 // the embedded store (durable: every 200 after its commit). Beside
 // ns/op it is the harness for an instruction count per operation and per
 // component:
@@ -64,7 +64,7 @@ func BenchmarkSingleOperation(b *testing.B) {
 			}
 		})
 	}
-	b.Run("bare", func(b *testing.B) { run(b, bareHandler()) })
+	b.Run("bare", func(b *testing.B) { run(b, bare.Handler()) })
 	b.Run("service", func(b *testing.B) {
 		store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "m.db"), nil)
 		if err != nil {
@@ -76,35 +76,5 @@ func BenchmarkSingleOperation(b *testing.B) {
 			_ = store.Close()
 		}()
 		run(b, h)
-	})
-}
-
-// bareOperation is the operation as the bare handler decodes it.
-type bareOperation struct {
-	SessionID       string          `json:"session_id"`
-	ToolName        string          `json:"tool_name"`
-	OperationMode   string          `json:"operation_mode"`
-	Parameters      json.RawMessage `json:"parameters"`
-	FilePath        *string         `json:"file_path"`
-	TokensOriginal  int64           `json:"tokens_original"`
-	TokensActual    int64           `json:"tokens_actual"`
-	TokensPrevented *int64          `json:"tokens_prevented"`
-	ResponseTimeMs  float64         `json:"response_time_ms"`
-	ToolID          string          `json:"tool_id"`
-	CreatedAt       *time.Time      `json:"created_at"`
-}
-
-// bareHandler decodes an operation and answers it accepted, storing
-// nothing: what net/http and encoding/json alone cost.
-func bareHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var op bareOperation
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&op); err != nil {
-			http.Error(w, `{"detail":"invalid body"}`, http.StatusUnprocessableEntity)
-			return
-		}
-		b, _ := json.Marshal(map[string]string{"status": "success", "operation_id": uuid.NewString()})
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(b)
 	})
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/bare"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -341,7 +343,7 @@ func TestGeneratorBodies(t *testing.T) {
 	g := newGenerator(7, end, 30*24*time.Hour)
 	body := g.appendBatchJSON(nil, 7, 3, 500)
 	var batch struct {
-		Operations []bareOperation `json:"operations"`
+		Operations []bare.Operation `json:"operations"`
 	}
 	if err := json.Unmarshal(body, &batch); err != nil {
 		t.Fatalf("batch body is not JSON: %v\n%.300s", err, body)
@@ -383,7 +385,7 @@ func TestGeneratorBodies(t *testing.T) {
 	}
 	// Single bodies decode as the bare handler decodes them, without created_at.
 	for _, b := range singleBodies(1, 50) {
-		var o bareOperation
+		var o bare.Operation
 		if err := json.Unmarshal(b, &o); err != nil || o.CreatedAt != nil || o.ToolID == "" {
 			t.Fatalf("single body %s: %v", b, err)
 		}
@@ -403,7 +405,7 @@ func TestUUIDString(t *testing.T) {
 }
 
 func TestBareHandler(t *testing.T) {
-	srv := httptest.NewServer(bareHandler())
+	srv := httptest.NewServer(bare.Handler())
 	defer srv.Close()
 	c := newClient(1, 5*time.Second)
 	b, err := do(context.Background(), c, http.MethodPost, srv.URL+"/track/tool-operation", "application/json", singleBodies(1, 1)[0], http.StatusOK)
