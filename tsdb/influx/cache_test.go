@@ -91,6 +91,19 @@ func answers(t *testing.T, s *influx.Store, w tsdb.Window) string {
 		}
 		fmt.Fprintf(&b, "list total=%d %v\n", page.Total, ids)
 	}
+	for _, groupBy := range [][]tsdb.Dimension{
+		{tsdb.DimToolName, tsdb.DimOperationMode}, // from day sums
+		{tsdb.DimDay, tsdb.DimToolID},             // from day sums
+		{tsdb.DimHour},                            // from hours
+	} {
+		q := tsdb.AggregateQuery{GroupBy: groupBy, Order: tsdb.OrderByCount, Limit: 1000,
+			Filter: tsdb.OperationFilter{Start: w.Start, End: &w.End, ToolID: w.ToolID}}
+		got, err := s.Aggregate(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "aggregate %v %+v\n", groupBy, got)
+	}
 	first, ok, err := s.FirstOperationTime(ctx, w.ToolID)
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -264,9 +265,13 @@ func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.Aggr
 	}
 	var rows []query.HourRow
 	var err error
-	if s.ops != nil {
+	switch {
+	case s.ops != nil && !slices.Contains(q.GroupBy, tsdb.DimHour):
+		// Grouped by tool, mode or day: a cached day comes as its sums.
+		rows, err = s.ops.DayRows(ctx, lo, hi, q.Filter.ToolID)
+	case s.ops != nil:
 		rows, err = s.ops.HourRows(ctx, lo, hi, q.Filter.ToolID)
-	} else {
+	default:
 		rows, err = s.q.ReadHours(ctx, "aggregate hours", lo, hi, q.Filter.ToolID)
 	}
 	if err != nil {

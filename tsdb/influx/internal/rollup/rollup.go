@@ -331,6 +331,13 @@ func (c *Cache[R, K]) HourRows(ctx context.Context, lo, hi time.Time, toolID str
 	return c.hourRows(ctx, lo, hi, toolID, false)
 }
 
+// DayRows answers as HourRows for a caller that needs no row's hour but
+// its UTC day (a grouping by tool, mode or day): a whole cached UTC day may
+// come as one row per key holding the day's sums, 24 times fewer rows.
+func (c *Cache[R, K]) DayRows(ctx context.Context, lo, hi time.Time, toolID string) ([]R, error) {
+	return c.hourRows(ctx, lo, hi, toolID, true)
+}
+
 // hourRows answers as HourRows; with days, whole cached UTC days may come
 // as one row per key (see hourCache.lookup).
 func (c *Cache[R, K]) hourRows(ctx context.Context, lo, hi time.Time, toolID string, days bool) ([]R, error) {
