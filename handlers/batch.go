@@ -22,7 +22,7 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 	// object fails that pass, and the items are then taken one by one so
 	// that the 422 names each bad one.
 	var items []map[string]json.RawMessage
-	if v := body.raw("operations", false); v != nil && v[0] == '[' && json.Unmarshal(v, &items) == nil {
+	if v := body.raw("operations", false); v != nil && v[0] == '[' && objectItems(v, &items) {
 		if len(items) < 1 || len(items) > api.MaxBatchOperations {
 			items = nil
 			body.array("operations", 1, api.MaxBatchOperations) // reports the length
@@ -69,6 +69,27 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 		return nil, &validationError{errs: errs}
 	}
 	return ops, nil
+}
+
+// objectItems sets *items to the members of every item of v, a valid JSON
+// array (a field of a body decodeObject took), nil for a null item, as
+// json.Unmarshal into a []map[string]json.RawMessage does; it answers false
+// when an item is neither an object nor null.
+func objectItems(v json.RawMessage, items *[]map[string]json.RawMessage) bool {
+	elems, _ := elements(v)
+	out := make([]map[string]json.RawMessage, len(elems))
+	for i, e := range elems {
+		if string(e) == "null" {
+			continue
+		}
+		fields, ok := members(e)
+		if !ok {
+			return false
+		}
+		out[i] = fields
+	}
+	*items = out
+	return true
 }
 
 // array decodes a field that must be a JSON array of min..max items.

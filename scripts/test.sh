@@ -59,7 +59,7 @@ for m in "${modules[@]:1}"; do (cd "$m" && go test "${race[@]}" -count=1 -timeou
 # corpus (handlers/testdata/fuzz); a crasher fails the run and is written
 # there as a new seed.
 fuzztime="${OMNIMEMORY_FUZZTIME:-5s}"
-for target in FuzzDecodeOperation FuzzDecodeBatch FuzzDecodeBatchSameAsOneByOne FuzzOperationFilter FuzzAggregateQuery FuzzHandlers FuzzOTLPMetrics; do
+for target in FuzzDecodeOperation FuzzDecodeBatch FuzzDecodeBatchSameAsOneByOne FuzzScanAsEncodingJSON FuzzOperationFilter FuzzAggregateQuery FuzzHandlers FuzzOTLPMetrics; do
 	echo "== fuzz $target for $fuzztime"
 	go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" ./handlers/
 done

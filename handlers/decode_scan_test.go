@@ -1,0 +1,63 @@
+package handlers
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// scanSeeds are JSON texts whose members and elements must come out as
+// encoding/json decodes them: escapes in names and values, a name given
+// twice, invalid UTF-8, nesting, space everywhere JSON allows it.
+var scanSeeds = []string{
+	`{}`, ` { } `, `[]`, ` [ ] `, `null`, `1`, `"x"`, `true`,
+	`{"a":1,"b":"two","c":null,"d":[1,{"e":"]"}],"f":{"g":"}"},"h":-1.5e+3,"i":true,"j":false}`,
+	" \t\n{ \"a\" :\r\n 1 , \"b\"\t:\t[ 1 , 2 ] ,\"c\": { \"d\" : \"e\" } } \n",
+	`{"a":1,"a":2}`, `{"\u0061":"\"quoted\" \\ and \/"}`, `{"a\"b":"c\\"}`, "{\"\xff\":\"\xfe\"}",
+	`{"nested":[[[[{"x":[]}]]]],"s":"[{,:}]"}`, `[{"a":1},null,{"b":[null]}, {} ]`, `[1,"2",[3],{"4":4}]`,
+	`{"operations":[{"session_id":"s","parameters":{"k":"v"}},null]}`, `{"a":"\ud83d\ude00","b":"é"}`,
+}
+
+// checkScanAsEncodingJSON fails t when members or elements answer data
+// otherwise than encoding/json.
+func checkScanAsEncodingJSON(t *testing.T, data []byte) {
+	if !json.Valid(data) {
+		return
+	}
+	var wantObj map[string]json.RawMessage
+	objErr := json.Unmarshal(data, &wantObj)
+	gotObj, ok := members(data)
+	if ok != (objErr == nil && wantObj != nil) || ok && !reflect.DeepEqual(gotObj, wantObj) {
+		t.Fatalf("members(%q) = %q, %v; encoding/json %q, %v", data, gotObj, ok, wantObj, objErr)
+	}
+	var wantArr []json.RawMessage
+	arrErr := json.Unmarshal(data, &wantArr)
+	gotArr, ok := elements(data)
+	if ok != (arrErr == nil && wantArr != nil) || ok && len(gotArr)+len(wantArr) > 0 && !reflect.DeepEqual(gotArr, wantArr) {
+		t.Fatalf("elements(%q) = %q, %v; encoding/json %q, %v", data, gotArr, ok, wantArr, arrErr)
+	}
+	var wantItems []map[string]json.RawMessage
+	itemsErr := json.Unmarshal(data, &wantItems)
+	if gotArr != nil || ok {
+		var gotItems []map[string]json.RawMessage
+		ok := objectItems(data, &gotItems)
+		if ok != (itemsErr == nil) || ok && len(gotItems)+len(wantItems) > 0 && !reflect.DeepEqual(gotItems, wantItems) {
+			t.Fatalf("objectItems(%q) = %q, %v; encoding/json %q, %v", data, gotItems, ok, wantItems, itemsErr)
+		}
+	}
+}
+
+func TestScanAsEncodingJSON(t *testing.T) {
+	for _, s := range scanSeeds {
+		checkScanAsEncodingJSON(t, []byte(s))
+	}
+	checkScanAsEncodingJSON(t, batchBody(50))
+}
+
+func FuzzScanAsEncodingJSON(f *testing.F) {
+	for _, s := range scanSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add(batchBody(3))
+	f.Fuzz(checkScanAsEncodingJSON)
+}
