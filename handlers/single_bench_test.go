@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,4 +79,67 @@ func BenchmarkSingleOperation(b *testing.B) {
 		}()
 		run(b, h)
 	})
+}
+
+// BenchmarkBatchOperations measures POST /track/tool-operations through the
+// whole HTTP stack on the embedded store, as omnimemory-load's batch phase
+// sends it: 4 concurrent clients, 5,000 operations a request (of 50
+// sessions and 2,500 files, created_at in the last hour); ops/s is the
+// figure to read, and the harness of a CPU profile of batch ingest
+// (-cpuprofile).
+func BenchmarkBatchOperations(b *testing.B) {
+	const size = api.MaxBatchOperations
+	now := time.Now().UTC()
+	bodies := make([][]byte, 8)
+	for i := range bodies {
+		ops := make([]map[string]any, size)
+		for j := range ops {
+			n := i*size + j
+			ops[j] = op(map[string]any{
+				"session_id":     fmt.Sprintf("3f1c2a9e-5b7d-4e21-9a4f-%012d", n%50),
+				"operation_mode": api.OperationModes[n%4],
+				"parameters":     map[string]any{"symbol": "Handler", "n": n},
+				"file_path":      fmt.Sprintf("src/pkg%d/file%d.go", n%25, n%2500),
+				"created_at":     now.Add(-time.Hour + time.Duration(n)*time.Millisecond/10).Format(time.RFC3339Nano),
+			})
+		}
+		body, err := json.Marshal(map[string]any{"operations": ops})
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies[i] = body
+	}
+	store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "m.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, svc := newStack(store, exporter.Options{Registerer: prometheus.NewRegistry()}, handlers.Options{})
+	defer func() {
+		_ = svc.Close(context.Background())
+		_ = store.Close()
+	}()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	c := &http.Client{Timeout: time.Minute}
+	defer c.CloseIdleConnections()
+	var next atomic.Int64
+	b.SetParallelism(2) // 4 clients on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			body := bodies[next.Add(1)%int64(len(bodies))]
+			resp, err := c.Post(srv.URL+api.PathTrackOperations, "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("%s", resp.Status)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "ops/s")
 }
