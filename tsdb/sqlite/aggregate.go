@@ -32,6 +32,7 @@ var dialect = sqlq.Dialect{
 	HourlyAll:      "op_rollup_hourly_all",
 	LowCardinality: "+",
 	Greatest:       "max",
+	FileDaySeek:    true,
 }
 
 // uuidText writes a 16-byte id as the lower-case hyphenated text of the

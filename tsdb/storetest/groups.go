@@ -374,3 +374,44 @@ func testAggregateRandomized(t *testing.T, s tsdb.Store) {
 		t.Fatal("test data: no operation without a file path")
 	}
 }
+
+// testAggregateFilesOverDays compares the groups by file path alone with
+// the brute force over windows of whole days and partial edge days (where
+// stores read the day rollup per file), in every order, with limits that
+// cut the ranking short: a file path that is the empty text is a group of
+// its own, apart from the operations without one; the window's edges add
+// files that no whole day holds, and some figures tie.
+func testAggregateFilesOverDays(t *testing.T, s tsdb.Store) {
+	g := newIDs(61)
+	sess := g.next()
+	files := []*string{nil, ptr(""), ptr("a.go"), ptr("b.go"), ptr("é.go"), ptr("edge.go")}
+	var ops []tsdb.Operation
+	for i := range 96 {
+		file := files[i%5]
+		when := at(-24+i, 17, 0, 0) // four days, one operation an hour
+		if i%23 == 0 {
+			file = files[5] // only at the window's edges
+		}
+		op := g.mk(opSpec{session: sess, tool: api.ToolRead, mode: "full", toolID: "claude-code", at: when,
+			orig: int64(100 * (i % 4)), act: int64(10 * (i % 3)), rt: float64(i%8) / 4})
+		op.FilePath = file
+		if i%3 < 2 {
+			op.CacheHit = ptr(i%3 == 1)
+		}
+		ops = append(ops, op)
+	}
+	writeBatches(t, s, ops, 40)
+	for i, w := range [][2]time.Time{
+		{at(-24, 0, 0, 0), at(72, 0, 0, 0)},  // whole days only
+		{at(-19, 30, 0, 0), at(50, 5, 0, 0)}, // edge days read raw
+		{at(-2, 0, 0, 0), at(69, 59, 0, 0)},  // edge days: the day's rollup less the rest
+		{at(-24, 0, 0, 0), at(-1, 17, 0, 1)}, // one whole day, ending on an operation
+		{at(100, 0, 0, 0), at(150, 0, 0, 0)}, // whole days after every operation
+	} {
+		for order := range tsdb.OrderByKey + 1 {
+			q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath}, Order: order, Limit: []int{1, 2, 100}[(i+int(order))%3],
+				Filter: tsdb.OperationFilter{Start: &w[0], End: &w[1]}}
+			checkGroups(t, s, q, bruteGroups(ops, nil, q))
+		}
+	}
+}

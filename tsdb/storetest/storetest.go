@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 		{"Aggregate/HandComputed", testAggregateHand},
 		{"Aggregate/Empty", testAggregateEmpty},
 		{"Aggregate/RandomizedEquivalence", testAggregateRandomized},
+		{"Aggregate/FilesOverDays", testAggregateFilesOverDays},
 		{"FirstOperationTime", testFirstOperationTime},
 		{"Sessions/CreateAndGet", testSessionCreateGet},
 		{"Sessions/GetUnknown", testSessionGetUnknown},

@@ -143,7 +143,8 @@ func (d *Dialect) keyColumn(q *Query, p partTable, dim tsdb.Dimension) string {
 // answers it; its raw rows otherwise. A project comes from the session,
 // joined once per session, not per operation. The database groups and
 // ranks, and answers the first q.Limit groups and the number of all of
-// them. Rollup plans read no raw row before the raw horizon hz (see
+// them (by file path alone, in a dialect that can, it ranks before it sums:
+// see rankedFiles). Rollup plans read no raw row before the raw horizon hz (see
 // Horizon.Consistent): an edge hour, or an edge day of a day-only rollup,
 // that starts before it counts whole; a grouping read from raw rows counts
 // the raw rows that remain.
@@ -161,6 +162,50 @@ func (d *Dialect) groupOperations(ctx context.Context, query QueryFunc, q tsdb.A
 	if len(p.parts) == 0 {
 		return out, nil
 	}
+	stmt, args, ok := d.rankedFiles(q, p)
+	if !ok {
+		stmt, args = d.groupStatement(q, p)
+	}
+	rows, done, err := query(ctx, stmt, args...)
+	if err != nil {
+		return out, err
+	}
+	defer done()
+	texts := make([]sql.NullString, len(q.GroupBy))
+	starts := make([]int64, len(q.GroupBy))
+	dest := make([]any, 0, len(q.GroupBy)+len(operationGroups.Sums)+1)
+	for i, dim := range q.GroupBy {
+		if _, isTime := dim.Step(); isTime {
+			dest = append(dest, &starts[i])
+		} else {
+			dest = append(dest, &texts[i])
+		}
+	}
+	var g tsdb.AggregateGroup
+	dest = append(dest, &g.Count, &g.TokensOriginal, &g.TokensActual, &g.TokensPrevented, &g.ResponseTimeSumMs,
+		&g.Cache.Lookups, &g.Cache.Hits, &out.TotalGroups)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return out, err
+		}
+		group := g
+		group.Key = make([]tsdb.KeyValue, len(q.GroupBy))
+		for i, dim := range q.GroupBy {
+			if _, isTime := dim.Step(); isTime {
+				group.Key[i] = tsdb.KeyValue{Start: time.UnixMicro(starts[i]).UTC()}
+			} else {
+				group.Key[i] = tsdb.KeyValue{Null: !texts[i].Valid, Text: texts[i].String}
+			}
+		}
+		out.Groups = append(out.Groups, group)
+	}
+	return out, rows.Err()
+}
+
+// groupStatement writes the statement of p's plan of q: the parts of its
+// window grouped by the key, ranked, the first q.Limit groups (see
+// GroupOperations).
+func (d *Dialect) groupStatement(q tsdb.AggregateQuery, p groupPlan) (string, []any) {
 	sq := d.NewQuery()
 	f := Filter{ToolID: q.Filter.ToolID, ToolName: q.Filter.ToolName, Mode: q.Filter.OperationMode, SessionID: q.Filter.SessionID}
 	allKeys := !slices.ContainsFunc(q.GroupBy, func(dim tsdb.Dimension) bool { _, t := dim.Step(); return !t }) && f == (Filter{})
@@ -198,51 +243,126 @@ func (d *Dialect) groupOperations(ctx context.Context, query QueryFunc, q tsdb.A
 	if figure := groupOrder(d, q.Order); figure != "" {
 		order = append([]string{figure + " DESC"}, order...)
 	}
-	stmt := "SELECT " + strings.Join(keys, ", ") + ", " + strings.Join(d.sumColumns(operationGroups), ", ") + ", count(*) OVER ()" +
+	return "SELECT " + strings.Join(keys, ", ") + ", " + strings.Join(d.sumColumns(operationGroups), ", ") + ", count(*) OVER ()" +
 		from + " GROUP BY " + strings.Join(groupBy, ", ") +
 		" HAVING sum(s0) <> 0" + // a key that Subtract parts cancel held no row in the window
-		" ORDER BY " + strings.Join(order, ", ") + " LIMIT " + sq.Arg(q.Limit)
+		" ORDER BY " + strings.Join(order, ", ") + " LIMIT " + sq.Arg(q.Limit), sq.Args
+}
 
-	rows, done, err := query(ctx, stmt, sq.Args...)
-	if err != nil {
-		return out, err
+// maxSeekDays bounds the whole days whose rows rankedFiles seeks, one per
+// day and ranked file; a longer window groups them all.
+const maxSeekDays = 400
+
+// rankedFiles writes the statement of q when it groups by file path alone,
+// from the day rollup per file (see keyedRollup), in a dialect that seeks
+// that rollup's rows by (day, file_null, file_path) (Dialect.FileDaySeek),
+// over at most maxSeekDays whole days; ok is false otherwise.
+//
+// Grouping sorts every day row of the window (a day row per file and day),
+// and a sort's cost grows with the width of what it sorts, so the
+// statement ranks first (ranked: every part of the plan grouped by file
+// with only the sums that rank, then the first q.Limit files and the number
+// of all), then sums the totals of those files alone: their day rows found
+// by seeks, one per file and day, and the raw rows of the window's edges.
+// One statement reads one snapshot, so both agree. Its answer is
+// groupStatement's, column for column.
+func (d *Dialect) rankedFiles(q tsdb.AggregateQuery, p groupPlan) (stmt string, args []any, ok bool) {
+	if !d.FileDaySeek || p.series.Daily != fileGroups.Daily || !slices.Equal(q.GroupBy, []tsdb.Dimension{tsdb.DimFilePath}) {
+		return "", nil, false
 	}
-	defer done()
-	texts := make([]sql.NullString, len(q.GroupBy))
-	starts := make([]int64, len(q.GroupBy))
-	dest := make([]any, 0, len(q.GroupBy)+len(operationGroups.Sums)+1)
-	for i, dim := range q.GroupBy {
-		if _, isTime := dim.Step(); isTime {
-			dest = append(dest, &starts[i])
-		} else {
-			dest = append(dest, &texts[i])
-		}
-	}
-	var g tsdb.AggregateGroup
-	dest = append(dest, &g.Count, &g.TokensOriginal, &g.TokensActual, &g.TokensPrevented, &g.ResponseTimeSumMs,
-		&g.Cache.Lookups, &g.Cache.Hits, &out.TotalGroups)
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return out, err
-		}
-		group := g
-		group.Key = make([]tsdb.KeyValue, len(q.GroupBy))
-		for i, dim := range q.GroupBy {
-			if _, isTime := dim.Step(); isTime {
-				group.Key[i] = tsdb.KeyValue{Start: time.UnixMicro(starts[i]).UTC()}
-			} else {
-				group.Key[i] = tsdb.KeyValue{Null: !texts[i].Valid, Text: texts[i].String}
+	var days []int64
+	var raw []tsdb.Part
+	for _, pt := range p.parts {
+		switch {
+		case pt.Source == tsdb.FromRaw:
+			raw = append(raw, pt)
+		case pt.NoLower || int64(len(days))+(pt.Hi-pt.Lo)/tsdb.MicrosPerDay > maxSeekDays:
+			return "", nil, false
+		default:
+			for day := pt.Lo; day < pt.Hi; day += tsdb.MicrosPerDay {
+				days = append(days, day)
 			}
 		}
-		out.Groups = append(out.Groups, group)
 	}
-	return out, rows.Err()
+	if len(days) == 0 {
+		return "", nil, false
+	}
+	sq := d.NewQuery()
+	key := func(sq *Query, pt partTable) []string { return []string{d.keyColumn(sq, pt, tsdb.DimFilePath)} }
+	// The ranking groups by the path's text, then whether there is none:
+	// a sort whose first key is never null compares its keys faster.
+	textKey := func(_ *Query, pt partTable) []string {
+		if pt.table == fileGroups.Daily {
+			return []string{"file_path", "file_null"}
+		}
+		return []string{"coalesce(file_path, '')", "CASE WHEN file_path IS NULL THEN 1 ELSE 0 END"}
+	}
+	order := func(figure string) string {
+		if figure == "" {
+			return " ORDER BY g0 NULLS FIRST"
+		}
+		return " ORDER BY " + figure + " DESC, g0 NULLS FIRST"
+	}
+
+	need := orderSums(q.Order)
+	narrow := p.series
+	narrow.Sums = make([]Sum, len(need))
+	for j, i := range need {
+		narrow.Sums[j] = p.series.Sums[i]
+	}
+	figure := rankFigure(d, q.Order, func(i int) string { return "sum(s" + strconv.Itoa(slices.Index(need, i)) + ")" })
+	ranked := "SELECT CASE WHEN parts.k1 = 1 THEN NULL ELSE parts.k0" + d.TextCollate + " END AS g0, count(*) OVER () AS n FROM (" +
+		d.unionParts(sq, narrow, p.parts, Filter{}, false, textKey) + ") AS parts GROUP BY parts.k0, parts.k1 HAVING sum(s0) <> 0" +
+		order(figure) + " LIMIT " + sq.Arg(q.Limit)
+
+	values := make([]string, len(days))
+	for i, day := range days {
+		values[i] = "(" + sq.Arg(d.Time(time.UnixMicro(day))) + ")"
+	}
+	sums := make([]string, len(p.series.Sums))
+	for i, sum := range p.series.Sums {
+		sums[i] = "sum(f." + sum.Rollup + ") AS s" + strconv.Itoa(i)
+	}
+	union := "SELECT CASE WHEN f.file_null = 1 THEN NULL ELSE f.file_path END AS k0, " + strings.Join(sums, ", ") +
+		" FROM ranked CROSS JOIN (VALUES " + strings.Join(values, ", ") + ") AS days" +
+		" JOIN " + fileGroups.Daily + " AS f ON f.day = days.column1" +
+		" AND f.file_null = CASE WHEN ranked.g0 IS NULL THEN 1 ELSE 0 END AND f.file_path = coalesce(ranked.g0, '')" +
+		" GROUP BY k0"
+	if len(raw) > 0 {
+		union += " UNION ALL " + d.unionParts(sq, p.series, raw, Filter{}, false, key)
+	}
+	return "WITH ranked AS MATERIALIZED (" + ranked + ")" +
+		" SELECT parts.k0" + d.TextCollate + " AS g0, " + strings.Join(d.sumColumns(operationGroups), ", ") + ", (SELECT n FROM ranked LIMIT 1)" +
+		" FROM (" + union + ") AS parts" +
+		" WHERE parts.k0 IN (SELECT g0 FROM ranked) OR parts.k0 IS NULL AND EXISTS (SELECT 1 FROM ranked WHERE g0 IS NULL)" +
+		" GROUP BY g0 HAVING sum(s0) <> 0" + order(groupOrder(d, q.Order)), sq.Args, true
 }
 
 // groupOrder writes the figure that ranks groups in order o ("" for the key
-// alone).
+// alone), over the outer sums of operationGroups' s0, s1, ...
 func groupOrder(d *Dialect, o tsdb.AggregateOrder) string {
-	sum := func(i int) string { return "sum(s" + strconv.Itoa(i) + ")" }
+	return rankFigure(d, o, func(i int) string { return "sum(s" + strconv.Itoa(i) + ")" })
+}
+
+// orderSums are the positions of operationGroups' sums that rank groups in
+// order o, the count first (it tells the groups with operations).
+func orderSums(o tsdb.AggregateOrder) []int {
+	switch o {
+	case tsdb.OrderByTokensPrevented:
+		return []int{sumCount, sumPrevented}
+	case tsdb.OrderByTokensOriginal:
+		return []int{sumCount, sumOriginal}
+	case tsdb.OrderByTokensActual:
+		return []int{sumCount, sumActual}
+	case tsdb.OrderByAvgResponseTime:
+		return []int{sumCount, sumResponseTime}
+	}
+	return []int{sumCount}
+}
+
+// rankFigure writes the figure of order o ("" for the key alone); sum(i)
+// writes the total of operationGroups' i-th sum.
+func rankFigure(d *Dialect, o tsdb.AggregateOrder, sum func(i int) string) string {
 	switch o {
 	case tsdb.OrderByTokensPrevented:
 		return sum(sumPrevented)

@@ -54,6 +54,11 @@ type Dialect struct {
 	// so that it orders byte by byte, as Go compares strings: "" where that
 	// is the default, else a COLLATE clause.
 	TextCollate string
+	// FileDaySeek: the day rollup per file (op_rollup_file_daily) is keyed
+	// by (day, file_null, file_path), so that a file's row of a day is
+	// found by a seek; an aggregate by file path then ranks the files
+	// before it reads their totals (see Dialect.GroupOperations).
+	FileDaySeek bool
 	// LowCardinality goes before tool_name and operation_mode where a
 	// raw-row condition should not use their indexes ("+" on SQLite, whose
 	// planner otherwise prefers them to the created_at range).

@@ -31,7 +31,8 @@ var numbered = Dialect{
 
 // TestPlaceholdersFollowArguments: every statement numbers its
 // placeholders 1, 2, 3... in the order of its arguments, also when a bucket
-// expression takes arguments of its own between the conditions.
+// expression takes arguments of its own between the conditions, and when a
+// grouping by file ranks the files before it seeks their days.
 func TestPlaceholdersFollowArguments(t *testing.T) {
 	day0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
 	start := day0.Add(17 * time.Minute)
@@ -65,17 +66,21 @@ func TestPlaceholdersFollowArguments(t *testing.T) {
 		}
 	}
 	captured := errors.New("captured")
-	for _, dims := range [][]tsdb.Dimension{
-		{tsdb.DimHour}, {tsdb.DimDay, tsdb.DimToolID}, {tsdb.DimFilePath}, {tsdb.DimFilePath, tsdb.DimDay},
-		{tsdb.DimProjectID, tsdb.DimSessionID, tsdb.DimHour},
-	} {
-		for _, f := range []tsdb.OperationFilter{{Start: &start, End: &end}, {End: &end, ToolID: "cursor", ToolName: "read"}, {SessionID: &sess}} {
-			_, err := numbered.GroupOperations(t.Context(), func(_ context.Context, sql string, args ...any) (Rows, func(), error) {
-				check(fmt.Sprintf("group operations %v %+v", dims, f), sql, args)
-				return nil, nil, captured
-			}, new(Horizon), tsdb.AggregateQuery{GroupBy: dims, Filter: f, Limit: 10})
-			if !errors.Is(err, captured) {
-				t.Fatalf("group operations %v: %v", dims, err)
+	seeking := numbered
+	seeking.FileDaySeek = true
+	for _, d := range []Dialect{numbered, seeking} {
+		for _, dims := range [][]tsdb.Dimension{
+			{tsdb.DimHour}, {tsdb.DimDay, tsdb.DimToolID}, {tsdb.DimFilePath}, {tsdb.DimFilePath, tsdb.DimDay},
+			{tsdb.DimProjectID, tsdb.DimSessionID, tsdb.DimHour},
+		} {
+			for _, f := range []tsdb.OperationFilter{{Start: &start, End: &end}, {End: &end, ToolID: "cursor", ToolName: "read"}, {SessionID: &sess}} {
+				_, err := d.GroupOperations(t.Context(), func(_ context.Context, sql string, args ...any) (Rows, func(), error) {
+					check(fmt.Sprintf("group operations %v %+v (file day seek %v)", dims, f, d.FileDaySeek), sql, args)
+					return nil, nil, captured
+				}, new(Horizon), tsdb.AggregateQuery{GroupBy: dims, Filter: f, Limit: 10})
+				if !errors.Is(err, captured) {
+					t.Fatalf("group operations %v: %v", dims, err)
+				}
 			}
 		}
 	}
