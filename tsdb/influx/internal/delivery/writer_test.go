@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -36,9 +37,39 @@ func TestSlotsUniqueAndOverflow(t *testing.T) {
 			CreatedAt: at.Add(time.Duration(i) * time.Microsecond)}
 		s.Assign(&op)
 	}
-	if len(s.used) > 16 {
-		t.Fatalf("%d keys kept, bound 16", len(s.used))
+	if n := s.len(); n > 16 {
+		t.Fatalf("%d keys kept, bound 16", n)
 	}
+}
+
+// TestSlotsMemory holds the table's bound in bytes: a full table of
+// keys with one point each, as batches of distinct sessions and
+// microseconds fill it, stays within a few MB.
+func TestSlotsMemory(t *testing.T) {
+	const keys = 1 << 16
+	ops := make([]tsdb.Operation, keys+keys/4)
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range ops {
+		ops[i] = tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: "full", ToolID: "x",
+			CreatedAt: at.Add(time.Duration(i) * time.Microsecond)}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := NewSlots(keys)
+	for i := range ops {
+		s.Assign(&ops[i])
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if n := s.len(); n != keys {
+		t.Fatalf("%d keys kept, want %d", n, keys)
+	}
+	if held := int64(after.HeapAlloc) - int64(before.HeapAlloc); held > 6<<20 {
+		t.Errorf("a full table of %d keys holds %.1f MB, want at most 6 MB", keys, float64(held)/(1<<20))
+	}
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(ops)
 }
 
 func TestSplitLines(t *testing.T) {
