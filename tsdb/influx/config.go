@@ -51,7 +51,8 @@ type Config struct {
 	// Defaults 100 ms and 30 s.
 	RetryMin, RetryMax time.Duration
 	// SlotKeys bounds the table of recently used (series, microsecond)
-	// keys that keeps point keys unique. Default 65536.
+	// keys that keeps point keys unique, about 45 bytes per key. Default
+	// 65536.
 	SlotKeys int
 
 	// CacheTTL is how long the hourly rollup caches (internal/rollup, one

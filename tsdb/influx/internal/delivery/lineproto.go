@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -88,20 +89,31 @@ func (w *Encoder) end(t int64) {
 	w.b = append(w.b, '\n')
 }
 
-// operationSeries answers the series key of op (without dup), the key the
-// slot allocator works on.
-func operationSeries(op *tsdb.Operation) string {
-	return op.OperationMode + "\x00" + op.SessionID.String() + "\x00" + op.ToolID + "\x00" + op.ToolName
+// operationSeries hashes the series key of op (without dup), the key the
+// slot allocator works on, into h.
+func operationSeries(h *maphash.Hash, op *tsdb.Operation) {
+	h.WriteString(op.OperationMode)
+	h.WriteByte(0)
+	h.Write(op.SessionID[:])
+	h.WriteByte(0)
+	h.WriteString(op.ToolID)
+	h.WriteByte(0)
+	h.WriteString(op.ToolName)
 }
 
-// spendSeries answers the series key of p (without dup) for Slots; its
-// first byte keeps it apart from every operation's.
-func spendSeries(p *tsdb.SpendPoint) string {
-	sess := ""
+// spendSeries hashes the series key of p (without dup) for Slots into h;
+// its first byte keeps it apart from every operation's.
+func spendSeries(h *maphash.Hash, p *tsdb.SpendPoint) {
+	h.WriteByte(1)
+	h.WriteString(schema.Spend)
+	h.WriteByte(0)
+	h.WriteString(p.ToolID)
+	h.WriteByte(0)
+	h.WriteString(p.Model)
+	h.WriteByte(0)
 	if p.SessionID != nil {
-		sess = p.SessionID.String()
+		h.Write(p.SessionID[:])
 	}
-	return "\x01" + schema.Spend + "\x00" + p.ToolID + "\x00" + p.Model + "\x00" + sess
 }
 
 // Spend appends p as one point of schema.Spend at time p.Time + offset ns,
@@ -203,18 +215,21 @@ func (w *Encoder) SessionEvent(event, sessionID, toolID string, at time.Time, s 
 //
 // The table is bounded (maxKeys, oldest key evicted first): operations
 // reusing a key evicted long ago fall back to the hash odds above.
+//
+// A key is kept as a 64-bit hash of (series, dup, microsecond), and its
+// taken offsets as the one offset until a second is taken, then as a set:
+// nearly every key holds one point, so the default 65,536 keys take about
+// 3 MB rather than the 30 MB of their series strings and sets. Two keys
+// whose hashes collide share their offsets, which keeps each one's unique.
 type Slots struct {
+	seed maphash.Seed
+
 	mu    sync.Mutex
-	used  map[slotKey]*slotSet
-	order []slotKey // ring of keys in insertion order, for eviction
+	one   map[uint64]uint16   // keys with one offset taken: that offset
+	many  map[uint64]*slotSet // keys with more offsets taken
+	order []uint64            // ring of keys in insertion order, for eviction
 	next  int
 	max   int
-}
-
-type slotKey struct {
-	series string
-	dup    int
-	micros int64
 }
 
 type slotSet [16]uint64 // 1024 bits, 1000 used
@@ -223,12 +238,15 @@ const slotsPerMicro = 1000
 
 // NewSlots answers a table that remembers at most maxKeys keys.
 func NewSlots(maxKeys int) *Slots {
-	return &Slots{used: make(map[slotKey]*slotSet), max: maxKeys}
+	return &Slots{seed: maphash.MakeSeed(), one: map[uint64]uint16{}, many: map[uint64]*slotSet{}, max: maxKeys}
 }
 
 // Assign answers the offset and dup series for op.
 func (s *Slots) Assign(op *tsdb.Operation) (offset, dup int) {
-	return s.assign(operationSeries(op), op.CreatedAt, op.ID)
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	operationSeries(&h, op)
+	return s.assign(h.Sum64(), op.CreatedAt, op.ID)
 }
 
 // AssignSpend answers the offset and dup series for p. A spend point's id
@@ -237,38 +255,64 @@ func (s *Slots) Assign(op *tsdb.Operation) (offset, dup int) {
 // ledger does not catch (another replica's) most likely lands on the same
 // point key and overwrites the first copy.
 func (s *Slots) AssignSpend(p *tsdb.SpendPoint) (offset, dup int) {
-	return s.assign(spendSeries(p), p.Time, p.ID)
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	spendSeries(&h, p)
+	return s.assign(h.Sum64(), p.Time, p.ID)
 }
 
-// assign answers the offset and dup series of a point of series at time
-// at, probing from the hash of id.
-func (s *Slots) assign(series string, at time.Time, id uuid.UUID) (offset, dup int) {
+// assign answers the offset and dup series of a point of the series
+// hashed to series at time at, probing from the hash of id.
+func (s *Slots) assign(series uint64, at time.Time, id uuid.UUID) (offset, dup int) {
 	micros := at.Truncate(time.Microsecond).UnixNano() / 1000
 	start := int(binary.BigEndian.Uint64(id[8:]) % slotsPerMicro)
+	var b [24]byte
+	binary.LittleEndian.PutUint64(b[:8], series)
+	binary.LittleEndian.PutUint64(b[16:], uint64(micros))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for dup = 0; ; dup++ {
-		k := slotKey{series, dup, micros}
-		set := s.used[k]
-		if set == nil {
-			set = new(slotSet)
-			s.insert(k, set)
+		binary.LittleEndian.PutUint64(b[8:16], uint64(dup))
+		k := maphash.Bytes(s.seed, b[:])
+		if set := s.many[k]; set != nil {
+			if d, ok := set.take(start); ok {
+				return d, dup
+			}
+			continue
 		}
-		if d, ok := set.take(start); ok {
-			return d, dup
+		d, ok := s.one[k]
+		if !ok {
+			s.insert(k)
+			s.one[k] = uint16(start)
+			return start, dup
 		}
+		set := new(slotSet)
+		set.take(int(d))
+		delete(s.one, k)
+		s.many[k] = set
+		d2, _ := set.take(start)
+		return d2, dup
 	}
 }
 
-func (s *Slots) insert(k slotKey, set *slotSet) {
+// insert notes new key k, evicting the oldest past the bound.
+func (s *Slots) insert(k uint64) {
 	if len(s.order) < s.max {
 		s.order = append(s.order, k)
-	} else {
-		delete(s.used, s.order[s.next])
-		s.order[s.next] = k
-		s.next = (s.next + 1) % s.max
+		return
 	}
-	s.used[k] = set
+	old := s.order[s.next]
+	delete(s.one, old)
+	delete(s.many, old)
+	s.order[s.next] = k
+	s.next = (s.next + 1) % s.max
+}
+
+// len answers the keys held.
+func (s *Slots) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.one) + len(s.many)
 }
 
 // take marks and answers the first free slot at or after start (wrapping).

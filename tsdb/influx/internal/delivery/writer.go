@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -512,14 +514,11 @@ func (w *Writer) deliver(entries []outbox.Entry) (done int, retryAfter time.Dura
 	}
 	var group func(lo, hi int) (int, time.Duration)
 	group = func(lo, hi int) (int, time.Duration) {
-		var body []byte
-		for i := lo; i < hi; i++ {
-			body = append(body, lps[i]...)
-		}
-		if len(body) == 0 {
+		body := lps[lo:hi]
+		if bodySize(body) == 0 {
 			return hi - lo, 0
 		}
-		werr := w.post(body)
+		werr := w.post(body...)
 		switch {
 		case werr == nil:
 			return hi - lo, 0
@@ -572,26 +571,19 @@ const (
 // written again with the same series, times and fields, which it makes
 // idempotent.
 func (w *Writer) postParallel(lps [][]byte) (ok bool, werr *writeErr) {
-	size := 0
-	for _, lp := range lps {
-		size += len(lp)
-	}
+	size := bodySize(lps)
 	n := min(deliveryParts, size/deliveryPartMin)
 	if n < 2 {
 		return false, nil
 	}
-	body := make([]byte, 0, size)
-	for _, lp := range lps {
-		body = append(body, lp...)
-	}
-	parts := splitLines(body, (size+n-1)/n)
+	parts := splitParts(lps, (size+n-1)/n)
 	if len(parts) < 2 {
 		return false, nil
 	}
 	errs := make([]*writeErr, len(parts))
 	var wg sync.WaitGroup
 	for i, part := range parts {
-		wg.Go(func() { errs[i] = w.post(part) })
+		wg.Go(func() { errs[i] = w.post(part...) })
 	}
 	wg.Wait()
 	for _, e := range errs {
@@ -600,6 +592,57 @@ func (w *Writer) postParallel(lps [][]byte) (ok bool, werr *writeErr) {
 		}
 	}
 	return werr == nil, werr
+}
+
+// bodySize answers the bytes of a request body of the slices b.
+func bodySize(b [][]byte) int {
+	n := 0
+	for _, s := range b {
+		n += len(s)
+	}
+	return n
+}
+
+// splitParts cuts the line protocol of lps (whole lines) into parts of at
+// most max bytes, as splitLines cuts their concatenation, each part the
+// slices of lps it spans: the records are not copied into one body.
+func splitParts(lps [][]byte, max int) [][][]byte {
+	var (
+		parts [][][]byte
+		cur   [][]byte
+		room  = max
+	)
+	next := func() {
+		parts = append(parts, cur)
+		cur, room = nil, max
+	}
+	for _, lp := range lps {
+		for len(lp) > 0 {
+			if len(lp) <= room {
+				cur = append(cur, lp)
+				room -= len(lp)
+				break
+			}
+			cut := bytes.LastIndexByte(lp[:room], '\n') + 1
+			if cut == 0 {
+				if len(cur) > 0 { // the next line starts the next part
+					next()
+					continue
+				}
+				// One line longer than max: a part of its own.
+				if cut = bytes.IndexByte(lp, '\n') + 1; cut == 0 {
+					cut = len(lp)
+				}
+			}
+			cur = append(cur, lp[:cut])
+			lp = lp[cut:]
+			next()
+		}
+	}
+	if len(cur) > 0 {
+		parts = append(parts, cur)
+	}
+	return parts
 }
 
 // postSplit sends one record too large for InfluxDB in halves (whole
@@ -659,8 +702,9 @@ func (e *writeErr) retry() bool {
 	return true
 }
 
-// post sends one line-protocol body to InfluxDB's v2 write endpoint.
-func (w *Writer) post(body []byte) *writeErr {
+// post sends one line-protocol body, the concatenation of body, to
+// InfluxDB's v2 write endpoint.
+func (w *Writer) post(body ...[]byte) *writeErr {
 	ctx, cancel := context.WithTimeout(w.ctx, w.opts.RequestTimeout)
 	defer cancel()
 	werr := w.doPost(ctx, body)
@@ -669,14 +713,28 @@ func (w *Writer) post(body []byte) *writeErr {
 		w.logWriteErr(werr)
 		return werr
 	}
-	w.metrics.batchSize.Observe(float64(bytes.Count(body, []byte("\n"))))
+	lines := 0
+	for _, b := range body {
+		lines += bytes.Count(b, []byte("\n"))
+	}
+	w.metrics.batchSize.Observe(float64(lines))
 	return nil
 }
 
-func (w *Writer) doPost(ctx context.Context, body []byte) *writeErr {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.writeURL, bytes.NewReader(body))
+func (w *Writer) doPost(ctx context.Context, body [][]byte) *writeErr {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.writeURL, http.NoBody)
 	if err != nil {
 		return &writeErr{kind: kindNetwork, msg: err.Error()}
+	}
+	if size := bodySize(body); size > 0 {
+		// net.Buffers reads its slices away: each body gets its own copy
+		// of the slice headers, never of the bytes.
+		req.ContentLength = int64(size)
+		req.GetBody = func() (io.ReadCloser, error) {
+			b := net.Buffers(slices.Clone(body))
+			return io.NopCloser(&b), nil
+		}
+		req.Body, _ = req.GetBody()
 	}
 	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
 	if w.opts.Token != "" {

@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -36,9 +38,39 @@ func TestSlotsUniqueAndOverflow(t *testing.T) {
 			CreatedAt: at.Add(time.Duration(i) * time.Microsecond)}
 		s.Assign(&op)
 	}
-	if len(s.used) > 16 {
-		t.Fatalf("%d keys kept, bound 16", len(s.used))
+	if n := s.len(); n > 16 {
+		t.Fatalf("%d keys kept, bound 16", n)
 	}
+}
+
+// TestSlotsMemory holds the table's bound in bytes: a full table of
+// keys with one point each, as batches of distinct sessions and
+// microseconds fill it, stays within a few MB.
+func TestSlotsMemory(t *testing.T) {
+	const keys = 1 << 16
+	ops := make([]tsdb.Operation, keys+keys/4)
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range ops {
+		ops[i] = tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: "full", ToolID: "x",
+			CreatedAt: at.Add(time.Duration(i) * time.Microsecond)}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := NewSlots(keys)
+	for i := range ops {
+		s.Assign(&ops[i])
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if n := s.len(); n != keys {
+		t.Fatalf("%d keys kept, want %d", n, keys)
+	}
+	if held := int64(after.HeapAlloc) - int64(before.HeapAlloc); held > 6<<20 {
+		t.Errorf("a full table of %d keys holds %.1f MB, want at most 6 MB", keys, float64(held)/(1<<20))
+	}
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(ops)
 }
 
 func TestSplitLines(t *testing.T) {
@@ -57,10 +89,59 @@ func TestSplitLines(t *testing.T) {
 	}
 }
 
+// TestSplitParts checks that the parts of records are the chunks of their
+// concatenation, without copying.
+func TestSplitParts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		var lps [][]byte
+		for range 1 + rng.IntN(5) {
+			var lp []byte
+			for range rng.IntN(6) {
+				lp = append(lp, strings.Repeat("x", rng.IntN(30))+"\n"...)
+			}
+			lps = append(lps, lp)
+		}
+		max := 1 + rng.IntN(60)
+		want := splitLines(joinBytes(lps), max)
+		got := splitParts(lps, max)
+		if len(got) != len(want) {
+			t.Fatalf("records %q, max %d: %d parts, want %d", lps, max, len(got), len(want))
+		}
+		for i, part := range got {
+			if j := joinBytes(part); string(j) != string(want[i]) {
+				t.Fatalf("records %q, max %d: part %d is %q, want %q", lps, max, i, j, want[i])
+			}
+		}
+	}
+}
+
 func joinBytes(bs [][]byte) []byte {
 	var out []byte
 	for _, b := range bs {
 		out = append(out, b...)
 	}
 	return out
+}
+
+// BenchmarkSlotsAssign assigns the offsets of batches of 5,000 operations
+// over 50 sessions, a microsecond each, as a full table sees them.
+func BenchmarkSlotsAssign(b *testing.B) {
+	s := NewSlots(1 << 16)
+	sessions := make([]uuid.UUID, 50)
+	for i := range sessions {
+		sessions[i] = uuid.New()
+	}
+	ops := make([]tsdb.Operation, 5000)
+	at := time.Now()
+	for i := range ops {
+		ops[i] = tsdb.Operation{ID: uuid.New(), SessionID: sessions[i%len(sessions)], ToolName: "read", OperationMode: "semantic",
+			ToolID: "claude-code", CreatedAt: at.Add(time.Duration(i) * 97 * time.Microsecond)}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		op := &ops[i%len(ops)]
+		op.CreatedAt = op.CreatedAt.Add(time.Second)
+		s.Assign(op)
+	}
 }
