@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -31,9 +32,17 @@ func notAnObject() error {
 
 const notAnObjectMsg = "Input should be a valid dictionary or object to extract fields from"
 
+// bodyLoc is the location prefix of a body's errors; fail copies it.
+var bodyLoc = []any{"body"}
+
 // decodeObject parses data as a JSON object. A body that is not JSON, or not
 // an object, is a 422.
 func decodeObject(data []byte) (*object, error) {
+	if json.Valid(data) {
+		if fields, ok := splitObject(data); ok {
+			return &object{fields: fields, loc: bodyLoc}, nil
+		}
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
 		var ute *json.UnmarshalTypeError
@@ -45,7 +54,101 @@ func decodeObject(data []byte) (*object, error) {
 	if fields == nil { // the body was the literal null
 		return nil, notAnObject()
 	}
-	return &object{fields: fields, loc: []any{"body"}}, nil
+	return &object{fields: fields, loc: bodyLoc}, nil
+}
+
+// splitObject answers the members of data, valid JSON, as json.Unmarshal
+// into a map of json.RawMessage would (the last of a repeated key wins),
+// without its reflection and copies: the values are data's own bytes. It
+// answers false, for json.Unmarshal to decide, when data is not an object
+// or a key is not plain ASCII (an escape, or another encoding, needs
+// json's decoding).
+func splitObject(data []byte) (map[string]json.RawMessage, bool) {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '{' {
+		return nil, false
+	}
+	fields := make(map[string]json.RawMessage, len(fieldNames))
+	if i = skipSpace(data, i+1); data[i] == '}' {
+		return fields, true
+	}
+	for {
+		j := i + 1 // data[i] is the key's opening quote
+		for data[j] != '"' {
+			if data[j] == '\\' || data[j] >= utf8.RuneSelf {
+				return nil, false
+			}
+			j++
+		}
+		key, ok := fieldNames[string(data[i+1:j])]
+		if !ok {
+			key = string(data[i+1 : j])
+		}
+		start := skipSpace(data, skipSpace(data, j+1)+1) // past the colon
+		end := skipValue(data, start)
+		fields[key] = data[start:end:end]
+		i = skipSpace(data, end)
+		if data[i] == '}' {
+			return fields, true
+		}
+		i = skipSpace(data, i+1) // past the comma
+	}
+}
+
+// fieldNames are the keys of the contract's request bodies, so that
+// splitObject allocates no string for them.
+var fieldNames = func() map[string]string {
+	names := map[string]string{}
+	for _, v := range []any{api.OperationRequest{}, api.BatchRequest{}, api.SessionRequest{}} {
+		t := reflect.TypeOf(v)
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			names[name] = name
+		}
+	}
+	return names
+}()
+
+// skipSpace answers the index of the first byte of data at or after i that
+// is not JSON whitespace.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue answers the index just past the JSON value starting at i in
+// data, which is valid JSON.
+func skipValue(data []byte, i int) int {
+	depth := 0
+	for ; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			for i++; data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+			if depth < 0 { // the end of the enclosing object: a literal ended
+				return i
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 func (o *object) fail(name, msg, typ string) {
