@@ -206,8 +206,16 @@ func (o *object) str(name string, required, nonEmpty bool, maxLen int) *string {
 	return &s
 }
 
-// enum decodes a string field that must be one of allowed.
+// enum decodes a string field that must be one of allowed; the answer
+// points into allowed.
 func (o *object) enum(name string, required bool, allowed []string) *string {
+	if v := o.fields[name]; len(v) > 2 && v[0] == '"' {
+		for i, a := range allowed {
+			if string(v[1:len(v)-1]) == a {
+				return &allowed[i]
+			}
+		}
+	}
 	s := o.str(name, required, false, 0)
 	if s == nil {
 		return nil

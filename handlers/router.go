@@ -339,9 +339,10 @@ func (i *instrumentation) wrap(route string, h http.Handler, timed bool) http.Ha
 	rs := &routeSeries{route: route, i: i, requests: map[routeCode]prometheus.Counter{}, duration: map[string]prometheus.Observer{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		span := trace.SpanFromContext(r.Context())
-		span.SetName(r.Method + " " + route)
-		span.SetAttributes(attribute.String("http.route", route))
+		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+			span.SetName(r.Method + " " + route)
+			span.SetAttributes(attribute.String("http.route", route))
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
 		method := methodLabel(r.Method)
