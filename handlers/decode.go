@@ -68,7 +68,7 @@ func splitObject(data []byte) (map[string]json.RawMessage, bool) {
 	if i == len(data) || data[i] != '{' {
 		return nil, false
 	}
-	fields := make(map[string]json.RawMessage, len(fieldNames))
+	fields := make(map[string]json.RawMessage, 14) // an operation's 13 fields fit without growth
 	if i = skipSpace(data, i+1); data[i] == '}' {
 		return fields, true
 	}
