@@ -68,6 +68,67 @@ type Metrics struct {
 
 	toolIDs *labelLimiter
 	models  *labelLimiter
+
+	seriesMu sync.RWMutex
+	series   map[seriesKey]*toolSeries // bound on first use
+}
+
+// seriesKey names the series an accepted operation bumps: its labels, and
+// which of the series that not every operation has it bumps.
+type seriesKey struct {
+	toolName, mode, toolID string
+	overspent              bool // tokens_overspent_total rather than tokens_prevented_total
+	cache                  bool // the cache lookups and hits
+	ratio                  bool // the savings ratio
+}
+
+// toolSeries are the series of one seriesKey, bound to their label values
+// once rather than looked up by them for every operation. A series that
+// the key's operations do not bump stays nil (and unexposed).
+type toolSeries struct {
+	operations, tokensOriginal, tokensActual prometheus.Counter
+	tokensSaved                              prometheus.Counter // prevented, or overspent
+	cacheLookups, cacheHits                  prometheus.Counter
+	duration, savingsRatio                   prometheus.Observer
+}
+
+// seriesOf answers the series of k, binding them on first use. The keys are
+// bounded: tool names and modes are the contract's, tool ids pass the
+// label limit.
+func (m *Metrics) seriesOf(k seriesKey) *toolSeries {
+	m.seriesMu.RLock()
+	s := m.series[k]
+	m.seriesMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	s = &toolSeries{
+		operations:     m.operations.WithLabelValues(k.toolName, k.mode, k.toolID),
+		tokensOriginal: m.tokensOriginal.WithLabelValues(k.toolName, k.mode, k.toolID),
+		tokensActual:   m.tokensActual.WithLabelValues(k.toolName, k.mode, k.toolID),
+		duration:       m.duration.WithLabelValues(k.toolName, k.mode),
+	}
+	if k.overspent {
+		s.tokensSaved = m.tokensOverspent.WithLabelValues(k.toolName, k.mode, k.toolID)
+	} else {
+		s.tokensSaved = m.tokensPrevented.WithLabelValues(k.toolName, k.mode, k.toolID)
+	}
+	if k.cache {
+		s.cacheLookups = m.cacheLookups.WithLabelValues(k.toolName, k.mode, k.toolID)
+		// A miss makes the hits series too (at 0), so that the hit rate
+		// of a key without hits is 0, not absent.
+		s.cacheHits = m.cacheHits.WithLabelValues(k.toolName, k.mode, k.toolID)
+	}
+	if k.ratio {
+		s.savingsRatio = m.savingsRatio.WithLabelValues(k.toolName, k.mode)
+	}
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	if bound := m.series[k]; bound != nil {
+		return bound
+	}
+	m.series[k] = s
+	return s
 }
 
 // NewMetrics registers the metrics on reg. maxToolIDs bounds how many
@@ -179,6 +240,7 @@ func NewMetrics(reg prometheus.Registerer, pricePerThousand float64, maxToolIDs 
 		}),
 		toolIDs: newLabelLimiter(maxToolIDs),
 		models:  newLabelLimiter(DefaultMaxModelLabels),
+		series:  map[seriesKey]*toolSeries{},
 	}
 	m.price.Set(pricePerThousand)
 	return m
@@ -197,28 +259,27 @@ func (m *Metrics) observeAccepted(ops []tsdb.Operation, span trace.SpanContext) 
 		if op.Duplicate {
 			continue // stored before: counted then
 		}
-		toolID := m.toolIDs.label(op.ToolID)
-		addWithExemplar(m.operations.WithLabelValues(op.ToolName, op.OperationMode, toolID), 1, exemplar)
-		m.tokensOriginal.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensOriginal))
-		m.tokensActual.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensActual))
+		s := m.seriesOf(seriesKey{
+			toolName: op.ToolName, mode: op.OperationMode, toolID: m.toolIDs.label(op.ToolID),
+			overspent: op.TokensPrevented < 0, cache: op.CacheHit != nil, ratio: op.TokensOriginal > 0,
+		})
+		AddWithExemplar(s.operations, 1, exemplar)
+		s.tokensOriginal.Add(float64(op.TokensOriginal))
+		s.tokensActual.Add(float64(op.TokensActual))
 		if op.TokensPrevented >= 0 {
-			m.tokensPrevented.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(float64(op.TokensPrevented))
+			s.tokensSaved.Add(float64(op.TokensPrevented))
 		} else {
-			m.tokensOverspent.WithLabelValues(op.ToolName, op.OperationMode, toolID).Add(-float64(op.TokensPrevented))
+			s.tokensSaved.Add(-float64(op.TokensPrevented))
 		}
 		if op.CacheHit != nil {
-			m.cacheLookups.WithLabelValues(op.ToolName, op.OperationMode, toolID).Inc()
-			// A miss makes the hits series too (at 0), so that the hit rate
-			// of a key without hits is 0, not absent.
-			hits := m.cacheHits.WithLabelValues(op.ToolName, op.OperationMode, toolID)
+			s.cacheLookups.Inc()
 			if *op.CacheHit {
-				hits.Inc()
+				s.cacheHits.Inc()
 			}
 		}
-		observeWithExemplar(m.duration.WithLabelValues(op.ToolName, op.OperationMode), op.ResponseTimeMs/1000, exemplar)
+		ObserveWithExemplar(s.duration, op.ResponseTimeMs/1000, exemplar)
 		if op.TokensOriginal > 0 {
-			ratio := float64(max(op.TokensPrevented, 0)) / float64(op.TokensOriginal)
-			m.savingsRatio.WithLabelValues(op.ToolName, op.OperationMode).Observe(ratio)
+			s.savingsRatio.Observe(float64(max(op.TokensPrevented, 0)) / float64(op.TokensOriginal))
 		}
 	}
 }
@@ -250,7 +311,9 @@ func (m *Metrics) observeSpend(points []tsdb.SpendPoint) {
 	}
 }
 
-func addWithExemplar(c prometheus.Counter, v float64, exemplar prometheus.Labels) {
+// AddWithExemplar adds v to c, with the exemplar when there is one and c
+// takes exemplars.
+func AddWithExemplar(c prometheus.Counter, v float64, exemplar prometheus.Labels) {
 	if ea, ok := c.(prometheus.ExemplarAdder); ok && exemplar != nil {
 		ea.AddWithExemplar(v, exemplar)
 		return
@@ -258,7 +321,9 @@ func addWithExemplar(c prometheus.Counter, v float64, exemplar prometheus.Labels
 	c.Add(v)
 }
 
-func observeWithExemplar(o prometheus.Observer, v float64, exemplar prometheus.Labels) {
+// ObserveWithExemplar observes v on o, with the exemplar when there is one
+// and o takes exemplars.
+func ObserveWithExemplar(o prometheus.Observer, v float64, exemplar prometheus.Labels) {
 	if eo, ok := o.(prometheus.ExemplarObserver); ok && exemplar != nil {
 		eo.ObserveWithExemplar(v, exemplar)
 		return

@@ -106,7 +106,17 @@ type writeRequest struct {
 	ops      []tsdb.Operation
 	deadline time.Time         // past it the request is answered without a write
 	span     trace.SpanContext // of the request, for links and exemplars
-	result   chan error
+	result   chan error        // the writer sends one answer, then forgets the request
+}
+
+// requestPool recycles the requests of Track with their result channels:
+// under single-operation ingest every POST would allocate both. A request
+// goes back once its answer is received, or when it was never queued.
+var requestPool = sync.Pool{New: func() any { return &writeRequest{result: make(chan error, 1)} }}
+
+func releaseRequest(req *writeRequest) {
+	*req = writeRequest{result: req.result}
+	requestPool.Put(req)
 }
 
 // NewTracker starts the writer. Close stops it.
@@ -148,11 +158,12 @@ func (t *Tracker) Track(ctx context.Context, ops ...tsdb.Operation) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	req := &writeRequest{ops: ops, deadline: time.Now().Add(t.opts.WriteTimeout),
-		span: trace.SpanContextFromContext(ctx), result: make(chan error, 1)}
+	req := requestPool.Get().(*writeRequest)
+	req.ops, req.deadline, req.span = ops, time.Now().Add(t.opts.WriteTimeout), trace.SpanContextFromContext(ctx)
 	t.mu.RLock()
 	if t.closed {
 		t.mu.RUnlock()
+		releaseRequest(req)
 		t.metrics.shed.WithLabelValues("shutting_down").Add(float64(len(ops)))
 		return ErrClosed
 	}
@@ -165,16 +176,19 @@ func (t *Tracker) Track(ctx context.Context, ops ...tsdb.Operation) error {
 		t.metrics.queueDepth.Set(float64(t.queued()))
 	default:
 		t.mu.RUnlock()
+		releaseRequest(req)
 		t.metrics.shed.WithLabelValues("queue_full").Add(float64(len(ops)))
 		return ErrOverloaded
 	}
 	t.mu.RUnlock()
 	_ = ctx // the commit is bounded by WriteTimeout, not by the caller
 	err := <-req.result
+	span := req.span
+	releaseRequest(req)
 	if err == nil {
 		// Counted here, in the request's goroutine, rather than by the
 		// writer, whose goroutine every commit waits for.
-		t.metrics.observeAccepted(ops, req.span)
+		t.metrics.observeAccepted(ops, span)
 	}
 	return err
 }

@@ -82,7 +82,7 @@ func objectItems(v json.RawMessage, items *[]map[string]json.RawMessage) bool {
 		if string(e) == "null" {
 			continue
 		}
-		fields, ok := members(e)
+		fields, ok := splitObject(e)
 		if !ok {
 			return false
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -31,15 +32,17 @@ func notAnObject() error {
 
 const notAnObjectMsg = "Input should be a valid dictionary or object to extract fields from"
 
+// bodyLoc is the location prefix of a body's errors; fail copies it.
+var bodyLoc = []any{"body"}
+
 // decodeObject parses data as a JSON object. A body that is not JSON, or not
 // an object, is a 422.
 func decodeObject(data []byte) (*object, error) {
 	if json.Valid(data) {
-		if fields, ok := members(data); ok {
-			return &object{fields: fields, loc: []any{"body"}}, nil
+		if fields, ok := splitObject(data); ok {
+			return &object{fields: fields, loc: bodyLoc}, nil
 		}
 	}
-	// Not JSON, or not an object: encoding/json says why.
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
 		var ute *json.UnmarshalTypeError
@@ -51,7 +54,124 @@ func decodeObject(data []byte) (*object, error) {
 	if fields == nil { // the body was the literal null
 		return nil, notAnObject()
 	}
-	return &object{fields: fields, loc: []any{"body"}}, nil
+	return &object{fields: fields, loc: bodyLoc}, nil
+}
+
+// splitObject answers the members of data, valid JSON, as json.Unmarshal
+// into a map of json.RawMessage would (the last of a repeated key wins),
+// without its reflection and copies: the values are data's own bytes. It
+// answers false, for json.Unmarshal to decide, when data is not an object
+// or a key is not plain ASCII (an escape, or another encoding, needs
+// json's decoding).
+func splitObject(data []byte) (map[string]json.RawMessage, bool) {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '{' {
+		return nil, false
+	}
+	fields := make(map[string]json.RawMessage, 14) // an operation's 13 fields fit without growth
+	if i = skipSpace(data, i+1); data[i] == '}' {
+		return fields, true
+	}
+	for {
+		j := i + 1 // data[i] is the key's opening quote
+		for data[j] != '"' {
+			if data[j] == '\\' || data[j] >= utf8.RuneSelf {
+				return nil, false
+			}
+			j++
+		}
+		key, ok := fieldNames[string(data[i+1:j])]
+		if !ok {
+			key = string(data[i+1 : j])
+		}
+		start := skipSpace(data, skipSpace(data, j+1)+1) // past the colon
+		end := skipValue(data, start)
+		fields[key] = data[start:end:end]
+		i = skipSpace(data, end)
+		if data[i] == '}' {
+			return fields, true
+		}
+		i = skipSpace(data, i+1) // past the comma
+	}
+}
+
+// fieldNames are the keys of the contract's request bodies, so that
+// splitObject allocates no string for them.
+var fieldNames = func() map[string]string {
+	names := map[string]string{}
+	for _, v := range []any{api.OperationRequest{}, api.BatchRequest{}, api.SessionRequest{}} {
+		t := reflect.TypeOf(v)
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			names[name] = name
+		}
+	}
+	return names
+}()
+
+// elements answers the elements of data, a valid JSON array (json.Valid),
+// each without the white space around it and sharing data's memory; ok is
+// false when data is not an array.
+func elements(data []byte) ([]json.RawMessage, bool) {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '[' {
+		return nil, false
+	}
+	var out []json.RawMessage
+	if i = skipSpace(data, i+1); data[i] == ']' {
+		return out, true
+	}
+	for {
+		end := skipValue(data, i)
+		out = append(out, data[i:end:end])
+		i = skipSpace(data, end)
+		if data[i] == ']' {
+			return out, true
+		}
+		i = skipSpace(data, i+1) // past the comma
+	}
+}
+
+// skipSpace answers the index of the first byte of data at or after i that
+// is not JSON whitespace.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue answers the index just past the JSON value starting at i in
+// data, which is valid JSON.
+func skipValue(data []byte, i int) int {
+	depth := 0
+	for ; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			for i++; data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+			if depth < 0 { // the end of the enclosing object: a literal ended
+				return i
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 func (o *object) fail(name, msg, typ string) {
@@ -109,8 +229,16 @@ func (o *object) str(name string, required, nonEmpty bool, maxLen int) *string {
 	return &s
 }
 
-// enum decodes a string field that must be one of allowed.
+// enum decodes a string field that must be one of allowed; the answer
+// points into allowed.
 func (o *object) enum(name string, required bool, allowed []string) *string {
+	if v := o.fields[name]; len(v) > 2 && v[0] == '"' {
+		for i, a := range allowed {
+			if string(v[1:len(v)-1]) == a {
+				return &allowed[i]
+			}
+		}
+	}
 	s := o.str(name, required, false, 0)
 	if s == nil {
 		return nil
@@ -253,140 +381,4 @@ func (o *object) uuidField(name string, required bool) (id *uuid.UUID, bad bool)
 // a field: strings, booleans, arrays and objects are not).
 func isJSONNumber(s string) bool {
 	return s != "" && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))
-}
-
-// members answers the members of data, which must be valid JSON
-// (json.Valid), as json.Unmarshal into a map[string]json.RawMessage answers
-// them (the last of a name wins; each value its bytes without the space
-// around them), in one pass and without copying the values: they share
-// data's memory. ok is false when data is not an object (null included).
-//
-// encoding/json scans a body once to validate it and again per level it
-// decodes into; a 5,000-operation batch would be read four times, with a
-// copy of every value. Validated once, its structure needs no second check.
-func members(data []byte) (map[string]json.RawMessage, bool) {
-	sc := jsonScan{data: data}
-	sc.space()
-	if !sc.next('{') {
-		return nil, false
-	}
-	fields := make(map[string]json.RawMessage, 16)
-	sc.space()
-	if sc.next('}') {
-		return fields, true
-	}
-	for {
-		sc.space()
-		name := sc.value()
-		sc.space()
-		sc.next(':')
-		sc.space()
-		fields[memberName(name)] = sc.value()
-		sc.space()
-		if !sc.next(',') {
-			return fields, true // '}'
-		}
-	}
-}
-
-// elements answers the elements of data, a valid JSON array (json.Valid),
-// each without the space around it and sharing data's memory; ok is false
-// when data is not an array.
-func elements(data []byte) ([]json.RawMessage, bool) {
-	sc := jsonScan{data: data}
-	sc.space()
-	if !sc.next('[') {
-		return nil, false
-	}
-	var out []json.RawMessage
-	sc.space()
-	if sc.next(']') {
-		return out, true
-	}
-	for {
-		sc.space()
-		out = append(out, sc.value())
-		sc.space()
-		if !sc.next(',') {
-			return out, true // ']'
-		}
-	}
-}
-
-// memberName answers the name a member's quoted name decodes to, as
-// encoding/json decodes it (escapes, and invalid UTF-8 as U+FFFD).
-func memberName(quoted []byte) string {
-	inner := quoted[1 : len(quoted)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner)
-	}
-	var name string
-	_ = json.Unmarshal(quoted, &name) // valid: a JSON string
-	return name
-}
-
-// jsonScan walks valid JSON (json.Valid) without checking it again.
-type jsonScan struct {
-	data []byte
-	i    int
-}
-
-// space skips white space.
-func (s *jsonScan) space() {
-	for s.i < len(s.data) {
-		switch s.data[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// next consumes c when it comes next.
-func (s *jsonScan) next(c byte) bool {
-	if s.i < len(s.data) && s.data[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-// value consumes the value that starts here and answers its bytes.
-func (s *jsonScan) value() []byte {
-	start := s.i
-	depth := 0
-	for s.i < len(s.data) {
-		switch c := s.data[s.i]; c {
-		case '"':
-			s.i++
-			for s.i < len(s.data) && s.data[s.i] != '"' {
-				if s.data[s.i] == '\\' {
-					s.i++ // the escaped byte
-				}
-				s.i++
-			}
-			s.i++ // the closing quote
-		case '{', '[':
-			depth++
-			s.i++
-		case '}', ']':
-			if depth == 0 {
-				return s.data[start:s.i]
-			}
-			depth--
-			s.i++
-		case ',', ' ', '\t', '\n', '\r', ':':
-			if depth == 0 {
-				return s.data[start:s.i]
-			}
-			s.i++
-		default: // a literal's or a number's byte
-			s.i++
-		}
-		if depth == 0 && s.i > start && (s.data[start] == '"' || s.data[start] == '{' || s.data[start] == '[') {
-			return s.data[start:s.i]
-		}
-	}
-	return s.data[start:s.i]
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -86,7 +87,7 @@ func checkRejection(t *testing.T, err error) {
 
 func FuzzDecodeOperation(f *testing.F) {
 	for _, seed := range []string{
-		validOp, `{}`, `null`, `[]`, `{"tokens_original":1e400}`, `{"parameters":` + strings.Repeat("[", 100) + `}`,
+		validOp, `{}`, `null`, `[]`, ` { "a" : [1, {"b": "}\\\""}] , "a":true,"c":-1.5e3 } `, `{"\u0061":1}`, `{"é":1}`, `{"tokens_original":1e400}`, `{"parameters":` + strings.Repeat("[", 100) + `}`,
 		strings.Replace(validOp, `"tokens_prevented":4500`, `"tokens_prevented":-4500`, 1),
 		strings.Replace(validOp, `"claude-code"`, `"`+strings.Repeat("é", 101)+`"`, 1),
 		strings.Replace(validOp, `5000`, `9223372036854775808`, 1),
@@ -100,6 +101,7 @@ func FuzzDecodeOperation(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkSplitObject(t, data)
 		o, err := decodeObject(data)
 		if err != nil {
 			checkRejection(t, err)
@@ -112,6 +114,23 @@ func FuzzDecodeOperation(f *testing.F) {
 		}
 		checkOperation(t, op)
 	})
+}
+
+// checkSplitObject fails when splitObject, given data, answers other members
+// than json.Unmarshal would.
+func checkSplitObject(t *testing.T, data []byte) {
+	t.Helper()
+	if !json.Valid(data) {
+		return
+	}
+	got, ok := splitObject(data)
+	if !ok {
+		return
+	}
+	var want map[string]json.RawMessage
+	if err := json.Unmarshal(data, &want); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("splitObject(%q) = %q, json.Unmarshal %q (%v)", data, got, want, err)
+	}
 }
 
 func FuzzDecodeBatch(f *testing.F) {

@@ -9,7 +9,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -329,21 +331,133 @@ func newInstrumentation(reg prometheus.Registerer) *instrumentation {
 
 // wrap counts h's requests under route (and, when timed, their duration),
 // names the request's span after the route, and attaches the trace id to
-// the observations as an exemplar.
+// the observations as an exemplar. The labels are promhttp's
+// (InstrumentHandlerCounter and InstrumentHandlerDuration); the series are
+// bound to them once per method and code rather than looked up for every
+// request.
 func (i *instrumentation) wrap(route string, h http.Handler, timed bool) http.Handler {
-	labels := prometheus.Labels{"route": route}
-	exemplar := promhttp.WithExemplarFromContext(traceExemplar)
-	var named http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		span := trace.SpanFromContext(r.Context())
-		span.SetName(r.Method + " " + route)
-		span.SetAttributes(attribute.String("http.route", route))
-		h.ServeHTTP(w, r)
+	rs := &routeSeries{route: route, i: i, requests: map[routeCode]prometheus.Counter{}, duration: map[string]prometheus.Observer{}}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+			span.SetName(r.Method + " " + route)
+			span.SetAttributes(attribute.String("http.route", route))
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		method := methodLabel(r.Method)
+		exemplar := traceExemplar(r.Context())
+		if timed {
+			exporter.ObserveWithExemplar(rs.durationOf(method), time.Since(start).Seconds(), exemplar)
+		}
+		exporter.AddWithExemplar(rs.requestsOf(routeCode{method, sw.status}), 1, exemplar)
 	})
-	if timed {
-		named = promhttp.InstrumentHandlerDuration(i.duration.MustCurryWith(labels), named, exemplar)
-	}
-	return promhttp.InstrumentHandlerCounter(i.requests.MustCurryWith(labels), named, exemplar)
 }
+
+// routeCode is a request's method label and status code.
+type routeCode struct {
+	method string
+	status int
+}
+
+// routeSeries are the series of one route, bound on first use. Methods and
+// codes are few: promhttp's labels bound them.
+type routeSeries struct {
+	route    string
+	i        *instrumentation
+	mu       sync.RWMutex
+	requests map[routeCode]prometheus.Counter
+	duration map[string]prometheus.Observer
+}
+
+func (rs *routeSeries) requestsOf(k routeCode) prometheus.Counter {
+	rs.mu.RLock()
+	c := rs.requests[k]
+	rs.mu.RUnlock()
+	if c == nil {
+		c = rs.i.requests.WithLabelValues(rs.route, k.method, codeLabel(k.status))
+		rs.mu.Lock()
+		rs.requests[k] = c
+		rs.mu.Unlock()
+	}
+	return c
+}
+
+func (rs *routeSeries) durationOf(method string) prometheus.Observer {
+	rs.mu.RLock()
+	o := rs.duration[method]
+	rs.mu.RUnlock()
+	if o == nil {
+		o = rs.i.duration.WithLabelValues(rs.route, method)
+		rs.mu.Lock()
+		rs.duration[method] = o
+		rs.mu.Unlock()
+	}
+	return o
+}
+
+// methodLabel answers the method label of a request's method, as promhttp
+// gives it.
+func methodLabel(m string) string {
+	switch m {
+	case "GET", "get":
+		return "get"
+	case "PUT", "put":
+		return "put"
+	case "HEAD", "head":
+		return "head"
+	case "POST", "post":
+		return "post"
+	case "DELETE", "delete":
+		return "delete"
+	case "CONNECT", "connect":
+		return "connect"
+	case "OPTIONS", "options":
+		return "options"
+	case "NOTIFY", "notify":
+		return "notify"
+	case "TRACE", "trace":
+		return "trace"
+	case "PATCH", "patch":
+		return "patch"
+	}
+	return "unknown"
+}
+
+// codeLabel answers the code label of an answer's status, as promhttp gives
+// it: 0 (nothing written, or a hijacked connection) counts as 200.
+func codeLabel(status int) string {
+	switch {
+	case status == 0:
+		return "200"
+	case status >= 100 && status <= 599:
+		return strconv.Itoa(status)
+	}
+	return "unknown"
+}
+
+// statusWriter records the status an answer was given. Unwrap lets
+// http.ResponseController (flushes, deadlines, full duplex, the
+// WebSocket's hijack) reach the server's writer beneath.
+type statusWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status, w.wroteHeader = code, true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // traceExemplar answers the exemplar labels of a sampled request's trace.
 func traceExemplar(ctx context.Context) prometheus.Labels {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
@@ -57,19 +58,42 @@ func (c *chunked) prepare(ctx context.Context, db *sql.DB, sqlFor func(n int) st
 	return nil
 }
 
-// exec runs the statements in tx over n rows; args appends the arguments
+// writeTx is a write transaction with the context of the write, whose
+// deadline ends it, and that context without its end, which the
+// statements run under: the driver watches a context that can end with a
+// goroutine of its own for every statement, and a commit of single
+// operations runs about fifteen short ones. The deadline still ends the
+// write between two statements (database/sql rolls the transaction back
+// once ctx ends), and exec then answers ctx's error, as a statement given
+// ctx would have.
+type writeTx struct {
+	tx           *sql.Tx
+	ctx, stmtCtx context.Context
+}
+
+func newWriteTx(ctx context.Context, tx *sql.Tx) writeTx {
+	return writeTx{tx: tx, ctx: ctx, stmtCtx: context.WithoutCancel(ctx)}
+}
+
+// exec runs the statements in w over n rows; args appends the arguments
 // of rows [i, j) to buf. It answers buf for reuse.
-func (c *chunked) exec(ctx context.Context, tx *sql.Tx, n int, buf []any, args func(buf []any, i, j int) []any) ([]any, error) {
+func (c *chunked) exec(w writeTx, n int, buf []any, args func(buf []any, i, j int) []any) ([]any, error) {
 	done := 0
 	for k := len(c) - 1; k >= 0 && done < n; k-- {
 		size := 1 << k
 		if n-done < size {
 			continue
 		}
-		stmt := tx.StmtContext(ctx, c[k])
+		stmt := w.tx.StmtContext(w.stmtCtx, c[k])
 		for n-done >= size {
+			if err := w.ctx.Err(); err != nil {
+				return buf, err
+			}
 			buf = args(buf[:0], done, done+size)
-			if _, err := stmt.ExecContext(ctx, buf...); err != nil {
+			if _, err := stmt.ExecContext(w.stmtCtx, buf...); err != nil {
+				if ctxErr := w.ctx.Err(); ctxErr != nil {
+					err = ctxErr
+				}
 				return buf, err
 			}
 			done += size
@@ -193,6 +217,14 @@ ON CONFLICT (session_id) DO UPDATE SET
 	total_embeddings   = total_embeddings + excluded.total_embeddings`
 }
 
+// argsPool holds the argument slices of WriteOperations' statements, room
+// for the largest (insertChunk rows): a commit of a dozen single
+// operations would otherwise allocate 13 KB for them.
+var argsPool = sync.Pool{New: func() any {
+	args := make([]any, 0, insertChunk*opColumns)
+	return &args
+}}
+
 type sessionAgg struct {
 	toolID      string
 	first, last int64
@@ -261,8 +293,13 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 
 	// Rows go in by the prepared multi-row INSERTs of 64, 32, ..., 1 rows,
 	// rollup rows by the upserts of as many.
-	args := make([]any, 0, insertChunk*opColumns)
-	if args, err = stmts.insert.exec(ctx, tx, len(ops), args, func(buf []any, i, j int) []any {
+	w := newWriteTx(ctx, tx)
+	args := argsPool.Get().(*[]any)
+	defer func() {
+		clear((*args)[:cap(*args)]) // holds nothing of this commit while pooled
+		argsPool.Put(args)
+	}()
+	if *args, err = stmts.insert.exec(w, len(ops), *args, func(buf []any, i, j int) []any {
 		return appendOpArgs(buf, ops[i:j])
 	}); err != nil {
 		return s.wrap("insert operations", err)
@@ -273,7 +310,7 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		key   sqlq.RollupKey
 	}{{&stmts.hourly, hourly, sqlq.ByTool}, {&stmts.daily, daily, sqlq.ByTool}, {&stmts.hourlyAll, hourlyAll, sqlq.ByBucket},
 		{&stmts.file, files, sqlq.ByFile}, {&stmts.sess, sessionDays, sqlq.BySession}} {
-		if args, err = r.stmts.exec(ctx, tx, len(r.rows), args, func(buf []any, i, j int) []any {
+		if *args, err = r.stmts.exec(w, len(r.rows), *args, func(buf []any, i, j int) []any {
 			for _, row := range r.rows[i:j] {
 				buf = append(buf, row.Start)
 				switch r.key {
@@ -293,7 +330,7 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		}
 	}
 
-	if _, err = stmts.session.exec(ctx, tx, len(sessionOrder), args, func(buf []any, i, j int) []any {
+	if *args, err = stmts.session.exec(w, len(sessionOrder), *args, func(buf []any, i, j int) []any {
 		for _, id := range sessionOrder[i:j] {
 			sa := sessions[id]
 			buf = append(buf, id.String(), sa.toolID, sa.first, sa.last, sa.ops, sa.saved, sa.reads, sa.searches)
