@@ -34,6 +34,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/delivery"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/query"
@@ -259,7 +260,14 @@ func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.Aggr
 	if !q.FromRollups() {
 		return s.q.AggregateOperations(ctx, q)
 	}
-	lo, hi, ok := query.TimeRange(q.Filter.Start, q.Filter.End)
+	end := q.Filter.End
+	if end == nil {
+		// No end: up to the latest created_at a service accepts (its clock
+		// plus the skew allowed), so that the window's trailing edge is
+		// minutes the cache holds, not a read of every minute to year 9999.
+		end = new(time.Now().Add(api.MaxClockSkew))
+	}
+	lo, hi, ok := query.TimeRange(q.Filter.Start, end)
 	if !ok {
 		return tsdb.AggregateResult{Groups: []tsdb.AggregateGroup{}}, nil
 	}
