@@ -69,8 +69,7 @@ type Metrics struct {
 	toolIDs *labelLimiter
 	models  *labelLimiter
 
-	seriesMu sync.RWMutex
-	series   map[seriesKey]*toolSeries // bound on first use
+	series *Bound[seriesKey, *toolSeries] // bound on first use
 }
 
 // seriesKey names the series an accepted operation bumps: its labels, and
@@ -92,17 +91,10 @@ type toolSeries struct {
 	duration, savingsRatio                   prometheus.Observer
 }
 
-// seriesOf answers the series of k, binding them on first use. The keys are
-// bounded: tool names and modes are the contract's, tool ids pass the
-// label limit.
-func (m *Metrics) seriesOf(k seriesKey) *toolSeries {
-	m.seriesMu.RLock()
-	s := m.series[k]
-	m.seriesMu.RUnlock()
-	if s != nil {
-		return s
-	}
-	s = &toolSeries{
+// bindSeries binds the series of k. The keys are bounded: tool names and
+// modes are the contract's, tool ids pass the label limit.
+func (m *Metrics) bindSeries(k seriesKey) *toolSeries {
+	s := &toolSeries{
 		operations:     m.operations.WithLabelValues(k.toolName, k.mode, k.toolID),
 		tokensOriginal: m.tokensOriginal.WithLabelValues(k.toolName, k.mode, k.toolID),
 		tokensActual:   m.tokensActual.WithLabelValues(k.toolName, k.mode, k.toolID),
@@ -122,13 +114,40 @@ func (m *Metrics) seriesOf(k seriesKey) *toolSeries {
 	if k.ratio {
 		s.savingsRatio = m.savingsRatio.WithLabelValues(k.toolName, k.mode)
 	}
-	m.seriesMu.Lock()
-	defer m.seriesMu.Unlock()
-	if bound := m.series[k]; bound != nil {
+	return s
+}
+
+// Bound holds what bind makes of each key (series bound to their label
+// values), made on first use, so that a hot path finds them by a
+// comparable key instead of looking them up by label values each time.
+// The keys must be bounded: every one stays.
+type Bound[K comparable, V any] struct {
+	bind func(K) V
+	mu   sync.RWMutex
+	m    map[K]V
+}
+
+// NewBound answers a Bound of bind.
+func NewBound[K comparable, V any](bind func(K) V) *Bound[K, V] {
+	return &Bound[K, V]{bind: bind, m: map[K]V{}}
+}
+
+// Of answers what bind made of k, making it on first use.
+func (b *Bound[K, V]) Of(k K) V {
+	b.mu.RLock()
+	v, ok := b.m[k]
+	b.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = b.bind(k)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if bound, ok := b.m[k]; ok {
 		return bound
 	}
-	m.series[k] = s
-	return s
+	b.m[k] = v
+	return v
 }
 
 // NewMetrics registers the metrics on reg. maxToolIDs bounds how many
@@ -240,8 +259,8 @@ func NewMetrics(reg prometheus.Registerer, pricePerThousand float64, maxToolIDs 
 		}),
 		toolIDs: newLabelLimiter(maxToolIDs),
 		models:  newLabelLimiter(DefaultMaxModelLabels),
-		series:  map[seriesKey]*toolSeries{},
 	}
+	m.series = NewBound(m.bindSeries)
 	m.price.Set(pricePerThousand)
 	return m
 }
@@ -259,7 +278,7 @@ func (m *Metrics) observeAccepted(ops []tsdb.Operation, span trace.SpanContext) 
 		if op.Duplicate {
 			continue // stored before: counted then
 		}
-		s := m.seriesOf(seriesKey{
+		s := m.series.Of(seriesKey{
 			toolName: op.ToolName, mode: op.OperationMode, toolID: m.toolIDs.label(op.ToolID),
 			overspent: op.TokensPrevented < 0, cache: op.CacheHit != nil, ratio: op.TokensOriginal > 0,
 		})

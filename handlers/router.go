@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -336,7 +335,12 @@ func newInstrumentation(reg prometheus.Registerer) *instrumentation {
 // bound to them once per method and code rather than looked up for every
 // request.
 func (i *instrumentation) wrap(route string, h http.Handler, timed bool) http.Handler {
-	rs := &routeSeries{route: route, i: i, requests: map[routeCode]prometheus.Counter{}, duration: map[string]prometheus.Observer{}}
+	requests := exporter.NewBound(func(k routeCode) prometheus.Counter {
+		return i.requests.WithLabelValues(route, k.method, codeLabel(k.status))
+	})
+	duration := exporter.NewBound(func(method string) prometheus.Observer {
+		return i.duration.WithLabelValues(route, method)
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
@@ -348,52 +352,17 @@ func (i *instrumentation) wrap(route string, h http.Handler, timed bool) http.Ha
 		method := methodLabel(r.Method)
 		exemplar := traceExemplar(r.Context())
 		if timed {
-			exporter.ObserveWithExemplar(rs.durationOf(method), time.Since(start).Seconds(), exemplar)
+			exporter.ObserveWithExemplar(duration.Of(method), time.Since(start).Seconds(), exemplar)
 		}
-		exporter.AddWithExemplar(rs.requestsOf(routeCode{method, sw.status}), 1, exemplar)
+		exporter.AddWithExemplar(requests.Of(routeCode{method, sw.status}), 1, exemplar)
 	})
 }
 
-// routeCode is a request's method label and status code.
+// routeCode is a request's method label and status code: methods and codes
+// are few (promhttp's labels bound them).
 type routeCode struct {
 	method string
 	status int
-}
-
-// routeSeries are the series of one route, bound on first use. Methods and
-// codes are few: promhttp's labels bound them.
-type routeSeries struct {
-	route    string
-	i        *instrumentation
-	mu       sync.RWMutex
-	requests map[routeCode]prometheus.Counter
-	duration map[string]prometheus.Observer
-}
-
-func (rs *routeSeries) requestsOf(k routeCode) prometheus.Counter {
-	rs.mu.RLock()
-	c := rs.requests[k]
-	rs.mu.RUnlock()
-	if c == nil {
-		c = rs.i.requests.WithLabelValues(rs.route, k.method, codeLabel(k.status))
-		rs.mu.Lock()
-		rs.requests[k] = c
-		rs.mu.Unlock()
-	}
-	return c
-}
-
-func (rs *routeSeries) durationOf(method string) prometheus.Observer {
-	rs.mu.RLock()
-	o := rs.duration[method]
-	rs.mu.RUnlock()
-	if o == nil {
-		o = rs.i.duration.WithLabelValues(rs.route, method)
-		rs.mu.Lock()
-		rs.duration[method] = o
-		rs.mu.Unlock()
-	}
-	return o
 }
 
 // methodLabel answers the method label of a request's method, as promhttp
