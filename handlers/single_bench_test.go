@@ -50,34 +50,44 @@ func BenchmarkSingleOperation(b *testing.B) {
 		defer c.CloseIdleConnections()
 		b.SetParallelism(8) // 16 clients on 2 cores
 		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				resp, err := c.Post(srv.URL+api.PathTrackOperation, "application/json", bytes.NewReader(body))
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					b.Errorf("%s", resp.Status)
-					return
-				}
-			}
-		})
+		postAll(b, c, srv.URL+api.PathTrackOperation, func() []byte { return body })
 	}
 	b.Run("bare", func(b *testing.B) { run(b, bare.Handler()) })
-	b.Run("service", func(b *testing.B) {
-		store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "m.db"), nil)
-		if err != nil {
-			b.Fatal(err)
+	b.Run("service", func(b *testing.B) { run(b, embeddedService(b)) })
+}
+
+// embeddedService answers the service's handler on a new embedded store,
+// closed with b.
+func embeddedService(b *testing.B) http.Handler {
+	store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "m.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, svc := newStack(store, exporter.Options{Registerer: prometheus.NewRegistry()}, handlers.Options{})
+	b.Cleanup(func() {
+		_ = svc.Close(context.Background())
+		_ = store.Close()
+	})
+	return h
+}
+
+// postAll posts body() to url from b's parallel clients until b.N, and
+// fails b on an error or an answer other than 200.
+func postAll(b *testing.B, c *http.Client, url string, body func() []byte) {
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Post(url, "application/json", bytes.NewReader(body()))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("%s", resp.Status)
+				return
+			}
 		}
-		h, svc := newStack(store, exporter.Options{Registerer: prometheus.NewRegistry()}, handlers.Options{})
-		defer func() {
-			_ = svc.Close(context.Background())
-			_ = store.Close()
-		}()
-		run(b, h)
 	})
 }
 
@@ -109,15 +119,7 @@ func BenchmarkBatchOperations(b *testing.B) {
 		}
 		bodies[i] = body
 	}
-	store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "m.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, svc := newStack(store, exporter.Options{Registerer: prometheus.NewRegistry()}, handlers.Options{})
-	defer func() {
-		_ = svc.Close(context.Background())
-		_ = store.Close()
-	}()
+	h := embeddedService(b)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	c := &http.Client{Timeout: time.Minute}
@@ -125,21 +127,8 @@ func BenchmarkBatchOperations(b *testing.B) {
 	var next atomic.Int64
 	b.SetParallelism(2) // 4 clients on 2 cores
 	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			body := bodies[next.Add(1)%int64(len(bodies))]
-			resp, err := c.Post(srv.URL+api.PathTrackOperations, "application/json", bytes.NewReader(body))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Errorf("%s", resp.Status)
-				return
-			}
-		}
+	postAll(b, c, srv.URL+api.PathTrackOperations, func() []byte {
+		return bodies[next.Add(1)%int64(len(bodies))]
 	})
 	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "ops/s")
 }
