@@ -75,6 +75,20 @@ func openAt(t *testing.T, url string) *Writer {
 	return w
 }
 
+// submitBig submits a record of 20,000 lines (bigRecord) to a writer of
+// srv, and answers the writer and the record.
+func submitBig(t *testing.T, srv *lineServer) (*Writer, []byte) {
+	t.Helper()
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	w := openAt(t, hs.URL)
+	lp := bigRecord(20_000)
+	if err := w.Submit(context.Background(), lp); err != nil {
+		t.Fatal(err)
+	}
+	return w, lp
+}
+
 // bigRecord answers n distinct lines of line protocol, about 120 bytes each.
 func bigRecord(n int) []byte {
 	var b []byte
@@ -89,13 +103,7 @@ func bigRecord(n int) []byte {
 // once.
 func TestLargeDeliveryGoesOutInParallelParts(t *testing.T) {
 	srv := &lineServer{lines: map[string]int{}}
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
-	w := openAt(t, hs.URL)
-	lp := bigRecord(20_000)
-	if err := w.Submit(context.Background(), lp); err != nil {
-		t.Fatal(err)
-	}
+	_, lp := submitBig(t, srv)
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.requests < 2 || srv.maxAtOnce.Load() < 2 {
@@ -119,13 +127,7 @@ func TestLargeDeliveryGoesOutInParallelParts(t *testing.T) {
 func TestParallelPartsRetried(t *testing.T) {
 	srv := &lineServer{lines: map[string]int{}}
 	srv.fail.Store(3)
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
-	w := openAt(t, hs.URL)
-	lp := bigRecord(20_000)
-	if err := w.Submit(context.Background(), lp); err != nil {
-		t.Fatal(err)
-	}
+	w, lp := submitBig(t, srv)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if records, _ := w.Backlog(); records == 0 || time.Now().After(deadline) {
