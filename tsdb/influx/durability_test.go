@@ -476,3 +476,18 @@ func TestRejectedBatchDeadLettered(t *testing.T) {
 	}
 	checkExactlyOnce(t, s, good)
 }
+
+// TestLargeWriteInParallelPartsExactlyOnce: a write of 8,000 operations
+// (about 2.3 MB of line protocol) is delivered to InfluxDB as several
+// requests at once; every operation is stored once, those of one series
+// and instant too (each keeps its own nanosecond offset).
+func TestLargeWriteInParallelPartsExactlyOnce(t *testing.T) {
+	s := open(t, config(t, realtools.SharedInfluxd(t)))
+	ops := mkOps(8000, uuid.New(), t0)
+	for i := 4000; i < 4100; i++ {
+		ops[i].CreatedAt = ops[3999].CreatedAt
+	}
+	writeOK(t, s, ops)
+	waitDrained(t, s, 30*time.Second)
+	checkExactlyOnce(t, s, ops)
+}
