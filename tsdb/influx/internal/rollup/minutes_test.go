@@ -129,9 +129,11 @@ func TestEdgeMinutes(t *testing.T) {
 	write(bigMinute+500, big.Add(10*time.Second), big.Add(50*time.Second))
 	write(bigMinute+500, now.Add(-20*time.Second), now)
 
-	check := func(phase string, warm bool) {
+	// A warm answer asks the windows the cold one asked: windows ending a
+	// moment later would reach into a minute the cold answer did not read
+	// when a minute began in between.
+	check := func(phase string, end time.Time, warm bool) {
 		t.Helper()
-		end := time.Now().UTC()
 		windows := [][2]time.Time{
 			{end.Add(-time.Hour), end}, {end.Add(-3 * time.Hour), end},
 			{big.Add(-17 * time.Minute), big.Add(30 * time.Second)}, // ends among the big minute's points
@@ -158,11 +160,12 @@ func TestEdgeMinutes(t *testing.T) {
 			}
 		}
 	}
-	check("cold", false)
-	check("warm", true)
+	end := time.Now().UTC()
+	check("cold", end, false)
+	check("warm", end, true)
 	write(200, time.Now().Add(-time.Minute), time.Now())
 	write(200, now.Add(-4*time.Hour), now.Add(-40*time.Minute))
-	check("after deliveries", false)
+	check("after deliveries", time.Now().UTC(), false)
 	if m, p := c.EdgeStats(); m == 0 || p == 0 || p > c.mc.maxPoints {
 		t.Fatalf("edge minutes %d, points %d (bound %d)", m, p, c.mc.maxPoints)
 	}
@@ -170,9 +173,9 @@ func TestEdgeMinutes(t *testing.T) {
 	// hourly totals from then on, never its points.
 	write(10, big.Add(20*time.Second), big.Add(30*time.Second))
 	before := db.preads.Load()
-	check("after a delivery into a big minute", false)
+	check("after a delivery into a big minute", time.Now().UTC(), false)
 	write(10, big.Add(20*time.Second), big.Add(30*time.Second))
-	check("after another", false)
+	check("after another", time.Now().UTC(), false)
 	if n := db.preads.Load() - before; n > 1 { // a read ahead may run out
 		t.Errorf("%d point reads after deliveries into a big minute", n)
 	}
