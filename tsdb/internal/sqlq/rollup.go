@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -42,47 +43,104 @@ type OpRollup struct {
 // day) keyed by key, in key order (bucket first): concurrent writers then
 // lock shared rollup rows in one order and cannot deadlock.
 func OpRollups(ops []tsdb.Operation, width int64, key RollupKey) []OpRollup {
-	type rowKey struct {
-		start                  int64
-		toolID, toolName, mode string
-		fileNull               bool
-		filePath               string
-		sessionID              uuid.UUID
+	// Each key sums under a map key of its own fields alone, and sorts by
+	// them alone: the other fields are zero in every row, so the order is
+	// that of (start, tool id, tool name, mode, no file, file path,
+	// session) all the same, for less hashing and comparing per operation.
+	switch key {
+	case ByTool:
+		type k struct {
+			start                  int64
+			toolID, toolName, mode string
+		}
+		return sumRows(ops, width,
+			func(op *tsdb.Operation, start int64) k { return k{start, op.ToolID, op.ToolName, op.OperationMode} },
+			func(k k) OpRollup {
+				return OpRollup{Start: k.start, ToolID: k.toolID, ToolName: k.toolName, Mode: k.mode}
+			},
+			func(a, b *OpRollup) int {
+				return cmp.Or(cmp.Compare(a.Start, b.Start), strings.Compare(a.ToolID, b.ToolID))
+			},
+			func(a, b *OpRollup) int {
+				return cmp.Or(strings.Compare(a.ToolName, b.ToolName), strings.Compare(a.Mode, b.Mode))
+			})
+	case ByFile:
+		type k struct {
+			start    int64
+			fileNull bool
+			filePath string
+		}
+		return sumRows(ops, width,
+			func(op *tsdb.Operation, start int64) k {
+				if op.FilePath == nil {
+					return k{start: start, fileNull: true}
+				}
+				return k{start: start, filePath: *op.FilePath}
+			},
+			func(k k) OpRollup { return OpRollup{Start: k.start, FileNull: k.fileNull, FilePath: k.filePath} },
+			func(a, b *OpRollup) int {
+				return cmp.Or(cmp.Compare(a.Start, b.Start), cmp.Compare(boolInt(a.FileNull), boolInt(b.FileNull)))
+			},
+			func(a, b *OpRollup) int { return strings.Compare(a.FilePath, b.FilePath) })
+	case BySession:
+		type k struct {
+			start     int64
+			sessionID uuid.UUID
+		}
+		return sumRows(ops, width,
+			func(op *tsdb.Operation, start int64) k { return k{start, op.SessionID} },
+			func(k k) OpRollup { return OpRollup{Start: k.start, SessionID: k.sessionID} },
+			func(a, b *OpRollup) int { return cmp.Compare(a.Start, b.Start) },
+			func(a, b *OpRollup) int { return bytes.Compare(a.SessionID[:], b.SessionID[:]) })
 	}
-	sums := make(map[rowKey]*OpRollup, 4)
+	return sumRows(ops, width,
+		func(_ *tsdb.Operation, start int64) int64 { return start },
+		func(start int64) OpRollup { return OpRollup{Start: start} },
+		func(a, b *OpRollup) int { return cmp.Compare(a.Start, b.Start) },
+		func(a, b *OpRollup) int { return 0 })
+}
+
+// sumRows sums ops into a row per key (keyOf: an operation's key, given
+// the start of its bucket of width; rowOf: the empty row of a key), in the
+// order of cmp1 then cmp2 (the second only on a tie of the first). A run of
+// operations with the key of the one before (a batch in time order) adds to
+// its row without a map lookup.
+func sumRows[K comparable](ops []tsdb.Operation, width int64, keyOf func(*tsdb.Operation, int64) K, rowOf func(K) OpRollup,
+	cmp1, cmp2 func(a, b *OpRollup) int) []OpRollup {
+	rows := make([]OpRollup, 0, 8)
+	index := make(map[K]int, 8)
+	var last K
+	at := -1
 	for i := range ops {
 		op := &ops[i]
-		k := rowKey{start: tsdb.FloorTo(op.CreatedAt.UnixMicro(), width)}
-		switch key {
-		case ByTool:
-			k.toolID, k.toolName, k.mode = op.ToolID, op.ToolName, op.OperationMode
-		case ByFile:
-			k.fileNull = op.FilePath == nil
-			if op.FilePath != nil {
-				k.filePath = *op.FilePath
+		k := keyOf(op, tsdb.FloorTo(op.CreatedAt.UnixMicro(), width))
+		if at < 0 || k != last {
+			j, ok := index[k]
+			if !ok {
+				j = len(rows)
+				index[k] = j
+				rows = append(rows, rowOf(k))
 			}
-		case BySession:
-			k.sessionID = op.SessionID
+			last, at = k, j
 		}
-		r := sums[k]
-		if r == nil {
-			r = &OpRollup{Start: k.start, ToolID: k.toolID, ToolName: k.toolName, Mode: k.mode, FileNull: k.fileNull, FilePath: k.filePath,
-				SessionID: k.sessionID}
-			sums[k] = r
-		}
+		r := &rows[at]
 		r.Totals.Add(tsdb.TotalsOf(op))
 		r.Cache.Add(tsdb.CacheOf(op))
 	}
-	out := make([]OpRollup, 0, len(sums))
-	for _, r := range sums {
-		out = append(out, *r)
+	order := make([]*OpRollup, len(rows))
+	for i := range rows {
+		order[i] = &rows[i]
 	}
-	slices.SortFunc(out, func(a, b OpRollup) int {
-		return cmp.Or(cmp.Compare(a.Start, b.Start), cmp.Compare(a.ToolID, b.ToolID),
-			cmp.Compare(a.ToolName, b.ToolName), cmp.Compare(a.Mode, b.Mode),
-			cmp.Compare(boolInt(a.FileNull), boolInt(b.FileNull)), cmp.Compare(a.FilePath, b.FilePath),
-			bytes.Compare(a.SessionID[:], b.SessionID[:]))
+	slices.SortFunc(order, func(a, b *OpRollup) int {
+		if c := cmp1(a, b); c != 0 {
+			return c
+		}
+		return cmp2(a, b)
 	})
+	out := make([]OpRollup, len(rows))
+	for i, r := range order {
+		out[i] = *r
+	}
 	return out
 }
 
