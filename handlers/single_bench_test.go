@@ -19,6 +19,7 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/handlers"
 	"github.com/omnimemory/omnimemory-metrics/internal/bare"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
 )
 
@@ -27,7 +28,11 @@ import (
 // process, through the whole HTTP stack: "bare" is internal/bare's handler
 // (a net/http handler that decodes the same JSON into a struct and answers
 // the same JSON, omnimemory-load's bare-server), "service" the service on
-// the embedded store (durable: every 200 after its commit). Beside
+// the embedded store (durable: every 200 after its commit), and
+// "service-no-commit" the same service whose store answers every write at
+// once without storing it: the whole stack (HTTP, decoding, validation,
+// instrumentation, the hand-off to the writer and its group commit) but
+// the store's commit, which the difference to "service" measures. Beside
 // ns/op it is the harness for an instruction count per operation and per
 // component:
 //
@@ -54,22 +59,36 @@ func BenchmarkSingleOperation(b *testing.B) {
 	}
 	b.Run("bare", func(b *testing.B) { run(b, bare.Handler()) })
 	b.Run("service", func(b *testing.B) { run(b, embeddedService(b)) })
+	b.Run("service-no-commit", func(b *testing.B) { run(b, stackOn(b, noCommit{openEmbedded(b)})) })
 }
 
-// embeddedService answers the service's handler on a new embedded store,
-// closed with b.
-func embeddedService(b *testing.B) http.Handler {
+// noCommit is a store whose writes are answered at once and stored
+// nowhere; everything else is the store it wraps.
+type noCommit struct{ tsdb.Store }
+
+func (noCommit) WriteOperations(context.Context, []tsdb.Operation) error { return nil }
+
+// openEmbedded opens a new embedded store, closed with b.
+func openEmbedded(b *testing.B) *sqlite.Store {
 	store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "m.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = store.Close() })
+	return store
+}
+
+// stackOn answers the service's handler on store, its service closed
+// with b (before the store: cleanups run last first).
+func stackOn(b *testing.B, store tsdb.Store) http.Handler {
 	h, svc := newStack(store, exporter.Options{Registerer: prometheus.NewRegistry()}, handlers.Options{})
-	b.Cleanup(func() {
-		_ = svc.Close(context.Background())
-		_ = store.Close()
-	})
+	b.Cleanup(func() { _ = svc.Close(context.Background()) })
 	return h
 }
+
+// embeddedService answers the service's handler on a new embedded store,
+// closed with b.
+func embeddedService(b *testing.B) http.Handler { return stackOn(b, openEmbedded(b)) }
 
 // postAll posts body() to url from b's parallel clients until b.N, and
 // fails b on an error or an answer other than 200.
