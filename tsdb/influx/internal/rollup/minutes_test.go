@@ -26,6 +26,9 @@ type fakeDB struct {
 	points map[pointKey]query.Point[query.HourRow]
 	reads  atomic.Int64
 	preads atomic.Int64 // point reads among the reads
+	// maxRead, when above 0, is the most points a read answers: one of
+	// more fails with query.ErrTooLarge, as InfluxQL's bounded answer does.
+	maxRead int
 }
 
 func (d *fakeDB) write(lp []byte) {
@@ -84,7 +87,11 @@ func (d *fakeDB) source() Source[query.HourRow] {
 		ReadPoints: func(_ context.Context, _ string, lo, hi time.Time) ([]query.Point[query.HourRow], error) {
 			d.reads.Add(1)
 			d.preads.Add(1)
-			return d.in(lo, hi), nil
+			pts := d.in(lo, hi)
+			if d.maxRead > 0 && len(pts) > d.maxRead {
+				return nil, query.ErrTooLarge
+			}
+			return pts, nil
 		},
 		ParsePoint: query.ParsePoint,
 	}
@@ -178,6 +185,52 @@ func TestEdgeMinutes(t *testing.T) {
 	check("after another", time.Now().UTC(), false)
 	if n := db.preads.Load() - before; n > 1 { // a read ahead may run out
 		t.Errorf("%d point reads after deliveries into a big minute", n)
+	}
+}
+
+// TestEdgeMinutesTooLargeForOneRead: when the points of an edge's minutes
+// are too many for one read (a burst of writes), the minutes are read in
+// parts and cached: the answer is exact, and the next one reads nothing,
+// instead of reading the whole edge again on every answer.
+func TestEdgeMinutesTooLargeForOneRead(t *testing.T) {
+	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}, maxRead: 3 * bigMinute}
+	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
+	defer c.Close()
+	r := rand.New(rand.NewSource(5))
+	slots := delivery.NewSlots(1 << 16)
+	now := time.Now().UTC()
+	// Minutes of a burst, each readable alone (two of them big), but not
+	// all at once, then quiet ones; none is delivered through the cache.
+	end := now.Add(-10 * time.Minute).Truncate(time.Minute)
+	var e delivery.Encoder
+	for m, n := range []int{2 * bigMinute, 2 * bigMinute, bigMinute / 2, 100, 100} {
+		from := end.Add(time.Duration(m-5) * time.Minute)
+		for range n {
+			op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: "full",
+				TokensOriginal: r.Int63n(100), ToolID: []string{"a", "b"}[r.Intn(2)],
+				CreatedAt: from.Add(time.Duration(r.Int63n(int64(time.Minute/time.Microsecond))) * time.Microsecond)}
+			off, dup := slots.Assign(&op)
+			e.Operation(&op, off, dup)
+		}
+	}
+	db.write(e.Bytes())
+	lo, hi := end.Add(-20*time.Minute), end.Add(time.Minute)
+	var want []query.HourRow
+	for _, p := range db.in(lo, hi) {
+		want = append(want, p.Row)
+	}
+	for _, phase := range []string{"cold", "warm"} {
+		before := db.reads.Load()
+		rows, err := c.HourRows(context.Background(), lo, hi, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := total(rows), total(want); got != want {
+			t.Fatalf("%s: %+v, want %+v", phase, got, want)
+		}
+		if n := db.reads.Load() - before; phase == "warm" && n > 0 {
+			t.Errorf("warm: %d reads", n)
+		}
 	}
 }
 

@@ -52,7 +52,9 @@
 //     its entry expires, what a window holds of it is read as hourly
 //     totals, never as points again (a busy current minute would be read
 //     whole on every answer). A read of points too large for one answer
-//     (query.ErrTooLarge) reads the edge as hourly totals too.
+//     (query.ErrTooLarge) is read again in halves, down to single minutes,
+//     and cached as any other; a single minute still too large reads the
+//     edge as hourly totals too.
 //   - Writes of other replicas sharing the database, or any other writer:
 //     an entry (a closed hour, an edge minute, the current one and those
 //     read ahead included) is trusted for Options.TTL after its read
@@ -537,9 +539,32 @@ func (c *Cache[R, K]) edgeRows(ctx context.Context, lo, hi time.Time, toolID str
 // point is.
 const maxEdge = 3 * time.Hour
 
-// readMinutes reads the points of minutes sp and stores them, with those
-// delivered meanwhile, and answers them all.
+// readMinutes reads the points of minutes sp as readPoints does, and when
+// their answer is too large for one read (query.ErrTooLarge: a burst of
+// writes), the two halves of sp, down to single minutes: the minutes are
+// stored then (a big one as its totals), and answers after it find them
+// cached instead of reading the whole edge again as hourly totals.
 func (c *Cache[R, K]) readMinutes(ctx context.Context, sp nsSpan) ([]query.Point[R], error) {
+	pts, err := c.readPoints(ctx, sp)
+	n := (sp.hi - sp.lo) / minuteNS
+	if !errors.Is(err, query.ErrTooLarge) || n < 2 {
+		return pts, err
+	}
+	mid := sp.lo + n/2*minuteNS
+	first, err := c.readMinutes(ctx, nsSpan{sp.lo, mid})
+	if err != nil {
+		return nil, err
+	}
+	second, err := c.readMinutes(ctx, nsSpan{mid, sp.hi})
+	if err != nil {
+		return nil, err
+	}
+	return append(first, second...), nil
+}
+
+// readPoints reads the points of minutes sp and stores them, with those
+// delivered meanwhile, and answers them all.
+func (c *Cache[R, K]) readPoints(ctx context.Context, sp nsSpan) ([]query.Point[R], error) {
 	f := c.mc.beginFill(sp.lo, sp.hi)
 	started := time.Now()
 	pts, err := c.src.ReadPoints(ctx, c.src.Measurement+" edge points", time.Unix(0, sp.lo), time.Unix(0, sp.hi))
