@@ -40,10 +40,11 @@ type minuteEntry[R any] struct {
 	totals []R            // big: the minute's totals, one row per key
 	first  int64          // big: the time of its first point
 	last   int64          // big: the time of its last point
-	// marker: a big minute a delivery fell in, its totals dropped: until
-	// it expires, what a window holds of it is read as hourly totals,
-	// never as points again (a busy current minute would be read whole on
-	// every answer).
+	// marker: a big minute a delivery fell in, its totals dropped: while
+	// it is the current minute (and until the entry expires), what a
+	// window holds of it is read as hourly totals, never as points again
+	// (a busy current minute would be read whole on every answer); once
+	// it has closed, the next answer reads it again, as its totals.
 	marker  bool
 	fetched time.Time // when the read that produced it started
 	used    uint64    // LRU tick of the last lookup
@@ -106,9 +107,12 @@ func (c *minuteCache[R, K]) collect(lo, hi int64, now time.Time, keep func(R) bo
 	defer c.mu.Unlock()
 	c.tick++
 	var missing, partial []nsSpan
+	current := tsdb.FloorTo(now.UnixNano(), minuteNS)
 	for m := tsdb.FloorTo(lo, minuteNS); m < hi; m += minuteNS {
 		e := c.mins[m]
-		if e == nil || !c.fresh(e.fetched, now) {
+		// A marker of a closed minute is read again (its totals cached
+		// again), not read raw on every answer while the marker lasts.
+		if e == nil || !c.fresh(e.fetched, now) || e.marker && m < current {
 			if n := len(missing); n > 0 && missing[n-1].hi == m {
 				missing[n-1].hi = m + minuteNS
 			} else {
