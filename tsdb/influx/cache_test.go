@@ -471,3 +471,52 @@ func TestCacheEdgeMinutes(t *testing.T) {
 	time.Sleep(ccfg.CacheTTL + 100*time.Millisecond)
 	same("after another writer's point and the TTL")
 }
+
+// TestCacheEdgeMinutesManyPoints: edge minutes holding more points than
+// one chunk of an InfluxQL answer (a burst of writes) are read whole, chunk
+// by chunk, and cached: the cached answer equals the uncached one, and a
+// warm one queries InfluxDB not at all.
+func TestCacheEdgeMinutesManyPoints(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	cfg := config(t, srv)
+	qc := newQueryCounter(t, srv.URL)
+	ccfg := cfg
+	ccfg.URL = qc.URL
+	cached := open(t, ccfg)
+	ncfg := cfg
+	ncfg.OutboxDir = t.TempDir() + "/uncached"
+	ncfg.CacheMaxRows = -1
+	uncached := open(t, ncfg)
+
+	r := rand.New(rand.NewSource(12))
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	for range 5 {
+		writeOK(t, cached, randomOps(r, 5000, now.Add(-3*time.Minute), now))
+	}
+	// A window starting inside the hour before: its edges are read by
+	// minutes, 25,000 points in the last three.
+	end := time.Now().UTC()
+	w := tsdb.Window{Start: ptr(end.Add(-30 * time.Minute)), End: end}
+	key := func(m tsdb.ModeTotals) string { return m.ToolName + "/" + m.OperationMode }
+	want := aggregateAnswers(t, w, uncached.Breakdown, key, uncached.Trend)
+	for _, phase := range []string{"cold", "warm"} {
+		before := qc.n.Load()
+		if got := aggregateAnswers(t, w, cached.Breakdown, key, cached.Trend); got != want {
+			t.Fatalf("%s: cached store answers\n%s\nuncached\n%s", phase, got, want)
+		}
+		if n := qc.n.Load() - before; phase == "warm" && n > 0 {
+			t.Fatalf("warm answers queried InfluxDB %d times", n)
+		}
+	}
+	bd, err := uncached.Breakdown(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, m := range bd {
+		n += m.Count
+	}
+	if n != 25000 {
+		t.Fatalf("the window holds %d operations, want 25,000", n)
+	}
+}

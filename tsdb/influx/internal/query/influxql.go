@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +31,8 @@ import (
 // or the points of a few edge minutes.
 const maxQLBody = 64 << 20
 
-// ErrTooLarge is answered for an InfluxQL answer larger than maxQLBody.
+// ErrTooLarge is answered for an InfluxQL answer larger than maxQLBody,
+// or a chunked one of more rows than its bound.
 var ErrTooLarge = errors.New("influx: influxql: answer too large")
 
 // readHoursQL answers what ReadHours answers, from one InfluxQL request
@@ -149,13 +151,18 @@ type qlSeries struct {
 	Statement int `json:"-"`
 }
 
-// influxQL runs one read statement on the store's database and retention
-// policy and answers its series.
-func (s *Reader) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
+// qlRequest sends one InfluxQL read request on the store's database and
+// retention policy (with chunked, the answer comes in chunks of
+// qlChunkRows rows).
+func (s *Reader) qlRequest(ctx context.Context, q string, chunked bool) (*http.Response, error) {
 	db, rp, _ := strings.Cut(s.cfg.Bucket, "/")
 	params := url.Values{"db": {db}, "q": {q}, "epoch": {"ns"}}
 	if rp != "" {
 		params.Set("rp", rp)
+	}
+	if chunked {
+		params.Set("chunked", "true")
+		params.Set("chunk_size", strconv.Itoa(qlChunkRows))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.cfg.URL, "/")+"/query?"+params.Encode(), nil)
 	if err != nil {
@@ -167,6 +174,89 @@ func (s *Reader) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
 	resp, err := s.httpc.Do(req)
 	if err != nil {
 		return nil, s.qlErr(ctx, err)
+	}
+	return resp, nil
+}
+
+// qlChunkRows is the most rows in one chunk of a chunked answer.
+const qlChunkRows = 10000
+
+// qlStatusErr answers the error of an answer whose status is not 2xx,
+// from its message (msg, or the start of body).
+func (s *Reader) qlStatusErr(resp *http.Response, msg string, body []byte) error {
+	if msg == "" {
+		msg = strings.TrimSpace(string(body[:min(len(body), 512)]))
+	}
+	err := fmt.Errorf("HTTP %d: %s", resp.StatusCode, msg)
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		return fmt.Errorf("%w: influxdb influxql query: %s", tsdb.ErrUnavailable, redact(err.Error(), s.cfg.Token))
+	}
+	return fmt.Errorf("influx: influxql: %s", redact(err.Error(), s.cfg.Token))
+}
+
+// influxQLEach runs one read statement as influxQL does, but reads its
+// answer in chunks and hands each series of each chunk to each as it
+// comes (a series may come in several parts, each with its tags), so that
+// an answer of any size takes the memory of one chunk; at most maxRows
+// rows, past which it answers ErrTooLarge.
+func (s *Reader) influxQLEach(ctx context.Context, q string, maxRows int, each func(qlSeries) error) error {
+	resp, err := s.qlRequest(ctx, q, true)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		var out struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(body, &out)
+		return s.qlStatusErr(resp, out.Error, body)
+	}
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber()
+	rows := 0
+	for {
+		var chunk struct {
+			Results []struct {
+				Series []qlSeries `json:"series"`
+				Error  string     `json:"error"`
+			} `json:"results"`
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&chunk); err == io.EOF {
+			return nil
+		} else if err != nil {
+			if ctx.Err() != nil {
+				return s.qlErr(ctx, err)
+			}
+			return fmt.Errorf("influx: influxql: decode answer: %w", err)
+		}
+		if chunk.Error != "" {
+			return fmt.Errorf("influx: influxql: %s", chunk.Error)
+		}
+		for _, r := range chunk.Results {
+			if r.Error != "" {
+				return fmt.Errorf("influx: influxql: %s", r.Error)
+			}
+			for _, sr := range r.Series {
+				if rows += len(sr.Values); rows > maxRows {
+					return fmt.Errorf("%w (%d rows)", ErrTooLarge, maxRows)
+				}
+				if err := each(sr); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// influxQL runs one read statement on the store's database and retention
+// policy and answers its series.
+func (s *Reader) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
+	resp, err := s.qlRequest(ctx, q, false)
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxQLBody+1))
@@ -188,15 +278,7 @@ func (s *Reader) influxQL(ctx context.Context, q string) ([]qlSeries, error) {
 	dec.UseNumber()
 	decodeErr := dec.Decode(&out)
 	if resp.StatusCode/100 != 2 {
-		msg := out.Error
-		if msg == "" {
-			msg = strings.TrimSpace(string(body[:min(len(body), 512)]))
-		}
-		err := fmt.Errorf("HTTP %d: %s", resp.StatusCode, msg)
-		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-			return nil, fmt.Errorf("%w: influxdb influxql query: %s", tsdb.ErrUnavailable, redact(err.Error(), s.cfg.Token))
-		}
-		return nil, fmt.Errorf("influx: influxql: %s", redact(err.Error(), s.cfg.Token))
+		return nil, s.qlStatusErr(resp, out.Error, body)
 	}
 	if decodeErr != nil {
 		return nil, fmt.Errorf("influx: influxql: decode answer: %w", decodeErr)

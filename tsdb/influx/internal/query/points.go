@@ -62,7 +62,8 @@ func seriesOf(tags map[string]string) string {
 // readPointsQL reads the points of measurement meas with times in [lo, hi)
 // with one InfluxQL statement (the fields, every series apart: GROUP BY
 // *), and hands each row's values (after its time) to add with its series'
-// tags and its time in nanoseconds.
+// tags and its time in nanoseconds, chunk by chunk as the answer comes (see
+// influxQLEach): at most maxPointRows points.
 func (s *Reader) readPointsQL(ctx context.Context, name, meas string, fields []string, lo, hi time.Time,
 	add func(tags map[string]string, series string, ns int64, v []any) error) error {
 	s.learnVersion(ctx)
@@ -83,11 +84,7 @@ func (s *Reader) readPointsQL(ctx context.Context, name, meas string, fields []s
 	defer func() { s.log.Debug("influxql query", "query", name, "points", n, "took", time.Since(start)) }()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	series, err := s.influxQL(ctx, q)
-	if err != nil {
-		return err
-	}
-	for _, sr := range series {
+	return s.influxQLEach(ctx, q, maxPointRows, func(sr qlSeries) error {
 		key := seriesOf(sr.Tags)
 		for _, v := range sr.Values {
 			if len(v) != len(fields)+1 {
@@ -102,9 +99,13 @@ func (s *Reader) readPointsQL(ctx context.Context, name, meas string, fields []s
 			}
 			n++
 		}
-	}
-	return nil
+		return nil
+	})
 }
+
+// maxPointRows bounds the points one read of points answers (the points
+// of a few edge minutes; a read of more answers ErrTooLarge).
+const maxPointRows = 250000
 
 // opPointFields are the fields an operation's point row is made of, in
 // the order ReadPoints selects them.
