@@ -2,6 +2,7 @@ package rollup
 
 import (
 	"bytes"
+	"hash/maphash"
 	"math"
 	"slices"
 	"strconv"
@@ -40,7 +41,11 @@ type minuteEntry[R any] struct {
 	totals []R            // big: the minute's totals, one row per key
 	first  int64          // big: the time of its first point
 	last   int64          // big: the time of its last point
-	// marker: a big minute a delivery fell in, its totals dropped: while
+	// keys: big: a hash of the key of each point its totals count, so
+	// that a delivered point is added to them only when it is new.
+	keys map[uint64]struct{}
+	// marker: a big minute a point was written again in (see delivered),
+	// its totals dropped: while
 	// it is the current minute (and until the entry expires), what a
 	// window holds of it is read as hourly totals, never as points again
 	// (a busy current minute would be read whole on every answer); once
@@ -51,13 +56,14 @@ type minuteEntry[R any] struct {
 	reused  bool      // looked up since fetched: worth refreshing
 }
 
-// size is what the entry counts against the bound: its points or rows, at
-// least one.
+// size is what the entry counts against the bound: its points, or its
+// rows and a tenth of its keys' hashes (a hash takes about a tenth of a
+// cached point's memory), at least one.
 func (e *minuteEntry[R]) size() int {
 	if e.points != nil {
 		return max(1, len(e.points))
 	}
-	return max(1, len(e.totals))
+	return max(1, len(e.totals)+len(e.keys)/10)
 }
 
 // minuteFill is a read of minutes [lo, hi) (unix nanoseconds) in flight:
@@ -222,6 +228,10 @@ func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetc
 			for k := range e.points {
 				e.first, e.last = min(e.first, k.ns), max(e.last, k.ns)
 			}
+			e.keys = make(map[uint64]struct{}, len(e.points))
+			for k := range e.points {
+				e.keys[k.hash()] = struct{}{}
+			}
 			e.totals, e.points = totalsOf[R, K](e.points), nil
 		}
 		c.mins[m] = e
@@ -229,6 +239,27 @@ func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetc
 	}
 	c.evict()
 	return pts
+}
+
+// addTotal adds row r to the totals of its key in totals.
+func addTotal[R Row[R, K], K comparable](totals []R, r R) []R {
+	for i := range totals {
+		if totals[i].KeyValue() == r.KeyValue() {
+			totals[i] = totals[i].Plus(r)
+			return totals
+		}
+	}
+	return append(totals, r)
+}
+
+// pointHashSeed seeds the hashes of point keys (see pointKey.hash).
+var pointHashSeed = maphash.MakeSeed()
+
+// hash answers a 64-bit hash of k: two points of one minute share one by
+// chance about once in 2^64 (taken then for a point written again, which
+// costs a read, never a wrong answer).
+func (k pointKey) hash() uint64 {
+	return maphash.String(pointHashSeed, k.series) ^ uint64(k.ns)*0x9e3779b97f4a7c15
 }
 
 // totalsOf answers the totals per key of the points of one minute.
@@ -298,8 +329,9 @@ func (c *minuteCache[R, K]) wanted(minutes map[int64][][]byte) map[int64]bool {
 }
 
 // delivered adds points delivered to InfluxDB to the minutes that hold
-// them and to the reads in flight of those minutes. A big minute becomes
-// a marker instead (its totals cannot tell a point written again).
+// them and to the reads in flight of those minutes: to a big minute's
+// totals when new, and a big minute a point is written again in becomes a
+// marker instead (its totals cannot tell that point's old values).
 func (c *minuteCache[R, K]) delivered(pts []query.Point[R]) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -307,7 +339,17 @@ func (c *minuteCache[R, K]) delivered(pts []query.Point[R]) {
 		m := tsdb.FloorTo(p.NS, minuteNS)
 		if e := c.mins[m]; e != nil {
 			if e.points == nil {
-				if !e.marker {
+				h := pointKey{p.NS, p.Series}.hash()
+				if _, again := e.keys[h]; !again && !e.marker {
+					// A new point: added to the totals.
+					before := e.size()
+					e.keys[h] = struct{}{}
+					e.totals = addTotal[R, K](e.totals, p.Row)
+					e.first, e.last = min(e.first, p.NS), max(e.last, p.NS)
+					c.size += e.size() - before
+				} else if !e.marker {
+					// A point written again, which replaces the one the
+					// totals count: they cannot tell its old values.
 					c.size -= e.size()
 					c.mins[m] = &minuteEntry[R]{marker: true, fetched: e.fetched, used: e.used}
 					c.size++

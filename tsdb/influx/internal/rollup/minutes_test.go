@@ -202,6 +202,64 @@ func TestEdgeMinutes(t *testing.T) {
 	}
 }
 
+// TestBigMinuteTakesNewPoints: points delivered into a cached big minute
+// are added to its totals, so that answers stay exact without a read; a
+// point delivered again (written again) drops them, and the answer after
+// it reads the minute again.
+func TestBigMinuteTakesNewPoints(t *testing.T) {
+	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}}
+	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
+	defer c.Close()
+	r := rand.New(rand.NewSource(6))
+	slots := delivery.NewSlots(1 << 16)
+	big := time.Now().UTC().Add(-100 * time.Minute).Truncate(time.Minute)
+	batch := func(n int) []byte {
+		var e delivery.Encoder
+		for range n {
+			op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: []string{"full", "symbol"}[r.Intn(2)],
+				TokensOriginal: r.Int63n(100), ToolID: []string{"a", "b", "c"}[r.Intn(3)],
+				CreatedAt: big.Add(time.Duration(r.Int63n(int64(time.Minute/time.Microsecond))) * time.Microsecond)}
+			off, dup := slots.Assign(&op)
+			e.Operation(&op, off, dup)
+		}
+		return e.Bytes()
+	}
+	db.write(batch(bigMinute + 500))
+	lo, hi := big.Add(-10*time.Minute), big.Add(10*time.Minute)
+	answer := func(phase string, wantReads int64) {
+		t.Helper()
+		var want []query.HourRow
+		for _, p := range db.in(lo, hi) {
+			want = append(want, p.Row)
+		}
+		before := db.reads.Load()
+		rows, err := c.HourRows(context.Background(), lo, hi, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := total(rows), total(want); got != want {
+			t.Fatalf("%s: %+v, want %+v", phase, got, want)
+		}
+		if n := db.reads.Load() - before; n != wantReads {
+			t.Errorf("%s: %d reads, want %d", phase, n, wantReads)
+		}
+	}
+	answer("cold", 1)
+	answer("warm", 0)
+	for i := range 3 {
+		more := batch(20 + i) // a new key among them now and then
+		db.write(more)
+		c.Delivered([][]byte{more})
+		answer(fmt.Sprintf("after new points %d", i), 0)
+	}
+	again := batch(10)
+	db.write(again)
+	c.Delivered([][]byte{again})
+	c.Delivered([][]byte{again}) // written again
+	answer("after a point written again", 1)
+	answer("warm after it", 0)
+}
+
 // TestEdgeMinutesTooLargeForOneRead: when the points of an edge's minutes
 // are too many for one read (a burst of writes), the minutes are read in
 // parts and cached: the answer is exact, and the next one reads nothing,

@@ -48,11 +48,12 @@
 //     the reads of minutes in flight (Source.ParsePoint): InfluxDB keys a
 //     point by series and time and a point written again replaces the
 //     first, and so does the cache, so a point the read saw too counts
-//     once. A big minute that a delivery falls in loses its totals: while
-//     it is the current minute, what a window holds of it is read as
-//     hourly totals, never as points again (a busy current minute would be
-//     read whole on every answer); once closed, it is read again, as its
-//     totals. A read of points too large for one answer
+//     once. A big minute keeps a hash of each point's key: a new point
+//     delivered into it is added to its totals; one written again loses
+//     them: while it is the current minute, what a window holds of it is
+//     read as hourly totals, never as points again (a busy current minute
+//     would be read whole on every answer); once closed, it is read again,
+//     as its totals. A read of points too large for one answer
 //     (query.ErrTooLarge) is read again in halves, down to single minutes,
 //     and cached as any other; a single minute still too large reads the
 //     edge as hourly totals too.
