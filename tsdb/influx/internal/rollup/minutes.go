@@ -45,11 +45,11 @@ type minuteEntry[R any] struct {
 	// that a delivered point is added to them only when it is new.
 	keys map[uint64]struct{}
 	// marker: a big minute a point was written again in (see delivered),
-	// its totals dropped: while
-	// it is the current minute (and until the entry expires), what a
-	// window holds of it is read as hourly totals, never as points again
-	// (a busy current minute would be read whole on every answer); once
-	// it has closed, the next answer reads it again, as its totals.
+	// its totals dropped: while it is the current minute (and until the
+	// entry expires), what a window holds of it is read as hourly totals,
+	// never as points again (a busy current minute would be read whole on
+	// every answer); once it has closed, the next answer reads it again,
+	// as its totals.
 	marker  bool
 	fetched time.Time // when the read that produced it started
 	used    uint64    // LRU tick of the last lookup
@@ -225,11 +225,9 @@ func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetc
 		}
 		if len(e.points) > bigMinute {
 			e.first, e.last = math.MaxInt64, math.MinInt64
-			for k := range e.points {
-				e.first, e.last = min(e.first, k.ns), max(e.last, k.ns)
-			}
 			e.keys = make(map[uint64]struct{}, len(e.points))
 			for k := range e.points {
+				e.first, e.last = min(e.first, k.ns), max(e.last, k.ns)
 				e.keys[k.hash()] = struct{}{}
 			}
 			e.totals, e.points = totalsOf[R, K](e.points), nil
@@ -340,19 +338,21 @@ func (c *minuteCache[R, K]) delivered(pts []query.Point[R]) {
 		if e := c.mins[m]; e != nil {
 			if e.points == nil {
 				h := pointKey{p.NS, p.Series}.hash()
-				if _, again := e.keys[h]; !again && !e.marker {
-					// A new point: added to the totals.
-					before := e.size()
-					e.keys[h] = struct{}{}
-					e.totals = addTotal[R, K](e.totals, p.Row)
-					e.first, e.last = min(e.first, p.NS), max(e.last, p.NS)
-					c.size += e.size() - before
-				} else if !e.marker {
+				_, again := e.keys[h]
+				switch {
+				case e.marker:
+				case again:
 					// A point written again, which replaces the one the
 					// totals count: they cannot tell its old values.
 					c.size -= e.size()
 					c.mins[m] = &minuteEntry[R]{marker: true, fetched: e.fetched, used: e.used}
 					c.size++
+				default: // a new point: added to the totals
+					before := e.size()
+					e.keys[h] = struct{}{}
+					e.totals = addTotal[R, K](e.totals, p.Row)
+					e.first, e.last = min(e.first, p.NS), max(e.last, p.NS)
+					c.size += e.size() - before
 				}
 			} else {
 				before := e.size()
