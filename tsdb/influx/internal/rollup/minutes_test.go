@@ -106,6 +106,39 @@ func total(rows []query.HourRow) tsdb.Totals {
 	return t
 }
 
+// exactReads fails t unless c answers the sums of db's points in [lo,
+// hi), and answers how many reads of db that answer made.
+func exactReads(t *testing.T, c *Cache[query.HourRow, query.HourKey], db *fakeDB, phase string, lo, hi time.Time) int64 {
+	t.Helper()
+	var want []query.HourRow
+	for _, p := range db.in(lo, hi) {
+		want = append(want, p.Row)
+	}
+	before := db.reads.Load()
+	rows, err := c.HourRows(context.Background(), lo, hi, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := total(rows), total(want); got != want {
+		t.Fatalf("%s: [%v, %v): %+v, want %+v", phase, lo, hi, got, want)
+	}
+	return db.reads.Load() - before
+}
+
+// minuteOps answers the line protocol of n reads at random times in the
+// minute that starts at m, of tool ids a, b and c and two modes.
+func minuteOps(r *rand.Rand, slots *delivery.Slots, n int, m time.Time) []byte {
+	var e delivery.Encoder
+	for range n {
+		op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: []string{"full", "symbol"}[r.Intn(2)],
+			TokensOriginal: r.Int63n(100), ToolID: []string{"a", "b", "c"}[r.Intn(3)],
+			CreatedAt: m.Add(time.Duration(r.Int63n(int64(time.Minute/time.Microsecond))) * time.Microsecond)}
+		off, dup := slots.Assign(&op)
+		e.Operation(&op, off, dup)
+	}
+	return e.Bytes()
+}
+
 // TestEdgeMinutes: windows ending now and in the past answer the sums of
 // their points, from the cache once warm (no read), after deliveries into
 // cached minutes (added, a point delivered again counted once) and around
@@ -182,22 +215,9 @@ func TestEdgeMinutes(t *testing.T) {
 	for _, phase := range []string{"after a delivery into a big minute", "after another"} {
 		write(10, big.Add(20*time.Second), big.Add(30*time.Second))
 		lo, hi := big.Add(-10*time.Minute), big.Add(10*time.Minute) // edges: read by minutes
-		var want []query.HourRow
-		for _, p := range db.in(lo, hi) {
-			want = append(want, p.Row)
-		}
-		for _, warm := range []bool{false, true} {
-			before := db.reads.Load()
-			rows, err := c.HourRows(context.Background(), lo, hi, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, want := total(rows), total(want); got != want {
-				t.Fatalf("%s: %+v, want %+v", phase, got, want)
-			}
-			if n := db.reads.Load() - before; warm && n > 0 {
-				t.Errorf("%s: %d reads of a warm answer", phase, n)
-			}
+		exactReads(t, c, db, phase, lo, hi)
+		if n := exactReads(t, c, db, phase+", warm", lo, hi); n > 0 {
+			t.Errorf("%s: %d reads of a warm answer", phase, n)
 		}
 	}
 }
@@ -213,34 +233,12 @@ func TestBigMinuteTakesNewPoints(t *testing.T) {
 	r := rand.New(rand.NewSource(6))
 	slots := delivery.NewSlots(1 << 16)
 	big := time.Now().UTC().Add(-100 * time.Minute).Truncate(time.Minute)
-	batch := func(n int) []byte {
-		var e delivery.Encoder
-		for range n {
-			op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: []string{"full", "symbol"}[r.Intn(2)],
-				TokensOriginal: r.Int63n(100), ToolID: []string{"a", "b", "c"}[r.Intn(3)],
-				CreatedAt: big.Add(time.Duration(r.Int63n(int64(time.Minute/time.Microsecond))) * time.Microsecond)}
-			off, dup := slots.Assign(&op)
-			e.Operation(&op, off, dup)
-		}
-		return e.Bytes()
-	}
+	batch := func(n int) []byte { return minuteOps(r, slots, n, big) }
 	db.write(batch(bigMinute + 500))
 	lo, hi := big.Add(-10*time.Minute), big.Add(10*time.Minute)
 	answer := func(phase string, wantReads int64) {
 		t.Helper()
-		var want []query.HourRow
-		for _, p := range db.in(lo, hi) {
-			want = append(want, p.Row)
-		}
-		before := db.reads.Load()
-		rows, err := c.HourRows(context.Background(), lo, hi, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, want := total(rows), total(want); got != want {
-			t.Fatalf("%s: %+v, want %+v", phase, got, want)
-		}
-		if n := db.reads.Load() - before; n != wantReads {
+		if n := exactReads(t, c, db, phase, lo, hi); n != wantReads {
 			t.Errorf("%s: %d reads, want %d", phase, n, wantReads)
 		}
 	}
@@ -274,35 +272,13 @@ func TestEdgeMinutesTooLargeForOneRead(t *testing.T) {
 	// Minutes of a burst, each readable alone (two of them big), but not
 	// all at once, then quiet ones; none is delivered through the cache.
 	end := now.Add(-10 * time.Minute).Truncate(time.Minute)
-	var e delivery.Encoder
 	for m, n := range []int{2 * bigMinute, 2 * bigMinute, bigMinute / 2, 100, 100} {
-		from := end.Add(time.Duration(m-5) * time.Minute)
-		for range n {
-			op := tsdb.Operation{ID: uuid.New(), SessionID: uuid.New(), ToolName: "read", OperationMode: "full",
-				TokensOriginal: r.Int63n(100), ToolID: []string{"a", "b"}[r.Intn(2)],
-				CreatedAt: from.Add(time.Duration(r.Int63n(int64(time.Minute/time.Microsecond))) * time.Microsecond)}
-			off, dup := slots.Assign(&op)
-			e.Operation(&op, off, dup)
-		}
+		db.write(minuteOps(r, slots, n, end.Add(time.Duration(m-5)*time.Minute)))
 	}
-	db.write(e.Bytes())
 	lo, hi := end.Add(-20*time.Minute), end.Add(time.Minute)
-	var want []query.HourRow
-	for _, p := range db.in(lo, hi) {
-		want = append(want, p.Row)
-	}
-	for _, phase := range []string{"cold", "warm"} {
-		before := db.reads.Load()
-		rows, err := c.HourRows(context.Background(), lo, hi, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, want := total(rows), total(want); got != want {
-			t.Fatalf("%s: %+v, want %+v", phase, got, want)
-		}
-		if n := db.reads.Load() - before; phase == "warm" && n > 0 {
-			t.Errorf("warm: %d reads", n)
-		}
+	exactReads(t, c, db, "cold", lo, hi)
+	if n := exactReads(t, c, db, "warm", lo, hi); n > 0 {
+		t.Errorf("warm: %d reads", n)
 	}
 }
 
