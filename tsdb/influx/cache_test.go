@@ -117,11 +117,31 @@ func answers(t *testing.T, s *influx.Store, w tsdb.Window) string {
 	return b.String()
 }
 
+// countIn answers how many operations s counts in w: its breakdown's
+// counts, summed.
+func countIn(t *testing.T, s *influx.Store, w tsdb.Window) int64 {
+	t.Helper()
+	bd, err := s.Breakdown(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, m := range bd {
+		n += m.Count
+	}
+	return n
+}
+
 // cachedAndUncached opens a store with the hourly caches and one without
-// on one fresh database of srv.
-func cachedAndUncached(t *testing.T, srv *realtools.Influxd) (cached, uncached *influx.Store) {
+// on one fresh database of srv; each of adjust changes the cached store's
+// configuration first.
+func cachedAndUncached(t *testing.T, srv *realtools.Influxd, adjust ...func(*influx.Config)) (cached, uncached *influx.Store) {
 	cfg := config(t, srv)
-	cached = open(t, cfg)
+	ccfg := cfg
+	for _, f := range adjust {
+		f(&ccfg)
+	}
+	cached = open(t, ccfg)
 	ncfg := cfg
 	ncfg.OutboxDir = t.TempDir() + "/outbox2"
 	ncfg.CacheMaxRows = -1
@@ -205,14 +225,7 @@ func TestCacheDropsHoursOnDelivery(t *testing.T) {
 	w := tsdb.Window{Start: ptr(hour.Add(-2 * time.Hour)), End: hour.Add(3 * time.Hour)}
 	count := func() int64 {
 		t.Helper()
-		bd, err := s.Breakdown(ctx, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		for _, m := range bd {
-			n += m.Count
-		}
+		n := countIn(t, s, w)
 		tr, err := s.Trend(ctx, w, tsdb.Hourly)
 		if err != nil {
 			t.Fatal(err)
@@ -284,20 +297,11 @@ func TestCacheTTL(t *testing.T) {
 			cfg := config(t, srv)
 			cfg.CacheTTL = tc.ttl
 			s := open(t, cfg)
-			ctx := context.Background()
 			hour := time.Date(2025, 5, 6, 7, 0, 0, 0, time.UTC)
 			w := tsdb.Window{Start: ptr(hour.Add(-time.Hour)), End: hour.Add(2 * time.Hour)}
 			count := func() int64 {
 				t.Helper()
-				bd, err := s.Breakdown(ctx, w)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var n int64
-				for _, m := range bd {
-					n += m.Count
-				}
-				return n
+				return countIn(t, s, w)
 			}
 			writeOK(t, s, mkOps(10, uuid.New(), hour.Add(10*time.Minute)))
 			filled := time.Now()
@@ -394,16 +398,12 @@ func newQueryCounter(t *testing.T, target string) *queryCounter {
 // run out, after another writer's.
 func TestCacheEdgeMinutes(t *testing.T) {
 	srv := realtools.SharedInfluxd(t)
-	cfg := config(t, srv)
 	qc := newQueryCounter(t, srv.URL)
-	ccfg := cfg
-	ccfg.URL = qc.URL
-	ccfg.CacheTTL = 4 * time.Second
-	cached := open(t, ccfg)
-	ncfg := cfg
-	ncfg.OutboxDir = t.TempDir() + "/uncached"
-	ncfg.CacheMaxRows = -1
-	uncached := open(t, ncfg)
+	const ttl = 4 * time.Second
+	var bucket string
+	cached, uncached := cachedAndUncached(t, srv, func(c *influx.Config) {
+		c.URL, c.CacheTTL, bucket = qc.URL, ttl, c.Bucket
+	})
 
 	r := rand.New(rand.NewSource(11))
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -465,10 +465,10 @@ func TestCacheEdgeMinutes(t *testing.T) {
 
 	// Another writer's point in the current minute is in the answers once
 	// the TTL has run out.
-	writeDirect(t, srv, cfg.Bucket, fmt.Sprintf(
+	writeDirect(t, srv, bucket, fmt.Sprintf(
 		"tool_operation,operation_mode=full,session_id=%s,tool_id=b,tool_name=read id=\"%s\",parameters=\"{}\",response_time_ms=1.5,tokens_actual=1i,tokens_original=2i,tokens_prevented=1i %d\n",
 		uuid.New(), uuid.New(), time.Now().Add(-time.Second).UnixNano()))
-	time.Sleep(ccfg.CacheTTL + 100*time.Millisecond)
+	time.Sleep(ttl + 100*time.Millisecond)
 	same("after another writer's point and the TTL")
 }
 
@@ -478,15 +478,8 @@ func TestCacheEdgeMinutes(t *testing.T) {
 // warm one queries InfluxDB not at all.
 func TestCacheEdgeMinutesManyPoints(t *testing.T) {
 	srv := realtools.SharedInfluxd(t)
-	cfg := config(t, srv)
 	qc := newQueryCounter(t, srv.URL)
-	ccfg := cfg
-	ccfg.URL = qc.URL
-	cached := open(t, ccfg)
-	ncfg := cfg
-	ncfg.OutboxDir = t.TempDir() + "/uncached"
-	ncfg.CacheMaxRows = -1
-	uncached := open(t, ncfg)
+	cached, uncached := cachedAndUncached(t, srv, func(c *influx.Config) { c.URL = qc.URL })
 
 	r := rand.New(rand.NewSource(12))
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -508,15 +501,7 @@ func TestCacheEdgeMinutesManyPoints(t *testing.T) {
 			t.Fatalf("warm answers queried InfluxDB %d times", n)
 		}
 	}
-	bd, err := uncached.Breakdown(context.Background(), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, m := range bd {
-		n += m.Count
-	}
-	if n != 25000 {
+	if n := countIn(t, uncached, w); n != 25000 {
 		t.Fatalf("the window holds %d operations, want 25,000", n)
 	}
 }
