@@ -537,9 +537,9 @@ func stalledSSE(t *testing.T, s *service) net.Conn {
 }
 
 // postUntil posts batches of operations until cond holds, failing when a
-// POST fails or cond does not hold after max batches; it answers the
-// operations posted.
-func postUntil(t *testing.T, s *service, max int, cond func() bool) int {
+// POST fails or cond does not hold after max batches; it waits pause
+// after each batch, and answers the operations posted.
+func postUntil(t *testing.T, s *service, max int, pause time.Duration, cond func() bool) int {
 	t.Helper()
 	batch := make([]any, 1000)
 	for i := range batch {
@@ -552,9 +552,10 @@ func postUntil(t *testing.T, s *service, max int, cond func() bool) int {
 		}
 		s.mustDo("POST", "/track/tool-operations", map[string]any{"operations": batch}, 200)
 		posted += len(batch)
+		time.Sleep(pause)
 	}
 	if !cond() {
-		t.Fatalf("after %d operations the condition does not hold", posted)
+		t.Fatalf("after %d operations the condition does not hold (lagging %v, write_timeout %v)", posted, dropped(s, exporter.DropLagging), dropped(s, exporter.DropWriteTimeout))
 	}
 	return posted
 }
@@ -569,7 +570,7 @@ func TestStreamDropsASlowReader(t *testing.T) {
 		s := newService(t, serviceOpts{streamWriteTimeout: time.Minute})
 		reader := openSSE(t, s, "")
 		conn := stalledSSE(t, s)
-		posted := postUntil(t, s, 200, func() bool { return dropped(s, exporter.DropLagging) == 1 })
+		posted := postUntil(t, s, 200, 0, func() bool { return dropped(s, exporter.DropLagging) == 1 })
 		t.Logf("dropped after %d operations", posted)
 		if got := reader.operations(posted); len(got) != posted {
 			t.Errorf("the reader got %d of %d operations", len(got), posted)
@@ -599,7 +600,10 @@ func TestStreamDropsASlowReader(t *testing.T) {
 	t.Run("write timeout", func(t *testing.T) {
 		s := newService(t, serviceOpts{streamWriteTimeout: 200 * time.Millisecond})
 		stalledSSE(t, s)
-		postUntil(t, s, 100, func() bool { return dropped(s, exporter.DropWriteTimeout) == 1 })
+		// A pause between batches: the write's wait (200 ms) ends before
+		// the ring (10,000) passes the subscriber, however fast the
+		// machine commits.
+		postUntil(t, s, 100, 50*time.Millisecond, func() bool { return dropped(s, exporter.DropWriteTimeout) == 1 })
 		waitFor(t, func() bool { return subscribers(s) == 0 })
 		if n := dropped(s, exporter.DropLagging); n != 0 {
 			t.Errorf("dropped{lagging} = %v", n)
