@@ -51,6 +51,9 @@ func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.Aggr
 	if s.closed.Load() {
 		return tsdb.AggregateResult{}, errClosed
 	}
+	if err := s.flush(ctx); err != nil {
+		return tsdb.AggregateResult{}, err
+	}
 	out, err := dialect.GroupOperations(ctx, queryIn(s.reader), &s.horizon, q)
 	return out, s.wrap("aggregate", err)
 }
@@ -61,6 +64,9 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
 	if s.closed.Load() {
 		return nil, errClosed
 	}
+	if err := s.flush(ctx); err != nil {
+		return nil, err
+	}
 	out, err := dialect.Breakdown(ctx, queryIn(s.reader), &s.horizon, w)
 	return out, s.wrap("breakdown", err)
 }
@@ -70,6 +76,9 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
 func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
 	if s.closed.Load() {
 		return nil, errClosed
+	}
+	if err := s.flush(ctx); err != nil {
+		return nil, err
 	}
 	out, err := dialect.Trend(ctx, queryIn(s.reader), &s.horizon, w, step)
 	return out, s.wrap("trend", err)

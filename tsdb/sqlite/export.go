@@ -18,6 +18,9 @@ func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn
 	if s.closed.Load() {
 		return errClosed
 	}
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
 	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return s.wrap("begin read", err)

@@ -37,6 +37,11 @@ func insertOpsSQL(n int) string {
 	return "INSERT OR ROLLBACK INTO tool_operations (" + opColumnList + ") VALUES " + valueRows(n, opColumns)
 }
 
+// stageOpsSQL returns the same INSERT into pending_operations.
+func stageOpsSQL(n int) string {
+	return "INSERT OR ROLLBACK INTO pending_operations (" + opColumnList + ") VALUES " + valueRows(n, opColumns)
+}
+
 // valueRows writes n rows of cols placeholders each, for a VALUES list.
 func valueRows(n, cols int) string {
 	row := "(?" + strings.Repeat(",?", cols-1) + ")"
@@ -108,6 +113,8 @@ func (c *chunked) exec(w writeTx, n int, buf []any, args func(buf []any, i, j in
 // commit carries a dozen operations.
 type writeStmts struct {
 	insert                               chunked
+	stage                                chunked // into pending_operations
+	stored                               *sql.Stmt
 	hourly, daily, hourlyAll, file, sess chunked // the rollups' upserts
 	session                              chunked // the sessions' upsert
 }
@@ -118,12 +125,15 @@ func prepareWriteStmts(ctx context.Context, db *sql.DB) (*writeStmts, error) {
 	for _, c := range []struct {
 		dst    *chunked
 		sqlFor func(n int) string
-	}{{&ws.insert, insertOpsSQL}, {&ws.hourly, upsertHourlySQL}, {&ws.daily, upsertDailySQL},
+	}{{&ws.insert, insertOpsSQL}, {&ws.stage, stageOpsSQL}, {&ws.hourly, upsertHourlySQL}, {&ws.daily, upsertDailySQL},
 		{&ws.hourlyAll, upsertHourlyAllSQL}, {&ws.file, upsertFileDailySQL}, {&ws.sess, upsertSessionDailySQL},
 		{&ws.session, upsertSessionSQL}} {
 		if err = c.dst.prepare(ctx, db, c.sqlFor); err != nil {
 			break
 		}
+	}
+	if err == nil {
+		ws.stored, err = db.PrepareContext(ctx, storedSQL)
 	}
 	if err != nil {
 		ws.close()
@@ -152,10 +162,10 @@ func (s *Store) writeStmts(ctx context.Context) (*writeStmts, error) {
 
 func (ws *writeStmts) close() {
 	var stmts []*sql.Stmt
-	for _, c := range []*chunked{&ws.insert, &ws.hourly, &ws.daily, &ws.hourlyAll, &ws.file, &ws.sess, &ws.session} {
+	for _, c := range []*chunked{&ws.insert, &ws.stage, &ws.hourly, &ws.daily, &ws.hourlyAll, &ws.file, &ws.sess, &ws.session} {
 		stmts = append(stmts, c[:]...)
 	}
-	for _, st := range stmts {
+	for _, st := range append(stmts, ws.stored) {
 		if st != nil {
 			st.Close()
 		}
@@ -233,9 +243,12 @@ type sessionAgg struct {
 	searches    int64
 }
 
-// WriteOperations stores ops, their hourly and daily rollups and their sessions in one
-// transaction on the writer connection: all of it is durable (synchronous=FULL)
-// when it returns nil, and none of it is visible when it fails.
+// WriteOperations stores ops durably (synchronous=FULL) when it returns nil,
+// and none of them when it fails. A commit of up to stageMax operations (a
+// group commit of single-operation requests) is staged in
+// pending_operations; a larger one goes into tool_operations, its rollups
+// and sessions in one transaction. Either way every read of this store
+// answers with them from then on (see pending.go).
 func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error {
 	if s.closed.Load() {
 		return errClosed
@@ -248,6 +261,8 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 	if err != nil {
 		return s.wrap("prepare write", err)
 	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap("begin write", err)
@@ -259,7 +274,33 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 	if len(ops) == 0 {
 		return nil // all were retries
 	}
+	w := newWriteTx(ctx, tx)
+	if len(ops) <= stageMax {
+		stored, err := anyStored(w, stmts, ops)
+		if err != nil {
+			return s.wrap("look up operation ids", err)
+		}
+		if !stored {
+			return s.stage(w, stmts, ops)
+		}
+		// An id of ops is stored already (not a keyed retry, which
+		// skipDuplicates took out): writeRows answers the constraint
+		// error any write of it answers.
+	}
+	if err := s.writeRows(w, stmts, ops); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return s.wrap("commit write", err)
+	}
+	s.committed()
+	return nil
+}
 
+// writeRows adds ops to tool_operations, their hourly and daily rollups
+// and their sessions in w.
+func (s *Store) writeRows(w writeTx, stmts *writeStmts, ops []tsdb.Operation) error {
+	var err error
 	// Aggregate in Go first: one upsert per distinct rollup key and session.
 	hourly := sqlq.OpRollups(ops, tsdb.MicrosPerHour, sqlq.ByTool)
 	daily := sqlq.OpRollups(ops, tsdb.MicrosPerDay, sqlq.ByTool)
@@ -293,7 +334,6 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 
 	// Rows go in by the prepared multi-row INSERTs of 64, 32, ..., 1 rows,
 	// rollup rows by the upserts of as many.
-	w := newWriteTx(ctx, tx)
 	args := argsPool.Get().(*[]any)
 	defer func() {
 		clear((*args)[:cap(*args)]) // holds nothing of this commit while pooled
@@ -340,10 +380,6 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		return s.wrap("upsert session", err)
 	}
 
-	if err := tx.Commit(); err != nil {
-		return s.wrap("commit write", err)
-	}
-	s.committed()
 	return nil
 }
 
@@ -382,6 +418,9 @@ func boolInt(b bool) int64 {
 func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
 	if s.closed.Load() {
 		return tsdb.OperationPage{}, errClosed
+	}
+	if err := s.flush(ctx); err != nil {
+		return tsdb.OperationPage{}, err
 	}
 	if f.Limit <= 0 {
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: limit %d must be positive", f.Limit)
@@ -512,12 +551,15 @@ func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Tim
 	if s.closed.Load() {
 		return time.Time{}, false, errClosed
 	}
+	if err := s.flush(ctx); err != nil {
+		return time.Time{}, false, err
+	}
 	first, ok, err := dialect.FirstOperationTime(ctx, queryIn(s.reader), &s.horizon, toolID)
 	return first, ok, s.wrap("first operation time", err)
 }
 
 // skipDuplicates marks Duplicate every keyed operation of ops whose id is
-// stored already or carried by an earlier operation of ops (a client's
+// stored already (in tool_operations or pending_operations) or carried by an earlier operation of ops (a client's
 // retry), and answers the operations to store: ops itself when none is a
 // duplicate. Only keyed ids are looked up: the others are new by making.
 func skipDuplicates(ctx context.Context, tx *sql.Tx, ops []tsdb.Operation) ([]tsdb.Operation, error) {
@@ -538,8 +580,9 @@ func skipDuplicates(ctx context.Context, tx *sql.Tx, ops []tsdb.Operation) ([]ts
 		for j, i := range part {
 			args[j] = ops[i].ID[:]
 		}
-		q := "SELECT id FROM tool_operations WHERE id IN (?" + strings.Repeat(",?", len(part)-1) + ")"
-		rows, err := tx.QueryContext(ctx, q, args...)
+		in := "id IN (?" + strings.Repeat(",?", len(part)-1) + ")"
+		rows, err := tx.QueryContext(ctx, "SELECT id FROM tool_operations WHERE "+in+
+			" UNION ALL SELECT id FROM pending_operations WHERE "+in, append(args, args...)...)
 		if err != nil {
 			return nil, err
 		}

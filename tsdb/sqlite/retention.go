@@ -62,6 +62,9 @@ func (s *Store) ExpireBefore(ctx context.Context, cutoff time.Time, batch int) (
 	if s.closed.Load() {
 		return tsdb.Expiry{}, errClosed
 	}
+	if err := s.flush(ctx); err != nil {
+		return tsdb.Expiry{}, err
+	}
 	hour, err := sqlq.ExpiryHour(cutoff, batch)
 	if err != nil {
 		return tsdb.Expiry{}, err

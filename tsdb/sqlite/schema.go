@@ -309,6 +309,30 @@ SELECT created_at - ((created_at % 86400000000) + 86400000000) % 86400000000, se
 	count(cache_hit), coalesce(sum(cache_hit), 0)
 FROM tool_operations GROUP BY 1, 2;
 `,
+
+	// 9: operations acknowledged but not yet in tool_operations. A commit of
+	// a few operations (single-operation requests, gathered by the group
+	// commit) lands here first: their own columns under their id, one
+	// b-tree, no index, rollup or session, in the same durable transaction
+	// any write has. Batches of them move on into tool_operations, the
+	// rollups and the sessions (see pending.go).
+	`
+CREATE TABLE pending_operations (
+	id               BLOB    NOT NULL PRIMARY KEY,
+	session_id       BLOB    NOT NULL,
+	tool_name        TEXT    NOT NULL,
+	operation_mode   TEXT    NOT NULL,
+	parameters       TEXT    NOT NULL,
+	file_path        TEXT,
+	tokens_original  INTEGER NOT NULL,
+	tokens_actual    INTEGER NOT NULL,
+	tokens_prevented INTEGER NOT NULL,
+	response_time_ms REAL    NOT NULL,
+	tool_id          TEXT    NOT NULL,
+	created_at       INTEGER NOT NULL,
+	cache_hit        INTEGER
+) WITHOUT ROWID;
+`,
 }
 
 // migrate brings the database to version len(migrations). Each missing migration runs

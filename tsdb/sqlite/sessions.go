@@ -79,6 +79,9 @@ func (s *Store) CreateSession(ctx context.Context, sess tsdb.Session) error {
 	if s.closed.Load() {
 		return errClosed
 	}
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
 	_, err := s.writer.ExecContext(ctx, `INSERT INTO tool_sessions
 	(session_id, tool_id, tool_version, process_id, instance_id, project_id, workspace_path,
 	 started_at, ended_at, last_activity)
@@ -114,6 +117,9 @@ func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats
 	if s.closed.Load() {
 		return tsdb.SessionStats{}, errClosed
 	}
+	if err := s.flush(ctx); err != nil {
+		return tsdb.SessionStats{}, err
+	}
 	st, err := s.sessions().Get(ctx, id)
 	return st, s.wrap("get session", err)
 }
@@ -122,6 +128,9 @@ func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats
 func (s *Store) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.Session, error) {
 	if s.closed.Load() {
 		return tsdb.Session{}, errClosed
+	}
+	if err := s.flush(ctx); err != nil {
+		return tsdb.Session{}, err
 	}
 	sess, err := s.sessions().FindOpen(ctx, m)
 	return sess, s.wrap("find open session", err)
@@ -132,6 +141,9 @@ func (s *Store) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.
 func (s *Store) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (tsdb.Session, error) {
 	if s.closed.Load() {
 		return tsdb.Session{}, errClosed
+	}
+	if err := s.flush(ctx); err != nil {
+		return tsdb.Session{}, err
 	}
 	st, err := s.sessions().Touch(ctx, id, at)
 	if err == nil {
@@ -146,6 +158,9 @@ func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsd
 	if s.closed.Load() {
 		return tsdb.SessionStats{}, errClosed
 	}
+	if err := s.flush(ctx); err != nil {
+		return tsdb.SessionStats{}, err
+	}
 	st, err := s.sessions().End(ctx, id, at)
 	if err == nil {
 		s.committed()
@@ -158,6 +173,9 @@ func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsd
 func (s *Store) ActiveSessions(ctx context.Context, toolID string, since time.Time) ([]tsdb.SessionStats, error) {
 	if s.closed.Load() {
 		return nil, errClosed
+	}
+	if err := s.flush(ctx); err != nil {
+		return nil, err
 	}
 	out, err := s.sessions().Active(ctx, toolID, since)
 	return out, s.wrap("active sessions", err)

@@ -5,7 +5,9 @@
 // writers queue in Go instead of failing with SQLITE_BUSY; a pool of read-only
 // connections serves queries in parallel with it (WAL readers see the last
 // committed state and never block the writer). synchronous=FULL makes every
-// acknowledged commit survive power loss.
+// acknowledged commit survive power loss. A commit of a few operations is
+// staged in pending_operations and moved into the tables in batches, and
+// before any read (see pending.go).
 //
 // Breakdowns, trends and list totals read rollup rows, hourly and daily,
 // maintained in the same transaction as the raw operations: daily rows for
@@ -86,8 +88,17 @@ type Store struct {
 	closed  atomic.Bool
 
 	ckptWake chan struct{} // a commit happened (buffered 1)
-	ckptStop chan struct{}
 	ckptDone chan struct{}
+
+	// writeMu serialises writes of operations and drains (pending.go);
+	// pending counts the operations this process staged and has not
+	// drained.
+	writeMu   sync.Mutex
+	pending   atomic.Int64
+	drainWake chan struct{} // a stage happened (buffered 1)
+	drainDone chan struct{}
+
+	stop chan struct{} // closed by Close: the background loops end
 
 	// horizon is the raw horizon of retention (see ExpireBefore).
 	horizon sqlq.Horizon
@@ -188,19 +199,47 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 	ckpt.SetConnMaxIdleTime(0)
 
 	s := &Store{writer: writer, reader: reader, ckpt: ckpt, path: abs, logger: logger,
-		ckptWake: make(chan struct{}, 1), ckptStop: make(chan struct{}), ckptDone: make(chan struct{})}
+		ckptWake: make(chan struct{}, 1), ckptDone: make(chan struct{}),
+		drainWake: make(chan struct{}, 1), drainDone: make(chan struct{}), stop: make(chan struct{})}
 	if err := s.openRetention(ctx); err != nil {
 		ckpt.Close()
 		reader.Close()
 		writer.Close()
 		return nil, mapErr(fmt.Errorf("open %s: %w", abs, err))
 	}
+	// Operations a previous run staged and did not move (it crashed, or
+	// its Close could not): the next read, write or drain moves them.
+	// (A schema older than the table's migration, as tests make, has none.)
+	var pending int64
+	if err := countPending(ctx, writer, &pending); err != nil {
+		ckpt.Close()
+		reader.Close()
+		writer.Close()
+		return nil, mapErr(fmt.Errorf("open %s: count pending operations: %w", abs, err))
+	}
+	s.pending.Store(pending)
+	if pending > 0 {
+		logger.Info("operations left pending by the last run are moved into the tables", "pending", pending)
+		s.drainWake <- struct{}{}
+	}
 	go s.checkpointLoop()
+	go s.drainLoop(drainAfter)
 	if from != to {
 		logger.Info("schema migrated", "path", abs, "from_version", from, "to_version", to)
 	}
 	logger.Info("store opened", "path", abs, "schema_version", to, "readers", readers)
 	return s, nil
+}
+
+// countPending counts the rows of pending_operations, none when the table
+// does not exist.
+func countPending(ctx context.Context, db *sql.DB, n *int64) error {
+	var tables int
+	err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE name = 'pending_operations'`).Scan(&tables)
+	if err != nil || tables == 0 {
+		return err
+	}
+	return db.QueryRowContext(ctx, `SELECT count(*) FROM pending_operations`).Scan(n)
 }
 
 // checkpointLoop copies the write-ahead log into the database file in the
@@ -214,7 +253,7 @@ func (s *Store) checkpointLoop() {
 	defer close(s.ckptDone)
 	for {
 		select {
-		case <-s.ckptStop:
+		case <-s.stop:
 			return
 		case <-s.ckptWake:
 		}
@@ -225,7 +264,7 @@ func (s *Store) checkpointLoop() {
 		}
 		t := time.NewTimer(checkpointEvery)
 		select {
-		case <-s.ckptStop:
+		case <-s.stop:
 			t.Stop()
 			return
 		case <-t.C:
@@ -293,8 +332,9 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	close(s.ckptStop)
+	close(s.stop)
 	<-s.ckptDone
+	<-s.drainDone
 	var errs []error
 	if err := s.ckpt.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close checkpointer: %w", err))
@@ -302,6 +342,25 @@ func (s *Store) Close() error {
 	if err := s.reader.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close readers: %w", err))
 	}
+	// Pending operations move into the tables, so that the file holds
+	// them where any reader of it looks. Those that fail stay pending for
+	// the next Open.
+	s.writeMu.Lock()
+	if s.pending.Load() > 0 {
+		s.stmtsMu.Lock()
+		var err error
+		if s.stmts == nil {
+			s.stmts, err = prepareWriteStmts(context.Background(), s.writer)
+		}
+		if err == nil {
+			err = s.drainLocked(context.Background(), s.stmts, false)
+		}
+		s.stmtsMu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("move pending operations: %w", err))
+		}
+	}
+	s.writeMu.Unlock()
 	// With the readers gone, TRUNCATE can fold the whole log into the file
 	// and leave a zero-length -wal behind.
 	s.stmtsMu.Lock()

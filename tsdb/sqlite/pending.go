@@ -1,0 +1,201 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/hex"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+)
+
+// Staging. A commit of single-operation requests carries a dozen operations
+// or so; writing them into tool_operations, its indexes, five rollups and
+// the sessions costs every commit the same few dozen pages (the right edge
+// of each index, a rollup row per key, a session row per session), and the
+// writer's time per operation is several times that of a batch. So such a
+// commit (stageMax operations at most) only inserts the operations'
+// columns into pending_operations, one b-tree keyed by id, in the same
+// BEGIN IMMEDIATE, synchronous=FULL transaction as any write: once it
+// returns, the operations are as durable as after the full write. drain
+// then moves what is pending into tool_operations, the rollups and the
+// sessions in one transaction of many operations, at batch cost:
+//
+//   - after a stage that leaves drainAt or more pending, on the writer's
+//     turn (the next commit waits for it, which bounds the table);
+//   - drainAfter after a stage, in the background, when writes pause;
+//   - before every read of this store (flush), so that a read sees every
+//     operation acknowledged before it began, as if written in full;
+//   - when the store closes, and when it opens on a file left with pending
+//     operations (a crash after the acknowledgement: nothing is lost).
+//
+// Dedup sees both tables (skipDuplicates), in the write transaction, so a
+// retry finds its first copy wherever it is, also from another process on
+// the file. Reads of another process see a process's staged operations once
+// they are drained: drainAfter at most after its writes pause.
+const (
+	stageMax = 256
+	drainAt  = 2048
+)
+
+// drainAfter is how long the background drain waits after a stage (a
+// variable: tests make it longer).
+var drainAfter = 100 * time.Millisecond
+
+// storedSQL counts the operations of tool_operations whose id is one of a
+// JSON array of ids in hex.
+const storedSQL = `SELECT count(*) FROM tool_operations WHERE id IN (SELECT unhex(value) FROM json_each(?))`
+
+// anyStored answers whether the id of an operation of ops is in
+// tool_operations: pending_operations' own key cannot tell, and such an
+// operation must fail as it would in the full write, not wait there.
+func anyStored(w writeTx, stmts *writeStmts, ops []tsdb.Operation) (bool, error) {
+	ids := make([]byte, 0, len(ops)*35+2)
+	ids = append(ids, '[')
+	for i := range ops {
+		if i > 0 {
+			ids = append(ids, ',')
+		}
+		ids = append(ids, '"')
+		ids = hex.AppendEncode(ids, ops[i].ID[:])
+		ids = append(ids, '"')
+	}
+	ids = append(ids, ']')
+	var n int
+	err := w.tx.StmtContext(w.stmtCtx, stmts.stored).QueryRowContext(w.stmtCtx, string(ids)).Scan(&n)
+	return n > 0, err
+}
+
+// stage inserts ops into pending_operations and commits w.
+func (s *Store) stage(w writeTx, stmts *writeStmts, ops []tsdb.Operation) error {
+	args := argsPool.Get().(*[]any)
+	defer func() {
+		clear((*args)[:cap(*args)])
+		argsPool.Put(args)
+	}()
+	var err error
+	if *args, err = stmts.stage.exec(w, len(ops), *args, func(buf []any, i, j int) []any {
+		return appendOpArgs(buf, ops[i:j])
+	}); err != nil {
+		return s.wrap("stage operations", err)
+	}
+	if err := w.tx.Commit(); err != nil {
+		return s.wrap("commit write", err)
+	}
+	s.committed()
+	if s.pending.Add(int64(len(ops))) >= drainAt {
+		// ops are durable whatever this answers: a failed drain is
+		// retried by the next one.
+		if err := s.drainLocked(w.stmtCtx, stmts, true); err != nil {
+			s.logger.Warn("moving pending operations failed; they stay pending", "err", err)
+		}
+		return nil
+	}
+	select {
+	case s.drainWake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// flush drains the operations this process staged, so that a read that
+// follows sees them; it costs nothing when none is pending.
+func (s *Store) flush(ctx context.Context) error { return s.drain(ctx, false) }
+
+// drain takes writeMu and drains (see drainLocked).
+func (s *Store) drain(ctx context.Context, checkpoint bool) error {
+	if s.pending.Load() == 0 {
+		return nil
+	}
+	stmts, err := s.writeStmts(ctx)
+	if err != nil {
+		return s.wrap("prepare write", err)
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.drainLocked(ctx, stmts, checkpoint)
+}
+
+// drainLocked moves every pending operation into tool_operations, the
+// rollups and the sessions, in one transaction that also deletes them
+// from pending_operations, and then, with checkpoint, checkpoints the
+// log. The caller holds writeMu.
+func (s *Store) drainLocked(ctx context.Context, stmts *writeStmts, checkpoint bool) error {
+	if s.pending.Load() == 0 {
+		return nil
+	}
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return s.wrap("begin write", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	rows, err := tx.QueryContext(ctx, "SELECT "+opColumnList+" FROM pending_operations")
+	if err != nil {
+		return s.wrap("read pending operations", err)
+	}
+	ops := make([]tsdb.Operation, 0, s.pending.Load())
+	for rows.Next() {
+		op, err := scanOperation(rows)
+		if err != nil {
+			rows.Close()
+			return s.wrap("read pending operation", err)
+		}
+		ops = append(ops, op)
+	}
+	if err := rows.Close(); err != nil {
+		return s.wrap("read pending operations", err)
+	}
+	if err := rows.Err(); err != nil {
+		return s.wrap("read pending operations", err)
+	}
+	if len(ops) > 0 {
+		w := newWriteTx(ctx, tx)
+		if err := s.writeRows(w, stmts, ops); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM pending_operations"); err != nil {
+			return s.wrap("delete pending operations", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return s.wrap("commit pending operations", err)
+	}
+	s.pending.Store(0)
+	s.committed()
+	if checkpoint {
+		// Nothing else writes while writeMu is held: this checkpoint
+		// copies the whole log, so that the next commit starts the log
+		// over (overwriting it costs an fsync about half what growing
+		// it does; under continuous single-operation ingest the
+		// background checkpoint would never catch up and the log would
+		// grow to walFallbackPages). A read's drain leaves this to the
+		// background checkpoint: it is small, and the read waits.
+		var busy, logPages, done int
+		if err := s.writer.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logPages, &done); err != nil {
+			s.logger.Warn("checkpoint after moving pending operations failed", "err", err)
+		}
+	}
+	return nil
+}
+
+// drainLoop drains wait (drainAfter) after a stage, so that staged
+// operations do not wait for a read or the next drainAt.
+func (s *Store) drainLoop(wait time.Duration) {
+	defer close(s.drainDone)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.drainWake:
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-s.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := s.drain(context.Background(), true); err != nil && !s.closed.Load() {
+			s.logger.Warn("moving pending operations failed; they stay pending", "err", err)
+		}
+	}
+}
