@@ -34,7 +34,7 @@ import (
 // they are drained: drainAfter at most after its writes pause.
 const (
 	stageMax = 256
-	drainAt  = 2048
+	drainAt  = 1024
 )
 
 // drainAfter is how long the background drain waits after a stage (a
