@@ -235,6 +235,16 @@ var argsPool = sync.Pool{New: func() any {
 	return &args
 }}
 
+// pooledArgs answers an argument slice of argsPool and the func that
+// clears it (it holds nothing of the commit while pooled) and puts it back.
+func pooledArgs() (*[]any, func()) {
+	args := argsPool.Get().(*[]any)
+	return args, func() {
+		clear((*args)[:cap(*args)])
+		argsPool.Put(args)
+	}
+}
+
 type sessionAgg struct {
 	toolID      string
 	first, last int64
@@ -334,11 +344,8 @@ func (s *Store) writeRows(w writeTx, stmts *writeStmts, ops []tsdb.Operation) er
 
 	// Rows go in by the prepared multi-row INSERTs of 64, 32, ..., 1 rows,
 	// rollup rows by the upserts of as many.
-	args := argsPool.Get().(*[]any)
-	defer func() {
-		clear((*args)[:cap(*args)]) // holds nothing of this commit while pooled
-		argsPool.Put(args)
-	}()
+	args, release := pooledArgs()
+	defer release()
 	if *args, err = stmts.insert.exec(w, len(ops), *args, func(buf []any, i, j int) []any {
 		return appendOpArgs(buf, ops[i:j])
 	}); err != nil {
@@ -559,9 +566,9 @@ func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Tim
 }
 
 // skipDuplicates marks Duplicate every keyed operation of ops whose id is
-// stored already (in tool_operations or pending_operations) or carried by an earlier operation of ops (a client's
-// retry), and answers the operations to store: ops itself when none is a
-// duplicate. Only keyed ids are looked up: the others are new by making.
+// stored already (in tool_operations or pending_operations) or carried by
+// an earlier operation of ops (a client's retry), and answers the
+// operations to store: ops itself when none is a duplicate. Only keyed ids are looked up: the others are new by making.
 func skipDuplicates(ctx context.Context, tx *sql.Tx, ops []tsdb.Operation) ([]tsdb.Operation, error) {
 	var keyed []int
 	for i := range ops {

@@ -67,11 +67,8 @@ func anyStored(w writeTx, stmts *writeStmts, ops []tsdb.Operation) (bool, error)
 
 // stage inserts ops into pending_operations and commits w.
 func (s *Store) stage(w writeTx, stmts *writeStmts, ops []tsdb.Operation) error {
-	args := argsPool.Get().(*[]any)
-	defer func() {
-		clear((*args)[:cap(*args)])
-		argsPool.Put(args)
-	}()
+	args, release := pooledArgs()
+	defer release()
 	var err error
 	if *args, err = stmts.stage.exec(w, len(ops), *args, func(buf []any, i, j int) []any {
 		return appendOpArgs(buf, ops[i:j])
@@ -187,12 +184,8 @@ func (s *Store) drainLoop(wait time.Duration) {
 			return
 		case <-s.drainWake:
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-s.stop:
-			t.Stop()
+		if !s.sleep(wait) {
 			return
-		case <-t.C:
 		}
 		if err := s.drain(context.Background(), true); err != nil && !s.closed.Load() {
 			s.logger.Warn("moving pending operations failed; they stay pending", "err", err)

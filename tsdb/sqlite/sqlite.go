@@ -262,13 +262,21 @@ func (s *Store) checkpointLoop() {
 		if err != nil && !s.closed.Load() {
 			s.logger.Warn("background checkpoint failed", "err", err)
 		}
-		t := time.NewTimer(checkpointEvery)
-		select {
-		case <-s.stop:
-			t.Stop()
+		if !s.sleep(checkpointEvery) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+// sleep waits d, and answers false at once when the store closes.
+func (s *Store) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
