@@ -37,11 +37,11 @@ var dialect = sqlq.Dialect{
 
 // Aggregate answers the groups of q (see sqlq.Dialect.GroupOperations).
 func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
-	if s.closed.Load() {
-		return tsdb.AggregateResult{}, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return tsdb.AggregateResult{}, err
+	}
 	out, err := dialect.GroupOperations(ctx, queryIn(s.pool), &s.horizon, q)
 	return out, s.wrap("aggregate", err)
 }
@@ -49,11 +49,11 @@ func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.Aggr
 // Breakdown answers the totals per (tool name, mode) pair of the operations
 // in w (see sqlq.Dialect.Breakdown).
 func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals, error) {
-	if s.closed.Load() {
-		return nil, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return nil, err
+	}
 	out, err := dialect.Breakdown(ctx, queryIn(s.pool), &s.horizon, w)
 	return out, s.wrap("breakdown", err)
 }
@@ -61,11 +61,11 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
 // Trend answers the totals per hourly or daily UTC bucket of the operations
 // in w, oldest first (see sqlq.Dialect.Trend).
 func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
-	if s.closed.Load() {
-		return nil, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return nil, err
+	}
 	out, err := dialect.Trend(ctx, queryIn(s.pool), &s.horizon, w, step)
 	return out, s.wrap("trend", err)
 }

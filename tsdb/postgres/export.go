@@ -16,8 +16,10 @@ import (
 // held while fn runs. Operations committed during an export with times past
 // its position are included; the pages never repeat or skip one.
 func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn func(*tsdb.Operation) error) error {
-	if s.closed.Load() {
-		return errClosed
+	_, cancel, err := s.startRead(ctx) // each page is bounded on its own
+	cancel()
+	if err != nil {
+		return err
 	}
 	f.Limit, f.Offset = 0, 0
 	page := make([]tsdb.Operation, 0, s.exportPage)

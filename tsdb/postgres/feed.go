@@ -108,11 +108,14 @@ func parsePayload(p string) (announced, error) {
 // announceSQL sends one notification per payload.
 const announceSQL = `SELECT pg_notify('` + feedChannel + `', p) FROM unnest($1::text[]) AS p`
 
-// fetchAnnouncedSQL reads announced operations: created_at and id reach
-// each partition's (created_at, id) index, and an id is unique, so no
-// other row matches.
+// fetchAnnouncedSQL reads announced operations where they are, staged or
+// moved (one statement sees a move whole or not at all: see pending.go):
+// created_at and id reach each partition's (created_at, id) index, and an
+// id is unique, so no other row matches.
 var fetchAnnouncedSQL = `SELECT ` + opColumnList + ` FROM tool_operations
-WHERE created_at = ANY($1::timestamptz[]) AND id = ANY($2::uuid[])`
+WHERE created_at = ANY($1::timestamptz[]) AND id = ANY($2::uuid[])
+UNION ALL
+SELECT ` + opColumnList + ` FROM pending_operations WHERE id = ANY($2::uuid[])`
 
 // FollowOperations calls deliver with the operations that other store
 // values (other replicas) announced (see Config.Announce), in the order

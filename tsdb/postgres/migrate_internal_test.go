@@ -65,8 +65,9 @@ func TestKeyedRollupsMigration(t *testing.T) {
 	if len(written) < 100 {
 		t.Fatalf("test data: %d rollup rows", len(written))
 	}
-	// Back to version 4, without the tables, and open again.
-	for _, q := range []string{`DROP TABLE op_rollup_file_daily`, `DROP TABLE op_rollup_session_daily`, `DELETE FROM schema_version WHERE version >= 5`} {
+	// Back to version 4, without the tables of 5 and later, and open again.
+	for _, q := range []string{`DROP TABLE op_rollup_file_daily`, `DROP TABLE op_rollup_session_daily`, `DROP TABLE pending_operations`,
+		`DELETE FROM schema_version WHERE version >= 5`} {
 		if _, err := s.pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}

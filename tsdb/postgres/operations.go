@@ -187,15 +187,16 @@ func sessionArgs(ops []tsdb.Operation) []any {
 	return []any{uuidArray(ids), toolIDs, firsts, lasts, counts, saved, reads, searches}
 }
 
-// copyMin is the smallest batch whose operations WriteOperations copies
-// in (COPY takes round trips of its own); a smaller one is inserted, with
-// its ids, in the round trip of the rollups.
+// copyMin is the smallest batch whose operations storeRows copies in
+// (COPY takes round trips of its own); a smaller one is inserted in the
+// round trip of the rollups.
 const copyMin = 32
 
-// insertOpsSQL inserts n operations, given as opValues answers them.
-func insertOpsSQL(n int) string {
+// insertOpsSQL inserts n operations into table (tool_operations or
+// pending_operations), given as opValues answers them.
+func insertOpsSQL(table string, n int) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO tool_operations (" + opColumnList + ") VALUES ")
+	b.WriteString("INSERT INTO " + table + " (" + opColumnList + ") VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
@@ -261,38 +262,49 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 	if len(ops) == 0 {
 		return nil
 	}
+	months := opMonths(ops)
+	return s.wrap("write operations", s.retried(func() error {
+		if err := s.ensureMonths(ctx, months); err != nil {
+			return fmt.Errorf("create partitions: %w", err)
+		}
+		return s.writeOnce(ctx, ops)
+	}))
+}
+
+// opMonths answers the months (first instants, UTC) of the operations'
+// created_at.
+func opMonths(ops []tsdb.Operation) []time.Time {
 	var months []time.Time
 	for i := range ops {
 		if m := monthStart(ops[i].CreatedAt); !slices.ContainsFunc(months, m.Equal) {
 			months = append(months, m)
 		}
 	}
-	if err := s.ensureMonths(ctx, months); err != nil {
-		return s.wrap("create partitions", err)
-	}
-	var err error
+	return months
+}
+
+// retried runs write, a transaction that stores operations, up to
+// writeAttempts times while PostgreSQL aborts it to break a deadlock or a
+// serialization conflict, or because it lacks a month's partition that
+// this process knew: retention (of any replica) dropped it, and an
+// operation sent that late needs it again, so the known months are
+// forgotten for write's ensureMonths to create it.
+func (s *Store) retried(write func() error) error {
 	for attempt := 1; ; attempt++ {
-		err = s.writeOnce(ctx, ops)
+		err := write()
 		var pgErr *pgconn.PgError
 		if err == nil || attempt == writeAttempts || !errors.As(err, &pgErr) {
-			break
+			return err
 		}
-		if pgErr.Code == codeNoPartition {
-			// Retention (of any replica) dropped a month's partition
-			// that this process knew: an operation sent that late
-			// needs it again.
-			for _, m := range months {
-				s.months.Delete(m.UnixMicro())
-			}
-			if err := s.ensureMonths(ctx, months); err != nil {
-				return s.wrap("create partitions", err)
-			}
-		} else if pgErr.Code != "40P01" && pgErr.Code != "40001" {
-			break
+		switch pgErr.Code {
+		case codeNoPartition:
+			s.months.Clear()
+		case "40P01", "40001":
+		default:
+			return err
 		}
 		s.logger.Warn("write retried", "attempt", attempt, "error", err)
 	}
-	return s.wrap("write operations", err)
 }
 
 func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
@@ -323,10 +335,10 @@ func (s *Store) writeOnce(ctx context.Context, ops []tsdb.Operation) error {
 // with ON CONFLICT). When one is, the insert fails with a unique violation
 // (see isIDConflict) before any operation is copied, and nothing is
 // stored; one claimed concurrently makes the insert wait for that
-// transaction's outcome. A batch too small to be copied (see copyMin) is
-// written in one round trip: its ids, operations, rollups and sessions go
-// as one pipelined statement batch without BEGIN or COMMIT, which
-// PostgreSQL runs as one implicit transaction, committed (and flushed, with
+// transaction's outcome. A batch of stageMax operations or fewer is staged
+// (see stage), in one round trip: its ids and operations go as one
+// pipelined statement batch without BEGIN or COMMIT, which PostgreSQL runs
+// as one implicit transaction, committed (and flushed, with
 // synchronous_commit on) at the batch's end or rolled back whole at its
 // first error.
 func (s *Store) writeNew(ctx context.Context, ops []tsdb.Operation, ids [][16]byte) error {
@@ -334,12 +346,10 @@ func (s *Store) writeNew(ctx context.Context, ops []tsdb.Operation, ids [][16]by
 	if len(ids) < len(ops) {
 		store = slices.DeleteFunc(slices.Clone(ops), func(op tsdb.Operation) bool { return op.Duplicate })
 	}
-	var b pgx.Batch
-	if len(store) < copyMin {
-		b.Queue(insertNewIDsSQL, ids)
-		s.queueRows(&b, store, true)
-		return s.pool.SendBatch(ctx, &b).Close()
+	if len(store) <= stageMax {
+		return s.stage(ctx, store, ids)
 	}
+	var b pgx.Batch
 
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -349,7 +359,7 @@ func (s *Store) writeNew(ctx context.Context, ops []tsdb.Operation, ids [][16]by
 	if _, err := tx.Exec(ctx, insertNewIDsSQL, ids); err != nil {
 		return fmt.Errorf("store ids: %w", err)
 	}
-	return s.storeRows(ctx, tx, store, &b)
+	return s.storeRows(ctx, tx, store, &b, s.announce)
 }
 
 // isIDConflict reports whether err is writeNew's unique violation on
@@ -401,13 +411,14 @@ func (s *Store) writeClaimed(ctx context.Context, ops []tsdb.Operation, ids [][1
 	if len(store) == 0 {
 		return tx.Commit(ctx) // all were retries
 	}
-	return s.storeRows(ctx, tx, store, &pgx.Batch{})
+	return s.storeRows(ctx, tx, store, &pgx.Batch{}, s.announce)
 }
 
 // storeRows stores ops in tool_operations (copied, or queued in b when
 // fewer than copyMin), adds them to the rollups and sessions in the round
-// trip of b (what the caller queued), and commits tx.
-func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation, b *pgx.Batch) error {
+// trip of b (what the caller queued), announces them when announce, and
+// commits tx.
+func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation, b *pgx.Batch, announce bool) error {
 	copied := len(ops) >= copyMin
 	if copied {
 		row := make([]any, len(opColumns)) // COPY encodes a row before asking for the next
@@ -416,7 +427,7 @@ func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation, 
 			return err
 		}
 	}
-	s.queueRows(b, ops, !copied)
+	s.queueRows(b, ops, !copied, announce)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
@@ -424,18 +435,18 @@ func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation, 
 }
 
 // queueRows queues in b the insert of ops into tool_operations (when
-// insert), their rollups, their sessions and, when announcing, their
+// insert), their rollups, their sessions and, when announce, their
 // notification.
-func (s *Store) queueRows(b *pgx.Batch, ops []tsdb.Operation, insert bool) {
+func (s *Store) queueRows(b *pgx.Batch, ops []tsdb.Operation, insert, announce bool) {
 	if insert {
-		b.Queue(insertOpsSQL(len(ops)), opValues(ops)...)
+		b.Queue(insertOpsSQL("tool_operations", len(ops)), opValues(ops)...)
 	}
 	b.Queue(upsertHourlySQL, rollupArgs(ops, tsdb.MicrosPerHour, sqlq.ByTool)...)
 	b.Queue(upsertDailySQL, rollupArgs(ops, tsdb.MicrosPerDay, sqlq.ByTool)...)
 	b.Queue(upsertFileDailySQL, rollupArgs(ops, tsdb.MicrosPerDay, sqlq.ByFile)...)
 	b.Queue(upsertSessionDailySQL, rollupArgs(ops, tsdb.MicrosPerDay, sqlq.BySession)...)
 	b.Queue(upsertSessionsSQL, sessionArgs(ops)...)
-	if s.announce {
+	if announce {
 		b.Queue(announceSQL, announcePayloads(s.origin, ops)) // delivered on commit only
 	}
 }
@@ -444,11 +455,11 @@ func (s *Store) queueRows(b *pgx.Batch, ops []tsdb.Operation, insert bool) {
 // first (ties by id, descending), and the count of all matches, both from
 // one snapshot.
 func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
-	if s.closed.Load() {
-		return tsdb.OperationPage{}, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return tsdb.OperationPage{}, err
+	}
 	if f.Limit <= 0 {
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: limit %d must be positive", f.Limit)
 	}
@@ -456,7 +467,7 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: offset %d must not be negative", f.Offset)
 	}
 	var page tsdb.OperationPage
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		horizon, err := sqlq.ReadHorizon(ctx, queryIn(tx))
 		if err != nil {
 			return err
@@ -529,11 +540,11 @@ func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 // raw horizon (see sqlq.Dialect.FirstOperationTime), from the time indexes
 // of the partitions and rollups.
 func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
-	if s.closed.Load() {
-		return time.Time{}, false, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return time.Time{}, false, err
+	}
 	first, ok, err := dialect.FirstOperationTime(ctx, queryIn(s.pool), &s.horizon, toolID)
 	return first, ok, s.wrap("first operation time", err)
 }

@@ -10,7 +10,9 @@
 // whichever replica takes it. Hourly and daily rollups are upserted in that
 // same transaction too, so aggregates read O(days + hours) rollup rows plus
 // the raw rows of at most two partial hours (tsdb.PlanWindow), and an
-// acknowledged write is a committed one. Schema migrations are versioned
+// acknowledged write is a committed one. A small write (single operations)
+// is staged instead, and moved into the tables in batches and before every
+// read (see pending.go). Schema migrations are versioned
 // (schema_version) and run under an advisory lock, so replicas starting
 // together never race. Retention (ExpireBefore) drops wholly expired month
 // partitions and deletes the rest in batches, behind a raw horizon that
@@ -46,8 +48,8 @@ type Config struct {
 	// URL is the connection URL, postgresql:// or postgres:// (any
 	// libpq-style parameter pgx understands may follow).
 	URL string
-	// MaxConns bounds the pool's connections (0: pgx's default, the larger of
-	// 4 and the number of CPUs).
+	// MaxConns bounds the pool's connections (0: the URL's
+	// pool_max_conns, or else defaultMaxConns).
 	MaxConns int32
 	// ExportPage is how many operations an export reads per query (0:
 	// 5000). Memory held by an export is bounded by it.
@@ -71,6 +73,11 @@ const (
 	// defaultConnectTimeout bounds a new connection (TCP and start-up),
 	// unless the URL's connect_timeout says otherwise.
 	defaultConnectTimeout = 10 * time.Second
+	// defaultMaxConns is the pool's size unless the URL or Config says
+	// otherwise: the service's writer of small commits, its two of
+	// batches (see exporter.TrackerOptions.BulkWriters) and the mover
+	// (see pending.go) may hold one each, and reads keep four.
+	defaultMaxConns = 8
 )
 
 // Store is the PostgreSQL implementation of tsdb.Store. It is safe for
@@ -94,6 +101,17 @@ type Store struct {
 	// operation ids stands.
 	walkMu sync.Mutex
 	walk   partitionWalk
+
+	// Staging (see pending.go): pending counts the operations this store
+	// staged since its last move; drainMu makes its moves one at a time;
+	// drainWake and drainNow call its mover (drainLoop), stop ends it and
+	// drainDone tells it ended.
+	pending   atomic.Int64
+	drainMu   sync.Mutex
+	drainWake chan struct{}
+	drainNow  chan struct{}
+	stop      chan struct{}
+	drainDone chan struct{}
 }
 
 var (
@@ -117,8 +135,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	if cfg.MaxConns > 0 {
+	switch {
+	case cfg.MaxConns > 0:
 		pc.MaxConns = cfg.MaxConns
+	case !strings.Contains(cfg.URL, "pool_max_conns="):
+		pc.MaxConns = max(pc.MaxConns, defaultMaxConns)
 	}
 	if pc.ConnConfig.ConnectTimeout == 0 { // no connect_timeout in the URL
 		pc.ConnConfig.ConnectTimeout = defaultConnectTimeout
@@ -132,7 +153,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	s := &Store{pool: pool, logger: logger, exportPage: cfg.ExportPage, timeout: cfg.QueryTimeout,
-		announce: cfg.Announce, origin: newOrigin()}
+		announce: cfg.Announce, origin: newOrigin(),
+		drainWake: make(chan struct{}, 1), drainNow: make(chan struct{}, 1), stop: make(chan struct{}), drainDone: make(chan struct{})}
 	if s.exportPage <= 0 {
 		s.exportPage = defaultExportPage
 	}
@@ -150,6 +172,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		log.Info("schema migrated", "from", from, "to", to)
 	}
 	log.Info("opened", "schema_version", to)
+	var pending bool
+	if err := pool.QueryRow(ctx, anyPendingSQL).Scan(&pending); err != nil {
+		pool.Close()
+		return nil, s.wrap("look for pending operations", err)
+	}
+	go s.drainLoop(drainAfter)
+	if pending {
+		log.Info("operations left pending are moved into the tables")
+		notify(s.drainNow)
+	}
 	return s, nil
 }
 
@@ -161,13 +193,38 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.wrap("ping", s.pool.Ping(ctx))
 }
 
-// Close closes the pool; every write that returned nil is committed.
+// Close moves the operations pending (see pending.go) and closes the
+// pool; every write that returned nil is committed, and what a failed move
+// leaves pending is moved by the next store to read or open the database.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	close(s.stop)
+	<-s.drainDone
+	if s.pending.Load() > 0 {
+		ctx, cancel := s.bound(context.Background())
+		if err := s.drain(ctx); err != nil {
+			s.logger.Warn("moving pending operations on close failed; the next store to read or open the database moves them", "err", err)
+		}
+		cancel()
+	}
 	s.pool.Close()
 	return nil
+}
+
+// startRead checks that the store is open, bounds ctx with the query
+// timeout and moves the pending operations, so that the read sees them.
+func (s *Store) startRead(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if s.closed.Load() {
+		return ctx, func() {}, errClosed
+	}
+	ctx, cancel := s.bound(ctx)
+	if err := s.flush(ctx); err != nil {
+		cancel()
+		return ctx, func() {}, err
+	}
+	return ctx, cancel, nil
 }
 
 // bound gives a read or a session update the store's query timeout.

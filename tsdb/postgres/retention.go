@@ -121,6 +121,14 @@ func (s *Store) ExpireBefore(ctx context.Context, cutoff time.Time, batch int) (
 	if err != nil {
 		return tsdb.Expiry{}, err
 	}
+	// Pending operations are moved first, so that those behind the
+	// horizon go with their ids as any other.
+	fctx, cancel := s.bound(ctx)
+	err = s.flush(fctx)
+	cancel()
+	if err != nil {
+		return tsdb.Expiry{}, err
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return tsdb.Expiry{}, s.wrap("expire", err)

@@ -220,6 +220,29 @@ SELECT date_bin('1 day', created_at, 'epoch'), session_id, count(*), sum(tokens_
 	sum(tokens_prevented), sum(response_time_ms), count(cache_hit), count(*) FILTER (WHERE cache_hit)
 FROM tool_operations GROUP BY 1, 2;
 `,
+
+	// 6: operations committed by small writes and not yet moved into
+	// tool_operations, the rollups and the sessions (see pending.go): the
+	// columns of tool_operations, without indexes (a move takes them all;
+	// their ids are unique through operation_ids, claimed when they were
+	// staged).
+	`
+CREATE TABLE pending_operations (
+	id               uuid             NOT NULL,
+	session_id       uuid             NOT NULL,
+	tool_name        text             NOT NULL,
+	operation_mode   text             NOT NULL,
+	parameters       text             NOT NULL DEFAULT '{}',
+	file_path        text,
+	tokens_original  bigint           NOT NULL,
+	tokens_actual    bigint           NOT NULL,
+	tokens_prevented bigint           NOT NULL,
+	response_time_ms double precision NOT NULL,
+	tool_id          text             NOT NULL,
+	created_at       timestamptz      NOT NULL,
+	cache_hit        boolean
+);
+`,
 }
 
 // Advisory lock keys (pg_advisory_xact_lock): one for migrations, one for

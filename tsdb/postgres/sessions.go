@@ -41,12 +41,12 @@ func utcPtr(t *time.Time) *time.Time {
 // CreateSession stores a new session; a session with the same id is an
 // error.
 func (s *Store) CreateSession(ctx context.Context, sess tsdb.Session) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
-	_, err := s.pool.Exec(ctx, `INSERT INTO tool_sessions
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO tool_sessions
 	(session_id, tool_id, tool_version, process_id, instance_id, project_id, workspace_path,
 	 started_at, ended_at, last_activity)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
@@ -70,22 +70,22 @@ func (s *Store) sessions() sqlq.Sessions {
 
 // GetSession answers the session and its totals, or tsdb.ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error) {
-	if s.closed.Load() {
-		return tsdb.SessionStats{}, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return tsdb.SessionStats{}, err
+	}
 	st, err := s.sessions().Get(ctx, id)
 	return st, s.wrap("get session", err)
 }
 
 // FindOpenSession answers the session m selects (see tsdb.SessionMatch).
 func (s *Store) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.Session, error) {
-	if s.closed.Load() {
-		return tsdb.Session{}, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return tsdb.Session{}, err
+	}
 	sess, err := s.sessions().FindOpen(ctx, m)
 	return sess, s.wrap("find open session", err)
 }
@@ -93,11 +93,11 @@ func (s *Store) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.
 // TouchSession moves the session's last_activity forward to at (never
 // back) and answers the session. An ended session stays ended.
 func (s *Store) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (tsdb.Session, error) {
-	if s.closed.Load() {
-		return tsdb.Session{}, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return tsdb.Session{}, err
+	}
 	st, err := s.sessions().Touch(ctx, id, at)
 	return st, s.wrap("touch session", err)
 }
@@ -105,11 +105,11 @@ func (s *Store) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (t
 // EndSession sets ended_at to at unless the session already ended, and
 // answers the session with its totals.
 func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsdb.SessionStats, error) {
-	if s.closed.Load() {
-		return tsdb.SessionStats{}, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return tsdb.SessionStats{}, err
+	}
 	st, err := s.sessions().End(ctx, id, at)
 	return st, s.wrap("end session", err)
 }
@@ -117,11 +117,11 @@ func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsd
 // ActiveSessions answers the open sessions of toolID (all when empty) active
 // at or after since, newest activity first.
 func (s *Store) ActiveSessions(ctx context.Context, toolID string, since time.Time) ([]tsdb.SessionStats, error) {
-	if s.closed.Load() {
-		return nil, errClosed
-	}
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel, err := s.startRead(ctx)
 	defer cancel()
+	if err != nil {
+		return nil, err
+	}
 	out, err := s.sessions().Active(ctx, toolID, since)
 	return out, s.wrap("active sessions", err)
 }

@@ -1,0 +1,227 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
+)
+
+// openStaging opens a store of url whose background move waits an hour
+// after a stage, so that only the test's reads, drainAt and Close move
+// pending operations.
+func openStaging(t *testing.T, url string, announce bool) *Store {
+	t.Helper()
+	saved := drainAfter
+	drainAfter = time.Hour // read by Open, which starts the mover
+	defer func() { drainAfter = saved }()
+	s, err := Open(context.Background(), Config{URL: url, Announce: announce}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// rowCounts answers how many rows pending_operations and tool_operations
+// hold, read beside the store (no flush).
+func rowCounts(t *testing.T, s *Store) (pending, stored int) {
+	t.Helper()
+	if err := s.pool.QueryRow(context.Background(),
+		`SELECT (SELECT count(*) FROM pending_operations), (SELECT count(*) FROM tool_operations)`).Scan(&pending, &stored); err != nil {
+		t.Fatal(err)
+	}
+	return pending, stored
+}
+
+// writeEach writes ops in commits of n, as the group commit of single
+// operations does.
+func writeEach(t *testing.T, s *Store, ops []tsdb.Operation, n int) {
+	t.Helper()
+	for i := 0; i < len(ops); i += n {
+		if err := s.WriteOperations(context.Background(), ops[i:min(i+n, len(ops))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitFor polls cond for up to 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSmallWritesAreStagedAndReadsSeeThem: a commit of a few operations
+// lands in pending_operations only (its ids claimed, so that a retry is a
+// duplicate); the next read moves them into tool_operations, the rollups
+// and the sessions, and every read agrees with a store written in one
+// batch.
+func TestSmallWritesAreStagedAndReadsSeeThem(t *testing.T) {
+	ctx := context.Background()
+	pg := realtools.SharedPostgres(t)
+	s := openStaging(t, pg.NewDatabase(t), false)
+	whole := openStaging(t, pg.NewDatabase(t), false)
+	from := time.Date(2025, 1, 31, 20, 0, 0, 0, time.UTC) // across two months' partitions
+	ops := storetest.NewScale(5).Batch(600, from, 30*time.Hour)
+	if err := whole.WriteOperations(ctx, slices.Clone(ops)); err != nil {
+		t.Fatal(err)
+	}
+	writeEach(t, s, slices.Clone(ops), 7)
+	if pending, stored := rowCounts(t, s); pending != len(ops) || stored != 0 {
+		t.Fatalf("after commits of 7: %d pending, %d stored; want %d pending, 0 stored", pending, stored, len(ops))
+	}
+	retry := slices.Clone(ops[:5])
+	if err := s.WriteOperations(ctx, retry); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range retry {
+		if !op.Duplicate {
+			t.Fatalf("a retry of pending operation %s was not a duplicate", op.ID)
+		}
+	}
+
+	windows := []tsdb.Window{
+		{Start: &from, End: from.Add(30 * time.Hour)},
+		{Start: new(from.Add(90 * time.Minute)), End: from.Add(20*time.Hour + 10*time.Minute), ToolID: ops[0].ToolID},
+	}
+	got := storetest.Answers(t, s, windows)
+	if pending, stored := rowCounts(t, s); pending != 0 || stored != len(ops) {
+		t.Fatalf("after a read: %d pending, %d stored; want 0 pending, %d stored", pending, stored, len(ops))
+	}
+	if want := storetest.Answers(t, whole, windows); got != want {
+		t.Errorf("staged, then moved, the store answers\n%s\nwritten whole, it answers\n%s", got, want)
+	}
+	byFile := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath}, Filter: tsdb.OperationFilter{Start: &from}, Limit: 1000}
+	if got, want := aggregate(t, s, byFile), aggregate(t, whole, byFile); got != want {
+		t.Errorf("by file path, staged:\n%s\nwritten whole:\n%s", got, want)
+	}
+	for _, id := range []uuid.UUID{ops[0].SessionID, ops[len(ops)-1].SessionID} {
+		g, err := s.GetSession(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := whole.GetSession(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g != w {
+			t.Errorf("session %s: staged %+v, written whole %+v", id, g, w)
+		}
+	}
+}
+
+func aggregate(t *testing.T, s *Store, q tsdb.AggregateQuery) string {
+	t.Helper()
+	r, err := s.Aggregate(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%+v", r)
+}
+
+// TestAnotherReplicaSeesStagedOperations: operations one replica staged
+// are in another's reads and on its feed, while still pending.
+func TestAnotherReplicaSeesStagedOperations(t *testing.T) {
+	ctx := context.Background()
+	url := realtools.SharedPostgres(t).NewDatabase(t)
+	a, b := openStaging(t, url, true), openStaging(t, url, true)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fed := make(chan []tsdb.Operation, 16)
+	go b.FollowOperations(fctx, func(ops []tsdb.Operation) { fed <- ops }, func(err error) { t.Errorf("feed lost: %v", err) })
+	waitFor(t, "b listens", func() bool {
+		var n int
+		_ = a.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, feedApplication).Scan(&n)
+		return n == 1
+	})
+
+	ops := storetest.NewScale(6).Batch(20, time.Now().Add(-time.Hour), time.Hour)
+	writeEach(t, a, ops, 10)
+	if pending, _ := rowCounts(t, a); pending != len(ops) {
+		t.Fatalf("%d pending, want %d", pending, len(ops))
+	}
+	var got []uuid.UUID
+	for len(got) < len(ops) {
+		select {
+		case batch := <-fed:
+			for _, op := range batch {
+				got = append(got, op.ID)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the feed delivered %d of %d staged operations", len(got), len(ops))
+		}
+	}
+	for i := range ops {
+		if got[i] != ops[i].ID {
+			t.Fatalf("feed operation %d: %s, want %s", i, got[i], ops[i].ID)
+		}
+	}
+	if pending, _ := rowCounts(t, a); pending != len(ops) {
+		t.Fatalf("%d pending after the feed, want %d: the feed read them from pending_operations", pending, len(ops))
+	}
+	page, err := b.QueryOperations(ctx, tsdb.OperationFilter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Total != int64(len(ops)) || len(page.Operations) != len(ops) {
+		t.Fatalf("the other replica lists %d of %d operations (total %d)", len(page.Operations), len(ops), page.Total)
+	}
+}
+
+// TestMoverKeepsUp: once drainAt operations are pending the mover moves
+// them without waiting drainAfter.
+func TestMoverKeepsUp(t *testing.T) {
+	s := openStaging(t, realtools.SharedPostgres(t).NewDatabase(t), false)
+	ops := storetest.NewScale(7).Batch(drainAt+50, time.Now().Add(-time.Hour), time.Hour)
+	writeEach(t, s, ops, 50)
+	waitFor(t, "the mover moved what was pending", func() bool {
+		pending, stored := rowCounts(t, s)
+		return pending == 0 && stored == len(ops)
+	})
+}
+
+// crash stops s as a killed process would: no move, no Close.
+func crash(s *Store) {
+	s.closed.Store(true)
+	close(s.stop)
+	<-s.drainDone
+	s.pool.Close()
+}
+
+// TestPendingOperationsSurviveAndMove: what Close moves is stored, and
+// operations left pending (a replica killed after its acknowledgement)
+// are moved by the next store to open the database, without a read.
+func TestPendingOperationsSurviveAndMove(t *testing.T) {
+	url := realtools.SharedPostgres(t).NewDatabase(t)
+	s := openStaging(t, url, false)
+	ops := storetest.NewScale(8).Batch(30, time.Now().Add(-time.Hour), time.Hour)
+	writeEach(t, s, ops[:20], 10)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other := openStaging(t, url, false)
+	if pending, stored := rowCounts(t, other); pending != 0 || stored != 20 {
+		t.Fatalf("after Close: %d pending, %d stored; want 0, 20", pending, stored)
+	}
+
+	writeEach(t, other, ops[20:], 10)
+	crash(other)
+	third := openStaging(t, url, false)
+	waitFor(t, "the store opened moved the operations left pending", func() bool {
+		pending, stored := rowCounts(t, third)
+		return pending == 0 && stored == len(ops)
+	})
+}
