@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/internal/sqlq"
 )
 
 // Staging. A commit of single-operation requests carries a dozen operations
@@ -76,19 +77,11 @@ func (s *Store) stage(ctx context.Context, ops []tsdb.Operation, ids [][16]byte)
 			s.logger.Warn("moving pending operations failed; they stay pending", "err", err)
 		}
 	case n >= drainAt:
-		notify(s.drainNow)
+		s.mover.Now()
 	default:
-		notify(s.drainWake)
+		s.mover.Wake()
 	}
 	return nil
-}
-
-// notify signals c (of capacity 1) without waiting.
-func notify(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
 }
 
 // flush moves every pending operation, of any replica, so that a read that
@@ -153,27 +146,14 @@ func (s *Store) move(ctx context.Context) error {
 	return s.storeRows(ctx, tx, ops, &pgx.Batch{}, false) // announced when staged
 }
 
-// drainLoop moves pending operations drainAfter after a stage, or at once
-// when drainAt are pending, until the store closes.
-func (s *Store) drainLoop(wait time.Duration) {
-	defer close(s.drainDone)
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.drainWake:
-			select {
-			case <-s.stop:
-				return
-			case <-time.After(wait):
-			case <-s.drainNow:
-			}
-		case <-s.drainNow:
-		}
+// startMover starts the mover of s: drainAfter after a stage, at once
+// when drainAt are pending (see stage).
+func (s *Store) startMover() {
+	s.mover = sqlq.StartMover(drainAfter, func() {
 		ctx, cancel := s.bound(context.Background())
+		defer cancel()
 		if err := s.drain(ctx); err != nil && !s.closed.Load() {
 			s.logger.Warn("moving pending operations failed; they stay pending", "err", err)
 		}
-		cancel()
-	}
+	})
 }

@@ -196,8 +196,7 @@ func TestMoverKeepsUp(t *testing.T) {
 // crash stops s as a killed process would: no move, no Close.
 func crash(s *Store) {
 	s.closed.Store(true)
-	close(s.stop)
-	<-s.drainDone
+	s.mover.Stop()
 	s.pool.Close()
 }
 

@@ -104,14 +104,10 @@ type Store struct {
 
 	// Staging (see pending.go): pending counts the operations this store
 	// staged since its last move; drainMu makes its moves one at a time;
-	// drainWake and drainNow call its mover (drainLoop), stop ends it and
-	// drainDone tells it ended.
-	pending   atomic.Int64
-	drainMu   sync.Mutex
-	drainWake chan struct{}
-	drainNow  chan struct{}
-	stop      chan struct{}
-	drainDone chan struct{}
+	// mover runs them in the background.
+	pending atomic.Int64
+	drainMu sync.Mutex
+	mover   *sqlq.Mover
 }
 
 var (
@@ -153,8 +149,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	s := &Store{pool: pool, logger: logger, exportPage: cfg.ExportPage, timeout: cfg.QueryTimeout,
-		announce: cfg.Announce, origin: newOrigin(),
-		drainWake: make(chan struct{}, 1), drainNow: make(chan struct{}, 1), stop: make(chan struct{}), drainDone: make(chan struct{})}
+		announce: cfg.Announce, origin: newOrigin()}
 	if s.exportPage <= 0 {
 		s.exportPage = defaultExportPage
 	}
@@ -177,10 +172,10 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		pool.Close()
 		return nil, s.wrap("look for pending operations", err)
 	}
-	go s.drainLoop(drainAfter)
+	s.startMover()
 	if pending {
 		log.Info("operations left pending are moved into the tables")
-		notify(s.drainNow)
+		s.mover.Now()
 	}
 	return s, nil
 }
@@ -200,8 +195,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	close(s.stop)
-	<-s.drainDone
+	s.mover.Stop()
 	if s.pending.Load() > 0 {
 		ctx, cancel := s.bound(context.Background())
 		if err := s.drain(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/internal/sqlq"
 )
 
 // Staging. A commit of single-operation requests carries a dozen operations
@@ -87,10 +88,7 @@ func (s *Store) stage(w writeTx, stmts *writeStmts, ops []tsdb.Operation) error 
 		}
 		return nil
 	}
-	select {
-	case s.drainWake <- struct{}{}:
-	default:
-	}
+	s.mover.Wake()
 	return nil
 }
 
@@ -174,21 +172,12 @@ func (s *Store) drainLocked(ctx context.Context, stmts *writeStmts, checkpoint b
 	return nil
 }
 
-// drainLoop drains wait (drainAfter) after a stage, so that staged
-// operations do not wait for a read or the next drainAt.
-func (s *Store) drainLoop(wait time.Duration) {
-	defer close(s.drainDone)
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.drainWake:
-		}
-		if !s.sleep(wait) {
-			return
-		}
+// startMover starts the mover of s: drainAfter after a stage, so that
+// staged operations do not wait for a read or the next drainAt.
+func (s *Store) startMover() {
+	s.mover = sqlq.StartMover(drainAfter, func() {
 		if err := s.drain(context.Background(), true); err != nil && !s.closed.Load() {
 			s.logger.Warn("moving pending operations failed; they stay pending", "err", err)
 		}
-	}
+	})
 }

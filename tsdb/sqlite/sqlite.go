@@ -92,13 +92,12 @@ type Store struct {
 
 	// writeMu serialises writes of operations and drains (pending.go);
 	// pending counts the operations this process staged and has not
-	// drained.
-	writeMu   sync.Mutex
-	pending   atomic.Int64
-	drainWake chan struct{} // a stage happened (buffered 1)
-	drainDone chan struct{}
+	// drained; mover drains them in the background.
+	writeMu sync.Mutex
+	pending atomic.Int64
+	mover   *sqlq.Mover
 
-	stop chan struct{} // closed by Close: the background loops end
+	stop chan struct{} // closed by Close: the checkpointer ends
 
 	// horizon is the raw horizon of retention (see ExpireBefore).
 	horizon sqlq.Horizon
@@ -199,8 +198,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 	ckpt.SetConnMaxIdleTime(0)
 
 	s := &Store{writer: writer, reader: reader, ckpt: ckpt, path: abs, logger: logger,
-		ckptWake: make(chan struct{}, 1), ckptDone: make(chan struct{}),
-		drainWake: make(chan struct{}, 1), drainDone: make(chan struct{}), stop: make(chan struct{})}
+		ckptWake: make(chan struct{}, 1), ckptDone: make(chan struct{}), stop: make(chan struct{})}
 	if err := s.openRetention(ctx); err != nil {
 		ckpt.Close()
 		reader.Close()
@@ -218,12 +216,12 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 		return nil, mapErr(fmt.Errorf("open %s: count pending operations: %w", abs, err))
 	}
 	s.pending.Store(pending)
+	go s.checkpointLoop()
+	s.startMover()
 	if pending > 0 {
 		logger.Info("operations left pending by the last run are moved into the tables", "pending", pending)
-		s.drainWake <- struct{}{}
+		s.mover.Wake()
 	}
-	go s.checkpointLoop()
-	go s.drainLoop(drainAfter)
 	if from != to {
 		logger.Info("schema migrated", "path", abs, "from_version", from, "to_version", to)
 	}
@@ -342,7 +340,7 @@ func (s *Store) Close() error {
 	}
 	close(s.stop)
 	<-s.ckptDone
-	<-s.drainDone
+	s.mover.Stop()
 	var errs []error
 	if err := s.ckpt.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close checkpointer: %w", err))

@@ -1,7 +1,8 @@
 // Package sqlq writes the SQL that the two SQL stores (SQLite and
 // PostgreSQL) share, in the small Dialect each declares, and reads its
 // answers: aggregates over a window's plan, the operation filters, the
-// session lookups.
+// session lookups; and the goroutine both run to move staged operations
+// (Mover).
 package sqlq
 
 import (
