@@ -4,13 +4,17 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
+	"github.com/omnimemory/omnimemory-metrics/internal/textfmt"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
 )
@@ -223,4 +227,30 @@ func TestPendingOperationsSurviveAndMove(t *testing.T) {
 		pending, stored := rowCounts(t, third)
 		return pending == 0 && stored == len(ops)
 	})
+}
+
+// TestDocsQuoteTheStaging: the figures docs/postgresql.md and
+// docs/architecture.md quote by hand are this package's.
+func TestDocsQuoteTheStaging(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(strings.Fields(string(b)), " ")
+	}
+	pg, arch := read("postgresql.md"), read("architecture.md")
+	for _, want := range []string{
+		fmt.Sprintf("A commit of up to %d operations", stageMax),
+		fmt.Sprintf("%d ms after a stage, at once when %s are pending (the writer waits for the move when %s are)",
+			drainAfter.Milliseconds(), textfmt.Thousands(drainAt), textfmt.Thousands(stageBound)),
+		fmt.Sprintf("the pool keeps %d connections", defaultMaxConns),
+	} {
+		if !strings.Contains(pg, want) {
+			t.Errorf("docs/postgresql.md does not say %q", want)
+		}
+	}
+	if want := fmt.Sprintf("on PostgreSQL the same in one transaction (a commit of up to %d is staged", stageMax); !strings.Contains(arch, want) {
+		t.Errorf("docs/architecture.md does not say %q", want)
+	}
 }

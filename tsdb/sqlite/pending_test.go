@@ -2,15 +2,18 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/omnimemory/omnimemory-metrics/internal/textfmt"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -219,5 +222,20 @@ func TestCloseMovesPending(t *testing.T) {
 	after := openAt(t, path)
 	if pending, stored := rowCounts(t, after); pending != 0 || stored != 40 {
 		t.Fatalf("after Close: %d pending, %d stored; want 0 and 40", pending, stored)
+	}
+}
+
+// TestDocsQuoteTheStaging: the figures docs/architecture.md quotes by hand
+// are this package's.
+func TestDocsQuoteTheStaging(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "architecture.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.Join(strings.Fields(string(b)), " ")
+	want := fmt.Sprintf("(a commit of up to %d operations is staged in `pending_operations` in such a transaction instead, and moved into the tables in batches of up to %s,",
+		stageMax, textfmt.Thousands(drainAt))
+	if !strings.Contains(doc, want) {
+		t.Errorf("docs/architecture.md does not say %q", want)
 	}
 }
