@@ -38,7 +38,7 @@ var bodyLoc = []any{"body"}
 // decodeObject parses data as a JSON object. A body that is not JSON, or not
 // an object, is a 422.
 func decodeObject(data []byte) (*object, error) {
-	if json.Valid(data) {
+	if validJSON(data) {
 		if fields, ok := splitObject(data); ok {
 			return &object{fields: fields, loc: bodyLoc}, nil
 		}
@@ -109,7 +109,7 @@ var fieldNames = func() map[string]string {
 	return names
 }()
 
-// elements answers the elements of data, a valid JSON array (json.Valid),
+// elements answers the elements of data, a valid JSON array (validJSON),
 // each without the white space around it and sharing data's memory; ok is
 // false when data is not an array.
 func elements(data []byte) ([]json.RawMessage, bool) {

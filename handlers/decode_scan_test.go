@@ -3,6 +3,7 @@ package handlers
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -16,12 +17,19 @@ var scanSeeds = []string{
 	`{"a":1,"a":2}`, `{"\u0061":"\"quoted\" \\ and \/"}`, `{"a\"b":"c\\"}`, "{\"\xff\":\"\xfe\"}",
 	`{"nested":[[[[{"x":[]}]]]],"s":"[{,:}]"}`, `[{"a":1},null,{"b":[null]}, {} ]`, `[1,"2",[3],{"4":4}]`,
 	`{"operations":[{"session_id":"s","parameters":{"k":"v"}},null]}`, `{"a":"\ud83d\ude00","b":"é"}`,
+	// Valid or not as json.Valid says (validJSON must agree).
+	`-0.0e+00`, `0e5`, `1E-2`, "\"\x7f\"", `{"a":01}`, `[1,]`, `{"a":1,}`, "\"\x01\"", `"\u12"`, `"\x"`, `1e`, `-`,
+	`1.`, `.5`, `+1`, `tru`, `nul`, `[`, `{"a"}`, `{"a":}`, `{,}`, `"abc`, ` `, ``, `1 2`, `[1 2]`, `{"a":[1,{"b":nul}]}`,
+	`{"a" "b"}`, `[1,,2]`, `{"a":1 "b":2}`, "\"\\u00e9\"", "[\"\\uD83D\"]", `{"a":truex}`, `nulls`, `00`, `-01`,
 }
 
 // checkScanAsEncodingJSON fails t when splitObject, elements or objectItems
 // answer data otherwise than encoding/json (splitObject and objectItems may
 // decline: json.Unmarshal decides then).
 func checkScanAsEncodingJSON(t *testing.T, data []byte) {
+	if got, want := validJSON(data), json.Valid(data); got != want {
+		t.Fatalf("validJSON(%q) = %v, json.Valid %v", data, got, want)
+	}
 	if !json.Valid(data) {
 		return
 	}
@@ -59,6 +67,23 @@ func TestScanAsEncodingJSON(t *testing.T) {
 	var items []map[string]json.RawMessage
 	if !ok || !objectItems(fields["operations"], &items) || len(items) != 50 {
 		t.Fatalf("a batch of 50 operations: split %v, %d items", ok, len(items))
+	}
+}
+
+// TestValidJSONDepth: arrays and objects nest as deep as encoding/json
+// allows, and no deeper.
+func TestValidJSONDepth(t *testing.T) {
+	for _, n := range []int{maxJSONDepth, maxJSONDepth + 1} {
+		for _, open := range []string{"[", `{"a":`} {
+			closing := "]"
+			if open != "[" {
+				closing = "}"
+			}
+			data := []byte(strings.Repeat(open, n) + "1" + strings.Repeat(closing, n))
+			if got, want := validJSON(data), json.Valid(data); got != want || got != (n <= maxJSONDepth) {
+				t.Errorf("%d levels of %s: validJSON %v, json.Valid %v", n, open, got, want)
+			}
+		}
 	}
 }
 
