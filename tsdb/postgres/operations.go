@@ -455,16 +455,16 @@ func (s *Store) queueRows(b *pgx.Batch, ops []tsdb.Operation, insert, announce b
 // first (ties by id, descending), and the count of all matches, both from
 // one snapshot.
 func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
-	ctx, cancel, err := s.startRead(ctx)
-	defer cancel()
-	if err != nil {
-		return tsdb.OperationPage{}, err
-	}
 	if f.Limit <= 0 {
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: limit %d must be positive", f.Limit)
 	}
 	if f.Offset < 0 {
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: offset %d must not be negative", f.Offset)
+	}
+	ctx, cancel, err := s.startRead(ctx)
+	defer cancel()
+	if err != nil {
+		return tsdb.OperationPage{}, err
 	}
 	var page tsdb.OperationPage
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {

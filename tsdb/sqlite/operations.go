@@ -426,14 +426,14 @@ func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (ts
 	if s.closed.Load() {
 		return tsdb.OperationPage{}, errClosed
 	}
-	if err := s.flush(ctx); err != nil {
-		return tsdb.OperationPage{}, err
-	}
 	if f.Limit <= 0 {
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: limit %d must be positive", f.Limit)
 	}
 	if f.Offset < 0 {
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: offset %d must not be negative", f.Offset)
+	}
+	if err := s.flush(ctx); err != nil {
+		return tsdb.OperationPage{}, err
 	}
 	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
