@@ -42,14 +42,9 @@ func validValue(data []byte, i, depth int) (int, bool) {
 
 // validObject answers the index past the object at i (data[i] is '{').
 func validObject(data []byte, i, depth int) (int, bool) {
-	if depth > maxJSONDepth {
-		return i, false
-	}
-	if i = skipSpace(data, i+1); i < len(data) && data[i] == '}' {
-		return i + 1, true
-	}
-	for {
-		ok := i < len(data) && data[i] == '"'
+	i, more, ok := validOpen(data, i, depth, '}')
+	for more {
+		ok = i < len(data) && data[i] == '"'
 		if ok {
 			i, ok = validString(data, i)
 		}
@@ -62,45 +57,49 @@ func validObject(data []byte, i, depth int) (int, bool) {
 		if i, ok = validValue(data, skipSpace(data, i+1), depth); !ok {
 			return i, false
 		}
-		if i = skipSpace(data, i); i >= len(data) {
-			return i, false
-		}
-		switch data[i] {
-		case ',':
-			i = skipSpace(data, i+1)
-		case '}':
-			return i + 1, true
-		default:
-			return i, false
-		}
+		i, more, ok = validNext(data, i, '}')
 	}
+	return i, ok
 }
 
 // validArray answers the index past the array at i (data[i] is '[').
 func validArray(data []byte, i, depth int) (int, bool) {
-	if depth > maxJSONDepth {
-		return i, false
-	}
-	if i = skipSpace(data, i+1); i < len(data) && data[i] == ']' {
-		return i + 1, true
-	}
-	for {
-		var ok bool
+	i, more, ok := validOpen(data, i, depth, ']')
+	for more {
 		if i, ok = validValue(data, i, depth); !ok {
 			return i, false
 		}
-		if i = skipSpace(data, i); i >= len(data) {
-			return i, false
-		}
+		i, more, ok = validNext(data, i, ']')
+	}
+	return i, ok
+}
+
+// validOpen takes the opening byte of an array or object at i, at depth:
+// it answers the index of its first member or element (more), or the
+// index past it when it is empty, and whether it is valid so far.
+func validOpen(data []byte, i, depth int, closing byte) (next int, more, ok bool) {
+	if depth > maxJSONDepth {
+		return i, false, false
+	}
+	if i = skipSpace(data, i+1); i < len(data) && data[i] == closing {
+		return i + 1, false, true
+	}
+	return i, true, true
+}
+
+// validNext takes what follows a member or element that ends at i: it
+// answers the index of the next one (more), or the index past the
+// closing byte, and whether it is valid so far.
+func validNext(data []byte, i int, closing byte) (next int, more, ok bool) {
+	if i = skipSpace(data, i); i < len(data) {
 		switch data[i] {
 		case ',':
-			i = skipSpace(data, i+1)
-		case ']':
-			return i + 1, true
-		default:
-			return i, false
+			return skipSpace(data, i+1), true, true
+		case closing:
+			return i + 1, false, true
 		}
 	}
+	return i, false, false
 }
 
 // validString answers the index past the string at i (data[i] is '"'):
