@@ -46,17 +46,6 @@ func rowCounts(t *testing.T, s *Store) (pending, stored int) {
 	return pending, stored
 }
 
-// writeEach writes ops in commits of n, as the group commit of single
-// operations does.
-func writeEach(t *testing.T, s *Store, ops []tsdb.Operation, n int) {
-	t.Helper()
-	for i := 0; i < len(ops); i += n {
-		if err := s.WriteOperations(context.Background(), ops[i:min(i+n, len(ops))]); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // waitFor polls cond for up to 20 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -83,7 +72,7 @@ func TestSmallWritesAreStagedAndReadsSeeThem(t *testing.T) {
 	if err := whole.WriteOperations(ctx, slices.Clone(ops)); err != nil {
 		t.Fatal(err)
 	}
-	writeEach(t, s, slices.Clone(ops), 7)
+	storetest.WriteEach(t, s, slices.Clone(ops), 7)
 	if pending, stored := rowCounts(t, s); pending != len(ops) || stored != 0 {
 		t.Fatalf("after commits of 7: %d pending, %d stored; want %d pending, 0 stored", pending, stored, len(ops))
 	}
@@ -153,7 +142,7 @@ func TestAnotherReplicaSeesStagedOperations(t *testing.T) {
 	})
 
 	ops := storetest.NewScale(6).Batch(20, time.Now().Add(-time.Hour), time.Hour)
-	writeEach(t, a, ops, 10)
+	storetest.WriteEach(t, a, ops, 10)
 	if pending, _ := rowCounts(t, a); pending != len(ops) {
 		t.Fatalf("%d pending, want %d", pending, len(ops))
 	}
@@ -190,7 +179,7 @@ func TestAnotherReplicaSeesStagedOperations(t *testing.T) {
 func TestMoverKeepsUp(t *testing.T) {
 	s := openStaging(t, realtools.SharedPostgres(t).NewDatabase(t), false)
 	ops := storetest.NewScale(7).Batch(drainAt+50, time.Now().Add(-time.Hour), time.Hour)
-	writeEach(t, s, ops, 50)
+	storetest.WriteEach(t, s, ops, 50)
 	waitFor(t, "the mover moved what was pending", func() bool {
 		pending, stored := rowCounts(t, s)
 		return pending == 0 && stored == len(ops)
@@ -211,7 +200,7 @@ func TestPendingOperationsSurviveAndMove(t *testing.T) {
 	url := realtools.SharedPostgres(t).NewDatabase(t)
 	s := openStaging(t, url, false)
 	ops := storetest.NewScale(8).Batch(30, time.Now().Add(-time.Hour), time.Hour)
-	writeEach(t, s, ops[:20], 10)
+	storetest.WriteEach(t, s, ops[:20], 10)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +209,7 @@ func TestPendingOperationsSurviveAndMove(t *testing.T) {
 		t.Fatalf("after Close: %d pending, %d stored; want 0, 20", pending, stored)
 	}
 
-	writeEach(t, other, ops[20:], 10)
+	storetest.WriteEach(t, other, ops[20:], 10)
 	crash(other)
 	third := openStaging(t, url, false)
 	waitFor(t, "the store opened moved the operations left pending", func() bool {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/internal/textfmt"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
 )
 
 // rowCounts answers how many rows pending_operations and tool_operations
@@ -44,17 +45,6 @@ func openStaging(t *testing.T, path string, logger *slog.Logger) *Store {
 	return s
 }
 
-// writeEach writes ops in commits of n, as the group commit of single
-// operations does.
-func writeEach(t *testing.T, s *Store, ops []tsdb.Operation, n int) {
-	t.Helper()
-	for i := 0; i < len(ops); i += n {
-		if err := s.WriteOperations(context.Background(), ops[i:min(i+n, len(ops))]); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestSmallWritesAreStagedAndReadsSeeThem: a commit of a few operations
 // lands in pending_operations only; the next read moves them into
 // tool_operations and the rollups and answers with them, and every read
@@ -67,7 +57,7 @@ func TestSmallWritesAreStagedAndReadsSeeThem(t *testing.T) {
 	if err := whole.WriteOperations(ctx, ops); err != nil {
 		t.Fatal(err)
 	}
-	writeEach(t, s, ops, 7)
+	storetest.WriteEach(t, s, ops, 7)
 	if pending, stored := rowCounts(t, s); pending != len(ops) || stored != 0 {
 		t.Fatalf("after commits of 7: %d pending, %d stored; want %d pending, 0 stored", pending, stored, len(ops))
 	}
@@ -122,7 +112,7 @@ func TestSmallWritesAreStagedAndReadsSeeThem(t *testing.T) {
 func TestPendingBound(t *testing.T) {
 	s := openStaging(t, filepath.Join(t.TempDir(), "metrics.db"), testLogger(t))
 	ops := genOps(rand.New(rand.NewSource(5)), drainAt+100, day0, time.Hour)
-	writeEach(t, s, ops, 50)
+	storetest.WriteEach(t, s, ops, 50)
 	pending, stored := rowCounts(t, s)
 	if pending >= drainAt || pending+stored != len(ops) || stored < drainAt {
 		t.Fatalf("%d pending, %d stored of %d; want fewer than %d pending", pending, stored, len(ops), drainAt)
@@ -138,7 +128,7 @@ func TestPendingSurvivesACrash(t *testing.T) {
 	dir := t.TempDir()
 	s := openStaging(t, filepath.Join(dir, "metrics.db"), testLogger(t))
 	ops := genOps(rand.New(rand.NewSource(6)), 200, day0, 5*time.Hour)
-	writeEach(t, s, ops, 9)
+	storetest.WriteEach(t, s, ops, 9)
 	if pending, _ := rowCounts(t, s); pending != len(ops) {
 		t.Fatalf("%d pending, want %d", pending, len(ops))
 	}
@@ -215,7 +205,7 @@ func TestDuplicatesWhilePending(t *testing.T) {
 func TestCloseMovesPending(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "metrics.db")
 	s := openStaging(t, path, testLogger(t))
-	writeEach(t, s, genOps(rand.New(rand.NewSource(9)), 40, day0, time.Hour), 4)
+	storetest.WriteEach(t, s, genOps(rand.New(rand.NewSource(9)), 40, day0, time.Hour), 4)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

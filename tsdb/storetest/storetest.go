@@ -474,3 +474,14 @@ func runCases[S any](t *testing.T, newStore func(t *testing.T) S, cases []testCa
 		})
 	}
 }
+
+// WriteEach writes ops to s in writes of n operations, as the group commit
+// of single-operation requests does.
+func WriteEach(t *testing.T, s tsdb.OperationWriter, ops []tsdb.Operation, n int) {
+	t.Helper()
+	for i := 0; i < len(ops); i += n {
+		if err := s.WriteOperations(t.Context(), ops[i:min(i+n, len(ops))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
