@@ -142,6 +142,16 @@ func prepareWriteStmts(ctx context.Context, db *sql.DB) (*writeStmts, error) {
 	return &ws, nil
 }
 
+// lockWriter answers the writer's prepared statements and holds writeMu
+// until unlock is called.
+func (s *Store) lockWriter(ctx context.Context) (stmts *writeStmts, unlock func(), err error) {
+	if stmts, err = s.writeStmts(ctx); err != nil {
+		return nil, nil, s.wrap("prepare write", err)
+	}
+	s.writeMu.Lock()
+	return stmts, s.writeMu.Unlock, nil
+}
+
 // writeStmts answers the prepared statements of WriteOperations, preparing
 // them on first use.
 func (s *Store) writeStmts(ctx context.Context) (*writeStmts, error) {
@@ -267,12 +277,11 @@ func (s *Store) WriteOperations(ctx context.Context, ops []tsdb.Operation) error
 		return nil
 	}
 
-	stmts, err := s.writeStmts(ctx)
+	stmts, unlock, err := s.lockWriter(ctx)
 	if err != nil {
-		return s.wrap("prepare write", err)
+		return err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	defer unlock()
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap("begin write", err)

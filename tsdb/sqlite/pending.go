@@ -101,12 +101,11 @@ func (s *Store) drain(ctx context.Context, checkpoint bool) error {
 	if s.pending.Load() == 0 {
 		return nil
 	}
-	stmts, err := s.writeStmts(ctx)
+	stmts, unlock, err := s.lockWriter(ctx)
 	if err != nil {
-		return s.wrap("prepare write", err)
+		return err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	defer unlock()
 	return s.drainLocked(ctx, stmts, checkpoint)
 }
 
