@@ -153,14 +153,12 @@ func (s *Store) lockWriter(ctx context.Context) (stmts *writeStmts, unlock func(
 }
 
 // writeStmts answers the prepared statements of WriteOperations, preparing
-// them on first use.
+// them on first use (also by Close, for the operations left pending; a
+// write that races Close fails on the closed writer).
 func (s *Store) writeStmts(ctx context.Context) (*writeStmts, error) {
 	s.stmtsMu.Lock()
 	defer s.stmtsMu.Unlock()
 	if s.stmts == nil {
-		if s.closed.Load() {
-			return nil, errClosed
-		}
 		ws, err := prepareWriteStmts(ctx, s.writer)
 		if err != nil {
 			return nil, err

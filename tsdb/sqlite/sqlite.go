@@ -353,15 +353,10 @@ func (s *Store) Close() error {
 	// the next Open.
 	s.writeMu.Lock()
 	if s.pending.Load() > 0 {
-		s.stmtsMu.Lock()
-		var err error
-		if s.stmts == nil {
-			s.stmts, err = prepareWriteStmts(context.Background(), s.writer)
-		}
+		stmts, err := s.writeStmts(context.Background())
 		if err == nil {
-			err = s.drainLocked(context.Background(), s.stmts, false)
+			err = s.drainLocked(context.Background(), stmts, false)
 		}
-		s.stmtsMu.Unlock()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("move pending operations: %w", err))
 		}
