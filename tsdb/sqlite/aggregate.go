@@ -48,10 +48,7 @@ func uuidText(expr string) string {
 
 // Aggregate answers the groups of q (see sqlq.Dialect.GroupOperations).
 func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
-	if s.closed.Load() {
-		return tsdb.AggregateResult{}, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return tsdb.AggregateResult{}, err
 	}
 	out, err := dialect.GroupOperations(ctx, queryIn(s.reader), &s.horizon, q)
@@ -61,10 +58,7 @@ func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.Aggr
 // Breakdown answers the totals per (tool name, mode) pair of the operations
 // in w (see sqlq.Dialect.Breakdown).
 func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals, error) {
-	if s.closed.Load() {
-		return nil, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return nil, err
 	}
 	out, err := dialect.Breakdown(ctx, queryIn(s.reader), &s.horizon, w)
@@ -74,10 +68,7 @@ func (s *Store) Breakdown(ctx context.Context, w tsdb.Window) ([]tsdb.ModeTotals
 // Trend answers the totals per hourly or daily UTC bucket of the operations
 // in w, oldest first (see sqlq.Dialect.Trend).
 func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsdb.Bucket, error) {
-	if s.closed.Load() {
-		return nil, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return nil, err
 	}
 	out, err := dialect.Trend(ctx, queryIn(s.reader), &s.horizon, w, step)

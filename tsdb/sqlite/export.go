@@ -15,10 +15,7 @@ import (
 // rows. While it runs the export holds one reader connection, and the
 // write-ahead log cannot be folded back past its snapshot.
 func (s *Store) ExportOperations(ctx context.Context, f tsdb.OperationFilter, fn func(*tsdb.Operation) error) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return err
 	}
 	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})

@@ -430,16 +430,13 @@ func boolInt(b bool) int64 {
 // first (ties by id, descending), and the count of all matches. The count and
 // the page come from one read transaction, so they agree.
 func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
-	if s.closed.Load() {
-		return tsdb.OperationPage{}, errClosed
-	}
 	if f.Limit <= 0 {
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: limit %d must be positive", f.Limit)
 	}
 	if f.Offset < 0 {
 		return tsdb.OperationPage{}, fmt.Errorf("query operations: offset %d must not be negative", f.Offset)
 	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return tsdb.OperationPage{}, err
 	}
 	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -562,10 +559,7 @@ func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 // raw horizon (see sqlq.Dialect.FirstOperationTime); indexes answer it
 // without a scan.
 func (s *Store) FirstOperationTime(ctx context.Context, toolID string) (time.Time, bool, error) {
-	if s.closed.Load() {
-		return time.Time{}, false, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return time.Time{}, false, err
 	}
 	first, ok, err := dialect.FirstOperationTime(ctx, queryIn(s.reader), &s.horizon, toolID)

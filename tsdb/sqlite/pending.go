@@ -92,6 +92,15 @@ func (s *Store) stage(w writeTx, stmts *writeStmts, ops []tsdb.Operation) error 
 	return nil
 }
 
+// startRead checks that the store is open and flushes, so that the read
+// that follows sees every operation this process acknowledged.
+func (s *Store) startRead(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return s.flush(ctx)
+}
+
 // flush drains the operations this process staged, so that a read that
 // follows sees them; it costs nothing when none is pending.
 func (s *Store) flush(ctx context.Context) error { return s.drain(ctx, false) }

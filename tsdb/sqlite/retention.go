@@ -59,10 +59,7 @@ func (s *Store) openRetention(ctx context.Context) error {
 // its free pages for new rows instead (it stops growing, but does not
 // shrink until a VACUUM).
 func (s *Store) ExpireBefore(ctx context.Context, cutoff time.Time, batch int) (tsdb.Expiry, error) {
-	if s.closed.Load() {
-		return tsdb.Expiry{}, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return tsdb.Expiry{}, err
 	}
 	hour, err := sqlq.ExpiryHour(cutoff, batch)

@@ -76,10 +76,7 @@ func optTime(p *time.Time) any {
 // CreateSession stores a new session; a session with the same id is an
 // error.
 func (s *Store) CreateSession(ctx context.Context, sess tsdb.Session) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return err
 	}
 	_, err := s.writer.ExecContext(ctx, `INSERT INTO tool_sessions
@@ -114,10 +111,7 @@ func (s *Store) sessions() sqlq.Sessions {
 
 // GetSession answers the session and its totals, or tsdb.ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats, error) {
-	if s.closed.Load() {
-		return tsdb.SessionStats{}, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return tsdb.SessionStats{}, err
 	}
 	st, err := s.sessions().Get(ctx, id)
@@ -126,10 +120,7 @@ func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (tsdb.SessionStats
 
 // FindOpenSession answers the session m selects (see tsdb.SessionMatch).
 func (s *Store) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.Session, error) {
-	if s.closed.Load() {
-		return tsdb.Session{}, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return tsdb.Session{}, err
 	}
 	sess, err := s.sessions().FindOpen(ctx, m)
@@ -139,10 +130,7 @@ func (s *Store) FindOpenSession(ctx context.Context, m tsdb.SessionMatch) (tsdb.
 // TouchSession moves the session's last_activity forward to at (never
 // back) and answers the session. An ended session stays ended.
 func (s *Store) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (tsdb.Session, error) {
-	if s.closed.Load() {
-		return tsdb.Session{}, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return tsdb.Session{}, err
 	}
 	st, err := s.sessions().Touch(ctx, id, at)
@@ -155,10 +143,7 @@ func (s *Store) TouchSession(ctx context.Context, id uuid.UUID, at time.Time) (t
 // EndSession sets ended_at to at unless the session already ended, and
 // answers the session with its totals.
 func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsdb.SessionStats, error) {
-	if s.closed.Load() {
-		return tsdb.SessionStats{}, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return tsdb.SessionStats{}, err
 	}
 	st, err := s.sessions().End(ctx, id, at)
@@ -171,10 +156,7 @@ func (s *Store) EndSession(ctx context.Context, id uuid.UUID, at time.Time) (tsd
 // ActiveSessions answers the open sessions of toolID (all when empty) active
 // at or after since, newest activity first.
 func (s *Store) ActiveSessions(ctx context.Context, toolID string, since time.Time) ([]tsdb.SessionStats, error) {
-	if s.closed.Load() {
-		return nil, errClosed
-	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.startRead(ctx); err != nil {
 		return nil, err
 	}
 	out, err := s.sessions().Active(ctx, toolID, since)
