@@ -21,15 +21,15 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 	// One pass decodes every item into its fields; an item that is not an
 	// object fails that pass, and the items are then taken one by one so
 	// that the 422 names each bad one.
-	var items []map[string]json.RawMessage
-	if v := body.raw("operations", false); v != nil && v[0] == '[' && objectItems(v, &items) {
+	var items []*members
+	if v := body.raw(fOperations, false); v != nil && v[0] == '[' && objectItems(v, &items) {
 		if len(items) < 1 || len(items) > api.MaxBatchOperations {
 			items = nil
-			body.array("operations", 1, api.MaxBatchOperations) // reports the length
+			body.array(fOperations, 1, api.MaxBatchOperations) // reports the length
 		}
 	} else {
-		raws := body.array("operations", 1, api.MaxBatchOperations)
-		items = make([]map[string]json.RawMessage, len(raws))
+		raws := body.array(fOperations, 1, api.MaxBatchOperations)
+		items = make([]*members, len(raws))
 		for i, raw := range raws {
 			if item, err := decodeObject(raw); err == nil {
 				items[i] = item.fields
@@ -42,13 +42,11 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 	ops := make([]tsdb.Operation, 0, len(items))
 	var errs []api.FieldError
 	for i, fields := range items {
-		loc := []any{"body", "operations", i}
 		if fields == nil { // not an object (null included)
-			errs = append(errs, api.FieldError{Loc: loc, Msg: notAnObjectMsg, Type: "model_attributes_type"})
+			errs = append(errs, api.FieldError{Loc: itemLoc(i), Msg: notAnObjectMsg, Type: "model_attributes_type"})
 			continue
 		}
-		item := &object{fields: fields}
-		item.loc = loc
+		item := &object{fields: fields, item: i}
 		itemKey := ""
 		if key != "" {
 			itemKey = fmt.Sprintf("%s#%d", key, i)
@@ -59,7 +57,7 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 			if errors.As(err, &ve) {
 				errs = append(errs, ve.errs...)
 			} else {
-				errs = append(errs, api.FieldError{Loc: append(loc, "session_id"), Msg: invalidSessionID, Type: "uuid_parsing"})
+				errs = append(errs, api.FieldError{Loc: itemLoc(i, fSessionID.String()), Msg: invalidSessionID, Type: "uuid_parsing"})
 			}
 			continue
 		}
@@ -74,26 +72,27 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 // objectItems sets *items to the members of every item of v, a valid JSON
 // array (a field of a body decodeObject took), nil for a null item, as
 // json.Unmarshal into a []map[string]json.RawMessage does; it answers false
-// when an item is neither an object nor null.
-func objectItems(v json.RawMessage, items *[]map[string]json.RawMessage) bool {
+// when an item is neither an object nor null, or has a name splitObject
+// declines.
+func objectItems(v json.RawMessage, items *[]*members) bool {
 	elems, _ := elements(v)
-	out := make([]map[string]json.RawMessage, len(elems))
+	all := make([]members, len(elems)) // one allocation for the whole batch
+	out := make([]*members, len(elems))
 	for i, e := range elems {
 		if string(e) == "null" {
 			continue
 		}
-		fields, ok := splitObject(e)
-		if !ok {
+		if !splitObject(e, &all[i]) {
 			return false
 		}
-		out[i] = fields
+		out[i] = &all[i]
 	}
 	*items = out
 	return true
 }
 
 // array decodes a field that must be a JSON array of min..max items.
-func (o *object) array(name string, min, max int) []json.RawMessage {
+func (o *object) array(name field, min, max int) []json.RawMessage {
 	v := o.raw(name, true)
 	if v == nil {
 		return nil

@@ -20,10 +20,93 @@ import (
 // object is a JSON object body whose fields are checked one by one, so that
 // every bad field is reported at once, as FastAPI does.
 type object struct {
-	fields map[string]json.RawMessage
-	loc    []any // location prefix of errors: ["body"] or ["body", "operations", 3]
+	fields *members
+	item   int // the index of a batch's item, whose errors are at ["body", "operations", item, ...]; bodyItem for a body
 	errs   []api.FieldError
 }
+
+// bodyItem is the item of an object that is a request body itself.
+const bodyItem = -1
+
+// itemLoc answers the location of a batch item's error: ["body",
+// "operations", i, then names...].
+func itemLoc(i int, names ...any) []any {
+	return append([]any{"body", "operations", i}, names...)
+}
+
+// field is a member name of the contract's request bodies
+// (api.OperationRequest, api.BatchRequest, api.SessionRequest): the index
+// of its value in members.
+type field uint8
+
+// members are the values of a JSON object's members that are contract
+// fields, each its JSON as sent (the last of a repeated name wins), nil
+// where absent. Other members are ignored, as the contract ignores unknown
+// fields. An array instead of a map: a batch's items take one allocation,
+// and a field is read without hashing its name.
+type members [numFields]json.RawMessage
+
+// numFields is how many names the contract's request bodies have; the
+// package does not start when it is wrong.
+const numFields = 19
+
+// fieldNames are the contract's request body fields by index, and
+// fieldByName the index of each name.
+var fieldNames, fieldByName = contractFields()
+
+func contractFields() ([]string, map[string]field) {
+	var names []string
+	byName := map[string]field{}
+	for _, v := range []any{api.OperationRequest{}, api.BatchRequest{}, api.SessionRequest{}} {
+		t := reflect.TypeOf(v)
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			if _, ok := byName[name]; !ok && name != "" && name != "-" {
+				byName[name] = field(len(names))
+				names = append(names, name)
+			}
+		}
+	}
+	if len(names) != numFields {
+		panic(fmt.Sprintf("handlers: the contract's request bodies have %d fields, numFields is %d", len(names), numFields))
+	}
+	return names, byName
+}
+
+// fieldNamed answers the field of a contract name; any other name is a
+// programming error.
+func fieldNamed(name string) field {
+	f, ok := fieldByName[name]
+	if !ok {
+		panic("handlers: " + name + " is not a field of the contract's request bodies")
+	}
+	return f
+}
+
+func (f field) String() string { return fieldNames[f] }
+
+// The fields the handlers read.
+var (
+	fOperationID     = fieldNamed("operation_id")
+	fSessionID       = fieldNamed("session_id")
+	fToolName        = fieldNamed("tool_name")
+	fOperationMode   = fieldNamed("operation_mode")
+	fParameters      = fieldNamed("parameters")
+	fFilePath        = fieldNamed("file_path")
+	fTokensOriginal  = fieldNamed("tokens_original")
+	fTokensActual    = fieldNamed("tokens_actual")
+	fTokensPrevented = fieldNamed("tokens_prevented")
+	fResponseTimeMs  = fieldNamed("response_time_ms")
+	fToolID          = fieldNamed("tool_id")
+	fCreatedAt       = fieldNamed("created_at")
+	fCacheHit        = fieldNamed("cache_hit")
+	fOperations      = fieldNamed("operations")
+	fToolVersion     = fieldNamed("tool_version")
+	fProcessID       = fieldNamed("process_id")
+	fProjectID       = fieldNamed("project_id")
+	fWorkspacePath   = fieldNamed("workspace_path")
+	fInstanceID      = fieldNamed("instance_id")
+)
 
 // notAnObject answers the 422 of a body that is JSON but not an object.
 func notAnObject() error {
@@ -32,16 +115,15 @@ func notAnObject() error {
 
 const notAnObjectMsg = "Input should be a valid dictionary or object to extract fields from"
 
-// bodyLoc is the location prefix of a body's errors; fail copies it.
-var bodyLoc = []any{"body"}
-
 // decodeObject parses data as a JSON object. A body that is not JSON, or not
 // an object, is a 422.
 func decodeObject(data []byte) (*object, error) {
+	o := &object{fields: new(members), item: bodyItem}
 	if validJSON(data) {
-		if fields, ok := splitObject(data); ok {
-			return &object{fields: fields, loc: bodyLoc}, nil
+		if splitObject(data, o.fields) {
+			return o, nil
 		}
+		*o.fields = members{}
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
@@ -54,60 +136,48 @@ func decodeObject(data []byte) (*object, error) {
 	if fields == nil { // the body was the literal null
 		return nil, notAnObject()
 	}
-	return &object{fields: fields, loc: bodyLoc}, nil
+	for name, v := range fields {
+		if f, ok := fieldByName[name]; ok {
+			o.fields[f] = v
+		}
+	}
+	return o, nil
 }
 
-// splitObject answers the members of data, valid JSON, as json.Unmarshal
-// into a map of json.RawMessage would (the last of a repeated key wins),
+// splitObject sets m to the members of data, valid JSON, as json.Unmarshal
+// into a map of json.RawMessage would (the last of a repeated name wins),
 // without its reflection and copies: the values are data's own bytes. It
 // answers false, for json.Unmarshal to decide, when data is not an object
-// or a key is not plain ASCII (an escape, or another encoding, needs
-// json's decoding).
-func splitObject(data []byte) (map[string]json.RawMessage, bool) {
+// or a name has an escape (which may spell a contract name).
+func splitObject(data []byte, m *members) bool {
 	i := skipSpace(data, 0)
 	if i == len(data) || data[i] != '{' {
-		return nil, false
+		return false
 	}
-	fields := make(map[string]json.RawMessage, 14) // an operation's 13 fields fit without growth
 	if i = skipSpace(data, i+1); data[i] == '}' {
-		return fields, true
+		return true
 	}
 	for {
-		j := i + 1 // data[i] is the key's opening quote
+		j := i + 1 // data[i] is the name's opening quote
 		for data[j] != '"' {
-			if data[j] == '\\' || data[j] >= utf8.RuneSelf {
-				return nil, false
+			if data[j] == '\\' {
+				return false
 			}
 			j++
 		}
-		key, ok := fieldNames[string(data[i+1:j])]
-		if !ok {
-			key = string(data[i+1 : j])
-		}
+		f, known := fieldByName[string(data[i+1:j])]
 		start := skipSpace(data, skipSpace(data, j+1)+1) // past the colon
 		end := skipValue(data, start)
-		fields[key] = data[start:end:end]
+		if known {
+			m[f] = data[start:end:end]
+		}
 		i = skipSpace(data, end)
 		if data[i] == '}' {
-			return fields, true
+			return true
 		}
 		i = skipSpace(data, i+1) // past the comma
 	}
 }
-
-// fieldNames are the keys of the contract's request bodies, so that
-// splitObject allocates no string for them.
-var fieldNames = func() map[string]string {
-	names := map[string]string{}
-	for _, v := range []any{api.OperationRequest{}, api.BatchRequest{}, api.SessionRequest{}} {
-		t := reflect.TypeOf(v)
-		for i := range t.NumField() {
-			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-			names[name] = name
-		}
-	}
-	return names
-}()
 
 // elements answers the elements of data, a valid JSON array (validJSON),
 // each without the white space around it and sharing data's memory; ok is
@@ -174,8 +244,11 @@ func skipValue(data []byte, i int) int {
 	return i
 }
 
-func (o *object) fail(name, msg, typ string) {
-	loc := append(append([]any{}, o.loc...), name)
+func (o *object) fail(f field, msg, typ string) {
+	loc := []any{"body", f.String()}
+	if o.item != bodyItem {
+		loc = itemLoc(o.item, f.String())
+	}
 	o.errs = append(o.errs, api.FieldError{Loc: loc, Msg: msg, Type: typ})
 }
 
@@ -189,9 +262,9 @@ func (o *object) err() error {
 
 // raw answers the field's JSON, nil when absent or null; required fields
 // that are absent or null are reported.
-func (o *object) raw(name string, required bool) json.RawMessage {
-	v, ok := o.fields[name]
-	if !ok || string(v) == "null" {
+func (o *object) raw(name field, required bool) json.RawMessage {
+	v := o.fields[name]
+	if v == nil || string(v) == "null" {
 		if required {
 			o.fail(name, "Field required", "missing")
 		}
@@ -200,38 +273,57 @@ func (o *object) raw(name string, required bool) json.RawMessage {
 	return v
 }
 
-// str decodes a string field; maxLen (in characters) 0 means unbounded;
-// nonEmpty rejects "".
-func (o *object) str(name string, required, nonEmpty bool, maxLen int) *string {
-	v := o.raw(name, required)
-	if v == nil {
-		return nil
+// str decodes an optional string field (see text); nil when absent or bad.
+func (o *object) str(name field, maxLen int) *string {
+	if s, ok := o.text(name, false, false, maxLen); ok {
+		return &s
 	}
-	if v[0] != '"' || len(v) < 2 {
-		o.fail(name, "Input should be a valid string", "string_type")
-		return nil
+	return nil
+}
+
+// text decodes a string field; maxLen (in characters) 0 means unbounded;
+// nonEmpty rejects "". ok is false when it is absent, null or bad (and a
+// bad or required field is reported).
+func (o *object) text(name field, required, nonEmpty bool, maxLen int) (s string, ok bool) {
+	v, ok := o.quoted(name, required)
+	if !ok {
+		return "", false
 	}
-	var s string
 	if inner := v[1 : len(v)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
 		s = string(inner) // no escapes: the text between the quotes is the string
 	} else if err := json.Unmarshal(v, &s); err != nil {
 		o.fail(name, "Input should be a valid string", "string_type")
-		return nil
+		return "", false
 	}
 	if nonEmpty && s == "" {
 		o.fail(name, "String should have at least 1 character", "string_too_short")
-		return nil
+		return "", false
 	}
 	if maxLen > 0 && utf8.RuneCountInString(s) > maxLen {
 		o.fail(name, fmt.Sprintf("String should have at most %d characters", maxLen), "string_too_long")
-		return nil
+		return "", false
 	}
-	return &s
+	return s, true
+}
+
+// quoted answers the JSON of a string field, quotes included; ok is false
+// when it is absent, null or not a string (reported, as a missing required
+// field is).
+func (o *object) quoted(name field, required bool) (v json.RawMessage, ok bool) {
+	v = o.raw(name, required)
+	if v == nil {
+		return nil, false
+	}
+	if v[0] != '"' || len(v) < 2 {
+		o.fail(name, "Input should be a valid string", "string_type")
+		return nil, false
+	}
+	return v, true
 }
 
 // enum decodes a string field that must be one of allowed; the answer
 // points into allowed.
-func (o *object) enum(name string, required bool, allowed []string) *string {
+func (o *object) enum(name field, required bool, allowed []string) *string {
 	if v := o.fields[name]; len(v) > 2 && v[0] == '"' {
 		for i, a := range allowed {
 			if string(v[1:len(v)-1]) == a {
@@ -239,13 +331,13 @@ func (o *object) enum(name string, required bool, allowed []string) *string {
 			}
 		}
 	}
-	s := o.str(name, required, false, 0)
-	if s == nil {
+	s, ok := o.text(name, required, false, 0)
+	if !ok {
 		return nil
 	}
-	for _, a := range allowed {
-		if *s == a {
-			return s
+	for i, a := range allowed {
+		if s == a {
+			return &allowed[i]
 		}
 	}
 	o.fail(name, "Input should be "+quoteList(allowed), "enum")
@@ -265,63 +357,63 @@ func quoteList(allowed []string) string {
 }
 
 // integer decodes a field that must be a JSON integer literal (5000, not
-// "5000", 5000.0 or 5e3) within [min, MaxInt64].
-func (o *object) integer(name string, required bool, min int64) *int64 {
+// "5000", 5000.0 or 5e3) within [min, MaxInt64]; ok is false when it is
+// absent, null or bad.
+func (o *object) integer(name field, required bool, min int64) (n int64, ok bool) {
 	v := o.raw(name, required)
 	if v == nil {
-		return nil
+		return 0, false
 	}
-	s := string(v)
-	if !isJSONNumber(s) {
+	if !isJSONNumber(v) {
 		o.fail(name, "Input should be a valid integer", "int_type")
-		return nil
+		return 0, false
 	}
-	if strings.ContainsAny(s, ".eE") {
+	if bytes.ContainsAny(v, ".eE") {
 		o.fail(name, "Input should be a valid integer, got a number with a fractional part or exponent", "int_from_float")
-		return nil
+		return 0, false
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
+	n, err := strconv.ParseInt(string(v), 10, 64)
 	if err != nil {
-		if strings.HasPrefix(s, "-") {
+		if v[0] == '-' {
 			o.fail(name, fmt.Sprintf("Input should be greater than or equal to %d", min), "greater_than_equal")
 		} else {
 			o.fail(name, fmt.Sprintf("Input should be less than or equal to %d", int64(math.MaxInt64)), "less_than_equal")
 		}
-		return nil
+		return 0, false
 	}
 	if n < min {
 		o.fail(name, fmt.Sprintf("Input should be greater than or equal to %d", min), "greater_than_equal")
-		return nil
+		return 0, false
 	}
-	return &n
+	return n, true
 }
 
-// number decodes a field that must be a finite JSON number >= min.
-func (o *object) number(name string, required bool, min float64) *float64 {
+// number decodes a field that must be a finite JSON number >= min; ok is
+// false when it is absent, null or bad.
+func (o *object) number(name field, required bool, min float64) (f float64, ok bool) {
 	v := o.raw(name, required)
 	if v == nil {
-		return nil
+		return 0, false
 	}
-	s := string(v)
-	if !isJSONNumber(s) {
+	if !isJSONNumber(v) {
 		o.fail(name, "Input should be a valid number", "float_type")
-		return nil
+		return 0, false
 	}
-	f, err := strconv.ParseFloat(s, 64)
+	f, err := strconv.ParseFloat(string(v), 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 		o.fail(name, "Input should be a finite number", "finite_number")
-		return nil
+		return 0, false
 	}
 	if f < min {
 		o.fail(name, fmt.Sprintf("Input should be greater than or equal to %g", min), "greater_than_equal")
-		return nil
+		return 0, false
 	}
-	return &f
+	return f, true
 }
 
 // boolean decodes an optional field that must be a JSON boolean (true or
 // false, not "true" or 1); absent or null is nil.
-func (o *object) boolean(name string) *bool {
+func (o *object) boolean(name field) *bool {
 	v := o.raw(name, false)
 	if v == nil {
 		return nil
@@ -338,7 +430,7 @@ func (o *object) boolean(name string) *bool {
 
 // jsonObject decodes a field that must be a JSON object (or null/absent:
 // nil), compacted, nested at most tsdb.MaxParameterDepth deep.
-func (o *object) jsonObject(name string) json.RawMessage {
+func (o *object) jsonObject(name field) json.RawMessage {
 	v := o.raw(name, false)
 	if v == nil {
 		return nil
@@ -363,22 +455,27 @@ func (o *object) jsonObject(name string) json.RawMessage {
 }
 
 // uuidField decodes a string field holding a UUID in the 36-character
-// hyphenated form; a string of another form is reported through bad (the
-// contract answers it with 400 once no 422 applies).
-func (o *object) uuidField(name string, required bool) (id *uuid.UUID, bad bool) {
-	s := o.str(name, required, false, 0)
-	if s == nil {
-		return nil, false
-	}
-	u, ok := api.ParseUUID(*s)
+// hyphenated form; ok is false when it is absent, null or bad, and a string
+// of another form is reported through bad (the contract answers it with
+// 400 once no 422 applies).
+func (o *object) uuidField(name field, required bool) (id uuid.UUID, ok, bad bool) {
+	v, ok := o.quoted(name, required)
 	if !ok {
-		return nil, true
+		return uuid.UUID{}, false, false
 	}
-	return &u, false
+	if id, ok := api.ParseUUIDBytes(v[1 : len(v)-1]); ok {
+		return id, true, false // the common case: no escapes, nothing to copy
+	}
+	s, ok := o.text(name, required, false, 0)
+	if !ok {
+		return uuid.UUID{}, false, false
+	}
+	id, ok = api.ParseUUID(s)
+	return id, ok, !ok
 }
 
-// isJSONNumber reports whether s is a JSON number literal (the raw value of
+// isJSONNumber reports whether v is a JSON number literal (the raw value of
 // a field: strings, booleans, arrays and objects are not).
-func isJSONNumber(s string) bool {
-	return s != "" && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))
+func isJSONNumber(v []byte) bool {
+	return len(v) > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9'))
 }

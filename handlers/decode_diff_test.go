@@ -22,7 +22,7 @@ func decodeBatchOneByOne(data []byte, now time.Time, key string) ([]tsdb.Operati
 	if err != nil {
 		return nil, err
 	}
-	raws := body.array("operations", 1, api.MaxBatchOperations)
+	raws := body.array(fOperations, 1, api.MaxBatchOperations)
 	if err := body.err(); err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func decodeBatchOneByOne(data []byte, now time.Time, key string) ([]tsdb.Operati
 			errs = append(errs, api.FieldError{Loc: loc, Msg: "Input should be a valid dictionary or object to extract fields from", Type: "model_attributes_type"})
 			continue
 		}
-		item.loc = loc
+		item.item = i
 		op, err := decodeOperation(item, now, fmt.Sprintf("%s#%d", key, i))
 		if err != nil {
 			var ve *validationError

@@ -44,34 +44,34 @@ func idempotencyKey(r *http.Request) (string, error) {
 // client's operation_id when given; else, with an idempotency key, derived
 // from the key and the session; else new.
 func decodeOperation(o *object, now time.Time, key string) (tsdb.Operation, error) {
-	sessionID, badSession := o.uuidField("session_id", true)
-	clientID, badClientID := o.uuidField("operation_id", false)
+	sessionID, _, badSession := o.uuidField(fSessionID, true)
+	clientID, keyed, badClientID := o.uuidField(fOperationID, false)
 	if badClientID {
-		o.fail("operation_id", "Input should be a valid UUID in the 8-4-4-4-12 form", "uuid_parsing")
+		o.fail(fOperationID, "Input should be a valid UUID in the 8-4-4-4-12 form", "uuid_parsing")
 	}
-	toolName := o.enum("tool_name", true, api.ToolNames)
-	mode := o.enum("operation_mode", true, api.OperationModes)
-	params := o.jsonObject("parameters")
-	filePath := o.str("file_path", false, false, 0)
-	original := o.integer("tokens_original", true, 0)
-	actual := o.integer("tokens_actual", true, 0)
-	prevented := o.integer("tokens_prevented", false, math64Min)
-	responseTime := o.number("response_time_ms", true, 0)
-	toolID := o.str("tool_id", true, true, api.MaxToolIDLength)
-	createdAt := o.timestamp("created_at", now)
-	cacheHit := o.boolean("cache_hit")
+	toolName := o.enum(fToolName, true, api.ToolNames)
+	mode := o.enum(fOperationMode, true, api.OperationModes)
+	params := o.jsonObject(fParameters)
+	filePath := o.str(fFilePath, 0)
+	original, hasOriginal := o.integer(fTokensOriginal, true, 0)
+	actual, hasActual := o.integer(fTokensActual, true, 0)
+	prevented, hasPrevented := o.integer(fTokensPrevented, false, math64Min)
+	responseTime, _ := o.number(fResponseTimeMs, true, 0)
+	toolID, _ := o.text(fToolID, true, true, api.MaxToolIDLength)
+	createdAt := o.timestamp(fCreatedAt, now)
+	cacheHit := o.boolean(fCacheHit)
 
 	var tokensPrevented int64
-	if original != nil && actual != nil {
-		diff := *original - *actual // both >= 0: cannot overflow
-		tokensPrevented = tsdb.DefaultTokensPrevented(*original, *actual)
-		if prevented != nil {
-			if !tsdb.ValidTokensPrevented(*original, *actual, *prevented) {
-				o.fail("tokens_prevented", fmt.Sprintf(
+	if hasOriginal && hasActual {
+		diff := original - actual // both >= 0: cannot overflow
+		tokensPrevented = tsdb.DefaultTokensPrevented(original, actual)
+		if hasPrevented {
+			if !tsdb.ValidTokensPrevented(original, actual, prevented) {
+				o.fail(fTokensPrevented, fmt.Sprintf(
 					"Value error, tokens_prevented must equal tokens_original - tokens_actual (%d) or max(0, tokens_original - tokens_actual)", diff),
 					"value_error")
 			}
-			tokensPrevented = *prevented
+			tokensPrevented = prevented
 		}
 	}
 	if err := o.err(); err != nil {
@@ -83,25 +83,23 @@ func decodeOperation(o *object, now time.Time, key string) (tsdb.Operation, erro
 	if params == nil {
 		params = json.RawMessage("{}")
 	}
-	id, keyed := uuid.UUID{}, true
-	if clientID != nil {
-		id = *clientID
-	} else {
-		id, keyed = exporter.OperationID(*sessionID, key)
+	id := clientID
+	if !keyed {
+		id, keyed = exporter.OperationID(sessionID, key)
 	}
 	return tsdb.Operation{
 		ID:              id,
 		Keyed:           keyed,
-		SessionID:       *sessionID,
+		SessionID:       sessionID,
 		ToolName:        *toolName,
 		OperationMode:   *mode,
 		Parameters:      params,
 		FilePath:        filePath,
-		TokensOriginal:  *original,
-		TokensActual:    *actual,
+		TokensOriginal:  original,
+		TokensActual:    actual,
 		TokensPrevented: tokensPrevented,
-		ResponseTimeMs:  *responseTime,
-		ToolID:          *toolID,
+		ResponseTimeMs:  responseTime,
+		ToolID:          toolID,
 		CreatedAt:       createdAt,
 		CacheHit:        cacheHit,
 	}, nil
@@ -111,12 +109,12 @@ const math64Min = -1 << 63
 
 // timestamp decodes an optional RFC 3339 time with an offset; absent or
 // null is now, up to api.MaxClockSkew ahead is now, further ahead is an error.
-func (o *object) timestamp(name string, now time.Time) time.Time {
-	s := o.str(name, false, false, 0)
-	if s == nil {
+func (o *object) timestamp(name field, now time.Time) time.Time {
+	s, ok := o.text(name, false, false, 0)
+	if !ok {
 		return now
 	}
-	t, err := time.Parse(time.RFC3339Nano, *s)
+	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		o.fail(name, "Input should be a valid RFC 3339 datetime with a time zone offset", "datetime_parsing")
 		return now

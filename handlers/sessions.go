@@ -48,19 +48,18 @@ func decodeSessionRequest(r *http.Request) (exporter.SessionRequest, error) {
 	if err != nil {
 		return exporter.SessionRequest{}, err
 	}
-	toolID := o.str("tool_id", true, true, api.MaxToolIDLength)
+	toolID, _ := o.text(fToolID, true, true, api.MaxToolIDLength)
 	req := exporter.SessionRequest{
-		ToolVersion:   o.str("tool_version", false, false, 0),
-		ProcessID:     o.integer("process_id", false, math64Min),
-		ProjectID:     o.str("project_id", false, false, 0),
-		WorkspacePath: o.str("workspace_path", false, false, 0),
-		InstanceID:    o.str("instance_id", false, false, 0),
+		ToolID:        toolID,
+		ToolVersion:   o.str(fToolVersion, 0),
+		ProjectID:     o.str(fProjectID, 0),
+		WorkspacePath: o.str(fWorkspacePath, 0),
+		InstanceID:    o.str(fInstanceID, 0),
 	}
-	if err := o.err(); err != nil {
-		return req, err
+	if pid, ok := o.integer(fProcessID, false, math64Min); ok {
+		req.ProcessID = &pid
 	}
-	req.ToolID = *toolID
-	return req, nil
+	return req, o.err()
 }
 
 // start serves POST /sessions/start.

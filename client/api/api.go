@@ -204,11 +204,16 @@ func FormatTime(t time.Time) string {
 // ParseUUID accepts a UUID in the canonical 36-character hyphenated form
 // (8-4-4-4-12), in any case, and nothing else: the form of every id of the
 // contract.
-func ParseUUID(s string) (uuid.UUID, bool) {
+func ParseUUID(s string) (uuid.UUID, bool) { return parseUUID(s, uuid.Parse) }
+
+// ParseUUIDBytes is ParseUUID of the text in b.
+func ParseUUIDBytes(b []byte) (uuid.UUID, bool) { return parseUUID(b, uuid.ParseBytes) }
+
+func parseUUID[T string | []byte](s T, parse func(T) (uuid.UUID, error)) (uuid.UUID, bool) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return uuid.UUID{}, false
 	}
-	u, err := uuid.Parse(s)
+	u, err := parse(s)
 	return u, err == nil
 }
 

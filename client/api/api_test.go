@@ -59,12 +59,17 @@ func TestOperationRequestJSON(t *testing.T) {
 }
 
 func TestParseUUID(t *testing.T) {
-	if _, ok := api.ParseUUID("123E4567-E89B-12D3-A456-426614174000"); !ok {
-		t.Error("upper case refused")
-	}
-	for _, s := range []string{"123e4567e89b12d3a456426614174000", "{123e4567-e89b-12d3-a456-426614174000}", "123e4567-e89b-12d3-a456_426614174000", ""} {
-		if _, ok := api.ParseUUID(s); ok {
-			t.Errorf("ParseUUID(%q) accepted", s)
+	const upper = "123E4567-E89B-12D3-A456-426614174000"
+	want := uuid.MustParse(upper)
+	for _, parse := range []func(string) (uuid.UUID, bool){api.ParseUUID, func(s string) (uuid.UUID, bool) { return api.ParseUUIDBytes([]byte(s)) }} {
+		if u, ok := parse(upper); !ok || u != want {
+			t.Errorf("upper case: %v, %v", u, ok)
+		}
+		for _, s := range []string{"123e4567e89b12d3a456426614174000", "{123e4567-e89b-12d3-a456-426614174000}",
+			"urn:uuid:123e4567-e89b-12d3-a456-426614174000", "123e4567-e89b-12d3-a456_426614174000", "123e4567-e89b-12d3-a456-42661417400g", ""} {
+			if _, ok := parse(s); ok {
+				t.Errorf("%q accepted", s)
+			}
 		}
 	}
 }
