@@ -459,8 +459,13 @@ func startDatabase(ctx context.Context, cfg benchConfig, store, sdir string, ste
 			raw:  func() (*rawDB, error) { return openRawPostgres(pg.URL("omnimemory")) },
 			stop: pg.stop,
 		}
-		if err := pg.exec(ctx, "postgres", "CREATE DATABASE omnimemory", "CREATE DATABASE copyref"); err == nil {
+		err = pg.exec(ctx, "postgres", "CREATE DATABASE omnimemory", "CREATE DATABASE copyref")
+		if err == nil {
 			err = pg.exec(ctx, "copyref", copyTable)
+		}
+		if err == nil {
+			step("writing %d MB of WAL for the server to reuse, as a server that has run a while does", walWarmSegments*16)
+			err = pg.warmWAL(ctx, walWarmSegments)
 		}
 		if err != nil {
 			db.stop()
