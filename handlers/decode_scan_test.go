@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -25,8 +26,8 @@ var scanSeeds = []string{
 	`{"a" "b"}`, `[1,,2]`, `{"a":1 "b":2}`, "\"\\u00e9\"", "[\"\\uD83D\"]", `{"a":truex}`, `nulls`, `00`, `-01`,
 }
 
-// checkScanAsEncodingJSON fails t when splitObject, elements or objectItems
-// answer data otherwise than encoding/json (splitObject and objectItems may
+// checkScanAsEncodingJSON fails t when validJSON, splitObject, compact,
+// elements or objectItems answer data otherwise than encoding/json (splitObject and objectItems may
 // decline: json.Unmarshal decides then).
 func checkScanAsEncodingJSON(t *testing.T, data []byte) {
 	if got, want := validJSON(data), json.Valid(data); got != want {
@@ -36,6 +37,10 @@ func checkScanAsEncodingJSON(t *testing.T, data []byte) {
 		return
 	}
 	checkSplitObject(t, data)
+	var want bytes.Buffer
+	if err := json.Compact(&want, data); err != nil || !bytes.Equal(compact(data), want.Bytes()) {
+		t.Fatalf("compact(%q) = %q; json.Compact %q, %v", data, compact(data), want.Bytes(), err)
+	}
 	var wantArr []json.RawMessage
 	arrErr := json.Unmarshal(data, &wantArr)
 	gotArr, ok := elements(data)
