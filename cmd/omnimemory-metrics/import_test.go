@@ -195,10 +195,29 @@ func TestImportIntoTheEmbeddedStore(t *testing.T) {
 	db.Check(t, openSQLite(t, dst))
 }
 
+// importedRowid answers the rowid of the last source operation the
+// checkpoint at path records as imported, 0 before any.
+func importedRowid(path string) int64 {
+	var cp struct {
+		Operations struct {
+			Done struct {
+				Rowid int64 `json:"rowid"`
+			} `json:"done"`
+		} `json:"operations"`
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(data, &cp) != nil {
+		return 0
+	}
+	return cp.Operations.Done.Rowid
+}
+
 // TestImportKilledAtAnyPoint runs the import as a child process and kills
-// it with SIGKILL at growing delays until a run completes: every source row
-// ends up stored exactly once, and the summary is that of an uninterrupted
-// import.
+// it with SIGKILL until a run completes: the first at 50 ms, wherever it
+// is then, and the first runs as soon as the import of operations has
+// moved past where the last kill left it (so that the kills land in its
+// middle however fast this machine imports), the next at growing delays. Every source row ends up stored exactly once,
+// and the summary is that of an uninterrupted import.
 func TestImportKilledAtAnyPoint(t *testing.T) {
 	dir := t.TempDir()
 	db := legacytest.Build(t, dir, legacyOps)
@@ -209,8 +228,9 @@ func TestImportKilledAtAnyPoint(t *testing.T) {
 	if strings.ContainsAny(dir, " \t") {
 		t.Skip("the child's arguments are split at spaces")
 	}
+	const midwayKills = 3
 	var out bytes.Buffer
-	kills, midway := 0, 0
+	kills, midway, lastRowid := 0, 0, int64(0)
 	for attempt := 0; ; attempt++ {
 		if attempt == 40 {
 			t.Fatalf("the import never completed in %d attempts", attempt)
@@ -225,34 +245,48 @@ func TestImportKilledAtAnyPoint(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
-		delay := time.Duration(150+attempt*attempt*40) * time.Millisecond
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("attempt %d: %v\n%s%s", attempt, err, out.String(), errOut.String())
+		// killNow answers whether this run is to be killed now: the first
+		// also 50 ms after its start, wherever it is then.
+		started := time.Now()
+		killNow := func() bool {
+			return importedRowid(checkpoint) > lastRowid || attempt == 0 && time.Since(started) > 50*time.Millisecond
+		}
+		if midway >= midwayKills {
+			deadline := time.Now().Add(time.Duration(150+attempt*attempt*40) * time.Millisecond)
+			killNow = func() bool { return time.Now().After(deadline) }
+		}
+		tick := time.NewTicker(time.Millisecond)
+		killed, exitErr := false, error(nil)
+	wait:
+		for {
+			select {
+			case exitErr = <-done:
+				break wait
+			case <-tick.C:
+				if killNow() {
+					_ = cmd.Process.Kill()
+					<-done
+					killed = true
+					break wait
+				}
 			}
-			t.Logf("completed on attempt %d after %d kills (%d while operations were being imported)", attempt+1, kills, midway)
-		case <-time.After(delay):
-			_ = cmd.Process.Kill()
-			<-done
+		}
+		tick.Stop()
+		if killed {
 			kills++
-			if data, err := os.ReadFile(checkpoint); err == nil && bytes.Contains(data, []byte(`"operations"`)) {
-				var cp struct {
-					Operations struct {
-						Done struct {
-							Rowid int64 `json:"rowid"`
-						} `json:"done"`
-					}
-				}
-				if json.Unmarshal(data, &cp) == nil && cp.Operations.Done.Rowid > 0 {
-					midway++
-				}
+			if rowid := importedRowid(checkpoint); rowid > lastRowid {
+				midway++
+				lastRowid = rowid
 			}
 			continue
 		}
+		if exitErr != nil {
+			t.Fatalf("attempt %d: %v\n%s%s", attempt, exitErr, out.String(), errOut.String())
+		}
+		t.Logf("completed on attempt %d after %d kills (%d while operations were being imported)", attempt+1, kills, midway)
 		break
 	}
-	if midway < 2 {
+	if midway < midwayKills {
 		t.Errorf("only %d of %d kills hit the import of operations", midway, kills)
 	}
 	wantSummary(t, out.String(), db)
