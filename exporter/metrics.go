@@ -7,11 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/omnimemory/omnimemory-metrics/internal/metricname"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
-
-// Namespace prefixes every metric of the service.
-const Namespace = "omnimemory"
 
 // DurationBuckets are the classic buckets of operation durations in seconds:
 // 1 ms, 2.5 ms and 5 ms for fast local tools, then the OpenTelemetry GenAI
@@ -162,35 +160,35 @@ func NewMetrics(reg prometheus.Registerer, pricePerThousand float64, maxToolIDs 
 	}
 	m := &Metrics{
 		operations: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "tool_operations_total",
+			Name: metricname.ToolOperationsTotal,
 			Help: "Tool operations accepted and stored.",
 		}, toolLabels),
 		tokensOriginal: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "tool_tokens_original_total",
+			Name: metricname.ToolTokensOriginalTotal,
 			Help: "Tokens the naive way would have sent (the baseline) for accepted operations.",
 		}, toolLabels),
 		tokensActual: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "tool_tokens_actual_total",
+			Name: metricname.ToolTokensActualTotal,
 			Help: "Tokens actually sent for accepted operations.",
 		}, toolLabels),
 		tokensPrevented: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "tool_tokens_prevented_total",
+			Name: metricname.ToolTokensPreventedTotal,
 			Help: "Tokens saved against the baseline; an operation that cost more than its baseline adds nothing here.",
 		}, toolLabels),
 		tokensOverspent: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "tool_tokens_overspent_total",
+			Name: metricname.ToolTokensOverspentTotal,
 			Help: "Tokens by which operations cost more than their baseline.",
 		}, toolLabels),
 		cacheLookups: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "tool_cache_lookups_total",
+			Name: metricname.ToolCacheLookupsTotal,
 			Help: "Accepted operations that said whether the tool answered from its cache (cache_hit true or false).",
 		}, toolLabels),
 		cacheHits: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "tool_cache_hits_total",
+			Name: metricname.ToolCacheHitsTotal,
 			Help: "Accepted operations the tool answered from its cache (cache_hit true).",
 		}, toolLabels),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: Namespace, Name: "tool_operation_duration_seconds",
+			Name:                            metricname.ToolOperationDurationSeconds,
 			Help:                            "Response time of tool operations as reported by the tool.",
 			Buckets:                         DurationBuckets,
 			NativeHistogramBucketFactor:     1.1,
@@ -198,63 +196,63 @@ func NewMetrics(reg prometheus.Registerer, pricePerThousand float64, maxToolIDs 
 			NativeHistogramMinResetDuration: 0,
 		}, modeLabels),
 		savingsRatio: f.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: Namespace, Name: "tool_operation_savings_ratio",
+			Name:    metricname.ToolOperationSavingsRatio,
 			Help:    "Tokens prevented divided by tokens original, per operation with a non-zero baseline (negative savings count as 0).",
 			Buckets: SavingsRatioBuckets,
 		}, modeLabels),
 		price: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "cost_per_1k_tokens_usd",
+			Name: metricname.CostPer1kTokensUSD,
 			Help: "Configured price in US dollars per 1,000 tokens, to turn token counters into dollars.",
 		}),
 		batchSize: f.NewHistogram(prometheus.HistogramOpts{
-			Namespace: Namespace, Subsystem: "ingest", Name: "batch_size",
+			Name:    metricname.IngestBatchSize,
 			Help:    "Operations committed together by the writer in one store write.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
 		}),
 		commitDuration: f.NewHistogram(prometheus.HistogramOpts{
-			Namespace: Namespace, Subsystem: "ingest", Name: "commit_duration_seconds",
+			Name:                        metricname.IngestCommitDurationSeconds,
 			Help:                        "Time the store took to make one batch durable.",
 			Buckets:                     prometheus.ExponentialBuckets(0.0001, 2.5, 14),
 			NativeHistogramBucketFactor: 1.1,
 		}),
 		queueDepth: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "ingest", Name: "queue_depth",
+			Name: metricname.IngestQueueDepth,
 			Help: "Requests waiting for the writer.",
 		}),
 		queueCapacity: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "ingest", Name: "queue_capacity",
+			Name: metricname.IngestQueueCapacity,
 			Help: "Bound of the writer's queue; past it requests are shed with 503.",
 		}),
 		writeErrors: f.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "ingest", Name: "write_errors_total",
+			Name: metricname.IngestWriteErrorsTotal,
 			Help: "Batches the store failed to commit (their requests were answered with an error).",
 		}),
 		shed: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "ingest", Name: "shed_operations_total",
+			Name: metricname.IngestShedOperationsTotal,
 			Help: "Operations refused without being stored, by reason (queue_full, deadline, store_full, store_error, shutting_down).",
 		}, []string{"reason"}),
 		llmTokens: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "llm_tokens_total",
+			Name: metricname.LLMTokensTotal,
 			Help: "Tokens AI tools reported spending in their own OpenTelemetry metrics, by kind (input, output, cache_read, cache_creation), stored once each.",
 		}, []string{"tool_id", "model", "type"}),
 		llmCost: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "llm_cost_usd_total",
+			Name: metricname.LLMCostUSDTotal,
 			Help: "US dollars AI tools reported spending in their own OpenTelemetry metrics, stored once each.",
 		}, []string{"tool_id", "model"}),
 		otlpIgnored: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "otlp", Name: "data_points_ignored_total",
+			Name: metricname.OTLPDataPointsIgnoredTotal,
 			Help: "OTLP data points taken but not stored as spend, by reason (other_metric, unexpected_type, unknown_token_type, out_of_order).",
 		}, []string{"reason"}),
 		otlpRejected: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "otlp", Name: "data_points_rejected_total",
+			Name: metricname.OTLPDataPointsRejectedTotal,
 			Help: "OTLP spend data points refused as malformed, by reason (bad_tool_id, bad_value, bad_time, bad_model, bad_temporality, missing_sum).",
 		}, []string{"reason"}),
 		otlpSeries: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "otlp", Name: "cumulative_series",
+			Name: metricname.OTLPCumulativeSeries,
 			Help: "Cumulative OTLP series whose last value is kept to turn the next one into a delta.",
 		}),
 		otlpEvictions: f.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "otlp", Name: "cumulative_series_evicted_total",
+			Name: metricname.OTLPCumulativeSeriesEvictedTotal,
 			Help: "Cumulative OTLP series forgotten, least recently seen first, to keep their number bounded.",
 		}),
 		toolIDs: newLabelLimiter(maxToolIDs),

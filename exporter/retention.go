@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/omnimemory/omnimemory-metrics/internal/metricname"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -101,21 +102,21 @@ func NewRetention(store tsdb.Expirer, o RetentionOptions) (*Retention, error) {
 		o:     o,
 		log:   o.Logger.With("component", "retention"),
 		deleted: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "retention", Name: "deleted_total",
+			Name: metricname.RetentionDeletedTotal,
 			Help: "Raw rows deleted for being older than the retention, by kind (operations, spend_points); their rollups are kept.",
 		}, []string{"kind"}),
 		horizon: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "retention", Name: "raw_horizon_timestamp_seconds",
+			Name: metricname.RetentionRawHorizonTimestampSeconds,
 			Help: "Unix time of the raw horizon: raw rows before it are deleted (or being deleted), and aggregates read the rollups for the hours before it.",
 		}),
 		errors: f.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "retention", Name: "errors_total",
+			Name: metricname.RetentionErrorsTotal,
 			Help: "Retention passes that failed (the next pass tries again).",
 		}),
 		done: make(chan struct{}),
 	}
 	f.NewGauge(prometheus.GaugeOpts{
-		Namespace: Namespace, Subsystem: "retention", Name: "period_seconds",
+		Name: metricname.RetentionPeriodSeconds,
 		Help: "The configured retention of raw rows.",
 	}).Set(o.Retention.Seconds())
 	for _, k := range []string{kindOperations, kindSpendPoints} {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
+	"github.com/omnimemory/omnimemory-metrics/internal/metricname"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -199,31 +200,31 @@ func NewStream(reg prometheus.Registerer, o StreamOptions, logger *slog.Logger) 
 	f := promauto.With(reg)
 	m := &streamMetrics{
 		subscribers: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "stream", Name: "subscribers",
+			Name: metricname.StreamSubscribers,
 			Help: "Subscribers of the live stream of operations (Server-Sent Events and WebSocket) now.",
 		}),
 		capacity: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "stream", Name: "subscribers_capacity",
+			Name: metricname.StreamSubscribersCapacity,
 			Help: "Subscribers the live stream takes at once; past it a subscription is answered 503.",
 		}),
 		dropped: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "stream", Name: "subscribers_dropped_total",
+			Name: metricname.StreamSubscribersDroppedTotal,
 			Help: "Subscribers disconnected by the service for being too slow: lagging (a whole ring behind) or write_timeout (an event not taken within the write timeout).",
 		}, []string{"reason"}),
 		published: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "stream", Name: "operations_published_total",
+			Name: metricname.StreamOperationsPublishedTotal,
 			Help: "Operations published to the live stream: local (acknowledged by this replica) or replica (by another, through the store's feed).",
 		}, []string{"source"}),
 		feedLost: f.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "stream", Name: "replica_feed_lost_total",
+			Name: metricname.StreamReplicaFeedLostTotal,
 			Help: "Times the feed of the other replicas' operations was interrupted (operations they stored meanwhile were not streamed here).",
 		}),
 		ringEvents: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "stream", Name: "ring_events",
+			Name: metricname.StreamRingEvents,
 			Help: "Events the live stream keeps for subscribers to resume from.",
 		}),
 		ringCapacity: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Subsystem: "stream", Name: "ring_capacity_events",
+			Name: metricname.StreamRingCapacityEvents,
 			Help: "Events the live stream keeps at most (fewer when their size reaches its byte bound).",
 		}),
 	}

@@ -6,27 +6,12 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/metricname"
 )
 
-// The service's own metrics, and the selector of the scrape jobs picked in
-// the dashboard's job variable.
-const (
-	httpRequestsTotal   = "omnimemory_http_requests_total"
-	httpRequestDuration = "omnimemory_http_request_duration_seconds"
-	commitDuration      = "omnimemory_ingest_commit_duration_seconds"
-	batchSize           = "omnimemory_ingest_batch_size"
-	queueDepth          = "omnimemory_ingest_queue_depth"
-	queueCapacity       = "omnimemory_ingest_queue_capacity"
-	ingestWriteErrors   = "omnimemory_ingest_write_errors_total"
-	shedOperations      = "omnimemory_ingest_shed_operations_total"
-	storeWriteDuration  = "omnimemory_store_write_duration_seconds"
-	outboxDepth         = "omnimemory_store_outbox_depth"
-	outboxBytes         = "omnimemory_store_outbox_bytes"
-	storeWriteErrors    = "omnimemory_store_write_errors_total"
-	storeBatchSize      = "omnimemory_store_batch_size"
-
-	byJob = `{job=~"$job"}`
-)
+// byJob selects the scrape jobs picked in the dashboard's job variable.
+const byJob = `{job=~"$job"}`
 
 // ServiceHealth is the "OmniMemory — Service health" dashboard (Prometheus):
 // HTTP traffic, the ingest path, the InfluxDB store's outbox, and the process.
@@ -38,7 +23,7 @@ func ServiceHealth() *dashboard.DashboardBuilder {
 		WithVariable(datasourceVariable(PrometheusVariable, "Prometheus", "prometheus", PrometheusUID, "Prometheus")).
 		WithVariable(multiQueryVariable("job", "Job",
 			"The Prometheus scrape jobs of the service: those exporting omnimemory_ingest_queue_capacity.",
-			prometheusDS(), "label_values("+queueCapacity+", job)")).
+			prometheusDS(), "label_values("+metricname.IngestQueueCapacity+", job)")).
 		WithRow(row("Overview")).
 		WithPanel(upStat()).
 		WithPanel(requestRateStat()).
@@ -93,7 +78,7 @@ func requestRateStat() *stat.PanelBuilder {
 	return statPanel(prometheusDS(), "Request rate",
 		"HTTP requests per second, every route and instance.",
 		unitReqps).
-		WithTarget(promInstant(sumBy(rate(httpRequestsTotal, byJob)), "requests/s"))
+		WithTarget(promInstant(sumBy(rate(metricname.HTTPRequestsTotal, byJob)), "requests/s"))
 }
 
 func serverErrorRatioStat() *stat.PanelBuilder {
@@ -108,8 +93,8 @@ func serverErrorRatioStat() *stat.PanelBuilder {
 				{Value: cog.ToPtr(0.01), Color: "red"},
 			})).
 		WithTarget(promInstant(ratio(
-			"("+sumBy(rate(httpRequestsTotal, `{job=~"$job", code=~"5.."}`))+" or vector(0))",
-			sumBy(rate(httpRequestsTotal, byJob))), "5xx ratio"))
+			"("+sumBy(rate(metricname.HTTPRequestsTotal, `{job=~"$job", code=~"5.."}`))+" or vector(0))",
+			sumBy(rate(metricname.HTTPRequestsTotal, byJob))), "5xx ratio"))
 }
 
 func queueFillStat() *stat.PanelBuilder {
@@ -124,45 +109,45 @@ func queueFillStat() *stat.PanelBuilder {
 				{Value: cog.ToPtr(0.5), Color: "orange"},
 				{Value: cog.ToPtr(0.9), Color: "red"},
 			})).
-		WithTarget(promInstant(ratio(sumBy(queueDepth+byJob), sumBy(queueCapacity+byJob)), "queue fill"))
+		WithTarget(promInstant(ratio(sumBy(metricname.IngestQueueDepth+byJob), sumBy(metricname.IngestQueueCapacity+byJob)), "queue fill"))
 }
 
 func requestRateByRoute() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Request rate by route",
 		"HTTP requests per second by route template and method.",
 		unitReqps).
-		WithTarget(promRange(sumBy(rate(httpRequestsTotal, byJob), "route", "method"), "{{method}} {{route}}"))
+		WithTarget(promRange(sumBy(rate(metricname.HTTPRequestsTotal, byJob), "route", "method"), "{{method}} {{route}}"))
 }
 
 func errorRateByCode() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Error rate by code",
 		"HTTP requests per second answered with a 4xx or 5xx status, by status code and route. 4xx are client mistakes (validation), 5xx store faults.",
 		unitReqps).
-		WithTarget(promRange(sumBy(rate(httpRequestsTotal, `{job=~"$job", code=~"4..|5.."}`), "code", "route"), "{{code}} {{route}}"))
+		WithTarget(promRange(sumBy(rate(metricname.HTTPRequestsTotal, `{job=~"$job", code=~"4..|5.."}`), "code", "route"), "{{code}} {{route}}"))
 }
 
 func requestLatency() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Request latency",
 		"p50, p95 and p99 of HTTP request latency, every route.",
 		unitSeconds).
-		WithTarget(promRange(quantile(0.5, httpRequestDuration, byJob), "p50")).
-		WithTarget(promRange(quantile(0.95, httpRequestDuration, byJob), "p95")).
-		WithTarget(promRange(quantile(0.99, httpRequestDuration, byJob), "p99"))
+		WithTarget(promRange(quantile(0.5, metricname.HTTPRequestDurationSeconds, byJob), "p50")).
+		WithTarget(promRange(quantile(0.95, metricname.HTTPRequestDurationSeconds, byJob), "p95")).
+		WithTarget(promRange(quantile(0.99, metricname.HTTPRequestDurationSeconds, byJob), "p99"))
 }
 
 func requestLatencyP95ByRoute() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Request latency p95 by route",
 		"95th percentile of HTTP request latency by route template and method. POST /track/tool-operation answers once its operation is durable, so it includes the commit.",
 		unitSeconds).
-		WithTarget(promRange(quantile(0.95, httpRequestDuration, byJob, "route", "method"), "{{method}} {{route}}"))
+		WithTarget(promRange(quantile(0.95, metricname.HTTPRequestDurationSeconds, byJob, "route", "method"), "{{method}} {{route}}"))
 }
 
 func queueDepthVsCapacity() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Ingest queue depth vs capacity",
 		"Requests waiting for the single writer, against the queue's bound, per instance. A queue at capacity sheds operations.",
 		unitShort).
-		WithTarget(promRange(sumBy(queueDepth+byJob, "instance"), "{{instance}} depth")).
-		WithTarget(promRange(sumBy(queueCapacity+byJob, "instance"), "{{instance}} capacity")).
+		WithTarget(promRange(sumBy(metricname.IngestQueueDepth+byJob, "instance"), "{{instance}} depth")).
+		WithTarget(promRange(sumBy(metricname.IngestQueueCapacity+byJob, "instance"), "{{instance}} capacity")).
 		OverrideByRegexp(".* capacity", []dashboard.DynamicConfigValue{
 			{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
 			{Id: "custom.fillOpacity", Value: 0},
@@ -173,18 +158,18 @@ func batchSizes() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Batch size",
 		"Operations committed together by one group commit: mean, p50 and p95. Larger batches under load mean the writer is amortising commits.",
 		unitShort).
-		WithTarget(promRange(ratio(sumBy(rate(batchSize+"_sum", byJob)), sumBy(rate(batchSize+"_count", byJob))), "mean")).
-		WithTarget(promRange(quantile(0.5, batchSize, byJob), "p50")).
-		WithTarget(promRange(quantile(0.95, batchSize, byJob), "p95"))
+		WithTarget(promRange(ratio(sumBy(rate(metricname.IngestBatchSize+"_sum", byJob)), sumBy(rate(metricname.IngestBatchSize+"_count", byJob))), "mean")).
+		WithTarget(promRange(quantile(0.5, metricname.IngestBatchSize, byJob), "p50")).
+		WithTarget(promRange(quantile(0.95, metricname.IngestBatchSize, byJob), "p95"))
 }
 
 func commitLatency() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Commit latency",
 		"Time the store took to make one batch durable: p50, p95, p99.",
 		unitSeconds).
-		WithTarget(promRange(quantile(0.5, commitDuration, byJob), "p50")).
-		WithTarget(promRange(quantile(0.95, commitDuration, byJob), "p95")).
-		WithTarget(promRange(quantile(0.99, commitDuration, byJob), "p99"))
+		WithTarget(promRange(quantile(0.5, metricname.IngestCommitDurationSeconds, byJob), "p50")).
+		WithTarget(promRange(quantile(0.95, metricname.IngestCommitDurationSeconds, byJob), "p95")).
+		WithTarget(promRange(quantile(0.99, metricname.IngestCommitDurationSeconds, byJob), "p99"))
 }
 
 func writeErrors() *timeseries.PanelBuilder {
@@ -192,23 +177,23 @@ func writeErrors() *timeseries.PanelBuilder {
 		"Batches per second the store failed to commit. Their requests were answered with an error, never acknowledged.",
 		unitShort).
 		AxisLabel("batches/s").
-		WithTarget(promRange(sumBy(rate(ingestWriteErrors, byJob), "instance"), "{{instance}}"))
+		WithTarget(promRange(sumBy(rate(metricname.IngestWriteErrorsTotal, byJob), "instance"), "{{instance}}"))
 }
 
 func shedOperationsByReason() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Shed operations by reason",
 		"Operations per second refused without being stored, by reason (queue_full, deadline, store_full, store_error, shutting_down).",
 		unitOps).
-		WithTarget(promRange(sumBy(rate(shedOperations, byJob), "reason"), "{{reason}}"))
+		WithTarget(promRange(sumBy(rate(metricname.IngestShedOperationsTotal, byJob), "reason"), "{{reason}}"))
 }
 
 func storeWriteLatency() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "InfluxDB write latency",
 		"p50, p95 and p99 of one write to InfluxDB. Only with OMNIMEMORY_DB_TYPE=influxdb.",
 		unitSeconds).
-		WithTarget(promRange(quantile(0.5, storeWriteDuration, byJob), "p50")).
-		WithTarget(promRange(quantile(0.95, storeWriteDuration, byJob), "p95")).
-		WithTarget(promRange(quantile(0.99, storeWriteDuration, byJob), "p99"))
+		WithTarget(promRange(quantile(0.5, metricname.StoreWriteDurationSeconds, byJob), "p50")).
+		WithTarget(promRange(quantile(0.95, metricname.StoreWriteDurationSeconds, byJob), "p95")).
+		WithTarget(promRange(quantile(0.99, metricname.StoreWriteDurationSeconds, byJob), "p99"))
 }
 
 func storeWriteErrorsByKind() *timeseries.PanelBuilder {
@@ -216,29 +201,29 @@ func storeWriteErrorsByKind() *timeseries.PanelBuilder {
 		"Failed writes to InfluxDB or to the local outbox per second, by kind. What InfluxDB refused for a while stays in the outbox until it takes it.",
 		unitShort).
 		AxisLabel("errors/s").
-		WithTarget(promRange(sumBy(rate(storeWriteErrors, byJob), "kind"), "{{kind}}"))
+		WithTarget(promRange(sumBy(rate(metricname.StoreWriteErrorsTotal, byJob), "kind"), "{{kind}}"))
 }
 
 func storeBatchSizes() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "InfluxDB write batch size",
 		"Points per write request sent to InfluxDB: mean and p95. Only with OMNIMEMORY_DB_TYPE=influxdb.",
 		unitShort).
-		WithTarget(promRange(ratio(sumBy(rate(storeBatchSize+"_sum", byJob)), sumBy(rate(storeBatchSize+"_count", byJob))), "mean")).
-		WithTarget(promRange(quantile(0.95, storeBatchSize, byJob), "p95"))
+		WithTarget(promRange(ratio(sumBy(rate(metricname.StoreBatchSize+"_sum", byJob)), sumBy(rate(metricname.StoreBatchSize+"_count", byJob))), "mean")).
+		WithTarget(promRange(quantile(0.95, metricname.StoreBatchSize, byJob), "p95"))
 }
 
 func outboxDepthPanel() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Outbox depth",
 		"Batches in the local durable outbox that InfluxDB has not yet taken, per instance. Zero in normal operation; it grows during an InfluxDB outage and drains after. Only with OMNIMEMORY_DB_TYPE=influxdb.",
 		unitShort).
-		WithTarget(promRange(sumBy(outboxDepth+byJob, "instance"), "{{instance}}"))
+		WithTarget(promRange(sumBy(metricname.StoreOutboxDepth+byJob, "instance"), "{{instance}}"))
 }
 
 func outboxBytesPanel() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Outbox size",
 		"Bytes in the local outbox that InfluxDB has not yet taken, per instance. Only with OMNIMEMORY_DB_TYPE=influxdb.",
 		unitBytes).
-		WithTarget(promRange(sumBy(outboxBytes+byJob, "instance"), "{{instance}}"))
+		WithTarget(promRange(sumBy(metricname.StoreOutboxBytes+byJob, "instance"), "{{instance}}"))
 }
 
 func memory() *timeseries.PanelBuilder {

@@ -10,26 +10,12 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/metricname"
 )
 
-// The tool metrics of the contract, and the selector of the clients picked
-// in the dashboard's tool_id variable.
-const (
-	opsTotal         = "omnimemory_tool_operations_total"
-	originalTotal    = "omnimemory_tool_tokens_original_total"
-	preventedTotal   = "omnimemory_tool_tokens_prevented_total"
-	overspentTotal   = "omnimemory_tool_tokens_overspent_total"
-	durationSeconds  = "omnimemory_tool_operation_duration_seconds"
-	savingsRatioHist = "omnimemory_tool_operation_savings_ratio"
-	cacheLookups     = "omnimemory_tool_cache_lookups_total"
-	cacheHits        = "omnimemory_tool_cache_hits_total"
-
-	// What the AI tools report spending, from their own OTLP metrics.
-	llmCostTotal   = "omnimemory_llm_cost_usd_total"
-	llmTokensTotal = "omnimemory_llm_tokens_total"
-
-	byClient = `{tool_id=~"$tool_id"}`
-)
+// byClient selects the clients picked in the dashboard's tool_id variable.
+const byClient = `{tool_id=~"$tool_id"}`
 
 // Legends of the usual breakdowns.
 const (
@@ -47,7 +33,7 @@ func TokenSavings() *dashboard.DashboardBuilder {
 		WithVariable(datasourceVariable(PrometheusVariable, "Prometheus", "prometheus", PrometheusUID, "Prometheus")).
 		WithVariable(multiQueryVariable("tool_id", "Client",
 			"The clients (tool_id) that reported operations or spend. Tool metrics count at most 100 clients by name; the rest are under \"other\".",
-			prometheusDS(), `label_values({__name__=~"`+opsTotal+`|`+llmCostTotal+`"}, tool_id)`).
+			prometheusDS(), `label_values({__name__=~"`+metricname.ToolOperationsTotal+`|`+metricname.LLMCostUSDTotal+`"}, tool_id)`).
 			AllValue(".*")).
 		WithRow(row("Overview")).
 		WithPanel(tokensSavedStat()).
@@ -85,7 +71,7 @@ func tokensSavedStat() *stat.PanelBuilder {
 	return statPanel(prometheusDS(), "Tokens saved",
 		"Tokens the tools did not send, over the dashboard's time range (tokens_original − tokens_actual; operations that cost more than their baseline add nothing here).",
 		unitShort).
-		WithTarget(promInstant(sumBy(increase(preventedTotal, byClient)), "tokens saved"))
+		WithTarget(promInstant(sumBy(increase(metricname.ToolTokensPreventedTotal, byClient)), "tokens saved"))
 }
 
 func dollarsSavedStat() *stat.PanelBuilder {
@@ -93,7 +79,7 @@ func dollarsSavedStat() *stat.PanelBuilder {
 		"Tokens saved over the time range, priced at the service's configured cost per 1,000 tokens (omnimemory_cost_per_1k_tokens_usd).",
 		unitUSD).
 		Decimals(4).
-		WithTarget(promInstant(dollars(sumBy(increase(preventedTotal, byClient))), "USD saved"))
+		WithTarget(promInstant(dollars(sumBy(increase(metricname.ToolTokensPreventedTotal, byClient))), "USD saved"))
 }
 
 func savingsRatioStat() *stat.PanelBuilder {
@@ -101,7 +87,7 @@ func savingsRatioStat() *stat.PanelBuilder {
 		"Tokens saved divided by baseline tokens (tokens_original) over the time range: the share of the baseline the tools avoided sending.",
 		unitPercent).
 		Decimals(1).
-		WithTarget(promInstant(ratio(sumBy(increase(preventedTotal, byClient)), sumBy(increase(originalTotal, byClient))), "savings ratio"))
+		WithTarget(promInstant(ratio(sumBy(increase(metricname.ToolTokensPreventedTotal, byClient)), sumBy(increase(metricname.ToolTokensOriginalTotal, byClient))), "savings ratio"))
 }
 
 func operationsStat() *stat.PanelBuilder {
@@ -109,7 +95,7 @@ func operationsStat() *stat.PanelBuilder {
 		"Tool operations accepted over the time range.",
 		unitShort).
 		Decimals(0).
-		WithTarget(promInstant(sumBy(increase(opsTotal, byClient)), "operations"))
+		WithTarget(promInstant(sumBy(increase(metricname.ToolOperationsTotal, byClient)), "operations"))
 }
 
 func tokensSavedByToolMode() *timeseries.PanelBuilder {
@@ -117,7 +103,7 @@ func tokensSavedByToolMode() *timeseries.PanelBuilder {
 		"Tokens saved per second, by tool (read, search) and operation mode.",
 		unitShort).
 		AxisLabel("tokens/s").
-		WithTarget(promRange(sumBy(rate(preventedTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
+		WithTarget(promRange(sumBy(rate(metricname.ToolTokensPreventedTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
 }
 
 func tokensSavedByClient() *timeseries.PanelBuilder {
@@ -125,7 +111,7 @@ func tokensSavedByClient() *timeseries.PanelBuilder {
 		"Tokens saved per second, by client (tool_id).",
 		unitShort).
 		AxisLabel("tokens/s").
-		WithTarget(promRange(sumBy(rate(preventedTotal, byClient), "tool_id"), legendClient))
+		WithTarget(promRange(sumBy(rate(metricname.ToolTokensPreventedTotal, byClient), "tool_id"), legendClient))
 }
 
 func dollarsSavedByToolMode() *timeseries.PanelBuilder {
@@ -133,7 +119,7 @@ func dollarsSavedByToolMode() *timeseries.PanelBuilder {
 		"The rate of tokens saved, priced at the configured cost per 1,000 tokens, as US dollars per hour.",
 		unitUSD).
 		AxisLabel("USD/hour").
-		WithTarget(promRange(dollars(sumBy(rate(preventedTotal, byClient), "tool_name", "operation_mode")+" * 3600"), legendToolMode))
+		WithTarget(promRange(dollars(sumBy(rate(metricname.ToolTokensPreventedTotal, byClient), "tool_name", "operation_mode")+" * 3600"), legendToolMode))
 }
 
 func dollarsSavedByClient() *timeseries.PanelBuilder {
@@ -141,14 +127,14 @@ func dollarsSavedByClient() *timeseries.PanelBuilder {
 		"The rate of tokens saved by each client (tool_id), as US dollars per hour.",
 		unitUSD).
 		AxisLabel("USD/hour").
-		WithTarget(promRange(dollars(sumBy(rate(preventedTotal, byClient), "tool_id")+" * 3600"), legendClient))
+		WithTarget(promRange(dollars(sumBy(rate(metricname.ToolTokensPreventedTotal, byClient), "tool_id")+" * 3600"), legendClient))
 }
 
 func tokensSavedPerClientBars() *bargauge.PanelBuilder {
 	return barGaugePanel(prometheusDS(), "Tokens saved per client",
 		"Tokens saved by each client (tool_id) over the dashboard's time range, largest first.",
 		unitShort).
-		WithTarget(promInstant("sort_desc("+sumBy(increase(preventedTotal, byClient), "tool_id")+")", legendClient))
+		WithTarget(promInstant("sort_desc("+sumBy(increase(metricname.ToolTokensPreventedTotal, byClient), "tool_id")+")", legendClient))
 }
 
 func dollarsSavedPerClientBars() *bargauge.PanelBuilder {
@@ -156,7 +142,7 @@ func dollarsSavedPerClientBars() *bargauge.PanelBuilder {
 		"Dollars saved by each client (tool_id) over the dashboard's time range, largest first.",
 		unitUSD).
 		Decimals(4).
-		WithTarget(promInstant("sort_desc("+dollars(sumBy(increase(preventedTotal, byClient), "tool_id"))+")", legendClient))
+		WithTarget(promInstant("sort_desc("+dollars(sumBy(increase(metricname.ToolTokensPreventedTotal, byClient), "tool_id"))+")", legendClient))
 }
 
 // llmTokenTypes are the kinds of tokens the tools report, in the order of
@@ -180,7 +166,7 @@ func dollarsSpentStat() *stat.PanelBuilder {
 		"US dollars the tools reported spending on their LLMs over the time range (their own OpenTelemetry cost metric, omnimemory_llm_cost_usd_total). Empty for tools that report no spend.",
 		unitUSD).
 		Decimals(2).
-		WithTarget(promInstant(sumBy(increase(llmCostTotal, byClient)), "USD spent"))
+		WithTarget(promInstant(sumBy(increase(metricname.LLMCostUSDTotal, byClient)), "USD spent"))
 }
 
 func savingsShareStat() *stat.PanelBuilder {
@@ -189,8 +175,8 @@ func savingsShareStat() *stat.PanelBuilder {
 		unitPercent).
 		Decimals(1).
 		WithTarget(promInstant(savingsShare(
-			dollars(sumBy(increase(preventedTotal, byClient))),
-			sumBy(increase(llmCostTotal, byClient))), "savings share"))
+			dollars(sumBy(increase(metricname.ToolTokensPreventedTotal, byClient))),
+			sumBy(increase(metricname.LLMCostUSDTotal, byClient))), "savings share"))
 }
 
 func dollarsSpentVsSaved() *timeseries.PanelBuilder {
@@ -198,8 +184,8 @@ func dollarsSpentVsSaved() *timeseries.PanelBuilder {
 		"What the tools reported spending on their LLMs, beside what OmniMemory saved them (tokens saved priced at the configured cost per 1,000 tokens), as US dollars per hour.",
 		unitUSD).
 		AxisLabel("USD/hour").
-		WithTarget(promRange(sumBy(rate(llmCostTotal, byClient))+" * 3600", "spent")).
-		WithTarget(promRange(dollars(sumBy(rate(preventedTotal, byClient))+" * 3600"), "saved"))
+		WithTarget(promRange(sumBy(rate(metricname.LLMCostUSDTotal, byClient))+" * 3600", "spent")).
+		WithTarget(promRange(dollars(sumBy(rate(metricname.ToolTokensPreventedTotal, byClient))+" * 3600"), "saved"))
 }
 
 func savingsShareByClient() *timeseries.PanelBuilder {
@@ -209,8 +195,8 @@ func savingsShareByClient() *timeseries.PanelBuilder {
 		Min(0).
 		Max(1).
 		WithTarget(promRange(savingsShare(
-			dollars(sumBy(rate(preventedTotal, byClient), "tool_id")),
-			sumBy(rate(llmCostTotal, byClient), "tool_id")), legendClient))
+			dollars(sumBy(rate(metricname.ToolTokensPreventedTotal, byClient), "tool_id")),
+			sumBy(rate(metricname.LLMCostUSDTotal, byClient), "tool_id")), legendClient))
 }
 
 func spendByModelTable() *table.PanelBuilder {
@@ -224,11 +210,11 @@ func spendByModelTable() *table.PanelBuilder {
 		}}).
 		OverrideByName("model", column("Model", "")).
 		OverrideByName("Value #A", column("Dollars spent", unitUSD)).
-		WithTarget(promTable(sumBy(increase(llmCostTotal, byClient), "model")))
+		WithTarget(promTable(sumBy(increase(metricname.LLMCostUSDTotal, byClient), "model")))
 	for i, tt := range llmTokenTypes {
 		sel := fmt.Sprintf(`{tool_id=~"$tool_id", type=%q}`, tt.typ)
 		p = p.OverrideByName(fmt.Sprintf("Value #%c", 'B'+i), column(tt.column, unitShort)).
-			WithTarget(promTable(sumBy(increase(llmTokensTotal, sel), "model")))
+			WithTarget(promTable(sumBy(increase(metricname.LLMTokensTotal, sel), "model")))
 	}
 	return p.SortBy([]cog.Builder[common.TableSortByFieldState]{
 		common.NewTableSortByFieldStateBuilder().DisplayName("Dollars spent").Desc(true),
@@ -242,8 +228,8 @@ func savingsRatioByToolMode() *timeseries.PanelBuilder {
 		Min(0).
 		Max(1).
 		WithTarget(promRange(ratio(
-			sumBy(rate(preventedTotal, byClient), "tool_name", "operation_mode"),
-			sumBy(rate(originalTotal, byClient), "tool_name", "operation_mode")), legendToolMode))
+			sumBy(rate(metricname.ToolTokensPreventedTotal, byClient), "tool_name", "operation_mode"),
+			sumBy(rate(metricname.ToolTokensOriginalTotal, byClient), "tool_name", "operation_mode")), legendToolMode))
 }
 
 func savingsRatioByClient() *timeseries.PanelBuilder {
@@ -253,8 +239,8 @@ func savingsRatioByClient() *timeseries.PanelBuilder {
 		Min(0).
 		Max(1).
 		WithTarget(promRange(ratio(
-			sumBy(rate(preventedTotal, byClient), "tool_id"),
-			sumBy(rate(originalTotal, byClient), "tool_id")), legendClient))
+			sumBy(rate(metricname.ToolTokensPreventedTotal, byClient), "tool_id"),
+			sumBy(rate(metricname.ToolTokensOriginalTotal, byClient), "tool_id")), legendClient))
 }
 
 func perOperationSavingsRatio() *timeseries.PanelBuilder {
@@ -263,7 +249,7 @@ func perOperationSavingsRatio() *timeseries.PanelBuilder {
 		unitPercent).
 		Min(0).
 		Max(1).
-		WithTarget(promRange(quantile(0.5, savingsRatioHist, "", "tool_name", "operation_mode"), legendToolMode))
+		WithTarget(promRange(quantile(0.5, metricname.ToolOperationSavingsRatio, "", "tool_name", "operation_mode"), legendToolMode))
 }
 
 func tokensOverspentByToolMode() *timeseries.PanelBuilder {
@@ -271,7 +257,7 @@ func tokensOverspentByToolMode() *timeseries.PanelBuilder {
 		"Tokens per second by which operations cost more than their baseline (negative tokens_prevented), by tool and mode. Ideally zero.",
 		unitShort).
 		AxisLabel("tokens/s").
-		WithTarget(promRange(sumBy(rate(overspentTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
+		WithTarget(promRange(sumBy(rate(metricname.ToolTokensOverspentTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
 }
 
 func cacheHitRateByToolMode() *timeseries.PanelBuilder {
@@ -282,36 +268,36 @@ func cacheHitRateByToolMode() *timeseries.PanelBuilder {
 		Min(0).
 		Max(1).
 		WithTarget(promRange(ratio(
-			sumBy(rate(cacheHits, byClient), "tool_name", "operation_mode"),
-			sumBy(rate(cacheLookups, byClient), "tool_name", "operation_mode")), legendToolMode))
+			sumBy(rate(metricname.ToolCacheHitsTotal, byClient), "tool_name", "operation_mode"),
+			sumBy(rate(metricname.ToolCacheLookupsTotal, byClient), "tool_name", "operation_mode")), legendToolMode))
 }
 
 func operationRateByToolMode() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Operation rate by tool and mode",
 		"Tool operations accepted per second, by tool and mode.",
 		unitOps).
-		WithTarget(promRange(sumBy(rate(opsTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
+		WithTarget(promRange(sumBy(rate(metricname.ToolOperationsTotal, byClient), "tool_name", "operation_mode"), legendToolMode))
 }
 
 func operationRateByClient() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Operation rate by client",
 		"Tool operations accepted per second, by client (tool_id).",
 		unitOps).
-		WithTarget(promRange(sumBy(rate(opsTotal, byClient), "tool_id"), legendClient))
+		WithTarget(promRange(sumBy(rate(metricname.ToolOperationsTotal, byClient), "tool_id"), legendClient))
 }
 
 func operationLatency() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Operation latency",
 		"p50, p95 and p99 of the tools' reported response_time_ms, from the omnimemory_tool_operation_duration_seconds histogram, all tools and modes. Histograms carry no client label: this panel ignores the Client filter.",
 		unitSeconds).
-		WithTarget(promRange(quantile(0.5, durationSeconds, ""), "p50")).
-		WithTarget(promRange(quantile(0.95, durationSeconds, ""), "p95")).
-		WithTarget(promRange(quantile(0.99, durationSeconds, ""), "p99"))
+		WithTarget(promRange(quantile(0.5, metricname.ToolOperationDurationSeconds, ""), "p50")).
+		WithTarget(promRange(quantile(0.95, metricname.ToolOperationDurationSeconds, ""), "p95")).
+		WithTarget(promRange(quantile(0.99, metricname.ToolOperationDurationSeconds, ""), "p99"))
 }
 
 func operationLatencyP95ByToolMode() *timeseries.PanelBuilder {
 	return timeseriesPanel(prometheusDS(), "Operation latency p95 by tool and mode",
 		"95th percentile of the reported response time, by tool and mode. Ignores the Client filter (histograms carry no client label).",
 		unitSeconds).
-		WithTarget(promRange(quantile(0.95, durationSeconds, "", "tool_name", "operation_mode"), legendToolMode))
+		WithTarget(promRange(quantile(0.95, metricname.ToolOperationDurationSeconds, "", "tool_name", "operation_mode"), legendToolMode))
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/exporter"
+	"github.com/omnimemory/omnimemory-metrics/internal/metricname"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/ui"
 )
@@ -316,11 +317,11 @@ func newInstrumentation(reg prometheus.Registerer) *instrumentation {
 	f := promauto.With(reg)
 	return &instrumentation{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: exporter.Namespace, Subsystem: "http", Name: "requests_total",
+			Name: metricname.HTTPRequestsTotal,
 			Help: "HTTP requests answered, by route template, method and status code.",
 		}, []string{"route", "method", "code"}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: exporter.Namespace, Subsystem: "http", Name: "request_duration_seconds",
+			Name:                        metricname.HTTPRequestDurationSeconds,
 			Help:                        "Time to answer HTTP requests, by route template and method.",
 			Buckets:                     []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 			NativeHistogramBucketFactor: 1.1,

@@ -3,6 +3,8 @@ package delivery
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/metricname"
 )
 
 // Kinds of write errors, the values of the "kind" label of
@@ -34,7 +36,7 @@ func newMetrics(reg prometheus.Registerer, depth func() float64, bytes func() fl
 	f := promauto.With(reg)
 	m := &metrics{
 		writeDuration: f.NewHistogram(prometheus.HistogramOpts{
-			Name: "omnimemory_store_write_duration_seconds",
+			Name: metricname.StoreWriteDurationSeconds,
 			Help: "Time a write to the store took, from the call until the batch was in InfluxDB or, " +
 				"past the write timeout or during an outage, durable in the local outbox.",
 			Buckets:                        []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -42,21 +44,21 @@ func newMetrics(reg prometheus.Registerer, depth func() float64, bytes func() fl
 			NativeHistogramMaxBucketNumber: 100,
 		}),
 		batchSize: f.NewHistogram(prometheus.HistogramOpts{
-			Name:    "omnimemory_store_batch_size",
+			Name:    metricname.StoreBatchSize,
 			Help:    "Points per write request the store sent to InfluxDB.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
 		}),
 		writeErrors: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "omnimemory_store_write_errors_total",
+			Name: metricname.StoreWriteErrorsTotal,
 			Help: "Failed writes to InfluxDB or to the local outbox, by kind.",
 		}, []string{"kind"}),
 	}
 	f.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "omnimemory_store_outbox_depth",
+		Name: metricname.StoreOutboxDepth,
 		Help: "Batches in the local outbox that InfluxDB has not yet taken.",
 	}, depth)
 	f.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "omnimemory_store_outbox_bytes",
+		Name: metricname.StoreOutboxBytes,
 		Help: "Bytes in the local outbox that InfluxDB has not yet taken.",
 	}, bytes)
 	for _, k := range errorKinds {
