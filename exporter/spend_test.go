@@ -8,11 +8,9 @@ import (
 	"math"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
@@ -23,65 +21,8 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
 )
-
-// spendMemory is a SpendWriter in memory: it keeps points by id and marks
-// a point whose id it holds Duplicate, as the stores do; fail makes its
-// writes fail (and store nothing), stall makes them wait for their context.
-type spendMemory struct {
-	mu     sync.Mutex
-	points map[uuid.UUID]tsdb.SpendPoint
-	order  []uuid.UUID
-	fail   error
-	stall  bool
-}
-
-func (m *spendMemory) WriteSpend(ctx context.Context, points []tsdb.SpendPoint) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.stall {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	if m.fail != nil {
-		return m.fail
-	}
-	if m.points == nil {
-		m.points = map[uuid.UUID]tsdb.SpendPoint{}
-	}
-	for i := range points {
-		if _, ok := m.points[points[i].ID]; ok {
-			points[i].Duplicate = true
-			continue
-		}
-		m.points[points[i].ID] = points[i]
-		m.order = append(m.order, points[i].ID)
-	}
-	return nil
-}
-
-// totals answers the sums of every stored point.
-func (m *spendMemory) totals() (tsdb.Tokens, float64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var t tsdb.Tokens
-	var cost float64
-	for _, p := range m.points {
-		t.Add(p.Tokens)
-		cost += p.CostUSD
-	}
-	return t, cost
-}
-
-func (m *spendMemory) stored() []tsdb.SpendPoint {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]tsdb.SpendPoint, len(m.order))
-	for i, id := range m.order {
-		out[i] = m.points[id]
-	}
-	return out
-}
 
 var (
 	spendStarted = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -159,7 +100,7 @@ func mustTrack(t *testing.T, s *SpendIntake, req *colmetricpb.ExportMetricsServi
 // tool, model, session and time; a retried export gives the same ids, is
 // stored once, and counted once in the Prometheus metrics.
 func TestSpendDeltaPoints(t *testing.T) {
-	mem := &spendMemory{}
+	mem := &storetest.SpendMemory{}
 	s, m, _ := newTestSpend(t, mem, SpendOptions{})
 	req := request("claude-code",
 		sumOf(MetricClaudeCodeTokens, delta,
@@ -170,11 +111,11 @@ func TestSpendDeltaPoints(t *testing.T) {
 	if res.Stored != 5 || res.Duplicates != 0 || res.Rejected != 0 || res.Ignored != 0 {
 		t.Fatalf("result %+v, want 5 stored", res)
 	}
-	tokens, cost := mem.totals()
+	tokens, cost := mem.Totals()
 	if want := (tsdb.Tokens{Input: 1200, Output: 300, CacheRead: 5000, CacheCreation: 700}); tokens != want || cost != 0.0421 {
 		t.Errorf("stored %+v and $%v, want %+v and $0.0421", tokens, cost, want)
 	}
-	for _, p := range mem.stored() {
+	for _, p := range mem.Stored() {
 		if p.ToolID != "claude-code" || p.Model != "claude-sonnet-4-5" || p.SessionID == nil || p.SessionID.String() != claudeSession ||
 			!p.Time.Equal(spendStarted.Add(time.Minute)) || p.Time.Location() != time.UTC {
 			t.Errorf("point %+v", p)
@@ -197,13 +138,13 @@ func TestSpendDeltaPoints(t *testing.T) {
 // whole value); a retried export gives the same point and leaves the state
 // alone; an older point is ignored.
 func TestSpendCumulativeSeries(t *testing.T) {
-	mem := &spendMemory{}
+	mem := &storetest.SpendMemory{}
 	s, m, _ := newTestSpend(t, mem, SpendOptions{})
 	start := 10 * time.Second // after the process started: counted whole
 	send := func(st, end time.Duration, v float64) SpendResult {
 		return mustTrack(t, s, request("claude-code", sumOf(MetricClaudeCodeTokens, cumulative, tokenPoint("input", st, end, v))))
 	}
-	input := func() int64 { tok, _ := mem.totals(); return tok.Input }
+	input := func() int64 { tok, _ := mem.Totals(); return tok.Input }
 
 	steps := []struct {
 		what       string
@@ -241,19 +182,19 @@ func TestSpendCumulativeSeries(t *testing.T) {
 // the baseline; one without a start time too.
 func TestSpendCumulativeFirstPoint(t *testing.T) {
 	for _, start := range []time.Duration{-time.Hour, -1} {
-		mem := &spendMemory{}
+		mem := &storetest.SpendMemory{}
 		s, _, _ := newTestSpend(t, mem, SpendOptions{})
 		res := mustTrack(t, s, request("claude-code", sumOf(MetricClaudeCodeCost, cumulative, costPoint(start, time.Minute, 12.5))))
 		if res.Stored != 0 {
 			t.Errorf("start %v: first point stored %+v, want a baseline only", start, res)
 		}
 		mustTrack(t, s, request("claude-code", sumOf(MetricClaudeCodeCost, cumulative, costPoint(start, 2*time.Minute, 13.25))))
-		if _, cost := mem.totals(); cost != 0.75 {
+		if _, cost := mem.Totals(); cost != 0.75 {
 			t.Errorf("start %v: $%v stored, want 0.75 (the growth after the baseline)", start, cost)
 		}
 	}
 	// Without a start time at all.
-	mem := &spendMemory{}
+	mem := &storetest.SpendMemory{}
 	s, _, _ := newTestSpend(t, mem, SpendOptions{})
 	p := costPoint(0, time.Minute, 3)
 	p.StartTimeUnixNano = 0
@@ -265,25 +206,25 @@ func TestSpendCumulativeFirstPoint(t *testing.T) {
 // TestSpendFailedWriteKeepsNothing: when the store fails, the cumulative
 // series do not move, so the retry gives the same delta and id.
 func TestSpendFailedWriteKeepsNothing(t *testing.T) {
-	mem := &spendMemory{}
+	mem := &storetest.SpendMemory{}
 	s, _, _ := newTestSpend(t, mem, SpendOptions{})
 	mustTrack(t, s, request("claude-code", sumOf(MetricClaudeCodeTokens, cumulative, tokenPoint("output", time.Second, time.Minute, 10))))
 	req := request("claude-code", sumOf(MetricClaudeCodeTokens, cumulative, tokenPoint("output", time.Second, 2*time.Minute, 25)))
-	mem.fail = tsdb.ErrUnavailable
+	mem.SetFail(tsdb.ErrUnavailable)
 	if _, err := s.TrackSpend(context.Background(), req); !errors.Is(err, tsdb.ErrUnavailable) {
 		t.Fatalf("failing store: %v, want ErrUnavailable", err)
 	}
-	mem.fail = nil
+	mem.SetFail(nil)
 	mustTrack(t, s, req)
 	mustTrack(t, s, request("claude-code", sumOf(MetricClaudeCodeTokens, cumulative, tokenPoint("output", time.Second, 3*time.Minute, 26))))
-	if tok, _ := mem.totals(); tok.Output != 26 {
+	if tok, _ := mem.Totals(); tok.Output != 26 {
 		t.Errorf("%d output tokens stored, want 26", tok.Output)
 	}
 }
 
 // TestSpendGenAIHistogram: the GenAI token histogram counts by its sum.
 func TestSpendGenAIHistogram(t *testing.T) {
-	mem := &spendMemory{}
+	mem := &storetest.SpendMemory{}
 	s, _, _ := newTestSpend(t, mem, SpendOptions{})
 	hist := func(kind string, temporality metricpb.AggregationTemporality, end time.Duration, sum float64) *metricpb.Metric {
 		return &metricpb.Metric{Name: MetricGenAITokens, Unit: "{token}", Data: &metricpb.Metric_Histogram{Histogram: &metricpb.Histogram{
@@ -297,11 +238,11 @@ func TestSpendGenAIHistogram(t *testing.T) {
 	}
 	mustTrack(t, s, request("my-agent", hist("input", delta, time.Minute, 420), hist("output", cumulative, time.Minute, 80)))
 	mustTrack(t, s, request("my-agent", hist("output", cumulative, 2*time.Minute, 200)))
-	tok, _ := mem.totals()
+	tok, _ := mem.Totals()
 	if want := (tsdb.Tokens{Input: 420, Output: 200}); tok != want {
 		t.Errorf("stored %+v, want %+v", tok, want)
 	}
-	for _, p := range mem.stored() {
+	for _, p := range mem.Stored() {
 		if p.ToolID != "my-agent" || p.Model != "gpt-4o" || p.SessionID != nil {
 			t.Errorf("point %+v", p)
 		}
@@ -312,7 +253,7 @@ func TestSpendGenAIHistogram(t *testing.T) {
 // malformed points rejected, each counted by reason, and the good points of
 // the same request stored.
 func TestSpendIgnoresAndRejects(t *testing.T) {
-	mem := &spendMemory{}
+	mem := &storetest.SpendMemory{}
 	s, m, reg := newTestSpend(t, mem, SpendOptions{})
 	gauge := &metricpb.Metric{Name: "claude_code.session.count", Data: &metricpb.Metric_Gauge{Gauge: &metricpb.Gauge{
 		DataPoints: []*metricpb.NumberDataPoint{costPoint(0, time.Minute, 1), costPoint(0, time.Minute, 2)}}}}
@@ -349,11 +290,11 @@ func TestSpendIgnoresAndRejects(t *testing.T) {
 	if res.Stored != 2 {
 		t.Errorf("stored %d, want the 2 good points", res.Stored)
 	}
-	tok, cost := mem.totals()
+	tok, cost := mem.Totals()
 	if tok.Input != 7 || cost != 0.5 {
 		t.Errorf("stored %+v and $%v, want 7 input tokens and $0.5", tok, cost)
 	}
-	if p := mem.stored(); len(p) == 2 && p[1].Model != "" {
+	if p := mem.Stored(); len(p) == 2 && p[1].Model != "" {
 		t.Errorf("a cost without a model stored with model %q", p[1].Model)
 	}
 	wantIgnored := map[string]float64{"other_metric": 2, "unexpected_type": 1, "unknown_token_type": 1, "no_recorded_value": 1}
@@ -383,7 +324,7 @@ func TestSpendIgnoresAndRejects(t *testing.T) {
 // one of them with a value, passes promtool check metrics.
 func TestSpendMetricsPassPromtool(t *testing.T) {
 	promtool := realtools.Require(t, "promtool")
-	mem := &spendMemory{}
+	mem := &storetest.SpendMemory{}
 	s, _, reg := newTestSpend(t, mem, SpendOptions{MaxSeries: 1})
 	mustTrack(t, s, request("claude-code",
 		sumOf(MetricClaudeCodeTokens, delta, tokenPoint("input", 0, time.Minute, 7), tokenPoint("reasoning", 0, time.Minute, 3),
@@ -416,7 +357,7 @@ func TestSpendMetricsPassPromtool(t *testing.T) {
 // TestSpendSeriesAreBounded: past MaxSeries the least recently seen series
 // is forgotten and counted; when it comes back it is not counted twice.
 func TestSpendSeriesAreBounded(t *testing.T) {
-	mem := &spendMemory{}
+	mem := &storetest.SpendMemory{}
 	s, m, _ := newTestSpend(t, mem, SpendOptions{MaxSeries: 2})
 	send := func(kind string, end time.Duration, v float64) {
 		mustTrack(t, s, request("claude-code", sumOf(MetricClaudeCodeTokens, cumulative, tokenPoint(kind, time.Second, end, v))))
@@ -432,7 +373,7 @@ func TestSpendSeriesAreBounded(t *testing.T) {
 	}
 	send("input", 2*time.Minute, 15) // seen again: a baseline, not 15 more
 	send("input", 3*time.Minute, 18)
-	if tok, _ := mem.totals(); tok.Input != 13 {
+	if tok, _ := mem.Totals(); tok.Input != 13 {
 		t.Errorf("%d input tokens stored, want 13 (10, then 3 after the baseline)", tok.Input)
 	}
 }
@@ -440,7 +381,7 @@ func TestSpendSeriesAreBounded(t *testing.T) {
 // TestSpendWriteIsBounded: a store that does not answer fails the request
 // with ErrUnavailable at the write timeout.
 func TestSpendWriteIsBounded(t *testing.T) {
-	s, _, _ := newTestSpend(t, &spendMemory{stall: true}, SpendOptions{WriteTimeout: 50 * time.Millisecond})
+	s, _, _ := newTestSpend(t, &storetest.SpendMemory{Stall: true}, SpendOptions{WriteTimeout: 50 * time.Millisecond})
 	start := time.Now()
 	_, err := s.TrackSpend(context.Background(), request("claude-code", sumOf(MetricClaudeCodeCost, delta, costPoint(0, time.Minute, 1))))
 	if !errors.Is(err, tsdb.ErrUnavailable) || time.Since(start) > 5*time.Second {

@@ -25,6 +25,7 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/handlers"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/sqlite"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
 )
 
 // clock is a settable time source; zero means the real clock.
@@ -86,7 +87,7 @@ type serviceOpts struct {
 	tp      trace.TracerProvider
 	token   string
 	public  bool
-	spend   *spendRecorder // when set, the store keeps spend points there
+	spend   *storetest.SpendMemory // when set, the store keeps spend points there
 	stream  exporter.StreamOptions
 	// streamWriteTimeout is handlers.Options.StreamWriteTimeout.
 	streamWriteTimeout time.Duration
@@ -117,7 +118,7 @@ func newService(t *testing.T, o serviceOpts) *service {
 		served = tsdb.Traced(store, "sqlite", o.tp)
 	}
 	if o.spend != nil {
-		served = spendingStore{Store: served, spendRecorder: o.spend}
+		served = spendingStore{Store: served, SpendMemory: o.spend}
 	}
 	h, svc := newStack(served, exporter.Options{Registerer: reg, TracerProvider: o.tp, Now: o.clock.now, Logger: logger, Stream: o.stream},
 		handlers.Options{CORSOrigins: o.origins, TracerProvider: o.tp, APIToken: o.token, MetricsPublic: o.public,

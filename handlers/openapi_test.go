@@ -28,6 +28,7 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/exporter"
 	"github.com/omnimemory/omnimemory-metrics/handlers"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
 )
 
 func init() {
@@ -248,8 +249,8 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 	if err := gone.store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	spender := newService(t, serviceOpts{spend: &spendRecorder{}})                            // keeps spend points
-	spendDown := newService(t, serviceOpts{spend: &spendRecorder{fail: tsdb.ErrUnavailable}}) // its spend writes fail: 503
+	spender := newService(t, serviceOpts{spend: &storetest.SpendMemory{}})                            // keeps spend points
+	spendDown := newService(t, serviceOpts{spend: &storetest.SpendMemory{Fail: tsdb.ErrUnavailable}}) // its spend writes fail: 503
 	doc, router := loadDocument(t, s)
 	c := &contractChecker{doc: doc, router: router, seen: map[string]map[int]bool{}}
 

@@ -6,7 +6,6 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,65 +25,18 @@ import (
 
 	"github.com/omnimemory/omnimemory-metrics/client/api"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/storetest"
 )
 
-// spendRecorder keeps the spend points written, by id, as a store does
-// (marking a point it holds Duplicate); fail makes writes fail.
-type spendRecorder struct {
-	mu     sync.Mutex
-	points []tsdb.SpendPoint
-	seen   map[string]bool
-	fail   error
-}
-
-func (r *spendRecorder) WriteSpend(_ context.Context, points []tsdb.SpendPoint) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail != nil {
-		return r.fail
-	}
-	if r.seen == nil {
-		r.seen = map[string]bool{}
-	}
-	for i := range points {
-		if r.seen[points[i].ID.String()] {
-			points[i].Duplicate = true
-			continue
-		}
-		r.seen[points[i].ID.String()] = true
-		r.points = append(r.points, points[i])
-	}
-	return nil
-}
-
-// totals answers the tokens and dollars recorded.
-func (r *spendRecorder) totals() (tsdb.Tokens, float64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var t tsdb.Tokens
-	var cost float64
-	for _, p := range r.points {
-		t.Add(p.Tokens)
-		cost += p.CostUSD
-	}
-	return t, cost
-}
-
-func (r *spendRecorder) all() []tsdb.SpendPoint {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]tsdb.SpendPoint(nil), r.points...)
-}
-
-// spendingStore is a store that also keeps spend points (in its recorder).
+// spendingStore is a store that keeps spend points in memory.
 type spendingStore struct {
 	tsdb.Store
-	*spendRecorder
+	*storetest.SpendMemory
 }
 
-// WriteSpend goes to the recorder rather than the store.
+// WriteSpend goes to the memory rather than the store.
 func (s spendingStore) WriteSpend(ctx context.Context, points []tsdb.SpendPoint) error {
-	return s.spendRecorder.WriteSpend(ctx, points)
+	return s.SpendMemory.WriteSpend(ctx, points)
 }
 
 const claudeSessionID = "5f0e8c4e-1b7a-4c9e-9d41-6a2f3c8b7e10"
@@ -145,7 +97,7 @@ const protobufType = "application/x-protobuf"
 // stored and answered with an empty ExportMetricsServiceResponse in
 // protobuf; a retry is stored once.
 func TestOTLPMetricsProtobuf(t *testing.T) {
-	rec := &spendRecorder{}
+	rec := &storetest.SpendMemory{}
 	s := newService(t, serviceOpts{spend: rec})
 	body := marshal(t, claudeRequest(1200, 0.25))
 	for _, enc := range []string{"", "gzip"} {
@@ -162,11 +114,11 @@ func TestOTLPMetricsProtobuf(t *testing.T) {
 			t.Errorf("encoding %q: answer %v (%v), want an empty response", enc, &resp, err)
 		}
 	}
-	tok, cost := rec.totals()
-	if tok.Input != 1200 || cost != 0.25 || len(rec.all()) != 2 {
-		t.Errorf("stored %d points, %+v, $%v; want 2 points, 1200 input tokens, $0.25 (the retry stored once)", len(rec.all()), tok, cost)
+	tok, cost := rec.Totals()
+	if tok.Input != 1200 || cost != 0.25 || len(rec.Stored()) != 2 {
+		t.Errorf("stored %d points, %+v, $%v; want 2 points, 1200 input tokens, $0.25 (the retry stored once)", len(rec.Stored()), tok, cost)
 	}
-	for _, p := range rec.all() {
+	for _, p := range rec.Stored() {
 		if p.ToolID != "claude-code" || p.Model != "claude-sonnet-4-5" || p.SessionID == nil || p.SessionID.String() != claudeSessionID {
 			t.Errorf("point %+v", p)
 		}
@@ -222,7 +174,7 @@ func otlpJSONBody() string {
 // TestOTLPMetricsJSON: an OTLP JSON export is stored, and the answer is an
 // ExportMetricsServiceResponse in JSON naming the rejected point.
 func TestOTLPMetricsJSON(t *testing.T) {
-	rec := &spendRecorder{}
+	rec := &storetest.SpendMemory{}
 	s := newService(t, serviceOpts{spend: rec})
 	r := s.do("POST", api.PathOTLPMetrics, otlpJSONBody(), "Content-Type", "application/json; charset=utf-8")
 	if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
@@ -238,7 +190,7 @@ func TestOTLPMetricsJSON(t *testing.T) {
 	if !bytes.Contains(r.body, []byte(`"rejectedDataPoints":"1"`)) {
 		t.Errorf("answer %s: want rejectedDataPoints as OTLP JSON writes an int64", r.body)
 	}
-	points := rec.all()
+	points := rec.Stored()
 	if len(points) != 1 || points[0].Tokens.Output != 345 || points[0].Model != "claude-opus-4-1" {
 		t.Errorf("stored %+v, want one point of 345 output tokens", points)
 	}
@@ -246,7 +198,7 @@ func TestOTLPMetricsJSON(t *testing.T) {
 
 // TestOTLPMetricsErrors: the answers to what cannot be taken.
 func TestOTLPMetricsErrors(t *testing.T) {
-	rec := &spendRecorder{}
+	rec := &storetest.SpendMemory{}
 	s := newService(t, serviceOpts{spend: rec})
 	valid := marshal(t, claudeRequest(10, 0.01))
 	bomb := gzipped(t, make([]byte, api.MaxOTLPBodyBytes+1))
@@ -291,15 +243,13 @@ func TestOTLPMetricsErrors(t *testing.T) {
 			t.Errorf("%s: no detail in %s", c.name, r.body)
 		}
 	}
-	if pts := rec.all(); len(pts) != 0 {
+	if pts := rec.Stored(); len(pts) != 0 {
 		t.Errorf("refused requests stored %d points", len(pts))
 	}
 
 	// The store down: 503 with Retry-After, and nothing kept of the
 	// cumulative series' progress.
-	rec.mu.Lock()
-	rec.fail = tsdb.ErrUnavailable
-	rec.mu.Unlock()
+	rec.SetFail(tsdb.ErrUnavailable)
 	r := s.do("POST", api.PathOTLPMetrics, valid, "Content-Type", protobufType)
 	if r.status != 503 || r.header.Get("Retry-After") == "" || statusOf(t, r).Code != 14 {
 		t.Errorf("store down: %d Retry-After %q", r.status, r.header.Get("Retry-After"))
@@ -312,7 +262,7 @@ func TestOTLPMetricsErrors(t *testing.T) {
 
 // TestOTLPMetricsNeedTheToken: the bearer token guards the route.
 func TestOTLPMetricsNeedTheToken(t *testing.T) {
-	s := newService(t, serviceOpts{spend: &spendRecorder{}, token: "t0ken"})
+	s := newService(t, serviceOpts{spend: &storetest.SpendMemory{}, token: "t0ken"})
 	body := marshal(t, claudeRequest(1, 0))
 	if r := s.do("POST", api.PathOTLPMetrics, body, "Content-Type", protobufType); r.status != 401 {
 		t.Errorf("without a token: %d", r.status)
@@ -330,7 +280,7 @@ func TestOTLPMetricsNeedTheToken(t *testing.T) {
 func TestOTLPMetricsFromTheOpenTelemetrySDK(t *testing.T) {
 	for _, temporality := range []metricdata.Temporality{metricdata.DeltaTemporality, metricdata.CumulativeTemporality} {
 		t.Run(temporality.String(), func(t *testing.T) {
-			rec := &spendRecorder{}
+			rec := &storetest.SpendMemory{}
 			s := newService(t, serviceOpts{spend: rec, token: "t0ken"})
 			ctx := context.Background()
 			opts := []otlpmetrichttp.Option{
@@ -381,12 +331,12 @@ func TestOTLPMetricsFromTheOpenTelemetrySDK(t *testing.T) {
 			if err := provider.ForceFlush(ctx); err != nil {
 				t.Fatalf("first export: %v", err)
 			}
-			first, _ := rec.totals()
+			first, _ := rec.Totals()
 			record(500, 100, 2500, 0, 0.0625, 2)
 			if err := provider.ForceFlush(ctx); err != nil {
 				t.Fatalf("second export: %v", err)
 			}
-			tok, dollars := rec.totals()
+			tok, dollars := rec.Totals()
 			if want := (tsdb.Tokens{Input: 1000 + 40, Output: 200, CacheRead: 5000, CacheCreation: 300}); first != want {
 				t.Errorf("after the first export: %+v, want %+v", first, want)
 			}
@@ -396,7 +346,7 @@ func TestOTLPMetricsFromTheOpenTelemetrySDK(t *testing.T) {
 			if dollars != 0.1875 {
 				t.Errorf("$%v stored, want 0.1875", dollars)
 			}
-			for _, p := range rec.all() {
+			for _, p := range rec.Stored() {
 				if p.ToolID != "claude-code" || (p.Model != "claude-sonnet-4-5" && p.Model != "gpt-4o") {
 					t.Errorf("point %+v", p)
 				}
