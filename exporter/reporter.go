@@ -267,7 +267,7 @@ func (rep *Reporter) trends(ctx context.Context, r TimeRange, w tsdb.Window, now
 			// Only the instant now itself: fold it into the previous bucket.
 			if tot, ok := byStart[t.UnixNano()]; ok && len(out) > 0 {
 				p := &out[len(out)-1]
-				p.TokensPrevented += tot.TokensPrevented
+				p.TokensPrevented = tsdb.AddSat(p.TokensPrevented, tot.TokensPrevented)
 				p.Operations += tot.Count
 				p.CostSaved = rep.pricing.Cost(p.TokensPrevented)
 			}

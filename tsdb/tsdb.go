@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -107,11 +108,27 @@ func TotalsOf(op *Operation) Totals {
 
 // Add adds o to t.
 func (t *Totals) Add(o Totals) {
-	t.Count += o.Count
-	t.TokensOriginal += o.TokensOriginal
-	t.TokensActual += o.TokensActual
-	t.TokensPrevented += o.TokensPrevented
+	t.Count = AddSat(t.Count, o.Count)
+	t.TokensOriginal = AddSat(t.TokensOriginal, o.TokensOriginal)
+	t.TokensActual = AddSat(t.TokensActual, o.TokensActual)
+	t.TokensPrevented = AddSat(t.TokensPrevented, o.TokensPrevented)
 	t.ResponseTimeSumMs += o.ResponseTimeSumMs
+}
+
+// AddSat answers a + b held at the bounds of an int64 instead of wrapping
+// around: the contract takes any token count up to 2^63-1, so that a sum
+// of two can exceed what an int64 holds. A total at a bound says "at least
+// this much"; the stores' SQL sums are held the same way (see
+// internal/sqlq.AddSat).
+func AddSat(a, b int64) int64 {
+	s := a + b
+	switch {
+	case b > 0 && s < a:
+		return math.MaxInt64
+	case b < 0 && s > a:
+		return math.MinInt64
+	}
+	return s
 }
 
 // CacheCounts count the operations of a set whose cache_hit is known

@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -56,5 +57,24 @@ func TestValidToolIDAndJSONDepth(t *testing.T) {
 	}
 	if JSONDepth([]byte(`{"a":[{"b":"}]]"}]}`)) != 3 {
 		t.Error("JSONDepth")
+	}
+}
+
+func TestAddSat(t *testing.T) {
+	for _, c := range []struct{ a, b, want int64 }{
+		{1, 2, 3},
+		{-1, -2, -3},
+		{math.MaxInt64 - 1, 1, math.MaxInt64},
+		{math.MaxInt64 - 1, 2, math.MaxInt64},
+		{math.MaxInt64, math.MaxInt64, math.MaxInt64},
+		{math.MinInt64 + 1, -1, math.MinInt64},
+		{math.MinInt64, -2, math.MinInt64},
+		{math.MinInt64, math.MinInt64, math.MinInt64},
+		{math.MaxInt64, math.MinInt64, -1},
+		{math.MaxInt64, -1, math.MaxInt64 - 1},
+	} {
+		if got := AddSat(c.a, c.b); got != c.want {
+			t.Errorf("AddSat(%d, %d) = %d, want %d", c.a, c.b, got, c.want)
+		}
 	}
 }

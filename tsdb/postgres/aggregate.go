@@ -26,8 +26,11 @@ var dialect = sqlq.Dialect{
 		}
 		return "date_bin(" + stride + ", " + col + ", 'epoch'::timestamptz)"
 	},
-	Micros:     func(expr string) string { return "(extract(epoch FROM " + expr + ") * 1000000)::bigint" },
-	Int:        func(expr string) string { return expr + "::bigint" },
+	Micros: func(expr string) string { return "(extract(epoch FROM " + expr + ") * 1000000)::bigint" },
+	Sum:    func(expr string) string { return "sum(" + expr + ")" },
+	Int: func(expr string) string {
+		return "least(greatest(" + expr + ", -9223372036854775808), 9223372036854775807)::bigint"
+	},
 	UUIDText:   func(expr string) string { return "(" + expr + ")::text" },
 	SessionKey: func(expr string) string { return expr },
 	// The database's collation may order text by a locale's rules.

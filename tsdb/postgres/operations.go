@@ -47,14 +47,7 @@ ON CONFLICT (` + col + `, tool_id, tool_name, operation_mode) DO UPDATE SET` + r
 }
 
 // rollupSumsSet adds the sums of a batch to those of a rollup row r.
-const rollupSumsSet = `
-	count             = r.count + excluded.count,
-	tokens_original   = r.tokens_original + excluded.tokens_original,
-	tokens_actual     = r.tokens_actual + excluded.tokens_actual,
-	tokens_prevented  = r.tokens_prevented + excluded.tokens_prevented,
-	response_time_sum = r.response_time_sum + excluded.response_time_sum,
-	cache_lookups     = r.cache_lookups + excluded.cache_lookups,
-	cache_hits        = r.cache_hits + excluded.cache_hits`
+var rollupSumsSet = sqlq.RollupSumsSet("r.")
 
 var (
 	upsertHourlySQL = upsertRollupSQL("op_rollup_hourly", "hour")
@@ -63,7 +56,7 @@ var (
 
 // upsertSessionDailySQL adds a batch's sums per (day, session) to
 // op_rollup_session_daily.
-const upsertSessionDailySQL = `INSERT INTO op_rollup_session_daily AS r
+var upsertSessionDailySQL = `INSERT INTO op_rollup_session_daily AS r
 	(day, session_id, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum, cache_lookups, cache_hits)
 SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::float8[],
 	$8::bigint[], $9::bigint[])
@@ -71,7 +64,7 @@ ON CONFLICT (day, session_id) DO UPDATE SET` + rollupSumsSet
 
 // upsertFileDailySQL adds a batch's sums per (day, file path) to
 // op_rollup_file_daily, whose rows are keyed by the path's SHA-256.
-const upsertFileDailySQL = `INSERT INTO op_rollup_file_daily AS r
+var upsertFileDailySQL = `INSERT INTO op_rollup_file_daily AS r
 	(day, file_null, file_hash, file_path, count, tokens_original, tokens_actual, tokens_prevented, response_time_sum,
 	cache_lookups, cache_hits)
 SELECT u.day, u.file_null, sha256(convert_to(u.file_path, 'UTF8')), u.file_path, u.count, u.tokens_original, u.tokens_actual,
@@ -86,7 +79,7 @@ ON CONFLICT (day, file_null, file_hash) DO UPDATE SET` + rollupSumsSet
 // no process id) and moves last_activity forward; ended_at is never
 // touched, so an ended session stays ended. The running totals grow either
 // way.
-const upsertSessionsSQL = `INSERT INTO tool_sessions AS s
+var upsertSessionsSQL = `INSERT INTO tool_sessions AS s
 	(session_id, tool_id, started_at, last_activity, total_operations, tokens_saved, total_compressions, total_embeddings, implicit)
 SELECT u.*, true FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[],
 	$5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) AS u
@@ -95,7 +88,7 @@ ON CONFLICT (session_id) DO UPDATE SET
 	tool_id            = CASE WHEN s.implicit AND excluded.started_at < s.started_at THEN excluded.tool_id ELSE s.tool_id END,
 	last_activity      = greatest(s.last_activity, excluded.last_activity),
 	total_operations   = s.total_operations + excluded.total_operations,
-	tokens_saved       = s.tokens_saved + excluded.tokens_saved,
+	tokens_saved       = ` + sqlq.AddSat("s.tokens_saved", "excluded.tokens_saved") + `,
 	total_compressions = s.total_compressions + excluded.total_compressions,
 	total_embeddings   = s.total_embeddings + excluded.total_embeddings`
 
@@ -160,7 +153,7 @@ func sessionArgs(ops []tsdb.Operation) []any {
 			sa.last = op.CreatedAt
 		}
 		sa.ops++
-		sa.saved += op.TokensPrevented
+		sa.saved = tsdb.AddSat(sa.saved, op.TokensPrevented)
 		switch op.ToolName {
 		case api.ToolRead:
 			sa.reads++

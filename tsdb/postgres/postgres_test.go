@@ -62,6 +62,12 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestTotalsAtTheBounds: sums past an int64 neither fail a write, a move
+// nor a read (see storetest.RunTotalsAtTheBounds).
+func TestTotalsAtTheBounds(t *testing.T) {
+	storetest.RunTotalsAtTheBounds(t, func(t *testing.T) tsdb.Store { return open(t, postgres.Config{URL: newDatabase(t)}) })
+}
+
 // TestExportSmallPages: exports cross many keyset page boundaries.
 func TestExportSmallPages(t *testing.T) {
 	storetest.RunExport(t, func(t *testing.T) tsdb.Store {

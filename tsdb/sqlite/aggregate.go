@@ -25,10 +25,13 @@ var dialect = sqlq.Dialect{
 		w := strconv.FormatInt(width, 10)
 		return col + " - ((" + col + " % " + w + ") + " + w + ") % " + w
 	},
-	Micros:         func(expr string) string { return expr },
-	UUIDText:       uuidText,
-	SessionKey:     uuidText, // tool_sessions keeps text ids
-	Int:            func(expr string) string { return expr },
+	Micros:     func(expr string) string { return expr },
+	UUIDText:   uuidText,
+	SessionKey: uuidText, // tool_sessions keeps text ids
+	Sum:        func(expr string) string { return "total(" + expr + ")" },
+	Int: func(expr string) string {
+		return "CAST(min(max(" + expr + ", -9223372036854775808.0), 9223372036854775807.0) AS INTEGER)"
+	},
 	HourlyAll:      "op_rollup_hourly_all",
 	LowCardinality: "+",
 	Greatest:       "max",

@@ -183,17 +183,11 @@ func (ws *writeStmts) close() {
 // rollupSums are the summed columns of every operation rollup table, and
 // rollupSumsSet their upsert.
 const (
-	rollupSums    = `count, tokens_original, tokens_actual, tokens_prevented, response_time_sum, cache_lookups, cache_hits`
-	rollupSumsSet = `
-	count             = count + excluded.count,
-	tokens_original   = tokens_original + excluded.tokens_original,
-	tokens_actual     = tokens_actual + excluded.tokens_actual,
-	tokens_prevented  = tokens_prevented + excluded.tokens_prevented,
-	response_time_sum = response_time_sum + excluded.response_time_sum,
-	cache_lookups     = cache_lookups + excluded.cache_lookups,
-	cache_hits        = cache_hits + excluded.cache_hits`
+	rollupSums       = `count, tokens_original, tokens_actual, tokens_prevented, response_time_sum, cache_lookups, cache_hits`
 	rollupSumColumns = 7
 )
+
+var rollupSumsSet = sqlq.RollupSumsSet("")
 
 // upsertRollupSQL answers the statement that adds a batch's sums for n
 // distinct keys (keys, the key's columns after the bucket column col) to a
@@ -230,7 +224,7 @@ ON CONFLICT (session_id) DO UPDATE SET
 	tool_id            = CASE WHEN implicit = 1 AND excluded.started_at < started_at THEN excluded.tool_id ELSE tool_id END,
 	last_activity      = max(last_activity, excluded.last_activity),
 	total_operations   = total_operations + excluded.total_operations,
-	tokens_saved       = tokens_saved + excluded.tokens_saved,
+	tokens_saved       = ` + sqlq.AddSat("tokens_saved", "excluded.tokens_saved") + `,
 	total_compressions = total_compressions + excluded.total_compressions,
 	total_embeddings   = total_embeddings + excluded.total_embeddings`
 }
@@ -340,7 +334,7 @@ func (s *Store) writeRows(w writeTx, stmts *writeStmts, ops []tsdb.Operation) er
 		}
 		sa.last = max(sa.last, at)
 		sa.ops++
-		sa.saved += op.TokensPrevented
+		sa.saved = tsdb.AddSat(sa.saved, op.TokensPrevented)
 		switch op.ToolName {
 		case api.ToolRead:
 			sa.reads++

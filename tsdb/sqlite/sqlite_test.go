@@ -57,6 +57,12 @@ func TestConformance(t *testing.T) {
 	storetest.RunRetention(t, func(t *testing.T) storetest.RetentionStore { return openTemp(t) })
 }
 
+// TestTotalsAtTheBounds: sums past an int64 neither fail a write, a move
+// nor a read (see storetest.RunTotalsAtTheBounds).
+func TestTotalsAtTheBounds(t *testing.T) {
+	storetest.RunTotalsAtTheBounds(t, func(t *testing.T) tsdb.Store { return openTemp(t) })
+}
+
 var day0 = time.Date(2025, 1, 14, 0, 0, 0, 0, time.UTC)
 
 // genOps makes n operations spread over span from start, across a few

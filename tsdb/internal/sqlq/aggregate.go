@@ -245,7 +245,7 @@ func (d *Dialect) groupStatement(q tsdb.AggregateQuery, p groupPlan) (string, []
 	}
 	return "SELECT " + strings.Join(keys, ", ") + ", " + strings.Join(d.sumColumns(operationGroups), ", ") + ", count(*) OVER ()" +
 		from + " GROUP BY " + strings.Join(groupBy, ", ") +
-		" HAVING sum(s0) <> 0" + // a key that Subtract parts cancel held no row in the window
+		" HAVING " + d.Sum("s0") + " <> 0" + // a key that Subtract parts cancel held no row in the window
 		" ORDER BY " + strings.Join(order, ", ") + " LIMIT " + sq.Arg(q.Limit), sq.Args
 }
 
@@ -310,9 +310,9 @@ func (d *Dialect) rankedFiles(q tsdb.AggregateQuery, p groupPlan) (stmt string, 
 	for j, i := range need {
 		narrow.Sums[j] = p.series.Sums[i]
 	}
-	figure := rankFigure(d, q.Order, func(i int) string { return "sum(s" + strconv.Itoa(slices.Index(need, i)) + ")" })
+	figure := rankFigure(d, q.Order, func(i int) string { return d.Sum("s" + strconv.Itoa(slices.Index(need, i))) })
 	ranked := "SELECT CASE WHEN parts.k1 = 1 THEN NULL ELSE parts.k0" + d.TextCollate + " END AS g0, count(*) OVER () AS n FROM (" +
-		d.unionParts(sq, narrow, p.parts, Filter{}, false, textKey) + ") AS parts GROUP BY parts.k0, parts.k1 HAVING sum(s0) <> 0" +
+		d.unionParts(sq, narrow, p.parts, Filter{}, false, textKey) + ") AS parts GROUP BY parts.k0, parts.k1 HAVING " + d.Sum("s0") + " <> 0" +
 		order(figure) + " LIMIT " + sq.Arg(q.Limit)
 
 	values := make([]string, len(days))
@@ -321,7 +321,7 @@ func (d *Dialect) rankedFiles(q tsdb.AggregateQuery, p groupPlan) (stmt string, 
 	}
 	sums := make([]string, len(p.series.Sums))
 	for i, sum := range p.series.Sums {
-		sums[i] = "sum(f." + sum.Rollup + ") AS s" + strconv.Itoa(i)
+		sums[i] = d.Sum("f."+sum.Rollup) + " AS s" + strconv.Itoa(i)
 	}
 	union := "SELECT CASE WHEN f.file_null = 1 THEN NULL ELSE f.file_path END AS k0, " + strings.Join(sums, ", ") +
 		" FROM ranked CROSS JOIN (VALUES " + strings.Join(values, ", ") + ") AS days" +
@@ -335,13 +335,13 @@ func (d *Dialect) rankedFiles(q tsdb.AggregateQuery, p groupPlan) (stmt string, 
 		" SELECT parts.k0" + d.TextCollate + " AS g0, " + strings.Join(d.sumColumns(operationGroups), ", ") + ", (SELECT n FROM ranked LIMIT 1)" +
 		" FROM (" + union + ") AS parts" +
 		" WHERE parts.k0 IN (SELECT g0 FROM ranked) OR parts.k0 IS NULL AND EXISTS (SELECT 1 FROM ranked WHERE g0 IS NULL)" +
-		" GROUP BY g0 HAVING sum(s0) <> 0" + order(groupOrder(d, q.Order)), sq.Args, true
+		" GROUP BY g0 HAVING " + d.Sum("s0") + " <> 0" + order(groupOrder(d, q.Order)), sq.Args, true
 }
 
 // groupOrder writes the figure that ranks groups in order o ("" for the key
 // alone), over the outer sums of operationGroups' s0, s1, ...
 func groupOrder(d *Dialect, o tsdb.AggregateOrder) string {
-	return rankFigure(d, o, func(i int) string { return "sum(s" + strconv.Itoa(i) + ")" })
+	return rankFigure(d, o, func(i int) string { return d.Sum("s" + strconv.Itoa(i)) })
 }
 
 // orderSums are the positions of operationGroups' sums that rank groups in

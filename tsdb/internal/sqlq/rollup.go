@@ -150,3 +150,35 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// The bounds of a bigint, as SQL both dialects read as bigints.
+const (
+	sqlMaxInt = "9223372036854775807"
+	sqlMinInt = "(-9223372036854775807 - 1)"
+)
+
+// AddSat writes a + b, two bigint expressions, held at the bounds of a
+// bigint instead of failing (PostgreSQL: "bigint out of range") or turning
+// into a real that no longer reads as an integer (SQLite), as tsdb.AddSat
+// holds the sums made in Go. A rollup row's upsert that failed would fail
+// every later move of the operations staged behind it.
+func AddSat(a, b string) string {
+	return "CASE WHEN " + b + " > 0 AND " + a + " > " + sqlMaxInt + " - " + b + " THEN " + sqlMaxInt +
+		" WHEN " + b + " < 0 AND " + a + " < " + sqlMinInt + " - " + b + " THEN " + sqlMinInt +
+		" ELSE " + a + " + " + b + " END"
+}
+
+// RollupSumsSet writes the SET list of the upsert that adds a batch's sums
+// to an operation rollup row (ref: the row's name and a dot, or "" when
+// the columns need no qualifier), the integer sums held by AddSat.
+func RollupSumsSet(ref string) string {
+	set := make([]string, 0, 7)
+	for _, c := range []string{"count", "tokens_original", "tokens_actual", "tokens_prevented", "response_time_sum", "cache_lookups", "cache_hits"} {
+		if c == "response_time_sum" {
+			set = append(set, "\n\t"+c+" = "+ref+c+" + excluded."+c)
+			continue
+		}
+		set = append(set, "\n\t"+c+" = "+AddSat(ref+c, "excluded."+c))
+	}
+	return strings.Join(set, ",")
+}

@@ -41,7 +41,13 @@ type Dialect struct {
 	// Micros writes a bucket start, in the type of the time columns, as
 	// unix microseconds (bigint).
 	Micros func(expr string) string
-	// Int writes a sum of integers so that it reads as a 64-bit integer.
+	// Sum writes the sum of expr over a group, which must not fail when it
+	// passes the bounds of a bigint (the contract's token counts go up to
+	// 2^63-1): PostgreSQL's sum of bigints is a numeric; SQLite's sum fails
+	// then, so SQLite takes its total, a real (exact up to 2^53).
+	Sum func(expr string) string
+	// Int writes a Sum of integers so that it reads as a 64-bit integer,
+	// held at the bounds of one as tsdb.AddSat holds the sums made in Go.
 	Int func(expr string) string
 	// HourlyAll, when set, is a rollup table of one row per hour for all
 	// keys together, which an unfiltered hourly trend reads instead of
@@ -175,7 +181,7 @@ func (d *Dialect) Aggregate(series Series, parts []tsdb.Part, f Filter, bucketWi
 		strings.Join(keys, ", ") +
 		// A key whose rollup rows the Subtract parts cancel held no row
 		// inside the window.
-		" HAVING sum(s0) <> 0"
+		" HAVING " + d.Sum("s0") + " <> 0"
 	if bucketWidth > 0 {
 		stmt += " ORDER BY " + keys[0]
 	}
@@ -218,9 +224,9 @@ func (d *Dialect) unionParts(q *Query, series Series, parts []tsdb.Part, f Filte
 			s.WriteString(c + " AS " + groupBy[i] + ", ")
 		}
 		for i, sum := range series.Sums {
-			expr := "sum(" + sum.Rollup + ")"
+			expr := d.Sum(sum.Rollup)
 			if part.Source == tsdb.FromRaw {
-				expr = "sum(" + sum.Raw + ")"
+				expr = d.Sum(sum.Raw)
 				if part.Subtract {
 					expr = "-" + expr
 				}
@@ -265,7 +271,7 @@ func (d *Dialect) unionParts(q *Query, series Series, parts []tsdb.Part, f Filte
 func (d *Dialect) sumColumns(series Series) []string {
 	out := make([]string, len(series.Sums))
 	for i, sum := range series.Sums {
-		col := "sum(s" + strconv.Itoa(i) + ")"
+		col := d.Sum("s" + strconv.Itoa(i))
 		if sum.Float {
 			out[i] = "coalesce(" + col + ", 0.0)"
 		} else {

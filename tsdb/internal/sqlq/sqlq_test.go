@@ -23,6 +23,7 @@ var numbered = Dialect{
 	SessionID:   func(id uuid.UUID) any { return id },
 	BucketStart: func(q *Query, col string, width int64) string { return "bin(" + col + ", " + q.Arg(width) + ")" },
 	Micros:      func(e string) string { return e },
+	Sum:         func(e string) string { return "sum(" + e + ")" },
 	Int:         func(e string) string { return e },
 	UUIDText:    func(e string) string { return e + "::text" },
 	SessionKey:  func(e string) string { return e },
