@@ -167,7 +167,13 @@ func (c *minuteCache[R, K]) beginFill(lo, hi int64) *minuteFill[R] {
 // points read plus those delivered meanwhile (a big minute's totals). It
 // answers those points (nil when the read failed), stored or not: the
 // minutes that are not big are not stored when their points would take
-// more than half the bound.
+// more than half the bound. pts holds each key once, as InfluxDB's answer
+// does; a point delivered meanwhile replaces the one of its key.
+//
+// A burst's edge is read whole, up to query.maxPointRows points: the
+// points of a big minute are added up from pts as they are, and only a
+// small minute's go into a map, so that the read's own slice is the only
+// copy of them held.
 func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetched time.Time, ok bool) []query.Point[R] {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -175,67 +181,93 @@ func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetc
 	if !ok {
 		return nil
 	}
-	if len(f.pending) > 0 {
-		byKey := make(map[pointKey]int, len(pts))
-		for i, p := range pts {
-			byKey[pointKey{p.NS, p.Series}] = i
-		}
-		for _, p := range f.pending {
-			if p.NS < f.lo || p.NS >= f.hi {
-				continue
-			}
-			if i, dup := byKey[pointKey{p.NS, p.Series}]; dup {
-				pts[i] = p
-				continue
-			}
-			byKey[pointKey{p.NS, p.Series}] = len(pts)
-			pts = append(pts, p)
-		}
-	}
-	byMinute := map[int64]map[pointKey]R{}
+	pts = withPending(pts, f)
+	// The points of minute i of f are pts[order[at[i]:at[i+1]]]: a
+	// counting sort of their indexes by minute.
+	n := int((f.hi - f.lo) / minuteNS)
+	at := make([]int32, n+1)
 	for _, p := range pts {
-		m := tsdb.FloorTo(p.NS, minuteNS)
-		ps := byMinute[m]
-		if ps == nil {
-			ps = map[pointKey]R{}
-			byMinute[m] = ps
+		if p.NS >= f.lo && p.NS < f.hi {
+			at[(p.NS-f.lo)/minuteNS+1]++
 		}
-		ps[pointKey{p.NS, p.Series}] = p.Row
 	}
-	// Big minutes keep their totals; the points of the others are stored
-	// unless they would fill more than half the bound.
 	small := 0
-	for _, ps := range byMinute {
-		if len(ps) <= bigMinute {
-			small += len(ps)
+	for i := range n {
+		if at[i+1] <= bigMinute {
+			small += int(at[i+1])
 		}
+		at[i+1] += at[i]
+	}
+	order := make([]int32, at[n])
+	next := slices.Clone(at[:n])
+	for j, p := range pts {
+		if p.NS < f.lo || p.NS >= f.hi {
+			continue
+		}
+		i := (p.NS - f.lo) / minuteNS
+		order[next[i]] = int32(j)
+		next[i]++
 	}
 	c.tick++
-	for m := f.lo; m < f.hi; m += minuteNS {
-		ps := byMinute[m]
-		if f.dropped[m] || len(ps) <= bigMinute && small > c.maxPoints/2 {
+	for i := range n {
+		m := f.lo + int64(i)*minuteNS
+		of := order[at[i]:at[i+1]]
+		if f.dropped[m] || len(of) <= bigMinute && small > c.maxPoints/2 {
 			continue
 		}
 		if old := c.mins[m]; old != nil {
 			c.size -= old.size()
 		}
-		e := &minuteEntry[R]{points: ps, fetched: fetched, used: c.tick}
-		if e.points == nil {
-			e.points = map[pointKey]R{}
-		}
-		if len(e.points) > bigMinute {
+		e := &minuteEntry[R]{fetched: fetched, used: c.tick}
+		if len(of) > bigMinute {
 			e.first, e.last = math.MaxInt64, math.MinInt64
-			e.keys = make(map[uint64]struct{}, len(e.points))
-			for k := range e.points {
-				e.first, e.last = min(e.first, k.ns), max(e.last, k.ns)
-				e.keys[k.hash()] = struct{}{}
+			e.keys = make(map[uint64]struct{}, len(of))
+			var totals sums[R, K]
+			for _, j := range of {
+				p := &pts[j]
+				e.first, e.last = min(e.first, p.NS), max(e.last, p.NS)
+				e.keys[pointKey{p.NS, p.Series}.hash()] = struct{}{}
+				totals.add(p.Row)
 			}
-			e.totals, e.points = totalsOf[R, K](e.points), nil
+			e.totals = totals.rows
+		} else {
+			e.points = make(map[pointKey]R, len(of))
+			for _, j := range of {
+				e.points[pointKey{pts[j].NS, pts[j].Series}] = pts[j].Row
+			}
 		}
 		c.mins[m] = e
 		c.size += e.size()
 	}
 	c.evict()
+	return pts
+}
+
+// withPending answers pts with the points delivered into f's minutes
+// while it read them: each replaces the point of its key in pts, or is
+// added (the last delivered of a key, when it was delivered again).
+func withPending[R any](pts []query.Point[R], f *minuteFill[R]) []query.Point[R] {
+	if len(f.pending) == 0 {
+		return pts
+	}
+	last := make(map[pointKey]int, len(f.pending)) // index in f.pending
+	for i, p := range f.pending {
+		if p.NS >= f.lo && p.NS < f.hi {
+			last[pointKey{p.NS, p.Series}] = i
+		}
+	}
+	for i := range pts {
+		k := pointKey{pts[i].NS, pts[i].Series}
+		if j, ok := last[k]; ok {
+			pts[i] = f.pending[j]
+			delete(last, k)
+		}
+	}
+	for i, p := range f.pending {
+		if j, ok := last[pointKey{p.NS, p.Series}]; ok && j == i {
+			pts = append(pts, p)
+		}
+	}
 	return pts
 }
 
@@ -260,19 +292,33 @@ func (k pointKey) hash() uint64 {
 	return maphash.String(pointHashSeed, k.series) ^ uint64(k.ns)*0x9e3779b97f4a7c15
 }
 
-// totalsOf answers the totals per key of the points of one minute.
-func totalsOf[R Row[R, K], K comparable](points map[pointKey]R) []R {
-	byKey := map[K]int{}
-	var out []R
-	for _, r := range points {
-		if i, ok := byKey[r.KeyValue()]; ok {
-			out[i] = out[i].Plus(r)
-			continue
-		}
-		byKey[r.KeyValue()] = len(out)
-		out = append(out, r)
+// sums adds up rows by key, and by hour too when byHour, each sum in the
+// row of its key's first (keys in the order they first come).
+type sums[R Row[R, K], K comparable] struct {
+	byHour bool
+	at     map[sumKey[K]]int
+	rows   []R
+}
+
+type sumKey[K comparable] struct {
+	hour int64
+	key  K
+}
+
+func (s *sums[R, K]) add(r R) {
+	k := sumKey[K]{key: r.KeyValue()}
+	if s.byHour {
+		k.hour = r.HourStart()
 	}
-	return out
+	if i, ok := s.at[k]; ok {
+		s.rows[i] = s.rows[i].Plus(r)
+		return
+	}
+	if s.at == nil {
+		s.at = map[sumKey[K]]int{}
+	}
+	s.at[k] = len(s.rows)
+	s.rows = append(s.rows, r)
 }
 
 // evict drops least recently used minutes until the points fit in 90% of

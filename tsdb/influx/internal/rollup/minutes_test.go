@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,9 @@ type fakeDB struct {
 	// maxRead, when above 0, is the most points a read answers: one of
 	// more fails with query.ErrTooLarge, as InfluxQL's bounded answer does.
 	maxRead int
+	// during, when not nil, runs in each read of points after it has
+	// taken its points and before it answers them.
+	during func()
 }
 
 func (d *fakeDB) write(lp []byte) {
@@ -91,10 +95,26 @@ func (d *fakeDB) source() Source[query.HourRow] {
 			if d.maxRead > 0 && len(pts) > d.maxRead {
 				return nil, query.ErrTooLarge
 			}
+			if d.during != nil {
+				d.during()
+			}
 			return pts, nil
 		},
 		ParsePoint: query.ParsePoint,
 	}
+}
+
+// newFakeDB answers an empty fakeDB, and a random source and point slots
+// seeded with seed to write it with.
+func newFakeDB(seed int64) (*fakeDB, *rand.Rand, *delivery.Slots) {
+	return &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}}, rand.New(rand.NewSource(seed)), delivery.NewSlots(1 << 16)
+}
+
+// newCache answers a cache of db's points, closed when tb ends.
+func newCache(tb testing.TB, db *fakeDB) *Cache[query.HourRow, query.HourKey] {
+	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
+	tb.Cleanup(c.Close)
+	return c
 }
 
 // total answers the count and tokens of rows.
@@ -144,12 +164,9 @@ func minuteOps(r *rand.Rand, slots *delivery.Slots, n int, m time.Time) []byte {
 // cached minutes (added, a point delivered again counted once) and around
 // big minutes (totals, and raw reads of edges among their points only).
 func TestEdgeMinutes(t *testing.T) {
-	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}}
-	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
-	defer c.Close()
-	r := rand.New(rand.NewSource(3))
+	db, r, slots := newFakeDB(3)
+	c := newCache(t, db)
 	now := time.Now().UTC()
-	slots := delivery.NewSlots(1 << 16)
 	write := func(n int, from, to time.Time) {
 		var e delivery.Encoder
 		span := int64(to.Sub(from) / time.Microsecond)
@@ -227,11 +244,8 @@ func TestEdgeMinutes(t *testing.T) {
 // point delivered again (written again) drops them, and the answer after
 // it reads the minute again.
 func TestBigMinuteTakesNewPoints(t *testing.T) {
-	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}}
-	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
-	defer c.Close()
-	r := rand.New(rand.NewSource(6))
-	slots := delivery.NewSlots(1 << 16)
+	db, r, slots := newFakeDB(6)
+	c := newCache(t, db)
 	big := time.Now().UTC().Add(-100 * time.Minute).Truncate(time.Minute)
 	batch := func(n int) []byte { return minuteOps(r, slots, n, big) }
 	db.write(batch(bigMinute + 500))
@@ -258,16 +272,65 @@ func TestBigMinuteTakesNewPoints(t *testing.T) {
 	answer("warm after it", 0)
 }
 
+// TestDeliveriesDuringAnEdgeRead: points delivered into minutes while a
+// read of them is in flight, new ones and ones written again with other
+// values, count once each with their last values, in the answer that made
+// the read and in those that find the minutes cached: a small minute
+// (points) and a big one (totals).
+func TestDeliveriesDuringAnEdgeRead(t *testing.T) {
+	db, r, slots := newFakeDB(8)
+	c := newCache(t, db)
+	small := time.Now().UTC().Truncate(time.Hour).Add(-30 * time.Minute)
+	big := small.Add(time.Minute)
+	smallOps, bigOps := minuteOps(r, slots, 200, small), minuteOps(r, slots, bigMinute+300, big)
+	db.write(smallOps)
+	db.write(bigOps)
+	// again answers the first n points of lp with other token counts.
+	again := func(lp []byte, n int) []byte {
+		var out []byte
+		for line := range splitLines(lp) {
+			if n--; n < 0 {
+				break
+			}
+			out = append(out, regexp.MustCompile(`tokens_original=\d+i`).ReplaceAll(line, []byte("tokens_original=1000i"))...)
+			out = append(out, '\n')
+		}
+		return out
+	}
+	var once sync.Once
+	db.during = func() {
+		once.Do(func() {
+			more := slices.Concat(minuteOps(r, slots, 30, small), minuteOps(r, slots, 30, big),
+				again(smallOps, 10), again(bigOps, 10))
+			db.write(more)
+			c.Delivered([][]byte{more})
+		})
+	}
+	lo, hi := small.Add(-10*time.Minute), small.Add(10*time.Minute)
+	rows, err := c.HourRows(context.Background(), lo, hi, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []query.HourRow
+	for _, p := range db.in(lo, hi) { // the points delivered meanwhile included
+		want = append(want, p.Row)
+	}
+	if got, want := total(rows), total(want); got != want {
+		t.Fatalf("cold, deliveries during its read: %+v, want %+v", got, want)
+	}
+	if n := exactReads(t, c, db, "warm", lo, hi); n > 0 {
+		t.Errorf("warm: %d reads", n)
+	}
+}
+
 // TestEdgeMinutesTooLargeForOneRead: when the points of an edge's minutes
 // are too many for one read (a burst of writes), the minutes are read in
 // parts and cached: the answer is exact, and the next one reads nothing,
 // instead of reading the whole edge again on every answer.
 func TestEdgeMinutesTooLargeForOneRead(t *testing.T) {
-	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}, maxRead: 3 * bigMinute}
-	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
-	defer c.Close()
-	r := rand.New(rand.NewSource(5))
-	slots := delivery.NewSlots(1 << 16)
+	db, r, slots := newFakeDB(5)
+	db.maxRead = 3 * bigMinute
+	c := newCache(t, db)
 	now := time.Now().UTC()
 	// Minutes of a burst, each readable alone (two of them big), but not
 	// all at once, then quiet ones; none is delivered through the cache.
@@ -286,11 +349,8 @@ func TestEdgeMinutesTooLargeForOneRead(t *testing.T) {
 // (AnswerDays) equal those that add up every hour, and a delivery into a
 // day drops its sums.
 func TestDaySums(t *testing.T) {
-	db := &fakeDB{points: map[pointKey]query.Point[query.HourRow]{}}
-	c := New[query.HourRow, query.HourKey](db.source(), Options{TTL: -1, MaxRows: 1 << 18})
-	defer c.Close()
-	r := rand.New(rand.NewSource(4))
-	slots := delivery.NewSlots(1 << 16)
+	db, r, slots := newFakeDB(4)
+	c := newCache(t, db)
 	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -6)
 	write := func(n int, from, to time.Time) {
 		var e delivery.Encoder

@@ -502,18 +502,16 @@ func (c *Cache[R, K]) edgeRows(ctx context.Context, lo, hi time.Time, toolID str
 				}
 				defer c.mc.land(sp, ch)
 			}
-			pts, err := c.readMinutes(ctx, sp)
-			if err != nil {
-				add(nil, err)
-				return
-			}
-			var more []R
-			for _, p := range pts {
+			// The points' sums per hour and key: a burst's edge holds
+			// hundreds of thousands of points, and an answer adds them up
+			// anyway.
+			more := sums[R, K]{byHour: true}
+			err := c.readMinutes(ctx, sp, func(p *query.Point[R]) {
 				if p.NS >= loNS && p.NS < hiNS && keep(p.Row) {
-					more = append(more, p.Row)
+					more.add(p.Row)
 				}
-			}
-			add(more, nil)
+			})
+			add(more.rows, err)
 		}()
 	}
 	for _, sp := range partial {
@@ -545,33 +543,34 @@ const maxEdge = 3 * time.Hour
 // their answer is too large for one read (query.ErrTooLarge: a burst of
 // writes), the two halves of sp, down to single minutes: the minutes are
 // stored then (a big one as its totals), and answers after it find them
-// cached instead of reading the whole edge again as hourly totals.
-func (c *Cache[R, K]) readMinutes(ctx context.Context, sp nsSpan) ([]query.Point[R], error) {
-	pts, err := c.readPoints(ctx, sp)
+// cached instead of reading the whole edge again as hourly totals. Each
+// point read goes to each (when not nil), one read's points at a time.
+func (c *Cache[R, K]) readMinutes(ctx context.Context, sp nsSpan, each func(*query.Point[R])) error {
+	err := c.readPoints(ctx, sp, each)
 	n := (sp.hi - sp.lo) / minuteNS
 	if !errors.Is(err, query.ErrTooLarge) || n < 2 {
-		return pts, err
+		return err
 	}
 	mid := sp.lo + n/2*minuteNS
-	first, err := c.readMinutes(ctx, nsSpan{sp.lo, mid})
-	if err != nil {
-		return nil, err
+	if err := c.readMinutes(ctx, nsSpan{sp.lo, mid}, each); err != nil {
+		return err
 	}
-	second, err := c.readMinutes(ctx, nsSpan{mid, sp.hi})
-	if err != nil {
-		return nil, err
-	}
-	return append(first, second...), nil
+	return c.readMinutes(ctx, nsSpan{mid, sp.hi}, each)
 }
 
 // readPoints reads the points of minutes sp and stores them, with those
-// delivered meanwhile, and answers them all.
-func (c *Cache[R, K]) readPoints(ctx context.Context, sp nsSpan) ([]query.Point[R], error) {
+// delivered meanwhile, and hands them all to each (when not nil).
+func (c *Cache[R, K]) readPoints(ctx context.Context, sp nsSpan, each func(*query.Point[R])) error {
 	f := c.mc.beginFill(sp.lo, sp.hi)
 	started := time.Now()
 	pts, err := c.src.ReadPoints(ctx, c.src.Measurement+" edge points", time.Unix(0, sp.lo), time.Unix(0, sp.hi))
 	pts = c.mc.endFill(f, pts, started, err == nil)
-	return pts, err
+	if each != nil {
+		for i := range pts {
+			each(&pts[i])
+		}
+	}
+	return err
 }
 
 // spans groups ascending hours into runs of consecutive hours within one
@@ -694,7 +693,7 @@ func (c *Cache[R, K]) refreshLoop() {
 			}
 		}
 		for _, sp := range c.mc.stale(time.Now(), 24*60) {
-			if _, err := c.readMinutes(c.ctx, sp); err != nil {
+			if err := c.readMinutes(c.ctx, sp, nil); err != nil {
 				c.log.Debug("edge minutes refresh failed", "measurement", c.src.Measurement, "err", err)
 				break
 			}

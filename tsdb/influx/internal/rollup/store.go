@@ -106,20 +106,14 @@ func (c *hourCache[R, K]) wholeDay(d int64, now time.Time) ([]R, bool) {
 	if rows, ok := c.days[d]; ok {
 		return rows, true
 	}
-	byKey := map[K]int{}
-	var rows []R
+	var day sums[R, K]
 	for h := d; h < d+tsdb.MicrosPerDay; h += tsdb.MicrosPerHour {
 		for _, r := range c.hours[h].rows {
-			if i, ok := byKey[r.KeyValue()]; ok {
-				rows[i] = rows[i].Plus(r)
-				continue
-			}
-			byKey[r.KeyValue()] = len(rows)
-			rows = append(rows, r)
+			day.add(r)
 		}
 	}
-	c.days[d] = rows
-	return rows, true
+	c.days[d] = day.rows
+	return day.rows, true
 }
 
 // lookup appends the cached rows of every fresh hour in [lo, hi) to out and
