@@ -505,11 +505,18 @@ func TestStreamHeartbeat(t *testing.T) {
 
 // TestStreamOutlivesTheServersTimeouts: a stream stays open past the HTTP
 // server's ReadTimeout and WriteTimeout and still carries operations.
+//
+// The POST after them goes on a new connection: the server has closed the
+// client's idle ones by then (its idle timeout is the ReadTimeout), and a
+// POST that the client's transport sends on one it has not yet seen closed
+// fails with EOF, without a retry. The timeout leaves that POST, under the
+// race detector on a busy machine, time to be answered.
 func TestStreamOutlivesTheServersTimeouts(t *testing.T) {
-	const timeout = 300 * time.Millisecond
+	const timeout = time.Second
 	s := newService(t, serviceOpts{serverTimeout: timeout, stream: exporter.StreamOptions{Heartbeat: 100 * time.Millisecond}})
 	clients := []*streamClient{openSSE(t, s, ""), openWS(t, s, "", nil)}
 	time.Sleep(4 * timeout)
+	http.DefaultClient.CloseIdleConnections()
 	id := s.mustDo("POST", "/track/tool-operation", op(nil), 200)["operation_id"].(string)
 	for i, c := range clients {
 		if got := c.operations(1); got[0] != id {
