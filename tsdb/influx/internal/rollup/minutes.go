@@ -36,9 +36,9 @@ type pointKey struct {
 }
 
 // minuteEntry is a cached minute: its points, or (big) its totals per key.
-type minuteEntry[R any] struct {
+type minuteEntry[R Row[R, K], K comparable] struct {
 	points map[pointKey]R // nil when big
-	totals []R            // big: the minute's totals, one row per key
+	totals sums[R, K]     // big: the minute's totals, one row per key
 	first  int64          // big: the time of its first point
 	last   int64          // big: the time of its last point
 	// keys: big: a hash of the key of each point its totals count, so
@@ -59,11 +59,11 @@ type minuteEntry[R any] struct {
 // size is what the entry counts against the bound: its points, or its
 // rows and a tenth of its keys' hashes (a hash takes about a tenth of a
 // cached point's memory), at least one.
-func (e *minuteEntry[R]) size() int {
+func (e *minuteEntry[R, K]) size() int {
 	if e.points != nil {
 		return max(1, len(e.points))
 	}
-	return max(1, len(e.totals)+len(e.keys)/10)
+	return max(1, len(e.totals.rows)+len(e.keys)/10)
 }
 
 // minuteFill is a read of minutes [lo, hi) (unix nanoseconds) in flight:
@@ -81,7 +81,7 @@ type minuteCache[R Row[R, K], K comparable] struct {
 	maxPoints int
 
 	mu      sync.Mutex
-	mins    map[int64]*minuteEntry[R]
+	mins    map[int64]*minuteEntry[R, K]
 	size    int
 	tick    uint64
 	fills   map[*minuteFill[R]]struct{}
@@ -91,7 +91,7 @@ type minuteCache[R Row[R, K], K comparable] struct {
 func newMinuteCache[R Row[R, K], K comparable](ttl time.Duration, maxPoints int) *minuteCache[R, K] {
 	return &minuteCache[R, K]{
 		ttl: ttl, maxPoints: maxPoints,
-		mins:    map[int64]*minuteEntry[R]{},
+		mins:    map[int64]*minuteEntry[R, K]{},
 		fills:   map[*minuteFill[R]]struct{}{},
 		flights: map[[2]int64]chan struct{}{},
 	}
@@ -136,7 +136,7 @@ func (c *minuteCache[R, K]) collect(lo, hi int64, now time.Time, keep func(R) bo
 				continue
 			}
 			if lo <= e.first && e.last < hi { // every point of the minute is in
-				for _, r := range e.totals {
+				for _, r := range e.totals.rows {
 					if keep(r) {
 						out = append(out, r)
 					}
@@ -185,10 +185,11 @@ func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetc
 	// The points of minute i of f are pts[order[at[i]:at[i+1]]]: a
 	// counting sort of their indexes by minute.
 	n := int((f.hi - f.lo) / minuteNS)
+	minute := func(ns int64) (int, bool) { return int((ns - f.lo) / minuteNS), ns >= f.lo && ns < f.hi }
 	at := make([]int32, n+1)
 	for _, p := range pts {
-		if p.NS >= f.lo && p.NS < f.hi {
-			at[(p.NS-f.lo)/minuteNS+1]++
+		if i, in := minute(p.NS); in {
+			at[i+1]++
 		}
 	}
 	small := 0
@@ -201,12 +202,10 @@ func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetc
 	order := make([]int32, at[n])
 	next := slices.Clone(at[:n])
 	for j, p := range pts {
-		if p.NS < f.lo || p.NS >= f.hi {
-			continue
+		if i, in := minute(p.NS); in {
+			order[next[i]] = int32(j)
+			next[i]++
 		}
-		i := (p.NS - f.lo) / minuteNS
-		order[next[i]] = int32(j)
-		next[i]++
 	}
 	c.tick++
 	for i := range n {
@@ -218,18 +217,16 @@ func (c *minuteCache[R, K]) endFill(f *minuteFill[R], pts []query.Point[R], fetc
 		if old := c.mins[m]; old != nil {
 			c.size -= old.size()
 		}
-		e := &minuteEntry[R]{fetched: fetched, used: c.tick}
+		e := &minuteEntry[R, K]{fetched: fetched, used: c.tick}
 		if len(of) > bigMinute {
 			e.first, e.last = math.MaxInt64, math.MinInt64
 			e.keys = make(map[uint64]struct{}, len(of))
-			var totals sums[R, K]
 			for _, j := range of {
 				p := &pts[j]
 				e.first, e.last = min(e.first, p.NS), max(e.last, p.NS)
 				e.keys[pointKey{p.NS, p.Series}.hash()] = struct{}{}
-				totals.add(p.Row)
+				e.totals.add(p.Row)
 			}
-			e.totals = totals.rows
 		} else {
 			e.points = make(map[pointKey]R, len(of))
 			for _, j := range of {
@@ -269,17 +266,6 @@ func withPending[R any](pts []query.Point[R], f *minuteFill[R]) []query.Point[R]
 		}
 	}
 	return pts
-}
-
-// addTotal adds row r to the totals of its key in totals.
-func addTotal[R Row[R, K], K comparable](totals []R, r R) []R {
-	for i := range totals {
-		if totals[i].KeyValue() == r.KeyValue() {
-			totals[i] = totals[i].Plus(r)
-			return totals
-		}
-	}
-	return append(totals, r)
 }
 
 // pointHashSeed seeds the hashes of point keys (see pointKey.hash).
@@ -327,7 +313,7 @@ func (c *minuteCache[R, K]) evict() {
 	if c.size <= c.maxPoints {
 		return
 	}
-	for _, m := range lruOrder(c.mins, func(e *minuteEntry[R]) uint64 { return e.used }) {
+	for _, m := range lruOrder(c.mins, func(e *minuteEntry[R, K]) uint64 { return e.used }) {
 		if c.size <= c.maxPoints*9/10 {
 			break
 		}
@@ -391,12 +377,12 @@ func (c *minuteCache[R, K]) delivered(pts []query.Point[R]) {
 					// A point written again, which replaces the one the
 					// totals count: they cannot tell its old values.
 					c.size -= e.size()
-					c.mins[m] = &minuteEntry[R]{marker: true, fetched: e.fetched, used: e.used}
+					c.mins[m] = &minuteEntry[R, K]{marker: true, fetched: e.fetched, used: e.used}
 					c.size++
 				default: // a new point: added to the totals
 					before := e.size()
 					e.keys[h] = struct{}{}
-					e.totals = addTotal[R, K](e.totals, p.Row)
+					e.totals.add(p.Row)
 					e.first, e.last = min(e.first, p.NS), max(e.last, p.NS)
 					c.size += e.size() - before
 				}

@@ -286,13 +286,14 @@ func TestDeliveriesDuringAnEdgeRead(t *testing.T) {
 	db.write(smallOps)
 	db.write(bigOps)
 	// again answers the first n points of lp with other token counts.
+	tokens := regexp.MustCompile(`tokens_original=\d+i`)
 	again := func(lp []byte, n int) []byte {
 		var out []byte
 		for line := range splitLines(lp) {
 			if n--; n < 0 {
 				break
 			}
-			out = append(out, regexp.MustCompile(`tokens_original=\d+i`).ReplaceAll(line, []byte("tokens_original=1000i"))...)
+			out = append(out, tokens.ReplaceAll(line, []byte("tokens_original=1000i"))...)
 			out = append(out, '\n')
 		}
 		return out
