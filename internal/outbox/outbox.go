@@ -572,7 +572,13 @@ func (o *Outbox) segsFrom(s *segment) ([]*segment, []int64) {
 // without removing them: the same records come back until Ack. It returns
 // no entries when the queue is empty (see Wait). Call it from the drainer
 // goroutine only.
-func (o *Outbox) Peek(max int) ([]Entry, error) {
+func (o *Outbox) Peek(max int) ([]Entry, error) { return o.PeekAfter(0, max) }
+
+// PeekAfter is Peek of the undelivered records after seq: up to max of
+// the oldest records whose sequence numbers are above seq. A drainer
+// that has the records up to seq in flight (peeked, not yet acknowledged)
+// reads the next ones with it. Call it from the drainer goroutine only.
+func (o *Outbox) PeekAfter(seq uint64, max int) ([]Entry, error) {
 	o.drainMu.Lock()
 	defer o.drainMu.Unlock()
 	o.mu.Lock()
@@ -595,6 +601,15 @@ func (o *Outbox) Peek(max int) ([]Entry, error) {
 				break
 			}
 			cur = cursor{seg: segs[i], off: segHeaderSize, seq: segs[i].base}
+			continue
+		}
+		if cur.seq <= seq { // in flight: step over its header
+			size, err := readRecordLen(cur.seg.f, cur.off, ends[i])
+			if err != nil {
+				return nil, fmt.Errorf("outbox: peek after seq %d: %w", seq, err)
+			}
+			cur.off += size
+			cur.seq++
 			continue
 		}
 		data, size, err := readRecord(cur.seg.f, cur.off, ends[i])

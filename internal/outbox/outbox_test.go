@@ -737,3 +737,44 @@ func TestAckPastRecordsOnDisk(t *testing.T) {
 		t.Errorf("segment files = %v, want %v", got, want)
 	}
 }
+
+// TestPeekAfter: the records after a sequence number, across segments,
+// as a drainer with records in flight reads them; the records up to the
+// acknowledged one are never returned, whatever seq is asked after.
+func TestPeekAfter(t *testing.T) {
+	const size = 100
+	o := mustOpen(t, Options{Dir: t.TempDir(), SegmentBytes: segHeaderSize + 9*(recHeaderSize+size)})
+	for i := 1; i <= 30; i++ {
+		mustAppend(t, o, rec(i, size))
+	}
+	for _, c := range []struct {
+		after, max int
+		want       []uint64
+	}{
+		{0, 5, seqRange(1, 5)},
+		{4, 5, seqRange(5, 9)},
+		{8, 3, seqRange(9, 11)}, // across the first segment's end
+		{17, 100, seqRange(18, 30)},
+		{29, 5, seqRange(30, 30)},
+		{30, 5, nil},
+	} {
+		es, err := o.PeekAfter(uint64(c.after), c.max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := seqs(es); !slices.Equal(got, c.want) {
+			t.Errorf("PeekAfter(%d, %d) = %v, want %v", c.after, c.max, got, c.want)
+		}
+		for _, e := range es {
+			if !bytes.Equal(e.Data, rec(int(e.Seq), size)) {
+				t.Errorf("PeekAfter(%d, %d): seq %d holds %q", c.after, c.max, e.Seq, e.Data)
+			}
+		}
+	}
+	mustAck(t, o, 12)
+	for _, after := range []uint64{0, 12} {
+		if es, err := o.PeekAfter(after, 3); err != nil || !slices.Equal(seqs(es), seqRange(13, 15)) {
+			t.Errorf("after Ack(12): PeekAfter(%d, 3) = %v, %v; want 13..15", after, seqs(es), err)
+		}
+	}
+}

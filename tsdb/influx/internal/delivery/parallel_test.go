@@ -56,9 +56,11 @@ func (s *lineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func openAt(t *testing.T, url string) *Writer {
+// openAt opens a writer to the write endpoint at url, with its outbox in
+// a temporary folder, after applying each of with to its options.
+func openAt(t *testing.T, url string, with ...func(*Options)) *Writer {
 	t.Helper()
-	w, err := Open(Options{
+	o := Options{
 		URL: url, Token: "t", Org: "o", Bucket: "b",
 		HTTP:      &http.Client{Timeout: 10 * time.Second},
 		OutboxDir: filepath.Join(t.TempDir(), "outbox"), OutboxMaxBytes: 256 << 20,
@@ -67,7 +69,11 @@ func openAt(t *testing.T, url string) *Writer {
 		RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond,
 		MaxBatchBytes: 4 << 20, SlotKeys: 1024,
 		Registerer: prometheus.NewRegistry(),
-	})
+	}
+	for _, f := range with {
+		f(&o)
+	}
+	w, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,8 +41,9 @@ var ErrClosed = errors.New("influx: store closed")
 // call returns as soon as its record is durable). The drainer is the single goroutine that sends
 // to InfluxDB: it takes the oldest records in order (so a write queues
 // behind an outage's backlog), posts them in one request (group commit;
-// a large one in parts at once, postParallel),
-// and acknowledges them in the outbox once InfluxDB took them. A caller
+// a large one in parts at once, postParallel) while it already posts the
+// next ones (up to flightsMax deliveries in flight), and acknowledges them
+// in the outbox, in order, once InfluxDB took them. A caller
 // whose record was delivered in time returns nil with its data visible to
 // the next read; one whose record was not returns nil too, since its data
 // is durable here and will be delivered. Re-delivery after a crash rewrites
@@ -392,13 +393,75 @@ func (w *Writer) settle(token uint64, err error) {
 	}
 }
 
-// drain is the drainer goroutine.
+// flightsMax is how many deliveries the drainer has in flight at once.
+// Each caller waits for its own record, so without a pipeline InfluxDB
+// sat idle while the drainer settled one delivery and the callers it
+// answered sent their next records: with 4 batch clients it was idle a
+// quarter of the time. Later records go out while earlier ones are in
+// flight, and are settled in order, as before.
+const flightsMax = 3
+
+// flight is one delivery in flight: records the drainer peeked, their
+// line protocol, and the answer of the requests that carry it.
+type flight struct {
+	entries []outbox.Entry
+	done    chan struct{} // closed when err is final
+	err     *writeErr     // nil: InfluxDB took every record
+	// serial: a record is not ours to decode, or InfluxDB rejected part
+	// of the delivery: deliver (one request, then halves) settles it.
+	serial bool
+}
+
+// fly starts the delivery of entries: as one request, or in parallel
+// parts when large (postParallel).
+func (w *Writer) fly(entries []outbox.Entry) *flight {
+	f := &flight{entries: entries, done: make(chan struct{})}
+	lps := make([][]byte, len(entries))
+	for i, e := range entries {
+		_, lp, err := decodeRecord(e.Data)
+		if err != nil {
+			f.serial = true
+			close(f.done)
+			return f
+		}
+		lps[i] = lp
+	}
+	go func() {
+		defer close(f.done)
+		if bodySize(lps) == 0 {
+			return
+		}
+		ok, werr := w.postParallel(lps)
+		if !ok && werr == nil {
+			werr = w.post(lps...)
+		}
+		if werr != nil {
+			f.err, f.serial = werr, !werr.retry()
+		}
+	}()
+	return f
+}
+
+// drain is the drainer goroutine. It keeps up to flightsMax deliveries in
+// flight, each of the oldest records not yet in flight, and settles them
+// oldest first: OnDelivered, Ack, then the waiting callers. When one
+// fails, the ones after it are waited out and forgotten, and their
+// records sent again from the outbox's head (InfluxDB keeps one point per
+// series and time: writing one twice is harmless).
 func (w *Writer) drain() {
 	defer close(w.drainDone)
 	backoff := w.opts.RetryMin
 	// peek adapts how many records one Peek reads, so that it reads about
 	// one request's worth (MaxBatchBytes), not 256 large records.
 	peek := 16
+	var flights []*flight
+	abandon := func() {
+		for _, f := range flights {
+			<-f.done
+		}
+		flights = nil
+	}
+	defer func() { abandon() }()
 	pause := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -415,18 +478,44 @@ func (w *Writer) drain() {
 			return
 		default:
 		}
-		entries, err := w.ob.Peek(peek)
-		if err != nil {
-			if errors.Is(err, outbox.ErrClosed) {
-				return
+		for len(flights) < flightsMax {
+			var after uint64
+			if len(flights) > 0 {
+				last := flights[len(flights)-1].entries
+				after = last[len(last)-1].Seq
 			}
-			w.log.Error("outbox peek failed", "err", err)
-			if !pause(w.opts.RetryMax) {
-				return
+			entries, err := w.ob.PeekAfter(after, peek)
+			if err != nil && len(flights) > 0 {
+				break // settle what is in flight; the next Peek reports it
 			}
-			continue
+			if err != nil {
+				if errors.Is(err, outbox.ErrClosed) {
+					return
+				}
+				w.log.Error("outbox peek failed", "err", err)
+				if !pause(w.opts.RetryMax) {
+					return
+				}
+				continue
+			}
+			if len(entries) == 0 {
+				break
+			}
+			// Bound the request body; always take at least one record.
+			size, n := 0, 0
+			for n < len(entries) && (n == 0 || size+len(entries[n].Data) <= w.opts.MaxBatchBytes) {
+				size += len(entries[n].Data)
+				n++
+			}
+			switch {
+			case n < len(entries):
+				peek = max(1, n)
+			case n == peek && size < w.opts.MaxBatchBytes/2:
+				peek = min(2*peek, 256)
+			}
+			flights = append(flights, w.fly(entries[:n]))
 		}
-		if len(entries) == 0 {
+		if len(flights) == 0 {
 			select {
 			case <-w.ob.Wait():
 			case <-w.kick:
@@ -435,21 +524,36 @@ func (w *Writer) drain() {
 			}
 			continue
 		}
-		// Bound the request body; always take at least one record.
-		size, n := 0, 0
-		for n < len(entries) && (n == 0 || size+len(entries[n].Data) <= w.opts.MaxBatchBytes) {
-			size += len(entries[n].Data)
-			n++
+		f := flights[0]
+		if len(flights) < flightsMax {
+			select {
+			case <-f.done:
+			case <-w.ob.Wait(): // more to send meanwhile
+				continue
+			case <-w.kick:
+				continue
+			case <-w.stop:
+				return
+			}
+		} else {
+			select {
+			case <-f.done:
+			case <-w.stop:
+				return
+			}
 		}
-		switch {
-		case n < len(entries):
-			peek = max(1, n)
-		case n == peek && size < w.opts.MaxBatchBytes/2:
-			peek = min(2*peek, 256)
-		}
-		entries = entries[:n]
+		flights = flights[1:]
 
-		done, retryAfter, results := w.deliver(entries)
+		entries := f.entries
+		done, retryAfter, results := len(entries), time.Duration(0), make([]error, len(entries))
+		if f.err != nil || f.serial {
+			abandon()
+			if f.serial {
+				done, retryAfter, results = w.deliver(entries)
+			} else {
+				done, retryAfter = 0, f.err.retryAfter
+			}
+		}
 		if done > 0 && w.opts.OnDelivered != nil {
 			// Before any caller hears of it: its next read sees the write.
 			w.delivered(entries[:done])
@@ -458,6 +562,7 @@ func (w *Writer) drain() {
 			if err := w.ob.Ack(entries[done-1].Seq); err != nil {
 				// Not acknowledged: delivered again later, harmlessly.
 				w.log.Error("outbox ack failed", "seq", entries[done-1].Seq, "err", err)
+				abandon()
 				if !pause(backoff) {
 					return
 				}
@@ -497,7 +602,10 @@ func (w *Writer) delivered(entries []outbox.Entry) {
 	w.opts.OnDelivered(lps)
 }
 
-// deliver sends entries to InfluxDB in order. It answers how many of them,
+// deliver sends entries to InfluxDB by the one-request path: their
+// flight had a record that is not line protocol of ours, or InfluxDB
+// rejected part of it. It posts them in one request, then in halves down
+// to the culprits, which it dead-letters, and answers how many of them,
 // from the first, are settled (delivered, or rejected and dead-lettered:
 // results[i] holds the rejection), and when the rest should be retried.
 func (w *Writer) deliver(entries []outbox.Entry) (done int, retryAfter time.Duration, results []error) {
@@ -543,12 +651,6 @@ func (w *Writer) deliver(entries []outbox.Entry) (done int, retryAfter time.Dura
 			results[lo] = fmt.Errorf("influx: InfluxDB rejected the write: %s", werr.Error())
 			return 1, 0
 		}
-	}
-	switch ok, werr := w.postParallel(lps); {
-	case ok:
-		return len(entries), 0, results
-	case werr != nil && werr.retry():
-		return 0, werr.retryAfter, results
 	}
 	done, retryAfter = group(0, len(entries))
 	return done, retryAfter, results
