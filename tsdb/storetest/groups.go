@@ -415,3 +415,35 @@ func testAggregateFilesOverDays(t *testing.T, s tsdb.Store) {
 		}
 	}
 }
+
+// testAggregateFilesAhead compares the groups by file path of windows
+// that reach past the clock (no end, or an end years ahead) with the brute
+// force, over operations of the last days and of days ahead of the clock
+// (a client's clock set forward): the days up to now and those after it
+// count alike.
+func testAggregateFilesAhead(t *testing.T, s tsdb.Store) {
+	g := newIDs(62)
+	sess := g.next()
+	now := time.Now().UTC()
+	files := []*string{nil, ptr("a.go"), ptr("b.go"), ptr("ahead.go")}
+	var ops []tsdb.Operation
+	for i, h := range []int{-70, -50, -49, -30, -26, -3, -1, 20, 47, 49, 75, 24 * 40, 24 * 500} {
+		file := files[i%3]
+		if h > 48 {
+			file = files[3] // only days after tomorrow hold it
+		}
+		op := g.mk(opSpec{session: sess, at: now.Add(time.Duration(h)*time.Hour + time.Duration(i)*time.Minute),
+			orig: int64(100 * (1 + i%4)), act: int64(10 * (i % 3)), rt: float64(i%8) / 4})
+		op.FilePath = file
+		ops = append(ops, op)
+	}
+	write(t, s, ops...)
+	start, far := now.Add(-60*time.Hour), now.Add(24*600*time.Hour)
+	for i, end := range []*time.Time{nil, &far} {
+		for order := range tsdb.OrderByKey + 1 {
+			q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath}, Order: order, Limit: []int{1, 2, 100}[(i+int(order))%3],
+				Filter: tsdb.OperationFilter{Start: &start, End: end}}
+			checkGroups(t, s, q, bruteGroups(ops, nil, q))
+		}
+	}
+}

@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 		{"Aggregate/Empty", testAggregateEmpty},
 		{"Aggregate/RandomizedEquivalence", testAggregateRandomized},
 		{"Aggregate/FilesOverDays", testAggregateFilesOverDays},
+		{"Aggregate/FilesAheadOfTheClock", testAggregateFilesAhead},
 		{"FirstOperationTime", testFirstOperationTime},
 		{"Sessions/CreateAndGet", testSessionCreateGet},
 		{"Sessions/GetUnknown", testSessionGetUnknown},

@@ -256,7 +256,8 @@ const maxSeekDays = 400
 // rankedFiles writes the statement of q when it groups by file path alone,
 // from the day rollup per file (see keyedRollup), in a dialect that seeks
 // that rollup's rows by (day, file_null, file_path) (Dialect.FileDaySeek),
-// over at most maxSeekDays whole days; ok is false otherwise.
+// over at most maxSeekDays whole days up to the day after tomorrow (and
+// any after it); ok is false otherwise.
 //
 // Grouping sorts every day row of the window (a day row per file and day),
 // and a sort's cost grows with the width of what it sorts, so the
@@ -270,18 +271,27 @@ func (d *Dialect) rankedFiles(q tsdb.AggregateQuery, p groupPlan) (stmt string, 
 	if !d.FileDaySeek || p.series.Daily != fileGroups.Daily || !slices.Equal(q.GroupBy, []tsdb.Dimension{tsdb.DimFilePath}) {
 		return "", nil, false
 	}
+	// A window without an end reaches the last day there is: its days
+	// from the day after tomorrow on, which hold operations dated ahead of
+	// the clock if any, are grouped whole, as raw parts are, not sought.
+	seekEnd := tsdb.FloorTo(time.Now().UnixMicro(), tsdb.MicrosPerDay) + 2*tsdb.MicrosPerDay
 	var days []int64
-	var raw []tsdb.Part
+	var rest []tsdb.Part
 	for _, pt := range p.parts {
-		switch {
-		case pt.Source == tsdb.FromRaw:
-			raw = append(raw, pt)
-		case pt.NoLower || int64(len(days))+(pt.Hi-pt.Lo)/tsdb.MicrosPerDay > maxSeekDays:
+		if pt.Source == tsdb.FromRaw {
+			rest = append(rest, pt)
+			continue
+		}
+		if hi := max(pt.Lo, seekEnd); hi < pt.Hi {
+			ahead := pt
+			ahead.Lo, pt.Hi = hi, hi
+			rest = append(rest, ahead)
+		}
+		if pt.NoLower || int64(len(days))+(pt.Hi-pt.Lo)/tsdb.MicrosPerDay > maxSeekDays {
 			return "", nil, false
-		default:
-			for day := pt.Lo; day < pt.Hi; day += tsdb.MicrosPerDay {
-				days = append(days, day)
-			}
+		}
+		for day := pt.Lo; day < pt.Hi; day += tsdb.MicrosPerDay {
+			days = append(days, day)
 		}
 	}
 	if len(days) == 0 {
@@ -328,8 +338,8 @@ func (d *Dialect) rankedFiles(q tsdb.AggregateQuery, p groupPlan) (stmt string, 
 		" JOIN " + fileGroups.Daily + " AS f ON f.day = days.column1" +
 		" AND f.file_null = CASE WHEN ranked.g0 IS NULL THEN 1 ELSE 0 END AND f.file_path = coalesce(ranked.g0, '')" +
 		" GROUP BY k0"
-	if len(raw) > 0 {
-		union += " UNION ALL " + d.unionParts(sq, p.series, raw, Filter{}, false, key)
+	if len(rest) > 0 {
+		union += " UNION ALL " + d.unionParts(sq, p.series, rest, Filter{}, false, key)
 	}
 	return "WITH ranked AS MATERIALIZED (" + ranked + ")" +
 		" SELECT parts.k0" + d.TextCollate + " AS g0, " + strings.Join(d.sumColumns(operationGroups), ", ") + ", (SELECT n FROM ranked LIMIT 1)" +
