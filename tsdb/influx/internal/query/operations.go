@@ -430,3 +430,68 @@ func (s *Reader) firstTime(ctx context.Context, name, meas, field, toolID string
 	}
 	return first.Truncate(time.Microsecond), true, nil
 }
+
+// OperationSpan answers the times of the first and the last operation in
+// [lo, hi), and false when there is none (see span).
+func (s *Reader) OperationSpan(ctx context.Context, lo, hi time.Time) (first, last time.Time, ok bool, err error) {
+	return s.span(ctx, "operation span", schema.Operation, "id", lo, hi)
+}
+
+// SpendSpan answers the times of the first and the last spend point in
+// [lo, hi), and false when there is none (see span).
+func (s *Reader) SpendSpan(ctx context.Context, lo, hi time.Time) (first, last time.Time, ok bool, err error) {
+	return s.span(ctx, "spend span", schema.Spend, spendCount, lo, hi)
+}
+
+// span answers the times of the first and the last point of measurement
+// meas that have field, in [lo, hi), and false when there is none: the
+// first and last point of every series, whatever lies between them
+// (InfluxQL's first() and last() on 1.x; Flux's, pushed down to storage,
+// on 2.x), so that a cache can tell the hours before the first and after
+// the last empty without reading them.
+func (s *Reader) span(ctx context.Context, name, meas, field string, lo, hi time.Time) (first, last time.Time, ok bool, err error) {
+	s.learnVersion(ctx)
+	see := func(t time.Time) {
+		if !ok || t.Before(first) {
+			first = t
+		}
+		if !ok || t.After(last) {
+			last = t
+		}
+		ok = true
+	}
+	if s.v1.Load() && !s.cfg.AlwaysFlux {
+		where := fmt.Sprintf(` FROM %s WHERE time >= %d AND time < %d`, qlIdent(meas), lo.UnixNano(), hi.UnixNano())
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+		defer cancel()
+		series, err := s.influxQL(ctx, `SELECT first(`+qlIdent(field)+`)`+where+`; SELECT last(`+qlIdent(field)+`)`+where)
+		if err != nil {
+			return first, last, false, err
+		}
+		for _, sr := range series {
+			for _, v := range sr.Values {
+				var ns int64
+				if len(v) == 0 || num(v[0], &ns) != nil {
+					return first, last, false, fmt.Errorf("influx: influxql: %s: a row without a time", name)
+				}
+				see(time.Unix(0, ns).UTC())
+			}
+		}
+		return first, last, ok, nil
+	}
+	// Two reads, each of them alone after its selector, so that 2.x pushes
+	// both down.
+	data := s.source(meas, lo, hi, `r._field == `+fluxString(field))
+	q := `union(tables: [
+  ` + data + `
+  |> first(),
+  ` + data + `
+  |> last()])
+  |> group()
+  |> keep(columns: ["_time"])`
+	err = s.query(ctx, name, q, func(r row) error {
+		see(r.time("_time"))
+		return nil
+	})
+	return first, last, ok && err == nil, err
+}

@@ -33,6 +33,9 @@ type fakeDB struct {
 	// during, when not nil, runs in each read of points after it has
 	// taken its points and before it answers them.
 	during func()
+	spans  atomic.Int64 // questions of the first and last point
+	// spanErr, when not nil, is the answer to every such question.
+	spanErr error
 }
 
 func (d *fakeDB) write(lp []byte) {
@@ -101,6 +104,23 @@ func (d *fakeDB) source() Source[query.HourRow] {
 			return pts, nil
 		},
 		ParsePoint: query.ParsePoint,
+		Span: func(_ context.Context, lo, hi time.Time) (first, last time.Time, ok bool, err error) {
+			d.spans.Add(1)
+			if err := d.spanErr; err != nil {
+				return first, last, false, err
+			}
+			for _, p := range d.in(lo, hi) {
+				t := time.Unix(0, p.NS)
+				if !ok || t.Before(first) {
+					first = t
+				}
+				if !ok || t.After(last) {
+					last = t
+				}
+				ok = true
+			}
+			return first, last, ok, nil
+		},
 	}
 }
 

@@ -129,6 +129,10 @@ type Source[R any] struct {
 	// ParsePoint answers the point of a line of line protocol of the
 	// measurement, as ReadPoints reads it back.
 	ParsePoint func(line []byte) (query.Point[R], bool)
+	// Span answers the times of the first and the last point in [lo, hi),
+	// and false when there is none, at a cost that does not grow with
+	// the points between them (nil: every missing hour is read).
+	Span func(ctx context.Context, lo, hi time.Time) (first, last time.Time, ok bool, err error)
 }
 
 // Options configure New.
@@ -171,7 +175,7 @@ type Spend = Cache[query.SpendHourRow, query.SpendKey]
 func NewOperations(r *query.Reader, o Options) *Operations {
 	return New[query.HourRow, query.HourKey](Source[query.HourRow]{
 		Measurement: schema.Operation, ReadHours: r.ReadHours, FirstTime: r.FirstOperationTime,
-		ReadPoints: r.ReadPoints, ParsePoint: query.ParsePoint,
+		ReadPoints: r.ReadPoints, ParsePoint: query.ParsePoint, Span: r.OperationSpan,
 	}, o)
 }
 
@@ -179,7 +183,7 @@ func NewOperations(r *query.Reader, o Options) *Operations {
 func NewSpend(r *query.Reader, o Options) *Spend {
 	return New[query.SpendHourRow, query.SpendKey](Source[query.SpendHourRow]{
 		Measurement: schema.Spend, ReadHours: r.ReadSpendHours, FirstTime: r.FirstSpendTime,
-		ReadPoints: r.ReadSpendPoints, ParsePoint: query.ParseSpendPoint,
+		ReadPoints: r.ReadSpendPoints, ParsePoint: query.ParseSpendPoint, Span: r.SpendSpan,
 	}, o)
 }
 
@@ -592,10 +596,98 @@ func spans(hours []int64) [][2]int64 {
 // fillConcurrency bounds the fill queries one call runs at once.
 const fillConcurrency = 2
 
+// spanMinHours is the shortest run of missing hours that fillHours first
+// asks the first and last point of (Source.Span), and spanSplitHours the
+// shortest whose hours between them it halves and asks again of: a long
+// window over a sparse history (all time, from the first point of a year
+// ago) would be read as one query per day, each costing as much empty as
+// full on InfluxDB. A dense run of 30 days costs three questions more
+// than its 30 reads.
+const (
+	spanMinHours   = 7 * 24
+	spanSplitHours = 4 * spanMinHours
+)
+
+// trim takes from hours (ascending) those that it finds empty, with
+// questions of the first and the last point (trimRun) of each run of at
+// least spanMinHours consecutive hours, and answers the hours still to
+// read.
+func (c *Cache[R, K]) trim(ctx context.Context, hours []int64) ([]int64, error) {
+	if c.src.Span == nil {
+		return hours, nil
+	}
+	out := hours[:0:0]
+	for len(hours) > 0 {
+		n := 1
+		for n < len(hours) && hours[n] == hours[n-1]+tsdb.MicrosPerHour {
+			n++
+		}
+		run := hours[:n]
+		hours = hours[n:]
+		if n < spanMinHours {
+			out = append(out, run...)
+			continue
+		}
+		keep, err := c.trimRun(ctx, run[0], run[n-1]+tsdb.MicrosPerHour)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range run {
+			if slices.ContainsFunc(keep, func(sp [2]int64) bool { return h >= sp[0] && h < sp[1] }) {
+				out = append(out, h)
+			}
+		}
+	}
+	return out, nil
+}
+
+// trimRun asks the first and the last point in the missing hours [lo, hi)
+// (unix microseconds), stores those before the first's hour and after
+// the last's as empty (as a read finding them empty would, but for those
+// a delivery dropped meanwhile), halves the hours between them when
+// there are spanSplitHours or more and trims each half, and answers the
+// spans of hours still to read. When the question fails, they are all.
+func (c *Cache[R, K]) trimRun(ctx context.Context, lo, hi int64) ([][2]int64, error) {
+	f := c.hc.beginFill(lo, hi)
+	started := time.Now()
+	first, last, ok, err := c.src.Span(ctx, time.UnixMicro(lo), time.UnixMicro(hi))
+	if err != nil {
+		c.hc.endFill(f, nil, started, false)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		c.log.Debug("first and last point not read: every hour is", "measurement", c.src.Measurement, "err", err)
+		return [][2]int64{{lo, hi}}, nil
+	}
+	from, to := hi, hi // no point: every hour is empty
+	if ok {
+		from = tsdb.FloorTo(first.UnixMicro(), tsdb.MicrosPerHour)
+		to = tsdb.FloorTo(last.UnixMicro(), tsdb.MicrosPerHour) + tsdb.MicrosPerHour
+	}
+	c.hc.endFillIn(f, [][2]int64{{lo, from}, {to, hi}}, nil, started, true)
+	if hours := (to - from) / tsdb.MicrosPerHour; hours < spanSplitHours {
+		if hours == 0 {
+			return nil, nil
+		}
+		return [][2]int64{{from, to}}, nil
+	}
+	mid := from + (to-from)/tsdb.MicrosPerHour/2*tsdb.MicrosPerHour
+	a, err := c.trimRun(ctx, from, mid)
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.trimRun(ctx, mid, to)
+	return append(a, b...), err
+}
+
 // fillHours reads the given closed hours (ascending) into the cache, one
 // read per span, and answers their rows (all tool ids). A span that
 // another call is reading already is waited for and then looked up.
 func (c *Cache[R, K]) fillHours(ctx context.Context, hours []int64) ([]R, error) {
+	hours, err := c.trim(ctx, hours)
+	if err != nil {
+		return nil, err
+	}
 	var (
 		mu   sync.Mutex
 		out  []R

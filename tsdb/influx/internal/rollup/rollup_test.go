@@ -1,6 +1,7 @@
 package rollup
 
 import (
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -53,5 +54,46 @@ func TestSpans(t *testing.T) {
 	want := [][2]int64{{d - 2*h, d}, {d, d + 2*h}, {d + 3*h, d + 4*h}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("spans %v, want %v (cut at the day and at gaps)", got, want)
+	}
+}
+
+// TestSparseHistory: a window of 400 days whose points lie in its first
+// and last days reads the days that hold points (and asks where the first
+// and the last point are) instead of every day; it answers their exact
+// sums, from the cache the second time (the empty days cached too), and a point delivered into one
+// of the days found empty counts at once. When the question fails, every
+// day is read.
+func TestSparseHistory(t *testing.T) {
+	db, r, slots := newFakeDB(5)
+	c := newCache(t, db)
+	end := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	start := end.AddDate(0, 0, -400)
+	deliver := func(lp []byte) {
+		db.write(lp)
+		c.Delivered([][]byte{lp})
+	}
+	deliver(minuteOps(r, slots, 50, start.Add(3*time.Hour)))
+	deliver(minuteOps(r, slots, 50, end.Add(-20*time.Hour)))
+	if n := exactReads(t, c, db, "cold", start, end); n > 10 {
+		t.Errorf("cold: %d reads of 400 days with points in two, want a few", n)
+	}
+	if db.spans.Load() == 0 {
+		t.Error("cold: the first and last point were never asked")
+	}
+	spans := db.spans.Load()
+	if n := exactReads(t, c, db, "warm", start, end); n != 0 || db.spans.Load() != spans {
+		t.Errorf("warm: %d reads and %d questions, want none", n, db.spans.Load()-spans)
+	}
+	deliver(minuteOps(r, slots, 7, start.AddDate(0, 0, 200)))
+	exactReads(t, c, db, "after a delivery into an empty day", start, end)
+
+	db2, r2, slots2 := newFakeDB(6)
+	db2.spanErr = errors.New("no answer")
+	c2 := newCache(t, db2)
+	lp := minuteOps(r2, slots2, 50, start.Add(3*time.Hour))
+	db2.write(lp)
+	c2.Delivered([][]byte{lp})
+	if n := exactReads(t, c2, db2, "question failing", start, end); n < 400 {
+		t.Errorf("question failing: %d reads, want every day read", n)
 	}
 }

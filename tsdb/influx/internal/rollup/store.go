@@ -155,6 +155,12 @@ func (c *hourCache[R, K]) beginFill(lo, hi int64) *fill {
 // endFill stores the rows read for f's hours (an hour without rows is stored
 // empty), except the hours dropped while it ran, and forgets f.
 func (c *hourCache[R, K]) endFill(f *fill, rows []R, fetched time.Time, ok bool) {
+	c.endFillIn(f, [][2]int64{{f.lo, f.hi}}, rows, fetched, ok)
+}
+
+// endFillIn is endFill of the hours of f within spans alone ([lo, hi)
+// pairs, unix microseconds): a read that learnt those of f's hours only.
+func (c *hourCache[R, K]) endFillIn(f *fill, spans [][2]int64, rows []R, fetched time.Time, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.fills, f)
@@ -166,17 +172,19 @@ func (c *hourCache[R, K]) endFill(f *fill, rows []R, fetched time.Time, ok bool)
 		byHour[r.HourStart()] = append(byHour[r.HourStart()], r.WithKey(c.intern(r.KeyValue())))
 	}
 	c.tick++
-	for h := f.lo; h < f.hi; h += tsdb.MicrosPerHour {
-		if f.dirty[h] {
-			continue
+	for _, sp := range spans {
+		for h := max(sp[0], f.lo); h < min(sp[1], f.hi); h += tsdb.MicrosPerHour {
+			if f.dirty[h] {
+				continue
+			}
+			if old := c.hours[h]; old != nil {
+				c.rows -= max(1, len(old.rows))
+			}
+			c.dropDay(h)
+			rs := byHour[h]
+			c.hours[h] = &hourEntry[R]{rows: rs, fetched: fetched, used: c.tick}
+			c.rows += max(1, len(rs))
 		}
-		if old := c.hours[h]; old != nil {
-			c.rows -= max(1, len(old.rows))
-		}
-		c.dropDay(h)
-		rs := byHour[h]
-		c.hours[h] = &hourEntry[R]{rows: rs, fetched: fetched, used: c.tick}
-		c.rows += max(1, len(rs))
 	}
 	c.evict()
 }
