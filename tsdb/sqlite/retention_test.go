@@ -56,8 +56,20 @@ func TestRetentionSeenByAnotherStore(t *testing.T) {
 // folded into it.
 func fileSize(t *testing.T, s *Store) int64 {
 	t.Helper()
-	if _, err := s.writer.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-		t.Fatal(err)
+	// A checkpoint answers busy, without an error, while the store's
+	// background checkpointer runs one: then the file is not truncated
+	// yet. Ask again until this one has run whole.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var busy, logPages, done int
+		if err := s.writer.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logPages, &done); err != nil {
+			t.Fatal(err)
+		}
+		if busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint still busy after 30 s (%d of %d log pages done)", done, logPages)
+		}
 	}
 	fi, err := os.Stat(s.path)
 	if err != nil {
