@@ -632,8 +632,8 @@ func (c *Cache[R, K]) trim(ctx context.Context, hours []int64) ([]int64, error) 
 		if err != nil {
 			return nil, err
 		}
-		for _, h := range run {
-			if slices.ContainsFunc(keep, func(sp [2]int64) bool { return h >= sp[0] && h < sp[1] }) {
+		for _, sp := range keep {
+			for h := sp[0]; h < sp[1]; h += tsdb.MicrosPerHour {
 				out = append(out, h)
 			}
 		}
@@ -665,10 +665,7 @@ func (c *Cache[R, K]) trimRun(ctx context.Context, lo, hi int64) ([][2]int64, er
 		to = tsdb.FloorTo(last.UnixMicro(), tsdb.MicrosPerHour) + tsdb.MicrosPerHour
 	}
 	c.hc.endFillIn(f, [][2]int64{{lo, from}, {to, hi}}, nil, started, true)
-	if hours := (to - from) / tsdb.MicrosPerHour; hours < spanSplitHours {
-		if hours == 0 {
-			return nil, nil
-		}
+	if (to-from)/tsdb.MicrosPerHour < spanSplitHours {
 		return [][2]int64{{from, to}}, nil
 	}
 	mid := from + (to-from)/tsdb.MicrosPerHour/2*tsdb.MicrosPerHour
