@@ -461,7 +461,7 @@ func (w *Writer) drain() {
 		}
 		flights = nil
 	}
-	defer func() { abandon() }()
+	defer abandon()
 	pause := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()
