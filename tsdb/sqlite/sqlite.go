@@ -96,6 +96,11 @@ type Store struct {
 	writeMu sync.Mutex
 	pending atomic.Int64
 	mover   *sqlq.Mover
+	// staged holds copies of the operations this process staged since
+	// its last drain, so that a drain need not read them back (see
+	// drainLocked); nil once unknown (a failed move, a crash's leftovers,
+	// the bound stagedMax). Guarded by writeMu.
+	staged []tsdb.Operation
 
 	stop chan struct{} // closed by Close: the checkpointer ends
 
