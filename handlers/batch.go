@@ -71,21 +71,35 @@ func decodeBatch(data []byte, now time.Time, key string) ([]tsdb.Operation, erro
 
 // objectItems sets *items to the members of every item of v, a valid JSON
 // array (a field of a body decodeObject took), nil for a null item, as
-// json.Unmarshal into a []map[string]json.RawMessage does; it answers false
-// when an item is neither an object nor null, or has a name splitObject
-// declines.
+// json.Unmarshal into a []map[string]json.RawMessage does, in one pass
+// over v; it answers false when an item is neither an object nor null, or
+// has a name splitAt declines.
 func objectItems(v json.RawMessage, items *[]*members) bool {
-	elems, _ := elements(v)
-	all := make([]members, len(elems)) // one allocation for the whole batch
-	out := make([]*members, len(elems))
-	for i, e := range elems {
-		if string(e) == "null" {
-			continue
-		}
-		if !splitObject(e, &all[i]) {
+	out := []*members{}
+	var chunk []members // the items' members, a few allocations for the whole batch
+	for i := skipSpace(v, 1); v[i] != ']'; {
+		switch v[i] {
+		case 'n': // null: the array is valid JSON
+			out = append(out, nil)
+			i += len("null")
+		case '{':
+			if len(chunk) == cap(chunk) {
+				chunk = make([]members, 0, min(max(2*cap(chunk), 8), 512))
+			}
+			chunk = chunk[:len(chunk)+1]
+			m := &chunk[len(chunk)-1]
+			end, ok := splitAt(v, i, m, false)
+			if !ok {
+				return false
+			}
+			out = append(out, m)
+			i = end
+		default:
 			return false
 		}
-		out[i] = &all[i]
+		if i = skipSpace(v, i); v[i] == ',' {
+			i = skipSpace(v, i+1)
+		}
 	}
 	*items = out
 	return true

@@ -119,12 +119,10 @@ const notAnObjectMsg = "Input should be a valid dictionary or object to extract 
 // an object, is a 422.
 func decodeObject(data []byte) (*object, error) {
 	o := &object{fields: new(members), item: bodyItem}
-	if validJSON(data) {
-		if splitObject(data, o.fields) {
-			return o, nil
-		}
-		*o.fields = members{}
+	if splitBody(data, o.fields) {
+		return o, nil
 	}
+	*o.fields = members{}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
 		var ute *json.UnmarshalTypeError
@@ -144,62 +142,65 @@ func decodeObject(data []byte) (*object, error) {
 	return o, nil
 }
 
-// splitObject sets m to the members of data, valid JSON, as json.Unmarshal
-// into a map of json.RawMessage would (the last of a repeated name wins),
-// without its reflection and copies: the values are data's own bytes. It
-// answers false, for json.Unmarshal to decide, when data is not an object
-// or a name has an escape (which may spell a contract name).
-func splitObject(data []byte, m *members) bool {
+// splitBody sets m to the members of data when data is valid JSON (as
+// json.Valid judges it: validValue) and an object, in one pass that
+// validates and splits it (splitAt). It answers false, for json.Unmarshal
+// to decide, when data is not valid JSON, not an object, or has a name
+// with an escape.
+func splitBody(data []byte, m *members) bool {
 	i := skipSpace(data, 0)
 	if i == len(data) || data[i] != '{' {
 		return false
 	}
-	if i = skipSpace(data, i+1); data[i] == '}' {
-		return true
-	}
-	for {
-		j := i + 1 // data[i] is the name's opening quote
-		for data[j] != '"' {
-			if data[j] == '\\' {
-				return false
+	end, ok := splitAt(data, i, m, true)
+	return ok && skipSpace(data, end) == len(data)
+}
+
+// splitAt sets m to the members of the object at data[i] ('{'), as
+// json.Unmarshal into a map of json.RawMessage would (the last of a
+// repeated name wins), without its reflection and copies: the values are
+// data's own bytes. It answers the index just past the object. It answers
+// false when a name has an escape (which may spell a contract name) and,
+// with valid, when the object is not valid JSON (validObject's rules);
+// without valid, the object must be valid JSON.
+func splitAt(data []byte, i int, m *members, valid bool) (int, bool) {
+	i, more, _ := validOpen(data, i, 1, '}')
+	for more {
+		if i == len(data) || data[i] != '"' {
+			return i, false
+		}
+		j := i + 1
+		for ; j < len(data) && data[j] != '"'; j++ {
+			if data[j] == '\\' || data[j] < 0x20 { // an escape, or not valid
+				return j, false
 			}
-			j++
+		}
+		if j == len(data) {
+			return j, false
 		}
 		f, known := fieldByName[string(data[i+1:j])]
-		start := skipSpace(data, skipSpace(data, j+1)+1) // past the colon
-		end := skipValue(data, start)
+		if i = skipSpace(data, j+1); i == len(data) || data[i] != ':' {
+			return i, false
+		}
+		start := skipSpace(data, i+1)
+		end := 0
+		if valid {
+			var ok bool
+			if end, ok = validValue(data, start, 1); !ok {
+				return end, false
+			}
+		} else {
+			end = skipValue(data, start)
+		}
 		if known {
 			m[f] = data[start:end:end]
 		}
-		i = skipSpace(data, end)
-		if data[i] == '}' {
-			return true
+		var ok bool
+		if i, more, ok = validNext(data, end, '}'); !ok {
+			return i, false
 		}
-		i = skipSpace(data, i+1) // past the comma
 	}
-}
-
-// elements answers the elements of data, a valid JSON array (validJSON),
-// each without the white space around it and sharing data's memory; ok is
-// false when data is not an array.
-func elements(data []byte) ([]json.RawMessage, bool) {
-	i := skipSpace(data, 0)
-	if i == len(data) || data[i] != '[' {
-		return nil, false
-	}
-	var out []json.RawMessage
-	if i = skipSpace(data, i+1); data[i] == ']' {
-		return out, true
-	}
-	for {
-		end := skipValue(data, i)
-		out = append(out, data[i:end:end])
-		i = skipSpace(data, end)
-		if data[i] == ']' {
-			return out, true
-		}
-		i = skipSpace(data, i+1) // past the comma
-	}
+	return i, true
 }
 
 // skipSpace answers the index of the first byte of data at or after i that
@@ -446,7 +447,7 @@ func (o *object) jsonObject(name field) json.RawMessage {
 	return compact(v)
 }
 
-// compact answers a copy of v, valid JSON (validJSON), without the white
+// compact answers a copy of v, valid JSON, without the white
 // space between its tokens, as json.Compact would, in one pass without
 // validating v again.
 func compact(v []byte) []byte {

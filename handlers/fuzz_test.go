@@ -101,7 +101,7 @@ func FuzzDecodeOperation(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkSplitObject(t, data)
+		checkSplitBody(t, data)
 		o, err := decodeObject(data)
 		if err != nil {
 			checkRejection(t, err)
@@ -116,25 +116,23 @@ func FuzzDecodeOperation(f *testing.F) {
 	})
 }
 
-// checkSplitObject fails when splitObject, given data, answers other members
-// than json.Unmarshal would.
-func checkSplitObject(t *testing.T, data []byte) {
+// checkSplitBody fails when splitBody, given data, answers true for data
+// that is not valid JSON or not an object, or other members than
+// json.Unmarshal finds.
+func checkSplitBody(t *testing.T, data []byte) {
 	t.Helper()
-	if !json.Valid(data) {
-		return
-	}
 	var got members
-	if !splitObject(data, &got) {
+	if !splitBody(data, &got) {
 		return
 	}
 	var want map[string]json.RawMessage
-	if err := json.Unmarshal(data, &want); err != nil || want == nil || !reflect.DeepEqual(got, contractMembers(want)) {
-		t.Fatalf("splitObject(%q) = %q, json.Unmarshal %q (%v)", data, got, want, err)
+	if err := json.Unmarshal(data, &want); !json.Valid(data) || err != nil || want == nil || !reflect.DeepEqual(got, contractMembers(want)) {
+		t.Fatalf("splitBody(%q) = %q; json.Valid %v, json.Unmarshal %q (%v)", data, got, json.Valid(data), want, err)
 	}
 }
 
 // contractMembers answers the members of a decoded object that are contract
-// fields, as splitObject keeps them.
+// fields, as splitAt keeps them.
 func contractMembers(m map[string]json.RawMessage) members {
 	var out members
 	for name, v := range m {
