@@ -63,25 +63,7 @@ func TestSmallWritesAreStagedAndReadsSeeThem(t *testing.T) {
 	}
 
 	start := day0
-	w := tsdb.Window{Start: &start, End: day0.Add(30 * time.Hour)}
-	got, err := s.Breakdown(ctx, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := whole.Breakdown(ctx, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) == 0 || len(got) != len(want) {
-		t.Fatalf("breakdown of staged operations:\n%+v\nwant\n%+v", got, want)
-	}
-	for i := range got { // the response-time sums may add in another order
-		g, w := got[i], want[i]
-		g.ResponseTimeSumMs, w.ResponseTimeSumMs = 0, 0
-		if g != w {
-			t.Errorf("breakdown row %d of staged operations %+v, want %+v", i, got[i], want[i])
-		}
-	}
+	checkSameBreakdown(t, s, whole, tsdb.Window{Start: &start, End: day0.Add(30 * time.Hour)}, "of staged operations")
 	if pending, stored := rowCounts(t, s); pending != 0 || stored != len(ops) {
 		t.Fatalf("after a read: %d pending, %d stored; want 0 and %d", pending, stored, len(ops))
 	}
@@ -157,8 +139,16 @@ func TestDrainsOfTwoProcesses(t *testing.T) {
 	if err := whole.WriteOperations(ctx, all); err != nil {
 		t.Fatal(err)
 	}
-	w := tsdb.Window{End: day0.Add(24 * time.Hour)}
-	got, err := a.Breakdown(ctx, w)
+	checkSameBreakdown(t, a, whole, tsdb.Window{End: day0.Add(24 * time.Hour)}, "after the two stores' drains")
+}
+
+// checkSameBreakdown fails t unless s answers the breakdown of w as whole
+// does (a store written in one batch), rows of the same totals but for the
+// response-time sums, which may add in another order.
+func checkSameBreakdown(t *testing.T, s, whole *Store, w tsdb.Window, what string) {
+	t.Helper()
+	ctx := context.Background()
+	got, err := s.Breakdown(ctx, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,13 +157,13 @@ func TestDrainsOfTwoProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(got) == 0 || len(got) != len(want) {
-		t.Fatalf("breakdown after the two stores' drains:\n%+v\nwant\n%+v", got, want)
+		t.Fatalf("breakdown %s:\n%+v\nwant\n%+v", what, got, want)
 	}
-	for i := range got { // the response-time sums may add in another order
+	for i := range got {
 		g, w := got[i], want[i]
 		g.ResponseTimeSumMs, w.ResponseTimeSumMs = 0, 0
 		if g != w {
-			t.Errorf("breakdown row %d after the two stores' drains %+v, want %+v", i, got[i], want[i])
+			t.Errorf("breakdown row %d %s %+v, want %+v", i, what, got[i], want[i])
 		}
 	}
 }
