@@ -185,47 +185,59 @@ func sessionArgs(ops []tsdb.Operation) []any {
 // round trip of the rollups.
 const copyMin = 32
 
-// insertOpsSQL inserts n operations into table (tool_operations or
-// pending_operations), given as opValues answers them.
-func insertOpsSQL(table string, n int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + table + " (" + opColumnList + ") VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteByte('(')
-		for j := range opColumns {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "$%d", i*len(opColumns)+j+1)
-		}
-		b.WriteByte(')')
-	}
-	return b.String()
+// insertOpsSQL inserts operations into table (tool_operations or
+// pending_operations), given as opArrays answers them: one array per
+// column, so that a statement of any size is one prepared statement with
+// thirteen parameters, each encoded whole, where a VALUES list takes
+// thirteen per operation.
+func insertOpsSQL(table string) string {
+	return "INSERT INTO " + table + " (" + opColumnList + `)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+	$7::bigint[], $8::bigint[], $9::bigint[], $10::float8[], $11::text[], $12::timestamptz[], $13::bool[])`
 }
 
-// opValues answers the arguments of insertOpsSQL(len(ops)).
-func opValues(ops []tsdb.Operation) []any {
-	k := len(opColumns)
-	args := make([]any, len(ops)*k)
+var (
+	insertOpsSQLTable   = insertOpsSQL("tool_operations")
+	insertOpsSQLPending = insertOpsSQL("pending_operations")
+)
+
+// opArrays answers the arguments of insertOpsSQL: ops' columns, in
+// opColumns order.
+func opArrays(ops []tsdb.Operation) []any {
+	n := len(ops)
+	var (
+		ids, sessions                 = make([][16]byte, n), make([][16]byte, n)
+		tools, modes, params, toolIDs = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		files                         = make([]*string, n)
+		orig, actual, prevented       = make([]int64, n), make([]int64, n), make([]int64, n)
+		rt                            = make([]float64, n)
+		at                            = make([]time.Time, n)
+		hits                          = make([]*bool, n)
+	)
 	for i := range ops {
-		opRow(args[i*k:(i+1)*k], &ops[i])
+		op := &ops[i]
+		ids[i], sessions[i], tools[i], modes[i] = op.ID, op.SessionID, op.ToolName, op.OperationMode
+		params[i] = opParams(op)
+		files[i], toolIDs[i], hits[i] = op.FilePath, op.ToolID, op.CacheHit
+		orig[i], actual[i], prevented[i], rt[i], at[i] = op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs, op.CreatedAt.UTC()
 	}
-	return args
+	return []any{ids, sessions, tools, modes, params, files, orig, actual, prevented, rt, toolIDs, at, hits}
 }
 
 // opRow fills row with op's values in opColumns order, as pgx's COPY
 // encodes them fastest (ids as arrays of 16 bytes; see uuidArray).
 func opRow(row []any, op *tsdb.Operation) {
-	params := string(op.Parameters)
-	if params == "" {
-		params = "{}"
-	}
-	row[0], row[1], row[2], row[3], row[4], row[5] = [16]byte(op.ID), [16]byte(op.SessionID), op.ToolName, op.OperationMode, params, op.FilePath
+	row[0], row[1], row[2], row[3], row[4], row[5] = [16]byte(op.ID), [16]byte(op.SessionID), op.ToolName, op.OperationMode, opParams(op), op.FilePath
 	row[6], row[7], row[8], row[9] = op.TokensOriginal, op.TokensActual, op.TokensPrevented, op.ResponseTimeMs
 	row[10], row[11], row[12] = op.ToolID, op.CreatedAt.UTC(), op.CacheHit
+}
+
+// opParams answers op's parameters as stored: "{}" when it has none.
+func opParams(op *tsdb.Operation) string {
+	if len(op.Parameters) == 0 {
+		return "{}"
+	}
+	return string(op.Parameters)
 }
 
 // uuidArray is ids as pgx encodes a uuid[] argument fastest: as arrays of
@@ -432,7 +444,7 @@ func (s *Store) storeRows(ctx context.Context, tx pgx.Tx, ops []tsdb.Operation, 
 // notification.
 func (s *Store) queueRows(b *pgx.Batch, ops []tsdb.Operation, insert, announce bool) {
 	if insert {
-		b.Queue(insertOpsSQL("tool_operations", len(ops)), opValues(ops)...)
+		b.Queue(insertOpsSQLTable, opArrays(ops)...)
 	}
 	b.Queue(upsertHourlySQL, rollupArgs(ops, tsdb.MicrosPerHour, sqlq.ByTool)...)
 	b.Queue(upsertDailySQL, rollupArgs(ops, tsdb.MicrosPerDay, sqlq.ByTool)...)

@@ -62,7 +62,7 @@ const anyPendingSQL = `SELECT EXISTS (SELECT 1 FROM pending_operations)`
 func (s *Store) stage(ctx context.Context, ops []tsdb.Operation, ids [][16]byte) error {
 	var b pgx.Batch
 	b.Queue(insertNewIDsSQL, ids)
-	b.Queue(insertOpsSQL("pending_operations", len(ops)), opValues(ops)...)
+	b.Queue(insertOpsSQLPending, opArrays(ops)...)
 	if s.announce {
 		b.Queue(announceSQL, announcePayloads(s.origin, ops)) // delivered on commit only
 	}

@@ -186,6 +186,52 @@ func TestMoverKeepsUp(t *testing.T) {
 	})
 }
 
+// TestMovesOfTwoReplicas: a replica's move takes what another staged too,
+// and the other's next move takes only what is pending then: every
+// operation is stored once, and both replicas answer as a store written in
+// one batch.
+func TestMovesOfTwoReplicas(t *testing.T) {
+	ctx := context.Background()
+	pg := realtools.SharedPostgres(t)
+	url := pg.NewDatabase(t)
+	a, b := openStaging(t, url, false), openStaging(t, url, false)
+	whole := openStaging(t, pg.NewDatabase(t), false)
+	from := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	ops := storetest.NewScale(9).Batch(300, from, 10*time.Hour)
+	if err := whole.WriteOperations(ctx, slices.Clone(ops)); err != nil {
+		t.Fatal(err)
+	}
+
+	storetest.WriteEach(t, a, slices.Clone(ops[:100]), 10)    // a keeps copies of these
+	storetest.WriteEach(t, b, slices.Clone(ops[100:150]), 10) // b of these
+	if err := b.drain(ctx); err != nil {                      // b moves a's rows too, read back
+		t.Fatal(err)
+	}
+	if pending, stored := rowCounts(t, a); pending != 0 || stored != 150 {
+		t.Fatalf("after b's move: %d pending, %d stored; want 0, 150", pending, stored)
+	}
+	storetest.WriteEach(t, a, slices.Clone(ops[150:250]), 10)
+	storetest.WriteEach(t, b, slices.Clone(ops[250:]), 10)
+	if err := a.drain(ctx); err != nil { // ops[:100] are moved already
+		t.Fatal(err)
+	}
+	if pending, stored := rowCounts(t, a); pending != 0 || stored != len(ops) {
+		t.Fatalf("after a's move: %d pending, %d stored; want 0, %d", pending, stored, len(ops))
+	}
+
+	windows := []tsdb.Window{{Start: &from, End: from.Add(10 * time.Hour)}}
+	want := storetest.Answers(t, whole, windows)
+	for name, s := range map[string]*Store{"a": a, "b": b} {
+		if got := storetest.Answers(t, s, windows); got != want {
+			t.Errorf("replica %s answers\n%s\nwritten whole:\n%s", name, got, want)
+		}
+	}
+	byFile := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath}, Filter: tsdb.OperationFilter{Start: &from}, Limit: 1000}
+	if got, want := aggregate(t, a, byFile), aggregate(t, whole, byFile); got != want {
+		t.Errorf("by file path, two replicas:\n%s\nwritten whole:\n%s", got, want)
+	}
+}
+
 // crash stops s as a killed process would: no move, no Close.
 func crash(s *Store) {
 	s.closed.Store(true)
