@@ -73,10 +73,9 @@ func Run(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 	})
 }
 
-// RunAggregates runs the aggregate cases of Run that read rollups or hourly
-// totals: for a store that can read those more than one way. The
-// randomized custom aggregations are left out: most of their groupings
-// read raw operations, by the one path Run covers already.
+// RunAggregates runs the aggregate cases of Run: for a store that can read
+// its totals and operations more than one way (InfluxDB: InfluxQL on 1.x,
+// Flux on 2.x), so that each way is checked.
 func RunAggregates(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 	t.Helper()
 	runCases(t, newStore, []testCase[tsdb.Store]{
@@ -86,6 +85,9 @@ func RunAggregates(t *testing.T, newStore func(t *testing.T) tsdb.Store) {
 		{"Trend/Daily", testTrendDaily},
 		{"Aggregates/RandomizedEquivalence", testRandomized},
 		{"Aggregate/HandComputed", testAggregateHand},
+		{"Aggregate/RandomizedEquivalence", testAggregateRandomized},
+		{"Aggregate/FilesOverDays", testAggregateFilesOverDays},
+		{"Aggregate/FilesAheadOfTheClock", testAggregateFilesAhead},
 	})
 }
 

@@ -66,6 +66,16 @@ func seriesOf(tags map[string]string) string {
 // influxQLEach): at most maxPointRows points.
 func (s *Reader) readPointsQL(ctx context.Context, name, meas string, fields []string, lo, hi time.Time,
 	add func(tags map[string]string, series string, ns int64, v []any) error) error {
+	return s.selectPointsQL(ctx, name, meas, fields, lo, hi, "", "*", maxPointRows, add)
+}
+
+// selectPointsQL is readPointsQL with the conditions of where (InfluxQL,
+// joined with AND; "" for none), the tags of groupBy ("*" for all, as
+// readPointsQL; "" for none, when add needs no tags: a raw read answers
+// every point, also points of several series at one time) and a bound of
+// its own.
+func (s *Reader) selectPointsQL(ctx context.Context, name, meas string, fields []string, lo, hi time.Time, where, groupBy string, maxRows int,
+	add func(tags map[string]string, series string, ns int64, v []any) error) error {
 	s.learnVersion(ctx)
 	if !s.v1.Load() || s.cfg.AlwaysFlux {
 		return ErrNoPoints
@@ -77,14 +87,20 @@ func (s *Reader) readPointsQL(ctx context.Context, name, meas string, fields []s
 	for i, f := range fields {
 		sel[i] = qlIdent(f)
 	}
-	q := fmt.Sprintf(`SELECT %s FROM %s WHERE time >= %d AND time < %d GROUP BY *`,
-		strings.Join(sel, ", "), qlIdent(meas), lo.UnixNano(), hi.UnixNano())
+	if where != "" {
+		where = " AND " + where
+	}
+	if groupBy != "" {
+		groupBy = " GROUP BY " + groupBy
+	}
+	q := fmt.Sprintf(`SELECT %s FROM %s WHERE time >= %d AND time < %d%s%s`,
+		strings.Join(sel, ", "), qlIdent(meas), lo.UnixNano(), hi.UnixNano(), where, groupBy)
 	start := time.Now()
 	n := 0
 	defer func() { s.log.Debug("influxql query", "query", name, "points", n, "took", time.Since(start)) }()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	return s.influxQLEach(ctx, q, maxPointRows, func(sr qlSeries) error {
+	return s.influxQLEach(ctx, q, maxRows, func(sr qlSeries) error {
 		key := seriesOf(sr.Tags)
 		for _, v := range sr.Values {
 			if len(v) != len(fields)+1 {
@@ -112,6 +128,32 @@ const maxPointRows = 250000
 var opPointFields = []string{schema.FieldTokensOriginal, schema.FieldTokensActual, schema.FieldTokensPrevented,
 	schema.FieldResponseTimeMs, schema.FieldCacheHit}
 
+// pointSums sets op's sums and cache hit from v, the values of
+// opPointFields in a row of readPointsQL.
+func pointSums(op *tsdb.Operation, v []any) error {
+	var rt json.Number
+	if err := errors.Join(num(v[0], &op.TokensOriginal), num(v[1], &op.TokensActual), num(v[2], &op.TokensPrevented),
+		num(v[3], &rt)); err != nil {
+		return err
+	}
+	f, err := rt.Float64()
+	if err != nil {
+		return fmt.Errorf("response time %q", rt)
+	}
+	op.ResponseTimeMs, op.CacheHit = f, nil
+	if hit, ok := v[4].(bool); ok {
+		op.CacheHit = &cacheHits[0]
+		if hit {
+			op.CacheHit = &cacheHits[1]
+		}
+	}
+	return nil
+}
+
+// cacheHits are the values an operation's CacheHit points to when read by
+// pointSums (read only).
+var cacheHits = [2]bool{false, true}
+
 // ReadPoints answers the operations with point times in [lo, hi), each as
 // the row of its hour, with InfluxQL (ErrNoPoints elsewhere).
 func (s *Reader) ReadPoints(ctx context.Context, name string, lo, hi time.Time) ([]Point[HourRow], error) {
@@ -125,23 +167,12 @@ func (s *Reader) ReadPoints(ctx context.Context, name string, lo, hi time.Time) 
 				kp = &k
 				keys[k] = kp
 			}
-			r := HourRow{Hour: tsdb.FloorTo(ns, int64(time.Hour)) / int64(time.Microsecond), Key: kp}
-			var rt json.Number
-			if err := errors.Join(num(v[0], &r.TokensOriginal), num(v[1], &r.TokensActual), num(v[2], &r.TokensPrevented),
-				num(v[3], &rt)); err != nil {
+			var op tsdb.Operation
+			if err := pointSums(&op, v); err != nil {
 				return err
 			}
-			f, err := rt.Float64()
-			if err != nil {
-				return fmt.Errorf("response time %q", rt)
-			}
-			r.ResponseTimeSumMs, r.Count = f, 1
-			if hit, ok := v[4].(bool); ok {
-				r.Cache.Lookups = 1
-				if hit {
-					r.Cache.Hits = 1
-				}
-			}
+			r := HourRow{Hour: tsdb.FloorTo(ns, int64(time.Hour)) / int64(time.Microsecond), Key: kp,
+				Totals: tsdb.TotalsOf(&op), Cache: tsdb.CacheOf(&op)}
 			out = append(out, Point[HourRow]{NS: ns, Series: series, Row: r})
 			return nil
 		})
