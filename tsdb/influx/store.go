@@ -56,6 +56,9 @@ type Store struct {
 	// cache is turned off (Config.CacheMaxRows < 0).
 	ops   *rollup.Operations
 	spend *rollup.Spend
+	// Closed days' totals per file path of operations; nil with the
+	// caches off.
+	files *rollup.FileDays
 
 	closeOnce sync.Once
 }
@@ -101,7 +104,7 @@ func open(_ context.Context, cfg Config, logger *slog.Logger, alwaysFlux bool) (
 	})
 	if cfg.CacheMaxRows > 0 {
 		o := rollup.Options{TTL: cfg.CacheTTL, MaxRows: cfg.CacheMaxRows, Logger: logger}
-		s.ops, s.spend = rollup.NewOperations(s.q, o), rollup.NewSpend(s.q, o)
+		s.ops, s.spend, s.files = rollup.NewOperations(s.q, o), rollup.NewSpend(s.q, o), rollup.NewFileDays(s.q, o)
 	}
 	wo := delivery.Options{
 		URL: cfg.URL, Token: cfg.Token, Org: cfg.Org, Bucket: cfg.Bucket,
@@ -117,6 +120,7 @@ func open(_ context.Context, cfg Config, logger *slog.Logger, alwaysFlux bool) (
 		wo.OnDelivered = func(lps [][]byte) {
 			s.ops.Delivered(lps)
 			s.spend.Delivered(lps)
+			s.files.Delivered(lps)
 		}
 	}
 	w, err := delivery.Open(wo)
@@ -158,6 +162,9 @@ type Stats struct {
 	// SpendCacheHours and SpendCacheRows: the same of the cache of spend
 	// points (at most Config.CacheMaxRows rows too).
 	SpendCacheHours, SpendCacheRows int
+	// FileCacheRows: the (day, file path) rows of the cache of closed days'
+	// totals per file (at most Config.CacheMaxRows).
+	FileCacheRows int
 }
 
 // Stats answers the outbox's current depth and the cache's size.
@@ -167,6 +174,7 @@ func (s *Store) Stats() Stats {
 	if s.ops != nil {
 		st.CacheHours, st.CacheRows = s.ops.Stats()
 		st.SpendCacheHours, st.SpendCacheRows = s.spend.Stats()
+		st.FileCacheRows = s.files.Rows()
 	}
 	return st
 }
@@ -255,9 +263,14 @@ func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsd
 
 // Aggregate answers the groups of q: from the hourly totals of its window
 // (the rollup cache's closed hours, raw totals for the rest) when
-// q.FromRollups(), else from its operations, grouped in Go.
+// q.FromRollups(); by file path (and day) over dates only, from the totals
+// per file of its closed days (cached) and its other operations; else
+// from its operations, grouped in Go.
 func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
 	if !q.FromRollups() {
+		if s.files != nil && rollup.ServesFiles(q) {
+			return s.files.Aggregate(ctx, q)
+		}
 		return s.q.AggregateOperations(ctx, q)
 	}
 	end := q.Filter.End

@@ -46,30 +46,34 @@ func GroupHours(rows []HourRow, q tsdb.AggregateQuery) tsdb.AggregateResult {
 }
 
 // AggregateOperations answers q from the operations themselves, grouped in
-// Go: on 1.x read with InfluxQL (aggregatePointsQL), elsewhere as the export
-// reads them (in pages of bounded size, oldest first); a project from the
-// start event of the operation's session. Memory holds a page or a chunk
-// and the groups; time grows with the operations of the window (see
-// docs/influxdb.md).
+// Go (see SumOperations).
 func (s *Reader) AggregateOperations(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
+	var sums tsdb.GroupSums
+	if err := s.SumOperations(ctx, q, &sums); err != nil {
+		return tsdb.AggregateResult{}, err
+	}
+	return sums.Rank(q), nil
+}
+
+// SumOperations adds the operations of q's window that match its filter to
+// sums, grouped by q's dimensions: on 1.x read with InfluxQL
+// (aggregatePointsQL), elsewhere as the export reads them (in pages of
+// bounded size, oldest first); a project from the start event of the
+// operation's session. Memory holds a page or a chunk and the groups; time
+// grows with the operations of the window (see docs/influxdb.md).
+func (s *Reader) SumOperations(ctx context.Context, q tsdb.AggregateQuery, sums *tsdb.GroupSums) error {
 	s.learnVersion(ctx)
 	var projects map[uuid.UUID]*string
-	for _, d := range q.GroupBy {
-		if d == tsdb.DimProjectID {
-			var err error
-			if projects, err = s.projects(ctx); err != nil {
-				return tsdb.AggregateResult{}, err
-			}
+	if slices.Contains(q.GroupBy, tsdb.DimProjectID) {
+		var err error
+		if projects, err = s.projects(ctx); err != nil {
+			return err
 		}
 	}
-	var sums tsdb.GroupSums
 	if s.v1.Load() && !s.cfg.AlwaysFlux {
-		if err := s.aggregatePointsQL(ctx, q, projects, &sums); err != nil {
-			return tsdb.AggregateResult{}, err
-		}
-		return sums.Rank(q), nil
+		return s.aggregatePointsQL(ctx, q, projects, sums)
 	}
-	err := s.Export(ctx, q.Filter, func(op *tsdb.Operation) error {
+	return s.Export(ctx, q.Filter, func(op *tsdb.Operation) error {
 		key := make([]tsdb.KeyValue, len(q.GroupBy))
 		for i, d := range q.GroupBy {
 			key[i] = d.Of(op, projects[op.SessionID])
@@ -77,10 +81,6 @@ func (s *Reader) AggregateOperations(ctx context.Context, q tsdb.AggregateQuery)
 		sums.Add(key, tsdb.TotalsOf(op), tsdb.CacheOf(op))
 		return nil
 	})
-	if err != nil {
-		return tsdb.AggregateResult{}, err
-	}
-	return sums.Rank(q), nil
 }
 
 // aggregatePointsQL adds the operations of q's window to sums, grouped by

@@ -1,0 +1,131 @@
+package influx_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx"
+)
+
+// fileCounts answers the operations per file path (null as "<none>") of
+// the aggregate by file over [from, to].
+func fileCounts(t *testing.T, s *influx.Store, from, to time.Time) map[string]int64 {
+	t.Helper()
+	r, err := s.Aggregate(context.Background(), tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath},
+		Filter: tsdb.OperationFilter{Start: &from, End: &to}, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, g := range r.Groups {
+		k := g.Key[0].Text
+		if g.Key[0].Null {
+			k = "<none>"
+		}
+		out[k] = g.Count
+	}
+	return out
+}
+
+// fileOps answers n operations of file path file ("" none), a minute apart
+// from start.
+func fileOps(n int, file string, start time.Time) []tsdb.Operation {
+	ops := mkOps(n, uuid.New(), start)
+	for i := range ops {
+		ops[i].CreatedAt = start.Add(time.Duration(i) * time.Minute)
+		if file != "" {
+			ops[i].FilePath = ptr(file)
+		}
+	}
+	return ops
+}
+
+// TestFileDaysFreshness: the top of files over whole closed days and hours
+// comes from the cache of spans, which this store's writes into a cached
+// span drop at once, and another writer's count once the TTL has run out
+// (never with CacheNoExpiry).
+func TestFileDaysFreshness(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"ttl", 1500 * time.Millisecond}, {"no expiry", influx.CacheNoExpiry}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config(t, srv)
+			cfg.CacheTTL = tc.ttl
+			s := open(t, cfg)
+			day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+			from, to := day.Add(-6*time.Hour), day.Add(3*24*time.Hour+5*time.Hour) // two partial days and three whole
+			writeOK(t, s, fileOps(10, "a.go", day.Add(-2*time.Hour)))              // the leading partial day
+			writeOK(t, s, fileOps(20, "a.go", day.Add(time.Hour)))
+			writeOK(t, s, fileOps(5, "", day.Add(26*time.Hour)))
+			writeOK(t, s, fileOps(7, "b.go", day.Add(3*24*time.Hour+time.Hour))) // the trailing one
+			want := map[string]int64{"a.go": 30, "<none>": 5, "b.go": 7}
+			if got := fileCounts(t, s, from, to); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("first answer %v, want %v", got, want)
+			}
+			filled := time.Now()
+			// The three whole days (a.go, none, and an empty day), and the
+			// closed hours of the partial days from the first operation's
+			// hour to the last's (a.go and an empty hour; b.go and an empty
+			// hour).
+			if n := s.Stats().FileCacheRows; n != 7 {
+				t.Fatalf("%d rows cached, want 7", n)
+			}
+
+			writeOK(t, s, fileOps(4, "c.go", day.Add(50*time.Hour)))                // into the empty cached day
+			writeOK(t, s, fileOps(2, "e.go", day.Add(-2*time.Hour+30*time.Minute))) // into a cached hour
+			want["c.go"], want["e.go"] = 4, 2
+			if got := fileCounts(t, s, from, to); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("after a write of this store into a cached day: %v, want %v", got, want)
+			}
+
+			writeDirect(t, srv, cfg.Bucket, fmt.Sprintf(
+				"tool_operation,operation_mode=full,session_id=%s,tool_id=other-replica,tool_name=read file_path=\"d.go\",id=\"%s\",parameters=\"{}\",response_time_ms=1.5,tokens_actual=1i,tokens_original=2i,tokens_prevented=1i %d\n",
+				uuid.New(), uuid.New(), day.Add(2*time.Hour).UnixNano()))
+			written := time.Now()
+			if got := fileCounts(t, s, from, to)["d.go"]; got != 0 && (tc.ttl < 0 || time.Since(filled) < tc.ttl/2) {
+				t.Errorf("right after another writer's write into a cached day: d.go counts %d, want the cached 0", got)
+			}
+			if tc.ttl < 0 {
+				time.Sleep(2 * time.Second)
+				if got := fileCounts(t, s, from, to)["d.go"]; got != 0 {
+					t.Errorf("without expiry: d.go counts %d after 2s, want the cached 0", got)
+				}
+				return
+			}
+			time.Sleep(time.Until(written.Add(tc.ttl)))
+			if got := fileCounts(t, s, from, to)["d.go"]; got != 1 {
+				t.Errorf("%v after another writer's write (TTL %v): d.go counts %d, want 1", time.Since(written), tc.ttl, got)
+			}
+		})
+	}
+}
+
+// TestFileDaysBoundedRows: the cache of days never holds more than twice
+// CacheMaxRows rows, and answers as the store without caches does.
+func TestFileDaysBoundedRows(t *testing.T) {
+	cached, uncached := cachedAndUncached(t, realtools.SharedInfluxd(t), func(c *influx.Config) { c.CacheMaxRows = 5 })
+	day := time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC)
+	for d := range 6 {
+		for f := range 2 {
+			writeOK(t, cached, fileOps(3, fmt.Sprintf("f%d.go", f), day.Add(time.Duration(d)*24*time.Hour+time.Duration(f)*time.Hour)))
+		}
+	}
+	from, to := day, day.Add(6*24*time.Hour-time.Microsecond)
+	for range 2 {
+		got, want := fileCounts(t, cached, from, to), fileCounts(t, uncached, from, to)
+		if fmt.Sprint(got) != fmt.Sprint(want) || want["f0.go"] != 18 {
+			t.Fatalf("cached %v, uncached %v, want 18 each", got, want)
+		}
+		if n := cached.Stats().FileCacheRows; n != 10 {
+			t.Fatalf("%d rows cached, want the bound's 10 (5 of the 6 days, 2 rows a day)", n)
+		}
+	}
+}

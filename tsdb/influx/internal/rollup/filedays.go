@@ -1,0 +1,301 @@
+package rollup
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/query"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
+)
+
+// FileDays caches, per closed UTC day, and per closed UTC hour at the
+// edges of the windows asked for, the totals of each file path of the
+// operations, so that an aggregate by file (and day) filtered by dates
+// only (ServesFiles) reads each whole closed day and hour of its window
+// once, and only its partial hours from the points. InfluxDB cannot group
+// by a field, so every read of totals per file walks the points of its
+// span (Sum): a Grafana board that asks for the top files of 30 days on
+// every refresh would read 30 days of points each time.
+//
+// Freshness, as for the hourly caches: Delivered drops the days and hours
+// that this store's delivered operations fall in (a read of such a span in
+// flight does not store it); writes of other writers count once an entry
+// is TTL old; a span is closed cacheGrace after its end. Reads of one
+// missing span are shared. Memory: at most 2 × Options.MaxRows (span,
+// file) rows (a span without operations counts as one), 80 bytes each and
+// one copy of each file path (524,288 rows, 30 days of 8,000 files read a
+// day with the hours at the edges twice over, about 42 MB), the least
+// recently used spans evicted past it.
+type FileDays struct {
+	sum  Sum
+	span func(ctx context.Context, lo, hi time.Time) (first, last time.Time, ok bool, err error)
+	ttl  time.Duration
+	max  int
+	now  func() time.Time
+
+	mu      sync.Mutex
+	spans   map[fileSpan]*fileEntry
+	rows    int
+	paths   map[string]string // one copy of each file path
+	tick    uint64
+	drops   map[fileSpan]uint64        // of each span being read, how often Delivered dropped it since
+	reading map[fileSpan]chan struct{} // reads in flight, closed when done
+}
+
+// Sum adds the operations of q's window that match its filter to sums,
+// grouped by q's dimensions (query.Reader.SumOperations).
+type Sum func(ctx context.Context, q tsdb.AggregateQuery, sums *tsdb.GroupSums) error
+
+// fileSpan is a UTC day or hour: its start and width, unix microseconds.
+type fileSpan struct{ start, width int64 }
+
+type fileEntry struct {
+	rows    []fileRow
+	fetched time.Time // when the read that produced it started
+	used    uint64
+}
+
+// fileRow is the totals of the operations of one file path (null: none)
+// in one span: 80 bytes, its path shared by every span's row of it.
+type fileRow struct {
+	file string
+	null bool
+	tsdb.Totals
+	cache tsdb.CacheCounts
+}
+
+// fileWidths are the widths of the cached spans, widest first: whole days,
+// then whole hours at a window's edges.
+var fileWidths = []int64{tsdb.MicrosPerDay, tsdb.MicrosPerHour}
+
+// NewFileDays answers the cache of files per day of the operations r
+// reads, expiring as o says, bounded by twice o.MaxRows (its rows are
+// smaller than an hourly cache's, and a day holds a row per file read).
+func NewFileDays(r *query.Reader, o Options) *FileDays {
+	return &FileDays{
+		sum: r.SumOperations, span: r.OperationSpan, ttl: o.TTL, max: max(1, 2*o.MaxRows), now: time.Now,
+		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, drops: map[fileSpan]uint64{}, reading: map[fileSpan]chan struct{}{},
+	}
+}
+
+// ServesFiles answers whether q is one FileDays answers: grouped by file
+// path, and by day or not, filtered by dates only.
+func ServesFiles(q tsdb.AggregateQuery) bool {
+	f := q.Filter
+	if f.SessionID != nil || f.ToolName != "" || f.OperationMode != "" || f.ToolID != "" {
+		return false
+	}
+	file := false
+	for _, d := range q.GroupBy {
+		switch d {
+		case tsdb.DimFilePath:
+			file = true
+		case tsdb.DimDay:
+		default:
+			return false
+		}
+	}
+	return file
+}
+
+// Aggregate answers q (ServesFiles): the whole closed UTC days of its
+// window, then the whole closed hours of what is left, from the cache (read
+// first where missing), the rest from the points.
+func (c *FileDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
+	var sums tsdb.GroupSums
+	lo, hi, ok := query.TimeRange(q.Filter.Start, q.Filter.End)
+	if !ok {
+		return sums.Rank(q), nil
+	}
+	// Only where operations are: a window without a start begins in 1678.
+	first, last, ok, err := c.span(ctx, lo, hi)
+	if err != nil || !ok {
+		return sums.Rank(q), err
+	}
+	w := window{first: first.UnixMicro(), last: last.UnixMicro(), closed: c.now().Add(-cacheGrace).UnixMicro()}
+	if err := c.sumSpans(ctx, q, w, lo.UnixMicro(), hi.UnixMicro(), fileWidths, &sums); err != nil {
+		return tsdb.AggregateResult{}, err
+	}
+	return sums.Rank(q), nil
+}
+
+// window is what Aggregate sums: operations in [first, last], spans
+// closed up to closed (unix microseconds).
+type window struct{ first, last, closed int64 }
+
+// sumSpans adds the operations of q in [lo, hi) to sums: the whole closed
+// spans of widths[0] from the cache, the rest with the next widths, and
+// with none left from the points.
+func (c *FileDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window, lo, hi int64, widths []int64, sums *tsdb.GroupSums) error {
+	if hi <= w.first || lo > w.last {
+		return nil // no operation there
+	}
+	if len(widths) == 0 {
+		from, to := time.UnixMicro(max(lo, w.first)).UTC(), time.UnixMicro(min(hi, w.last+1)-1).UTC() // End is inclusive
+		q.Filter.Start, q.Filter.End = &from, &to
+		return c.sum(ctx, q, sums)
+	}
+	width := widths[0]
+	from, to := tsdb.CeilTo(lo, width), min(tsdb.FloorTo(hi, width), tsdb.FloorTo(w.closed, width))
+	if from >= to {
+		return c.sumSpans(ctx, q, w, lo, hi, widths[1:], sums)
+	}
+	if lo < from {
+		if err := c.sumSpans(ctx, q, w, lo, from, widths[1:], sums); err != nil {
+			return err
+		}
+	}
+	if to < hi {
+		if err := c.sumSpans(ctx, q, w, to, hi, widths[1:], sums); err != nil {
+			return err
+		}
+	}
+	from, to = max(from, tsdb.FloorTo(w.first, width)), min(to, tsdb.FloorTo(w.last, width)+width)
+	for start := from; start < to; start += width {
+		rows, err := c.rowsOf(ctx, fileSpan{start, width})
+		if err != nil {
+			return err
+		}
+		day := time.UnixMicro(tsdb.FloorTo(start, tsdb.MicrosPerDay)).UTC()
+		for _, r := range rows {
+			key := make([]tsdb.KeyValue, len(q.GroupBy))
+			for i, d := range q.GroupBy {
+				if d == tsdb.DimDay {
+					key[i] = tsdb.KeyValue{Start: day}
+				} else {
+					key[i] = tsdb.KeyValue{Text: r.file, Null: r.null}
+				}
+			}
+			sums.Add(key, r.Totals, r.cache)
+		}
+	}
+	return nil
+}
+
+// rowsOf answers the totals of each file path of span sp: cached, or read
+// and cached.
+func (c *FileDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
+	c.mu.Lock()
+	for {
+		if e := c.spans[sp]; e != nil && (c.ttl <= 0 || c.now().Sub(e.fetched) < c.ttl) {
+			c.tick++
+			e.used = c.tick
+			c.mu.Unlock()
+			return e.rows, nil
+		}
+		wait := c.reading[sp]
+		if wait == nil {
+			break
+		}
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	done := make(chan struct{})
+	c.reading[sp], c.drops[sp] = done, 0
+	started := c.now()
+	c.mu.Unlock()
+
+	var sums tsdb.GroupSums
+	lo, hi := time.UnixMicro(sp.start).UTC(), time.UnixMicro(sp.start+sp.width-1).UTC()
+	err := c.sum(ctx, tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath},
+		Filter: tsdb.OperationFilter{Start: &lo, End: &hi}}, &sums)
+	groups := sums.Rank(tsdb.AggregateQuery{Limit: math.MaxInt}).Groups
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.paths) > c.max {
+		clear(c.paths) // the rows kept keep their paths
+	}
+	rows := make([]fileRow, len(groups))
+	for i, g := range groups {
+		k := g.Key[0]
+		p, ok := c.paths[k.Text]
+		if !ok {
+			p = k.Text
+			c.paths[p] = p
+		}
+		rows[i] = fileRow{file: p, null: k.Null, Totals: g.Totals, cache: g.Cache}
+	}
+	dropped := c.drops[sp] > 0 // a delivery into it meanwhile
+	delete(c.reading, sp)
+	delete(c.drops, sp)
+	close(done)
+	if err != nil {
+		return nil, err
+	}
+	if !dropped {
+		c.store(sp, &fileEntry{rows: rows, fetched: started})
+	}
+	return rows, nil
+}
+
+// store keeps e as the entry of sp, evicting the least recently used
+// spans past the bound. The caller holds mu.
+func (c *FileDays) store(sp fileSpan, e *fileEntry) {
+	size := max(1, len(e.rows))
+	if size > c.max {
+		return
+	}
+	c.remove(sp)
+	for c.rows+size > c.max {
+		var lru fileSpan
+		oldest := uint64(math.MaxUint64)
+		for s, o := range c.spans {
+			if o.used < oldest {
+				lru, oldest = s, o.used
+			}
+		}
+		c.remove(lru)
+	}
+	c.tick++
+	e.used = c.tick
+	c.spans[sp] = e
+	c.rows += size
+}
+
+// remove drops the entry of sp, if any. The caller holds mu.
+func (c *FileDays) remove(sp fileSpan) {
+	if e := c.spans[sp]; e != nil {
+		c.rows -= max(1, len(e.rows))
+		delete(c.spans, sp)
+	}
+}
+
+// Delivered drops the days and hours that the operations of lps (line
+// protocol InfluxDB took) fall in.
+func (c *FileDays) Delivered(lps [][]byte) {
+	hours := map[int64]struct{}{}
+	var earliest time.Time
+	for _, lp := range lps {
+		deliveredHours(lp, schema.Operation, hours, &earliest)
+	}
+	if len(hours) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h := range hours {
+		for _, width := range fileWidths {
+			sp := fileSpan{tsdb.FloorTo(h, width), width}
+			if _, reading := c.drops[sp]; reading {
+				c.drops[sp]++
+			}
+			c.remove(sp)
+		}
+	}
+}
+
+// Rows answers how many rows the cache holds.
+func (c *FileDays) Rows() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rows
+}
