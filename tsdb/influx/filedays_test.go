@@ -129,3 +129,23 @@ func TestFileDaysBoundedRows(t *testing.T) {
 		}
 	}
 }
+
+// TestFileDaysTrailingMinutes: right after writes, the closed minutes at a
+// window's trailing edge are cached too, and this store's next write into
+// one of them drops it.
+func TestFileDaysTrailingMinutes(t *testing.T) {
+	s := open(t, config(t, realtools.SharedInfluxd(t)))
+	now := time.Now().UTC().Truncate(time.Minute)
+	writeOK(t, s, fileOps(6, "m.go", now.Add(-8*time.Minute))) // a minute apart, up to now-3m
+	from, to := now.Add(-10*time.Minute), now.Add(time.Minute)
+	if got := fileCounts(t, s, from, to)["m.go"]; got != 6 {
+		t.Fatalf("m.go counts %d, want 6", got)
+	}
+	if n := s.Stats().FileCacheRows; n < 6 {
+		t.Fatalf("%d rows cached, want the 6 closed minutes' at least", n)
+	}
+	writeOK(t, s, fileOps(1, "m.go", now.Add(-5*time.Minute+time.Second)))
+	if got := fileCounts(t, s, from, to)["m.go"]; got != 7 {
+		t.Fatalf("after a write into a cached minute: m.go counts %d, want 7", got)
+	}
+}

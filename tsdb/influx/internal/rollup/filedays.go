@@ -11,17 +11,18 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
-// FileDays caches, per closed UTC day, and per closed UTC hour at the
-// edges of the windows asked for, the totals of each file path of the
-// operations, so that an aggregate by file (and day) filtered by dates
-// only (ServesFiles) reads each whole closed day and hour of its window
-// once, and only its partial hours from the points. InfluxDB cannot group
+// FileDays caches, per closed UTC day, and per closed UTC hour and minute
+// at the edges of the windows asked for, the totals of each file path of
+// the operations, so that an aggregate by file (and day) filtered by dates
+// only (ServesFiles) reads each whole closed day, hour and minute of its
+// window once, and only its partial minutes from the points (the trailing
+// edge right after a burst of writes included). InfluxDB cannot group
 // by a field, so every read of totals per file walks the points of its
 // span (Sum): a Grafana board that asks for the top files of 30 days on
 // every refresh would read 30 days of points each time.
 //
-// Freshness, as for the hourly caches: Delivered drops the days and hours
-// that this store's delivered operations fall in (a read of such a span in
+// Freshness, as for the hourly caches: Delivered drops the days, hours and
+// minutes that this store's delivered operations fall in (a read of such a span in
 // flight does not store it); writes of other writers count once an entry
 // is TTL old; a span is closed cacheGrace after its end. Reads of one
 // missing span are shared. Memory: at most 2 × Options.MaxRows (span,
@@ -68,8 +69,8 @@ type fileRow struct {
 }
 
 // fileWidths are the widths of the cached spans, widest first: whole days,
-// then whole hours at a window's edges.
-var fileWidths = []int64{tsdb.MicrosPerDay, tsdb.MicrosPerHour}
+// then whole hours and minutes at a window's edges.
+var fileWidths = []int64{tsdb.MicrosPerDay, tsdb.MicrosPerHour, int64(time.Minute / time.Microsecond)}
 
 // NewFileDays answers the cache of files per day of the operations r
 // reads, expiring as o says, bounded by twice o.MaxRows (its rows are
@@ -102,8 +103,8 @@ func ServesFiles(q tsdb.AggregateQuery) bool {
 }
 
 // Aggregate answers q (ServesFiles): the whole closed UTC days of its
-// window, then the whole closed hours of what is left, from the cache (read
-// first where missing), the rest from the points.
+// window, then the whole closed hours and minutes of what is left, from the
+// cache (read first where missing), the rest from the points.
 func (c *FileDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
 	var sums tsdb.GroupSums
 	lo, hi, ok := query.TimeRange(q.Filter.Start, q.Filter.End)
@@ -269,22 +270,22 @@ func (c *FileDays) remove(sp fileSpan) {
 	}
 }
 
-// Delivered drops the days and hours that the operations of lps (line
-// protocol InfluxDB took) fall in.
+// Delivered drops the days, hours and minutes that the operations of lps
+// (line protocol InfluxDB took) fall in.
 func (c *FileDays) Delivered(lps [][]byte) {
-	hours := map[int64]struct{}{}
+	minutes := map[int64]struct{}{}
 	var earliest time.Time
 	for _, lp := range lps {
-		deliveredHours(lp, schema.Operation, hours, &earliest)
+		deliveredSpans(lp, schema.Operation, int64(time.Minute), minutes, &earliest)
 	}
-	if len(hours) == 0 {
+	if len(minutes) == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for h := range hours {
+	for m := range minutes {
 		for _, width := range fileWidths {
-			sp := fileSpan{tsdb.FloorTo(h, width), width}
+			sp := fileSpan{tsdb.FloorTo(m, width), width}
 			if _, reading := c.drops[sp]; reading {
 				c.drops[sp]++
 			}

@@ -379,6 +379,11 @@ func (c *hourCache[R, K]) stats() (hours, rows int) {
 // the earliest point time in minTime. Every point the store writes ends
 // with its timestamp in nanoseconds.
 func deliveredHours(lp []byte, meas string, into map[int64]struct{}, minTime *time.Time) {
+	deliveredSpans(lp, meas, int64(time.Hour), into, minTime)
+}
+
+// deliveredSpans is deliveredHours for spans of width nanoseconds.
+func deliveredSpans(lp []byte, meas string, width int64, into map[int64]struct{}, minTime *time.Time) {
 	prefix := []byte(meas)
 	for len(lp) > 0 {
 		line := lp
@@ -399,7 +404,7 @@ func deliveredHours(lp []byte, meas string, into map[int64]struct{}, minTime *ti
 			continue
 		}
 		t := time.Unix(0, ns).UTC()
-		into[tsdb.FloorTo(ns, int64(time.Hour))/int64(time.Microsecond)] = struct{}{}
+		into[tsdb.FloorTo(ns, width)/int64(time.Microsecond)] = struct{}{}
 		if minTime.IsZero() || t.Before(*minTime) {
 			*minTime = t
 		}
