@@ -24,7 +24,8 @@ import (
 // Freshness, as for the hourly caches: Delivered drops the days, hours and
 // minutes that this store's delivered operations fall in (a read of such a span in
 // flight does not store it); writes of other writers count once an entry
-// is TTL old; a span is closed cacheGrace after its end. Reads of one
+// is TTL old; a day or an hour is closed cacheGrace after its end, a
+// minute minuteGrace after. Reads of one
 // missing span are shared. Memory: at most 2 × Options.MaxRows (span,
 // file) rows (a span without operations counts as one), 80 bytes each and
 // one copy of each file path (524,288 rows, 30 days of 8,000 files read a
@@ -116,16 +117,23 @@ func (c *FileDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.A
 	if err != nil || !ok {
 		return sums.Rank(q), err
 	}
-	w := window{first: first.UnixMicro(), last: last.UnixMicro(), closed: c.now().Add(-cacheGrace).UnixMicro()}
+	w := window{first: first.UnixMicro(), last: last.UnixMicro(), now: c.now().UnixMicro()}
 	if err := c.sumSpans(ctx, q, w, lo.UnixMicro(), hi.UnixMicro(), fileWidths, &sums); err != nil {
 		return tsdb.AggregateResult{}, err
 	}
 	return sums.Rank(q), nil
 }
 
-// window is what Aggregate sums: operations in [first, last], spans
-// closed up to closed (unix microseconds).
-type window struct{ first, last, closed int64 }
+// window is what Aggregate sums: operations in [first, last], at now
+// (unix microseconds).
+type window struct{ first, last, now int64 }
+
+// minuteGrace is how long after its end a minute counts as closed: a
+// burst of writes just before an answer is then read once, not on every
+// answer until cacheGrace has passed. A write of another writer still in
+// flight at the turn of the minute counts once the entry is TTL old, as
+// for the edge minutes of the hourly caches.
+const minuteGrace = 2 * time.Second
 
 // sumSpans adds the operations of q in [lo, hi) to sums: the whole closed
 // spans of widths[0] from the cache, the rest with the next widths, and
@@ -139,8 +147,11 @@ func (c *FileDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window
 		q.Filter.Start, q.Filter.End = &from, &to
 		return c.sum(ctx, q, sums)
 	}
-	width := widths[0]
-	from, to := tsdb.CeilTo(lo, width), min(tsdb.FloorTo(hi, width), tsdb.FloorTo(w.closed, width))
+	width, grace := widths[0], cacheGrace
+	if width < tsdb.MicrosPerHour {
+		grace = minuteGrace
+	}
+	from, to := tsdb.CeilTo(lo, width), min(tsdb.FloorTo(hi, width), tsdb.FloorTo(w.now-grace.Microseconds(), width))
 	if from >= to {
 		return c.sumSpans(ctx, q, w, lo, hi, widths[1:], sums)
 	}
