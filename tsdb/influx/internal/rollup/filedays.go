@@ -3,6 +3,7 @@ package rollup
 import (
 	"context"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -117,16 +118,40 @@ func (c *FileDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.A
 	if err != nil || !ok {
 		return sums.Rank(q), err
 	}
-	w := window{first: first.UnixMicro(), last: last.UnixMicro(), now: c.now().UnixMicro()}
+	w := window{first: first.UnixMicro(), last: last.UnixMicro(), now: c.now().UnixMicro(), sums: map[fileKey]*fileRow{}}
 	if err := c.sumSpans(ctx, q, w, lo.UnixMicro(), hi.UnixMicro(), fileWidths, &sums); err != nil {
 		return tsdb.AggregateResult{}, err
+	}
+	// The cached spans' sums, added up per key in w.sums (a map lookup a
+	// row, where GroupSums builds each row's key).
+	for k, a := range w.sums {
+		key := make([]tsdb.KeyValue, len(q.GroupBy))
+		for i, d := range q.GroupBy {
+			if d == tsdb.DimDay {
+				key[i] = tsdb.KeyValue{Start: time.UnixMicro(k.day).UTC()}
+			} else {
+				key[i] = tsdb.KeyValue{Text: a.file, Null: a.null}
+			}
+		}
+		sums.Add(key, a.Totals, a.cache)
 	}
 	return sums.Rank(q), nil
 }
 
 // window is what Aggregate sums: operations in [first, last], at now
-// (unix microseconds).
-type window struct{ first, last, now int64 }
+// (unix microseconds), and the sums of the cached spans per key.
+type window struct {
+	first, last, now int64
+	sums             map[fileKey]*fileRow
+}
+
+// fileKey is a key of the cached spans' sums: a file path, and its day
+// (0 unless grouped by day).
+type fileKey struct {
+	file string
+	null bool
+	day  int64
+}
 
 // minuteGrace is how long after its end a minute counts as closed: a
 // burst of writes just before an answer is then read once, not on every
@@ -166,22 +191,26 @@ func (c *FileDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window
 		}
 	}
 	from, to = max(from, tsdb.FloorTo(w.first, width)), min(to, tsdb.FloorTo(w.last, width)+width)
+	byDay := slices.Contains(q.GroupBy, tsdb.DimDay)
 	for start := from; start < to; start += width {
 		rows, err := c.rowsOf(ctx, fileSpan{start, width})
 		if err != nil {
 			return err
 		}
-		day := time.UnixMicro(tsdb.FloorTo(start, tsdb.MicrosPerDay)).UTC()
-		for _, r := range rows {
-			key := make([]tsdb.KeyValue, len(q.GroupBy))
-			for i, d := range q.GroupBy {
-				if d == tsdb.DimDay {
-					key[i] = tsdb.KeyValue{Start: day}
-				} else {
-					key[i] = tsdb.KeyValue{Text: r.file, Null: r.null}
-				}
+		k := fileKey{}
+		if byDay {
+			k.day = tsdb.FloorTo(start, tsdb.MicrosPerDay)
+		}
+		for i := range rows {
+			r := &rows[i]
+			k.file, k.null = r.file, r.null
+			a := w.sums[k]
+			if a == nil {
+				a = &fileRow{file: r.file, null: r.null}
+				w.sums[k] = a
 			}
-			sums.Add(key, r.Totals, r.cache)
+			a.Totals.Add(r.Totals)
+			a.cache.Add(r.cache)
 		}
 	}
 	return nil
