@@ -72,11 +72,10 @@ func TestFileDaysFreshness(t *testing.T) {
 			}
 			filled := time.Now()
 			// The three whole days (a.go, none, and an empty day), and the
-			// closed hours of the partial days from the first operation's
-			// hour to the last's (a.go and an empty hour; b.go and an empty
-			// hour).
-			if n := s.Stats().FileCacheRows; n != 7 {
-				t.Fatalf("%d rows cached, want 7", n)
+			// closed hours of the partial days: six before (a.go, five
+			// empty), five after (b.go, four empty).
+			if n := s.Stats().FileCacheRows; n != 14 {
+				t.Fatalf("%d rows cached, want 14", n)
 			}
 
 			writeOK(t, s, fileOps(4, "c.go", day.Add(50*time.Hour)))                // into the empty cached day

@@ -113,10 +113,14 @@ func (c *FileDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.A
 	if !ok {
 		return sums.Rank(q), nil
 	}
-	// Only where operations are: a window without a start begins in 1678.
-	first, last, ok, err := c.span(ctx, lo, hi)
-	if err != nil || !ok {
-		return sums.Rank(q), err
+	first, last := lo, hi.Add(-time.Microsecond)
+	if q.Filter.Start == nil || q.Filter.End == nil {
+		// Only where operations are: a window without a start begins in
+		// 1678, one without an end ends in 2262.
+		var err error
+		if first, last, ok, err = c.span(ctx, lo, hi); err != nil || !ok {
+			return sums.Rank(q), err
+		}
 	}
 	w := window{first: first.UnixMicro(), last: last.UnixMicro(), now: c.now().UnixMicro(), sums: map[fileKey]*fileRow{}}
 	if err := c.sumSpans(ctx, q, w, lo.UnixMicro(), hi.UnixMicro(), fileWidths, &sums); err != nil {
