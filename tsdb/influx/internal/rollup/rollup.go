@@ -1,7 +1,9 @@
 // Package rollup is the InfluxDB store's cache of the totals of closed UTC
 // hours, and of the points of the minutes at windows' edges, so that
 // aggregates cost O(hours), not O(points), also on InfluxDB 1.8, where Flux
-// cannot push an aggregate down, and a warm answer queries nothing.
+// cannot push an aggregate down, and a warm answer queries nothing; and its
+// cache of the totals per file of closed spans (FileDays), for the top of
+// files, which InfluxDB cannot group.
 //
 // Flux on InfluxDB 1.8 cannot push an aggregate down to storage: every
 // Breakdown or Trend read from the points reads every point of its window,
