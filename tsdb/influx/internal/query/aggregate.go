@@ -74,13 +74,19 @@ func (s *Reader) SumOperations(ctx context.Context, q tsdb.AggregateQuery, sums 
 		return s.aggregatePointsQL(ctx, q, projects, sums)
 	}
 	return s.Export(ctx, q.Filter, func(op *tsdb.Operation) error {
-		key := make([]tsdb.KeyValue, len(q.GroupBy))
-		for i, d := range q.GroupBy {
-			key[i] = d.Of(op, projects[op.SessionID])
-		}
-		sums.Add(key, tsdb.TotalsOf(op), tsdb.CacheOf(op))
+		addOperation(sums, q, op, projects)
 		return nil
 	})
+}
+
+// addOperation adds op to sums, in its group of q's dimensions (projects:
+// the project of each session that has one).
+func addOperation(sums *tsdb.GroupSums, q tsdb.AggregateQuery, op *tsdb.Operation, projects map[uuid.UUID]*string) {
+	key := make([]tsdb.KeyValue, len(q.GroupBy))
+	for i, d := range q.GroupBy {
+		key[i] = d.Of(op, projects[op.SessionID])
+	}
+	sums.Add(key, tsdb.TotalsOf(op), tsdb.CacheOf(op))
 }
 
 // aggregatePointsQL adds the operations of q's window to sums, grouped by
@@ -154,11 +160,7 @@ func (s *Reader) aggregatePointsQL(ctx context.Context, q tsdb.AggregateQuery, p
 				op.FilePath = p
 			}
 		}
-		key := make([]tsdb.KeyValue, len(q.GroupBy))
-		for i, d := range q.GroupBy {
-			key[i] = d.Of(&op, projects[op.SessionID])
-		}
-		sums.Add(key, tsdb.TotalsOf(&op), tsdb.CacheOf(&op))
+		addOperation(sums, q, &op, projects)
 		return nil
 	}
 	// A UTC day per query, from the first point's to the last's.
@@ -181,18 +183,8 @@ func (s *Reader) aggregatePointsQL(ctx context.Context, q tsdb.AggregateQuery, p
 // joined with AND ("" when it has none).
 func operationWhereQL(f tsdb.OperationFilter) string {
 	var conds []string
-	tag := func(k, v string) { conds = append(conds, qlIdent(k)+" = "+qlString(v)) }
-	if f.SessionID != nil {
-		tag(schema.TagSessionID, f.SessionID.String())
-	}
-	if f.ToolName != "" {
-		tag(schema.TagToolName, f.ToolName)
-	}
-	if f.OperationMode != "" {
-		tag(schema.TagOperationMode, f.OperationMode)
-	}
-	if f.ToolID != "" {
-		tag(schema.TagToolID, schema.TagValue(f.ToolID))
+	for _, t := range filterTags(f) {
+		conds = append(conds, qlIdent(t[0])+" = "+qlString(t[1]))
 	}
 	return strings.Join(conds, " AND ")
 }

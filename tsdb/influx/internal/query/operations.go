@@ -175,23 +175,34 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 // answer, for QueryOperations.
 type Counter func(ctx context.Context, lo, hi time.Time, f tsdb.OperationFilter, need int) (int64, time.Time, error)
 
-// operationTags answers the tag predicates of f's filters (not its time
-// range).
-func operationTags(f tsdb.OperationFilter) []string {
-	var tags []string
+// filterTags answers the tags f's filters ask for (not its time range),
+// each a tag key and its value as stored, for the predicates of Flux
+// (operationTags) and of InfluxQL (operationWhereQL).
+func filterTags(f tsdb.OperationFilter) [][2]string {
+	var tags [][2]string
 	if f.SessionID != nil {
-		tags = append(tags, eq("session_id", f.SessionID.String()))
+		tags = append(tags, [2]string{schema.TagSessionID, f.SessionID.String()})
 	}
 	if f.ToolName != "" {
-		tags = append(tags, eq("tool_name", f.ToolName))
+		tags = append(tags, [2]string{schema.TagToolName, f.ToolName})
 	}
 	if f.OperationMode != "" {
-		tags = append(tags, eq("operation_mode", f.OperationMode))
+		tags = append(tags, [2]string{schema.TagOperationMode, f.OperationMode})
 	}
 	if f.ToolID != "" {
-		tags = append(tags, toolIDPred(f.ToolID))
+		tags = append(tags, [2]string{schema.TagToolID, schema.TagValue(f.ToolID)})
 	}
 	return tags
+}
+
+// operationTags answers the Flux tag predicates of f's filters (not its
+// time range).
+func operationTags(f tsdb.OperationFilter) []string {
+	var preds []string
+	for _, t := range filterTags(f) {
+		preds = append(preds, eq(t[0], t[1]))
+	}
+	return preds
 }
 
 // operationsSource answers the operations with point times in [lo, hi)
