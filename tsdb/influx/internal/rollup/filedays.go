@@ -44,15 +44,21 @@ type FileDays struct {
 	rows    int
 	paths   map[string]string // one copy of each file path
 	tick    uint64
-	drops   map[fileSpan]uint64        // of each span being read, how often Delivered dropped it since
-	reading map[fileSpan]chan struct{} // reads in flight, closed when done
+	reading map[fileSpan]*fileRead // reads in flight
+}
+
+// fileRead is a read of a span in flight.
+type fileRead struct {
+	done    chan struct{} // closed when it ends
+	dropped bool          // a delivery fell in the span meanwhile: not to be stored
 }
 
 // Sum adds the operations of q's window that match its filter to sums,
 // grouped by q's dimensions (query.Reader.SumOperations).
 type Sum func(ctx context.Context, q tsdb.AggregateQuery, sums *tsdb.GroupSums) error
 
-// fileSpan is a UTC day or hour: its start and width, unix microseconds.
+// fileSpan is a UTC day, hour or minute: its start and width, unix
+// microseconds.
 type fileSpan struct{ start, width int64 }
 
 type fileEntry struct {
@@ -80,7 +86,7 @@ var fileWidths = []int64{tsdb.MicrosPerDay, tsdb.MicrosPerHour, int64(time.Minut
 func NewFileDays(r *query.Reader, o Options) *FileDays {
 	return &FileDays{
 		sum: r.SumOperations, span: r.OperationSpan, ttl: o.TTL, max: max(1, 2*o.MaxRows), now: time.Now,
-		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, drops: map[fileSpan]uint64{}, reading: map[fileSpan]chan struct{}{},
+		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, reading: map[fileSpan]*fileRead{},
 	}
 }
 
@@ -231,20 +237,20 @@ func (c *FileDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 			c.mu.Unlock()
 			return e.rows, nil
 		}
-		wait := c.reading[sp]
-		if wait == nil {
+		other := c.reading[sp]
+		if other == nil {
 			break
 		}
 		c.mu.Unlock()
 		select {
-		case <-wait:
+		case <-other.done:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 		c.mu.Lock()
 	}
-	done := make(chan struct{})
-	c.reading[sp], c.drops[sp] = done, 0
+	read := &fileRead{done: make(chan struct{})}
+	c.reading[sp] = read
 	started := c.now()
 	c.mu.Unlock()
 
@@ -256,6 +262,11 @@ func (c *FileDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	delete(c.reading, sp)
+	close(read.done)
+	if err != nil {
+		return nil, err
+	}
 	if len(c.paths) > c.max {
 		clear(c.paths) // the rows kept keep their paths
 	}
@@ -269,14 +280,7 @@ func (c *FileDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 		}
 		rows[i] = fileRow{file: p, null: k.Null, Totals: g.Totals, cache: g.Cache}
 	}
-	dropped := c.drops[sp] > 0 // a delivery into it meanwhile
-	delete(c.reading, sp)
-	delete(c.drops, sp)
-	close(done)
-	if err != nil {
-		return nil, err
-	}
-	if !dropped {
+	if !read.dropped {
 		c.store(sp, &fileEntry{rows: rows, fetched: started})
 	}
 	return rows, nil
@@ -330,8 +334,8 @@ func (c *FileDays) Delivered(lps [][]byte) {
 	for m := range minutes {
 		for _, width := range fileWidths {
 			sp := fileSpan{tsdb.FloorTo(m, width), width}
-			if _, reading := c.drops[sp]; reading {
-				c.drops[sp]++
+			if read := c.reading[sp]; read != nil {
+				read.dropped = true
 			}
 			c.remove(sp)
 		}
