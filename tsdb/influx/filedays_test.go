@@ -17,8 +17,15 @@ import (
 // the aggregate by file over [from, to].
 func fileCounts(t *testing.T, s *influx.Store, from, to time.Time) map[string]int64 {
 	t.Helper()
+	return fileCountsIn(t, s, &from, &to)
+}
+
+// fileCountsIn is fileCounts of a window that may lack a start or an end
+// (nil).
+func fileCountsIn(t *testing.T, s *influx.Store, from, to *time.Time) map[string]int64 {
+	t.Helper()
 	r, err := s.Aggregate(context.Background(), tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath},
-		Filter: tsdb.OperationFilter{Start: &from, End: &to}, Limit: 1000})
+		Filter: tsdb.OperationFilter{Start: from, End: to}, Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +153,56 @@ func TestFileDaysTrailingMinutes(t *testing.T) {
 	writeOK(t, s, fileOps(1, "m.go", now.Add(-5*time.Minute+time.Second)))
 	if got := fileCounts(t, s, from, to)["m.go"]; got != 7 {
 		t.Fatalf("after a write into a cached minute: m.go counts %d, want 7", got)
+	}
+}
+
+// TestFileDaysOpenWindows: a window without a start or an end is cut to
+// where operations are, which the cache reads once per TTL. This store's
+// writes outside what it read count at once (before the first operation,
+// ahead of the clock), as does another writer's operation in the current
+// minute; another writer's before the first counts once the TTL has run
+// out. (TestFileDaysReadsWhereOperationsMayBe follows the minutes.)
+func TestFileDaysOpenWindows(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	cfg := config(t, srv)
+	cfg.CacheTTL = 3 * time.Second
+	s := open(t, cfg)
+	now := time.Now().UTC()
+	since := now.Add(-20 * 24 * time.Hour)
+	writeOK(t, s, fileOps(5, "a.go", now.Add(-3*24*time.Hour)))
+	writeOK(t, s, fileOps(3, "b.go", now.Add(-2*time.Hour)))
+	want := map[string]int64{"a.go": 5, "b.go": 3}
+	for _, w := range []struct {
+		name     string
+		from, to *time.Time
+	}{{"all time", nil, nil}, {"since", &since, nil}, {"until", nil, &now}} {
+		if got := fileCountsIn(t, s, w.from, w.to); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: %v, want %v", w.name, got, want)
+		}
+	}
+	read := time.Now()
+
+	line := func(file string, at time.Time) string {
+		return fmt.Sprintf("tool_operation,operation_mode=full,session_id=%s,tool_id=other-replica,tool_name=read file_path=\"%s\",id=\"%s\",parameters=\"{}\",response_time_ms=1.5,tokens_actual=1i,tokens_original=2i,tokens_prevented=1i %d\n",
+			uuid.New(), file, uuid.New(), at.UnixNano())
+	}
+	writeDirect(t, srv, cfg.Bucket, line("current.go", time.Now()))
+	if got := fileCountsIn(t, s, &since, nil)["current.go"]; got != 1 {
+		t.Errorf("since: another writer's operation of the current minute counts %d, want 1", got)
+	}
+	writeOK(t, s, fileOps(2, "early.go", now.Add(-40*24*time.Hour))) // before the first read
+	writeOK(t, s, fileOps(1, "ahead.go", now.Add(2*24*time.Hour)))   // after the last, ahead of the clock
+	want["early.go"], want["ahead.go"], want["current.go"] = 2, 1, 1
+	if got := fileCountsIn(t, s, nil, nil); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("all time, after this store's writes outside what was read: %v, want %v", got, want)
+	}
+
+	writeDirect(t, srv, cfg.Bucket, line("older.go", now.Add(-60*24*time.Hour)))
+	if got := fileCountsIn(t, s, nil, nil)["older.go"]; got != 0 && time.Since(read) < cfg.CacheTTL/2 {
+		t.Errorf("all time, right after another writer's operation before the first: older.go counts %d, want 0 until the TTL", got)
+	}
+	time.Sleep(time.Until(read.Add(cfg.CacheTTL)))
+	if got := fileCountsIn(t, s, nil, nil)["older.go"]; got != 1 {
+		t.Errorf("all time, %v after the first read (TTL %v): older.go counts %d, want 1", time.Since(read), cfg.CacheTTL, got)
 	}
 }

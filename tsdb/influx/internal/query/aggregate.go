@@ -100,9 +100,14 @@ func (s *Reader) aggregatePointsQL(ctx context.Context, q tsdb.AggregateQuery, p
 	if !ok {
 		return nil
 	}
-	first, last, ok, err := s.span(ctx, "aggregate span", schema.Operation, schema.FieldTokensActual, lo, hi)
-	if err != nil || !ok {
-		return err
+	// A window within one UTC day is one query; a longer one is read from
+	// its first point's day to its last's.
+	first, last := lo, hi.Add(-time.Microsecond)
+	if !first.Truncate(24 * time.Hour).Equal(last.Truncate(24 * time.Hour)) {
+		var err error
+		if first, last, ok, err = s.OperationSpan(ctx, lo, hi); err != nil || !ok {
+			return err
+		}
 	}
 	fields := opPointFields
 	byFile := slices.Contains(q.GroupBy, tsdb.DimFilePath)

@@ -45,6 +45,36 @@ type FileDays struct {
 	paths   map[string]string // one copy of each file path
 	tick    uint64
 	reading map[fileSpan]*fileRead // reads in flight
+
+	// Where operations are (see bounds): the last read of the first and
+	// the last operation of all time, when it started, a read in flight,
+	// and the earliest and latest operation this store delivered.
+	known      opBounds
+	knownAt    time.Time
+	boundsRead chan struct{} // closed when it ends
+	delivered  opBounds
+}
+
+// opBounds is the first and the last operation (unix microseconds) of
+// some operations, ok false when there is none.
+type opBounds struct {
+	first, last int64
+	ok          bool
+}
+
+// opWhere is where operations may be: in [first, last], none in [gapLo,
+// gapHi) (unix microseconds).
+type opWhere struct{ first, last, gapLo, gapHi int64 }
+
+// widen answers the bounds of the operations of b and of o.
+func (b opBounds) widen(o opBounds) opBounds {
+	switch {
+	case !o.ok:
+		return b
+	case !b.ok:
+		return o
+	}
+	return opBounds{first: min(b.first, o.first), last: max(b.last, o.last), ok: true}
 }
 
 // fileRead is a read of a span in flight.
@@ -78,7 +108,10 @@ type fileRow struct {
 
 // fileWidths are the widths of the cached spans, widest first: whole days,
 // then whole hours and minutes at a window's edges.
-var fileWidths = []int64{tsdb.MicrosPerDay, tsdb.MicrosPerHour, int64(time.Minute / time.Microsecond)}
+var fileWidths = []int64{tsdb.MicrosPerDay, tsdb.MicrosPerHour, minuteMicros}
+
+// minuteMicros is a minute in microseconds.
+const minuteMicros = int64(time.Minute / time.Microsecond)
 
 // NewFileDays answers the cache of files per day of the operations r
 // reads, expiring as o says, bounded by twice o.MaxRows (its rows are
@@ -119,16 +152,19 @@ func (c *FileDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.A
 	if !ok {
 		return sums.Rank(q), nil
 	}
-	first, last := lo, hi.Add(-time.Microsecond)
+	w := window{first: lo.UnixMicro(), last: hi.UnixMicro() - 1, now: c.now().UnixMicro(), sums: map[fileKey]*fileRow{}}
 	if q.Filter.Start == nil || q.Filter.End == nil {
 		// Only where operations are: a window without a start begins in
 		// 1678, one without an end ends in 2262.
-		var err error
-		if first, last, ok, err = c.span(ctx, lo, hi); err != nil || !ok {
+		b, err := c.bounds(ctx)
+		if err != nil {
 			return sums.Rank(q), err
 		}
+		// Up to the end of the current minute at least: another writer's
+		// live operations land there.
+		w.first, w.last = max(w.first, b.first), min(w.last, max(b.last, tsdb.FloorTo(w.now, minuteMicros)+minuteMicros-1))
+		w.gapLo, w.gapHi = b.gapLo, b.gapHi
 	}
-	w := window{first: first.UnixMicro(), last: last.UnixMicro(), now: c.now().UnixMicro(), sums: map[fileKey]*fileRow{}}
 	if err := c.sumSpans(ctx, q, w, lo.UnixMicro(), hi.UnixMicro(), fileWidths, &sums); err != nil {
 		return tsdb.AggregateResult{}, err
 	}
@@ -148,10 +184,12 @@ func (c *FileDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.A
 	return sums.Rank(q), nil
 }
 
-// window is what Aggregate sums: operations in [first, last], at now
-// (unix microseconds), and the sums of the cached spans per key.
+// window is what Aggregate sums: operations in [first, last], none in
+// [gapLo, gapHi), at now (unix microseconds), and the sums of the cached
+// spans per key.
 type window struct {
 	first, last, now int64
+	gapLo, gapHi     int64
 	sums             map[fileKey]*fileRow
 }
 
@@ -174,7 +212,7 @@ const minuteGrace = 2 * time.Second
 // spans of widths[0] from the cache, the rest with the next widths, and
 // with none left from the points.
 func (c *FileDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window, lo, hi int64, widths []int64, sums *tsdb.GroupSums) error {
-	if hi <= w.first || lo > w.last {
+	if hi <= w.first || lo > w.last || (lo >= w.gapLo && hi <= w.gapHi) {
 		return nil // no operation there
 	}
 	if len(widths) == 0 {
@@ -203,6 +241,9 @@ func (c *FileDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window
 	from, to = max(from, tsdb.FloorTo(w.first, width)), min(to, tsdb.FloorTo(w.last, width)+width)
 	byDay := slices.Contains(q.GroupBy, tsdb.DimDay)
 	for start := from; start < to; start += width {
+		if start >= w.gapLo && start+width <= w.gapHi {
+			continue
+		}
 		rows, err := c.rowsOf(ctx, fileSpan{start, width})
 		if err != nil {
 			return err
@@ -224,6 +265,67 @@ func (c *FileDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window
 		}
 	}
 	return nil
+}
+
+// bounds answers where operations may be, as far as c knows: between the
+// first and the last of all time as last read (read again once TTL old,
+// one read shared by the calls that need it), widened by those this store
+// delivered, and from a minute before that read on (where other writers'
+// live operations land). A window without an end or a start is cut to
+// that, so that an answer asks InfluxDB nothing of the days, hours and
+// minutes without operations, and nothing at all of where they are when
+// it is cached: on 1.8, first() and last() over 30 days of 2,000,000
+// operations take some 60 ms, most of a warm answer otherwise. Another
+// writer's operations before the first, ahead of the clock or between
+// the last and the read count once the read is TTL old, as in the cached
+// spans.
+func (c *FileDays) bounds(ctx context.Context) (opWhere, error) {
+	c.mu.Lock()
+	for {
+		if !c.knownAt.IsZero() && (c.ttl <= 0 || c.now().Sub(c.knownAt) < c.ttl) {
+			defer c.mu.Unlock()
+			return c.knownBounds(), nil
+		}
+		other := c.boundsRead
+		if other == nil {
+			break
+		}
+		c.mu.Unlock()
+		select {
+		case <-other:
+		case <-ctx.Done():
+			return opWhere{}, ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	read := make(chan struct{})
+	c.boundsRead = read
+	started := c.now()
+	c.mu.Unlock()
+
+	lo, hi, _ := query.TimeRange(nil, nil)
+	first, last, ok, err := c.span(ctx, lo, hi)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.boundsRead = nil
+	close(read)
+	if err != nil {
+		return opWhere{}, err
+	}
+	c.known, c.knownAt = opBounds{first: first.UnixMicro(), last: last.UnixMicro(), ok: ok}, started
+	return c.knownBounds(), nil
+}
+
+// knownBounds is what bounds answers from the last read. The caller holds
+// mu.
+func (c *FileDays) knownBounds() opWhere {
+	since := tsdb.FloorTo(c.knownAt.UnixMicro(), minuteMicros) - minuteMicros
+	k := c.known.widen(c.delivered)
+	if !k.ok {
+		return opWhere{first: since, last: since, gapLo: since, gapHi: since}
+	}
+	return opWhere{first: min(k.first, since), last: k.last, gapLo: k.last + 1, gapHi: since}
 }
 
 // rowsOf answers the totals of each file path of span sp: cached, or read
@@ -329,8 +431,13 @@ func (c *FileDays) Delivered(lps [][]byte) {
 	if len(minutes) == 0 {
 		return
 	}
+	latest := int64(math.MinInt64)
+	for m := range minutes {
+		latest = max(latest, m)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.delivered = c.delivered.widen(opBounds{first: earliest.UnixMicro(), last: latest + minuteMicros - 1, ok: true})
 	for m := range minutes {
 		for _, width := range fileWidths {
 			sp := fileSpan{tsdb.FloorTo(m, width), width}
