@@ -148,6 +148,7 @@ func (s *Store) closeReads() {
 	if s.ops != nil {
 		s.ops.Close()
 		s.spend.Close()
+		s.files.Close()
 	}
 	s.q.Close()
 }

@@ -1,7 +1,9 @@
 package rollup
 
 import (
+	"cmp"
 	"context"
+	"log/slog"
 	"math"
 	"slices"
 	"sync"
@@ -25,8 +27,9 @@ import (
 // Freshness, as for the hourly caches: Delivered drops the days, hours and
 // minutes that this store's delivered operations fall in (a read of such a span in
 // flight does not store it); writes of other writers count once an entry
-// is TTL old; a day or an hour is closed cacheGrace after its end, a
-// minute minuteGrace after. Reads of one
+// is TTL old, and a refresher reads again the entries answers used once
+// they are half the TTL old, so that answers stay warm; a day or an hour
+// is closed cacheGrace after its end, a minute minuteGrace after. Reads of one
 // missing span are shared. Memory: at most 2 × Options.MaxRows (span,
 // file) rows (a span without operations counts as one), 80 bytes each and
 // one copy of each file path (524,288 rows, 30 days of 8,000 files read a
@@ -38,6 +41,15 @@ type FileDays struct {
 	ttl  time.Duration
 	max  int
 	now  func() time.Time
+	log  *slog.Logger
+
+	// The refresher (refreshLoop): Close cancels ctx and closes stop, then
+	// waits for done.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 
 	mu      sync.Mutex
 	spans   map[fileSpan]*fileEntry
@@ -51,6 +63,7 @@ type FileDays struct {
 	// and the earliest and latest operation this store delivered.
 	known      opBounds
 	knownAt    time.Time
+	knownUsed  bool          // answered from since it was read
 	boundsRead chan struct{} // closed when it ends
 	delivered  opBounds
 }
@@ -95,6 +108,7 @@ type fileEntry struct {
 	rows    []fileRow
 	fetched time.Time // when the read that produced it started
 	used    uint64
+	reused  bool // answered from since it was read
 }
 
 // fileRow is the totals of the operations of one file path (null: none)
@@ -116,11 +130,91 @@ const minuteMicros = int64(time.Minute / time.Microsecond)
 // NewFileDays answers the cache of files per day of the operations r
 // reads, expiring as o says, bounded by twice o.MaxRows (its rows are
 // smaller than an hourly cache's, and a day holds a row per file read).
+// With a TTL it starts a refresher, which Close stops.
 func NewFileDays(r *query.Reader, o Options) *FileDays {
-	return &FileDays{
-		sum: r.SumOperations, span: r.OperationSpan, ttl: o.TTL, max: max(1, 2*o.MaxRows), now: time.Now,
+	return newFileDays(r.SumOperations, r.OperationSpan, o)
+}
+
+// newFileDays is NewFileDays over any sum and span.
+func newFileDays(sum Sum, span func(ctx context.Context, lo, hi time.Time) (time.Time, time.Time, bool, error), o Options) *FileDays {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &FileDays{
+		sum: sum, span: span, ttl: o.TTL, max: max(1, 2*o.MaxRows), now: time.Now, log: logger,
+		ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
 		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, reading: map[fileSpan]*fileRead{},
 	}
+	if o.TTL > 0 {
+		go c.refreshLoop()
+	} else {
+		close(c.done)
+	}
+	return c
+}
+
+// Close stops the refresher and waits for it.
+func (c *FileDays) Close() {
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		c.cancel()
+		<-c.done
+	})
+}
+
+// refreshLoop renews, in the background, the spans and the bounds that
+// answers used since they were read, once they are half the TTL old: a
+// board that asks for the top of files keeps being answered from the
+// cache, not from 30 days of points once every TTL, while the TTL still
+// bounds how stale an entry may be.
+func (c *FileDays) refreshLoop() {
+	defer close(c.done)
+	t := time.NewTicker(min(max(c.ttl/4, 100*time.Millisecond), 30*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		if err := c.refresh(c.ctx); err != nil {
+			c.log.Debug("file cache refresh failed", "err", err)
+		}
+	}
+}
+
+// refresh reads again the spans and the bounds answers used since they
+// were read and that are half the TTL old or more, oldest span first.
+func (c *FileDays) refresh(ctx context.Context) error {
+	now := c.now()
+	c.mu.Lock()
+	var stale []fileSpan
+	for sp, e := range c.spans {
+		if e.reused && now.Sub(e.fetched) >= c.ttl/2 {
+			stale = append(stale, sp)
+		}
+	}
+	if c.knownUsed && now.Sub(c.knownAt) >= c.ttl/2 && c.boundsRead == nil {
+		if _, err := c.readBounds(ctx); err != nil {
+			return err
+		}
+	} else {
+		c.mu.Unlock()
+	}
+	slices.SortFunc(stale, func(a, b fileSpan) int { return cmp.Compare(a.start, b.start) })
+	for _, sp := range stale {
+		c.mu.Lock()
+		if c.reading[sp] != nil {
+			c.mu.Unlock()
+			continue
+		}
+		if _, err := c.read(ctx, sp); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ServesFiles answers whether q is one FileDays answers: grouped by file
@@ -284,6 +378,7 @@ func (c *FileDays) bounds(ctx context.Context) (opWhere, error) {
 	for {
 		if !c.knownAt.IsZero() && (c.ttl <= 0 || c.now().Sub(c.knownAt) < c.ttl) {
 			defer c.mu.Unlock()
+			c.knownUsed = true
 			return c.knownBounds(), nil
 		}
 		other := c.boundsRead
@@ -298,6 +393,12 @@ func (c *FileDays) bounds(ctx context.Context) (opWhere, error) {
 		}
 		c.mu.Lock()
 	}
+	return c.readBounds(ctx)
+}
+
+// readBounds reads where operations are (see bounds). The caller holds
+// mu, with no read of them in flight; readBounds releases it.
+func (c *FileDays) readBounds(ctx context.Context) (opWhere, error) {
 	read := make(chan struct{})
 	c.boundsRead = read
 	started := c.now()
@@ -313,7 +414,7 @@ func (c *FileDays) bounds(ctx context.Context) (opWhere, error) {
 	if err != nil {
 		return opWhere{}, err
 	}
-	c.known, c.knownAt = opBounds{first: first.UnixMicro(), last: last.UnixMicro(), ok: ok}, started
+	c.known, c.knownAt, c.knownUsed = opBounds{first: first.UnixMicro(), last: last.UnixMicro(), ok: ok}, started, false
 	return c.knownBounds(), nil
 }
 
@@ -335,7 +436,7 @@ func (c *FileDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 	for {
 		if e := c.spans[sp]; e != nil && (c.ttl <= 0 || c.now().Sub(e.fetched) < c.ttl) {
 			c.tick++
-			e.used = c.tick
+			e.used, e.reused = c.tick, true
 			c.mu.Unlock()
 			return e.rows, nil
 		}
@@ -351,6 +452,13 @@ func (c *FileDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 		}
 		c.mu.Lock()
 	}
+	return c.read(ctx, sp)
+}
+
+// read reads the totals of each file path of span sp, and caches them
+// unless a delivery fell in sp meanwhile. The caller holds mu, which read
+// releases.
+func (c *FileDays) read(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 	read := &fileRead{done: make(chan struct{})}
 	c.reading[sp] = read
 	started := c.now()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -126,5 +127,105 @@ func TestFileDaysReadsWhereOperationsMayBe(t *testing.T) {
 	answer()
 	if spans != 2 {
 		t.Errorf("after the TTL: %d questions, want 2", spans)
+	}
+}
+
+// TestFileDaysRefreshesWhatAnswersUse: a refresh reads again the spans
+// and the bounds that answers used since they were read, once half the
+// TTL old, and nothing else; an answer after the TTL of the first read
+// then comes from the cache.
+func TestFileDaysRefreshesWhatAnswersUse(t *testing.T) {
+	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+	now := day.AddDate(0, 0, 10)
+	reads, spans := 0, 0
+	c := newFileDays(func(context.Context, tsdb.AggregateQuery, *tsdb.GroupSums) error {
+		reads++
+		return nil
+	}, func(context.Context, time.Time, time.Time) (time.Time, time.Time, bool, error) {
+		spans++
+		return day, day.AddDate(0, 0, 3).Add(-time.Hour), true, nil
+	}, Options{TTL: time.Hour, MaxRows: 100})
+	c.Close() // the refresher's ticks are this test's calls of refresh
+	c.now = func() time.Time { return now }
+	end := day.AddDate(0, 0, 3).Add(-time.Microsecond)
+	closed := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath}, Filter: tsdb.OperationFilter{Start: &day, End: &end}, Limit: 10}
+	open := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath}, Filter: tsdb.OperationFilter{Start: &day}, Limit: 10}
+	answer := func(q tsdb.AggregateQuery) {
+		t.Helper()
+		if _, err := c.Aggregate(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refresh := func() {
+		t.Helper()
+		if err := c.refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	answer(closed) // reads the three days
+	if reads != 3 {
+		t.Fatalf("%d reads, want the 3 days", reads)
+	}
+	now = now.Add(40 * time.Minute)
+	refresh()
+	if reads != 3 {
+		t.Errorf("a refresh read %d spans no answer used since they were read, want none", reads-3)
+	}
+	answer(closed)
+	answer(open) // reads where operations are, and the current minute
+	if reads != 4 || spans != 1 {
+		t.Fatalf("%d reads and %d questions of where operations are, want 4 and 1", reads, spans)
+	}
+	refresh()
+	if reads != 7 || spans != 1 {
+		t.Errorf("the refresh at 40 minutes: %d reads, %d questions; want the 3 days used (7) and no question (1), which is new", reads, spans)
+	}
+	answer(closed) // uses the refreshed days
+	now = now.Add(40 * time.Minute)
+	before := reads
+	answer(closed)
+	if reads != before {
+		t.Errorf("after the TTL of the first read: %d reads, want none (the refreshed days)", reads-before)
+	}
+	answer(open) // uses the bounds read at 40 minutes
+	refresh()
+	if spans != 2 {
+		t.Errorf("the refresh at 80 minutes: %d questions, want the bounds answers used read again (2)", spans)
+	}
+}
+
+// TestFileDaysRefresherRuns: the refresher of a cache with a TTL reads
+// again, without any answer asking, a span that an answer used, and Close
+// stops it.
+func TestFileDaysRefresherRuns(t *testing.T) {
+	var reads atomic.Int64
+	c := newFileDays(func(context.Context, tsdb.AggregateQuery, *tsdb.GroupSums) error {
+		reads.Add(1)
+		return nil
+	}, nil, Options{TTL: 400 * time.Millisecond, MaxRows: 100})
+	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+	end := day.AddDate(0, 0, 1).Add(-time.Microsecond)
+	q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath}, Filter: tsdb.OperationFilter{Start: &day, End: &end}, Limit: 10}
+	for range 2 {
+		if _, err := c.Aggregate(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("%d reads, want 1", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for reads.Load() == 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := reads.Load(); n < 2 {
+		t.Fatalf("%d reads after 10 s, want the refresher's second", n)
+	}
+	c.Close()
+	n := reads.Load()
+	time.Sleep(time.Second)
+	if m := reads.Load(); m != n {
+		t.Errorf("%d reads after Close, want %d", m, n)
 	}
 }
