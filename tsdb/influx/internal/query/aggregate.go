@@ -91,10 +91,13 @@ func addOperation(sums *tsdb.GroupSums, q tsdb.AggregateQuery, op *tsdb.Operatio
 
 // aggregatePointsQL adds the operations of q's window to sums, grouped by
 // q's dimensions, on InfluxDB 1.x, whose Flux reads points about 60 times
-// slower than InfluxQL: the window's points, a UTC day per InfluxQL query
-// (each within QueryTimeout), only the fields and tags the sums and the
-// dimensions need, in no order (see selectPointsQL). Memory holds a chunk
-// of the answer and the groups.
+// slower than InfluxQL. Grouped by tags and times alone, InfluxDB adds them
+// up itself, a week per InfluxQL query (sumTagsQL: 30 days of 2,000,000
+// operations by session in about 1 s, against 10 s read as points).
+// Grouped by file path, a field InfluxDB cannot group by: the window's
+// points, a UTC day per InfluxQL query (each within QueryTimeout), only
+// the fields and tags the sums and the dimensions need, in no order (see
+// selectPointsQL). Memory holds a chunk of the answer and the groups.
 func (s *Reader) aggregatePointsQL(ctx context.Context, q tsdb.AggregateQuery, projects map[uuid.UUID]*string, sums *tsdb.GroupSums) error {
 	lo, hi, ok := TimeRange(q.Filter.Start, q.Filter.End)
 	if !ok {
@@ -109,79 +112,118 @@ func (s *Reader) aggregatePointsQL(ctx context.Context, q tsdb.AggregateQuery, p
 			return err
 		}
 	}
-	fields := opPointFields
-	byFile := slices.Contains(q.GroupBy, tsdb.DimFilePath)
-	if byFile {
-		fields = append(slices.Clip(fields), schema.FieldFilePath)
-	}
 	where := operationWhereQL(q.Filter)
 	// The tags of the dimensions, and none else.
 	var tags []string
 	for _, d := range q.GroupBy {
 		switch d {
 		case tsdb.DimToolID:
-			tags = append(tags, qlIdent(schema.TagToolID))
+			tags = append(tags, schema.TagToolID)
 		case tsdb.DimToolName:
-			tags = append(tags, qlIdent(schema.TagToolName))
+			tags = append(tags, schema.TagToolName)
 		case tsdb.DimOperationMode:
-			tags = append(tags, qlIdent(schema.TagOperationMode))
+			tags = append(tags, schema.TagOperationMode)
 		case tsdb.DimSessionID, tsdb.DimProjectID:
-			if !slices.Contains(tags, qlIdent(schema.TagSessionID)) {
-				tags = append(tags, qlIdent(schema.TagSessionID))
+			if !slices.Contains(tags, schema.TagSessionID) {
+				tags = append(tags, schema.TagSessionID)
 			}
 		}
 	}
-	bySession := slices.Contains(tags, qlIdent(schema.TagSessionID))
 	sessions := map[string]uuid.UUID{}
-	files := map[string]*string{}
-	add := func(tags map[string]string, _ string, ns int64, v []any) error {
+	// opOf answers the operation of a point or group with tags tv at ns:
+	// what its dimensions other than the file path are read from.
+	opOf := func(tv map[string]string, ns int64) (tsdb.Operation, error) {
 		op := tsdb.Operation{
-			ToolName:      tags[schema.TagToolName],
-			OperationMode: tags[schema.TagOperationMode],
-			ToolID:        schema.Decode(tags[schema.TagToolID]),
+			ToolName:      tv[schema.TagToolName],
+			OperationMode: tv[schema.TagOperationMode],
+			ToolID:        schema.Decode(tv[schema.TagToolID]),
 			CreatedAt:     time.Unix(0, ns).UTC().Truncate(time.Microsecond),
+		}
+		if sid, ok := tv[schema.TagSessionID]; ok {
+			id, seen := sessions[sid]
+			if !seen {
+				var err error
+				if id, err = uuid.Parse(sid); err != nil {
+					return op, fmt.Errorf("session id %q: %w", sid, err)
+				}
+				sessions[sid] = id
+			}
+			op.SessionID = id
+		}
+		return op, nil
+	}
+
+	if !slices.Contains(q.GroupBy, tsdb.DimFilePath) {
+		every := "1d"
+		if slices.Contains(q.GroupBy, tsdb.DimHour) {
+			every = "1h"
+		}
+		add := func(tv map[string]string, ns int64, t tsdb.Totals, c tsdb.CacheCounts) error {
+			op, err := opOf(tv, ns)
+			if err != nil {
+				return err
+			}
+			key := make([]tsdb.KeyValue, len(q.GroupBy))
+			for i, d := range q.GroupBy {
+				key[i] = d.Of(&op, projects[op.SessionID])
+			}
+			sums.Add(key, t, c)
+			return nil
+		}
+		const week = 7 * 24 * time.Hour
+		for from := first.Truncate(24 * time.Hour); !from.After(last); from = from.Add(week) {
+			a, b := within(from, from.Add(week), lo, hi)
+			if err := s.sumTagsQL(ctx, "aggregate sums", a, b, where, every, tags, add); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	fields := append(slices.Clip(opPointFields), schema.FieldFilePath)
+	files := map[string]*string{}
+	add := func(tv map[string]string, _ string, ns int64, v []any) error {
+		op, err := opOf(tv, ns)
+		if err != nil {
+			return err
 		}
 		if err := pointSums(&op, v); err != nil {
 			return err
 		}
-		if bySession {
-			id, ok := sessions[tags[schema.TagSessionID]]
-			if !ok {
-				var err error
-				if id, err = uuid.Parse(tags[schema.TagSessionID]); err != nil {
-					return fmt.Errorf("session id %q: %w", tags[schema.TagSessionID], err)
-				}
-				sessions[tags[schema.TagSessionID]] = id
+		if fp, ok := v[len(opPointFields)].(string); ok {
+			p := files[fp]
+			if p == nil {
+				p = new(schema.Decode(fp))
+				files[fp] = p
 			}
-			op.SessionID = id
-		}
-		if byFile {
-			if fp, ok := v[len(opPointFields)].(string); ok {
-				p := files[fp]
-				if p == nil {
-					p = new(schema.Decode(fp))
-					files[fp] = p
-				}
-				op.FilePath = p
-			}
+			op.FilePath = p
 		}
 		addOperation(sums, q, &op, projects)
 		return nil
 	}
+	var groupBy []string
+	for _, t := range tags {
+		groupBy = append(groupBy, qlIdent(t))
+	}
 	// A UTC day per query, from the first point's to the last's.
 	for day := first.Truncate(24 * time.Hour); !day.After(last); day = day.Add(24 * time.Hour) {
-		from, to := day, day.Add(24*time.Hour)
-		if from.Before(lo) {
-			from = lo
-		}
-		if to.After(hi) {
-			to = hi
-		}
-		if err := s.selectPointsQL(ctx, "aggregate points", schema.Operation, fields, from, to, where, strings.Join(tags, ", "), math.MaxInt, add); err != nil {
+		a, b := within(day, day.Add(24*time.Hour), lo, hi)
+		if err := s.selectPointsQL(ctx, "aggregate points", schema.Operation, fields, a, b, where, strings.Join(groupBy, ", "), math.MaxInt, add); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// within answers [from, to) cut to [lo, hi).
+func within(from, to, lo, hi time.Time) (time.Time, time.Time) {
+	if from.Before(lo) {
+		from = lo
+	}
+	if to.After(hi) {
+		to = hi
+	}
+	return from, to
 }
 
 // operationWhereQL answers the InfluxQL conditions of f's tag filters,

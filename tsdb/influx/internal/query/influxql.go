@@ -36,82 +36,127 @@ const maxQLBody = 64 << 20
 var ErrTooLarge = errors.New("influx: influxql: answer too large")
 
 // readHoursQL answers what ReadHours answers, from one InfluxQL request
-// of two statements: the sums and counts, and the cache hits (a field
-// condition of their own).
+// (see sumTagsQL).
 func (s *Reader) readHoursQL(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]HourRow, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
-	where := fmt.Sprintf(` FROM %s WHERE time >= %d AND time < %d`, qlIdent(schema.Operation), lo.UnixNano(), hi.UnixNano())
+	var where string
 	if toolID != "" {
-		where += ` AND ` + qlIdent(schema.TagToolID) + ` = ` + qlString(schema.TagValue(toolID))
+		where = qlIdent(schema.TagToolID) + ` = ` + qlString(schema.TagValue(toolID))
 	}
-	group := ` GROUP BY time(1h), ` + qlIdent(schema.TagToolID) + `, ` + qlIdent(schema.TagToolName) + `, ` + qlIdent(schema.TagOperationMode) + ` fill(none)`
+	var rows []HourRow
+	keys := map[HourKey]*HourKey{}
+	err := s.sumTagsQL(ctx, name, lo, hi, where, "1h",
+		[]string{schema.TagToolID, schema.TagToolName, schema.TagOperationMode},
+		func(tags map[string]string, ns int64, t tsdb.Totals, c tsdb.CacheCounts) error {
+			k := HourKey{tags[schema.TagToolID], tags[schema.TagToolName], tags[schema.TagOperationMode]}
+			key := keys[k]
+			if key == nil {
+				key = &k
+				keys[k] = key
+			}
+			rows = append(rows, HourRow{Hour: tsdb.FloorTo(ns, int64(time.Hour)) / int64(time.Microsecond), Key: key, Totals: t, Cache: c})
+			return nil
+		})
+	return rows, err
+}
+
+// sumTagsQL adds up, inside InfluxDB, the operations in [lo, hi) that
+// match the InfluxQL condition where ("" none), per bucket of width every
+// ("1h", "1d") and per value of each of tags, in one InfluxQL request of
+// two statements: the sums and counts, and the cache hits (a field
+// condition of their own). add is called with each group that holds an
+// operation: its tags, its bucket's start (unix nanoseconds), its totals
+// and cache counts; its error ends the read.
+func (s *Reader) sumTagsQL(ctx context.Context, name string, lo, hi time.Time, where, every string, tags []string,
+	add func(tags map[string]string, ns int64, t tsdb.Totals, c tsdb.CacheCounts) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	from := fmt.Sprintf(` FROM %s WHERE time >= %d AND time < %d`, qlIdent(schema.Operation), lo.UnixNano(), hi.UnixNano())
+	if where != "" {
+		from += ` AND ` + where
+	}
+	groupBy := ` GROUP BY time(` + every + `)`
+	for _, t := range tags {
+		groupBy += `, ` + qlIdent(t)
+	}
+	groupBy += ` fill(none)`
 	cacheHit := qlIdent(schema.FieldCacheHit)
 	q := fmt.Sprintf(`SELECT sum(%s), sum(%s), sum(%s), sum(%s), count(%s), count(%s)`,
 		qlIdent(sumFields[0]), qlIdent(sumFields[1]), qlIdent(sumFields[2]), qlIdent(sumFields[3]), qlIdent(countField), cacheHit) +
-		where + group + `; SELECT count(` + cacheHit + `)` + where + ` AND ` + cacheHit + ` = true` + group
+		from + groupBy + `; SELECT count(` + cacheHit + `)` + from + ` AND ` + cacheHit + ` = true` + groupBy
 
 	start := time.Now()
-	var rows []HourRow
-	defer func() { s.log.Debug("influxql query", "query", name, "rows", len(rows), "took", time.Since(start)) }()
+	groups := 0
+	defer func() { s.log.Debug("influxql query", "query", name, "rows", groups, "took", time.Since(start)) }()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	series, err := s.influxQL(ctx, q)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	type hourKey struct {
-		hour int64
-		key  HourKey
+	type group struct {
+		ns   int64
+		tags map[string]string
+		t    tsdb.Totals
+		c    tsdb.CacheCounts
 	}
-	hits := map[hourKey]int64{}
+	var out []*group
+	hits := map[string]int64{} // by a bucket and the tags' values
+	keyOf := func(ns int64, tv map[string]string) string {
+		b := strconv.AppendInt(nil, ns, 10)
+		for _, t := range tags {
+			b = append(b, 0)
+			b = append(b, tv[t]...)
+		}
+		return string(b)
+	}
 	for _, sr := range series {
-		key := &HourKey{sr.Tags[schema.TagToolID], sr.Tags[schema.TagToolName], sr.Tags[schema.TagOperationMode]}
 		want := 7 // time, the four sums, the two counts
 		if sr.Statement == 1 {
 			want = 2 // time, the hits
 		}
 		for _, v := range sr.Values {
 			if len(v) != want {
-				return nil, fmt.Errorf("influx: influxql: %d columns in a row, want %d", len(v), want)
+				return fmt.Errorf("influx: influxql: %d columns in a row, want %d", len(v), want)
 			}
-			var r HourRow
 			var t, rt json.Number
 			if err := num(v[0], &t); err != nil {
-				return nil, fmt.Errorf("influx: influxql: %w", err)
+				return fmt.Errorf("influx: influxql: %w", err)
 			}
 			ns, err := t.Int64()
 			if err != nil {
-				return nil, fmt.Errorf("influx: influxql: time %q", t)
+				return fmt.Errorf("influx: influxql: time %q", t)
 			}
-			r.Hour = tsdb.FloorTo(ns, int64(time.Hour)) / int64(time.Microsecond)
 			if sr.Statement == 1 {
 				var n int64
 				if err := num(v[1], &n); err != nil {
-					return nil, fmt.Errorf("influx: influxql: %w", err)
+					return fmt.Errorf("influx: influxql: %w", err)
 				}
-				hits[hourKey{r.Hour, *key}] += n
+				hits[keyOf(ns, sr.Tags)] += n
 				continue
 			}
-			if err := errors.Join(num(v[1], &r.TokensOriginal), num(v[2], &r.TokensActual), num(v[3], &r.TokensPrevented),
-				num(v[4], &rt), num(v[5], &r.Count), num(v[6], &r.Cache.Lookups)); err != nil {
-				return nil, fmt.Errorf("influx: influxql: %w", err)
+			g := &group{ns: ns, tags: sr.Tags}
+			if err := errors.Join(num(v[1], &g.t.TokensOriginal), num(v[2], &g.t.TokensActual), num(v[3], &g.t.TokensPrevented),
+				num(v[4], &rt), num(v[5], &g.t.Count), num(v[6], &g.c.Lookups)); err != nil {
+				return fmt.Errorf("influx: influxql: %w", err)
 			}
-			if r.ResponseTimeSumMs, err = rt.Float64(); err != nil {
-				return nil, fmt.Errorf("influx: influxql: response time sum %q", rt)
+			if g.t.ResponseTimeSumMs, err = rt.Float64(); err != nil {
+				return fmt.Errorf("influx: influxql: response time sum %q", rt)
 			}
-			if r.Count == 0 {
+			if g.t.Count == 0 {
 				continue
 			}
-			r.Key = key
-			rows = append(rows, r)
+			out = append(out, g)
 		}
 	}
-	for i := range rows {
-		rows[i].Cache.Hits = hits[hourKey{rows[i].Hour, *rows[i].Key}]
+	groups = len(out)
+	for _, g := range out {
+		g.c.Hits = hits[keyOf(g.ns, g.tags)]
+		if err := add(g.tags, g.ns, g.t, g.c); err != nil {
+			return err
+		}
 	}
-	return rows, nil
+	return nil
 }
 
 // num decodes a JSON number of an InfluxQL row into an int64 or keeps it
