@@ -56,9 +56,9 @@ type Store struct {
 	// cache is turned off (Config.CacheMaxRows < 0).
 	ops   *rollup.Operations
 	spend *rollup.Spend
-	// Closed days' totals per file path of operations; nil with the
-	// caches off.
-	files *rollup.FileDays
+	// Closed days' totals per file path and per session of operations;
+	// nil with the caches off.
+	files, sessions *rollup.KeyDays
 
 	closeOnce sync.Once
 }
@@ -104,7 +104,8 @@ func open(_ context.Context, cfg Config, logger *slog.Logger, alwaysFlux bool) (
 	})
 	if cfg.CacheMaxRows > 0 {
 		o := rollup.Options{TTL: cfg.CacheTTL, MaxRows: cfg.CacheMaxRows, Logger: logger}
-		s.ops, s.spend, s.files = rollup.NewOperations(s.q, o), rollup.NewSpend(s.q, o), rollup.NewFileDays(s.q, o)
+		s.ops, s.spend = rollup.NewOperations(s.q, o), rollup.NewSpend(s.q, o)
+		s.files, s.sessions = rollup.NewFileDays(s.q, o), rollup.NewSessionDays(s.q, o)
 	}
 	wo := delivery.Options{
 		URL: cfg.URL, Token: cfg.Token, Org: cfg.Org, Bucket: cfg.Bucket,
@@ -121,6 +122,7 @@ func open(_ context.Context, cfg Config, logger *slog.Logger, alwaysFlux bool) (
 			s.ops.Delivered(lps)
 			s.spend.Delivered(lps)
 			s.files.Delivered(lps)
+			s.sessions.Delivered(lps)
 		}
 	}
 	w, err := delivery.Open(wo)
@@ -149,6 +151,7 @@ func (s *Store) closeReads() {
 		s.ops.Close()
 		s.spend.Close()
 		s.files.Close()
+		s.sessions.Close()
 	}
 	s.q.Close()
 }
@@ -163,9 +166,10 @@ type Stats struct {
 	// SpendCacheHours and SpendCacheRows: the same of the cache of spend
 	// points (at most Config.CacheMaxRows rows too).
 	SpendCacheHours, SpendCacheRows int
-	// FileCacheRows: the (day, file path) rows of the cache of closed days'
-	// totals per file (at most Config.CacheMaxRows).
-	FileCacheRows int
+	// FileCacheRows and SessionCacheRows: the (span, file path) rows of
+	// the cache of closed spans' totals per file, and the (span, session)
+	// rows of the one per session (at most twice Config.CacheMaxRows each).
+	FileCacheRows, SessionCacheRows int
 }
 
 // Stats answers the outbox's current depth and the cache's size.
@@ -175,7 +179,7 @@ func (s *Store) Stats() Stats {
 	if s.ops != nil {
 		st.CacheHours, st.CacheRows = s.ops.Stats()
 		st.SpendCacheHours, st.SpendCacheRows = s.spend.Stats()
-		st.FileCacheRows = s.files.Rows()
+		st.FileCacheRows, st.SessionCacheRows = s.files.Rows(), s.sessions.Rows()
 	}
 	return st
 }
@@ -264,13 +268,18 @@ func (s *Store) Trend(ctx context.Context, w tsdb.Window, step tsdb.Step) ([]tsd
 
 // Aggregate answers the groups of q: from the hourly totals of its window
 // (the rollup cache's closed hours, raw totals for the rest) when
-// q.FromRollups(); by file path (and day) over dates only, from the totals
-// per file of its closed days (cached) and its other operations; else
-// from its operations, grouped in Go.
+// q.FromRollups(); by file path, or by session or project (and day) over
+// dates only, from the totals per file or session of its closed days,
+// hours and minutes (cached) and its other operations; else from its
+// operations, grouped in Go.
 func (s *Store) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
 	if !q.FromRollups() {
-		if s.files != nil && rollup.ServesFiles(q) {
-			return s.files.Aggregate(ctx, q)
+		if s.files != nil {
+			for _, c := range []*rollup.KeyDays{s.files, s.sessions} {
+				if c.Serves(q) {
+					return c.Aggregate(ctx, q)
+				}
+			}
 		}
 		return s.q.AggregateOperations(ctx, q)
 	}

@@ -66,7 +66,7 @@ func (s *Reader) SumOperations(ctx context.Context, q tsdb.AggregateQuery, sums 
 	var projects map[uuid.UUID]*string
 	if slices.Contains(q.GroupBy, tsdb.DimProjectID) {
 		var err error
-		if projects, err = s.projects(ctx); err != nil {
+		if projects, err = s.Projects(ctx); err != nil {
 			return err
 		}
 	}
@@ -236,10 +236,10 @@ func operationWhereQL(f tsdb.OperationFilter) string {
 	return strings.Join(conds, " AND ")
 }
 
-// projects answers the project of every session that has one, from the
+// Projects answers the project of every session that has one, from the
 // sessions' start events (the first start of a session wins, as for
 // GetSession).
-func (s *Reader) projects(ctx context.Context) (map[uuid.UUID]*string, error) {
+func (s *Reader) Projects(ctx context.Context) (map[uuid.UUID]*string, error) {
 	q := `from(bucket: ` + s.bucket + `)
   |> ` + fluxRange(minTime, maxTime) + `
   |> filter(fn: (r) => r._measurement == "` + schema.Session + `" and r.event == "` + schema.EventStart + `")`

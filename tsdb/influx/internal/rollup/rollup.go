@@ -2,8 +2,9 @@
 // hours, and of the points of the minutes at windows' edges, so that
 // aggregates cost O(hours), not O(points), also on InfluxDB 1.8, where Flux
 // cannot push an aggregate down, and a warm answer queries nothing; and its
-// cache of the totals per file of closed spans (FileDays), for the top of
-// files, which InfluxDB cannot group.
+// caches of the totals per file and per session of closed spans (KeyDays),
+// for the top of files, which InfluxDB cannot group, and the groupings by
+// session or project.
 //
 // Flux on InfluxDB 1.8 cannot push an aggregate down to storage: every
 // Breakdown or Trend read from the points reads every point of its window,

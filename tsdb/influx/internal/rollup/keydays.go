@@ -3,26 +3,31 @@ package rollup
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/query"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
-// FileDays caches, per closed UTC day, and per closed UTC hour and minute
-// at the edges of the windows asked for, the totals of each file path of
-// the operations, so that an aggregate by file (and day) filtered by dates
-// only (ServesFiles) reads each whole closed day, hour and minute of its
-// window once, and only its partial minutes from the points (the trailing
-// edge right after a burst of writes included). InfluxDB cannot group
-// by a field, so every read of totals per file walks the points of its
-// span (Sum): a Grafana board that asks for the top files of 30 days on
-// every refresh would read 30 days of points each time.
+// KeyDays caches, per closed UTC day, and per closed UTC hour and minute
+// at the edges of the windows asked for, the totals of each value of one
+// dimension of the operations (a file path, or a session), so that an
+// aggregate by it (and day; by session, by project too) filtered by dates
+// only (Serves) reads each whole closed day, hour and minute of its window
+// once, and only its partial minutes from InfluxDB (the trailing edge
+// right after a burst of writes included). InfluxDB cannot group by a
+// field, so every read of totals per file walks the points of its span
+// (Sum): a Grafana board that asks for the top files of 30 days on every
+// refresh would read 30 days of points each time. Sessions are a tag,
+// which InfluxDB sums itself, still about a second for 30 days.
 //
 // Freshness, as for the hourly caches: Delivered drops the days, hours and
 // minutes that this store's delivered operations fall in (a read of such a span in
@@ -35,13 +40,15 @@ import (
 // one copy of each file path (524,288 rows, 30 days of 8,000 files read a
 // day with the hours at the edges twice over, about 42 MB), the least
 // recently used spans evicted past it.
-type FileDays struct {
-	sum  Sum
-	span func(ctx context.Context, lo, hi time.Time) (first, last time.Time, ok bool, err error)
-	ttl  time.Duration
-	max  int
-	now  func() time.Time
-	log  *slog.Logger
+type KeyDays struct {
+	dim      tsdb.Dimension // tsdb.DimFilePath or tsdb.DimSessionID
+	sum      Sum
+	span     func(ctx context.Context, lo, hi time.Time) (first, last time.Time, ok bool, err error)
+	projects func(ctx context.Context) (map[uuid.UUID]*string, error) // of the sessions, for DimSessionID
+	ttl      time.Duration
+	max      int
+	now      func() time.Time
+	log      *slog.Logger
 
 	// The refresher (refreshLoop): Close cancels ctx and closes stop, then
 	// waits for done.
@@ -111,8 +118,9 @@ type fileEntry struct {
 	reused  bool // answered from since it was read
 }
 
-// fileRow is the totals of the operations of one file path (null: none)
-// in one span: 80 bytes, its path shared by every span's row of it.
+// fileRow is the totals of the operations of one file path (null: none),
+// or one session (its text), in one span: 80 bytes, its text shared by
+// every span's row of it.
 type fileRow struct {
 	file string
 	null bool
@@ -131,19 +139,27 @@ const minuteMicros = int64(time.Minute / time.Microsecond)
 // reads, expiring as o says, bounded by twice o.MaxRows (its rows are
 // smaller than an hourly cache's, and a day holds a row per file read).
 // With a TTL it starts a refresher, which Close stops.
-func NewFileDays(r *query.Reader, o Options) *FileDays {
-	return newFileDays(r.SumOperations, r.OperationSpan, o)
+func NewFileDays(r *query.Reader, o Options) *KeyDays {
+	return newKeyDays(tsdb.DimFilePath, r.SumOperations, r.OperationSpan, o)
 }
 
-// newFileDays is NewFileDays over any sum and span.
-func newFileDays(sum Sum, span func(ctx context.Context, lo, hi time.Time) (time.Time, time.Time, bool, error), o Options) *FileDays {
+// NewSessionDays answers the same cache of sessions per day, which also
+// answers groupings by project (a session's project read per answer).
+func NewSessionDays(r *query.Reader, o Options) *KeyDays {
+	c := newKeyDays(tsdb.DimSessionID, r.SumOperations, r.OperationSpan, o)
+	c.projects = r.Projects
+	return c
+}
+
+// newKeyDays is a KeyDays of dim over any sum and span.
+func newKeyDays(dim tsdb.Dimension, sum Sum, span func(ctx context.Context, lo, hi time.Time) (time.Time, time.Time, bool, error), o Options) *KeyDays {
 	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &FileDays{
-		sum: sum, span: span, ttl: o.TTL, max: max(1, 2*o.MaxRows), now: time.Now, log: logger,
+	c := &KeyDays{
+		dim: dim, sum: sum, span: span, ttl: o.TTL, max: max(1, 2*o.MaxRows), now: time.Now, log: logger,
 		ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
 		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, reading: map[fileSpan]*fileRead{},
 	}
@@ -156,7 +172,7 @@ func newFileDays(sum Sum, span func(ctx context.Context, lo, hi time.Time) (time
 }
 
 // Close stops the refresher and waits for it.
-func (c *FileDays) Close() {
+func (c *KeyDays) Close() {
 	c.closeOnce.Do(func() {
 		close(c.stop)
 		c.cancel()
@@ -169,7 +185,7 @@ func (c *FileDays) Close() {
 // board that asks for the top of files keeps being answered from the
 // cache, not from 30 days of points once every TTL, while the TTL still
 // bounds how stale an entry may be.
-func (c *FileDays) refreshLoop() {
+func (c *KeyDays) refreshLoop() {
 	defer close(c.done)
 	t := time.NewTicker(min(max(c.ttl/4, 100*time.Millisecond), 30*time.Second))
 	defer t.Stop()
@@ -187,7 +203,7 @@ func (c *FileDays) refreshLoop() {
 
 // refresh reads again the spans and the bounds answers used since they
 // were read and that are half the TTL old or more, oldest span first.
-func (c *FileDays) refresh(ctx context.Context) error {
+func (c *KeyDays) refresh(ctx context.Context) error {
 	now := c.now()
 	c.mu.Lock()
 	var stale []fileSpan
@@ -217,30 +233,31 @@ func (c *FileDays) refresh(ctx context.Context) error {
 	return nil
 }
 
-// ServesFiles answers whether q is one FileDays answers: grouped by file
-// path, and by day or not, filtered by dates only.
-func ServesFiles(q tsdb.AggregateQuery) bool {
+// Serves answers whether q is one c answers: filtered by dates only,
+// grouped by c's dimension (by a session's: or by project), and by day
+// or not.
+func (c *KeyDays) Serves(q tsdb.AggregateQuery) bool {
 	f := q.Filter
 	if f.SessionID != nil || f.ToolName != "" || f.OperationMode != "" || f.ToolID != "" {
 		return false
 	}
-	file := false
+	key := false
 	for _, d := range q.GroupBy {
-		switch d {
-		case tsdb.DimFilePath:
-			file = true
-		case tsdb.DimDay:
+		switch {
+		case d == c.dim || d == tsdb.DimProjectID && c.dim == tsdb.DimSessionID:
+			key = true
+		case d == tsdb.DimDay:
 		default:
 			return false
 		}
 	}
-	return file
+	return key
 }
 
 // Aggregate answers q (ServesFiles): the whole closed UTC days of its
 // window, then the whole closed hours and minutes of what is left, from the
 // cache (read first where missing), the rest from the points.
-func (c *FileDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
+func (c *KeyDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
 	var sums tsdb.GroupSums
 	lo, hi, ok := query.TimeRange(q.Filter.Start, q.Filter.End)
 	if !ok {
@@ -264,12 +281,26 @@ func (c *FileDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.A
 	}
 	// The cached spans' sums, added up per key in w.sums (a map lookup a
 	// row, where GroupSums builds each row's key).
+	var projects map[uuid.UUID]*string
+	if slices.Contains(q.GroupBy, tsdb.DimProjectID) {
+		var err error
+		if projects, err = c.projects(ctx); err != nil {
+			return tsdb.AggregateResult{}, err
+		}
+	}
 	for k, a := range w.sums {
 		key := make([]tsdb.KeyValue, len(q.GroupBy))
 		for i, d := range q.GroupBy {
-			if d == tsdb.DimDay {
+			switch d {
+			case tsdb.DimDay:
 				key[i] = tsdb.KeyValue{Start: time.UnixMicro(k.day).UTC()}
-			} else {
+			case tsdb.DimProjectID:
+				id, err := uuid.Parse(a.file)
+				if err != nil {
+					return tsdb.AggregateResult{}, fmt.Errorf("influx: session id %q: %w", a.file, err)
+				}
+				key[i] = d.Of(&tsdb.Operation{}, projects[id])
+			default:
 				key[i] = tsdb.KeyValue{Text: a.file, Null: a.null}
 			}
 		}
@@ -305,7 +336,7 @@ const minuteGrace = 2 * time.Second
 // sumSpans adds the operations of q in [lo, hi) to sums: the whole closed
 // spans of widths[0] from the cache, the rest with the next widths, and
 // with none left from the points.
-func (c *FileDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window, lo, hi int64, widths []int64, sums *tsdb.GroupSums) error {
+func (c *KeyDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window, lo, hi int64, widths []int64, sums *tsdb.GroupSums) error {
 	if hi <= w.first || lo > w.last || (lo >= w.gapLo && hi <= w.gapHi) {
 		return nil // no operation there
 	}
@@ -373,7 +404,7 @@ func (c *FileDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window
 // writer's operations before the first, ahead of the clock or between
 // the last and the read count once the read is TTL old, as in the cached
 // spans.
-func (c *FileDays) bounds(ctx context.Context) (opWhere, error) {
+func (c *KeyDays) bounds(ctx context.Context) (opWhere, error) {
 	c.mu.Lock()
 	for {
 		if !c.knownAt.IsZero() && (c.ttl <= 0 || c.now().Sub(c.knownAt) < c.ttl) {
@@ -398,7 +429,7 @@ func (c *FileDays) bounds(ctx context.Context) (opWhere, error) {
 
 // readBounds reads where operations are (see bounds). The caller holds
 // mu, with no read of them in flight; readBounds releases it.
-func (c *FileDays) readBounds(ctx context.Context) (opWhere, error) {
+func (c *KeyDays) readBounds(ctx context.Context) (opWhere, error) {
 	read := make(chan struct{})
 	c.boundsRead = read
 	started := c.now()
@@ -420,7 +451,7 @@ func (c *FileDays) readBounds(ctx context.Context) (opWhere, error) {
 
 // knownBounds is what bounds answers from the last read. The caller holds
 // mu.
-func (c *FileDays) knownBounds() opWhere {
+func (c *KeyDays) knownBounds() opWhere {
 	since := tsdb.FloorTo(c.knownAt.UnixMicro(), minuteMicros) - minuteMicros
 	k := c.known.widen(c.delivered)
 	if !k.ok {
@@ -431,7 +462,7 @@ func (c *FileDays) knownBounds() opWhere {
 
 // rowsOf answers the totals of each file path of span sp: cached, or read
 // and cached.
-func (c *FileDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
+func (c *KeyDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 	c.mu.Lock()
 	for {
 		if e := c.spans[sp]; e != nil && (c.ttl <= 0 || c.now().Sub(e.fetched) < c.ttl) {
@@ -458,7 +489,7 @@ func (c *FileDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 // read reads the totals of each file path of span sp, and caches them
 // unless a delivery fell in sp meanwhile. The caller holds mu, which read
 // releases.
-func (c *FileDays) read(ctx context.Context, sp fileSpan) ([]fileRow, error) {
+func (c *KeyDays) read(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 	read := &fileRead{done: make(chan struct{})}
 	c.reading[sp] = read
 	started := c.now()
@@ -466,7 +497,7 @@ func (c *FileDays) read(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 
 	var sums tsdb.GroupSums
 	lo, hi := time.UnixMicro(sp.start).UTC(), time.UnixMicro(sp.start+sp.width-1).UTC()
-	err := c.sum(ctx, tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath},
+	err := c.sum(ctx, tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{c.dim},
 		Filter: tsdb.OperationFilter{Start: &lo, End: &hi}}, &sums)
 	groups := sums.Rank(tsdb.AggregateQuery{Limit: math.MaxInt}).Groups
 
@@ -498,7 +529,7 @@ func (c *FileDays) read(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 
 // store keeps e as the entry of sp, evicting the least recently used
 // spans past the bound. The caller holds mu.
-func (c *FileDays) store(sp fileSpan, e *fileEntry) {
+func (c *KeyDays) store(sp fileSpan, e *fileEntry) {
 	size := max(1, len(e.rows))
 	if size > c.max {
 		return
@@ -521,7 +552,7 @@ func (c *FileDays) store(sp fileSpan, e *fileEntry) {
 }
 
 // remove drops the entry of sp, if any. The caller holds mu.
-func (c *FileDays) remove(sp fileSpan) {
+func (c *KeyDays) remove(sp fileSpan) {
 	if e := c.spans[sp]; e != nil {
 		c.rows -= max(1, len(e.rows))
 		delete(c.spans, sp)
@@ -530,7 +561,7 @@ func (c *FileDays) remove(sp fileSpan) {
 
 // Delivered drops the days, hours and minutes that the operations of lps
 // (line protocol InfluxDB took) fall in.
-func (c *FileDays) Delivered(lps [][]byte) {
+func (c *KeyDays) Delivered(lps [][]byte) {
 	minutes := map[int64]struct{}{}
 	var earliest time.Time
 	for _, lp := range lps {
@@ -558,7 +589,7 @@ func (c *FileDays) Delivered(lps [][]byte) {
 }
 
 // Rows answers how many rows the cache holds.
-func (c *FileDays) Rows() int {
+func (c *KeyDays) Rows() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.rows

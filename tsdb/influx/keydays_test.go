@@ -206,3 +206,50 @@ func TestFileDaysOpenWindows(t *testing.T) {
 		t.Errorf("all time, %v after the first read (TTL %v): older.go counts %d, want 1", time.Since(read), cfg.CacheTTL, got)
 	}
 }
+
+// TestSessionDays: groupings by session, by project, and by either and
+// day, over dates only, come from the cache of sessions per span, answer
+// as the store without caches does, and count this store's next writes
+// and a session's project started after the first answer at once.
+func TestSessionDays(t *testing.T) {
+	cached, uncached := cachedAndUncached(t, realtools.SharedInfluxd(t))
+	ctx := context.Background()
+	day := time.Date(2025, 8, 4, 0, 0, 0, 0, time.UTC)
+	a, b, c := uuid.New(), uuid.New(), uuid.New()
+	if err := cached.CreateSession(ctx, tsdb.Session{SessionID: a, ToolID: "t", ProjectID: ptr("p1"), StartedAt: day, LastActivity: day}); err != nil {
+		t.Fatal(err)
+	}
+	writeOK(t, cached, mkOps(5, a, day.Add(3*time.Hour)))
+	writeOK(t, cached, mkOps(4, b, day.Add(30*time.Hour)))
+	writeOK(t, cached, mkOps(3, a, day.Add(50*time.Hour)))
+	from, to := day.Add(-2*time.Hour), day.Add(3*24*time.Hour+7*time.Hour)
+	groupings := [][]tsdb.Dimension{
+		{tsdb.DimSessionID}, {tsdb.DimProjectID}, {tsdb.DimProjectID, tsdb.DimDay}, {tsdb.DimDay, tsdb.DimSessionID},
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, g := range groupings {
+			q := tsdb.AggregateQuery{GroupBy: g, Filter: tsdb.OperationFilter{Start: &from, End: &to}, Limit: 100}
+			got, err := cached.Aggregate(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := uncached.Aggregate(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) || len(want.Groups) == 0 {
+				t.Errorf("%s, by %v: cached %v, uncached %v", when, g, got, want)
+			}
+		}
+	}
+	check("first answers")
+	if n := cached.Stats().SessionCacheRows; n == 0 {
+		t.Fatal("no session rows cached")
+	}
+	writeOK(t, cached, mkOps(2, c, day.Add(26*time.Hour))) // into a cached day
+	if err := cached.CreateSession(ctx, tsdb.Session{SessionID: c, ToolID: "t", ProjectID: ptr("p2"), StartedAt: day, LastActivity: day}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a write into a cached day and a new session's project")
+}

@@ -36,8 +36,9 @@ func TestDocsQuoteTheFileRow(t *testing.T) {
 func TestFileDaysDropsAReadDeliveredInto(t *testing.T) {
 	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
 	reads, deliver := 0, true
-	var c *FileDays
-	c = &FileDays{
+	var c *KeyDays
+	c = &KeyDays{
+		dim: tsdb.DimFilePath,
 		ttl: time.Hour, max: 100, now: func() time.Time { return day.Add(48 * time.Hour) },
 		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, reading: map[fileSpan]*fileRead{},
 		span: func(context.Context, time.Time, time.Time) (time.Time, time.Time, bool, error) {
@@ -73,7 +74,8 @@ func TestFileDaysReadsWhereOperationsMayBe(t *testing.T) {
 	first, last := now.AddDate(0, 0, -10), now.AddDate(0, 0, -8)
 	spans := 0
 	var reads [][2]time.Time
-	c := &FileDays{
+	c := &KeyDays{
+		dim: tsdb.DimFilePath,
 		ttl: time.Hour, max: 1000, now: func() time.Time { return now },
 		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, reading: map[fileSpan]*fileRead{},
 		span: func(context.Context, time.Time, time.Time) (time.Time, time.Time, bool, error) {
@@ -138,7 +140,7 @@ func TestFileDaysRefreshesWhatAnswersUse(t *testing.T) {
 	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
 	now := day.AddDate(0, 0, 10)
 	reads, spans := 0, 0
-	c := newFileDays(func(context.Context, tsdb.AggregateQuery, *tsdb.GroupSums) error {
+	c := newKeyDays(tsdb.DimFilePath, func(context.Context, tsdb.AggregateQuery, *tsdb.GroupSums) error {
 		reads++
 		return nil
 	}, func(context.Context, time.Time, time.Time) (time.Time, time.Time, bool, error) {
@@ -200,7 +202,7 @@ func TestFileDaysRefreshesWhatAnswersUse(t *testing.T) {
 // stops it.
 func TestFileDaysRefresherRuns(t *testing.T) {
 	var reads atomic.Int64
-	c := newFileDays(func(context.Context, tsdb.AggregateQuery, *tsdb.GroupSums) error {
+	c := newKeyDays(tsdb.DimFilePath, func(context.Context, tsdb.AggregateQuery, *tsdb.GroupSums) error {
 		reads.Add(1)
 		return nil
 	}, nil, Options{TTL: 400 * time.Millisecond, MaxRows: 100})
