@@ -3,6 +3,7 @@ package rollup
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -364,14 +365,20 @@ func (c *KeyDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window,
 		}
 	}
 	from, to = max(from, tsdb.FloorTo(w.first, width)), min(to, tsdb.FloorTo(w.last, width)+width)
+	read, err := c.prefetch(ctx, w, from, to, width)
+	if err != nil {
+		return err
+	}
 	byDay := slices.Contains(q.GroupBy, tsdb.DimDay)
 	for start := from; start < to; start += width {
 		if start >= w.gapLo && start+width <= w.gapHi {
 			continue
 		}
-		rows, err := c.rowsOf(ctx, fileSpan{start, width})
-		if err != nil {
-			return err
+		rows, ok := read[start]
+		if !ok {
+			if rows, err = c.rowsOf(ctx, fileSpan{start, width}); err != nil {
+				return err
+			}
 		}
 		k := fileKey{}
 		if byDay {
@@ -460,12 +467,63 @@ func (c *KeyDays) knownBounds() opWhere {
 	return opWhere{first: min(k.first, since), last: k.last, gapLo: k.last + 1, gapHi: since}
 }
 
+// spanReads bounds the reads of spans one answer runs at once (prefetch).
+const spanReads = 4
+
+// prefetch reads, spanReads at a time, the spans of width in [from, to)
+// that are neither cached nor known empty nor being read, and answers
+// their rows by start: the days of a cold window, or the minutes that
+// closed since the last answer (a minute's read costs InfluxDB about a
+// query's fixed cost, 10-30 ms on 1.8, so eighteen of them read one by one
+// are half a second).
+func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64) (map[int64][]fileRow, error) {
+	now := c.now()
+	c.mu.Lock()
+	var missing []fileSpan
+	for start := from; start < to; start += width {
+		sp := fileSpan{start, width}
+		if e := c.spans[sp]; (e != nil && c.fresh(e, now)) || c.reading[sp] != nil || start >= w.gapLo && start+width <= w.gapHi {
+			continue
+		}
+		missing = append(missing, sp)
+	}
+	c.mu.Unlock()
+	if len(missing) < 2 {
+		return nil, nil // the caller reads it
+	}
+	rows := make([][]fileRow, len(missing))
+	errs := make([]error, len(missing))
+	sem := make(chan struct{}, spanReads)
+	var wg sync.WaitGroup
+	for i, sp := range missing {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			rows[i], errs[i] = c.rowsOf(ctx, sp)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	read := make(map[int64][]fileRow, len(missing))
+	for i, sp := range missing {
+		read[sp.start] = rows[i]
+	}
+	return read, nil
+}
+
+// fresh answers whether e may answer at now. The caller holds mu.
+func (c *KeyDays) fresh(e *fileEntry, now time.Time) bool {
+	return c.ttl <= 0 || now.Sub(e.fetched) < c.ttl
+}
+
 // rowsOf answers the totals of each file path of span sp: cached, or read
 // and cached.
 func (c *KeyDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 	c.mu.Lock()
 	for {
-		if e := c.spans[sp]; e != nil && (c.ttl <= 0 || c.now().Sub(e.fetched) < c.ttl) {
+		if e := c.spans[sp]; e != nil && c.fresh(e, c.now()) {
 			c.tick++
 			e.used, e.reused = c.tick, true
 			c.mu.Unlock()

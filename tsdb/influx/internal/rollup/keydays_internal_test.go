@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -229,5 +230,48 @@ func TestFileDaysRefresherRuns(t *testing.T) {
 	time.Sleep(time.Second)
 	if m := reads.Load(); m != n {
 		t.Errorf("%d reads after Close, want %d", m, n)
+	}
+}
+
+// TestFileDaysReadsMissingSpansTogether: the minutes that closed since
+// the last answer are read spanReads at a time, not one by one, and each
+// once.
+func TestFileDaysReadsMissingSpansTogether(t *testing.T) {
+	now := time.Date(2025, 6, 20, 12, 0, 30, 0, time.UTC)
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	reads := map[time.Time]int{}
+	c := newKeyDays(tsdb.DimFilePath, func(_ context.Context, q tsdb.AggregateQuery, _ *tsdb.GroupSums) error {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		reads[*q.Filter.Start]++
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return nil
+	}, nil, Options{MaxRows: 1000})
+	c.now = func() time.Time { return now }
+	start := now.Add(-time.Hour)
+	end := now.Add(time.Hour)
+	q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath}, Filter: tsdb.OperationFilter{Start: &start, End: &end}, Limit: 10}
+	if _, err := c.Aggregate(t.Context(), q); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(20 * time.Minute)
+	clear(reads)
+	most = 0
+	if _, err := c.Aggregate(t.Context(), q); err != nil {
+		t.Fatal(err)
+	}
+	for m := now.Add(-20 * time.Minute).Truncate(time.Minute); m.Before(now.Truncate(time.Minute)); m = m.Add(time.Minute) {
+		if reads[m] != 1 {
+			t.Errorf("the minute %v closed since the last answer was read %d times, want 1", m, reads[m])
+		}
+	}
+	if most < 2 || most > spanReads {
+		t.Errorf("at most %d reads at once, want 2 to %d", most, spanReads)
 	}
 }
