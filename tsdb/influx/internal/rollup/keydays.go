@@ -37,8 +37,8 @@ import (
 // they are half the TTL old, so that answers stay warm; a day or an hour
 // is closed cacheGrace after its end, a minute minuteGrace after. Reads of one
 // missing span are shared. Memory: at most 2 × Options.MaxRows (span,
-// file) rows (a span without operations counts as one), 80 bytes each and
-// one copy of each file path (524,288 rows, 30 days of 8,000 files read a
+// key) rows (a span without operations counts as one), 80 bytes each and
+// one copy of each key's text (524,288 rows, 30 days of 8,000 files read a
 // day with the hours at the edges twice over, about 42 MB), the least
 // recently used spans evicted past it.
 type KeyDays struct {
@@ -60,11 +60,11 @@ type KeyDays struct {
 	closeOnce sync.Once
 
 	mu      sync.Mutex
-	spans   map[fileSpan]*fileEntry
+	spans   map[keySpan]*keyEntry
 	rows    int
-	paths   map[string]string // one copy of each file path
+	paths   map[string]string // one copy of each key's text
 	tick    uint64
-	reading map[fileSpan]*fileRead // reads in flight
+	reading map[keySpan]*keyRead // reads in flight
 
 	// Where operations are (see bounds): the last read of the first and
 	// the last operation of all time, when it started, a read in flight,
@@ -98,8 +98,8 @@ func (b opBounds) widen(o opBounds) opBounds {
 	return opBounds{first: min(b.first, o.first), last: max(b.last, o.last), ok: true}
 }
 
-// fileRead is a read of a span in flight.
-type fileRead struct {
+// keyRead is a read of a span in flight.
+type keyRead struct {
 	done    chan struct{} // closed when it ends
 	dropped bool          // a delivery fell in the span meanwhile: not to be stored
 }
@@ -108,30 +108,30 @@ type fileRead struct {
 // grouped by q's dimensions (query.Reader.SumOperations).
 type Sum func(ctx context.Context, q tsdb.AggregateQuery, sums *tsdb.GroupSums) error
 
-// fileSpan is a UTC day, hour or minute: its start and width, unix
+// keySpan is a UTC day, hour or minute: its start and width, unix
 // microseconds.
-type fileSpan struct{ start, width int64 }
+type keySpan struct{ start, width int64 }
 
-type fileEntry struct {
-	rows    []fileRow
+type keyEntry struct {
+	rows    []keyRow
 	fetched time.Time // when the read that produced it started
 	used    uint64
 	reused  bool // answered from since it was read
 }
 
-// fileRow is the totals of the operations of one file path (null: none),
+// keyRow is the totals of the operations of one file path (null: none),
 // or one session (its text), in one span: 80 bytes, its text shared by
 // every span's row of it.
-type fileRow struct {
+type keyRow struct {
 	file string
 	null bool
 	tsdb.Totals
 	cache tsdb.CacheCounts
 }
 
-// fileWidths are the widths of the cached spans, widest first: whole days,
+// spanWidths are the widths of the cached spans, widest first: whole days,
 // then whole hours and minutes at a window's edges.
-var fileWidths = []int64{tsdb.MicrosPerDay, tsdb.MicrosPerHour, minuteMicros}
+var spanWidths = []int64{tsdb.MicrosPerDay, tsdb.MicrosPerHour, minuteMicros}
 
 // minuteMicros is a minute in microseconds.
 const minuteMicros = int64(time.Minute / time.Microsecond)
@@ -162,7 +162,7 @@ func newKeyDays(dim tsdb.Dimension, sum Sum, span func(ctx context.Context, lo, 
 	c := &KeyDays{
 		dim: dim, sum: sum, span: span, ttl: o.TTL, max: max(1, 2*o.MaxRows), now: time.Now, log: logger,
 		ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
-		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, reading: map[fileSpan]*fileRead{},
+		spans: map[keySpan]*keyEntry{}, paths: map[string]string{}, reading: map[keySpan]*keyRead{},
 	}
 	if o.TTL > 0 {
 		go c.refreshLoop()
@@ -183,9 +183,9 @@ func (c *KeyDays) Close() {
 
 // refreshLoop renews, in the background, the spans and the bounds that
 // answers used since they were read, once they are half the TTL old: a
-// board that asks for the top of files keeps being answered from the
-// cache, not from 30 days of points once every TTL, while the TTL still
-// bounds how stale an entry may be.
+// board that asks for the top of files (or sessions) keeps being answered
+// from the cache, not from 30 days of points once every TTL, while the
+// TTL still bounds how stale an entry may be.
 func (c *KeyDays) refreshLoop() {
 	defer close(c.done)
 	t := time.NewTicker(min(max(c.ttl/4, 100*time.Millisecond), 30*time.Second))
@@ -197,7 +197,7 @@ func (c *KeyDays) refreshLoop() {
 		case <-t.C:
 		}
 		if err := c.refresh(c.ctx); err != nil {
-			c.log.Debug("file cache refresh failed", "err", err)
+			c.log.Debug("day cache refresh failed", "dimension", c.dim, "err", err)
 		}
 	}
 }
@@ -207,7 +207,7 @@ func (c *KeyDays) refreshLoop() {
 func (c *KeyDays) refresh(ctx context.Context) error {
 	now := c.now()
 	c.mu.Lock()
-	var stale []fileSpan
+	var stale []keySpan
 	for sp, e := range c.spans {
 		if e.reused && now.Sub(e.fetched) >= c.ttl/2 {
 			stale = append(stale, sp)
@@ -220,7 +220,7 @@ func (c *KeyDays) refresh(ctx context.Context) error {
 	} else {
 		c.mu.Unlock()
 	}
-	slices.SortFunc(stale, func(a, b fileSpan) int { return cmp.Compare(a.start, b.start) })
+	slices.SortFunc(stale, func(a, b keySpan) int { return cmp.Compare(a.start, b.start) })
 	for _, sp := range stale {
 		c.mu.Lock()
 		if c.reading[sp] != nil {
@@ -255,7 +255,7 @@ func (c *KeyDays) Serves(q tsdb.AggregateQuery) bool {
 	return key
 }
 
-// Aggregate answers q (ServesFiles): the whole closed UTC days of its
+// Aggregate answers q (Serves): the whole closed UTC days of its
 // window, then the whole closed hours and minutes of what is left, from the
 // cache (read first where missing), the rest from the points.
 func (c *KeyDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.AggregateResult, error) {
@@ -264,7 +264,7 @@ func (c *KeyDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.Ag
 	if !ok {
 		return sums.Rank(q), nil
 	}
-	w := window{first: lo.UnixMicro(), last: hi.UnixMicro() - 1, now: c.now().UnixMicro(), sums: map[fileKey]*fileRow{}}
+	w := window{first: lo.UnixMicro(), last: hi.UnixMicro() - 1, now: c.now().UnixMicro(), sums: map[groupKey]*keyRow{}}
 	if q.Filter.Start == nil || q.Filter.End == nil {
 		// Only where operations are: a window without a start begins in
 		// 1678, one without an end ends in 2262.
@@ -277,7 +277,7 @@ func (c *KeyDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.Ag
 		w.first, w.last = max(w.first, b.first), min(w.last, max(b.last, tsdb.FloorTo(w.now, minuteMicros)+minuteMicros-1))
 		w.gapLo, w.gapHi = b.gapLo, b.gapHi
 	}
-	if err := c.sumSpans(ctx, q, w, lo.UnixMicro(), hi.UnixMicro(), fileWidths, &sums); err != nil {
+	if err := c.sumSpans(ctx, q, w, lo.UnixMicro(), hi.UnixMicro(), spanWidths, &sums); err != nil {
 		return tsdb.AggregateResult{}, err
 	}
 	// The cached spans' sums, added up per key in w.sums (a map lookup a
@@ -316,12 +316,12 @@ func (c *KeyDays) Aggregate(ctx context.Context, q tsdb.AggregateQuery) (tsdb.Ag
 type window struct {
 	first, last, now int64
 	gapLo, gapHi     int64
-	sums             map[fileKey]*fileRow
+	sums             map[groupKey]*keyRow
 }
 
-// fileKey is a key of the cached spans' sums: a file path, and its day
-// (0 unless grouped by day).
-type fileKey struct {
+// groupKey is a key of the cached spans' sums: a file path or a session,
+// and its day (0 unless grouped by day).
+type groupKey struct {
 	file string
 	null bool
 	day  int64
@@ -376,11 +376,11 @@ func (c *KeyDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window,
 		}
 		rows, ok := read[start]
 		if !ok {
-			if rows, err = c.rowsOf(ctx, fileSpan{start, width}); err != nil {
+			if rows, err = c.rowsOf(ctx, keySpan{start, width}); err != nil {
 				return err
 			}
 		}
-		k := fileKey{}
+		k := groupKey{}
 		if byDay {
 			k.day = tsdb.FloorTo(start, tsdb.MicrosPerDay)
 		}
@@ -389,7 +389,7 @@ func (c *KeyDays) sumSpans(ctx context.Context, q tsdb.AggregateQuery, w window,
 			k.file, k.null = r.file, r.null
 			a := w.sums[k]
 			if a == nil {
-				a = &fileRow{file: r.file, null: r.null}
+				a = &keyRow{file: r.file, null: r.null}
 				w.sums[k] = a
 			}
 			a.Totals.Add(r.Totals)
@@ -476,12 +476,12 @@ const spanReads = 4
 // closed since the last answer (a minute's read costs InfluxDB about a
 // query's fixed cost, 10-30 ms on 1.8, so eighteen of them read one by one
 // are half a second).
-func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64) (map[int64][]fileRow, error) {
+func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64) (map[int64][]keyRow, error) {
 	now := c.now()
 	c.mu.Lock()
-	var missing []fileSpan
+	var missing []keySpan
 	for start := from; start < to; start += width {
-		sp := fileSpan{start, width}
+		sp := keySpan{start, width}
 		if e := c.spans[sp]; (e != nil && c.fresh(e, now)) || c.reading[sp] != nil || start >= w.gapLo && start+width <= w.gapHi {
 			continue
 		}
@@ -491,7 +491,7 @@ func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64)
 	if len(missing) < 2 {
 		return nil, nil // the caller reads it
 	}
-	rows := make([][]fileRow, len(missing))
+	rows := make([][]keyRow, len(missing))
 	errs := make([]error, len(missing))
 	sem := make(chan struct{}, spanReads)
 	var wg sync.WaitGroup
@@ -506,7 +506,7 @@ func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	read := make(map[int64][]fileRow, len(missing))
+	read := make(map[int64][]keyRow, len(missing))
 	for i, sp := range missing {
 		read[sp.start] = rows[i]
 	}
@@ -514,13 +514,13 @@ func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64)
 }
 
 // fresh answers whether e may answer at now. The caller holds mu.
-func (c *KeyDays) fresh(e *fileEntry, now time.Time) bool {
+func (c *KeyDays) fresh(e *keyEntry, now time.Time) bool {
 	return c.ttl <= 0 || now.Sub(e.fetched) < c.ttl
 }
 
-// rowsOf answers the totals of each file path of span sp: cached, or read
+// rowsOf answers the totals of each key of span sp: cached, or read
 // and cached.
-func (c *KeyDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
+func (c *KeyDays) rowsOf(ctx context.Context, sp keySpan) ([]keyRow, error) {
 	c.mu.Lock()
 	for {
 		if e := c.spans[sp]; e != nil && c.fresh(e, c.now()) {
@@ -544,11 +544,11 @@ func (c *KeyDays) rowsOf(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 	return c.read(ctx, sp)
 }
 
-// read reads the totals of each file path of span sp, and caches them
+// read reads the totals of each key of span sp, and caches them
 // unless a delivery fell in sp meanwhile. The caller holds mu, which read
 // releases.
-func (c *KeyDays) read(ctx context.Context, sp fileSpan) ([]fileRow, error) {
-	read := &fileRead{done: make(chan struct{})}
+func (c *KeyDays) read(ctx context.Context, sp keySpan) ([]keyRow, error) {
+	read := &keyRead{done: make(chan struct{})}
 	c.reading[sp] = read
 	started := c.now()
 	c.mu.Unlock()
@@ -569,7 +569,7 @@ func (c *KeyDays) read(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 	if len(c.paths) > c.max {
 		clear(c.paths) // the rows kept keep their paths
 	}
-	rows := make([]fileRow, len(groups))
+	rows := make([]keyRow, len(groups))
 	for i, g := range groups {
 		k := g.Key[0]
 		p, ok := c.paths[k.Text]
@@ -577,24 +577,24 @@ func (c *KeyDays) read(ctx context.Context, sp fileSpan) ([]fileRow, error) {
 			p = k.Text
 			c.paths[p] = p
 		}
-		rows[i] = fileRow{file: p, null: k.Null, Totals: g.Totals, cache: g.Cache}
+		rows[i] = keyRow{file: p, null: k.Null, Totals: g.Totals, cache: g.Cache}
 	}
 	if !read.dropped {
-		c.store(sp, &fileEntry{rows: rows, fetched: started})
+		c.store(sp, &keyEntry{rows: rows, fetched: started})
 	}
 	return rows, nil
 }
 
 // store keeps e as the entry of sp, evicting the least recently used
 // spans past the bound. The caller holds mu.
-func (c *KeyDays) store(sp fileSpan, e *fileEntry) {
+func (c *KeyDays) store(sp keySpan, e *keyEntry) {
 	size := max(1, len(e.rows))
 	if size > c.max {
 		return
 	}
 	c.remove(sp)
 	for c.rows+size > c.max {
-		var lru fileSpan
+		var lru keySpan
 		oldest := uint64(math.MaxUint64)
 		for s, o := range c.spans {
 			if o.used < oldest {
@@ -610,7 +610,7 @@ func (c *KeyDays) store(sp fileSpan, e *fileEntry) {
 }
 
 // remove drops the entry of sp, if any. The caller holds mu.
-func (c *KeyDays) remove(sp fileSpan) {
+func (c *KeyDays) remove(sp keySpan) {
 	if e := c.spans[sp]; e != nil {
 		c.rows -= max(1, len(e.rows))
 		delete(c.spans, sp)
@@ -636,8 +636,8 @@ func (c *KeyDays) Delivered(lps [][]byte) {
 	defer c.mu.Unlock()
 	c.delivered = c.delivered.widen(opBounds{first: earliest.UnixMicro(), last: latest + minuteMicros - 1, ok: true})
 	for m := range minutes {
-		for _, width := range fileWidths {
-			sp := fileSpan{tsdb.FloorTo(m, width), width}
+		for _, width := range spanWidths {
+			sp := keySpan{tsdb.FloorTo(m, width), width}
 			if read := c.reading[sp]; read != nil {
 				read.dropped = true
 			}

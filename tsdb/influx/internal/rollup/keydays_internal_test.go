@@ -24,7 +24,7 @@ func TestDocsQuoteTheFileRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := strings.Join(strings.Fields(string(b)), " ")
-	if want := fmt.Sprintf("rows (twice an hourly cache), %d bytes each", unsafe.Sizeof(fileRow{})); !strings.Contains(doc, want) {
+	if want := fmt.Sprintf("rows (twice an hourly cache), %d bytes each", unsafe.Sizeof(keyRow{})); !strings.Contains(doc, want) {
 		t.Errorf("docs/influxdb.md does not say %q", want)
 	}
 }
@@ -41,7 +41,7 @@ func TestFileDaysDropsAReadDeliveredInto(t *testing.T) {
 	c = &KeyDays{
 		dim: tsdb.DimFilePath,
 		ttl: time.Hour, max: 100, now: func() time.Time { return day.Add(48 * time.Hour) },
-		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, reading: map[fileSpan]*fileRead{},
+		spans: map[keySpan]*keyEntry{}, paths: map[string]string{}, reading: map[keySpan]*keyRead{},
 		span: func(context.Context, time.Time, time.Time) (time.Time, time.Time, bool, error) {
 			return day, day.Add(time.Hour), true, nil
 		},
@@ -78,7 +78,7 @@ func TestFileDaysReadsWhereOperationsMayBe(t *testing.T) {
 	c := &KeyDays{
 		dim: tsdb.DimFilePath,
 		ttl: time.Hour, max: 1000, now: func() time.Time { return now },
-		spans: map[fileSpan]*fileEntry{}, paths: map[string]string{}, reading: map[fileSpan]*fileRead{},
+		spans: map[keySpan]*keyEntry{}, paths: map[string]string{}, reading: map[keySpan]*keyRead{},
 		span: func(context.Context, time.Time, time.Time) (time.Time, time.Time, bool, error) {
 			spans++
 			return first, last, true, nil
