@@ -74,6 +74,7 @@ func TestFileDaysReadsWhereOperationsMayBe(t *testing.T) {
 	now := time.Date(2025, 6, 20, 12, 0, 30, 0, time.UTC)
 	first, last := now.AddDate(0, 0, -10), now.AddDate(0, 0, -8)
 	spans := 0
+	var mu sync.Mutex // spans are read a few at a time (prefetch)
 	var reads [][2]time.Time
 	c := &KeyDays{
 		dim: tsdb.DimFilePath,
@@ -84,6 +85,8 @@ func TestFileDaysReadsWhereOperationsMayBe(t *testing.T) {
 			return first, last, true, nil
 		},
 		sum: func(_ context.Context, q tsdb.AggregateQuery, _ *tsdb.GroupSums) error {
+			mu.Lock()
+			defer mu.Unlock()
 			reads = append(reads, [2]time.Time{*q.Filter.Start, *q.Filter.End})
 			return nil
 		},
@@ -141,7 +144,10 @@ func TestFileDaysRefreshesWhatAnswersUse(t *testing.T) {
 	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
 	now := day.AddDate(0, 0, 10)
 	reads, spans := 0, 0
+	var mu sync.Mutex // spans are read a few at a time (prefetch)
 	c := newKeyDays(tsdb.DimFilePath, func(context.Context, tsdb.AggregateQuery, *tsdb.GroupSums) error {
+		mu.Lock()
+		defer mu.Unlock()
 		reads++
 		return nil
 	}, func(context.Context, time.Time, time.Time) (time.Time, time.Time, bool, error) {
