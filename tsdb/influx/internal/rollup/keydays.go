@@ -51,13 +51,7 @@ type KeyDays struct {
 	now      func() time.Time
 	log      *slog.Logger
 
-	// The refresher (refreshLoop): Close cancels ctx and closes stop, then
-	// waits for done.
-	ctx       context.Context
-	cancel    context.CancelFunc
-	stop      chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
+	refresh *refresher // renews entries in use (renew)
 
 	mu      sync.Mutex
 	spans   map[keySpan]*keyEntry
@@ -158,53 +152,28 @@ func newKeyDays(dim tsdb.Dimension, sum Sum, span func(ctx context.Context, lo, 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	c := &KeyDays{
 		dim: dim, sum: sum, span: span, ttl: o.TTL, max: max(1, 2*o.MaxRows), now: time.Now, log: logger,
-		ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
 		spans: map[keySpan]*keyEntry{}, paths: map[string]string{}, reading: map[keySpan]*keyRead{},
 	}
-	if o.TTL > 0 {
-		go c.refreshLoop()
-	} else {
-		close(c.done)
-	}
+	c.refresh = startRefresher(o.TTL, func(ctx context.Context) {
+		if err := c.renew(ctx); err != nil {
+			c.log.Debug("day cache refresh failed", "dimension", c.dim, "err", err)
+		}
+	})
 	return c
 }
 
 // Close stops the refresher and waits for it.
-func (c *KeyDays) Close() {
-	c.closeOnce.Do(func() {
-		close(c.stop)
-		c.cancel()
-		<-c.done
-	})
-}
+func (c *KeyDays) Close() { c.refresh.Close() }
 
-// refreshLoop renews, in the background, the spans and the bounds that
-// answers used since they were read, once they are half the TTL old: a
-// board that asks for the top of files (or sessions) keeps being answered
-// from the cache, not from 30 days of points once every TTL, while the
-// TTL still bounds how stale an entry may be.
-func (c *KeyDays) refreshLoop() {
-	defer close(c.done)
-	t := time.NewTicker(min(max(c.ttl/4, 100*time.Millisecond), 30*time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-		}
-		if err := c.refresh(c.ctx); err != nil {
-			c.log.Debug("day cache refresh failed", "dimension", c.dim, "err", err)
-		}
-	}
-}
-
-// refresh reads again the spans and the bounds answers used since they
-// were read and that are half the TTL old or more, oldest span first.
-func (c *KeyDays) refresh(ctx context.Context) error {
+// renew reads again, in the background (the refresher), the spans and the
+// bounds answers used since they were read and that are half the TTL old
+// or more, oldest span first: a board that asks for the top of files (or
+// sessions) keeps being answered from the cache, not from 30 days of
+// points once every TTL, while the TTL still bounds how stale an entry may
+// be.
+func (c *KeyDays) renew(ctx context.Context) error {
 	now := c.now()
 	c.mu.Lock()
 	var stale []keySpan

@@ -167,7 +167,7 @@ func TestFileDaysRefreshesWhatAnswersUse(t *testing.T) {
 	}
 	refresh := func() {
 		t.Helper()
-		if err := c.refresh(t.Context()); err != nil {
+		if err := c.renew(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 	}

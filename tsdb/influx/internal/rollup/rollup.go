@@ -161,11 +161,7 @@ type Cache[R Row[R, K], K comparable] struct {
 	edgeMu sync.Mutex
 	edges  map[edgeKey]*edgeFlight[R]
 
-	ctx         context.Context // cancelled by Close: stops refreshes in flight
-	cancel      context.CancelFunc
-	stop        chan struct{}
-	refreshDone chan struct{}
-	closeOnce   sync.Once
+	refresh *refresher // renews entries in use (renew)
 }
 
 // Operations caches the hourly totals of operations.
@@ -196,33 +192,18 @@ func New[R Row[R, K], K comparable](src Source[R], o Options) *Cache[R, K] {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache[R, K]{
-		src:         src,
-		log:         logger,
-		hc:          newHourCache[R, K](o.TTL, o.MaxRows),
-		mc:          newMinuteCache[R, K](o.TTL, max(1, o.MaxRows/4)),
-		ctx:         ctx,
-		cancel:      cancel,
-		stop:        make(chan struct{}),
-		refreshDone: make(chan struct{}),
+		src: src,
+		log: logger,
+		hc:  newHourCache[R, K](o.TTL, o.MaxRows),
+		mc:  newMinuteCache[R, K](o.TTL, max(1, o.MaxRows/4)),
 	}
-	if o.TTL > 0 {
-		go c.refreshLoop()
-	} else {
-		close(c.refreshDone)
-	}
+	c.refresh = startRefresher(o.TTL, c.renew)
 	return c
 }
 
 // Close stops the refresher and waits for it.
-func (c *Cache[R, K]) Close() {
-	c.closeOnce.Do(func() {
-		close(c.stop)
-		c.cancel()
-		<-c.refreshDone
-	})
-}
+func (c *Cache[R, K]) Close() { c.refresh.Close() }
 
 // Stats answers the closed hours held and their rows.
 func (c *Cache[R, K]) Stats() (hours, rows int) { return c.hc.stats() }
@@ -764,37 +745,26 @@ func (c *Cache[R, K]) readSpan(ctx context.Context, lo, hi int64) ([]R, error) {
 	return rows, err
 }
 
-// refreshLoop renews, in the background, cached hours that are in use
-// before their TTL runs out, so that answers keep coming from the cache
-// while the TTL still bounds how stale an hour may be.
-func (c *Cache[R, K]) refreshLoop() {
-	defer close(c.refreshDone)
-	every := min(max(c.hc.ttl/4, 100*time.Millisecond), 30*time.Second)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
+// renew reads again, in the background (the refresher), cached hours
+// that are in use before their TTL runs out, so that answers keep coming
+// from the cache while the TTL still bounds how stale an hour may be.
+func (c *Cache[R, K]) renew(ctx context.Context) {
+	for _, sp := range spans(c.hc.stale(time.Now(), 24*40)) {
+		if _, err := c.readSpan(ctx, sp[0], sp[1]); err != nil {
+			c.log.Debug("hourly cache refresh failed", "measurement", c.src.Measurement, "err", err)
+			break
 		}
-		for _, sp := range spans(c.hc.stale(time.Now(), 24*40)) {
-			if _, err := c.readSpan(c.ctx, sp[0], sp[1]); err != nil {
-				c.log.Debug("hourly cache refresh failed", "measurement", c.src.Measurement, "err", err)
-				break
-			}
+	}
+	for _, sp := range c.mc.stale(time.Now(), 24*60) {
+		if err := c.readMinutes(ctx, sp, nil); err != nil {
+			c.log.Debug("edge minutes refresh failed", "measurement", c.src.Measurement, "err", err)
+			break
 		}
-		for _, sp := range c.mc.stale(time.Now(), 24*60) {
-			if err := c.readMinutes(c.ctx, sp, nil); err != nil {
-				c.log.Debug("edge minutes refresh failed", "measurement", c.src.Measurement, "err", err)
-				break
-			}
-		}
-		for _, id := range c.hc.staleFirst(time.Now()) {
-			if _, _, err := c.readFirst(c.ctx, id); err != nil {
-				c.log.Debug("first point time refresh failed", "measurement", c.src.Measurement, "err", err)
-				break
-			}
+	}
+	for _, id := range c.hc.staleFirst(time.Now()) {
+		if _, _, err := c.readFirst(ctx, id); err != nil {
+			c.log.Debug("first point time refresh failed", "measurement", c.src.Measurement, "err", err)
+			break
 		}
 	}
 }
