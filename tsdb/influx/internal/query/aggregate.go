@@ -82,11 +82,17 @@ func (s *Reader) SumOperations(ctx context.Context, q tsdb.AggregateQuery, sums 
 // addOperation adds op to sums, in its group of q's dimensions (projects:
 // the project of each session that has one).
 func addOperation(sums *tsdb.GroupSums, q tsdb.AggregateQuery, op *tsdb.Operation, projects map[uuid.UUID]*string) {
+	addTotals(sums, q, op, projects, tsdb.TotalsOf(op), tsdb.CacheOf(op))
+}
+
+// addTotals adds t and c to sums, in the group of q's dimensions of op
+// (an operation, or one that stands for a group of them).
+func addTotals(sums *tsdb.GroupSums, q tsdb.AggregateQuery, op *tsdb.Operation, projects map[uuid.UUID]*string, t tsdb.Totals, c tsdb.CacheCounts) {
 	key := make([]tsdb.KeyValue, len(q.GroupBy))
 	for i, d := range q.GroupBy {
 		key[i] = d.Of(op, projects[op.SessionID])
 	}
-	sums.Add(key, tsdb.TotalsOf(op), tsdb.CacheOf(op))
+	sums.Add(key, t, c)
 }
 
 // aggregatePointsQL adds the operations of q's window to sums, grouped by
@@ -163,11 +169,7 @@ func (s *Reader) aggregatePointsQL(ctx context.Context, q tsdb.AggregateQuery, p
 			if err != nil {
 				return err
 			}
-			key := make([]tsdb.KeyValue, len(q.GroupBy))
-			for i, d := range q.GroupBy {
-				key[i] = d.Of(&op, projects[op.SessionID])
-			}
-			sums.Add(key, t, c)
+			addTotals(sums, q, &op, projects, t, c)
 			return nil
 		}
 		const week = 7 * 24 * time.Hour
