@@ -183,9 +183,11 @@ func (r *Retention) Pass(ctx context.Context) error {
 		ops += ex.Operations
 		points += ex.SpendPoints
 		horizon = ex.Horizon
+		// The horizon first: a scrape that sees the deletions sees the
+		// horizon that covers them.
+		r.horizon.Set(float64(ex.Horizon.UnixMicro()) / 1e6)
 		r.deleted.WithLabelValues(kindOperations).Add(float64(ex.Operations))
 		r.deleted.WithLabelValues(kindSpendPoints).Add(float64(ex.SpendPoints))
-		r.horizon.Set(float64(ex.Horizon.UnixMicro()) / 1e6)
 		if !ex.More {
 			return nil
 		}
