@@ -184,7 +184,7 @@ func (s *Reader) aggregatePointsQL(ctx context.Context, q tsdb.AggregateQuery, p
 
 	fields := append(slices.Clip(opPointFields), schema.FieldFilePath)
 	files := map[string]*string{}
-	add := func(tv map[string]string, _ string, ns int64, v []any) error {
+	add := func(tv map[string]string, _ string, ns int64, v []qlValue) error {
 		op, err := opOf(tv, ns)
 		if err != nil {
 			return err
@@ -192,9 +192,10 @@ func (s *Reader) aggregatePointsQL(ctx context.Context, q tsdb.AggregateQuery, p
 		if err := pointSums(&op, v); err != nil {
 			return err
 		}
-		if fp, ok := v[len(opPointFields)].(string); ok {
+		if fp, ok := v[len(opPointFields)].str(); ok {
 			p := files[fp]
 			if p == nil {
+				fp = strings.Clone(fp) // not the chunk it is a part of
 				p = new(schema.Decode(fp))
 				files[fp] = p
 			}

@@ -161,12 +161,13 @@ func (s *Reader) sumTagsQL(ctx context.Context, name string, lo, hi time.Time, w
 
 // num decodes a JSON number of an InfluxQL row into an int64 or keeps it
 // as a json.Number; null (no points) is zero.
-func num(v any, dst any) error {
-	n, ok := v.(json.Number)
-	if v == nil {
-		n, ok = "0", true
-	}
-	if !ok {
+func num(v qlValue, dst any) error {
+	n := json.Number(v.text)
+	switch v.kind {
+	case kindNull:
+		n = "0"
+	case kindNumber:
+	default:
 		return fmt.Errorf("value %v is not a number", v)
 	}
 	switch d := dst.(type) {
@@ -188,7 +189,7 @@ func num(v any, dst any) error {
 
 type qlSeries struct {
 	Tags   map[string]string `json:"tags"`
-	Values [][]any           `json:"values"`
+	Values qlRows            `json:"values"`
 	// Partial: the server cut the series (max-row-limit).
 	Partial bool `json:"partial"`
 	// Statement is the index of the statement that answered the series,

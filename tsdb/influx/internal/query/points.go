@@ -65,7 +65,7 @@ func seriesOf(tags map[string]string) string {
 // tags and its time in nanoseconds, chunk by chunk as the answer comes (see
 // influxQLEach): at most maxPointRows points.
 func (s *Reader) readPointsQL(ctx context.Context, name, meas string, fields []string, lo, hi time.Time,
-	add func(tags map[string]string, series string, ns int64, v []any) error) error {
+	add func(tags map[string]string, series string, ns int64, v []qlValue) error) error {
 	return s.selectPointsQL(ctx, name, meas, fields, lo, hi, "", "*", maxPointRows, add)
 }
 
@@ -75,7 +75,7 @@ func (s *Reader) readPointsQL(ctx context.Context, name, meas string, fields []s
 // every point, also points of several series at one time) and a bound of
 // its own.
 func (s *Reader) selectPointsQL(ctx context.Context, name, meas string, fields []string, lo, hi time.Time, where, groupBy string, maxRows int,
-	add func(tags map[string]string, series string, ns int64, v []any) error) error {
+	add func(tags map[string]string, series string, ns int64, v []qlValue) error) error {
 	s.learnVersion(ctx)
 	if !s.v1.Load() || s.cfg.AlwaysFlux {
 		return ErrNoPoints
@@ -130,7 +130,7 @@ var opPointFields = []string{schema.FieldTokensOriginal, schema.FieldTokensActua
 
 // pointSums sets op's sums and cache hit from v, the values of
 // opPointFields in a row of readPointsQL.
-func pointSums(op *tsdb.Operation, v []any) error {
+func pointSums(op *tsdb.Operation, v []qlValue) error {
 	var rt json.Number
 	if err := errors.Join(num(v[0], &op.TokensOriginal), num(v[1], &op.TokensActual), num(v[2], &op.TokensPrevented),
 		num(v[3], &rt)); err != nil {
@@ -141,7 +141,7 @@ func pointSums(op *tsdb.Operation, v []any) error {
 		return fmt.Errorf("response time %q", rt)
 	}
 	op.ResponseTimeMs, op.CacheHit = f, nil
-	if hit, ok := v[4].(bool); ok {
+	if hit, ok := v[4].boolean(); ok {
 		op.CacheHit = &cacheHits[0]
 		if hit {
 			op.CacheHit = &cacheHits[1]
@@ -160,7 +160,7 @@ func (s *Reader) ReadPoints(ctx context.Context, name string, lo, hi time.Time) 
 	var out []Point[HourRow]
 	keys := map[HourKey]*HourKey{}
 	err := s.readPointsQL(ctx, name, schema.Operation, opPointFields, lo, hi,
-		func(tags map[string]string, series string, ns int64, v []any) error {
+		func(tags map[string]string, series string, ns int64, v []qlValue) error {
 			k := HourKey{tags[schema.TagToolID], tags[schema.TagToolName], tags[schema.TagOperationMode]}
 			kp := keys[k]
 			if kp == nil {
@@ -184,7 +184,7 @@ func (s *Reader) ReadPoints(ctx context.Context, name string, lo, hi time.Time) 
 func (s *Reader) ReadSpendPoints(ctx context.Context, name string, lo, hi time.Time) ([]Point[SpendHourRow], error) {
 	var out []Point[SpendHourRow]
 	err := s.readPointsQL(ctx, name, schema.Spend, spendFields, lo, hi,
-		func(tags map[string]string, series string, ns int64, v []any) error {
+		func(tags map[string]string, series string, ns int64, v []qlValue) error {
 			r := SpendHourRow{Hour: tsdb.FloorTo(ns, int64(time.Hour)) / int64(time.Microsecond)}
 			r.ToolID, r.Model, r.Points = tags[schema.TagToolID], tags[schema.TagModel], 1
 			var cost json.Number
