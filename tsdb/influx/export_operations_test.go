@@ -34,6 +34,22 @@ func TestExportConformanceInSmallPages(t *testing.T) {
 	})
 }
 
+// TestExportConformanceFluxOnly: the same with Flux alone, the path of
+// 2.x (on 1.x the store exports with InfluxQL).
+func TestExportConformanceFluxOnly(t *testing.T) {
+	srv := realtools.SharedInfluxd(t)
+	storetest.RunExport(t, func(t *testing.T) tsdb.Store {
+		cfg := config(t, srv)
+		cfg.ExportPageSize = 100
+		s, err := influx.OpenAlwaysFlux(context.Background(), cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 // queryLog keeps the store's "flux query" debug records (which query, how
 // many rows it answered, how long it took) and the operations of every
 // page an export read.
@@ -59,7 +75,7 @@ func (l *queryLog) Handle(_ context.Context, r slog.Record) error {
 		})
 		return nil
 	}
-	if r.Message != "flux query" {
+	if r.Message != "flux query" && r.Message != "influxql query" {
 		return nil
 	}
 	var name string
@@ -69,7 +85,7 @@ func (l *queryLog) Handle(_ context.Context, r slog.Record) error {
 		switch a.Key {
 		case "query":
 			name = a.Value.String()
-		case "rows":
+		case "rows", "points":
 			rows = a.Value.Int64()
 		case "took":
 			took = a.Value.Duration()
@@ -86,20 +102,34 @@ func (l *queryLog) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// TestExportReadsBoundedPages exports 3,000 operations (a dense burst, a
-// spread-out stretch, 400 at one created_at) in pages of 200 points: every
-// query answers at most a page, and the operations come out complete and in
-// order.
+// TestExportReadsBoundedPages exports 5,400 operations (a dense burst of
+// more than the 16 pages one InfluxQL query reads, a spread-out stretch,
+// 400 at one created_at) in pages of 200 points: every page holds at most
+// 200 operations, and the operations come out complete and in order; with
+// InfluxQL (the path of 1.x) and with Flux alone (of 2.x).
 func TestExportReadsBoundedPages(t *testing.T) {
 	srv := realtools.SharedInfluxd(t)
-	cfg := config(t, srv)
-	cfg.ExportPageSize = 200
-	log := &queryLog{rows: map[string][]int64{}}
-	s, err := influx.Open(context.Background(), cfg, slog.New(log))
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		name string
+		open func(context.Context, influx.Config, *slog.Logger) (*influx.Store, error)
+	}{{"InfluxQL", influx.Open}, {"Flux", influx.OpenAlwaysFlux}} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config(t, srv)
+			cfg.ExportPageSize = 200
+			log := &queryLog{rows: map[string][]int64{}}
+			s, err := c.open(context.Background(), cfg, slog.New(log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			exportInBoundedPages(t, s, log)
+		})
 	}
-	t.Cleanup(func() { s.Close() })
+}
+
+// exportInBoundedPages is the case of TestExportReadsBoundedPages on s,
+// whose debug records go to log.
+func exportInBoundedPages(t *testing.T, s *influx.Store, log *queryLog) {
 
 	base := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
 	session := uuid.MustParse("5b1f5a70-0000-4000-8000-000000000001")
@@ -111,7 +141,7 @@ func TestExportReadsBoundedPages(t *testing.T) {
 			TokensPrevented: int64(i), ResponseTimeMs: 1, CreatedAt: at,
 		})
 	}
-	for i := range 1600 { // a burst: 10 µs apart
+	for i := range 4000 { // a burst: 10 µs apart
 		add(base.Add(time.Duration(i)*10*time.Microsecond), i)
 	}
 	for i := range 1000 { // spread over 10 days
@@ -129,7 +159,7 @@ func TestExportReadsBoundedPages(t *testing.T) {
 
 	var got []uuid.UUID
 	var last tsdb.Operation
-	err = s.ExportOperations(t.Context(), tsdb.OperationFilter{}, func(op *tsdb.Operation) error {
+	err := s.ExportOperations(t.Context(), tsdb.OperationFilter{}, func(op *tsdb.Operation) error {
 		if len(got) > 0 && (op.CreatedAt.Before(last.CreatedAt) ||
 			op.CreatedAt.Equal(last.CreatedAt) && op.ID.String() <= last.ID.String()) {
 			t.Fatalf("operation %d (%s at %s) out of order after %s at %s", len(got), op.ID, op.CreatedAt, last.ID, last.CreatedAt)
@@ -172,7 +202,9 @@ func TestExportReadsBoundedPages(t *testing.T) {
 // BenchmarkExportOperations exports operations spread over 30 days
 // (OMNIMEMORY_INFLUX_SCALE of them, default 200,000; 300 sessions, 3 tool
 // ids: about 10,000 series) in pages of the default size (or
-// OMNIMEMORY_EXPORT_PAGE), and reports rows/s and the queries it took, e.g.
+// OMNIMEMORY_EXPORT_PAGE), with InfluxQL (the path of 1.x) and with Flux
+// alone (of 2.x) over the same points, and reports rows/s and the queries
+// each took, e.g.
 //
 //	go test -run '^$' -bench ExportOperations -benchtime 1x ./tsdb/influx/
 func BenchmarkExportOperations(b *testing.B) {
@@ -185,12 +217,7 @@ func BenchmarkExportOperations(b *testing.B) {
 	if p, _ := strconv.Atoi(os.Getenv("OMNIMEMORY_EXPORT_PAGE")); p > 0 {
 		cfg.ExportPageSize = p
 	}
-	log := &queryLog{rows: map[string][]int64{}}
-	s, err := influx.Open(context.Background(), cfg, slog.New(log))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
+	s := open(b, cfg) // its writes return once InfluxDB holds them (WriteTimeout)
 	r := rand.New(rand.NewSource(1))
 	end := time.Date(2025, 6, 30, 0, 0, 0, 0, time.UTC)
 	span := int64(30 * 24 * time.Hour / time.Microsecond)
@@ -214,33 +241,42 @@ func BenchmarkExportOperations(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	log.mu.Lock()
-	clear(log.rows)
-	clear(log.took)
-	log.pages = nil
-	log.mu.Unlock()
-	var rows int
-	for b.Loop() {
-		rows = 0
-		if err := s.ExportOperations(b.Context(), tsdb.OperationFilter{}, func(*tsdb.Operation) error {
-			rows++
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name string
+		open func(context.Context, influx.Config, *slog.Logger) (*influx.Store, error)
+	}{{"InfluxQL", influx.Open}, {"Flux", influx.OpenAlwaysFlux}} {
+		b.Run(c.name, func(b *testing.B) {
+			rcfg := cfg // the same points, read by a store of its own
+			rcfg.OutboxDir = b.TempDir() + "/outbox"
+			log := &queryLog{rows: map[string][]int64{}}
+			r, err := c.open(context.Background(), rcfg, slog.New(log))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			var rows int
+			for b.Loop() {
+				rows = 0
+				if err := r.ExportOperations(b.Context(), tsdb.OperationFilter{}, func(*tsdb.Operation) error {
+					rows++
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if rows != n {
+				b.Fatalf("exported %d operations, want %d", rows, n)
+			}
+			b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			var largest int64
+			for _, v := range log.pages {
+				largest = max(largest, v)
+			}
+			b.ReportMetric(float64(len(log.pages))/float64(b.N), "pages/op")
+			b.ReportMetric(float64(largest), "largest-page-ops")
+			b.Logf("time per kind of query: %v", log.took)
+		})
 	}
-	if rows != n {
-		b.Fatalf("exported %d operations, want %d", rows, n)
-	}
-	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-	log.mu.Lock()
-	defer log.mu.Unlock()
-	var largest int64
-	for _, v := range log.pages {
-		largest = max(largest, v)
-	}
-	b.ReportMetric(float64(len(log.pages))/float64(b.N), "pages/op")
-	b.ReportMetric(float64(len(log.rows["export count"]))/float64(b.N), "counts/op")
-	b.ReportMetric(float64(largest), "largest-page-ops")
-	b.Logf("time per kind of query: %v", log.took)
 }

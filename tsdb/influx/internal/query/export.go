@@ -64,6 +64,9 @@ func (s *Reader) export(ctx context.Context, f tsdb.OperationFilter, fn func(*ts
 	if !ok {
 		return nil
 	}
+	if s.v1.Load() && !s.cfg.AlwaysFlux {
+		return s.exportQL(ctx, lo.UnixMicro(), hi.UnixMicro(), f, fn)
+	}
 	tags := operationTags(f)
 	page := int64(s.cfg.ExportPageSize)
 
@@ -291,13 +294,17 @@ func (s *Reader) exportWindow(ctx context.Context, lo, hi int64, tags []string, 
 		}
 		ops = append(ops, op)
 	}
-	slices.SortFunc(ops, func(a, b tsdb.Operation) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.ID[:], b.ID[:])
-	})
+	slices.SortFunc(ops, compareOperations)
 	return ops, nil
+}
+
+// compareOperations orders operations as an export hands them out: by
+// created_at, then by id.
+func compareOperations(a, b tsdb.Operation) int {
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.ID[:], b.ID[:])
 }
 
 // exportMicro hands fn the operations matching tags created at the one

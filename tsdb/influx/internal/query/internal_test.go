@@ -109,3 +109,21 @@ func TestFirstReadsWaitForTheVersion(t *testing.T) {
 		t.Errorf("%d pings, %d InfluxQL and %d Flux queries; want 1, 8 and 0", pings.Load(), influxQL.Load(), flux.Load())
 	}
 }
+
+// TestReadBudgetCountsReadsOnly: a read budget's context ends once the
+// time outside its pauses reaches the bound, and never during a pause.
+func TestReadBudgetCountsReadsOnly(t *testing.T) {
+	ctx, budget, cancel := withReadBudget(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	budget.pause()
+	time.Sleep(150 * time.Millisecond) // three budgets, paused
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("the context ended during a pause: %v", err)
+	}
+	budget.resume()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the context did not end once the reads took the budget")
+	}
+}

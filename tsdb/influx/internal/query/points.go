@@ -83,6 +83,14 @@ func (s *Reader) selectPointsQL(ctx context.Context, name, meas string, fields [
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	return s.eachPointQL(ctx, name, selectQL(meas, fields, lo, hi, where, groupBy, 0), len(fields), maxRows, add)
+}
+
+// selectQL answers the InfluxQL statement of selectPointsQL, and with
+// limit above 0 of its first limit points only.
+func selectQL(meas string, fields []string, lo, hi time.Time, where, groupBy string, limit int) string {
 	sel := make([]string, len(fields))
 	for i, f := range fields {
 		sel[i] = qlIdent(f)
@@ -95,16 +103,24 @@ func (s *Reader) selectPointsQL(ctx context.Context, name, meas string, fields [
 	}
 	q := fmt.Sprintf(`SELECT %s FROM %s WHERE time >= %d AND time < %d%s%s`,
 		strings.Join(sel, ", "), qlIdent(meas), lo.UnixNano(), hi.UnixNano(), where, groupBy)
+	if limit > 0 {
+		q += " LIMIT " + strconv.Itoa(limit)
+	}
+	return q
+}
+
+// eachPointQL runs q, a selectQL of fields columns, within ctx and hands
+// each row to add as selectPointsQL does.
+func (s *Reader) eachPointQL(ctx context.Context, name, q string, fields, maxRows int,
+	add func(tags map[string]string, series string, ns int64, v []qlValue) error) error {
 	start := time.Now()
 	n := 0
 	defer func() { s.log.Debug("influxql query", "query", name, "points", n, "took", time.Since(start)) }()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-	defer cancel()
 	return s.influxQLEach(ctx, q, maxRows, func(sr qlSeries) error {
 		key := seriesOf(sr.Tags)
 		for _, v := range sr.Values {
-			if len(v) != len(fields)+1 {
-				return fmt.Errorf("influx: influxql: %d columns in a row, want %d", len(v), len(fields)+1)
+			if len(v) != fields+1 {
+				return fmt.Errorf("influx: influxql: %d columns in a row, want %d", len(v), fields+1)
 			}
 			var t int64
 			if err := num(v[0], &t); err != nil {
