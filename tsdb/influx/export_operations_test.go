@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -41,12 +42,7 @@ func TestExportConformanceFluxOnly(t *testing.T) {
 	storetest.RunExport(t, func(t *testing.T) tsdb.Store {
 		cfg := config(t, srv)
 		cfg.ExportPageSize = 100
-		s, err := influx.OpenAlwaysFlux(context.Background(), cfg, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return openFluxOnly(t, cfg)
 	})
 }
 
@@ -278,5 +274,59 @@ func BenchmarkExportOperations(b *testing.B) {
 			b.ReportMetric(float64(largest), "largest-page-ops")
 			b.Logf("time per kind of query: %v", log.took)
 		})
+	}
+}
+
+// TestListDeepPagesAndTies: lists of operations agree with the export's
+// order (reversed) on both sides of the depth InfluxQL lists to (10,000
+// matches: deeper pages are read with Flux), across a run of 50
+// operations at one created_at that straddles it.
+func TestListDeepPagesAndTies(t *testing.T) {
+	s := open(t, config(t, realtools.SharedInfluxd(t)))
+	base := time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)
+	session := uuid.MustParse("5b1f5a70-0000-4000-8000-000000000002")
+	const n = 10100
+	ops := make([]tsdb.Operation, n)
+	for i := range ops {
+		at := i
+		if at >= 95 && at < 145 {
+			at = 95 // newest-first positions 9,955-10,004
+		}
+		ops[i] = tsdb.Operation{ID: uuid.Must(uuid.NewRandom()), SessionID: session, ToolName: api.ToolNames[i%2],
+			OperationMode: "full", Parameters: []byte(`{}`), ToolID: "claude-code", TokensOriginal: int64(i),
+			CreatedAt: base.Add(time.Duration(at) * 10 * time.Microsecond)}
+	}
+	for i := 0; i < n; i += 5000 {
+		if err := s.WriteOperations(t.Context(), ops[i:min(i+5000, n)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var newest []uuid.UUID // the export's order, reversed
+	if err := s.ExportOperations(t.Context(), tsdb.OperationFilter{}, func(op *tsdb.Operation) error {
+		newest = append(newest, op.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(newest)
+	if len(newest) != n {
+		t.Fatalf("exported %d operations, want %d", len(newest), n)
+	}
+	for _, pg := range []struct{ offset, limit int }{{9950, 50}, {9940, 60}, {9990, 20}, {10050, 100}} {
+		page, err := s.QueryOperations(t.Context(), tsdb.OperationFilter{Offset: pg.offset, Limit: pg.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Total != n {
+			t.Errorf("offset %d: total %d, want %d", pg.offset, page.Total, n)
+		}
+		want := newest[pg.offset:min(pg.offset+pg.limit, n)]
+		got := make([]uuid.UUID, len(page.Operations))
+		for i, op := range page.Operations {
+			got[i] = op.ID
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("offset %d, limit %d: the list differs from the export's order reversed\n got %v\nwant %v", pg.offset, pg.limit, got, want)
+		}
 	}
 }

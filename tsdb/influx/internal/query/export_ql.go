@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,7 +73,7 @@ func (s *Reader) exportQL(ctx context.Context, lo, hi int64, f tsdb.OperationFil
 		stop := cur + min(width, end-cur)
 		read, dense := 0, int64(-1)
 		qctx, budget, cancel := withReadBudget(ctx, s.cfg.QueryTimeout)
-		err := s.eachPointQL(qctx, "export page", selectQL(schema.Operation, exportFields, time.UnixMicro(cur), time.UnixMicro(stop), where, "", limit),
+		err := s.eachPointQL(qctx, "export page", selectQL(schema.Operation, exportFields, time.UnixMicro(cur), time.UnixMicro(stop), where, "", "LIMIT "+strconv.Itoa(limit)),
 			len(exportFields), limit, func(_ map[string]string, _ string, ns int64, v []qlValue) error {
 				op, err := qlOperation(ns, v)
 				if err != nil {
@@ -248,4 +249,84 @@ func qlOperation(ns int64, v []qlValue) (tsdb.Operation, error) {
 		op.Parameters = json.RawMessage("{}")
 	}
 	return op, nil
+}
+
+// qlListMax bounds offset+limit of a list read with InfluxQL (keysQL);
+// deeper pages are read with Flux, which sorts and skips inside InfluxDB.
+const qlListMax = 10000
+
+// keysQL hands add the created_at and id of the matches of where in
+// [from, hi) at positions [offset, offset+limit) of a list's order
+// (created_at descending, ties by id descending), with InfluxQL: the ids
+// of the newest offset+limit points (ORDER BY time DESC, which InfluxDB
+// merges across series), and of every point of the microsecond of the
+// last of them, since point times do not order the operations of one
+// microsecond by id. More than qlListMax there answer ErrTooLarge.
+func (s *Reader) keysQL(ctx context.Context, from, hi time.Time, where string, offset, limit int, add func(t time.Time, id string)) error {
+	type key struct {
+		us int64
+		id string
+	}
+	var keys []key
+	read := func(name string, lo, hi time.Time, tail string) error {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+		defer cancel()
+		return s.eachPointQL(ctx, name, selectQL(schema.Operation, []string{schema.FieldID}, lo, hi, where, "", tail), 1, qlListMax,
+			func(_ map[string]string, _ string, ns int64, v []qlValue) error {
+				id, ok := v[0].str()
+				if !ok {
+					return fmt.Errorf("operation id %v", v[0])
+				}
+				keys = append(keys, key{time.Unix(0, ns).Truncate(time.Microsecond).UnixMicro(), strings.Clone(id)})
+				return nil
+			})
+	}
+	n := offset + limit
+	if err := read("query operations keys", from, hi, "ORDER BY time DESC LIMIT "+strconv.Itoa(n)); err != nil {
+		return err
+	}
+	if len(keys) == n {
+		// The microsecond of the last point read may hold more.
+		edge := keys[n-1].us
+		keys = slices.DeleteFunc(keys, func(k key) bool { return k.us == edge })
+		if err := read("query operations ties", time.UnixMicro(edge), time.UnixMicro(edge+1), ""); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(b.us, a.us); c != 0 {
+			return c
+		}
+		return strings.Compare(b.id, a.id)
+	})
+	for _, k := range keys[min(offset, len(keys)):min(n, len(keys))] {
+		add(time.UnixMicro(k.us).UTC(), k.id)
+	}
+	return nil
+}
+
+// countQL answers how many operations match where in [lo, hi), with
+// InfluxQL.
+func (s *Reader) countQL(ctx context.Context, lo, hi time.Time, where string) (int64, error) {
+	if where != "" {
+		where = " AND " + where
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	series, err := s.influxQL(ctx, fmt.Sprintf(`SELECT count(%s) FROM %s WHERE time >= %d AND time < %d%s`, qlIdent(schema.FieldID),
+		qlIdent(schema.Operation), lo.UnixNano(), hi.UnixNano(), where))
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, sr := range series {
+		for _, v := range sr.Values {
+			var n int64
+			if len(v) < 2 || num(v[1], &n) != nil {
+				return 0, fmt.Errorf("influx: influxql: count: a row without a count")
+			}
+			total += n
+		}
+	}
+	return total, nil
 }

@@ -3,8 +3,10 @@ package query
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,24 +102,42 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 	}
 	want := map[string]bool{}
 	var first, last time.Time
+	addKey := func(t time.Time, id string) {
+		if len(want) == 0 || t.Before(first) {
+			first = t
+		}
+		if len(want) == 0 || t.After(last) {
+			last = t
+		}
+		want[id] = true
+	}
 	collect := func(r row) error {
 		switch r.result {
 		case "total":
 			page.Total += r.int("_value")
 		case "keys":
-			t := r.time("_time")
-			if len(want) == 0 || t.Before(first) {
-				first = t
-			}
-			if len(want) == 0 || t.After(last) {
-				last = t
-			}
-			want[r.str("_value")] = true
+			addKey(r.time("_time"), r.str("_value"))
 		}
 		return nil
 	}
+	// On 1.x the keys and the page are read with InfluxQL, unless the page
+	// lies deeper than qlListMax matches: InfluxQL cannot skip them, and
+	// the service would hold their keys.
+	where, ql := operationWhereQL(f), s.v1.Load() && !s.cfg.AlwaysFlux && max(f.Offset, 0)+limit <= qlListMax
+	readKeys := func(from time.Time) error {
+		if ql {
+			err := s.keysQL(ctx, from, hi, where, max(f.Offset, 0), limit, addKey)
+			if !errors.Is(err, ErrTooLarge) {
+				return err
+			}
+			ql = false // more than qlListMax at the page's last microsecond
+			clear(want)
+		}
+		return s.query(ctx, "query operations keys", keys(from), collect)
+	}
 	var err error
-	if count != nil && f.SessionID == nil {
+	switch {
+	case count != nil && f.SessionID == nil:
 		// The total from the hourly counts, and the page's keys searched
 		// only in the newest hours that hold offset+limit matches: a first
 		// page sorts about a page of points, not the whole range.
@@ -128,14 +148,18 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 		if int64(max(f.Offset, 0)) >= page.Total {
 			return page, nil
 		}
-		err = s.query(ctx, "query operations keys", keys(from), collect)
+		err = readKeys(from)
 		if err == nil && len(want) < limit && from.After(lo) {
 			// Fewer matches than counted (another writer's points, not yet
 			// in the cached counts): search the whole range.
 			clear(want)
-			err = s.query(ctx, "query operations keys", keys(lo), collect)
+			err = readKeys(lo)
 		}
-	} else {
+	case ql:
+		if page.Total, err = s.countQL(ctx, lo, hi, where); err == nil {
+			err = readKeys(lo)
+		}
+	default:
 		err = s.queryEach(ctx, "query operations", collect, total, keys(lo))
 	}
 	if err != nil || len(want) == 0 {
@@ -145,18 +169,30 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 	// [first, last] is on the page (the page is a run of the sorted
 	// matches), so this reads the page plus at most the ties at its two
 	// ends, which the id set drops.
-	q := s.operationsSource(first, last.Add(time.Microsecond), tags)
-	err = s.query(ctx, "query operations page", q, func(r row) error {
-		if !want[r.str("id")] {
+	if ql {
+		err = s.selectPointsQL(ctx, "query operations page", schema.Operation, exportFields, first, last.Add(time.Microsecond),
+			where, "", math.MaxInt, func(_ map[string]string, _ string, ns int64, v []qlValue) error {
+				if id, _ := v[0].str(); !want[id] {
+					return nil
+				}
+				op, err := qlOperation(ns, v)
+				page.Operations = append(page.Operations, op)
+				return err
+			})
+	} else {
+		q := s.operationsSource(first, last.Add(time.Microsecond), tags)
+		err = s.query(ctx, "query operations page", q, func(r row) error {
+			if !want[r.str("id")] {
+				return nil
+			}
+			op, err := rowOperation(r)
+			if err != nil {
+				return err
+			}
+			page.Operations = append(page.Operations, op)
 			return nil
-		}
-		op, err := rowOperation(r)
-		if err != nil {
-			return err
-		}
-		page.Operations = append(page.Operations, op)
-		return nil
-	})
+		})
+	}
 	if err != nil {
 		return tsdb.OperationPage{}, err
 	}

@@ -85,12 +85,12 @@ func (s *Reader) selectPointsQL(ctx context.Context, name, meas string, fields [
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	return s.eachPointQL(ctx, name, selectQL(meas, fields, lo, hi, where, groupBy, 0), len(fields), maxRows, add)
+	return s.eachPointQL(ctx, name, selectQL(meas, fields, lo, hi, where, groupBy, ""), len(fields), maxRows, add)
 }
 
-// selectQL answers the InfluxQL statement of selectPointsQL, and with
-// limit above 0 of its first limit points only.
-func selectQL(meas string, fields []string, lo, hi time.Time, where, groupBy string, limit int) string {
+// selectQL answers the InfluxQL statement of selectPointsQL, followed by
+// tail (its ORDER BY, LIMIT; "" for none).
+func selectQL(meas string, fields []string, lo, hi time.Time, where, groupBy, tail string) string {
 	sel := make([]string, len(fields))
 	for i, f := range fields {
 		sel[i] = qlIdent(f)
@@ -103,8 +103,8 @@ func selectQL(meas string, fields []string, lo, hi time.Time, where, groupBy str
 	}
 	q := fmt.Sprintf(`SELECT %s FROM %s WHERE time >= %d AND time < %d%s%s`,
 		strings.Join(sel, ", "), qlIdent(meas), lo.UnixNano(), hi.UnixNano(), where, groupBy)
-	if limit > 0 {
-		q += " LIMIT " + strconv.Itoa(limit)
+	if tail != "" {
+		q += " " + tail
 	}
 	return q
 }
