@@ -2,14 +2,18 @@ package query
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/omnimemory/omnimemory-metrics/internal/textfmt"
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 )
 
@@ -125,5 +129,22 @@ func TestReadBudgetCountsReadsOnly(t *testing.T) {
 	case <-ctx.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("the context did not end once the reads took the budget")
+	}
+}
+
+// TestDocsQuoteTheInfluxQLReads: the figures the docs quote by hand about
+// the reads of lists and exports on 1.x are this package's.
+func TestDocsQuoteTheInfluxQLReads(t *testing.T) {
+	for file, want := range map[string]string{
+		"influxdb.md": fmt.Sprintf("for pages deeper than %s matches", textfmt.Thousands(qlListMax)),
+		"api.md":      fmt.Sprintf("on 1.x each InfluxQL query reads up to %d pages of one time window", exportQLPages),
+	} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "docs", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(strings.Fields(string(b)), " "), want) {
+			t.Errorf("docs/%s does not say %q", file, want)
+		}
 	}
 }
