@@ -6,24 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
-// exportFields are the columns of an operation that exportQL selects, in
-// the order qlOperation reads them: its fields and, as columns of their
-// own, its tags.
-var exportFields = []string{schema.FieldID, schema.TagSessionID, schema.TagToolName, schema.TagOperationMode,
-	schema.TagToolID, schema.FieldParameters, schema.FieldFilePath, schema.FieldTokensOriginal,
-	schema.FieldTokensActual, schema.FieldTokensPrevented, schema.FieldResponseTimeMs, schema.FieldCacheHit}
+// operationColumnsQL are the columns of an operation that exports and
+// lists select with InfluxQL, in the order qlOperation reads them: its
+// tags (as columns of their own) and fields, the sums and cache hit last,
+// as pointSums reads them.
+var operationColumnsQL = append([]string{schema.FieldID, schema.TagSessionID, schema.TagToolName, schema.TagOperationMode,
+	schema.TagToolID, schema.FieldParameters, schema.FieldFilePath}, opPointFields...)
 
 // exportQL is export on InfluxDB 1.x, with InfluxQL. Each query is a raw
 // read of a window (without GROUP BY, so that InfluxDB merges the series
@@ -73,8 +70,8 @@ func (s *Reader) exportQL(ctx context.Context, lo, hi int64, f tsdb.OperationFil
 		stop := cur + min(width, end-cur)
 		read, dense := 0, int64(-1)
 		qctx, budget, cancel := withReadBudget(ctx, s.cfg.QueryTimeout)
-		err := s.eachPointQL(qctx, "export page", selectQL(schema.Operation, exportFields, time.UnixMicro(cur), time.UnixMicro(stop), where, "", "LIMIT "+strconv.Itoa(limit)),
-			len(exportFields), limit, func(_ map[string]string, _ string, ns int64, v []qlValue) error {
+		err := s.eachPointQL(qctx, "export page", selectQL(schema.Operation, operationColumnsQL, time.UnixMicro(cur), time.UnixMicro(stop), where, "", "LIMIT "+strconv.Itoa(limit)),
+			len(operationColumnsQL), limit, func(_ map[string]string, _ string, ns int64, v []qlValue) error {
 				op, err := qlOperation(ns, v)
 				if err != nil {
 					return err
@@ -174,12 +171,8 @@ func (b *readBudget) resume() {
 // there is none. One request of two statements (first() and last() of an
 // integer field, which cost a third of those of the string id on 1.8).
 func (s *Reader) exportBoundsQL(ctx context.Context, lo, hi int64, where string) (first, last int64, ok bool, err error) {
-	if where != "" {
-		where = " AND " + where
-	}
 	stmt := func(fn string) string {
-		return fmt.Sprintf(`SELECT %s(%s) FROM %s WHERE time >= %d AND time < %d%s`, fn, qlIdent(schema.FieldTokensActual),
-			qlIdent(schema.Operation), time.UnixMicro(lo).UnixNano(), time.UnixMicro(hi).UnixNano(), where)
+		return operationsCallQL(fn, schema.FieldTokensActual, time.UnixMicro(lo), time.UnixMicro(hi), where)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
@@ -206,11 +199,11 @@ func (s *Reader) exportBoundsQL(ctx context.Context, lo, hi int64, where string)
 	return first, last, haveFirst && haveLast, nil
 }
 
-// qlOperation is the operation of a row of exportFields at point time ns,
-// as rowOperation makes it of a Flux row.
+// qlOperation is the operation of a row of operationColumnsQL at point
+// time ns, as rowOperation makes it of a Flux row.
 func qlOperation(ns int64, v []qlValue) (tsdb.Operation, error) {
-	if len(v) != len(exportFields) {
-		return tsdb.Operation{}, fmt.Errorf("%d columns in a row, want %d", len(v), len(exportFields))
+	if len(v) != len(operationColumnsQL) {
+		return tsdb.Operation{}, fmt.Errorf("%d columns in a row, want %d", len(v), len(operationColumnsQL))
 	}
 	str := func(i int) string {
 		s, _ := v[i].str()
@@ -223,110 +216,22 @@ func qlOperation(ns int64, v []qlValue) (tsdb.Operation, error) {
 		Parameters:    json.RawMessage(str(5)),
 		CreatedAt:     time.Unix(0, ns).UTC().Truncate(time.Microsecond),
 	}
-	var err error
-	if op.ID, err = uuid.Parse(str(0)); err != nil {
-		return op, fmt.Errorf("operation id %v: %w", v[0], err)
-	}
-	if op.SessionID, err = uuid.Parse(str(1)); err != nil {
-		return op, fmt.Errorf("session id %v: %w", v[1], err)
-	}
+	var file *string
 	if _, ok := v[6].str(); ok {
-		fp := schema.Decode(str(6))
-		op.FilePath = &fp
+		file = new(str(6))
 	}
-	var rt json.Number
-	if err := errors.Join(num(v[7], &op.TokensOriginal), num(v[8], &op.TokensActual), num(v[9], &op.TokensPrevented),
-		num(v[10], &rt)); err != nil {
+	if err := finishOperation(&op, str(0), str(1), file); err != nil {
 		return op, err
 	}
-	if op.ResponseTimeMs, err = rt.Float64(); err != nil || math.IsNaN(op.ResponseTimeMs) {
-		return op, fmt.Errorf("response time %v", v[10])
-	}
-	if hit, ok := v[11].boolean(); ok {
-		op.CacheHit = &hit
-	}
-	if len(op.Parameters) == 0 {
-		op.Parameters = json.RawMessage("{}")
-	}
-	return op, nil
+	return op, pointSums(&op, v[7:])
 }
 
-// qlListMax bounds offset+limit of a list read with InfluxQL (keysQL);
-// deeper pages are read with Flux, which sorts and skips inside InfluxDB.
-const qlListMax = 10000
-
-// keysQL hands add the created_at and id of the matches of where in
-// [from, hi) at positions [offset, offset+limit) of a list's order
-// (created_at descending, ties by id descending), with InfluxQL: the ids
-// of the newest offset+limit points (ORDER BY time DESC, which InfluxDB
-// merges across series), and of every point of the microsecond of the
-// last of them, since point times do not order the operations of one
-// microsecond by id. More than qlListMax there answer ErrTooLarge.
-func (s *Reader) keysQL(ctx context.Context, from, hi time.Time, where string, offset, limit int, add func(t time.Time, id string)) error {
-	type key struct {
-		us int64
-		id string
-	}
-	var keys []key
-	read := func(name string, lo, hi time.Time, tail string) error {
-		ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-		defer cancel()
-		return s.eachPointQL(ctx, name, selectQL(schema.Operation, []string{schema.FieldID}, lo, hi, where, "", tail), 1, qlListMax,
-			func(_ map[string]string, _ string, ns int64, v []qlValue) error {
-				id, ok := v[0].str()
-				if !ok {
-					return fmt.Errorf("operation id %v", v[0])
-				}
-				keys = append(keys, key{time.Unix(0, ns).Truncate(time.Microsecond).UnixMicro(), strings.Clone(id)})
-				return nil
-			})
-	}
-	n := offset + limit
-	if err := read("query operations keys", from, hi, "ORDER BY time DESC LIMIT "+strconv.Itoa(n)); err != nil {
-		return err
-	}
-	if len(keys) == n {
-		// The microsecond of the last point read may hold more.
-		edge := keys[n-1].us
-		keys = slices.DeleteFunc(keys, func(k key) bool { return k.us == edge })
-		if err := read("query operations ties", time.UnixMicro(edge), time.UnixMicro(edge+1), ""); err != nil {
-			return err
-		}
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if c := cmp.Compare(b.us, a.us); c != 0 {
-			return c
-		}
-		return strings.Compare(b.id, a.id)
-	})
-	for _, k := range keys[min(offset, len(keys)):min(n, len(keys))] {
-		add(time.UnixMicro(k.us).UTC(), k.id)
-	}
-	return nil
-}
-
-// countQL answers how many operations match where in [lo, hi), with
-// InfluxQL.
-func (s *Reader) countQL(ctx context.Context, lo, hi time.Time, where string) (int64, error) {
+// operationsCallQL answers the InfluxQL statement of fn (first, last,
+// count) of field over the operations in [lo, hi) that match where.
+func operationsCallQL(fn, field string, lo, hi time.Time, where string) string {
 	if where != "" {
 		where = " AND " + where
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-	defer cancel()
-	series, err := s.influxQL(ctx, fmt.Sprintf(`SELECT count(%s) FROM %s WHERE time >= %d AND time < %d%s`, qlIdent(schema.FieldID),
-		qlIdent(schema.Operation), lo.UnixNano(), hi.UnixNano(), where))
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, sr := range series {
-		for _, v := range sr.Values {
-			var n int64
-			if len(v) < 2 || num(v[1], &n) != nil {
-				return 0, fmt.Errorf("influx: influxql: count: a row without a count")
-			}
-			total += n
-		}
-	}
-	return total, nil
+	return fmt.Sprintf(`SELECT %s(%s) FROM %s WHERE time >= %d AND time < %d%s`, fn, qlIdent(field),
+		qlIdent(schema.Operation), lo.UnixNano(), hi.UnixNano(), where)
 }

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -170,13 +171,15 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 	// matches), so this reads the page plus at most the ties at its two
 	// ends, which the id set drops.
 	if ql {
-		err = s.selectPointsQL(ctx, "query operations page", schema.Operation, exportFields, first, last.Add(time.Microsecond),
+		err = s.selectPointsQL(ctx, "query operations page", schema.Operation, operationColumnsQL, first, last.Add(time.Microsecond),
 			where, "", math.MaxInt, func(_ map[string]string, _ string, ns int64, v []qlValue) error {
 				if id, _ := v[0].str(); !want[id] {
 					return nil
 				}
 				op, err := qlOperation(ns, v)
-				page.Operations = append(page.Operations, op)
+				if err == nil {
+					page.Operations = append(page.Operations, op)
+				}
 				return err
 			})
 	} else {
@@ -266,25 +269,39 @@ func rowOperation(r row) (tsdb.Operation, error) {
 		ToolID:          schema.Decode(r.str("tool_id")),
 		CreatedAt:       r.time("_time").Truncate(time.Microsecond),
 	}
-	var err error
-	if op.ID, err = uuid.Parse(r.str("id")); err != nil {
-		return op, fmt.Errorf("influx: operation id %q: %w", r.str("id"), err)
-	}
-	if op.SessionID, err = uuid.Parse(r.str("session_id")); err != nil {
-		return op, fmt.Errorf("influx: session id %q: %w", r.str("session_id"), err)
-	}
 	// CSV answers cannot tell null from "": has_file_path can.
+	var file *string
 	if has, _ := r.values["has_file_path"].(bool); has {
-		fp := schema.Decode(r.str("file_path"))
-		op.FilePath = &fp
+		file = new(r.str("file_path"))
 	}
 	if hit, ok := r.values[schema.FieldCacheHit].(bool); ok {
 		op.CacheHit = &hit
 	}
+	if err := finishOperation(&op, r.str("id"), r.str("session_id"), file); err != nil {
+		return op, fmt.Errorf("influx: %w", err)
+	}
+	return op, nil
+}
+
+// finishOperation sets op's ids from their text and its file path from
+// its stored form (file nil: none), and gives it "{}" for no parameters:
+// the part of rowOperation (Flux) and qlOperation (InfluxQL) that does not
+// depend on the form of the answer.
+func finishOperation(op *tsdb.Operation, id, session string, file *string) error {
+	var err error
+	if op.ID, err = uuid.Parse(id); err != nil {
+		return fmt.Errorf("operation id %q: %w", id, err)
+	}
+	if op.SessionID, err = uuid.Parse(session); err != nil {
+		return fmt.Errorf("session id %q: %w", session, err)
+	}
+	if file != nil {
+		op.FilePath = new(schema.Decode(*file))
+	}
 	if len(op.Parameters) == 0 {
 		op.Parameters = json.RawMessage("{}")
 	}
-	return op, nil
+	return nil
 }
 
 // Breakdown answers the totals per (tool name, mode) in w: one grouped sum
@@ -545,4 +562,80 @@ func (s *Reader) span(ctx context.Context, name, meas, field string, lo, hi time
 		return nil
 	})
 	return first, last, ok && err == nil, err
+}
+
+// qlListMax bounds offset+limit of a list read with InfluxQL (keysQL);
+// deeper pages are read with Flux, which sorts and skips inside InfluxDB.
+const qlListMax = 10000
+
+// keysQL hands add the created_at and id of the matches of where in
+// [from, hi) at positions [offset, offset+limit) of a list's order
+// (created_at descending, ties by id descending), with InfluxQL: the ids
+// of the newest offset+limit points (ORDER BY time DESC, which InfluxDB
+// merges across series), and of every point of the microsecond of the
+// last of them, since point times do not order the operations of one
+// microsecond by id. More than qlListMax there answer ErrTooLarge.
+func (s *Reader) keysQL(ctx context.Context, from, hi time.Time, where string, offset, limit int, add func(t time.Time, id string)) error {
+	type key struct {
+		us int64
+		id string
+	}
+	var keys []key
+	read := func(name string, lo, hi time.Time, tail string) error {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+		defer cancel()
+		return s.eachPointQL(ctx, name, selectQL(schema.Operation, []string{schema.FieldID}, lo, hi, where, "", tail), 1, qlListMax,
+			func(_ map[string]string, _ string, ns int64, v []qlValue) error {
+				id, ok := v[0].str()
+				if !ok {
+					return fmt.Errorf("operation id %v", v[0])
+				}
+				keys = append(keys, key{time.Unix(0, ns).Truncate(time.Microsecond).UnixMicro(), strings.Clone(id)})
+				return nil
+			})
+	}
+	n := offset + limit
+	if err := read("query operations keys", from, hi, "ORDER BY time DESC LIMIT "+strconv.Itoa(n)); err != nil {
+		return err
+	}
+	if len(keys) == n {
+		// The microsecond of the last point read may hold more.
+		edge := keys[n-1].us
+		keys = slices.DeleteFunc(keys, func(k key) bool { return k.us == edge })
+		if err := read("query operations ties", time.UnixMicro(edge), time.UnixMicro(edge+1), ""); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(b.us, a.us); c != 0 {
+			return c
+		}
+		return strings.Compare(b.id, a.id)
+	})
+	for _, k := range keys[min(offset, len(keys)):min(n, len(keys))] {
+		add(time.UnixMicro(k.us).UTC(), k.id)
+	}
+	return nil
+}
+
+// countQL answers how many operations match where in [lo, hi), with
+// InfluxQL.
+func (s *Reader) countQL(ctx context.Context, lo, hi time.Time, where string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	series, err := s.influxQL(ctx, operationsCallQL("count", schema.FieldID, lo, hi, where))
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, sr := range series {
+		for _, v := range sr.Values {
+			var n int64
+			if len(v) < 2 || num(v[1], &n) != nil {
+				return 0, fmt.Errorf("influx: influxql: count: a row without a count")
+			}
+			total += n
+		}
+	}
+	return total, nil
 }
