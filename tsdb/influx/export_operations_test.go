@@ -25,25 +25,22 @@ import (
 
 // TestExportConformanceInSmallPages runs the suite's export cases with
 // pages of 100 points, so that every case crosses many page boundaries, and
-// ties at one created_at outnumber a page.
+// ties at one created_at outnumber a page: with InfluxQL (the path of 1.x)
+// and with Flux alone (of 2.x).
 func TestExportConformanceInSmallPages(t *testing.T) {
 	srv := realtools.SharedInfluxd(t)
-	storetest.RunExport(t, func(t *testing.T) tsdb.Store {
-		cfg := config(t, srv)
-		cfg.ExportPageSize = 100
-		return open(t, cfg)
-	})
-}
-
-// TestExportConformanceFluxOnly: the same with Flux alone, the path of
-// 2.x (on 1.x the store exports with InfluxQL).
-func TestExportConformanceFluxOnly(t *testing.T) {
-	srv := realtools.SharedInfluxd(t)
-	storetest.RunExport(t, func(t *testing.T) tsdb.Store {
-		cfg := config(t, srv)
-		cfg.ExportPageSize = 100
-		return openFluxOnly(t, cfg)
-	})
+	for _, c := range []struct {
+		name string
+		open func(testing.TB, influx.Config) *influx.Store
+	}{{"InfluxQL", open}, {"Flux", openFluxOnly}} {
+		t.Run(c.name, func(t *testing.T) {
+			storetest.RunExport(t, func(t *testing.T) tsdb.Store {
+				cfg := config(t, srv)
+				cfg.ExportPageSize = 100
+				return c.open(t, cfg)
+			})
+		})
+	}
 }
 
 // queryLog keeps the store's "flux query" debug records (which query, how
