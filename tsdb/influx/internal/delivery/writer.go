@@ -921,11 +921,11 @@ func (w *Writer) deadLetter(lp []byte, status int, msg string) {
 	if len(lp) > 0 && lp[len(lp)-1] != '\n' {
 		buf = append(buf, '\n')
 	}
-	if _, err := f.Write(buf); err == nil {
+	if _, err = f.Write(buf); err == nil {
 		err = f.Sync()
 	}
 	if err != nil {
-		w.log.Error("dead-letter write", "path", path, "err", err)
+		w.log.Error("dead-letter write", "path", path, "err", err, "lost_bytes", len(lp))
 		return
 	}
 	w.log.Error("batch rejected by InfluxDB, moved to the dead-letter file", "path", path,
