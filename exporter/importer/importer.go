@@ -258,7 +258,7 @@ func (im *importer) openLog() error {
 	if im.cp.SkippedLog == abs {
 		keep = im.cp.SkippedLogBytes
 	}
-	if err := f.Truncate(keep); err == nil {
+	if err = f.Truncate(keep); err == nil {
 		_, err = f.Seek(keep, io.SeekStart)
 	}
 	if err != nil {
