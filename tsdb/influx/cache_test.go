@@ -336,26 +336,20 @@ func TestCacheTTL(t *testing.T) {
 
 // TestCacheBoundedRows: the cache never holds more rows than CacheMaxRows.
 func TestCacheBoundedRows(t *testing.T) {
-	srv := realtools.SharedInfluxd(t)
-	cfg := config(t, srv)
-	cfg.CacheMaxRows = 100
-	s := open(t, cfg)
+	const maxRows = 100
+	s, ref := cachedAndUncached(t, realtools.SharedInfluxd(t), func(c *influx.Config) { c.CacheMaxRows = maxRows })
 	r := rand.New(rand.NewSource(9))
 	from := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
 	ops := randomOps(r, 2000, from, from.Add(10*24*time.Hour))
 	writeOK(t, s, ops)
-	ncfg := config(t, srv)
-	ncfg.Bucket = cfg.Bucket
-	ncfg.CacheMaxRows = -1
-	ref := open(t, ncfg)
 	for d := 0; d < 10; d++ {
 		w := tsdb.Window{Start: ptr(from.AddDate(0, 0, d).Add(17 * time.Minute)), End: from.AddDate(0, 0, d+1)}
 		got, want := answers(t, s, w), answers(t, ref, w)
 		if got != want {
 			t.Fatalf("day %d: cached\n%s\nuncached\n%s", d, got, want)
 		}
-		if st := s.Stats(); st.CacheRows > cfg.CacheMaxRows {
-			t.Fatalf("cache holds %d rows, bound %d", st.CacheRows, cfg.CacheMaxRows)
+		if st := s.Stats(); st.CacheRows > maxRows {
+			t.Fatalf("cache holds %d rows, bound %d", st.CacheRows, maxRows)
 		}
 	}
 	if !reflect.DeepEqual(answers(t, s, tsdb.Window{End: from.AddDate(0, 0, 11)}), answers(t, ref, tsdb.Window{End: from.AddDate(0, 0, 11)})) {
@@ -503,5 +497,51 @@ func TestCacheEdgeMinutesManyPoints(t *testing.T) {
 	}
 	if n := countIn(t, uncached, w); n != 25000 {
 		t.Fatalf("the window holds %d operations, want 25,000", n)
+	}
+}
+
+// TestListOfAColdCache: a list over more closed hours than the hourly
+// cache holds answers with InfluxDB's count instead of waiting on the
+// cache's read of every hour, equal to the answer of a store without a
+// cache; the cache reads those hours in the background, and the lists
+// answer the same from it once they have landed.
+func TestListOfAColdCache(t *testing.T) {
+	s, ref := cachedAndUncached(t, realtools.SharedInfluxd(t))
+	r := rand.New(rand.NewSource(12))
+	from := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	ops := randomOps(r, 600, from, from.Add(10*24*time.Hour))
+	writeOK(t, s, ops)
+	lists := func(s *influx.Store) string {
+		var b strings.Builder
+		for _, f := range []tsdb.OperationFilter{
+			{Limit: 50},
+			{Limit: 20, Offset: 130, ToolName: api.ToolRead},
+			{Limit: 10, ToolID: ops[0].ToolID, Start: ptr(from.Add(36 * time.Hour))},
+		} {
+			page, err := s.QueryOperations(t.Context(), f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "total=%d", page.Total)
+			for _, op := range page.Operations {
+				fmt.Fprintf(&b, " %v", op.ID)
+			}
+			b.WriteString("\n")
+		}
+		return b.String()
+	}
+	want := lists(ref)
+	if got := lists(s); got != want {
+		t.Fatalf("cold cache:\n%s\nwithout a cache:\n%s", got, want)
+	}
+	// The 240 hours of the 10 days, read in the background: no other
+	// answer of this store asks for them.
+	for deadline := time.Now().Add(time.Minute); s.Stats().CacheHours < 240; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache holds %d hours a minute after the cold lists, want the 240 they span", s.Stats().CacheHours)
+		}
+	}
+	if got := lists(s); got != want {
+		t.Fatalf("warm cache:\n%s\nwithout a cache:\n%s", got, want)
 	}
 }

@@ -73,7 +73,8 @@ func toolIDPred(toolID string) string {
 // page's points pivoted into operations. With count (the hourly cache)
 // and no session filter, the total comes from count and the keys are
 // searched only in the newest hours that hold offset+limit matches (the
-// whole range again if they turn out to hold fewer).
+// whole range again if they turn out to hold fewer), unless the cache
+// does not hold the window yet (ErrCold).
 func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, count Counter) (tsdb.OperationPage, error) {
 	s.learnVersion(ctx)
 	page := tsdb.OperationPage{Operations: []tsdb.Operation{}}
@@ -137,25 +138,35 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 		return s.query(ctx, "query operations keys", keys(from), collect)
 	}
 	var err error
-	switch {
-	case count != nil && f.SessionID == nil:
+	counted := false
+	if count != nil && f.SessionID == nil {
 		// The total from the hourly counts, and the page's keys searched
 		// only in the newest hours that hold offset+limit matches: a first
-		// page sorts about a page of points, not the whole range.
+		// page sorts about a page of points, not the whole range. A cache
+		// that does not hold the window yet (ErrCold) leaves the count to
+		// the server.
 		var from time.Time
-		if page.Total, from, err = count(ctx, lo, hi, f, max(f.Offset, 0)+limit); err != nil {
+		page.Total, from, err = count(ctx, lo, hi, f, max(f.Offset, 0)+limit)
+		switch {
+		case errors.Is(err, ErrCold):
+			page.Total, err = 0, nil
+		case err != nil:
 			return page, err
-		}
-		if int64(max(f.Offset, 0)) >= page.Total {
+		case int64(max(f.Offset, 0)) >= page.Total:
 			return page, nil
+		default:
+			counted = true
+			err = readKeys(from)
+			if err == nil && len(want) < limit && from.After(lo) {
+				// Fewer matches than counted (another writer's points, not
+				// yet in the cached counts): search the whole range.
+				clear(want)
+				err = readKeys(lo)
+			}
 		}
-		err = readKeys(from)
-		if err == nil && len(want) < limit && from.After(lo) {
-			// Fewer matches than counted (another writer's points, not yet
-			// in the cached counts): search the whole range.
-			clear(want)
-			err = readKeys(lo)
-		}
+	}
+	switch {
+	case counted:
 	case ql:
 		if page.Total, err = s.countQL(ctx, lo, hi, where); err == nil {
 			err = readKeys(lo)
@@ -211,8 +222,13 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 // Counter answers how many operations match f (but its session filter)
 // in [lo, hi), and the start of the newest span of whole hours that holds
 // at least need of them (lo when there are fewer): the hourly cache's
-// answer, for QueryOperations.
+// answer, for QueryOperations. ErrCold: the cache does not hold enough of
+// the window to answer at once; QueryOperations then counts on the server.
 type Counter func(ctx context.Context, lo, hi time.Time, f tsdb.OperationFilter, need int) (int64, time.Time, error)
+
+// ErrCold is a Counter's answer when its cache would first have to read
+// much of the window.
+var ErrCold = errors.New("influx: the hourly cache does not hold the window yet")
 
 // filterTags answers the tags f's filters ask for (not its time range),
 // each a tag key and its value as stored, for the predicates of Flux

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -439,45 +440,76 @@ func (c *KeyDays) knownBounds() opWhere {
 // spanReads bounds the reads of spans one answer runs at once (prefetch).
 const spanReads = 4
 
+// perSum answers how many consecutive spans of width prefetch reads with
+// one sum, grouped by the time dimension by (1, "": a span per sum).
+func (c *KeyDays) perSum(width int64) (n int, by tsdb.Dimension) {
+	if c.dim != tsdb.DimSessionID {
+		return 1, ""
+	}
+	switch width {
+	case tsdb.MicrosPerDay:
+		return 7, tsdb.DimDay // a week: the query of query.Reader.SumOperations
+	case tsdb.MicrosPerHour:
+		return 24, tsdb.DimHour
+	}
+	return 1, ""
+}
+
 // prefetch reads, spanReads at a time, the spans of width in [from, to)
 // that are neither cached nor known empty nor being read, and answers
 // their rows by start: the days of a cold window, or the minutes that
 // closed since the last answer (a minute's read costs InfluxDB about a
 // query's fixed cost, 10-30 ms on 1.8, so eighteen of them read one by one
-// are half a second).
+// are half a second). Days and hours by session are read a run of
+// consecutive ones per sum (perSum): sessions are a tag, which InfluxDB
+// 1.x sums per day or hour itself (query.Reader.SumOperations), where a
+// query per span pays InfluxDB's fixed cost of a query each.
 func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64) (map[int64][]keyRow, error) {
+	perSum, _ := c.perSum(width)
 	now := c.now()
 	c.mu.Lock()
-	var missing []keySpan
+	var runs [][]keySpan
+	missing := 0
 	for start := from; start < to; start += width {
 		sp := keySpan{start, width}
 		if e := c.spans[sp]; (e != nil && c.fresh(e, now)) || c.reading[sp] != nil || start >= w.gapLo && start+width <= w.gapHi {
 			continue
 		}
-		missing = append(missing, sp)
+		missing++
+		if n := len(runs); n > 0 && len(runs[n-1]) < perSum && runs[n-1][len(runs[n-1])-1].start+width == start {
+			runs[n-1] = append(runs[n-1], sp)
+		} else {
+			runs = append(runs, []keySpan{sp})
+		}
 	}
-	c.mu.Unlock()
-	if len(missing) < 2 {
+	if missing < 2 {
+		c.mu.Unlock()
 		return nil, nil // the caller reads it
 	}
-	rows := make([][]keyRow, len(missing))
-	errs := make([]error, len(missing))
+	reads := make([][]*keyRead, len(runs))
+	for i, run := range runs {
+		reads[i] = c.beginRead(run)
+	}
+	started := c.now()
+	c.mu.Unlock()
+	rows := make([]map[int64][]keyRow, len(runs))
+	errs := make([]error, len(runs))
 	sem := make(chan struct{}, spanReads)
 	var wg sync.WaitGroup
-	for i, sp := range missing {
+	for i, run := range runs {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			rows[i], errs[i] = c.rowsOf(ctx, sp)
+			rows[i], errs[i] = c.readSpans(ctx, run, reads[i], started)
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	read := make(map[int64][]keyRow, len(missing))
-	for i, sp := range missing {
-		read[sp.start] = rows[i]
+	read := make(map[int64][]keyRow, missing)
+	for _, r := range rows {
+		maps.Copy(read, r)
 	}
 	return read, nil
 }
@@ -517,39 +549,73 @@ func (c *KeyDays) rowsOf(ctx context.Context, sp keySpan) ([]keyRow, error) {
 // unless a delivery fell in sp meanwhile. The caller holds mu, which read
 // releases.
 func (c *KeyDays) read(ctx context.Context, sp keySpan) ([]keyRow, error) {
-	read := &keyRead{done: make(chan struct{})}
-	c.reading[sp] = read
+	sps := []keySpan{sp}
+	reads := c.beginRead(sps)
 	started := c.now()
 	c.mu.Unlock()
+	rows, err := c.readSpans(ctx, sps, reads, started)
+	return rows[sp.start], err
+}
 
+// beginRead registers the reads of spans sps. The caller holds mu.
+func (c *KeyDays) beginRead(sps []keySpan) []*keyRead {
+	reads := make([]*keyRead, len(sps))
+	for i, sp := range sps {
+		reads[i] = &keyRead{done: make(chan struct{})}
+		c.reading[sp] = reads[i]
+	}
+	return reads
+}
+
+// readSpans reads the totals of each key of spans sps (one span, or
+// consecutive ones: perSum), by start, with one sum (by day or hour too
+// when several), and caches each span unless a delivery fell in it
+// meanwhile; it ends their reads (beginRead, started then).
+func (c *KeyDays) readSpans(ctx context.Context, sps []keySpan, reads []*keyRead, started time.Time) (map[int64][]keyRow, error) {
 	var sums tsdb.GroupSums
-	lo, hi := time.UnixMicro(sp.start).UTC(), time.UnixMicro(sp.start+sp.width-1).UTC()
-	err := c.sum(ctx, tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{c.dim},
-		Filter: tsdb.OperationFilter{Start: &lo, End: &hi}}, &sums)
+	end := sps[len(sps)-1]
+	lo, hi := time.UnixMicro(sps[0].start).UTC(), time.UnixMicro(end.start+end.width-1).UTC()
+	q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{c.dim}, Filter: tsdb.OperationFilter{Start: &lo, End: &hi}}
+	if len(sps) > 1 {
+		_, by := c.perSum(sps[0].width)
+		q.GroupBy = append(q.GroupBy, by)
+	}
+	err := c.sum(ctx, q, &sums)
 	groups := sums.Rank(tsdb.AggregateQuery{Limit: math.MaxInt}).Groups
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.reading, sp)
-	close(read.done)
+	for i, sp := range sps {
+		delete(c.reading, sp)
+		close(reads[i].done)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if len(c.paths) > c.max {
 		clear(c.paths) // the rows kept keep their paths
 	}
-	rows := make([]keyRow, len(groups))
-	for i, g := range groups {
+	rows := make(map[int64][]keyRow, len(sps))
+	for _, g := range groups {
+		start := sps[0].start
+		if len(sps) > 1 {
+			start = g.Key[1].Start.UnixMicro()
+		}
 		k := g.Key[0]
 		p, ok := c.paths[k.Text]
 		if !ok {
 			p = k.Text
 			c.paths[p] = p
 		}
-		rows[i] = keyRow{file: p, null: k.Null, Totals: g.Totals, cache: g.Cache}
+		rows[start] = append(rows[start], keyRow{file: p, null: k.Null, Totals: g.Totals, cache: g.Cache})
 	}
-	if !read.dropped {
-		c.store(sp, &keyEntry{rows: rows, fetched: started})
+	for i, sp := range sps {
+		if rows[sp.start] == nil {
+			rows[sp.start] = []keyRow{} // no operation in sp
+		}
+		if !reads[i].dropped {
+			c.store(sp, &keyEntry{rows: rows[sp.start], fetched: started})
+		}
 	}
 	return rows, nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/google/uuid"
+
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
@@ -279,5 +281,81 @@ func TestFileDaysReadsMissingSpansTogether(t *testing.T) {
 	}
 	if most < 2 || most > spanReads {
 		t.Errorf("at most %d reads at once, want 2 to %d", most, spanReads)
+	}
+}
+
+// TestSessionDaysReadRunsPerSum: a cold answer by session reads its
+// missing days a run of up to a week per sum (grouped by day too), and the
+// hours at its edges a run of up to a day per sum (grouped by hour), not a
+// sum per span; it caches every span it read, empty ones too, and answers
+// the sums of the operations of its window; the next answer reads
+// nothing. Files are still read a span per sum.
+func TestSessionDaysReadRunsPerSum(t *testing.T) {
+	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+	now := day.AddDate(0, 0, 40)
+	var ops []tsdb.Operation
+	sessions := []string{"6f1c3a2e-0000-4000-8000-000000000001", "6f1c3a2e-0000-4000-8000-000000000002"}
+	for i := range 30 * 24 * 60 / 25 { // one every 25 minutes for 30 days, none after
+		if i%13 == 0 {
+			continue // spans with fewer
+		}
+		ops = append(ops, tsdb.Operation{SessionID: uuid.MustParse(sessions[i%2]), FilePath: ptr(fmt.Sprintf("/f%d", i%3)),
+			CreatedAt: day.Add(time.Duration(i) * 25 * time.Minute), TokensOriginal: int64(i)})
+	}
+	for _, tc := range []struct {
+		name                 string
+		start, end           time.Time
+		sessionSums, fileSum int
+	}{
+		// 37 whole days: 5 weeks and 2 days.
+		{"days", day.Add(-2 * 24 * time.Hour), day.Add(35*24*time.Hour - time.Microsecond), 6, 37},
+		// 19 hours, 5 days, 7 hours.
+		{"days and hours", day.Add(3*24*time.Hour + 5*time.Hour), day.Add(9*24*time.Hour + 7*time.Hour - time.Microsecond), 3, 31},
+	} {
+		for _, dim := range []tsdb.Dimension{tsdb.DimSessionID, tsdb.DimFilePath} {
+			var mu sync.Mutex
+			var sums []tsdb.AggregateQuery
+			c := newKeyDays(dim, func(_ context.Context, q tsdb.AggregateQuery, out *tsdb.GroupSums) error {
+				mu.Lock()
+				sums = append(sums, q)
+				mu.Unlock()
+				for i := range ops {
+					if op := &ops[i]; !op.CreatedAt.Before(*q.Filter.Start) && !op.CreatedAt.After(*q.Filter.End) {
+						key := make([]tsdb.KeyValue, len(q.GroupBy))
+						for j, d := range q.GroupBy {
+							key[j] = d.Of(op, nil)
+						}
+						out.Add(key, tsdb.TotalsOf(op), tsdb.CacheOf(op))
+					}
+				}
+				return nil
+			}, nil, Options{MaxRows: 10000})
+			c.Close()
+			c.now = func() time.Time { return now }
+			q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{dim}, Filter: tsdb.OperationFilter{Start: &tc.start, End: &tc.end}, Limit: 10}
+			want := tsdb.GroupSums{}
+			for i := range ops {
+				if op := &ops[i]; !op.CreatedAt.Before(tc.start) && !op.CreatedAt.After(tc.end) {
+					want.Add([]tsdb.KeyValue{dim.Of(op, nil)}, tsdb.TotalsOf(op), tsdb.CacheOf(op))
+				}
+			}
+			wantSums := map[tsdb.Dimension]int{tsdb.DimSessionID: tc.sessionSums, tsdb.DimFilePath: tc.fileSum}[dim]
+			for _, pass := range []string{"cold", "warm"} {
+				sums = nil
+				got, err := c.Aggregate(t.Context(), q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want.Rank(q)) {
+					t.Errorf("%s by %s, %s: %v, want %v", tc.name, dim, pass, got, want.Rank(q))
+				}
+				if pass == "warm" {
+					wantSums = 0
+				}
+				if len(sums) != wantSums {
+					t.Errorf("%s by %s, %s: %d sums, want %d", tc.name, dim, pass, len(sums), wantSums)
+				}
+			}
+		}
 	}
 }

@@ -7,13 +7,18 @@ import (
 )
 
 // refresher runs a cache's renewal in the background, every quarter of its
-// TTL (between 100 ms and 30 s), until Close.
+// TTL (between 100 ms and 30 s), and the fills it asks for (background),
+// until Close.
 type refresher struct {
 	ctx    context.Context // cancelled by Close: stops a renewal in flight
 	cancel context.CancelFunc
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
+
+	mu   sync.Mutex
+	busy bool           // a background fill runs
+	bg   sync.WaitGroup // the background fill
 }
 
 // startRefresher calls renew every quarter of ttl from now on, one call at a
@@ -48,7 +53,32 @@ func (r *refresher) Close() {
 	}
 	r.once.Do(func() {
 		close(r.stop)
-		r.cancel()
+		r.mu.Lock()
+		r.cancel() // under mu: background starts nothing after it
+		r.mu.Unlock()
 		<-r.done
+		r.bg.Wait()
 	})
+}
+
+// background runs fill in a goroutine of its own, with a context that
+// Close cancels, unless the fill it started before still runs or the
+// refresher is closed: one at a time, whatever asks for it. It answers
+// whether fill started.
+func (r *refresher) background(fill func(ctx context.Context)) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.busy || r.ctx.Err() != nil {
+		return false
+	}
+	r.busy = true
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		fill(r.ctx)
+		r.mu.Lock()
+		r.busy = false
+		r.mu.Unlock()
+	}()
+	return true
 }

@@ -283,10 +283,35 @@ func answer[R Row[R, K], K comparable, A any](ctx context.Context, c *Cache[R, K
 	return f(rows), nil
 }
 
+// coldHours is how many of a list's closed hours the cache may lack for
+// Counter to count from it. Reading more would keep the list waiting on
+// them (a first list of all time after a start: 23 s for 6 million
+// operations on InfluxDB 1.8), where InfluxDB counts the matches in under
+// a second.
+const coldHours = 48
+
 // Counter answers a query.Counter over c: the count of the matching
-// operations from the hourly counts (query.CountOf).
+// operations from the hourly counts (query.CountOf). When c lacks more
+// than coldHours of the window's closed hours, it answers query.ErrCold
+// and reads them in the background (one such fill at a time), so that
+// the next lists count from c; when the window has more closed hours than
+// c would keep (half its rows), it answers query.ErrCold alone.
 func Counter(c *Operations) query.Counter {
 	return func(ctx context.Context, lo, hi time.Time, f tsdb.OperationFilter, need int) (int64, time.Time, error) {
+		hours, missing, err := c.closedHours(ctx, lo, hi)
+		switch {
+		case err != nil:
+			return 0, lo, err
+		case hours > c.hc.maxRows/2:
+			return 0, lo, query.ErrCold
+		case len(missing) > coldHours:
+			c.refresh.background(func(ctx context.Context) {
+				if _, err := c.fillHours(ctx, missing); err != nil && ctx.Err() == nil {
+					c.log.Warn("closed hours of a list not read in the background; a later list asks again", "measurement", c.src.Measurement, "hours", len(missing), "err", err)
+				}
+			})
+			return 0, lo, query.ErrCold
+		}
 		rows, err := c.HourRows(ctx, lo, hi, f.ToolID)
 		if err != nil {
 			return 0, lo, err
@@ -294,6 +319,23 @@ func Counter(c *Operations) query.Counter {
 		total, from := query.CountOf(rows, lo, f, need)
 		return total, from, nil
 	}
+}
+
+// closedHours answers how many whole closed hours [lo, hi) holds from the
+// first point's hour on, and those of them the cache lacks (ascending).
+func (c *Cache[R, K]) closedHours(ctx context.Context, lo, hi time.Time) (int, []int64, error) {
+	first, ok, err := c.FirstTime(ctx, "")
+	if err != nil || !ok {
+		return 0, nil, err
+	}
+	now := time.Now()
+	// As hourRows: no point lies before the first's hour.
+	from := tsdb.CeilTo(max(lo.UnixMicro(), tsdb.FloorTo(first.UnixMicro(), tsdb.MicrosPerHour)), tsdb.MicrosPerHour)
+	to := min(tsdb.FloorTo(hi.UnixMicro(), tsdb.MicrosPerHour), tsdb.FloorTo(now.Add(-cacheGrace).UnixMicro(), tsdb.MicrosPerHour))
+	if from >= to {
+		return 0, nil, nil
+	}
+	return int((to - from) / tsdb.MicrosPerHour), c.hc.missing(from, to, now), nil
 }
 
 // FirstTime answers the oldest point time (of toolID when given), from the

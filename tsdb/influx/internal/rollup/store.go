@@ -144,6 +144,20 @@ func (c *hourCache[R, K]) lookup(lo, hi int64, now time.Time, out []R, days bool
 	return out, missing
 }
 
+// missing answers the hours of [lo, hi) the cache lacks (or holds
+// expired), ascending, as lookup does without their rows.
+func (c *hourCache[R, K]) missing(lo, hi int64, now time.Time) []int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var missing []int64
+	for h := lo; h < hi; h += tsdb.MicrosPerHour {
+		if e := c.hours[h]; e == nil || !c.fresh(e.fetched, now) {
+			missing = append(missing, h)
+		}
+	}
+	return missing
+}
+
 func (c *hourCache[R, K]) beginFill(lo, hi int64) *fill {
 	f := &fill{lo: lo, hi: hi}
 	c.mu.Lock()
