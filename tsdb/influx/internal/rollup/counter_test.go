@@ -14,7 +14,8 @@ import (
 
 // TestCounterOfAColdWindow: a list's count over more closed hours than the
 // cache holds (coldHours) answers query.ErrCold at once, without waiting
-// on the hours' read, which runs in the background, one at a time;
+// on the hours' read, which runs in the background (no other fill starts
+// meanwhile);
 // once it has landed the count comes from the cache, exact, with no read.
 // A window of more closed hours than the cache keeps answers ErrCold and
 // reads nothing; Close cancels a fill in flight and waits for it.
@@ -27,13 +28,10 @@ func TestCounterOfAColdWindow(t *testing.T) {
 	}
 	first := start.Add(7 * time.Minute)
 	release := make(chan struct{})
-	var inRead, fills atomic.Int64
+	var inRead atomic.Int64
 	src := db.source()
 	readHours := src.ReadHours
 	src.ReadHours = func(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]query.HourRow, error) {
-		if lo.Equal(start) {
-			fills.Add(1) // a fill of the window reads its first hour first
-		}
 		inRead.Add(1)
 		defer inRead.Add(-1)
 		select {
@@ -63,8 +61,8 @@ func TestCounterOfAColdWindow(t *testing.T) {
 		}
 	}
 	waitFor(t, "the background fill to reach its read", func() bool { return inRead.Load() > 0 })
-	if n := fills.Load(); n != 1 {
-		t.Errorf("three cold counts started %d fills, want 1", n)
+	if c.refresh.background(func(context.Context) {}) {
+		t.Error("a second background fill started while the cold counts' one ran")
 	}
 	close(release)
 	waitFor(t, "the background fill to land", func() bool {
@@ -122,5 +120,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestBackgroundOneAtATime: the refresher runs one background fill at a
+// time, another once it has ended, and none once closed.
+func TestBackgroundOneAtATime(t *testing.T) {
+	r := startRefresher(0, nil)
+	release, ran := make(chan struct{}), make(chan struct{}, 3)
+	fill := func(context.Context) { <-release; ran <- struct{}{} }
+	if !r.background(fill) {
+		t.Fatal("the first fill did not start")
+	}
+	if r.background(fill) {
+		t.Error("a second fill started while the first ran")
+	}
+	close(release)
+	<-ran
+	waitFor(t, "a fill to start after the first ended", func() bool { return r.background(func(context.Context) {}) })
+	r.Close()
+	if r.background(fill) {
+		t.Error("a fill started after Close")
 	}
 }

@@ -441,16 +441,17 @@ func (c *KeyDays) knownBounds() opWhere {
 const spanReads = 4
 
 // perSum answers how many consecutive spans of width prefetch reads with
-// one sum, grouped by the time dimension by (1, "": a span per sum).
+// one sum, grouped by the time dimension by (1, "": a span per sum): the
+// hours at a window's edges a day per sum, and the days by session a week
+// per sum (the query of query.Reader.SumOperations); days of files stay
+// a sum each, read spanReads at a time (their points are read a day per
+// query anyway).
 func (c *KeyDays) perSum(width int64) (n int, by tsdb.Dimension) {
-	if c.dim != tsdb.DimSessionID {
-		return 1, ""
-	}
-	switch width {
-	case tsdb.MicrosPerDay:
-		return 7, tsdb.DimDay // a week: the query of query.Reader.SumOperations
-	case tsdb.MicrosPerHour:
+	switch {
+	case width == tsdb.MicrosPerHour:
 		return 24, tsdb.DimHour
+	case width == tsdb.MicrosPerDay && c.dim == tsdb.DimSessionID:
+		return 7, tsdb.DimDay
 	}
 	return 1, ""
 }
@@ -460,10 +461,11 @@ func (c *KeyDays) perSum(width int64) (n int, by tsdb.Dimension) {
 // their rows by start: the days of a cold window, or the minutes that
 // closed since the last answer (a minute's read costs InfluxDB about a
 // query's fixed cost, 10-30 ms on 1.8, so eighteen of them read one by one
-// are half a second). Days and hours by session are read a run of
-// consecutive ones per sum (perSum): sessions are a tag, which InfluxDB
-// 1.x sums per day or hour itself (query.Reader.SumOperations), where a
-// query per span pays InfluxDB's fixed cost of a query each.
+// are half a second). Hours, and days by session, are read a run of
+// consecutive ones per sum (perSum), where a query per span pays
+// InfluxDB's fixed cost of a query each: sessions are a tag, which
+// InfluxDB 1.x sums per day or hour itself, and the points of a run of
+// hours of files are one query.
 func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64) (map[int64][]keyRow, error) {
 	perSum, _ := c.perSum(width)
 	now := c.now()
