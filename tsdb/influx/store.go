@@ -229,7 +229,8 @@ func (s *Store) SpendTrend(ctx context.Context, w tsdb.Window, step tsdb.Step) (
 }
 
 // QueryOperations answers one page of operations, newest created_at first;
-// with the cache, its total comes from the cached hourly counts.
+// with the cache, its total comes from the cached hourly counts, or from
+// InfluxDB while the cache lacks much of the window (rollup.Counter).
 func (s *Store) QueryOperations(ctx context.Context, f tsdb.OperationFilter) (tsdb.OperationPage, error) {
 	var count query.Counter
 	if s.ops != nil {
