@@ -509,14 +509,15 @@ func TestListOfAColdCache(t *testing.T) {
 	s, ref := cachedAndUncached(t, realtools.SharedInfluxd(t))
 	r := rand.New(rand.NewSource(12))
 	from := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
-	ops := randomOps(r, 600, from, from.Add(10*24*time.Hour))
+	end := from.Add(10 * 24 * time.Hour)
+	ops := randomOps(r, 600, from, end)
 	writeOK(t, s, ops)
 	lists := func(s *influx.Store) string {
 		var b strings.Builder
 		for _, f := range []tsdb.OperationFilter{
-			{Limit: 50},
-			{Limit: 20, Offset: 130, ToolName: api.ToolRead},
-			{Limit: 10, ToolID: ops[0].ToolID, Start: ptr(from.Add(36 * time.Hour))},
+			{Limit: 50, Start: &from, End: &end},
+			{Limit: 20, Offset: 130, ToolName: api.ToolRead, Start: &from, End: &end},
+			{Limit: 10, ToolID: ops[0].ToolID, Start: ptr(from.Add(36 * time.Hour)), End: &end},
 		} {
 			page, err := s.QueryOperations(t.Context(), f)
 			if err != nil {
@@ -534,11 +535,14 @@ func TestListOfAColdCache(t *testing.T) {
 	if got := lists(s); got != want {
 		t.Fatalf("cold cache:\n%s\nwithout a cache:\n%s", got, want)
 	}
-	// The 240 hours of the 10 days, read in the background: no other
-	// answer of this store asks for them.
-	for deadline := time.Now().Add(time.Minute); s.Stats().CacheHours < 240; time.Sleep(10 * time.Millisecond) {
+	// The hours of the 10 days from the first operation's on, read in the
+	// background (no other answer of this store asks for them, and the
+	// lists ask for no other).
+	first := slices.MinFunc(ops, func(a, b tsdb.Operation) int { return a.CreatedAt.Compare(b.CreatedAt) }).CreatedAt
+	hours := int(end.Sub(first.Truncate(time.Hour)) / time.Hour)
+	for deadline := time.Now().Add(time.Minute); s.Stats().CacheHours < hours; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the cache holds %d hours a minute after the cold lists, want the 240 they span", s.Stats().CacheHours)
+			t.Fatalf("the cache holds %d hours a minute after the cold lists, want the %d they span", s.Stats().CacheHours, hours)
 		}
 	}
 	if got := lists(s); got != want {

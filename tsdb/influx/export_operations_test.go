@@ -277,7 +277,8 @@ func BenchmarkExportOperations(b *testing.B) {
 // TestListDeepPagesAndTies: lists of operations agree with the export's
 // order (reversed) on both sides of the depth InfluxQL lists to (10,000
 // matches: deeper pages are read with Flux), across a run of 50
-// operations at one created_at that straddles it.
+// operations at one created_at that straddles it, with the hourly cache
+// cold (the total counted by InfluxDB) and warm.
 func TestListDeepPagesAndTies(t *testing.T) {
 	s := open(t, config(t, realtools.SharedInfluxd(t)))
 	base := time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)
@@ -291,7 +292,7 @@ func TestListDeepPagesAndTies(t *testing.T) {
 		}
 		ops[i] = tsdb.Operation{ID: uuid.Must(uuid.NewRandom()), SessionID: session, ToolName: api.ToolNames[i%2],
 			OperationMode: "full", Parameters: []byte(`{}`), ToolID: "claude-code", TokensOriginal: int64(i),
-			CreatedAt: base.Add(time.Duration(at) * 10 * time.Microsecond)}
+			CreatedAt: base.Add(time.Duration(at) * 30 * time.Second)} // over 85 hours: a cold first list
 	}
 	for i := 0; i < n; i += 5000 {
 		if err := s.WriteOperations(t.Context(), ops[i:min(i+5000, n)]); err != nil {
@@ -309,21 +310,35 @@ func TestListDeepPagesAndTies(t *testing.T) {
 	if len(newest) != n {
 		t.Fatalf("exported %d operations, want %d", len(newest), n)
 	}
-	for _, pg := range []struct{ offset, limit int }{{9950, 50}, {9940, 60}, {9990, 20}, {10050, 100}} {
-		page, err := s.QueryOperations(t.Context(), tsdb.OperationFilter{Offset: pg.offset, Limit: pg.limit})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if page.Total != n {
-			t.Errorf("offset %d: total %d, want %d", pg.offset, page.Total, n)
-		}
-		want := newest[pg.offset:min(pg.offset+pg.limit, n)]
-		got := make([]uuid.UUID, len(page.Operations))
-		for i, op := range page.Operations {
-			got[i] = op.ID
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("offset %d, limit %d: the list differs from the export's order reversed\n got %v\nwant %v", pg.offset, pg.limit, got, want)
+	end := base.Add(85 * time.Hour) // the last operation's hour ends
+	pages := func(cache string) {
+		t.Helper()
+		for _, pg := range []struct{ offset, limit int }{{9950, 50}, {9940, 60}, {9990, 20}, {10050, 100}} {
+			page, err := s.QueryOperations(t.Context(), tsdb.OperationFilter{Offset: pg.offset, Limit: pg.limit, Start: &base, End: &end})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if page.Total != n {
+				t.Errorf("%s cache, offset %d: total %d, want %d", cache, pg.offset, page.Total, n)
+			}
+			want := newest[pg.offset:min(pg.offset+pg.limit, n)]
+			got := make([]uuid.UUID, len(page.Operations))
+			for i, op := range page.Operations {
+				got[i] = op.ID
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s cache, offset %d, limit %d: the list differs from the export's order reversed\n got %v\nwant %v", cache, pg.offset, pg.limit, got, want)
+			}
 		}
 	}
+	// Counted by InfluxDB while the cache lacks the window's 85 hours
+	// (InfluxQL at any depth), then from the cache once its background read
+	// has landed (no other answer asks for them).
+	pages("cold")
+	for deadline := time.Now().Add(time.Minute); s.Stats().CacheHours < 85; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache holds %d hours a minute after the cold lists, want the window's 85", s.Stats().CacheHours)
+		}
+	}
+	pages("warm")
 }

@@ -222,24 +222,32 @@ func TestSessionDays(t *testing.T) {
 	writeOK(t, cached, mkOps(5, a, day.Add(3*time.Hour)))
 	writeOK(t, cached, mkOps(4, b, day.Add(30*time.Hour)))
 	writeOK(t, cached, mkOps(3, a, day.Add(50*time.Hour)))
-	from, to := day.Add(-2*time.Hour), day.Add(3*24*time.Hour+7*time.Hour)
+	writeOK(t, cached, mkOps(3, b, day.Add(2*time.Hour+59*time.Minute+30*time.Second))) // the last minute of a run
+	windows := [][2]time.Time{
+		{day.Add(-2 * time.Hour), day.Add(3*24*time.Hour + 7*time.Hour)}, // days and hours
+		// Minutes at both edges (summed per minute in one query), with
+		// operations in them, and partial minutes.
+		{day.Add(2*time.Hour + 41*time.Minute + 30*time.Second), day.Add(50*time.Hour + 5*time.Minute + 20*time.Second)},
+	}
 	groupings := [][]tsdb.Dimension{
 		{tsdb.DimSessionID}, {tsdb.DimProjectID}, {tsdb.DimProjectID, tsdb.DimDay}, {tsdb.DimDay, tsdb.DimSessionID},
 	}
 	check := func(when string) {
 		t.Helper()
-		for _, g := range groupings {
-			q := tsdb.AggregateQuery{GroupBy: g, Filter: tsdb.OperationFilter{Start: &from, End: &to}, Limit: 100}
-			got, err := cached.Aggregate(ctx, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := uncached.Aggregate(ctx, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fmt.Sprint(got) != fmt.Sprint(want) || len(want.Groups) == 0 {
-				t.Errorf("%s, by %v: cached %v, uncached %v", when, g, got, want)
+		for _, w := range windows {
+			for _, g := range groupings {
+				q := tsdb.AggregateQuery{GroupBy: g, Filter: tsdb.OperationFilter{Start: &w[0], End: &w[1]}, Limit: 100}
+				got, err := cached.Aggregate(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := uncached.Aggregate(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) || len(want.Groups) == 0 {
+					t.Errorf("%s, %v, by %v: cached %v, uncached %v", when, w, g, got, want)
+				}
 			}
 		}
 	}

@@ -124,8 +124,10 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 	}
 	// On 1.x the keys and the page are read with InfluxQL, unless the page
 	// lies deeper than qlListMax matches: InfluxQL cannot skip them, and
-	// the service would hold their keys.
-	where, ql := operationWhereQL(f), s.v1.Load() && !s.cfg.AlwaysFlux && max(f.Offset, 0)+limit <= qlListMax
+	// the service would hold their keys. The count is InfluxQL's at any
+	// depth.
+	v1ql := s.v1.Load() && !s.cfg.AlwaysFlux
+	where, ql := operationWhereQL(f), v1ql && max(f.Offset, 0)+limit <= qlListMax
 	readKeys := func(from time.Time) error {
 		if ql {
 			err := s.keysQL(ctx, from, hi, where, max(f.Offset, 0), limit, addKey)
@@ -167,7 +169,7 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 	}
 	switch {
 	case counted:
-	case ql:
+	case v1ql:
 		if page.Total, err = s.countQL(ctx, lo, hi, where); err == nil {
 			err = readKeys(lo)
 		}

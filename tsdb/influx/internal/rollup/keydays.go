@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,10 +48,16 @@ type KeyDays struct {
 	sum      Sum
 	span     func(ctx context.Context, lo, hi time.Time) (first, last time.Time, ok bool, err error)
 	projects func(ctx context.Context) (map[uuid.UUID]*string, error) // of the sessions, for DimSessionID
-	ttl      time.Duration
-	max      int
-	now      func() time.Time
-	log      *slog.Logger
+	// minutes, when not nil, adds up a run of minutes per minute and key
+	// with one read (sessions: query.Reader.SumSessionMinutes); its
+	// query.ErrNoPoints (no InfluxQL) sets noMinutes, and minutes are then
+	// read a sum each.
+	minutes   MinuteSum
+	noMinutes atomic.Bool
+	ttl       time.Duration
+	max       int
+	now       func() time.Time
+	log       *slog.Logger
 
 	refresh *refresher // renews entries in use (renew)
 
@@ -103,6 +110,11 @@ type keyRead struct {
 // grouped by q's dimensions (query.Reader.SumOperations).
 type Sum func(ctx context.Context, q tsdb.AggregateQuery, sums *tsdb.GroupSums) error
 
+// MinuteSum calls add with the totals of each UTC minute (its start, unix
+// microseconds) and key of the operations in [lo, hi)
+// (query.Reader.SumSessionMinutes).
+type MinuteSum func(ctx context.Context, lo, hi time.Time, add func(minute int64, key string, t tsdb.Totals, c tsdb.CacheCounts)) error
+
 // keySpan is a UTC day, hour or minute: its start and width, unix
 // microseconds.
 type keySpan struct{ start, width int64 }
@@ -144,6 +156,7 @@ func NewFileDays(r *query.Reader, o Options) *KeyDays {
 func NewSessionDays(r *query.Reader, o Options) *KeyDays {
 	c := newKeyDays(tsdb.DimSessionID, r.SumOperations, r.OperationSpan, o)
 	c.projects = r.Projects
+	c.minutes = r.SumSessionMinutes
 	return c
 }
 
@@ -441,17 +454,20 @@ func (c *KeyDays) knownBounds() opWhere {
 const spanReads = 4
 
 // perSum answers how many consecutive spans of width prefetch reads with
-// one sum, grouped by the time dimension by (1, "": a span per sum): the
-// hours at a window's edges a day per sum, and the days by session a week
-// per sum (the query of query.Reader.SumOperations); days of files stay
-// a sum each, read spanReads at a time (their points are read a day per
-// query anyway).
+// one sum, grouped by the time dimension by (1: a span per sum; "" for
+// several: minutes, read by c.minutes): the hours at a window's edges a
+// day per sum, the days by session a week per sum (the query of
+// query.Reader.SumOperations), and its minutes an hour per read where the
+// server sums them; days of files stay a sum each, read spanReads at a
+// time (their points are read a day per query anyway).
 func (c *KeyDays) perSum(width int64) (n int, by tsdb.Dimension) {
 	switch {
 	case width == tsdb.MicrosPerHour:
 		return 24, tsdb.DimHour
 	case width == tsdb.MicrosPerDay && c.dim == tsdb.DimSessionID:
 		return 7, tsdb.DimDay
+	case width == minuteMicros && c.minutes != nil && !c.noMinutes.Load():
+		return 60, ""
 	}
 	return 1, ""
 }
@@ -574,16 +590,7 @@ func (c *KeyDays) beginRead(sps []keySpan) []*keyRead {
 // when several), and caches each span unless a delivery fell in it
 // meanwhile; it ends their reads (beginRead, started then).
 func (c *KeyDays) readSpans(ctx context.Context, sps []keySpan, reads []*keyRead, started time.Time) (map[int64][]keyRow, error) {
-	var sums tsdb.GroupSums
-	end := sps[len(sps)-1]
-	lo, hi := time.UnixMicro(sps[0].start).UTC(), time.UnixMicro(end.start+end.width-1).UTC()
-	q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{c.dim}, Filter: tsdb.OperationFilter{Start: &lo, End: &hi}}
-	if len(sps) > 1 {
-		_, by := c.perSum(sps[0].width)
-		q.GroupBy = append(q.GroupBy, by)
-	}
-	err := c.sum(ctx, q, &sums)
-	groups := sums.Rank(tsdb.AggregateQuery{Limit: math.MaxInt}).Groups
+	sums, err := c.sumRun(ctx, sps)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -598,18 +605,14 @@ func (c *KeyDays) readSpans(ctx context.Context, sps []keySpan, reads []*keyRead
 		clear(c.paths) // the rows kept keep their paths
 	}
 	rows := make(map[int64][]keyRow, len(sps))
-	for _, g := range groups {
-		start := sps[0].start
-		if len(sps) > 1 {
-			start = g.Key[1].Start.UnixMicro()
-		}
-		k := g.Key[0]
-		p, ok := c.paths[k.Text]
+	for _, r := range sums {
+		p, ok := c.paths[r.file]
 		if !ok {
-			p = k.Text
+			p = r.file
 			c.paths[p] = p
 		}
-		rows[start] = append(rows[start], keyRow{file: p, null: k.Null, Totals: g.Totals, cache: g.Cache})
+		r.file = p
+		rows[r.start] = append(rows[r.start], r.keyRow)
 	}
 	for i, sp := range sps {
 		if rows[sp.start] == nil {
@@ -620,6 +623,60 @@ func (c *KeyDays) readSpans(ctx context.Context, sps []keySpan, reads []*keyRead
 		}
 	}
 	return rows, nil
+}
+
+// spanRow is the row of a key in the span that starts at start.
+type spanRow struct {
+	start int64
+	keyRow
+}
+
+// sumRun reads the totals of each key of spans sps (one span, or
+// consecutive ones: perSum), with one sum or read.
+func (c *KeyDays) sumRun(ctx context.Context, sps []keySpan) ([]spanRow, error) {
+	var out []spanRow
+	// sum adds up sps with one sum, grouped by by too unless "".
+	sum := func(sps []keySpan, by tsdb.Dimension) error {
+		var sums tsdb.GroupSums
+		end := sps[len(sps)-1]
+		lo, hi := time.UnixMicro(sps[0].start).UTC(), time.UnixMicro(end.start+end.width-1).UTC() // End is inclusive
+		q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{c.dim}, Filter: tsdb.OperationFilter{Start: &lo, End: &hi}}
+		if by != "" {
+			q.GroupBy = append(q.GroupBy, by)
+		}
+		if err := c.sum(ctx, q, &sums); err != nil {
+			return err
+		}
+		for _, g := range sums.Rank(tsdb.AggregateQuery{Limit: math.MaxInt}).Groups {
+			r := spanRow{start: sps[0].start, keyRow: keyRow{file: g.Key[0].Text, null: g.Key[0].Null, Totals: g.Totals, cache: g.Cache}}
+			if by != "" {
+				r.start = g.Key[1].Start.UnixMicro()
+			}
+			out = append(out, r)
+		}
+		return nil
+	}
+	_, by := c.perSum(sps[0].width)
+	switch {
+	case len(sps) == 1 || by != "":
+		return out, sum(sps, by)
+	case c.minutes != nil:
+		end := sps[len(sps)-1]
+		err := c.minutes(ctx, time.UnixMicro(sps[0].start), time.UnixMicro(end.start+end.width), func(m int64, key string, t tsdb.Totals, cc tsdb.CacheCounts) {
+			out = append(out, spanRow{start: m, keyRow: keyRow{file: key, Totals: t, cache: cc}})
+		})
+		if !errors.Is(err, query.ErrNoPoints) {
+			return out, err
+		}
+		c.noMinutes.Store(true)
+		out = nil
+	}
+	for i := range sps { // minutes the server cannot sum per minute
+		if err := sum(sps[i:i+1], ""); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // store keeps e as the entry of sp, evicting the least recently used

@@ -3,6 +3,7 @@ package rollup
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/omnimemory/omnimemory-metrics/tsdb"
+	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/internal/query"
 	"github.com/omnimemory/omnimemory-metrics/tsdb/influx/schema"
 )
 
@@ -285,42 +287,59 @@ func TestFileDaysReadsMissingSpansTogether(t *testing.T) {
 }
 
 // TestKeyDaysReadRunsPerSum: a cold answer by session reads its missing
-// days a run of up to a week per sum (grouped by day too), and the hours
-// at its edges a run of up to a day per sum (grouped by hour), not a sum
-// per span; by file, the hours in runs too and the days a sum each. It
-// caches every span it read, empty ones too, and answers the sums of the
-// operations of its window; the next answer reads nothing.
+// days a run of up to a week per sum (grouped by day too), the hours at
+// its edges a run of up to a day per sum (grouped by hour), and the
+// minutes there an hour's run per read of minute sums, not a read per
+// span; by file, the hours in runs too, and the days and minutes a sum
+// each; where the server cannot sum minutes (query.ErrNoPoints), a sum
+// per minute. It caches every span it read, empty ones too, and answers
+// the sums of the operations of its window; the next answer reads
+// nothing.
 func TestKeyDaysReadRunsPerSum(t *testing.T) {
 	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
 	now := day.AddDate(0, 0, 40)
 	var ops []tsdb.Operation
 	sessions := []string{"6f1c3a2e-0000-4000-8000-000000000001", "6f1c3a2e-0000-4000-8000-000000000002"}
-	for i := range 30 * 24 * 60 / 25 { // one every 25 minutes for 30 days, none after
+	for i := range 30 * 24 * 60 / 5 { // one every 5 minutes for 30 days, none after
 		if i%13 == 0 {
 			continue // spans with fewer
 		}
 		ops = append(ops, tsdb.Operation{SessionID: uuid.MustParse(sessions[i%2]), FilePath: ptr(fmt.Sprintf("/f%d", i%3)),
-			CreatedAt: day.Add(time.Duration(i) * 25 * time.Minute), TokensOriginal: int64(i)})
+			CreatedAt: day.Add(time.Duration(i) * 5 * time.Minute), TokensOriginal: int64(i)})
 	}
+	in := func(op *tsdb.Operation, lo, hi time.Time) bool {
+		return !op.CreatedAt.Before(lo) && op.CreatedAt.Before(hi)
+	}
+	type kind struct {
+		name    string
+		dim     tsdb.Dimension
+		minutes bool // sums minutes
+		noMin   bool // answers query.ErrNoPoints to minute sums
+	}
+	sessionsK, noMinK, filesK := kind{"sessions", tsdb.DimSessionID, true, false},
+		kind{"sessions without minute sums", tsdb.DimSessionID, true, true}, kind{"files", tsdb.DimFilePath, false, false}
 	for _, tc := range []struct {
-		name                 string
-		start, end           time.Time
-		sessionSums, fileSum int
+		name       string
+		start, end time.Time
+		reads      map[kind]int
 	}{
 		// 37 whole days: 5 weeks and 2 days.
-		{"days", day.Add(-2 * 24 * time.Hour), day.Add(35*24*time.Hour - time.Microsecond), 6, 37},
+		{"days", day.Add(-2 * 24 * time.Hour), day.Add(35*24*time.Hour - time.Microsecond),
+			map[kind]int{sessionsK: 6, noMinK: 6, filesK: 37}},
 		// 19 hours, 5 days, 7 hours.
-		{"days and hours", day.Add(3*24*time.Hour + 5*time.Hour), day.Add(9*24*time.Hour + 7*time.Hour - time.Microsecond), 3, 7},
+		{"days and hours", day.Add(3*24*time.Hour + 5*time.Hour), day.Add(9*24*time.Hour + 7*time.Hour - time.Microsecond),
+			map[kind]int{sessionsK: 3, noMinK: 3, filesK: 7}},
+		// 43 minutes, 18 hours, 5 days, 7 hours, 23 minutes; without minute
+		// sums the first read of minutes fails and each minute is a sum.
+		{"days, hours and minutes", day.Add(3*24*time.Hour + 5*time.Hour + 17*time.Minute), day.Add(9*24*time.Hour + 7*time.Hour + 23*time.Minute - time.Microsecond),
+			map[kind]int{sessionsK: 5, noMinK: 1 + 2 + 1 + 43 + 23, filesK: 5 + 2 + 43 + 23}},
 	} {
-		for _, dim := range []tsdb.Dimension{tsdb.DimSessionID, tsdb.DimFilePath} {
-			var mu sync.Mutex
-			var sums []tsdb.AggregateQuery
-			c := newKeyDays(dim, func(_ context.Context, q tsdb.AggregateQuery, out *tsdb.GroupSums) error {
-				mu.Lock()
-				sums = append(sums, q)
-				mu.Unlock()
+		for _, k := range []kind{sessionsK, noMinK, filesK} {
+			var reads atomic.Int64
+			c := newKeyDays(k.dim, func(_ context.Context, q tsdb.AggregateQuery, out *tsdb.GroupSums) error {
+				reads.Add(1)
 				for i := range ops {
-					if op := &ops[i]; !op.CreatedAt.Before(*q.Filter.Start) && !op.CreatedAt.After(*q.Filter.End) {
+					if op := &ops[i]; in(op, *q.Filter.Start, q.Filter.End.Add(time.Microsecond)) {
 						key := make([]tsdb.KeyValue, len(q.GroupBy))
 						for j, d := range q.GroupBy {
 							key[j] = d.Of(op, nil)
@@ -330,30 +349,48 @@ func TestKeyDaysReadRunsPerSum(t *testing.T) {
 				}
 				return nil
 			}, nil, Options{MaxRows: 10000})
-			c.Close()
-			c.now = func() time.Time { return now }
-			q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{dim}, Filter: tsdb.OperationFilter{Start: &tc.start, End: &tc.end}, Limit: 10}
-			want := tsdb.GroupSums{}
-			for i := range ops {
-				if op := &ops[i]; !op.CreatedAt.Before(tc.start) && !op.CreatedAt.After(tc.end) {
-					want.Add([]tsdb.KeyValue{dim.Of(op, nil)}, tsdb.TotalsOf(op), tsdb.CacheOf(op))
+			if k.minutes {
+				c.minutes = func(_ context.Context, lo, hi time.Time, add func(int64, string, tsdb.Totals, tsdb.CacheCounts)) error {
+					reads.Add(1)
+					if k.noMin {
+						return query.ErrNoPoints
+					}
+					var sums tsdb.GroupSums
+					for i := range ops {
+						if op := &ops[i]; in(op, lo, hi) {
+							sums.Add([]tsdb.KeyValue{{Start: op.CreatedAt.Truncate(time.Minute)}, k.dim.Of(op, nil)}, tsdb.TotalsOf(op), tsdb.CacheOf(op))
+						}
+					}
+					for _, g := range sums.Rank(tsdb.AggregateQuery{Limit: math.MaxInt}).Groups {
+						add(g.Key[0].Start.UnixMicro(), g.Key[1].Text, g.Totals, g.Cache)
+					}
+					return nil
 				}
 			}
-			wantSums := map[tsdb.Dimension]int{tsdb.DimSessionID: tc.sessionSums, tsdb.DimFilePath: tc.fileSum}[dim]
+			c.Close()
+			c.now = func() time.Time { return now }
+			q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{k.dim}, Filter: tsdb.OperationFilter{Start: &tc.start, End: &tc.end}, Limit: 10}
+			want := tsdb.GroupSums{}
+			for i := range ops {
+				if op := &ops[i]; in(op, tc.start, tc.end.Add(time.Microsecond)) {
+					want.Add([]tsdb.KeyValue{k.dim.Of(op, nil)}, tsdb.TotalsOf(op), tsdb.CacheOf(op))
+				}
+			}
+			wantReads := tc.reads[k]
 			for _, pass := range []string{"cold", "warm"} {
-				sums = nil
+				reads.Store(0)
 				got, err := c.Aggregate(t.Context(), q)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if fmt.Sprint(got) != fmt.Sprint(want.Rank(q)) {
-					t.Errorf("%s by %s, %s: %v, want %v", tc.name, dim, pass, got, want.Rank(q))
+					t.Errorf("%s, %s, %s: %v, want %v", tc.name, k.name, pass, got, want.Rank(q))
 				}
 				if pass == "warm" {
-					wantSums = 0
+					wantReads = 0
 				}
-				if len(sums) != wantSums {
-					t.Errorf("%s by %s, %s: %d sums, want %d", tc.name, dim, pass, len(sums), wantSums)
+				if n := reads.Load(); n != int64(wantReads) {
+					t.Errorf("%s, %s, %s: %d reads, want %d", tc.name, k.name, pass, n, wantReads)
 				}
 			}
 		}
