@@ -141,8 +141,7 @@ func (s *Reader) opsWindows(lo, hi time.Time, tid, every string, keys []string, 
 // (hour, key) with operations: with InfluxQL on InfluxDB 1.x (see
 // influxql.go), with Flux elsewhere. name names the read in logs.
 func (s *Reader) ReadHours(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]HourRow, error) {
-	s.learnVersion(ctx)
-	if s.v1.Load() && !s.cfg.AlwaysFlux {
+	if s.readsQL(ctx) {
 		return s.readHoursQL(ctx, name, lo, hi, toolID)
 	}
 	type rk struct {

@@ -126,7 +126,7 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 	// lies deeper than qlListMax matches: InfluxQL cannot skip them, and
 	// the service would hold their keys. The count is InfluxQL's at any
 	// depth.
-	v1ql := s.v1.Load() && !s.cfg.AlwaysFlux
+	v1ql := s.readsQL(ctx)
 	where, ql := operationWhereQL(f), v1ql && max(f.Offset, 0)+limit <= qlListMax
 	readKeys := func(from time.Time) error {
 		if ql {
@@ -168,7 +168,7 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 		}
 	}
 	switch {
-	case counted:
+	case counted: // the total and the keys read above
 	case v1ql:
 		if page.Total, err = s.countQL(ctx, lo, hi, where); err == nil {
 			err = readKeys(lo)
@@ -546,7 +546,7 @@ func (s *Reader) span(ctx context.Context, name, meas, field string, lo, hi time
 		}
 		ok = true
 	}
-	if s.v1.Load() && !s.cfg.AlwaysFlux {
+	if s.readsQL(ctx) {
 		where := fmt.Sprintf(` FROM %s WHERE time >= %d AND time < %d`, qlIdent(meas), lo.UnixNano(), hi.UnixNano())
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 		defer cancel()

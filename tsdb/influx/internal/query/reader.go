@@ -173,6 +173,13 @@ func (s *Reader) learnVersion(ctx context.Context) {
 	}
 }
 
+// readsQL answers whether reads go through InfluxQL: on InfluxDB 1.x
+// (learnVersion), unless the reader was opened to read with Flux alone.
+func (s *Reader) readsQL(ctx context.Context) bool {
+	s.learnVersion(ctx)
+	return s.v1.Load() && !s.cfg.AlwaysFlux
+}
+
 // row is one record of a query answer.
 type row struct {
 	result string
