@@ -87,6 +87,15 @@ func (c *hourCache[R, K]) fresh(fetched, now time.Time) bool {
 	return c.ttl <= 0 || now.Sub(fetched) < c.ttl
 }
 
+// held answers the entry of hour h when it is cached and fresh at now, nil
+// otherwise. Called with mu held.
+func (c *hourCache[R, K]) held(h int64, now time.Time) *hourEntry[R] {
+	if e := c.hours[h]; e != nil && c.fresh(e.fetched, now) {
+		return e
+	}
+	return nil
+}
+
 // dropDay forgets the sums of the day of hour h. Called with mu held.
 func (c *hourCache[R, K]) dropDay(h int64) { delete(c.days, tsdb.FloorTo(h, tsdb.MicrosPerDay)) }
 
@@ -95,7 +104,7 @@ func (c *hourCache[R, K]) dropDay(h int64) { delete(c.days, tsdb.FloorTo(h, tsdb
 // marks those hours used. Called with mu held.
 func (c *hourCache[R, K]) wholeDay(d int64, now time.Time) ([]R, bool) {
 	for h := d; h < d+tsdb.MicrosPerDay; h += tsdb.MicrosPerHour {
-		if e := c.hours[h]; e == nil || !c.fresh(e.fetched, now) {
+		if c.held(h, now) == nil {
 			return nil, false
 		}
 	}
@@ -133,8 +142,8 @@ func (c *hourCache[R, K]) lookup(lo, hi int64, now time.Time, out []R, days bool
 				continue
 			}
 		}
-		e := c.hours[h]
-		if e == nil || !c.fresh(e.fetched, now) {
+		e := c.held(h, now)
+		if e == nil {
 			missing = append(missing, h)
 			continue
 		}
@@ -151,7 +160,7 @@ func (c *hourCache[R, K]) missing(lo, hi int64, now time.Time) []int64 {
 	defer c.mu.Unlock()
 	var missing []int64
 	for h := lo; h < hi; h += tsdb.MicrosPerHour {
-		if e := c.hours[h]; e == nil || !c.fresh(e.fetched, now) {
+		if c.held(h, now) == nil {
 			missing = append(missing, h)
 		}
 	}
