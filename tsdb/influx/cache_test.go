@@ -500,11 +500,12 @@ func TestCacheEdgeMinutesManyPoints(t *testing.T) {
 	}
 }
 
-// TestListOfAColdCache: a list over more closed hours than the hourly
-// cache holds answers with InfluxDB's count instead of waiting on the
-// cache's read of every hour, equal to the answer of a store without a
-// cache; the cache reads those hours in the background, and the lists
-// answer the same from it once they have landed.
+// TestListOfAColdCache: lists over more closed hours than the hourly
+// cache holds answer as a store without a cache does; the cache then
+// reads those hours in the background, though no other answer asks for
+// them, and the lists answer the same from it once they have landed.
+// That a cold list does not wait on that read is TestCounterOfAColdWindow's
+// (internal/rollup), whose source can hold a read back.
 func TestListOfAColdCache(t *testing.T) {
 	s, ref := cachedAndUncached(t, realtools.SharedInfluxd(t))
 	r := rand.New(rand.NewSource(12))
