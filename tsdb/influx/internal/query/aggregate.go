@@ -70,7 +70,7 @@ func (s *Reader) SumOperations(ctx context.Context, q tsdb.AggregateQuery, sums 
 			return err
 		}
 	}
-	if s.readsQL(ctx) {
+	if s.readsQL() {
 		return s.aggregatePointsQL(ctx, q, projects, sums)
 	}
 	return s.Export(ctx, q.Filter, func(op *tsdb.Operation) error {
@@ -86,7 +86,8 @@ func (s *Reader) SumOperations(ctx context.Context, q tsdb.AggregateQuery, sums 
 // InfluxDB 1.8's fixed cost of walking every series each. ErrNoPoints
 // where there is no InfluxQL (2.x).
 func (s *Reader) SumSessionMinutes(ctx context.Context, lo, hi time.Time, add func(minute int64, session string, t tsdb.Totals, c tsdb.CacheCounts)) error {
-	if !s.readsQL(ctx) {
+	s.learnVersion(ctx)
+	if !s.readsQL() {
 		return ErrNoPoints
 	}
 	return s.sumTagsQL(ctx, "session minutes", lo, hi, "", "1m", []string{schema.TagSessionID},

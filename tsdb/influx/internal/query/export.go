@@ -64,7 +64,7 @@ func (s *Reader) export(ctx context.Context, f tsdb.OperationFilter, fn func(*ts
 	if !ok {
 		return nil
 	}
-	if s.readsQL(ctx) {
+	if s.readsQL() {
 		return s.exportQL(ctx, lo.UnixMicro(), hi.UnixMicro(), f, fn)
 	}
 	tags := operationTags(f)

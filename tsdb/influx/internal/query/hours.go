@@ -141,7 +141,8 @@ func (s *Reader) opsWindows(lo, hi time.Time, tid, every string, keys []string, 
 // (hour, key) with operations: with InfluxQL on InfluxDB 1.x (see
 // influxql.go), with Flux elsewhere. name names the read in logs.
 func (s *Reader) ReadHours(ctx context.Context, name string, lo, hi time.Time, toolID string) ([]HourRow, error) {
-	if s.readsQL(ctx) {
+	s.learnVersion(ctx)
+	if s.readsQL() {
 		return s.readHoursQL(ctx, name, lo, hi, toolID)
 	}
 	type rk struct {

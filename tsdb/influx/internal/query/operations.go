@@ -126,7 +126,7 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 	// lies deeper than qlListMax matches: InfluxQL cannot skip them, and
 	// the service would hold their keys. The count is InfluxQL's at any
 	// depth.
-	v1ql := s.readsQL(ctx)
+	v1ql := s.readsQL()
 	where, ql := operationWhereQL(f), v1ql && max(f.Offset, 0)+limit <= qlListMax
 	readKeys := func(from time.Time) error {
 		if ql {
@@ -546,7 +546,7 @@ func (s *Reader) span(ctx context.Context, name, meas, field string, lo, hi time
 		}
 		ok = true
 	}
-	if s.readsQL(ctx) {
+	if s.readsQL() {
 		where := fmt.Sprintf(` FROM %s WHERE time >= %d AND time < %d`, qlIdent(meas), lo.UnixNano(), hi.UnixNano())
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 		defer cancel()

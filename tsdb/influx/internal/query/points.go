@@ -76,7 +76,8 @@ func (s *Reader) readPointsQL(ctx context.Context, name, meas string, fields []s
 // its own.
 func (s *Reader) selectPointsQL(ctx context.Context, name, meas string, fields []string, lo, hi time.Time, where, groupBy string, maxRows int,
 	add func(tags map[string]string, series string, ns int64, v []qlValue) error) error {
-	if !s.readsQL(ctx) {
+	s.learnVersion(ctx)
+	if !s.readsQL() {
 		return ErrNoPoints
 	}
 	if s.closed.Load() {

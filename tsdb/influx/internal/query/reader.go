@@ -173,10 +173,11 @@ func (s *Reader) learnVersion(ctx context.Context) {
 	}
 }
 
-// readsQL answers whether reads go through InfluxQL: on InfluxDB 1.x
-// (learnVersion), unless the reader was opened to read with Flux alone.
-func (s *Reader) readsQL(ctx context.Context) bool {
-	s.learnVersion(ctx)
+// readsQL answers whether reads go through InfluxQL: on InfluxDB 1.x (as
+// learnVersion learned it: a read calls that once, first, since a /ping
+// that fails costs it up to its timeout), unless the reader was opened to
+// read with Flux alone.
+func (s *Reader) readsQL() bool {
 	return s.v1.Load() && !s.cfg.AlwaysFlux
 }
 

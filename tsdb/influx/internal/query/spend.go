@@ -187,7 +187,8 @@ type spendRead struct {
 // that holds a point. The window of a key is its start, or lo for the
 // first when lo is not aligned (callers truncate).
 func (s *Reader) readSpend(ctx context.Context, name string, lo, hi time.Time, toolID string, rd spendRead) (spendSums, error) {
-	if s.readsQL(ctx) {
+	s.learnVersion(ctx)
+	if s.readsQL() {
 		return s.readSpendQL(ctx, name, lo, hi, toolID, rd)
 	}
 	m := spendSums{}
