@@ -35,8 +35,10 @@ import (
 // Freshness, as for the hourly caches: Delivered drops the days, hours and
 // minutes that this store's delivered operations fall in (a read of such a span in
 // flight does not store it); writes of other writers count once an entry
-// is TTL old, and a refresher reads again the entries answers used once
-// they are half the TTL old, so that answers stay warm; a day or an hour
+// is TTL old: a refresher checks the entries answers used once they are
+// half the TTL old, and an answer those TTL old, against InfluxDB's count
+// of their span's operations (count), and reads a span again only when
+// that changed, so that answers stay warm; a day or an hour
 // is closed cacheGrace after its end, a minute minuteGrace after. Reads of one
 // missing span are shared. Memory: at most 2 × Options.MaxRows (span,
 // key) rows (a span without operations counts as one), 80 bytes each and
@@ -54,10 +56,14 @@ type KeyDays struct {
 	// read a sum each.
 	minutes   MinuteSum
 	noMinutes atomic.Bool
-	ttl       time.Duration
-	max       int
-	now       func() time.Time
-	log       *slog.Logger
+	// count, when not nil, answers how many operations have point times
+	// in [lo, hi) (query.Reader.CountOperations): a renewal checks an
+	// entry against it, and reads its span again only when they differ.
+	count func(ctx context.Context, lo, hi time.Time) (int64, error)
+	ttl   time.Duration
+	max   int
+	now   func() time.Time
+	log   *slog.Logger
 
 	refresh *refresher // renews entries in use (renew)
 
@@ -148,7 +154,9 @@ const minuteMicros = int64(time.Minute / time.Microsecond)
 // smaller than an hourly cache's, and a day holds a row per file read).
 // With a TTL it starts a refresher, which Close stops.
 func NewFileDays(r *query.Reader, o Options) *KeyDays {
-	return newKeyDays(tsdb.DimFilePath, r.SumOperations, r.OperationSpan, o)
+	c := newKeyDays(tsdb.DimFilePath, r.SumOperations, r.OperationSpan, o)
+	c.count = r.CountOperations
+	return c
 }
 
 // NewSessionDays answers the same cache of sessions per day, which also
@@ -157,6 +165,7 @@ func NewSessionDays(r *query.Reader, o Options) *KeyDays {
 	c := newKeyDays(tsdb.DimSessionID, r.SumOperations, r.OperationSpan, o)
 	c.projects = r.Projects
 	c.minutes = r.SumSessionMinutes
+	c.count = r.CountOperations
 	return c
 }
 
@@ -186,7 +195,11 @@ func (c *KeyDays) Close() { c.refresh.Close() }
 // or more, oldest span first: a board that asks for the top of files (or
 // sessions) keeps being answered from the cache, not from 30 days of
 // points once every TTL, while the TTL still bounds how stale an entry may
-// be.
+// be. A span is first checked against InfluxDB's count of its operations
+// (count), and read again only when it differs from its entry's: another
+// writer's operation in it changes the count, and InfluxDB counts a day
+// of operations in a fraction of the time a read of its files takes (see
+// query.Reader.CountOperations).
 func (c *KeyDays) renew(ctx context.Context) error {
 	now := c.now()
 	c.mu.Lock()
@@ -206,15 +219,55 @@ func (c *KeyDays) renew(ctx context.Context) error {
 	slices.SortFunc(stale, func(a, b keySpan) int { return cmp.Compare(a.start, b.start) })
 	for _, sp := range stale {
 		c.mu.Lock()
-		if c.reading[sp] != nil {
+		e := c.spans[sp]
+		if c.reading[sp] != nil || e == nil {
 			c.mu.Unlock()
 			continue
+		}
+		if c.count != nil {
+			c.mu.Unlock()
+			same, err := c.unchanged(ctx, sp, e)
+			if err != nil {
+				return err
+			}
+			if same {
+				continue
+			}
+			c.mu.Lock()
+			if c.reading[sp] != nil {
+				c.mu.Unlock()
+				continue
+			}
 		}
 		if _, err := c.read(ctx, sp); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// unchanged answers whether InfluxDB counts as many operations in span sp
+// as its entry e holds, and then renews e as if read when the check
+// started: unless a delivery dropped it or a read replaced it meanwhile.
+func (c *KeyDays) unchanged(ctx context.Context, sp keySpan, e *keyEntry) (bool, error) {
+	started := c.now()
+	n, err := c.count(ctx, time.UnixMicro(sp.start), time.UnixMicro(sp.start+sp.width))
+	if err != nil {
+		return false, err
+	}
+	var held int64
+	for i := range e.rows {
+		held += e.rows[i].Count
+	}
+	if held != n {
+		return false, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.spans[sp] == e && c.reading[sp] == nil {
+		e.fetched, e.reused = started, false
+	}
+	return true, nil
 }
 
 // Serves answers whether q is one c answers: filtered by dates only,
@@ -484,6 +537,7 @@ func (c *KeyDays) perSum(width int64) (n int, by tsdb.Dimension) {
 // hours of files are one query.
 func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64) (map[int64][]keyRow, error) {
 	perSum, _ := c.perSum(width)
+	c.checkStale(ctx, w, from, to, width)
 	now := c.now()
 	c.mu.Lock()
 	var runs [][]keySpan
@@ -532,13 +586,49 @@ func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64)
 	return read, nil
 }
 
+// checkStale checks the entries of the spans of width in [from, to) that
+// are cached but no longer fresh against InfluxDB's count (unchanged),
+// spanReads at a time, and so renews those whose count is their entry's:
+// a window whose entries ran out, which a TTL shorter than a cold read of
+// it leaves every time, is then counted rather than read again. A check
+// that fails leaves its span to the read.
+func (c *KeyDays) checkStale(ctx context.Context, w window, from, to, width int64) {
+	if c.count == nil {
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	var sps []keySpan
+	var es []*keyEntry
+	for start := from; start < to; start += width {
+		sp := keySpan{start, width}
+		if e := c.spans[sp]; e != nil && !c.fresh(e, now) && c.reading[sp] == nil && (start < w.gapLo || start+width > w.gapHi) {
+			sps, es = append(sps, sp), append(es, e)
+		}
+	}
+	c.mu.Unlock()
+	sem := make(chan struct{}, spanReads)
+	var wg sync.WaitGroup
+	for i, sp := range sps {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := c.unchanged(ctx, sp, es[i]); err != nil {
+				c.log.Debug("day cache check failed", "dimension", c.dim, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // fresh answers whether e may answer at now. The caller holds mu.
 func (c *KeyDays) fresh(e *keyEntry, now time.Time) bool {
 	return c.ttl <= 0 || now.Sub(e.fetched) < c.ttl
 }
 
 // rowsOf answers the totals of each key of span sp: cached, or read
-// and cached.
+// and cached (an expired entry was checked by prefetch's checkStale
+// before).
 func (c *KeyDays) rowsOf(ctx context.Context, sp keySpan) ([]keyRow, error) {
 	c.mu.Lock()
 	for {

@@ -338,15 +338,7 @@ func TestKeyDaysReadRunsPerSum(t *testing.T) {
 			var reads atomic.Int64
 			c := newKeyDays(k.dim, func(_ context.Context, q tsdb.AggregateQuery, out *tsdb.GroupSums) error {
 				reads.Add(1)
-				for i := range ops {
-					if op := &ops[i]; in(op, *q.Filter.Start, q.Filter.End.Add(time.Microsecond)) {
-						key := make([]tsdb.KeyValue, len(q.GroupBy))
-						for j, d := range q.GroupBy {
-							key[j] = d.Of(op, nil)
-						}
-						out.Add(key, tsdb.TotalsOf(op), tsdb.CacheOf(op))
-					}
-				}
+				sumOps(ops, q, out)
 				return nil
 			}, nil, Options{MaxRows: 10000})
 			if k.minutes {
@@ -393,6 +385,127 @@ func TestKeyDaysReadRunsPerSum(t *testing.T) {
 					t.Errorf("%s, %s, %s: %d reads, want %d", tc.name, k.name, pass, n, wantReads)
 				}
 			}
+		}
+	}
+}
+
+// TestKeyDaysRenewChecksCounts: a renewal checks each span an answer used
+// against the source's count of its operations, renews the spans whose
+// count is their entries' without reading them, and reads again only a span
+// another writer wrote into (no delivery told the cache); a check that
+// fails renews nothing.
+func TestKeyDaysRenewChecksCounts(t *testing.T) {
+	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+	now := day.AddDate(0, 0, 10)
+	var mu sync.Mutex // spans are read a few at a time (prefetch)
+	ops := []tsdb.Operation{}
+	for d := range 3 {
+		for i := range 4 {
+			ops = append(ops, tsdb.Operation{FilePath: ptr(fmt.Sprintf("/f%d", i%2)), TokensOriginal: int64(10 * i),
+				ResponseTimeMs: 0.1, CreatedAt: day.AddDate(0, 0, d).Add(time.Duration(i) * time.Hour)})
+		}
+	}
+	in := func(op *tsdb.Operation, lo, hi time.Time) bool {
+		return !op.CreatedAt.Before(lo) && op.CreatedAt.Before(hi)
+	}
+	var reads []time.Time // the start of each span read
+	c := newKeyDays(tsdb.DimFilePath, func(_ context.Context, q tsdb.AggregateQuery, out *tsdb.GroupSums) error {
+		mu.Lock()
+		defer mu.Unlock()
+		reads = append(reads, *q.Filter.Start)
+		sumOps(ops, q, out)
+		return nil
+	}, nil, Options{TTL: time.Hour, MaxRows: 100})
+	c.Close() // the refresher's ticks are this test's calls of renew
+	c.now = func() time.Time { return now }
+	checks := 0
+	var failCheck error
+	c.count = func(_ context.Context, lo, hi time.Time) (int64, error) {
+		mu.Lock() // checked a few at a time too
+		defer mu.Unlock()
+		checks++
+		var n int64
+		for i := range ops {
+			if in(&ops[i], lo, hi) {
+				n++
+			}
+		}
+		return n, failCheck
+	}
+	end := day.AddDate(0, 0, 3).Add(-time.Microsecond)
+	q := tsdb.AggregateQuery{GroupBy: []tsdb.Dimension{tsdb.DimFilePath}, Filter: tsdb.OperationFilter{Start: &day, End: &end}, Limit: 10}
+	answer := func() string {
+		t.Helper()
+		got, err := c.Aggregate(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(got)
+	}
+	step := func(what string, wantChecks int, wantReads ...time.Time) {
+		t.Helper()
+		checks, reads = 0, nil
+		if err := c.renew(t.Context()); err != nil && failCheck == nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(reads, time.Time.Compare)
+		if checks != wantChecks || !slices.Equal(reads, wantReads) {
+			t.Errorf("%s: %d checks and reads of %v; want %d and %v", what, checks, reads, wantChecks, wantReads)
+		}
+	}
+
+	answer()
+	answer() // used since read
+	now = now.Add(40 * time.Minute)
+	step("a renewal of unchanged days", 3)
+	reads = nil
+	answer() // used again
+	now = now.Add(40 * time.Minute)
+	if answer(); len(reads) != 0 {
+		t.Errorf("80 minutes after the first read, 40 after the check: reads of %v, want none", reads)
+	}
+
+	// Another writer's operation on the second day, which no delivery
+	// announced: its check differs, and that day alone is read again.
+	ops = append(ops, tsdb.Operation{FilePath: ptr("/new"), TokensOriginal: 7, CreatedAt: day.AddDate(0, 0, 1).Add(5 * time.Hour)})
+	now = now.Add(40 * time.Minute)
+	step("a renewal after another writer's operation", 3, day.AddDate(0, 0, 1))
+	if got := answer(); !strings.Contains(got, "/new") {
+		t.Errorf("after the renewal: %s, want the other writer's /new", got)
+	}
+
+	// A failing check renews nothing. Once the TTL has run out an answer
+	// checks the expired days itself: it reads the one another writer
+	// wrote into meanwhile, and renews the others.
+	answer()
+	now = now.Add(40 * time.Minute)
+	failCheck = fmt.Errorf("InfluxDB is away")
+	step("a renewal whose check fails", 1)
+	failCheck = nil
+	ops = append(ops, tsdb.Operation{FilePath: ptr("/later"), CreatedAt: day.AddDate(0, 0, 2).Add(7 * time.Hour)})
+	now = now.Add(40 * time.Minute)
+	checks, reads = 0, nil
+	got := answer()
+	if checks != 3 || !slices.Equal(reads, []time.Time{day.AddDate(0, 0, 2)}) || !strings.Contains(got, "/later") {
+		t.Errorf("an answer after the TTL: %d checks, reads of %v, %s; want 3, the third day, and /later", checks, reads, got)
+	}
+	checks, reads = 0, nil
+	if answer(); checks != 0 || len(reads) != 0 {
+		t.Errorf("the next answer: %d checks and reads of %v, want none", checks, reads)
+	}
+}
+
+// sumOps adds the operations of ops in q's window to out, grouped by q's
+// dimensions: the sum of a KeyDays whose source is ops.
+func sumOps(ops []tsdb.Operation, q tsdb.AggregateQuery, out *tsdb.GroupSums) {
+	lo, hi := *q.Filter.Start, q.Filter.End.Add(time.Microsecond) // End is inclusive
+	for i := range ops {
+		if op := &ops[i]; !op.CreatedAt.Before(lo) && op.CreatedAt.Before(hi) {
+			key := make([]tsdb.KeyValue, len(q.GroupBy))
+			for j, d := range q.GroupBy {
+				key[j] = d.Of(op, nil)
+			}
+			out.Add(key, tsdb.TotalsOf(op), tsdb.CacheOf(op))
 		}
 	}
 }
