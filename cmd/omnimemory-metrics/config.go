@@ -167,7 +167,7 @@ func settings() []setting {
 			c.QueryTimeout = d
 			return nil
 		}},
-		{env: "OMNIMEMORY_INFLUX_CACHE_TTL", flag: "influx-cache-ttl", def: "5m", usage: "how long cached InfluxDB aggregates (hourly totals, the points of edge minutes, the totals per file and per session of closed days, hours and minutes) are trusted before they are re-read (those in use are re-read in the background from half of it, the totals per file and per session of a span only when InfluxDB's count of its operations changed; writes through this replica refresh them at once; 0: never re-read, for a single replica)", apply: func(c *config, v string) error {
+		{env: "OMNIMEMORY_INFLUX_CACHE_TTL", flag: "influx-cache-ttl", def: "5m", usage: "how long cached InfluxDB aggregates (hourly totals, the points of edge minutes, the totals per file and per session of closed days, hours and minutes) are trusted before they are re-read (those in use are renewed in the background from half of it; a closed hour, day or minute due is read again only when InfluxDB's count of its points changed; writes through this replica refresh them at once; 0: never re-read, for a single replica)", apply: func(c *config, v string) error {
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 {
 				return errors.New("must be a duration such as 5m, or 0")

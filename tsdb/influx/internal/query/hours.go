@@ -52,6 +52,9 @@ func (r HourRow) WithKey(k *HourKey) HourRow {
 	return r
 }
 
+// PointCount answers how many operations the row adds up.
+func (r HourRow) PointCount() int64 { return r.Count }
+
 // HourStart answers the unix microseconds of the row's hour.
 func (r SpendHourRow) HourStart() int64 { return r.Hour }
 
@@ -66,6 +69,9 @@ func (r SpendHourRow) WithKey(k *SpendKey) SpendHourRow {
 	r.ToolID, r.Model = k.ToolID, k.Model
 	return r
 }
+
+// PointCount answers how many spend points the row adds up.
+func (r SpendHourRow) PointCount() int64 { return r.Points }
 
 // countQuery is a Flux source of points to count per window, and the name
 // of the result its counts come back under.

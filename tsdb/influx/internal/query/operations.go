@@ -637,31 +637,59 @@ func (s *Reader) keysQL(ctx context.Context, from, hi time.Time, where string, o
 }
 
 // CountOperations answers how many operations have point times in
-// [lo, hi). Like countQL it counts the integer field tokens_actual, which
-// every operation has: InfluxDB 1.8 counts a UTC day of 200,000
-// operations that way in about 30 ms, against about 110 ms for the string
-// id and 0.75 s for the day's hourly totals.
+// [lo, hi): a count of the integer field countField, which every
+// operation has. InfluxDB 1.8 counts a UTC day of 200,000 operations that
+// way in about 40 ms, against about 110 ms for the string id, 160-210 ms
+// per hour (GROUP BY time(1h)) and 0.75 s for the day's hourly totals.
 func (s *Reader) CountOperations(ctx context.Context, lo, hi time.Time) (int64, error) {
+	return s.countPoints(ctx, "count operations", schema.Operation, countField, lo, hi)
+}
+
+// CountSpend answers how many spend points have times in [lo, hi), as
+// CountOperations.
+func (s *Reader) CountSpend(ctx context.Context, lo, hi time.Time) (int64, error) {
+	return s.countPoints(ctx, "count spend", schema.Spend, spendCount, lo, hi)
+}
+
+// countPoints answers how many points of measurement meas, each of which
+// has field, have times in [lo, hi).
+func (s *Reader) countPoints(ctx context.Context, name, meas, field string, lo, hi time.Time) (int64, error) {
 	s.learnVersion(ctx)
-	if s.readsQL() {
-		return s.countQL(ctx, lo, hi, "")
-	}
 	var n int64
-	err := s.query(ctx, "count operations", s.opsSource(lo, hi, `r._field == "`+schema.FieldTokensActual+`"`)+`
+	if !s.readsQL() {
+		err := s.query(ctx, name, s.source(meas, lo, hi, `r._field == "`+field+`"`)+`
   |> group()
   |> count()`, func(r row) error {
-		n += r.int("_value")
-		return nil
-	})
-	return n, err
+			n += r.int("_value")
+			return nil
+		})
+		return n, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	series, err := s.influxQL(ctx, fmt.Sprintf(`SELECT count(%s) FROM %s WHERE time >= %d AND time < %d`,
+		qlIdent(field), qlIdent(meas), lo.UnixNano(), hi.UnixNano()))
+	if err != nil {
+		return 0, err
+	}
+	for _, sr := range series {
+		for _, v := range sr.Values {
+			var c int64
+			if len(v) < 2 || num(v[1], &c) != nil {
+				return 0, fmt.Errorf("influx: influxql: %s: a row without a count", name)
+			}
+			n += c
+		}
+	}
+	return n, nil
 }
 
 // countQL answers how many operations match where in [lo, hi), with
-// InfluxQL (a count of tokens_actual: see CountOperations).
+// InfluxQL (a count of countField, as CountOperations).
 func (s *Reader) countQL(ctx context.Context, lo, hi time.Time, where string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	series, err := s.influxQL(ctx, operationsCallQL("count", schema.FieldTokensActual, lo, hi, where))
+	series, err := s.influxQL(ctx, operationsCallQL("count", countField, lo, hi, where))
 	if err != nil {
 		return 0, err
 	}

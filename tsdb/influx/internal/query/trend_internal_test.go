@@ -218,6 +218,20 @@ func TestSpendPathsAgree(t *testing.T) {
 			}
 			a.hours[k][h.Hour] = h.SpendTotals
 		}
+		// Counted, as many points as the hours hold.
+		if w.ToolID == "" {
+			n, err := s.CountSpend(ctx, lo, hi)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want int64
+			for _, h := range hours {
+				want += h.PointCount()
+			}
+			if n != want {
+				t.Fatalf("%d points counted, the hours hold %d", n, want)
+			}
+		}
 		// The hours add up to the breakdown and the trend.
 		if got := SpendBreakdownOf(hours); len(got) != len(rows) {
 			t.Fatalf("the hours of %d keys, the breakdown %d", len(got), len(rows))

@@ -143,3 +143,109 @@ func TestBackgroundOneAtATime(t *testing.T) {
 		t.Error("a fill started after Close")
 	}
 }
+
+// TestHoursDueAreCounted: a renewal counts the points of the cached
+// hours an answer used, a day's run per count (Source.Count), and reads
+// none whose count is their entries'; it reads again the day another
+// writer wrote into (no delivery told the cache), and the answers stay
+// exact. An answer over hours whose entries expired counts them too,
+// reads only the day written into meanwhile, and the next answer reads
+// nothing; a delivery while the count runs gets its day read; when the
+// count fails, the expired hours are read.
+func TestHoursDueAreCounted(t *testing.T) {
+	db, r, slots := newFakeDB(4)
+	end := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -5)
+	start := end.AddDate(0, 0, -3)
+	for h := start; h.Before(end); h = h.Add(5 * time.Hour) {
+		db.write(minuteOps(r, slots, 4, h.Add(11*time.Minute)))
+	}
+	var counts atomic.Int64
+	var countErr atomic.Bool
+	var during func() // runs once in the next count, after it has counted
+	src := db.source()
+	src.Count = func(_ context.Context, lo, hi time.Time) (int64, error) {
+		counts.Add(1)
+		if countErr.Load() {
+			return 0, errors.New("no answer")
+		}
+		n := int64(len(db.in(lo, hi)))
+		if f := during; f != nil {
+			during = nil
+			f()
+		}
+		return n, nil
+	}
+	const ttl = 2 * time.Second
+	c := New[query.HourRow, query.HourKey](src, Options{TTL: ttl, MaxRows: 1 << 18})
+	c.refresh.Close() // the refresher's ticks are this test's calls of renew
+	t.Cleanup(c.Close)
+	answer := func(phase string) (reads, checks int64) {
+		t.Helper()
+		before := counts.Load()
+		return exactReads(t, c, db, phase, start, end), counts.Load() - before
+	}
+	renew := func() (reads, checks int64) {
+		before, beforeCounts := db.reads.Load(), counts.Load()
+		c.renew(context.Background())
+		return db.reads.Load() - before, counts.Load() - beforeCounts
+	}
+
+	if reads, _ := answer("cold"); reads == 0 {
+		t.Fatal("cold: no read")
+	}
+	answer("used") // the hours are in use
+	time.Sleep(ttl/2 + 100*time.Millisecond)
+	if reads, checks := renew(); reads != 0 || checks != 3 {
+		t.Errorf("a renewal of unchanged hours: %d reads, %d counts; want none and one count a day (3)", reads, checks)
+	}
+	if reads, checks := answer("after the renewal"); reads != 0 || checks != 0 {
+		t.Errorf("after the renewal: %d reads, %d counts; want none", reads, checks)
+	}
+
+	// Another writer's points, which no delivery announced.
+	db.write(minuteOps(r, slots, 2, start.Add(30*time.Hour+7*time.Minute)))
+	time.Sleep(ttl/2 + 100*time.Millisecond)
+	if reads, checks := renew(); reads != 1 || checks != 3 {
+		t.Errorf("a renewal after another writer's points: %d reads, %d counts; want the one day read and 3 counts", reads, checks)
+	}
+	if reads, _ := answer("after another writer's points"); reads != 0 {
+		t.Errorf("after another writer's points: %d reads, want none", reads)
+	}
+
+	// Expired: the answer counts, and reads the hour written into.
+	db.write(minuteOps(r, slots, 2, start.Add(50*time.Hour+3*time.Minute)))
+	time.Sleep(ttl + 100*time.Millisecond)
+	if reads, checks := answer("expired"); reads != 1 || checks != 3 {
+		t.Errorf("expired: %d reads, %d counts; want the one day read and 3 counts", reads, checks)
+	}
+	if reads, checks := answer("after the expired answer"); reads != 0 || checks != 0 {
+		t.Errorf("after the expired answer: %d reads, %d counts; want none", reads, checks)
+	}
+
+	// A delivery into an hour while its count runs: that hour is read,
+	// not renewed by a count that did not see the delivered points.
+	during = func() {
+		lp := minuteOps(r, slots, 3, start.Add(5*time.Hour+9*time.Minute))
+		db.write(lp)
+		c.Delivered([][]byte{lp})
+	}
+	time.Sleep(ttl + 100*time.Millisecond)
+	before := db.reads.Load()
+	rows, err := c.HourRows(context.Background(), start, end, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []query.HourRow
+	for _, p := range db.in(start, end) { // the delivered points included
+		want = append(want, p.Row)
+	}
+	if reads := db.reads.Load() - before; reads != 1 || total(rows) != total(want) {
+		t.Errorf("expired, a delivery while counting: %d reads, %+v; want the one day read, %+v", reads, total(rows), total(want))
+	}
+
+	countErr.Store(true)
+	time.Sleep(ttl + 100*time.Millisecond)
+	if reads, _ := answer("expired, the count failing"); reads < 3 {
+		t.Errorf("expired, the count failing: %d reads, want the hours read (a day's run per read, 3 or more)", reads)
+	}
+}

@@ -64,7 +64,10 @@
 //     an entry (a closed hour, an edge minute, the current one and those
 //     read ahead included) is trusted for Options.TTL after its read
 //     started, then read again. A background refresher renews entries that
-//     are in use before they expire, so answers stay fast.
+//     are in use before they expire, so answers stay fast. Closed hours
+//     that are due (in use and half the TTL old, or expired) are first
+//     checked against the count of their points, a day's run at a time
+//     (Source.Count), and read again only when that changed.
 //   - An hour counts as closed cacheGrace after its end, so that writes in
 //     flight at the turn of the hour (other replicas' group commits, clock
 //     skew) land before it is first cached.
@@ -111,6 +114,8 @@ type Row[R any, K comparable] interface {
 	// Plus answers the row with the totals of o (of the same hour and
 	// key) added.
 	Plus(o R) R
+	// PointCount answers how many points the row adds up.
+	PointCount() int64
 }
 
 // Source reads what a cache holds, from the points of one measurement.
@@ -136,6 +141,11 @@ type Source[R any] struct {
 	// and false when there is none, at a cost that does not grow with
 	// the points between them (nil: every missing hour is read).
 	Span func(ctx context.Context, lo, hi time.Time) (first, last time.Time, ok bool, err error)
+	// Count answers how many points have times in [lo, hi), at a fraction
+	// of the cost of ReadHours: cached hours that are due are checked
+	// against it, a day's run at a time, and read again only when their
+	// count changed (nil: read again).
+	Count func(ctx context.Context, lo, hi time.Time) (int64, error)
 }
 
 // Options configure New.
@@ -174,7 +184,7 @@ type Spend = Cache[query.SpendHourRow, query.SpendKey]
 func NewOperations(r *query.Reader, o Options) *Operations {
 	return New[query.HourRow, query.HourKey](Source[query.HourRow]{
 		Measurement: schema.Operation, ReadHours: r.ReadHours, FirstTime: r.FirstOperationTime,
-		ReadPoints: r.ReadPoints, ParsePoint: query.ParsePoint, Span: r.OperationSpan,
+		ReadPoints: r.ReadPoints, ParsePoint: query.ParsePoint, Span: r.OperationSpan, Count: r.CountOperations,
 	}, o)
 }
 
@@ -182,7 +192,7 @@ func NewOperations(r *query.Reader, o Options) *Operations {
 func NewSpend(r *query.Reader, o Options) *Spend {
 	return New[query.SpendHourRow, query.SpendKey](Source[query.SpendHourRow]{
 		Measurement: schema.Spend, ReadHours: r.ReadSpendHours, FirstTime: r.FirstSpendTime,
-		ReadPoints: r.ReadSpendPoints, ParsePoint: query.ParseSpendPoint, Span: r.SpendSpan,
+		ReadPoints: r.ReadSpendPoints, ParsePoint: query.ParseSpendPoint, Span: r.SpendSpan, Count: r.CountSpend,
 	}, o)
 }
 
@@ -707,13 +717,13 @@ func (c *Cache[R, K]) trimRun(ctx context.Context, lo, hi int64) ([][2]int64, er
 // read per span, and answers their rows (all tool ids). A span that
 // another call is reading already is waited for and then looked up.
 func (c *Cache[R, K]) fillHours(ctx context.Context, hours []int64) ([]R, error) {
+	out, hours := c.checkExpired(ctx, hours)
 	hours, err := c.trim(ctx, hours)
 	if err != nil {
 		return nil, err
 	}
 	var (
 		mu   sync.Mutex
-		out  []R
 		errs []error
 		wg   sync.WaitGroup
 	)
@@ -746,6 +756,51 @@ func (c *Cache[R, K]) fillHours(ctx context.Context, hours []int64) ([]R, error)
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// checkExpired checks the hours of hours (ascending) whose entries have
+// expired against Source.Count, a day's run per count, and renews the runs
+// whose count of points is their entries': a window whose hours ran
+// out, which a TTL shorter than a cold read of it leaves every time, is
+// counted rather than read again. It answers the rows of the hours it
+// renewed (all tool ids), and the hours still to read, ascending. A check
+// that fails leaves its hours to the read.
+func (c *Cache[R, K]) checkExpired(ctx context.Context, hours []int64) ([]R, []int64) {
+	if c.src.Count == nil {
+		return nil, hours
+	}
+	held, absent := c.hc.split(hours)
+	var rows []R
+	for _, sp := range spans(held) {
+		r, rest, err := c.checkHours(ctx, sp[0], sp[1])
+		if err != nil {
+			c.log.Debug("hourly cache check failed", "measurement", c.src.Measurement, "err", err)
+		}
+		rows, absent = append(rows, r...), append(absent, rest...)
+	}
+	slices.Sort(absent)
+	return rows, absent
+}
+
+// checkHours counts the points of the hours [lo, hi) (unix microseconds,
+// cached; Source.Count) and, when the count is their entries', renews
+// them as if read when the count started, unless a delivery dropped one
+// or a read replaced one meanwhile. It answers the rows of the hours
+// renewed, and the hours to read again: none, or all of them.
+func (c *Cache[R, K]) checkHours(ctx context.Context, lo, hi int64) ([]R, []int64, error) {
+	entries := c.hc.entries(lo, hi)
+	started := time.Now()
+	n, err := c.src.Count(ctx, time.UnixMicro(lo), time.UnixMicro(hi))
+	if err == nil {
+		if rows, ok := c.hc.renewCounted(entries, n, started, lo, hi); ok {
+			return rows, nil, nil
+		}
+	}
+	var all []int64
+	for h := lo; h < hi; h += tsdb.MicrosPerHour {
+		all = append(all, h)
+	}
+	return nil, all, err
 }
 
 // fillSpan reads hours [lo, hi) (unix microseconds) and stores them, or
@@ -789,12 +844,25 @@ func (c *Cache[R, K]) readSpan(ctx context.Context, lo, hi int64) ([]R, error) {
 
 // renew reads again, in the background (the refresher), cached hours
 // that are in use before their TTL runs out, so that answers keep coming
-// from the cache while the TTL still bounds how stale an hour may be.
+// from the cache while the TTL still bounds how stale an hour may be: those
+// whose count of points changed (checkHours), all of them without
+// Source.Count.
 func (c *Cache[R, K]) renew(ctx context.Context) {
 	for _, sp := range spans(c.hc.stale(time.Now(), 24*40)) {
-		if _, err := c.readSpan(ctx, sp[0], sp[1]); err != nil {
-			c.log.Debug("hourly cache refresh failed", "measurement", c.src.Measurement, "err", err)
-			break
+		read := [][2]int64{sp}
+		if c.src.Count != nil {
+			_, rest, err := c.checkHours(ctx, sp[0], sp[1])
+			if err != nil {
+				c.log.Debug("hourly cache check failed", "measurement", c.src.Measurement, "err", err)
+				break
+			}
+			read = spans(rest)
+		}
+		for _, sp := range read {
+			if _, err := c.readSpan(ctx, sp[0], sp[1]); err != nil {
+				c.log.Debug("hourly cache refresh failed", "measurement", c.src.Measurement, "err", err)
+				return
+			}
 		}
 	}
 	for _, sp := range c.mc.stale(time.Now(), 24*60) {

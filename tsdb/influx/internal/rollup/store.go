@@ -373,6 +373,63 @@ func (c *hourCache[R, K]) stale(now time.Time, limit int) []int64 {
 	return hs
 }
 
+// split answers the hours of hours (ascending) that hold an entry,
+// fresh or not, and those that hold none, each ascending.
+func (c *hourCache[R, K]) split(hours []int64) (held, absent []int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range hours {
+		if c.hours[h] != nil {
+			held = append(held, h)
+		} else {
+			absent = append(absent, h)
+		}
+	}
+	return held, absent
+}
+
+// entries answers the entries of the hours of [lo, hi) that hold one.
+func (c *hourCache[R, K]) entries(lo, hi int64) map[int64]*hourEntry[R] {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[int64]*hourEntry[R]{}
+	for h := lo; h < hi; h += tsdb.MicrosPerHour {
+		if e := c.hours[h]; e != nil {
+			out[h] = e
+		}
+	}
+	return out
+}
+
+// renewCounted renews, as if read at fetched, the entries of the hours of
+// [lo, hi) when every one of them is still in entries (none dropped or
+// replaced since) and their rows add up to n points, and answers their
+// rows; else it renews none and answers false.
+func (c *hourCache[R, K]) renewCounted(entries map[int64]*hourEntry[R], n int64, fetched time.Time, lo, hi int64) ([]R, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var held int64
+	for h := lo; h < hi; h += tsdb.MicrosPerHour {
+		e := entries[h]
+		if e == nil || c.hours[h] != e {
+			return nil, false
+		}
+		for _, r := range e.rows {
+			held += r.PointCount()
+		}
+	}
+	if held != n {
+		return nil, false
+	}
+	var rows []R
+	for h := lo; h < hi; h += tsdb.MicrosPerHour {
+		e := entries[h]
+		e.fetched, e.reused = fetched, false
+		rows = append(rows, e.rows...)
+	}
+	return rows, true
+}
+
 // staleFirst answers the tool ids whose cached first point's time is older
 // than half the TTL.
 func (c *hourCache[R, K]) staleFirst(now time.Time) []string {
