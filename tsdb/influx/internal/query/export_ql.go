@@ -172,7 +172,7 @@ func (b *readBudget) resume() {
 // integer field, which cost a third of those of the string id on 1.8).
 func (s *Reader) exportBoundsQL(ctx context.Context, lo, hi int64, where string) (first, last int64, ok bool, err error) {
 	stmt := func(fn string) string {
-		return operationsCallQL(fn, schema.FieldTokensActual, time.UnixMicro(lo), time.UnixMicro(hi), where)
+		return callQL(fn, schema.Operation, schema.FieldTokensActual, time.UnixMicro(lo), time.UnixMicro(hi), where)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
@@ -226,12 +226,13 @@ func qlOperation(ns int64, v []qlValue) (tsdb.Operation, error) {
 	return op, pointSums(&op, v[7:])
 }
 
-// operationsCallQL answers the InfluxQL statement of fn (first, last,
-// count) of field over the operations in [lo, hi) that match where.
-func operationsCallQL(fn, field string, lo, hi time.Time, where string) string {
+// callQL answers the InfluxQL statement of fn (first, last, count) of
+// field over the points of measurement meas in [lo, hi) that match where
+// ("" all).
+func callQL(fn, meas, field string, lo, hi time.Time, where string) string {
 	if where != "" {
 		where = " AND " + where
 	}
 	return fmt.Sprintf(`SELECT %s(%s) FROM %s WHERE time >= %d AND time < %d%s`, fn, qlIdent(field),
-		qlIdent(schema.Operation), lo.UnixNano(), hi.UnixNano(), where)
+		qlIdent(meas), lo.UnixNano(), hi.UnixNano(), where)
 }

@@ -170,7 +170,7 @@ func (s *Reader) QueryOperations(ctx context.Context, f tsdb.OperationFilter, co
 	switch {
 	case counted: // the total and the keys read above
 	case v1ql:
-		if page.Total, err = s.countQL(ctx, lo, hi, where); err == nil {
+		if page.Total, err = s.countQL(ctx, "query operations count", schema.Operation, countField, lo, hi, where); err == nil {
 			err = readKeys(lo)
 		}
 	default:
@@ -655,41 +655,25 @@ func (s *Reader) CountSpend(ctx context.Context, lo, hi time.Time) (int64, error
 // has field, have times in [lo, hi).
 func (s *Reader) countPoints(ctx context.Context, name, meas, field string, lo, hi time.Time) (int64, error) {
 	s.learnVersion(ctx)
+	if s.readsQL() {
+		return s.countQL(ctx, name, meas, field, lo, hi, "")
+	}
 	var n int64
-	if !s.readsQL() {
-		err := s.query(ctx, name, s.source(meas, lo, hi, `r._field == "`+field+`"`)+`
+	err := s.query(ctx, name, s.source(meas, lo, hi, `r._field == "`+field+`"`)+`
   |> group()
   |> count()`, func(r row) error {
-			n += r.int("_value")
-			return nil
-		})
-		return n, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-	defer cancel()
-	series, err := s.influxQL(ctx, fmt.Sprintf(`SELECT count(%s) FROM %s WHERE time >= %d AND time < %d`,
-		qlIdent(field), qlIdent(meas), lo.UnixNano(), hi.UnixNano()))
-	if err != nil {
-		return 0, err
-	}
-	for _, sr := range series {
-		for _, v := range sr.Values {
-			var c int64
-			if len(v) < 2 || num(v[1], &c) != nil {
-				return 0, fmt.Errorf("influx: influxql: %s: a row without a count", name)
-			}
-			n += c
-		}
-	}
-	return n, nil
+		n += r.int("_value")
+		return nil
+	})
+	return n, err
 }
 
-// countQL answers how many operations match where in [lo, hi), with
-// InfluxQL (a count of countField, as CountOperations).
-func (s *Reader) countQL(ctx context.Context, lo, hi time.Time, where string) (int64, error) {
+// countQL answers how many points of measurement meas that have field
+// match the InfluxQL condition where ("" none) in [lo, hi), with InfluxQL.
+func (s *Reader) countQL(ctx context.Context, name, meas, field string, lo, hi time.Time, where string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	series, err := s.influxQL(ctx, operationsCallQL("count", countField, lo, hi, where))
+	series, err := s.influxQL(ctx, callQL("count", meas, field, lo, hi, where))
 	if err != nil {
 		return 0, err
 	}
@@ -698,7 +682,7 @@ func (s *Reader) countQL(ctx context.Context, lo, hi time.Time, where string) (i
 		for _, v := range sr.Values {
 			var n int64
 			if len(v) < 2 || num(v[1], &n) != nil {
-				return 0, fmt.Errorf("influx: influxql: count: a row without a count")
+				return 0, fmt.Errorf("influx: influxql: %s: a row without a count", name)
 			}
 			total += n
 		}
