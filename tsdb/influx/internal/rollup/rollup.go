@@ -772,11 +772,17 @@ func (c *Cache[R, K]) checkExpired(ctx context.Context, hours []int64) ([]R, []i
 	held, absent := c.hc.split(hours)
 	var rows []R
 	for _, sp := range spans(held) {
-		r, rest, err := c.checkHours(ctx, sp[0], sp[1])
+		r, renewed, err := c.checkHours(ctx, sp[0], sp[1])
 		if err != nil {
 			c.log.Debug("hourly cache check failed", "measurement", c.src.Measurement, "err", err)
 		}
-		rows, absent = append(rows, r...), append(absent, rest...)
+		if renewed {
+			rows = append(rows, r...)
+			continue
+		}
+		for h := sp[0]; h < sp[1]; h += tsdb.MicrosPerHour {
+			absent = append(absent, h)
+		}
 	}
 	slices.Sort(absent)
 	return rows, absent
@@ -785,22 +791,17 @@ func (c *Cache[R, K]) checkExpired(ctx context.Context, hours []int64) ([]R, []i
 // checkHours counts the points of the hours [lo, hi) (unix microseconds,
 // cached; Source.Count) and, when the count is their entries', renews
 // them as if read when the count started, unless a delivery dropped one
-// or a read replaced one meanwhile. It answers the rows of the hours
-// renewed, and the hours to read again: none, or all of them.
-func (c *Cache[R, K]) checkHours(ctx context.Context, lo, hi int64) ([]R, []int64, error) {
+// or a read replaced one meanwhile. It answers their rows and whether it
+// renewed them; if not, they are all to read again.
+func (c *Cache[R, K]) checkHours(ctx context.Context, lo, hi int64) ([]R, bool, error) {
 	entries := c.hc.entries(lo, hi)
 	started := time.Now()
 	n, err := c.src.Count(ctx, time.UnixMicro(lo), time.UnixMicro(hi))
-	if err == nil {
-		if rows, ok := c.hc.renewCounted(entries, n, started, lo, hi); ok {
-			return rows, nil, nil
-		}
+	if err != nil {
+		return nil, false, err
 	}
-	var all []int64
-	for h := lo; h < hi; h += tsdb.MicrosPerHour {
-		all = append(all, h)
-	}
-	return nil, all, err
+	rows, ok := c.hc.renewCounted(entries, n, started, lo, hi)
+	return rows, ok, nil
 }
 
 // fillSpan reads hours [lo, hi) (unix microseconds) and stores them, or
@@ -849,20 +850,19 @@ func (c *Cache[R, K]) readSpan(ctx context.Context, lo, hi int64) ([]R, error) {
 // Source.Count.
 func (c *Cache[R, K]) renew(ctx context.Context) {
 	for _, sp := range spans(c.hc.stale(time.Now(), 24*40)) {
-		read := [][2]int64{sp}
 		if c.src.Count != nil {
-			_, rest, err := c.checkHours(ctx, sp[0], sp[1])
+			_, renewed, err := c.checkHours(ctx, sp[0], sp[1])
 			if err != nil {
 				c.log.Debug("hourly cache check failed", "measurement", c.src.Measurement, "err", err)
 				break
 			}
-			read = spans(rest)
-		}
-		for _, sp := range read {
-			if _, err := c.readSpan(ctx, sp[0], sp[1]); err != nil {
-				c.log.Debug("hourly cache refresh failed", "measurement", c.src.Measurement, "err", err)
-				return
+			if renewed {
+				continue
 			}
+		}
+		if _, err := c.readSpan(ctx, sp[0], sp[1]); err != nil {
+			c.log.Debug("hourly cache refresh failed", "measurement", c.src.Measurement, "err", err)
+			break
 		}
 	}
 	for _, sp := range c.mc.stale(time.Now(), 24*60) {
