@@ -566,16 +566,9 @@ func (c *KeyDays) prefetch(ctx context.Context, w window, from, to, width int64)
 	c.mu.Unlock()
 	rows := make([]map[int64][]keyRow, len(runs))
 	errs := make([]error, len(runs))
-	sem := make(chan struct{}, spanReads)
-	var wg sync.WaitGroup
-	for i, run := range runs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			rows[i], errs[i] = c.readSpans(ctx, run, reads[i], started)
-		})
-	}
-	wg.Wait()
+	atMost(spanReads, len(runs), func(i int) {
+		rows[i], errs[i] = c.readSpans(ctx, runs[i], reads[i], started)
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -607,15 +600,23 @@ func (c *KeyDays) checkStale(ctx context.Context, w window, from, to, width int6
 		}
 	}
 	c.mu.Unlock()
-	sem := make(chan struct{}, spanReads)
+	atMost(spanReads, len(sps), func(i int) {
+		if _, err := c.unchanged(ctx, sps[i], es[i]); err != nil {
+			c.log.Debug("day cache check failed", "dimension", c.dim, "err", err)
+		}
+	})
+}
+
+// atMost calls f(i) for every i in [0, n), each in a goroutine of its
+// own, at most limit at a time, and returns once they have all returned.
+func atMost(limit, n int, f func(i int)) {
+	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
-	for i, sp := range sps {
+	for i := range n {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if _, err := c.unchanged(ctx, sp, es[i]); err != nil {
-				c.log.Debug("day cache check failed", "dimension", c.dim, "err", err)
-			}
+			f(i)
 		})
 	}
 	wg.Wait()
