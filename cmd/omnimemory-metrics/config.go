@@ -43,6 +43,9 @@ type config struct {
 	MetricsPublic        bool
 	MaxToolIDs           int
 	Retention            time.Duration
+	// MemoryLimit is the memory the service aims to stay within, in
+	// bytes (0: Go's garbage collector as Go sets it): see gcSettings.
+	MemoryLimit int64
 }
 
 // The stores OMNIMEMORY_DB_TYPE names.
@@ -227,6 +230,11 @@ func settings() []setting {
 			c.MetricsPublic = b
 			return nil
 		}},
+		{env: "OMNIMEMORY_MEMORY_LIMIT", flag: "memory-limit", def: "112MiB", usage: "memory the service aims to stay within, as GOMEMLIMIT is written (112MiB, 1GiB, or bytes): Go's soft memory limit is set to it less the embedded store's page caches (49 MiB on up to four cores, 8 MiB more per core past four), at least 32 MiB, and under that limit the garbage collector runs once the heap has grown fourfold (GOGC=400) rather than doubled, which costs ingest less CPU; the program's code, some 15 MB, comes on top; GOGC or GOMEMLIMIT in the environment, when set, leave the collector to them; 0: Go's defaults", apply: func(c *config, v string) error {
+			n, err := parseMemory(v)
+			c.MemoryLimit = n
+			return err
+		}},
 		{env: "OMNIMEMORY_MAX_TOOL_ID_LABELS", flag: "max-tool-id-labels", def: "100", usage: "distinct tool_id values that become Prometheus labels; the rest count as tool_id=\"other\"", apply: atLeastOne(func(c *config, n int) { c.MaxToolIDs = n })},
 		{env: "OMNIMEMORY_LOG_LEVEL", flag: "log-level", def: "info", usage: "debug, info, warn or error", apply: func(c *config, v string) error {
 			return c.LogLevel.UnmarshalText([]byte(v))
@@ -299,6 +307,30 @@ func lookup(getenv func(string) string, name string) (string, bool) {
 		return "", false
 	}
 	return v, true
+}
+
+// memoryUnits are the suffixes of a memory size, as GOMEMLIMIT takes them.
+var memoryUnits = []struct {
+	suffix string
+	shift  uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+
+// parseMemory reads a memory size as GOMEMLIMIT is written: a whole number
+// of bytes, or of KiB, MiB, GiB or TiB with that suffix.
+func parseMemory(v string) (int64, error) {
+	bad := errors.New("must be a size such as 112MiB or 1GiB (KiB, MiB, GiB, TiB, B, or bytes without a unit), or 0")
+	num, shift := strings.TrimSpace(v), uint(0)
+	for _, u := range memoryUnits {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64>>shift {
+		return 0, bad
+	}
+	return n << shift, nil
 }
 
 // minRetention is the shortest retention: raw rows expire by whole hours.

@@ -88,6 +88,7 @@ func writeDeadline(cfg config) time.Duration {
 // in-flight requests, commit what the writer holds, close the store, flush
 // the traces.
 func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready chan<- string) (err error) {
+	tuneGC(cfg, p.getenv, logger)
 	tp, stopTracing, err := tracing.Setup(ctx, p.getenv, version, logger)
 	if err != nil {
 		return err

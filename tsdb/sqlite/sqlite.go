@@ -65,6 +65,18 @@ const (
 	checkpointCacheKiB = 1 << 10
 )
 
+// readerConns is how many reader connections a store opens: queries run
+// in parallel with the writer, on every core.
+func readerConns() int { return max(4, runtime.GOMAXPROCS(0)) }
+
+// PageCacheBytes is the most memory the page caches of an open store hold
+// (the writer's, every reader's and the checkpointer's): memory of this
+// process that SQLite allocates outside Go's heap, so that Go's memory
+// limit does not count it.
+func PageCacheBytes() int64 {
+	return int64(writerCacheKiB+readerConns()*readerCacheKiB+checkpointCacheKiB) << 10
+}
+
 // walFallbackPages is the writer's own automatic checkpoint threshold (WAL
 // pages), far above what the background checkpointer lets the log reach;
 // it bounds the log should the checkpointer fall behind.
@@ -174,7 +186,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 		return nil, mapErr(fmt.Errorf("open %s: %w", abs, err))
 	}
 
-	readers := max(4, runtime.GOMAXPROCS(0))
+	readers := readerConns()
 	reader, err := sql.Open("sqlite", dsn(abs,
 		"_pragma=busy_timeout("+fmt.Sprint(busyTimeoutMs)+")",
 		"_pragma=cache_size(-"+fmt.Sprint(readerCacheKiB)+")",
