@@ -50,12 +50,12 @@ func gcSettings(cfg config, getenv func(string) string) gcSetting {
 	return gcSetting{Percent: gcPercent, Limit: max(cfg.MemoryLimit-offHeapBytes(cfg.DBType), minGoMemory)}
 }
 
-// tuneGC applies gcSettings to this process.
-func tuneGC(cfg config, getenv func(string) string, logger *slog.Logger) {
+// tuneGC applies gcSettings to this process and answers them, for the
+// start-up log.
+func tuneGC(cfg config, getenv func(string) string, logger *slog.Logger) gcSetting {
 	s := gcSettings(cfg, getenv)
 	if s == (gcSetting{}) {
-		logger.Info("garbage collector left to Go", "gogc", getenv("GOGC"), "gomemlimit", getenv("GOMEMLIMIT"))
-		return
+		return s
 	}
 	if s.Limit+offHeapBytes(cfg.DBType) > cfg.MemoryLimit {
 		logger.Warn("OMNIMEMORY_MEMORY_LIMIT leaves Go less than its least beside the store's page caches; it gets that least",
@@ -63,5 +63,14 @@ func tuneGC(cfg config, getenv func(string) string, logger *slog.Logger) {
 	}
 	debug.SetMemoryLimit(s.Limit)
 	debug.SetGCPercent(s.Percent)
-	logger.Info("garbage collector", "gogc", s.Percent, "go_memory_limit_bytes", s.Limit, "store_caches_bytes", offHeapBytes(cfg.DBType))
+	return s
+}
+
+// logValue is how the start-up log shows s: what Go's collector was set to,
+// or that it was left to Go.
+func (s gcSetting) logValue() slog.Value {
+	if s == (gcSetting{}) {
+		return slog.StringValue("left to Go")
+	}
+	return slog.GroupValue(slog.Int("gogc", s.Percent), slog.Int64("memory_limit_bytes", s.Limit))
 }

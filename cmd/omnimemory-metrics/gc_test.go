@@ -104,6 +104,9 @@ func TestServiceSetsTheGarbageCollectorUnlessGoEnvironmentDoes(t *testing.T) {
 	if want := float64(112<<20 - (16+4*8+1)<<20); percent != gcPercent || limit != want {
 		t.Errorf("default: GOGC %v, memory limit %v; want %d, %v\n%s", percent, limit, gcPercent, want, c.log.String())
 	}
+	if !strings.Contains(c.log.String(), "gc.gogc=400 gc.memory_limit_bytes=66060288") {
+		t.Errorf("the start-up line does not say what was set: %s", c.log.String())
+	}
 	c = startChild(t, "SQLITE_DB_PATH="+filepath.Join(dir, "b.db"), "GOMAXPROCS=2", "GOGC=150", "GOMEMLIMIT=", "OMNIMEMORY_MEMORY_LIMIT=")
 	if percent, limit := goGC(t, c.base); percent != 150 || limit != math.MaxInt64 {
 		t.Errorf("GOGC=150: GOGC %v, memory limit %v; want Go's: 150, no limit", percent, limit)

@@ -88,7 +88,7 @@ func writeDeadline(cfg config) time.Duration {
 // in-flight requests, commit what the writer holds, close the store, flush
 // the traces.
 func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready chan<- string) (err error) {
-	tuneGC(cfg, p.getenv, logger)
+	gc := tuneGC(cfg, p.getenv, logger)
 	tp, stopTracing, err := tracing.Setup(ctx, p.getenv, version, logger)
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func serve(ctx context.Context, cfg config, p proc, logger *slog.Logger, ready c
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "store", cfg.DBType, "cost_per_1k_tokens", cfg.CostPer1K,
-		"retention", cfg.Retention, "version", version)
+		"retention", cfg.Retention, "gc", gc.logValue(), "version", version)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
