@@ -113,10 +113,10 @@ func (c *chunked) exec(w writeTx, n int, buf []any, args func(buf []any, i, j in
 // commit carries a dozen operations.
 type writeStmts struct {
 	insert                               chunked
-	stage                                chunked // into pending_operations
-	stored                               *sql.Stmt
-	hourly, daily, hourlyAll, file, sess chunked // the rollups' upserts
-	session                              chunked // the sessions' upsert
+	stage                                chunked   // into pending_operations
+	stored, storedIn                     *sql.Stmt // see anyStored
+	hourly, daily, hourlyAll, file, sess chunked   // the rollups' upserts
+	session                              chunked   // the sessions' upsert
 }
 
 func prepareWriteStmts(ctx context.Context, db *sql.DB) (*writeStmts, error) {
@@ -134,6 +134,9 @@ func prepareWriteStmts(ctx context.Context, db *sql.DB) (*writeStmts, error) {
 	}
 	if err == nil {
 		ws.stored, err = db.PrepareContext(ctx, storedSQL)
+	}
+	if err == nil {
+		ws.storedIn, err = db.PrepareContext(ctx, storedInSQL)
 	}
 	if err != nil {
 		ws.close()
@@ -173,7 +176,7 @@ func (ws *writeStmts) close() {
 	for _, c := range []*chunked{&ws.insert, &ws.stage, &ws.hourly, &ws.daily, &ws.hourlyAll, &ws.file, &ws.sess, &ws.session} {
 		stmts = append(stmts, c[:]...)
 	}
-	for _, st := range append(stmts, ws.stored) {
+	for _, st := range append(stmts, ws.stored, ws.storedIn) {
 		if st != nil {
 			st.Close()
 		}

@@ -57,14 +57,47 @@ var drainAfter = 100 * time.Millisecond
 // JSON array of ids in hex.
 const storedSQL = `SELECT count(*) FROM tool_operations WHERE id IN (SELECT unhex(value) FROM json_each(?))`
 
+// storedInSQL counts the operations of tool_operations whose id is between
+// two ids: one seek of its id index, and a step per id found.
+const storedInSQL = `SELECT count(*) FROM tool_operations WHERE id BETWEEN ? AND ?`
+
 // anyStored answers whether the id of an operation of ops is in
 // tool_operations: pending_operations' own key cannot tell, and such an
-// operation must fail as it would in the full write, not wait there.
+// operation must fail as it would in the full write, not wait there. The
+// Keyed ones were looked up by skipDuplicates already. The others carry
+// ids this service drew just now (UUIDv7: time first), so that the span
+// between the least and the greatest of them holds no stored id, as a
+// count of it answers in one seek; should it hold one (an id drawn as
+// long ago as a moved one, or a client's id that falls in it), each id is
+// looked up.
 func anyStored(w writeTx, stmts *writeStmts, ops []tsdb.Operation) (bool, error) {
+	var lo, hi []byte
+	for i := range ops {
+		if ops[i].Keyed {
+			continue
+		}
+		id := ops[i].ID[:]
+		if lo == nil || bytes.Compare(id, lo) < 0 {
+			lo = id
+		}
+		if hi == nil || bytes.Compare(id, hi) > 0 {
+			hi = id
+		}
+	}
+	if lo == nil {
+		return false, nil
+	}
+	var n int
+	if err := w.tx.StmtContext(w.stmtCtx, stmts.storedIn).QueryRowContext(w.stmtCtx, lo, hi).Scan(&n); err != nil || n == 0 {
+		return false, err
+	}
 	ids := make([]byte, 0, len(ops)*35+2)
 	ids = append(ids, '[')
 	for i := range ops {
-		if i > 0 {
+		if ops[i].Keyed {
+			continue
+		}
+		if len(ids) > 1 {
 			ids = append(ids, ',')
 		}
 		ids = append(ids, '"')
@@ -72,7 +105,6 @@ func anyStored(w writeTx, stmts *writeStmts, ops []tsdb.Operation) (bool, error)
 		ids = append(ids, '"')
 	}
 	ids = append(ids, ']')
-	var n int
 	err := w.tx.StmtContext(w.stmtCtx, stmts.stored).QueryRowContext(w.stmtCtx, string(ids)).Scan(&n)
 	return n > 0, err
 }

@@ -249,6 +249,45 @@ func TestDuplicatesWhilePending(t *testing.T) {
 	}
 }
 
+// TestStagedIDsAreLookedUpBySpanThenOneByOne: a commit of unkeyed
+// operations is checked against tool_operations by the span of its ids,
+// then, when the span holds a stored id, id by id: a stored id inside the
+// span that none of them carries stages them all; one of them stored
+// fails the commit and stages none.
+func TestStagedIDsAreLookedUpBySpanThenOneByOne(t *testing.T) {
+	ctx := context.Background()
+	s := openStaging(t, filepath.Join(t.TempDir(), "metrics.db"), testLogger(t))
+	ops := genOps(rand.New(rand.NewSource(9)), 7, day0, time.Hour)
+	for i := range ops {
+		ops[i].ID = uuid.Must(uuid.NewV7())
+	}
+	// ops[3], between the others, is stored first.
+	if err := s.WriteOperations(ctx, ops[3:4]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	around := append(append([]tsdb.Operation{}, ops[:3]...), ops[4:]...)
+	if err := s.WriteOperations(ctx, around); err != nil {
+		t.Fatalf("operations whose span holds a stored id none of them carries: %v", err)
+	}
+	if pending, stored := rowCounts(t, s); pending != 6 || stored != 1 {
+		t.Fatalf("%d pending, %d stored; want 6 and 1", pending, stored)
+	}
+	more := genOps(rand.New(rand.NewSource(10)), 4, day0, time.Hour)
+	for i := range more {
+		more[i].ID = uuid.Must(uuid.NewV7())
+	}
+	more[2].ID = ops[3].ID
+	if err := s.WriteOperations(ctx, more); err == nil {
+		t.Error("a commit with an unkeyed operation whose id is stored was accepted")
+	}
+	if pending, stored := rowCounts(t, s); pending != 6 || stored != 1 {
+		t.Fatalf("after the failed commit %d pending, %d stored; want 6 and 1", pending, stored)
+	}
+}
+
 // TestCloseMovesPending: Close leaves no operation pending, so that the
 // file holds them where any reader of it looks.
 func TestCloseMovesPending(t *testing.T) {
