@@ -230,7 +230,7 @@ func settings() []setting {
 			c.MetricsPublic = b
 			return nil
 		}},
-		{env: "OMNIMEMORY_MEMORY_LIMIT", flag: "memory-limit", def: "112MiB", usage: "memory the service aims to stay within, as GOMEMLIMIT is written (112MiB, 1GiB, or bytes): Go's soft memory limit is set to it less the embedded store's page caches (49 MiB on up to four cores, 8 MiB more per core past four), at least 32 MiB, and under that limit the garbage collector runs once the heap has grown fourfold (GOGC=400) rather than doubled, which costs ingest less CPU; the program's code, some 15 MB, comes on top; GOGC or GOMEMLIMIT in the environment, when set, leave the collector to them; 0: Go's defaults", apply: func(c *config, v string) error {
+		{env: "OMNIMEMORY_MEMORY_LIMIT", flag: "memory-limit", def: "112MiB", usage: "memory the service aims to stay within, as GOMEMLIMIT is written (112MiB, 1GiB, or bytes): Go's soft memory limit is set to it less the embedded store's page caches (49 MiB on up to four cores, 8 MiB more per core past four), at least 32 MiB, and under that limit the garbage collector runs once the heap has grown fourfold (GOGC=400) rather than doubled, which costs ingest less CPU; the program's code, some 20 MB, comes on top; GOGC or GOMEMLIMIT in the environment, when set, leave the collector to them; 0: Go's defaults", apply: func(c *config, v string) error {
 			n, err := parseMemory(v)
 			c.MemoryLimit = n
 			return err
