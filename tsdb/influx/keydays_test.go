@@ -2,7 +2,10 @@ package influx_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,4 +263,83 @@ func TestSessionDays(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after a write into a cached day and a new session's project")
+}
+
+// queryStats are influxd's own counts of the InfluxQL queries it answered
+// and the bytes of their answers (its /debug/vars, httpd).
+type queryStats struct{ requests, bytes int64 }
+
+func influxdQueryStats(t *testing.T, srv *realtools.Influxd) queryStats {
+	t.Helper()
+	resp, err := http.Get(srv.URL + "/debug/vars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var vars map[string]json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil {
+		t.Fatal(err)
+	}
+	for name, raw := range vars {
+		if !strings.HasPrefix(name, "httpd") {
+			continue
+		}
+		var v struct {
+			Values struct {
+				QueryReq       int64 `json:"queryReq"`
+				QueryRespBytes int64 `json:"queryRespBytes"`
+			} `json:"values"`
+		}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatal(err)
+		}
+		return queryStats{v.Values.QueryReq, v.Values.QueryRespBytes}
+	}
+	t.Fatal("influxd's /debug/vars has no httpd statistics")
+	return queryStats{}
+}
+
+// TestUnchangedFileDaysAreRenewedByCountsAlone: while a board keeps asking
+// the top of files of closed days that nobody writes into, the renewals
+// that keep the cache within its TTL ask InfluxDB for the days' counts of
+// points only: what influxd answers them is a small part of what the
+// first answer read (every point of the days), where reading the days
+// again would be as much each time.
+func TestUnchangedFileDaysAreRenewedByCountsAlone(t *testing.T) {
+	srv := realtools.NewInfluxd(t)
+	cfg := config(t, srv)
+	cfg.CacheTTL = 2 * time.Second
+	s := open(t, cfg)
+	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+	want := map[string]int64{}
+	for d := range 3 {
+		for f := range 3 {
+			file := fmt.Sprintf("d%d/f%d.go", d, f)
+			writeOK(t, s, fileOps(200, file, day.Add(time.Duration(d)*24*time.Hour+time.Duration(f)*time.Hour)))
+			want[file] = 200
+		}
+	}
+	from, to := day, day.Add(3*24*time.Hour-time.Microsecond) // three whole closed days
+	start := influxdQueryStats(t, srv)
+	if got := fileCounts(t, s, from, to); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("first answer %v, want %v", got, want)
+	}
+	filled := influxdQueryStats(t, srv)
+	cold := queryStats{filled.requests - start.requests, filled.bytes - start.bytes}
+	// A board asking every 200 ms for twice the TTL: renewals from half
+	// the TTL on, at least three of each day.
+	for end := time.Now().Add(2 * cfg.CacheTTL); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if got := fileCounts(t, s, from, to); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("answer %v, want %v", got, want)
+		}
+	}
+	done := influxdQueryStats(t, srv)
+	warm := queryStats{done.requests - filled.requests, done.bytes - filled.bytes}
+	t.Logf("first answer: %d queries, %d bytes; renewals over %v: %d queries, %d bytes", cold.requests, cold.bytes, 2*cfg.CacheTTL, warm.requests, warm.bytes)
+	if warm.requests == 0 {
+		t.Fatalf("no renewal asked InfluxDB anything in %v (TTL %v)", 2*cfg.CacheTTL, cfg.CacheTTL)
+	}
+	if warm.bytes*10 > cold.bytes {
+		t.Errorf("renewals of unchanged days were answered %d bytes, against %d for the first answer's read of them: they read the points again", warm.bytes, cold.bytes)
+	}
 }
