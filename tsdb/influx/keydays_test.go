@@ -299,47 +299,84 @@ func influxdQueryStats(t *testing.T, srv *realtools.Influxd) queryStats {
 	return queryStats{}
 }
 
-// TestUnchangedFileDaysAreRenewedByCountsAlone: while a board keeps asking
-// the top of files of closed days that nobody writes into, the renewals
-// that keep the cache within its TTL ask InfluxDB for the days' counts of
-// points only: what influxd answers them is a small part of what the
-// first answer read (every point of the days), where reading the days
-// again would be as much each time.
-func TestUnchangedFileDaysAreRenewedByCountsAlone(t *testing.T) {
-	srv := realtools.NewInfluxd(t)
-	cfg := config(t, srv)
-	cfg.CacheTTL = 2 * time.Second
-	s := open(t, cfg)
-	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
-	want := map[string]int64{}
-	for d := range 3 {
-		for f := range 3 {
-			file := fmt.Sprintf("d%d/f%d.go", d, f)
-			writeOK(t, s, fileOps(200, file, day.Add(time.Duration(d)*24*time.Hour+time.Duration(f)*time.Hour)))
-			want[file] = 200
-		}
-	}
-	from, to := day, day.Add(3*24*time.Hour-time.Microsecond) // three whole closed days
+// renewedByCountsAlone asks ask (an answer over closed days nobody writes
+// into, as a string to compare) once, then every 200 ms for twice the
+// store's TTL, as a board would, and checks that the renewals that keep
+// its cache within the TTL asked InfluxDB (srv) something, and were
+// answered a small part of what the first answer read: counts of points,
+// where reading the days again would be as much as the first read each
+// time.
+func renewedByCountsAlone(t *testing.T, srv *realtools.Influxd, ttl time.Duration, ask func() string) {
+	t.Helper()
 	start := influxdQueryStats(t, srv)
-	if got := fileCounts(t, s, from, to); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("first answer %v, want %v", got, want)
-	}
+	want := ask()
 	filled := influxdQueryStats(t, srv)
 	cold := queryStats{filled.requests - start.requests, filled.bytes - start.bytes}
-	// A board asking every 200 ms for twice the TTL: renewals from half
-	// the TTL on, at least three of each day.
-	for end := time.Now().Add(2 * cfg.CacheTTL); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		if got := fileCounts(t, s, from, to); fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("answer %v, want %v", got, want)
+	for end := time.Now().Add(2 * ttl); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if got := ask(); got != want {
+			t.Fatalf("answer %s, want the first one's %s", got, want)
 		}
 	}
 	done := influxdQueryStats(t, srv)
 	warm := queryStats{done.requests - filled.requests, done.bytes - filled.bytes}
-	t.Logf("first answer: %d queries, %d bytes; renewals over %v: %d queries, %d bytes", cold.requests, cold.bytes, 2*cfg.CacheTTL, warm.requests, warm.bytes)
+	t.Logf("first answer: %d queries, %d bytes; renewals over %v: %d queries, %d bytes", cold.requests, cold.bytes, 2*ttl, warm.requests, warm.bytes)
 	if warm.requests == 0 {
-		t.Fatalf("no renewal asked InfluxDB anything in %v (TTL %v)", 2*cfg.CacheTTL, cfg.CacheTTL)
+		t.Fatalf("no renewal asked InfluxDB anything in %v (TTL %v)", 2*ttl, ttl)
 	}
 	if warm.bytes*10 > cold.bytes {
-		t.Errorf("renewals of unchanged days were answered %d bytes, against %d for the first answer's read of them: they read the points again", warm.bytes, cold.bytes)
+		t.Errorf("renewals of unchanged days were answered %d bytes, against %d for the first answer's read of them: they read them again", warm.bytes, cold.bytes)
 	}
+}
+
+// TestUnchangedDaysAreRenewedByCountsAlone: while a board keeps asking the
+// top of files, or the breakdown, of closed days that nobody writes into,
+// the caches behind them (of files per day, of hourly totals) renew what
+// it uses by InfluxDB's counts of the days' points, without reading them
+// again.
+func TestUnchangedDaysAreRenewedByCountsAlone(t *testing.T) {
+	srv := realtools.NewInfluxd(t)
+	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+	from, to := day, day.Add(3*24*time.Hour-time.Microsecond) // three whole closed days
+	t.Run("top of files", func(t *testing.T) {
+		cfg := config(t, srv)
+		cfg.CacheTTL = 2 * time.Second
+		s := open(t, cfg)
+		for d := range 3 {
+			for f := range 3 {
+				writeOK(t, s, fileOps(200, fmt.Sprintf("d%d/f%d.go", d, f), day.Add(time.Duration(d)*24*time.Hour+time.Duration(f)*time.Hour)))
+			}
+		}
+		renewedByCountsAlone(t, srv, cfg.CacheTTL, func() string {
+			got := fileCounts(t, s, from, to)
+			if len(got) != 9 {
+				t.Fatalf("%d files, want 9: %v", len(got), got)
+			}
+			return fmt.Sprint(got)
+		})
+	})
+	t.Run("breakdown", func(t *testing.T) {
+		cfg := config(t, srv)
+		cfg.CacheTTL = 2 * time.Second
+		s := open(t, cfg)
+		// Every hour of the three days, by eight clients: 576 hourly rows.
+		for h := range 3 * 24 {
+			for c := range 8 {
+				ops := mkOps(3, uuid.New(), day.Add(time.Duration(h)*time.Hour+time.Duration(c)*time.Minute))
+				for i := range ops {
+					ops[i].ToolID = fmt.Sprintf("client-%d", c)
+				}
+				writeOK(t, s, ops)
+			}
+		}
+		renewedByCountsAlone(t, srv, cfg.CacheTTL, func() string {
+			bd, err := s.Breakdown(context.Background(), tsdb.Window{Start: &from, End: to})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bd) != 1 || bd[0].Totals.Count != 3*24*8*3 {
+				t.Fatalf("breakdown %+v, want one tool and mode of %d operations", bd, 3*24*8*3)
+			}
+			return fmt.Sprint(bd)
+		})
+	})
 }
