@@ -10,8 +10,9 @@ import (
 // Go's garbage collector by default runs when the heap has doubled since
 // the last collection left it (GOGC=100), however much memory the machine
 // has: under ingest, whose requests allocate some 14 KB an operation, that
-// is a collection every few tens of milliseconds, a fifth to a third of the
-// service's CPU. The service instead sets a soft memory limit
+// is a collection every few tens of milliseconds, and the collector and the
+// allocations were a third of the service's instructions per single
+// operation (docs/benchmarks.md). The service instead sets a soft memory limit
 // (OMNIMEMORY_MEMORY_LIMIT) and lets the heap grow fourfold under it
 // (GOGC=400): fewer collections while the heap is small, as many as the
 // limit needs when it is not.
