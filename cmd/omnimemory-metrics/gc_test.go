@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"io"
 	"math"
-	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -70,28 +67,11 @@ func TestMemoryLimitDefaultAndBadValue(t *testing.T) {
 // (the Go collector's go_gc_gogc_percent and go_gc_gomemlimit_bytes).
 func goGC(t *testing.T, base string) (percent, limit float64) {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	percent, limit = -1, -1
-	lines := bufio.NewScanner(resp.Body)
-	for lines.Scan() {
-		name, value, ok := strings.Cut(lines.Text(), " ")
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "go_gc_gogc_percent":
-			percent = f
-		case "go_gc_gomemlimit_bytes":
-			limit = f
-		}
+	samples := scrape(t, base)
+	percent, ok1 := samples["go_gc_gogc_percent{}"]
+	limit, ok2 := samples["go_gc_gomemlimit_bytes{}"]
+	if !ok1 || !ok2 {
+		t.Fatalf("/metrics lacks go_gc_gogc_percent or go_gc_gomemlimit_bytes")
 	}
 	return percent, limit
 }
