@@ -410,8 +410,7 @@ func BenchmarkStreamPublish(b *testing.B) {
 			if mode != "none" {
 				subs = 1000
 			}
-			var refill func()
-			refill = func() {
+			refill := func() {
 				for len(s.subs) < subs {
 					sub, err := s.Subscribe(StreamFilter{}, nil)
 					if err != nil {

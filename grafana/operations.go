@@ -1,3 +1,4 @@
+//lint:file-ignore SA1019 the classic dashboard model is what file provisioning reads (package doc)
 package grafana
 
 import (
