@@ -271,7 +271,8 @@ type queryStats struct{ requests, bytes int64 }
 
 func influxdQueryStats(t *testing.T, srv *realtools.Influxd) queryStats {
 	t.Helper()
-	resp, err := http.Get(srv.URL + "/debug/vars")
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(srv.URL + "/debug/vars")
 	if err != nil {
 		t.Fatal(err)
 	}
