@@ -58,9 +58,9 @@ func tuneGC(cfg config, getenv func(string) string, logger *slog.Logger) gcSetti
 	if s == (gcSetting{}) {
 		return s
 	}
-	if s.Limit+offHeapBytes(cfg.DBType) > cfg.MemoryLimit {
+	if caches := offHeapBytes(cfg.DBType); s.Limit+caches > cfg.MemoryLimit {
 		logger.Warn("OMNIMEMORY_MEMORY_LIMIT leaves Go less than its least beside the store's page caches; it gets that least",
-			"memory_limit_bytes", cfg.MemoryLimit, "store_caches_bytes", offHeapBytes(cfg.DBType), "go_memory_limit_bytes", s.Limit)
+			"memory_limit_bytes", cfg.MemoryLimit, "store_caches_bytes", caches, "go_memory_limit_bytes", s.Limit)
 	}
 	debug.SetMemoryLimit(s.Limit)
 	debug.SetGCPercent(s.Percent)
